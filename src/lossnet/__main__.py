@@ -1,0 +1,5 @@
+import sys
+
+from lossnet.cli.main import main
+
+sys.exit(main())

@@ -1,0 +1,1 @@
+"""The ``lossnet`` command line. Each subcommand lives in its own module with ``register(subparsers)``."""

@@ -1,0 +1,73 @@
+"""Entry point of the ``lossnet`` console script."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+from typing import Sequence
+
+# Subcommand modules, in help order. Each has ``register(subparsers)`` that adds its parser(s)
+# and sets ``func(args) -> int`` as the handler.
+SUBCOMMAND_MODULES = (
+    "lossnet.cli.demo",
+    "lossnet.cli.nets",
+    "lossnet.cli.weights",
+    "lossnet.cli.similarity",
+    "lossnet.cli.bench",
+    "lossnet.cli.sweep",
+    "lossnet.cli.runs",
+    "lossnet.cli.report",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from lossnet import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="lossnet",
+        description="Deep perceptual loss networks: distances, LPIPS, and the Pihlgren et al. benchmark harness.",
+    )
+    parser.add_argument("--version", action="version", version=f"lossnet {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors (or set LOSSNET_DEBUG=1)")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in SUBCOMMAND_MODULES:
+        importlib.import_module(name).register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    import lossnet  # noqa: F401  (installs the torchvision compatibility shim first)
+    from lossnet.errors import LossnetError
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    debug = args.debug or os.environ.get("LOSSNET_DEBUG") == "1"
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        print("lossnet: interrupted", file=sys.stderr)
+        return 130
+    except (LossnetError, FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError) as exc:
+        if debug:
+            raise
+        print(f"lossnet: error: {_one_line(exc)}", file=sys.stderr)
+        return 2
+    except Exception as exc:  # an unexpected failure still gets one readable line
+        if debug:
+            raise
+        print(f"lossnet: error: {type(exc).__name__}: {_one_line(exc)} (run with --debug for the traceback)", file=sys.stderr)
+        return 1
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return " ".join(text.split())
+
+
+if __name__ == "__main__":
+    sys.exit(main())
