@@ -69,13 +69,13 @@ def list_benchmarks() -> list[str]:
 def get_benchmark(name: str) -> ModuleType:
     """The benchmark module for a built-in name or a dotted module path."""
     module_name = BENCHMARKS.get(name, name)
-    if name not in BENCHMARKS and "." not in name:
-        raise LossnetError(f"unknown benchmark {name!r}; choose one of {', '.join(list_benchmarks())}")
     try:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
         if exc.name and module_name.startswith(exc.name):
-            raise LossnetError(f"benchmark module {module_name!r} not found") from exc
+            raise LossnetError(
+                f"unknown benchmark {name!r}: choose one of {', '.join(list_benchmarks())} or an importable module path"
+            ) from exc
         raise
     for attr in ("PRESETS", "resolve_config", "run"):
         if not hasattr(module, attr):

@@ -1,0 +1,202 @@
+"""Training (BCE + lambda * perceptual loss, summed over the U-net iterations) and tile evaluation.
+
+Loss of one batch (Pihlgren et al., Eq. 5 with the BCE term of the paper's repository):
+
+.. math::
+
+    \\mathcal{L} = \\sum_{k=1}^{K} \\Big[ \\mathrm{BCE}(\\hat y_k, y)
+        + \\lambda \\, \\frac{1}{C_l H_l W_l} \\lVert \\phi_l(\\hat y_k) - \\phi_l(y) \\rVert_2^2 \\Big]
+
+where :math:`\\hat y_k` is the road probability after iteration ``k``, :math:`y` the true mask and
+:math:`\\phi_l` the loss network's feature map at layer ``l`` of the mask repeated to 3 channels and
+ImageNet-normalised (done by :class:`lossnet.loss.PerceptualLoss`).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from lossnet.atomic import atomic_path, atomic_write_text
+from lossnet.bench.roads.data import RandomCrops, RoadTile, load_tile
+from lossnet.bench.roads.metrics import RoadCounts, road_counts
+from lossnet.bench.roads.unet import IterativeUNet
+from lossnet.errors import DataError
+
+__all__ = ["build_perceptual", "train", "evaluate_tiles", "predict_tile", "save_overlay", "LOG_FIELDS"]
+
+#: Config keys that do not change training: a checkpoint made with other values (or fewer epochs)
+#: is resumed rather than restarted.
+EVAL_ONLY_KEYS = frozenset({"epochs", "threshold", "baselines", "overlays", "test_split"})
+
+LOG_FIELDS = ("epoch", "steps", "bce", "perceptual", "weighted_perceptual", "total", "seconds", "rejected_crops")
+
+
+def build_perceptual(config: dict[str, Any]) -> torch.nn.Module | None:
+    """The perceptual term ``PerceptualLoss(net, (layer,), distance="mse")``, or None for ``loss=bce``."""
+    if config["loss"] == "bce":
+        return None
+    from lossnet.loss import PerceptualLoss
+
+    weights = None if config["weights"] == "none" else config["weights"]
+    layers = tuple(n.strip() for n in str(config["layer"]).split(",") if n.strip())
+    return PerceptualLoss(
+        net=config["net"], layers=layers, distance="mse", weights=weights, weights_dir=config.get("weights_dir")
+    )
+
+
+def _write_log(path: Path, rows: list[dict[str, Any]]) -> None:
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=list(LOG_FIELDS))
+    w.writeheader()
+    w.writerows(rows)
+    atomic_write_text(path, buf.getvalue())
+
+
+def _save_checkpoint(path: Path, state: dict[str, Any]) -> None:
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
+
+
+def train(
+    config: dict[str, Any],
+    tiles: list[RoadTile],
+    workdir: Path,
+    *,
+    device: torch.device,
+    progress: bool = True,
+) -> tuple[IterativeUNet, list[dict[str, Any]]]:
+    """Train (or resume) the iterative U-net; checkpoint atomically after every epoch.
+
+    ``workdir/checkpoint.pt`` holds model, optimiser, finished epochs and the log; it is reused only
+    when its stored config equals ``config`` apart from runtime keys and :data:`EVAL_ONLY_KEYS`
+    (so raising ``epochs`` continues training), otherwise training restarts from scratch.
+
+    Returns:
+        the trained model (eval mode) and the per-epoch log rows (also in ``workdir/train_log.csv``).
+    """
+    from tqdm.auto import tqdm
+
+    from lossnet.bench.base import RUNTIME_KEYS
+
+    torch.manual_seed(config["seed"])
+    model = IterativeUNet(config["width"], config["depth"], config["iterations"], config.get("init_prior")).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config["lr"])
+    perceptual = build_perceptual(config)
+    if perceptual is not None:
+        perceptual = perceptual.to(device)
+    lam = float(config["lambda"])
+
+    ckpt_path, log_path = workdir / "checkpoint.pt", workdir / "train_log.csv"
+    ident = {k: v for k, v in config.items() if k not in RUNTIME_KEYS and k not in EVAL_ONLY_KEYS}
+    start, log = 0, []
+    if ckpt_path.exists():
+        try:
+            state = torch.load(ckpt_path, map_location=device, weights_only=False)
+        except Exception as exc:  # a corrupt checkpoint is a user-visible data problem
+            raise DataError(f"cannot read checkpoint {ckpt_path}: {exc}; delete it to restart") from exc
+        stored = {k: v for k, v in dict(state.get("config") or {}).items() if k not in RUNTIME_KEYS and k not in EVAL_ONLY_KEYS}
+        if stored == ident:
+            model.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+            start, log = int(state["epoch"]), list(state["log"])
+
+    crops = RandomCrops(tiles, config["crop"], config["steps_per_epoch"] * config["batch_size"], seed=config["seed"], max_nodata=config["max_nodata"])
+    for epoch in range(start, config["epochs"]):
+        crops.epoch, crops.rejected = epoch, 0
+        torch.manual_seed(config["seed"] * 100003 + epoch)
+        loader = torch.utils.data.DataLoader(crops, batch_size=config["batch_size"], shuffle=False, num_workers=int(config.get("num_workers") or 0))
+        model.train()
+        sums = {"bce": 0.0, "perceptual": 0.0}
+        t0, steps = time.perf_counter(), 0
+        bar = tqdm(loader, desc=f"roads epoch {epoch + 1}/{config['epochs']}", disable=not progress, leave=False)
+        for image, mask in bar:
+            image, mask = image.to(device), mask.to(device)
+            outputs = model(image)
+            bce = sum(F.binary_cross_entropy(p.clamp(1e-6, 1 - 1e-6), mask) for p in outputs)
+            if perceptual is not None:
+                target_feats = perceptual.target_features(mask)  # once per batch, reused for all K
+                pl = sum(perceptual(p, target_feats) for p in outputs)
+                loss = bce + lam * pl
+            else:
+                pl, loss = torch.zeros(()), bce
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            sums["bce"] += float(bce.detach())
+            sums["perceptual"] += float(pl.detach())
+            steps += 1
+            bar.set_postfix(bce=f"{float(bce.detach()):.3f}", pl=f"{float(pl.detach()):.3f}")
+        row = {
+            "epoch": epoch + 1,
+            "steps": steps,
+            "bce": sums["bce"] / max(steps, 1),
+            "perceptual": sums["perceptual"] / max(steps, 1),
+            "weighted_perceptual": lam * sums["perceptual"] / max(steps, 1),
+            "total": (sums["bce"] + lam * sums["perceptual"]) / max(steps, 1),
+            "seconds": round(time.perf_counter() - t0, 2),
+            "rejected_crops": crops.rejected,
+        }
+        log.append(row)
+        if not all(np.isfinite([row["bce"], row["perceptual"]])):
+            _write_log(log_path, log)
+            raise FloatingPointError(f"roads training diverged at epoch {epoch + 1}: {row}")
+        _save_checkpoint(ckpt_path, {"config": ident, "model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch + 1, "log": log})
+        _write_log(log_path, log)
+    model.eval()
+    return model, log
+
+
+def predict_tile(model: IterativeUNet, image: np.ndarray, device: torch.device) -> np.ndarray:
+    """Final-iteration road probability ``(H, W)`` of a whole ``uint8 (H, W, 3)`` tile."""
+    x = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))).float().div_(255.0)[None].to(device)
+    model.eval()
+    return model.predict(x)[0, 0].cpu().numpy()
+
+
+def evaluate_tiles(
+    tiles: Iterable[RoadTile],
+    predict: Callable[[np.ndarray], np.ndarray],
+    rhos: Iterable[float] = (0, 3),
+    *,
+    on_tile: Callable[[RoadTile, np.ndarray, np.ndarray, np.ndarray], None] | None = None,
+    progress: bool = False,
+) -> dict[float, RoadCounts]:
+    """Counts summed over whole tiles: ``predict(image uint8 HxWx3) -> bool HxW`` is called once per tile.
+
+    ``on_tile(tile, image, mask, pred)`` is called after each tile (e.g. to write overlays).
+    """
+    from tqdm.auto import tqdm
+
+    rhos = tuple(rhos)
+    totals = {r: RoadCounts() for r in rhos}
+    for tile in tqdm(list(tiles), desc="roads test tiles", disable=not progress, leave=False):
+        image, mask = load_tile(tile)
+        pred = np.asarray(predict(image))
+        if pred.shape != mask.shape or pred.dtype != bool:
+            raise ValueError(f"predictor returned {pred.dtype} {pred.shape} for {tile.image}; expected bool {mask.shape}")
+        for r in rhos:
+            totals[r] = totals[r] + road_counts(pred, mask, r)
+        if on_tile is not None:
+            on_tile(tile, image, mask, pred)
+    return totals
+
+
+def save_overlay(path: Path, image: np.ndarray, mask: np.ndarray, pred: np.ndarray) -> None:
+    """PNG of three panels: image | ground truth | prediction (green = hit, red = false, blue = missed)."""
+    from lossnet.imageio import save_image
+
+    gt = np.repeat((mask * 255).astype(np.uint8)[..., None], 3, axis=-1)
+    colour = (image.astype(np.float32) * 0.4).astype(np.uint8)
+    colour[pred & mask] = (0, 255, 0)
+    colour[pred & ~mask] = (255, 0, 0)
+    colour[~pred & mask] = (0, 0, 255)
+    gap = np.full((image.shape[0], 8, 3), 255, np.uint8)
+    save_image(path, np.concatenate([image, gap, gt, gap, colour], axis=1))

@@ -1,0 +1,379 @@
+"""Benchmark 1: perceptual similarity on BAPPS (2AFC, JND mAP) and Kumar et al.'s perceptual score.
+
+A loss network's features at one extraction layer (or a layer set) and a distance (default
+``spatial``, Eq. 1 of Pihlgren et al., unweighted) score the human judgments of the BAPPS dataset
+exactly as the LPIPS authors' evaluation does. No training: presets differ only in data size.
+
+Presets:
+  paper          every triplet/pair of the split (2AFC val: traditional, cnn, superres, deblur,
+                 color, frameinterp; JND val: traditional, cnn); batch 64
+  quick          at most 500 items per subset (a seeded random choice); batch 64
+  lpips-alex, lpips-vgg, lpips-squeeze
+                 ``paper`` with the calibrated LPIPS v0.1 metric (linear heads) instead of a
+                 plain distance
+
+Examples:
+  lossnet bench similarity --data BAPPS --net alexnet --layer L
+  lossnet bench similarity --data BAPPS --net all --layer E,S,M,L --preset paper   (56 runs)
+  lossnet bench similarity --data BAPPS --net vgg16 --layer all     (every feature node; PNG curve)
+  lossnet bench similarity --data BAPPS --net resnet18 --checkpoints ckpts/ (one run per file)
+
+Runs: ``--net all`` is the paper's 14 architectures; ``--layer E,S,M,L`` (a list of paper
+extraction points) gives one run per layer, while any other comma list (``relu1_2,relu2_2``) is one
+run with that layer set (summed distance) unless ``--separate-layers``. The decoded BAPPS patches
+are cached in the process, so a multi-run command reads the files once.
+
+Metrics: ``bapps/2afc`` (mean over the 2AFC subsets), ``bapps/jnd_map`` (mean over the JND
+subsets), ``bapps/perceptual_score`` (Kumar et al.: unweighted mean 2AFC over the six val subsets;
+only on ``--split val`` with all six present), ``bapps.<subset>/2afc``, ``bapps.<subset>/jnd_map``.
+With ``--layer all``: ``bapps/2afc@<node>``, ``bapps/jnd_map@<node>`` per feature node.
+
+References:
+  Zhang et al., "The Unreasonable Effectiveness of Deep Features as a Perceptual Metric", CVPR 2018.
+  Kumar et al., "Do better ImageNet classifiers assess perceptual similarity better?", TMLR 2022.
+  Pihlgren et al., "A Systematic Performance Analysis of Deep Perceptual Loss Networks", 2024.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from lossnet.bench.base import BenchResult, apply_preset
+from lossnet.errors import DataError, LossnetError
+
+__all__ = ["PRESETS", "DISTANCES", "add_arguments", "config_from_args", "resolve_config", "run"]
+
+#: Distances this benchmark offers (names of :mod:`lossnet.distances`).
+DISTANCES = ("spatial", "gram", "meanpool", "mse", "l1")
+
+#: Layer sets of the calibrated LPIPS v0.1 metrics (those of the ``lpips`` package).
+LPIPS_METRICS = {
+    "lpips-alex": ("alexnet", "relu1,relu2,relu3,relu4,relu5"),
+    "lpips-vgg": ("vgg16", "relu1_2,relu2_2,relu3_3,relu4_3,relu5_3"),
+    "lpips-squeeze": ("squeezenet1_1", "relu1,fire2,fire4,fire5,fire6,fire7,fire8"),
+}
+
+_BASE: dict[str, Any] = {
+    "benchmark": "similarity",
+    "net": "alexnet",
+    "layer": "L",
+    "weights": "imagenet",
+    "seed": 0,
+    "distance": "spatial",
+    "metric_preset": None,
+    "split": "val",
+    "subsets_2afc": None,
+    "subsets_jnd": None,
+    "max_items": None,
+    "size": 64,
+    "batch_size": 64,
+    "skip_bad": False,
+    "data": None,
+}
+
+PRESETS: dict[str, dict[str, Any]] = {
+    "paper": dict(_BASE),
+    "quick": {**_BASE, "max_items": 500},
+    **{name: {**_BASE, "metric_preset": name, "net": net, "layer": layers} for name, (net, layers) in LPIPS_METRICS.items()},
+}
+
+_CHECKPOINT_SUFFIXES = (".safetensors", ".pth", ".pt")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The benchmark's own options (the common ones come from ``add_common_arguments``)."""
+    g = parser.add_argument_group("similarity options")
+    g.add_argument("--data", help="BAPPS folder (containing 2afc/ and jnd/); required")
+    g.add_argument("--distance", choices=DISTANCES, help="feature distance (default spatial = Eq. 1, unweighted)")
+    g.add_argument("--split", choices=("val", "train"), help="BAPPS split (default val; JND exists only for val)")
+    g.add_argument("--subsets", help="comma-separated 2AFC subsets (default: all of the split)")
+    g.add_argument("--jnd-subsets", help="comma-separated JND subsets (default traditional,cnn; 'none' to skip)")
+    g.add_argument("--max-items", type=int, help="at most this many triplets/pairs per subset (seeded random choice)")
+    g.add_argument("--batch-size", type=int, help="patches per forward pass (default 64)")
+    g.add_argument("--num-workers", type=int, help="DataLoader worker processes for decoding (default 0)")
+    g.add_argument("--skip-bad", action="store_true", default=None, help="skip (and count) undecodable files instead of failing")
+    g.add_argument("--checkpoints", help="folder of .safetensors/.pth checkpoints of --net: one run per file")
+    g.add_argument(
+        "--separate-layers",
+        action="store_true",
+        help="with a comma-separated --layer of names other than E/S/M/L: one run per layer instead of one layer set",
+    )
+
+
+def _split_list(value: str | None) -> list[str] | None:
+    if value is None:
+        return None
+    return [v.strip() for v in value.split(",") if v.strip()]
+
+
+def _expand_nets(net: str | None) -> list[str | None]:
+    from lossnet.registry import PAPER_ARCHS
+
+    if net is None:
+        return [None]
+    if net.strip().lower() == "all":
+        return list(PAPER_ARCHS)
+    return _split_list(net) or [None]
+
+
+def _expand_layers(layer: str | None, separate: bool) -> list[str | None]:
+    """E/S/M/L lists become one run per layer; other comma lists are one layer set (unless ``separate``)."""
+    names = _split_list(layer)
+    if not names:
+        return [None]
+    if len(names) > 1 and (separate or all(n.upper() in ("E", "S", "M", "L") and len(n) == 1 for n in names)):
+        return names
+    return [",".join(names)]
+
+
+def _natural_key(path: Path) -> list:
+    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", path.name)]
+
+
+def list_checkpoints(folder: str) -> list[str]:
+    """Checkpoint files in ``folder``, in natural name order (epoch_2 before epoch_10)."""
+    d = Path(folder)
+    if not d.is_dir():
+        raise DataError(f"checkpoint folder not found: {d}")
+    files = sorted((p for p in d.iterdir() if p.is_file() and p.suffix.lower() in _CHECKPOINT_SUFFIXES), key=_natural_key)
+    if not files:
+        raise DataError(f"no {'/'.join(_CHECKPOINT_SUFFIXES)} checkpoint files in {d}")
+    return [str(p) for p in files]
+
+
+def config_from_args(args: argparse.Namespace) -> dict[str, Any] | list[dict[str, Any]]:
+    """Partial config(s): a list when ``--net``/``--layer``/``--checkpoints`` expand into several runs."""
+    jnd = getattr(args, "jnd_subsets", None)
+    common = {
+        "data": getattr(args, "data", None),
+        "distance": getattr(args, "distance", None),
+        "split": getattr(args, "split", None),
+        "subsets_2afc": _split_list(getattr(args, "subsets", None)),
+        "subsets_jnd": ([] if jnd is not None and jnd.strip().lower() == "none" else _split_list(jnd)),
+        "max_items": getattr(args, "max_items", None),
+        "batch_size": getattr(args, "batch_size", None),
+        "num_workers": getattr(args, "num_workers", None),
+        "skip_bad": getattr(args, "skip_bad", None),
+    }
+    nets = _expand_nets(getattr(args, "net", None))
+    layers = _expand_layers(getattr(args, "layer", None), bool(getattr(args, "separate_layers", False)))
+    checkpoints = getattr(args, "checkpoints", None)
+    if checkpoints is not None:
+        if len(nets) != 1 or nets[0] is None:
+            raise LossnetError("--checkpoints needs exactly one --net (the architecture of the checkpoints)")
+        weights_list: list[str | None] = list_checkpoints(checkpoints)
+    else:
+        weights_list = [None]
+    configs = []
+    for w in weights_list:
+        for net in nets:
+            for layer in layers:
+                c = dict(common, net=net, layer=layer)
+                if w is not None:
+                    c["weights"] = w
+                configs.append(c)
+    return configs[0] if len(configs) == 1 else configs
+
+
+def resolve_config(partial: dict[str, Any]) -> dict[str, Any]:
+    """Full, validated config (preset expanded).
+
+    Raises:
+        LossnetError: missing ``data``, unknown distance/split/subset/network/layer, bad sizes.
+    """
+    from lossnet.bench.similarity.bapps import SUBSETS_2AFC_TRAIN, SUBSETS_2AFC_VAL, SUBSETS_JND_VAL
+    from lossnet.registry import get_spec, resolve_layers
+
+    runtime = {k: partial.get(k) for k in ("device", "weights_dir", "num_workers")}
+    config = apply_preset(PRESETS, {k: v for k, v in partial.items() if k not in runtime})
+    config["benchmark"] = "similarity"
+    if not config.get("data"):
+        raise LossnetError("the similarity benchmark needs --data BAPPS_DIR (the folder holding 2afc/ and jnd/)")
+    config["data"] = str(Path(config["data"]).expanduser().resolve())
+    if config["distance"] not in DISTANCES:
+        raise LossnetError(f"unknown distance {config['distance']!r}; choose one of {', '.join(DISTANCES)}")
+    if config["split"] not in ("val", "train"):
+        raise LossnetError(f"unknown split {config['split']!r}; use val or train")
+    metric_preset = config.get("metric_preset")
+    if metric_preset is not None:
+        net, layers = LPIPS_METRICS[metric_preset]
+        if config["net"] != net or config["layer"] != layers:
+            raise LossnetError(f"preset {metric_preset} fixes --net {net} and its LPIPS layers; do not pass --net/--layer with it")
+        config["distance"] = "spatial"
+    if config["subsets_2afc"] is None:
+        config["subsets_2afc"] = list(SUBSETS_2AFC_VAL if config["split"] == "val" else SUBSETS_2AFC_TRAIN)
+    if config["subsets_jnd"] is None:
+        config["subsets_jnd"] = list(SUBSETS_JND_VAL) if config["split"] == "val" else []
+    if config["subsets_jnd"] and config["split"] != "val":
+        raise LossnetError("BAPPS has JND judgments only for the val split; pass --jnd-subsets none with --split train")
+    if not config["subsets_2afc"] and not config["subsets_jnd"]:
+        raise LossnetError("no BAPPS subset selected")
+    for key in ("batch_size", "size"):
+        if not isinstance(config[key], int) or config[key] < 1:
+            raise LossnetError(f"{key} must be a positive integer, got {config[key]!r}")
+    if config["max_items"] is not None and (not isinstance(config["max_items"], int) or config["max_items"] < 1):
+        raise LossnetError(f"max_items must be a positive integer, got {config['max_items']!r}")
+    if config["net"] is None:
+        raise LossnetError("the similarity benchmark needs --net")
+    get_spec(config["net"])
+    if str(config["layer"]).strip().lower() == "all":
+        config["layer"] = "all"
+        if metric_preset is not None:
+            raise LossnetError("--layer all cannot be combined with an LPIPS preset")
+    else:
+        resolve_layers(config["net"], config["layer"])  # raises UnknownLayerError with the choices
+    w = config.get("weights")
+    config["weights"] = "none" if w is None or str(w).lower() == "none" else ("imagenet" if str(w).lower() == "imagenet" else str(w))
+    config["skip_bad"] = bool(config["skip_bad"])
+    config.update({k: v for k, v in runtime.items() if v is not None})
+    return config
+
+
+def _device(config: dict[str, Any]):
+    import torch
+
+    name = config.get("device") or ("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
+    from lossnet.atomic import atomic_write_text
+
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(rows[0]))
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write_text(path, buf.getvalue())
+
+
+def _plot_layers(path: Path, nodes: list[str], two_afc: np.ndarray, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from lossnet.atomic import atomic_path
+
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.12 * len(nodes)), 3.5))
+    ax.plot(np.arange(len(nodes)), two_afc, marker="o", ms=3)
+    ax.set_xlabel("FX node index (execution order)")
+    ax.set_ylabel("BAPPS 2AFC")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
+    plt.close(fig)
+
+
+def run(config: dict[str, Any], workdir: str | Path, *, progress: bool = True) -> BenchResult:
+    """Score one (network, layer(s), distance) on the selected BAPPS subsets.
+
+    Returns:
+        :class:`BenchResult` with the metrics described in the module docstring, the per-subset
+        CSV (``subsets.csv``) and, for ``layer="all"``, ``layers.csv`` and ``layers_2afc.png``.
+    """
+    from lossnet.bench.similarity import scores
+    from lossnet.bench.similarity.bapps import list_items, load_subset
+    from lossnet.bench.similarity.evaluate import LayerwiseDistance, build_metric, distances_2afc, distances_jnd, feature_nodes
+
+    workdir = Path(workdir)
+    device = _device(config)
+    # Check every subset's folders and pairing before building a (possibly large) network.
+    for subset in config["subsets_2afc"]:
+        list_items(config["data"], "2afc", config["split"], subset)
+    for subset in config["subsets_jnd"]:
+        list_items(config["data"], "jnd", "val", subset)
+    layerwise = config["layer"] == "all"
+    if layerwise:
+        layers = feature_nodes(config["net"], config["size"])
+    else:
+        layers = [n.strip() for n in str(config["layer"]).split(",") if n.strip()]
+    metric = build_metric(
+        config["net"],
+        layers,
+        config["distance"],
+        preset=config.get("metric_preset"),
+        weights=config["weights"],
+        weights_dir=config.get("weights_dir"),
+        device=device,
+    )
+    compare = LayerwiseDistance(config["distance"]) if layerwise else metric.compare
+    load = dict(
+        max_items=config["max_items"],
+        seed=config["seed"],
+        size=config["size"],
+        skip_bad=config["skip_bad"],
+        num_workers=config.get("num_workers") or 0,
+        progress=progress,
+    )
+    run_opts = dict(batch_size=config["batch_size"], device=device, progress=progress)
+
+    rows: list[dict[str, Any]] = []
+    per_2afc: dict[str, Any] = {}
+    per_jnd: dict[str, Any] = {}
+    for subset in config["subsets_2afc"]:
+        data = load_subset(config["data"], "2afc", config["split"], subset, **load)
+        d0, d1 = distances_2afc(data, metric.features, compare, **run_opts)
+        if layerwise:
+            per_2afc[subset] = np.array([scores.score_2afc(d0[:, j], d1[:, j], data.judgments) for j in range(d0.shape[1])])
+        else:
+            per_2afc[subset] = scores.score_2afc(d0, d1, data.judgments)
+        rows.append({"kind": "2afc", "subset": subset, "n": len(data), "n_bad": data.n_bad, "score": float(np.mean(per_2afc[subset]) if not layerwise else np.max(per_2afc[subset]))})
+    for subset in config["subsets_jnd"]:
+        data = load_subset(config["data"], "jnd", "val", subset, **load)
+        ds = distances_jnd(data, metric.features, compare, **run_opts)
+        if layerwise:
+            per_jnd[subset] = np.array([scores.jnd_map(ds[:, j], data.judgments) for j in range(ds.shape[1])])
+        else:
+            per_jnd[subset] = scores.jnd_map(ds, data.judgments)
+        rows.append({"kind": "jnd", "subset": subset, "n": len(data), "n_bad": data.n_bad, "score": float(np.mean(per_jnd[subset]) if not layerwise else np.max(per_jnd[subset]))})
+
+    metrics: dict[str, float] = {}
+    artifacts: dict[str, str] = {}
+    if not layerwise:
+        if per_2afc:
+            metrics["bapps/2afc"] = float(np.mean(list(per_2afc.values())))
+        if per_jnd:
+            metrics["bapps/jnd_map"] = float(np.mean(list(per_jnd.values())))
+        if config["split"] == "val":
+            ps = scores.perceptual_score(per_2afc)
+            if np.isfinite(ps):
+                metrics["bapps/perceptual_score"] = ps
+        for subset, v in per_2afc.items():
+            metrics[f"bapps.{subset}/2afc"] = float(v)
+        for subset, v in per_jnd.items():
+            metrics[f"bapps.{subset}/jnd_map"] = float(v)
+    else:
+        mean_2afc = np.mean(np.stack(list(per_2afc.values())), axis=0) if per_2afc else None
+        mean_jnd = np.mean(np.stack(list(per_jnd.values())), axis=0) if per_jnd else None
+        layer_rows = []
+        for j, node in enumerate(layers):
+            row: dict[str, Any] = {"index": j, "node": node}
+            if mean_2afc is not None:
+                metrics[f"bapps/2afc@{node}"] = row["2afc"] = float(mean_2afc[j])
+            if mean_jnd is not None:
+                metrics[f"bapps/jnd_map@{node}"] = row["jnd_map"] = float(mean_jnd[j])
+            layer_rows.append(row)
+        _write_csv(workdir / "layers.csv", layer_rows)
+        artifacts["layers_csv"] = str(workdir / "layers.csv")
+        if mean_2afc is not None:
+            best = int(np.argmax(mean_2afc))
+            metrics["bapps/2afc_best"] = float(mean_2afc[best])
+            metrics["bapps/2afc_best_index"] = float(best)
+            _plot_layers(workdir / "layers_2afc.png", layers, mean_2afc, f"{config['net']} ({config['distance']}): 2AFC per node; best {layers[best]}")
+            artifacts["layers_plot"] = str(workdir / "layers_2afc.png")
+    n_bad = sum(r["n_bad"] for r in rows)
+    metrics["bapps/n_bad"] = float(n_bad)
+    _write_csv(workdir / "subsets.csv", rows)
+    artifacts["subsets_csv"] = str(workdir / "subsets.csv")
+    weights_name = config["weights"] if config["weights"] in ("imagenet", "none") else Path(config["weights"]).name
+    details = [{"net": config["net"], "layer": config["layer"], "weights": weights_name, **r} for r in rows]
+    return BenchResult(config=config, metrics=metrics, artifacts=artifacts, status="done", details=details)

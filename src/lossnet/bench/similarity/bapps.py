@@ -1,0 +1,280 @@
+"""Reading the BAPPS dataset (Zhang et al., CVPR 2018) from its on-disk layout.
+
+Layout (as unpacked by the LPIPS authors' ``scripts/download_dataset.sh``)::
+
+    BAPPS/2afc/{train,val}/<subset>/{ref,p0,p1}/*.png  judge/*.npy
+    BAPPS/jnd/val/<subset>/{p0,p1}/*.png               same/*.npy
+
+Files of one item share their stem and are paired by sorted name. ``judge`` is the fraction of
+humans who preferred ``p1`` (closer to the reference); ``same`` the fraction who judged the pair
+identical; both are ``.npy`` arrays of shape ``(1,)``. Patches are 64x64 PNGs; other sizes are
+resized to 64x64 (bilinear with antialiasing, as the LPIPS authors' ``transforms.Resize(64)``).
+
+Decoding runs through a :class:`torch.utils.data.DataLoader` (batched, optional worker processes);
+the decoded ``uint8`` tensors are kept so a sweep over many networks reads the files once
+(:func:`load_subset` caches per process; the full 2AFC val split is ~1.3 GB as uint8).
+
+References:
+    Zhang, Isola, Efros, Shechtman, Wang. "The Unreasonable Effectiveness of Deep Features as a
+    Perceptual Metric", CVPR 2018. https://github.com/richzhang/PerceptualSimilarity
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from lossnet.errors import DataError
+
+__all__ = [
+    "SUBSETS_2AFC_VAL",
+    "SUBSETS_2AFC_TRAIN",
+    "SUBSETS_JND_VAL",
+    "BappsItems",
+    "BappsDataset",
+    "list_items",
+    "decode",
+    "load_subset",
+    "clear_cache",
+]
+
+#: 2AFC validation subsets, in the LPIPS authors' order (``test_dataset_model.py``).
+SUBSETS_2AFC_VAL = ("traditional", "cnn", "superres", "deblur", "color", "frameinterp")
+#: 2AFC training subsets.
+SUBSETS_2AFC_TRAIN = ("traditional", "cnn", "mix")
+#: JND subsets (validation only).
+SUBSETS_JND_VAL = ("traditional", "cnn")
+
+_FOLDERS = {"2afc": (("ref", "png"), ("p0", "png"), ("p1", "png"), ("judge", "npy")), "jnd": (("p0", "png"), ("p1", "png"), ("same", "npy"))}
+_IMAGE_EXT = (".png", ".jpg", ".jpeg", ".bmp")
+
+
+@dataclass
+class BappsItems:
+    """The file lists of one subset: ``files[folder][i]`` for item ``i``."""
+
+    kind: str
+    root: Path
+    files: dict[str, list[Path]]
+
+    def __len__(self) -> int:
+        return len(next(iter(self.files.values())))
+
+
+def _list(folder: Path, ext: str) -> list[Path]:
+    if not folder.is_dir():
+        raise DataError(f"BAPPS folder not found: {folder}")
+    exts = _IMAGE_EXT if ext == "png" else (".npy",)
+    return sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in exts)
+
+
+def list_items(root: str | os.PathLike, kind: str, split: str, subset: str) -> BappsItems:
+    """The files of ``<root>/<kind>/<split>/<subset>``, checked for presence and pairing.
+
+    Args:
+        root: the BAPPS folder (containing ``2afc`` and/or ``jnd``).
+        kind: ``"2afc"`` or ``"jnd"``.
+        split: ``"val"`` or ``"train"`` (JND has only ``val``).
+        subset: e.g. ``"traditional"``.
+
+    Raises:
+        DataError: a folder is missing or empty, the folders hold different numbers of files, or
+            the i-th files of two folders have different names (the first offending file is named).
+    """
+    if kind not in _FOLDERS:
+        raise DataError(f"unknown BAPPS kind {kind!r}; use '2afc' or 'jnd'")
+    base = Path(root) / kind / split / subset
+    if not base.is_dir():
+        raise DataError(f"BAPPS subset folder not found: {base}")
+    files = {name: _list(base / name, ext) for name, ext in _FOLDERS[kind]}
+    counts = {name: len(v) for name, v in files.items()}
+    if len(set(counts.values())) != 1:
+        n = min(counts.values())
+        # Name the first file that has no partner in the other folders.
+        for i in range(max(counts.values())):
+            stems = {name: (v[i].stem if i < len(v) else None) for name, v in files.items()}
+            if len(set(stems.values())) != 1:
+                first = next(v[i] for v in files.values() if i < len(v))
+                break
+        else:  # pragma: no cover - counts differ, so some index differs
+            first = base
+        detail = ", ".join(f"{k}={c}" for k, c in counts.items())
+        raise DataError(f"BAPPS subset {base} has mismatched file counts ({detail}); first unpaired file: {first}")
+    if counts and next(iter(counts.values())) == 0:
+        raise DataError(f"BAPPS subset {base} is empty")
+    for i in range(len(next(iter(files.values())))):
+        stems = {v[i].stem for v in files.values()}
+        if len(stems) != 1:
+            bad = [v[i] for v in files.values()]
+            raise DataError(f"BAPPS files are not paired by name in {base}: {', '.join(str(p) for p in bad)}")
+    return BappsItems(kind=kind, root=base, files=files)
+
+
+def _load_png(path: Path, size: int) -> torch.Tensor:
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as img:
+            img = img.convert("RGB")
+            if img.size != (size, size):
+                img = img.resize((size, size), Image.BILINEAR)
+            arr = np.asarray(img, dtype=np.uint8)
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
+        raise DataError(f"cannot decode BAPPS image {path}: {exc}") from exc
+    return torch.from_numpy(arr.transpose(2, 0, 1).copy())
+
+
+def _load_scalar(path: Path) -> float:
+    try:
+        value = np.load(path, allow_pickle=False)
+        value = np.asarray(value, dtype=np.float64).reshape(-1)
+    except (OSError, ValueError, EOFError) as exc:
+        raise DataError(f"cannot read BAPPS judgment {path}: {exc}") from exc
+    if value.size != 1 or not np.isfinite(value[0]) or not 0.0 <= value[0] <= 1.0:
+        raise DataError(f"BAPPS judgment {path} must hold one value in [0, 1], got {value[:4].tolist()}")
+    return float(value[0])
+
+
+class BappsDataset(Dataset):
+    """Decodes the items of one subset: ``{"index", "ok", "bad_file", "error", <image folders>: uint8 (3,S,S), <judgment>: float}``.
+
+    An undecodable item comes back with ``ok=False``, the file and the message (and zero tensors);
+    :func:`decode` raises or skips it.
+
+    Args:
+        items: from :func:`list_items`.
+        indices: which items (default all).
+        size: patch side length after resizing.
+        skip_bad: kept for the caller (:func:`decode`); items are never raised here.
+    """
+
+    def __init__(self, items: BappsItems, indices: Sequence[int] | None = None, size: int = 64, skip_bad: bool = False) -> None:
+        self.items = items
+        self.indices = list(range(len(items))) if indices is None else list(indices)
+        self.size = size
+        self.skip_bad = skip_bad
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, i: int) -> dict:
+        index = self.indices[i]
+        out: dict = {"index": index, "ok": True, "bad_file": "", "error": ""}
+        for name, ext in _FOLDERS[self.items.kind]:
+            path = self.items.files[name][index]
+            try:
+                out[name] = _load_png(path, self.size) if ext == "png" else _load_scalar(path)
+            except DataError as exc:
+                # Reported, not raised: an exception inside a DataLoader worker reaches the caller
+                # wrapped in a multi-line traceback; the caller raises the clean message instead.
+                out.update(ok=False, bad_file=str(path), error=str(exc))
+                break
+        if not out["ok"]:
+            for name, ext in _FOLDERS[self.items.kind]:
+                out[name] = torch.zeros(3, self.size, self.size, dtype=torch.uint8) if ext == "png" else 0.0
+        return out
+
+
+@dataclass
+class DecodedSubset:
+    """A decoded subset: uint8 image tensors ``(N,3,S,S)`` per image folder, float64 judgments ``(N,)``."""
+
+    kind: str
+    subset: str
+    images: dict[str, torch.Tensor]
+    judgments: np.ndarray
+    n_bad: int
+    bad_files: list[str]
+
+    def __len__(self) -> int:
+        return int(self.judgments.shape[0])
+
+
+def decode(
+    items: BappsItems,
+    subset: str,
+    indices: Sequence[int] | None = None,
+    size: int = 64,
+    skip_bad: bool = False,
+    batch_size: int = 64,
+    num_workers: int = 0,
+    progress: bool = True,
+) -> DecodedSubset:
+    """Decode the items of a subset into memory with a DataLoader.
+
+    Raises:
+        DataError: an undecodable file (its path is in the message) unless ``skip_bad``; or every
+            item was bad.
+    """
+    from tqdm.auto import tqdm
+
+    ds = BappsDataset(items, indices, size=size, skip_bad=skip_bad)
+    loader = DataLoader(ds, batch_size=batch_size, shuffle=False, num_workers=num_workers)
+    img_names = [n for n, ext in _FOLDERS[items.kind] if ext == "png"]
+    judge_name = next(n for n, ext in _FOLDERS[items.kind] if ext == "npy")
+    chunks: dict[str, list[torch.Tensor]] = {n: [] for n in img_names}
+    judgments: list[np.ndarray] = []
+    bad: list[str] = []
+    for batch in tqdm(loader, desc=f"read {items.kind}/{subset}", disable=not progress, leave=False):
+        ok = batch["ok"].bool()
+        if not skip_bad and not ok.all():
+            raise DataError(batch["error"][int((~ok).nonzero()[0])])
+        bad += [f for f, good in zip(batch["bad_file"], ok.tolist()) if not good]
+        for n in img_names:
+            chunks[n].append(batch[n][ok])
+        judgments.append(batch[judge_name].double().numpy()[ok.numpy()])
+    if len(bad) == len(ds):
+        raise DataError(f"every item of BAPPS subset {items.root} is unreadable (first: {bad[0] if bad else items.root})")
+    return DecodedSubset(
+        kind=items.kind,
+        subset=subset,
+        images={n: torch.cat(v) for n, v in chunks.items()},
+        judgments=np.concatenate(judgments),
+        n_bad=len(bad),
+        bad_files=bad,
+    )
+
+
+_CACHE: dict[tuple, DecodedSubset] = {}
+
+
+def clear_cache() -> None:
+    """Forget the decoded subsets kept by :func:`load_subset`."""
+    _CACHE.clear()
+
+
+def load_subset(
+    root: str | os.PathLike,
+    kind: str,
+    split: str,
+    subset: str,
+    *,
+    max_items: int | None = None,
+    seed: int = 0,
+    size: int = 64,
+    skip_bad: bool = False,
+    num_workers: int = 0,
+    progress: bool = True,
+) -> DecodedSubset:
+    """List, check, optionally subsample, and decode one subset (cached per process).
+
+    Args:
+        max_items: keep a random subset of this many items (seeded by ``seed``; sorted order kept).
+    """
+    items = list_items(root, kind, split, subset)
+    key = (str(Path(root).resolve()), kind, split, subset, max_items, seed if max_items else None, size, skip_bad)
+    if key in _CACHE:
+        return _CACHE[key]
+    indices = None
+    if max_items is not None and max_items < len(items):
+        rng = np.random.default_rng(seed)
+        indices = sorted(rng.choice(len(items), size=max_items, replace=False).tolist())
+    decoded = decode(items, subset, indices, size=size, skip_bad=skip_bad, num_workers=num_workers, progress=progress)
+    _CACHE[key] = decoded
+    return decoded

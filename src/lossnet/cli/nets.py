@@ -1,0 +1,56 @@
+"""``lossnet nets list|show``: the architecture registry."""
+
+from __future__ import annotations
+
+from lossnet.cli.common import print_table
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("nets", help="list loss-network architectures and their extraction layers")
+    sub = p.add_subparsers(dest="nets_cmd", metavar="ACTION")
+    lp = sub.add_parser("list", help="table of architectures (the paper's 14, or --all torchvision models)")
+    lp.add_argument("pattern", nargs="?", default="*", help="wildcard filter, e.g. 'vgg*'")
+    lp.add_argument("--all", action="store_true", help="include every torchvision classification model")
+    lp.add_argument("--weights-dir", help="folder searched for local ImageNet weights")
+    lp.set_defaults(func=_list)
+    sp = sub.add_parser("show", help="details of one architecture")
+    sp.add_argument("arch")
+    sp.add_argument("--nodes", action="store_true", help="list every FX node usable as a layer")
+    sp.set_defaults(func=_show)
+    p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
+
+
+def _list(args) -> int:
+    from lossnet.registry import get_spec, list_models
+    from lossnet.weights import find_local_weights
+
+    rows = []
+    for arch in list_models(args.pattern, paper_only=not args.all):
+        spec = get_spec(arch)
+        local = find_local_weights(arch, args.weights_dir)
+        rows.append({
+            "arch": arch,
+            **{k: spec.layers.get(k) for k in "ESML"},
+            "top1": spec.imagenet_top1,
+            "depth": spec.depth,
+            "mflops": spec.mflops,
+            "local_weights": local.name if local else "-",
+        })
+    print_table(rows)
+    return 0
+
+
+def _show(args) -> int:
+    from lossnet.registry import get_spec, list_nodes
+
+    spec = get_spec(args.arch)
+    print(f"{spec.name}: torchvision weights {spec.weights_tag}")
+    if spec.in_paper:
+        print(f"paper Table I: ImageNet top-1 {spec.imagenet_top1}%, depth {spec.depth}, {spec.mflops} MFLOPs")
+        print_table([{"point": k, "node": v} for k, v in spec.layers.items()])
+    if spec.aliases:
+        print("aliases: " + ", ".join(f"{k}={v}" for k, v in spec.aliases.items()))
+    if args.nodes:
+        for n in list_nodes(args.arch):
+            print(n)
+    return 0

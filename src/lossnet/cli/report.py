@@ -1,0 +1,74 @@
+"""``lossnet report``: the paper's tables, correlations and figures from a results store or from
+the published numbers, optionally side by side with the paper.
+
+Examples::
+
+    lossnet report results.db --compare-paper -o report/
+    lossnet report --source paper -o report/
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from lossnet.errors import InputError
+
+__all__ = ["register", "run"]
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "report",
+        help="tables, correlations and figures of Pihlgren et al. from a results store or the paper",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("store", nargs="?", help="SQLite results store (lossnet bench --store / lossnet sweep)")
+    p.add_argument("--source", choices=("store", "paper"), default=None,
+                   help="analyse the store (default when STORE is given) or the published numbers alone")
+    p.add_argument("--compare-paper", action="store_true", help="put the published value and ours - paper beside every cell")
+    p.add_argument("-o", "--out", required=True, help="output folder (report.md, report.html, tables/*.csv, figures/)")
+    p.add_argument("--preset", help="use only runs with this preset")
+    p.add_argument("--weights", help="use only runs with these weights (imagenet | none | path)")
+    p.add_argument("--distance", help="use only runs with this distance")
+    p.add_argument("--no-structure", action="store_true",
+                   help="skip parameter counts / layer statistics (no models are built; no Fig. 4, no layer correlations)")
+    p.add_argument("--no-figures", action="store_true", help="skip the figures")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from lossnet.cli.common import print_table
+    from lossnet.report.render import build_report
+    from lossnet.report.sources import paper_scores, store_scores
+    from lossnet.report.tables import ranking_table
+
+    source = args.source or ("store" if args.store else None)
+    if source is None:
+        raise InputError("give a results store (lossnet report results.db -o DIR) or --source paper")
+    notes = []
+    if source == "paper":
+        if args.store:
+            raise InputError(f"--source paper analyses the published numbers only; drop the store argument {args.store!r}")
+        rows, label = paper_scores(), "paper"
+    else:
+        if not args.store:
+            raise InputError("--source store needs a results store path")
+        rows, info = store_scores(args.store, preset=args.preset, weights=args.weights, distance=args.distance)
+        label = str(args.store)
+        notes.append(f"{info.runs} runs used ({info.variant or 'no runs'}).")
+        if info.skipped:
+            notes.append("Metric rows not used: " + ", ".join(f"{k}: {v}" for k, v in sorted(info.skipped.items())) + ".")
+        if not rows:
+            raise InputError(f"{args.store}: no paper-comparable results (E/S/M/L layers of the 14 paper architectures)")
+    paths = build_report(
+        rows, args.out, source=label, compare_paper=args.compare_paper,
+        structure=not args.no_structure, make_figures=not args.no_figures, notes=notes,
+    )
+    table = ranking_table(rows)
+    print("Table III (average rank; 1 = best):")
+    print_table(table, ["arch", "b1", "b2", "b3", "b4", "all", "n_scores"])
+    for note in notes:
+        print(note)
+    print(f"wrote {paths['md']}, {paths['html']}, {paths['tables']}/*.csv")
+    return 0

@@ -1,0 +1,125 @@
+"""``lossnet runs list|show|export``: inspect the SQLite results store of sweeps and ``bench --store``."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import sys
+
+from lossnet.cli.common import format_value, print_table
+
+EXPORT_COLUMNS = ("run_key", "benchmark", "net", "layer", "preset", "seed", "distance", "weights", "dataset", "metric", "value")
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser("runs", help="list, show and export runs recorded in a results store")
+    sub = parser.add_subparsers(dest="runs_command", metavar="{list,show,export}")
+
+    def store_arg(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--store", default="results.db", help="SQLite results store (default results.db)")
+
+    p = sub.add_parser("list", help="one line per run")
+    store_arg(p)
+    p.add_argument("--status", choices=("queued", "running", "done", "failed"), help="only runs with this status")
+    p.add_argument("--benchmark", help="only runs of this benchmark")
+    p.set_defaults(func=_list)
+
+    p = sub.add_parser("show", help="config, metrics, artifacts and error of one run")
+    store_arg(p)
+    p.add_argument("key", help="run key (a unique prefix is enough)")
+    p.set_defaults(func=_show)
+
+    p = sub.add_parser("export", help="one CSV row per run x metric")
+    store_arg(p)
+    p.add_argument("--csv", action="store_true", required=True, help="CSV format (the only format)")
+    p.add_argument("-o", "--output", help="output file (written atomically; default stdout)")
+    p.add_argument("--all", action="store_true", help="include metrics of failed runs (default: done runs only)")
+    p.set_defaults(func=_export)
+    parser.set_defaults(func=lambda args: (parser.print_help(), 2)[1])
+
+
+def _open(args: argparse.Namespace):
+    from lossnet.sweep.store import ResultsStore
+
+    return ResultsStore(args.store, readonly=True)
+
+
+def _list(args: argparse.Namespace) -> int:
+    with _open(args) as store:
+        runs = store.runs(status=args.status)
+    if args.benchmark:
+        runs = [r for r in runs if r["benchmark"] == args.benchmark]
+    rows = []
+    for r in runs:
+        c = r["config"]
+        error = (r.get("error") or "").strip().splitlines()
+        rows.append({
+            "key": r["key"], "benchmark": r["benchmark"], "preset": c.get("preset"), "net": c.get("net"), "layer": c.get("layer"),
+            "seed": c.get("seed"), "status": r["status"], "attempts": r["attempts"],
+            "seconds": round(r["duration_s"], 1) if r["duration_s"] is not None else None,
+            "error": (error[-1][:60] if error else None),
+        })
+    print_table(rows)
+    print(f"{len(rows)} run(s) in {args.store}")
+    return 0
+
+
+def _show(args: argparse.Namespace) -> int:
+    from lossnet.errors import LossnetError
+
+    with _open(args) as store:
+        run = store.get_run(args.key)
+    if run is None:
+        raise LossnetError(f"no run {args.key!r} in {args.store}")
+    print(f"run {run['key']}  benchmark {run['benchmark']}  status {run['status']}  attempts {run['attempts']}")
+    for k in ("started_at", "duration_s", "host", "device", "lossnet_version"):
+        print(f"  {k}: {format_value(run.get(k))}")
+    print("config:")
+    print("  " + json.dumps(run["config"], indent=2, sort_keys=True).replace("\n", "\n  "))
+    print("metrics:")
+    print_table([{"metric": k, "value": v} for k, v in run["metrics"].items()])
+    if run["artifacts"]:
+        print("artifacts:")
+        print_table([{"name": k, "path": v} for k, v in run["artifacts"].items()])
+    if run.get("error"):
+        print("error:")
+        print(run["error"])
+    return 0
+
+
+def export_rows(store, include_failed: bool = False) -> list[dict]:
+    """Rows of ``lossnet runs export``: one per run x metric with the config's identifying keys."""
+    rows = []
+    for r in store.metric_rows(status=None if include_failed else "done"):
+        c = r["config"]
+        rows.append({
+            "run_key": r["run_key"], "benchmark": r["benchmark"], "net": c.get("net"), "layer": c.get("layer"),
+            "preset": c.get("preset"), "seed": c.get("seed"), "distance": c.get("distance"), "weights": c.get("weights"),
+            "dataset": r["dataset"], "metric": r["name"], "value": r["value"],
+        })
+    return rows
+
+
+def _export(args: argparse.Namespace) -> int:
+    from lossnet.atomic import atomic_write_text
+
+    with _open(args) as store:
+        rows = export_rows(store, include_failed=args.all)
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=EXPORT_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows({k: ("" if v is None else v) for k, v in row.items()} for row in rows)
+    if args.output:
+        atomic_write_text(args.output, buf.getvalue())
+        print(f"wrote {len(rows)} rows to {args.output}")
+    else:
+        sys.stdout.write(buf.getvalue())
+    return 0
+
+
+if __name__ == "__main__":
+    from lossnet.cli.sweep import standalone_main
+
+    sys.exit(standalone_main(register, "python -m lossnet.cli.runs"))

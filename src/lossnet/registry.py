@@ -1,0 +1,319 @@
+"""Registry of loss-network architectures and their extraction points.
+
+The 14 architectures of Pihlgren et al. (Table II) carry their four extraction points E/S/M/L
+(early, semi-early, middle, late) as torchvision FX node / module names, readable aliases
+(``relu2_2``, ``layer1``, ``fire4`` ...), and the paper's Table I numbers. Any other torchvision
+classification model can be used too, with FX node names (``lossnet nets show ARCH --nodes``).
+
+References:
+    Pihlgren, Nikolaidou, Chhipa, Abid, Saini, Simistira, Liwicki. "A Systematic Performance
+    Analysis of Deep Perceptual Loss Networks: Breaking Transfer Learning Conventions", 2024.
+"""
+
+from __future__ import annotations
+
+import difflib
+import fnmatch
+import re
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+from lossnet.errors import UnknownLayerError, UnknownNetworkError
+from lossnet.paper import LAYER_KEYS, architectures
+
+__all__ = [
+    "PAPER_ARCHS",
+    "PAPER_LAYERS",
+    "ArchSpec",
+    "get_spec",
+    "paper_layers",
+    "resolve_layer",
+    "resolve_layers",
+    "layer_key",
+    "list_models",
+    "list_nodes",
+    "aliases",
+    "WEIGHTS_TAG",
+]
+
+#: torchvision weights every paper architecture is pinned to ("pretrained=True" in the paper).
+WEIGHTS_TAG = "IMAGENET1K_V1"
+
+_RESNET = {"E": "relu", "S": "layer1", "M": "layer2", "L": "layer4"}
+_EFFNET = {"E": "features.0", "S": "features.1", "M": "features.4", "L": "features.7"}
+
+#: Table II of the paper: torchvision module path of each extraction point.
+PAPER_LAYERS: dict[str, dict[str, str]] = {
+    "alexnet": {"E": "features.1", "S": "features.4", "M": "features.7", "L": "features.11"},
+    "vgg11": {"E": "features.1", "S": "features.4", "M": "features.9", "L": "features.19"},
+    "vgg16": {"E": "features.3", "S": "features.8", "M": "features.15", "L": "features.29"},
+    "vgg16_bn": {"E": "features.5", "S": "features.12", "M": "features.22", "L": "features.42"},
+    "vgg19": {"E": "features.3", "S": "features.8", "M": "features.17", "L": "features.35"},
+    "resnet18": dict(_RESNET),
+    "resnet50": dict(_RESNET),
+    "resnext50_32x4d": dict(_RESNET),
+    "googlenet": {"E": "conv1", "S": "inception3a", "M": "inception4a", "L": "inception5b"},
+    "inception_v3": {"E": "Conv2d_2b_3x3", "S": "Mixed_5b", "M": "Mixed_5d", "L": "Mixed_6e"},
+    "efficientnet_b0": dict(_EFFNET),
+    "efficientnet_b7": dict(_EFFNET),
+    "densenet121": {
+        "E": "features.relu0",
+        "S": "features.denseblock1",
+        "M": "features.denseblock2",
+        "L": "features.denseblock4",
+    },
+    "squeezenet1_1": {"E": "features.1", "S": "features.3", "M": "features.7", "L": "features.12"},
+}
+
+#: The 14 architectures in the paper's table order.
+PAPER_ARCHS: tuple[str, ...] = tuple(PAPER_LAYERS)
+
+
+@dataclass(frozen=True)
+class ArchSpec:
+    """What lossnet knows about one architecture.
+
+    Attributes:
+        name: torchvision model name (``torchvision.models.get_model`` builder).
+        layers: paper extraction points ``{"E": node, ...}``; empty for non-paper models.
+        aliases: readable names -> FX node / module names.
+        imagenet_top1, depth, mflops: Table I of the paper (None for non-paper models).
+        weights_tag: torchvision weights enum member used for ``weights="imagenet"``.
+    """
+
+    name: str
+    layers: dict[str, str] = field(default_factory=dict)
+    aliases: dict[str, str] = field(default_factory=dict)
+    imagenet_top1: float | None = None
+    depth: int | None = None
+    mflops: int | None = None
+    weights_tag: str = WEIGHTS_TAG
+
+    @property
+    def in_paper(self) -> bool:
+        return bool(self.layers)
+
+
+def _vgg_aliases(config: list) -> dict[str, str]:
+    """conv{b}_{i}, bn{b}_{i}, relu{b}_{i}, pool{b} for a torchvision VGG/AlexNet-style ``features``."""
+    out: dict[str, str] = {}
+    block, conv = 1, 0
+    for idx, kind in enumerate(config):
+        if kind == "conv":
+            conv += 1
+            out[f"conv{block}_{conv}"] = f"features.{idx}"
+        elif kind == "bn":
+            out[f"bn{block}_{conv}"] = f"features.{idx}"
+        elif kind == "relu":
+            out[f"relu{block}_{conv}"] = f"features.{idx}"
+        elif kind == "pool":
+            out[f"pool{block}"] = f"features.{idx}"
+            block, conv = block + 1, 0
+    return out
+
+
+def _vgg_layout(cfg: str, batch_norm: bool) -> list[str]:
+    # torchvision.models.vgg.cfgs, spelled out so no model has to be built for the aliases.
+    cfgs = {
+        "A": [64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"],
+        "D": [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M"],
+        "E": [64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512, 512, 512, 512, "M", 512, 512, 512, 512, "M"],
+    }
+    layout: list[str] = []
+    for v in cfgs[cfg]:
+        if v == "M":
+            layout.append("pool")
+        else:
+            layout += ["conv", "bn", "relu"] if batch_norm else ["conv", "relu"]
+    return layout
+
+
+def _alexnet_aliases() -> dict[str, str]:
+    # features: conv relu pool conv relu pool conv relu conv relu conv relu pool
+    convs = [0, 3, 6, 8, 10]
+    out = {}
+    for i, idx in enumerate(convs, start=1):
+        out[f"conv{i}"] = f"features.{idx}"
+        out[f"relu{i}"] = f"features.{idx + 1}"
+    out.update({"pool1": "features.2", "pool2": "features.5", "pool5": "features.12"})
+    return out
+
+
+def _squeezenet11_aliases() -> dict[str, str]:
+    fires = [3, 4, 6, 7, 9, 10, 11, 12]
+    out = {"conv1": "features.0", "relu1": "features.1"}
+    out.update({f"fire{i}": f"features.{idx}" for i, idx in enumerate(fires, start=1)})
+    return out
+
+
+def _efficientnet_aliases() -> dict[str, str]:
+    out = {"stem": "features.0", "head": "features.8"}
+    out.update({f"stage{i}": f"features.{i}" for i in range(1, 8)})
+    return out
+
+
+def _densenet_aliases() -> dict[str, str]:
+    out = {"conv0": "features.conv0", "relu0": "features.relu0", "pool0": "features.pool0"}
+    out.update({f"denseblock{i}": f"features.denseblock{i}" for i in range(1, 5)})
+    out.update({f"transition{i}": f"features.transition{i}" for i in range(1, 4)})
+    return out
+
+
+def _resnet_aliases() -> dict[str, str]:
+    return {"conv1": "conv1", "bn1": "bn1", "relu": "relu", "maxpool": "maxpool", **{f"layer{i}": f"layer{i}" for i in range(1, 5)}}
+
+
+_ALIASES = {
+    "alexnet": _alexnet_aliases,
+    "vgg11": lambda: _vgg_aliases(_vgg_layout("A", False)),
+    "vgg11_bn": lambda: _vgg_aliases(_vgg_layout("A", True)),
+    "vgg16": lambda: _vgg_aliases(_vgg_layout("D", False)),
+    "vgg16_bn": lambda: _vgg_aliases(_vgg_layout("D", True)),
+    "vgg19": lambda: _vgg_aliases(_vgg_layout("E", False)),
+    "vgg19_bn": lambda: _vgg_aliases(_vgg_layout("E", True)),
+    "squeezenet1_1": _squeezenet11_aliases,
+    "densenet121": _densenet_aliases,
+}
+
+
+def aliases(arch: str) -> dict[str, str]:
+    """Readable layer names of ``arch`` mapped to FX node / module names."""
+    if arch in _ALIASES:
+        return _ALIASES[arch]()
+    if arch.startswith(("resnet", "resnext", "wide_resnet")):
+        return _resnet_aliases()
+    if arch.startswith("efficientnet"):
+        return _efficientnet_aliases()
+    return {}
+
+
+@lru_cache(maxsize=None)
+def _torchvision_classification_models() -> tuple[str, ...]:
+    import torchvision
+
+    return tuple(torchvision.models.list_models(module=torchvision.models))
+
+
+@lru_cache(maxsize=None)
+def get_spec(arch: str) -> ArchSpec:
+    """The :class:`ArchSpec` of a paper architecture or any torchvision classification model.
+
+    Raises:
+        UnknownNetworkError: ``arch`` is not a torchvision classification model.
+    """
+    if arch not in PAPER_LAYERS and arch not in _torchvision_classification_models():
+        close = difflib.get_close_matches(arch, _torchvision_classification_models(), n=3)
+        hint = f"; did you mean {', '.join(close)}?" if close else "; see 'lossnet nets list --all'"
+        raise UnknownNetworkError(f"unknown network {arch!r}: not a torchvision classification model{hint}")
+    table1 = architectures().get(arch, {})
+    return ArchSpec(
+        name=arch,
+        layers=dict(PAPER_LAYERS.get(arch, {})),
+        aliases=aliases(arch),
+        imagenet_top1=table1.get("imagenet_top1"),
+        depth=table1.get("depth"),
+        mflops=table1.get("mflops"),
+    )
+
+
+def paper_layers(arch: str) -> dict[str, str]:
+    """``{"E": node, "S": node, "M": node, "L": node}`` for one of the 14 paper architectures."""
+    if arch not in PAPER_LAYERS:
+        raise UnknownNetworkError(f"{arch!r} is not one of the paper's 14 architectures ({', '.join(PAPER_ARCHS)})")
+    return dict(PAPER_LAYERS[arch])
+
+
+@lru_cache(maxsize=None)
+def list_nodes(arch: str) -> tuple[str, ...]:
+    """Every FX node of ``arch`` in eval mode (what ``create_feature_extractor`` accepts), in execution order."""
+    from torchvision.models import get_model
+    from torchvision.models.feature_extraction import get_graph_node_names
+
+    get_spec(arch)
+    model = get_model(arch, weights=None, **_builder_kwargs(arch))
+    _, eval_nodes = get_graph_node_names(model)
+    return tuple(n for n in eval_nodes if n != "x")
+
+
+def _builder_kwargs(arch: str) -> dict:
+    # googlenet/inception_v3 warn (and build an unused aux head) unless told it is not wanted.
+    if arch in ("googlenet", "inception_v3"):
+        return {"aux_logits": False, "init_weights": False}
+    return {}
+
+
+def _module_prefixes(nodes: tuple[str, ...]) -> set[str]:
+    prefixes = set()
+    for n in nodes:
+        parts = n.split(".")
+        for i in range(1, len(parts) + 1):
+            prefixes.add(".".join(parts[:i]))
+    return prefixes
+
+
+def resolve_layer(arch: str, name: str, *, validate: bool = True) -> str:
+    """Map a layer name to the FX node / module name torchvision's feature extractor takes.
+
+    Accepted, in this order: a paper extraction point ``E``/``S``/``M``/``L`` (case-insensitive),
+    a readable alias (``relu2_2``), or an FX node / module name (``features.8``, ``layer1``).
+
+    Raises:
+        UnknownLayerError: none of the above; the message lists the valid choices.
+    """
+    spec = get_spec(arch)
+    key = name.strip()
+    if key.upper() in LAYER_KEYS and len(key) == 1:
+        if not spec.layers:
+            raise UnknownLayerError(
+                f"{arch} is not one of the paper's architectures, so it has no E/S/M/L extraction points; "
+                f"use an FX node name (lossnet nets show {arch} --nodes)"
+            )
+        return spec.layers[key.upper()]
+    if key in spec.aliases:
+        return spec.aliases[key]
+    if not validate:
+        return key
+    nodes = list_nodes(arch)
+    if key in nodes or key in _module_prefixes(nodes):
+        return key
+    choices = list(spec.layers) + list(spec.aliases)
+    close = difflib.get_close_matches(key, choices + list(nodes), n=3)
+    hint = f" Did you mean {', '.join(close)}?" if close else ""
+    raise UnknownLayerError(
+        f"unknown layer {name!r} for {arch}: use E/S/M/L, an alias ({', '.join(spec.aliases) or 'none'}) "
+        f"or an FX node name (lossnet nets show {arch} --nodes).{hint}"
+    )
+
+
+def resolve_layers(arch: str, names) -> list[str]:
+    """:func:`resolve_layer` for a string (comma-separated allowed) or a sequence of names."""
+    if isinstance(names, str):
+        names = [n for n in names.split(",") if n.strip()]
+    if not names:
+        raise UnknownLayerError(f"no layer given for {arch}")
+    return [resolve_layer(arch, n) for n in names]
+
+
+def layer_key(arch: str, name: str) -> str | None:
+    """The paper's E/S/M/L key that ``name`` refers to for ``arch``, or None."""
+    if arch not in PAPER_LAYERS:
+        return None
+    if name.strip().upper() in LAYER_KEYS and len(name.strip()) == 1:
+        return name.strip().upper()
+    node = resolve_layer(arch, name, validate=False)
+    for k, v in PAPER_LAYERS[arch].items():
+        if v == node:
+            return k
+    return None
+
+
+def list_models(pattern: str = "*", *, paper_only: bool = False) -> list[str]:
+    """Architecture names matching a shell-style wildcard (timm-style), sorted.
+
+    Args:
+        pattern: e.g. ``"vgg*"``, ``"*resnet*"``.
+        paper_only: only the paper's 14 architectures.
+    """
+    names = PAPER_ARCHS if paper_only else tuple(sorted(set(PAPER_ARCHS) | set(_torchvision_classification_models())))
+    rx = re.compile(fnmatch.translate(pattern))
+    return sorted(n for n in names if rx.match(n))

@@ -1,0 +1,170 @@
+"""The paper's figures, drawn with matplotlib (Agg) and returned as PNG bytes + SVG text.
+
+- Fig. 2: per-architecture score vs extraction layer, one panel per score (one figure per
+  benchmark).
+- Fig. 3: SVHN vs STL-10 autoencoder accuracy, every (architecture, layer) cell, coloured by layer.
+- Fig. 4: BAPPS 2AFC vs forward MFLOPs up to the extraction layer (64x64 input), log x-axis.
+- Fig. 5: best-layer score per architecture vs ImageNet top-1, one panel per Table IV score.
+
+Each function returns a :class:`Figure` or None when the data it needs is absent.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from typing import Any, Iterable, NamedTuple
+
+import matplotlib
+
+matplotlib.use("Agg")  # headless: never needs a display
+import matplotlib.pyplot as plt  # noqa: E402
+
+from lossnet import paper  # noqa: E402
+from lossnet.report.sources import ScoreKey, paper_score_keys  # noqa: E402
+from lossnet.report.tables import TABLE4_COLUMNS, arch_order, best_scores, cell_values  # noqa: E402
+
+__all__ = ["Figure", "fig_score_vs_layer", "fig_svhn_vs_stl10", "fig_2afc_vs_flops", "fig_best_vs_top1", "all_figures"]
+
+LAYERS = paper.LAYER_KEYS
+LAYER_COLORS = {"E": "#1b9e77", "S": "#d95f02", "M": "#7570b3", "L": "#e7298a"}
+
+_TITLES = {
+    "similarity": "Similarity (BAPPS)",
+    "superres_x4": "Super-resolution x4",
+    "superres_x8": "Super-resolution x8",
+    "segmentation": "Road segmentation (MRD)",
+    "autoencoder": "Autoencoder downstream accuracy",
+}
+
+
+class Figure(NamedTuple):
+    """A rendered figure: file stem, caption, PNG bytes, SVG text."""
+
+    name: str
+    caption: str
+    png: bytes
+    svg: str
+
+
+def _render(fig: "plt.Figure", name: str, caption: str) -> Figure:
+    png, svg = io.BytesIO(), io.StringIO()
+    fig.savefig(png, format="png", dpi=110, bbox_inches="tight")
+    # Keep SVG text as paths with no external fonts/links so it renders offline anywhere.
+    with matplotlib.rc_context({"svg.fonttype": "path", "svg.hashsalt": "lossnet"}):
+        fig.savefig(svg, format="svg", bbox_inches="tight", metadata={"Date": None})
+    plt.close(fig)
+    return Figure(name, caption, png.getvalue(), svg.getvalue())
+
+
+def _arch_styles(archs: list[str]) -> dict[str, dict[str, Any]]:
+    cmap = plt.get_cmap("tab20")
+    markers = "osD^vP*Xh<>p"
+    return {a: {"color": cmap(i % 20), "marker": markers[i % len(markers)]} for i, a in enumerate(archs)}
+
+
+def fig_score_vs_layer(rows: Iterable[dict[str, Any]], benchmark: str, *, source: str = "") -> Figure | None:
+    """Fig. 2: score vs extraction layer for every architecture, one panel per score."""
+    values = cell_values(rows)
+    keys = [k for k in paper_score_keys() if k.benchmark == benchmark and k in values]
+    if not keys:
+        return None
+    archs = arch_order({a for k in keys for a in values[k]})
+    styles = _arch_styles(list(paper.architectures()) + [a for a in archs if a not in paper.architectures()])
+    ncol = min(3, len(keys))
+    nrow = math.ceil(len(keys) / ncol)
+    fig, axes = plt.subplots(nrow, ncol, figsize=(4.2 * ncol, 3.2 * nrow), squeeze=False)
+    for ax, key in zip(axes.flat, keys):
+        for arch in archs:
+            cells = values[key].get(arch, {})
+            xs = [i for i, l in enumerate(LAYERS) if l in cells]
+            if xs:
+                ax.plot(xs, [cells[LAYERS[i]] for i in xs], label=arch, lw=1.2, ms=4, **styles[arch])
+        ax.set_xticks(range(4), LAYERS)
+        ax.set_title(f"{key.metric} {key.dataset}" if benchmark.startswith("superres") else key.label, fontsize=9)
+        ax.set_xlabel("extraction layer")
+        ax.grid(alpha=0.3)
+    for ax in list(axes.flat)[len(keys):]:
+        ax.axis("off")
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8, frameon=False)
+    fig.suptitle(f"{_TITLES.get(benchmark, benchmark)}: score vs extraction layer {source}".strip())
+    fig.tight_layout()
+    return _render(fig, f"fig2_{benchmark}", f"Score vs extraction layer, {_TITLES.get(benchmark, benchmark)} (cf. paper Fig. 2).")
+
+
+def fig_svhn_vs_stl10(rows: Iterable[dict[str, Any]], *, source: str = "") -> Figure | None:
+    """Fig. 3: SVHN vs STL-10 accuracy of every (arch, layer) cell, coloured by layer."""
+    values = cell_values(rows)
+    sv, st = ScoreKey("autoencoder", "accuracy", "svhn"), ScoreKey("autoencoder", "accuracy", "stl10")
+    if sv not in values or st not in values:
+        return None
+    fig, ax = plt.subplots(figsize=(6, 4.8))
+    for layer in LAYERS:
+        pts = [(values[sv][a][layer], values[st][a][layer], a) for a in values[sv] if layer in values[sv][a] and layer in values[st].get(a, {})]
+        if pts:
+            ax.scatter([p[0] for p in pts], [p[1] for p in pts], c=LAYER_COLORS[layer], label=layer, s=28, edgecolor="k", lw=0.3)
+    ax.set_xlabel("SVHN accuracy")
+    ax.set_ylabel("STL-10 accuracy")
+    ax.legend(title="layer")
+    ax.grid(alpha=0.3)
+    ax.set_title(f"Autoencoder: SVHN vs STL-10 by layer {source}".strip())
+    return _render(fig, "fig3_svhn_vs_stl10", "SVHN vs STL-10 downstream accuracy of every architecture and layer, coloured by layer (cf. paper Fig. 3).")
+
+
+def fig_2afc_vs_flops(
+    rows: Iterable[dict[str, Any]], layer_attrs: dict[tuple[str, str], dict[str, float]], *, source: str = ""
+) -> Figure | None:
+    """Fig. 4: 2AFC vs MFLOPs of the forward pass up to the extraction layer (log x)."""
+    values = cell_values(rows).get(ScoreKey("similarity", "2afc", "bapps"))
+    if not values or not layer_attrs:
+        return None
+    fig, ax = plt.subplots(figsize=(6.4, 4.8))
+    for layer in LAYERS:
+        pts = [(layer_attrs[(a, layer)]["layer_mflops"], v[layer]) for a, v in values.items() if layer in v and (a, layer) in layer_attrs]
+        pts = [p for p in pts if p[0] > 0]
+        if pts:
+            ax.scatter([p[0] for p in pts], [p[1] for p in pts], c=LAYER_COLORS[layer], label=layer, s=28, edgecolor="k", lw=0.3)
+    ax.set_xscale("log")
+    ax.set_xlabel("MFLOPs up to the extraction layer (64x64 input, log scale)")
+    ax.set_ylabel("BAPPS 2AFC")
+    ax.legend(title="layer")
+    ax.grid(alpha=0.3, which="both")
+    ax.set_title(f"2AFC vs forward cost {source}".strip())
+    return _render(fig, "fig4_2afc_vs_flops", "BAPPS 2AFC vs MFLOPs up to the extraction layer, log x-axis (cf. paper Fig. 4).")
+
+
+def fig_best_vs_top1(rows: Iterable[dict[str, Any]], *, source: str = "") -> Figure | None:
+    """Fig. 5: best-layer score per architecture vs ImageNet top-1, one panel per Table IV score."""
+    best = best_scores(rows)
+    keys = [k for k in TABLE4_COLUMNS.values() if k in best]
+    if not keys:
+        return None
+    top1 = {a: v["imagenet_top1"] for a, v in paper.architectures().items()}
+    styles = _arch_styles(list(paper.architectures()))
+    ncol = min(4, len(keys))
+    nrow = math.ceil(len(keys) / ncol)
+    fig, axes = plt.subplots(nrow, ncol, figsize=(3.6 * ncol, 3.1 * nrow), squeeze=False)
+    for ax, key in zip(axes.flat, keys):
+        for arch, v in best[key].items():
+            if arch in top1:
+                ax.scatter(top1[arch], v, label=arch, s=30, edgecolor="k", lw=0.3, color=styles[arch]["color"], marker=styles[arch]["marker"])
+        ax.set_title(key.label, fontsize=9)
+        ax.set_xlabel("ImageNet top-1 (%)")
+        ax.grid(alpha=0.3)
+    for ax in list(axes.flat)[len(keys):]:
+        ax.axis("off")
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8, frameon=False)
+    fig.suptitle(f"Best-layer score vs ImageNet top-1 {source}".strip())
+    fig.tight_layout()
+    return _render(fig, "fig5_best_vs_top1", "Best-layer score per architecture vs its ImageNet top-1 accuracy (cf. paper Fig. 5).")
+
+
+def all_figures(
+    rows: list[dict[str, Any]], layer_attrs: dict[tuple[str, str], dict[str, float]], *, source: str = ""
+) -> list[Figure]:
+    """Every figure the data allows, in paper order."""
+    figs = [fig_score_vs_layer(rows, b, source=source) for b in _TITLES]
+    figs += [fig_svhn_vs_stl10(rows, source=source), fig_2afc_vs_flops(rows, layer_attrs, source=source), fig_best_vs_top1(rows, source=source)]
+    return [f for f in figs if f is not None]

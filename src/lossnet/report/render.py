@@ -1,0 +1,421 @@
+"""Assemble the report: Markdown, one self-contained HTML file, every table as CSV, figures.
+
+:func:`build_report` runs the whole analysis on tidy score rows and writes, atomically
+(:mod:`lossnet.atomic`), into ``out_dir``:
+
+- ``report.md`` (figures linked as ``figures/*.png``),
+- ``report.html`` (no external resources: CSS inline, figures as base64 PNG ``data:`` URIs),
+- ``tables/*.csv`` (Table III, Table IV, every score table, comparison, correlations),
+- ``figures/*.png`` and ``figures/*.svg``.
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import html
+import io
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from lossnet import paper
+from lossnet.atomic import atomic_write_bytes, atomic_write_text
+from lossnet.report import correlations as corr
+from lossnet.report import figures as figs
+from lossnet.report.sources import ScoreKey, key_of, paper_score_keys
+from lossnet.report.tables import (
+    TABLE4_COLUMNS,
+    best_layer_table,
+    comparison_table,
+    ranking_table,
+    score_table,
+)
+
+__all__ = ["Section", "build_report", "fmt"]
+
+LAYERS = paper.LAYER_KEYS
+
+
+def fmt(value: Any, digits: int | None = None) -> str:
+    """Cell text: None -> "-", floats with 3 decimals (2 for values >= 10, e.g. PSNR / %),
+    p-values in scientific notation when small."""
+    if value is None:
+        return "-"
+    if isinstance(value, (float, np.floating)):
+        v = float(value)
+        if not math.isfinite(v):
+            return "nan"
+        if digits is not None:
+            return f"{v:.{digits}f}"
+        return f"{v:.2f}" if abs(v) >= 10 else f"{v:.3f}"
+    return str(value)
+
+
+def _fmt_p(p: float) -> str:
+    if p is None or not math.isfinite(p):
+        return "nan"
+    return f"{p:.2g}" if p < 0.001 else f"{p:.3f}"
+
+
+@dataclass
+class Section:
+    """A report section: title, paragraphs, tables (header + string rows), figures."""
+
+    title: str
+    text: list[str] = field(default_factory=list)
+    tables: list[tuple[str, list[str], list[list[str]]]] = field(default_factory=list)
+    figures: list[figs.Figure] = field(default_factory=list)
+
+
+# --------------------------------------------------------------------------------------------------
+# CSV
+
+
+def _csv_text(rows: Sequence[dict[str, Any]]) -> str:
+    buf = io.StringIO()
+    if rows:
+        cols = list(rows[0])
+        for r in rows[1:]:
+            cols += [c for c in r if c not in cols]
+        w = csv.DictWriter(buf, fieldnames=cols, lineterminator="\n")
+        w.writeheader()
+        for r in rows:
+            w.writerow({c: ("" if r.get(c) is None else r.get(c)) for c in cols})
+    return buf.getvalue()
+
+
+# --------------------------------------------------------------------------------------------------
+# sections
+
+
+_TIE_NOTE = (
+    "The paper ranked its unrounded scores; where the published 3-digit best-layer scores tie, our average "
+    "rank is the midpoint of the ranks the paper could have given, so such cells differ by a fraction of a "
+    "rank (from the published numbers: 18 benchmark cells -- b1 6, b2 10, b4 2 -- and the 'all' cells "
+    "of those architectures; every published value lies inside the tie range)."
+)
+_ERRATUM_NOTE = (
+    "Published Table IV gives squeezenet1_1 b3_quality = L, but its appendix quality scores are "
+    "E 12.3 / S 22.6 / M 16.8 / L 13.9 (S is best; Table III's b3 rank of 8 also needs S) -- an erratum in the paper."
+)
+
+
+def _same_cells(paper_rows, rows):
+    """The published scores of exactly the (score, arch, layer) cells we ran."""
+    ran = {(key_of(r), r["arch"], r["layer"]) for r in rows}
+    return [r for r in paper_rows if (key_of(r), r["arch"], r["layer"]) in ran]
+
+
+def _table3_section(rows, paper_rows, csvs, *, published: bool) -> Section:
+    ours = ranking_table(rows, per_score=True)  # per-score rank columns go to the CSV only
+    csvs["table3_average_ranking.csv"] = ours
+    s = Section("Table III: average rankings")
+    s.text.append(
+        "Per performance score, architectures are ranked 1 (best) to N by the score of their best "
+        "extraction layer (ties share their average rank); b1-b4 average the ranks of the benchmark's "
+        "scores (b1: 2AFC, JND; b2: PSNR and SSIM at x4 and x8 on Set5, Set14, BSD100; b3: correctness, "
+        "completeness, quality; b4: SVHN, STL-10); 'all' weights the four benchmarks equally."
+    )
+    cols = ["b1", "b2", "b3", "b4", "all"]
+    ref = None
+    if paper_rows is not None and published:
+        ref = {r["arch"]: {c: float(r[c]) for c in cols} for r in paper.read_csv("table3_average_ranking.csv")}
+        s.text.append("Cells show reproduced / published (the paper's Table III).")
+        s.text.append(_TIE_NOTE)
+    elif paper_rows is not None:
+        ref = {r["arch"]: r for r in ranking_table(_same_cells(paper_rows, rows))}
+        s.text.append(
+            "Cells show ours / paper, where 'paper' ranks the published scores of exactly the cells we ran "
+            "(same architectures, layers and scores), so the two rankings are comparable even for a partial sweep."
+        )
+    if ref is not None:
+        body = [
+            [r["arch"], *[f"{fmt(r[c], 2)} / {fmt(ref.get(r['arch'], {}).get(c), 2)}" for c in cols], str(r["n_scores"])]
+            for r in ours
+        ]
+        for r in ours:
+            for c in cols:
+                r[f"{c}_paper"] = ref.get(r["arch"], {}).get(c)
+    else:
+        body = [[r["arch"], *[fmt(r[c], 2) for c in cols], str(r["n_scores"])] for r in ours]
+    s.tables.append(("", ["arch", *cols, "scores"], body))
+    return s
+
+
+def _table4_section(rows, paper_rows, csvs, *, published: bool) -> Section:
+    ours = best_layer_table(rows)
+    csvs["table4_best_layer.csv"] = ours
+    s = Section("Table IV: best extraction layer")
+    s.text.append("The layer with the highest score per architecture; exact ties list every tied layer (E/S/M/L order).")
+    cols = list(TABLE4_COLUMNS)
+    ref = None
+    if paper_rows is not None and published:
+        ref = {r["arch"]: r for r in paper.read_csv("table4_best_layer.csv")}
+        s.text.append("Cells show reproduced / published (the paper's Table IV); '*' marks a disagreement.")
+        s.text.append(_ERRATUM_NOTE)
+    elif paper_rows is not None:
+        ref = {r["arch"]: r for r in best_layer_table(_same_cells(paper_rows, rows))}
+        s.text.append("Cells show ours / paper, the paper's best among the layers we ran; '*' marks a disagreement.")
+    if ref is not None:
+        body = []
+        for r in ours:
+            cells = []
+            for c in cols:
+                p = ref.get(r["arch"], {}).get(c)
+                mark = "*" if r[c] is not None and p is not None and r[c] != p else ""
+                cells.append(f"{fmt(r[c])} / {p or '-'}{mark}")
+                r[f"{c}_paper"] = p
+            body.append([r["arch"], *cells])
+    else:
+        body = [[r["arch"], *[fmt(r[c]) for c in cols]] for r in ours]
+    s.tables.append(("", ["arch", *cols], body))
+    return s
+
+
+def _score_sections(rows, paper_rows, csvs) -> list[Section]:
+    present = {key_of(r) for r in rows}
+    ref = {(key_of(r), r["arch"], r["layer"]): r["value"] for r in paper_rows or []}
+    by_bench: dict[str, Section] = {}
+    for key in [k for k in paper_score_keys() if k in present]:
+        table = score_table(rows, key)
+        csvs[f"scores_{key.slug}.csv"] = table
+        sec = by_bench.setdefault(key.benchmark, Section(f"Scores: {key.benchmark}"))
+        body = []
+        for r in table:
+            cells = []
+            for l in LAYERS:
+                v = r[l]
+                if paper_rows is not None and v is not None:
+                    p = ref.get((key, r["arch"], l))
+                    cells.append(f"{fmt(v)} / {fmt(p)} ({'' if p is None else f'{v - p:+.3f}'})")
+                else:
+                    cells.append(fmt(v))
+            body.append([r["arch"], *cells, r["best"]])
+        caption = f"{key.metric} on {key.dataset}" + (" -- cells: ours / paper (ours - paper)" if paper_rows is not None else "")
+        sec.tables.append((caption, ["arch", *LAYERS, "best"], body))
+    return list(by_bench.values())
+
+
+def _compare_section(rows, paper_rows, csvs) -> Section:
+    cmp = comparison_table(rows, paper_rows)
+    csvs["compare_paper.csv"] = cmp
+    s = Section("Comparison with the paper")
+    diffs = [r["diff"] for r in cmp if r["diff"] is not None]
+    s.text.append(f"{len(cmp)} cells run; {len(diffs)} have a published value. Full list: tables/compare_paper.csv.")
+    body = [
+        [r["benchmark"], r["metric"], r["dataset"], r["arch"], r["layer"], fmt(r["ours"]), fmt(r["paper"]),
+         "-" if r["diff"] is None else f"{r['diff']:+.3f}", str(r["n"])]
+        for r in cmp
+    ]
+    s.tables.append(("", ["benchmark", "metric", "dataset", "arch", "layer", "ours", "paper", "diff", "runs"], body))
+    return s
+
+
+def _corr_body(rows: list[dict[str, Any]]) -> list[list[str]]:
+    return [
+        [r["score"], r["attribute"], str(r["n"]), fmt(r["pearson_r"], 3), _fmt_p(r["pearson_p"]), fmt(r["spearman_rho"], 3), _fmt_p(r["spearman_p"])]
+        for r in rows
+    ]
+
+
+def _correlation_sections(rows, arch_attrs, layer_attrs, notes, csvs) -> list[Section]:
+    header = ["score", "attribute", "n", "pearson r", "p", "spearman rho", "p"]
+    out = []
+    ac = corr.arch_correlations(rows, arch_attrs)
+    csvs["correlations_architecture.csv"] = ac
+    head = Section("Correlations: architecture attributes")
+    headline = [r for r in ac if r["score"] == ScoreKey("similarity", "2afc", "bapps").label and r["attribute"] == "imagenet_top1"]
+    if headline:
+        h = headline[0]
+        verdict = (
+            "negative: architectures that classify ImageNet better make *worse* perceptual-similarity loss networks"
+            if h["pearson_r"] < 0 and h["pearson_p"] < 0.05
+            else "not a positive relation: better ImageNet accuracy does not give a better perceptual-similarity loss network"
+            if not (h["pearson_r"] > 0 and h["pearson_p"] < 0.05)
+            else "positive"
+        )
+        head.text.append(
+            f"**Best-layer BAPPS 2AFC vs ImageNet top-1** over {h['n']} architectures: Pearson r = {h['pearson_r']:.3f} "
+            f"(p = {_fmt_p(h['pearson_p'])}), Spearman rho = {h['spearman_rho']:.3f} (p = {_fmt_p(h['spearman_p'])}) -- {verdict}."
+        )
+    head.text.append("Best-layer score of each architecture against its attributes; two-sided p-values (H0: no correlation).")
+    head.text += [n for n in notes if n]
+    head.tables.append(("", header, _corr_body(ac)))
+    out.append(head)
+    lc = corr.layer_correlations(rows, layer_attrs)
+    lay = Section("Correlations: layer attributes")
+    if lc:
+        csvs["correlations_layer.csv"] = lc
+        lay.text.append("Score of every (architecture, layer) cell against parameters, depth and MFLOPs up to the extraction "
+                        "point and channels / features at it (random-init models, 64x64 input).")
+        lay.tables.append(("", header, _corr_body(lc)))
+    else:
+        lay.text.append("Not computed: layer statistics are unavailable (see the note above).")
+    out.append(lay)
+    labels, r, p = corr.cross_benchmark_matrix(rows)
+    csvs["correlations_cross_benchmark.csv"] = [
+        {"score": labels[i], **{labels[j]: (None if not math.isfinite(r[i, j]) else float(r[i, j])) for j in range(len(labels))}}
+        for i in range(len(labels))
+    ]
+    cross = Section("Cross-benchmark correlation (Spearman rho of best-layer scores)")
+    short = [f"s{i + 1}" for i in range(len(labels))]
+    cross.text.append("Columns: " + "; ".join(f"s{i + 1} = {l}" for i, l in enumerate(labels)) + ".")
+    cross.tables.append(("", ["score", *short], [[f"s{i + 1} {labels[i]}", *[fmt(r[i, j], 2) for j in range(len(labels))]] for i in range(len(labels))]))
+    blabels, brho, bp = corr.benchmark_rank_matrix(rows)
+    if len(blabels) > 1:
+        cross.text.append("Between benchmarks (Spearman rho of the Table III average ranks, p in brackets):")
+        cross.tables.append(("", ["", *blabels], [[a, *[f"{fmt(brho[i, j], 2)} ({_fmt_p(bp[i, j])})" for j in range(len(blabels))]] for i, a in enumerate(blabels)]))
+        csvs["correlations_benchmarks.csv"] = [
+            {"benchmark": a, **{b: (None if not math.isfinite(brho[i, j]) else float(brho[i, j])) for j, b in enumerate(blabels)}}
+            for i, a in enumerate(blabels)
+        ]
+    out.append(cross)
+    return out
+
+
+# --------------------------------------------------------------------------------------------------
+# rendering
+
+
+def _md_table(header: list[str], body: list[list[str]]) -> str:
+    esc = lambda c: str(c).replace("|", "\\|")  # noqa: E731
+    lines = ["| " + " | ".join(esc(h) for h in header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(esc(c) for c in row) + " |" for row in body]
+    return "\n".join(lines)
+
+
+def _markdown(title: str, intro: list[str], sections: list[Section]) -> str:
+    parts = [f"# {title}", *intro]
+    for s in sections:
+        parts.append(f"## {s.title}")
+        parts += s.text
+        for caption, header, body in s.tables:
+            if caption:
+                parts.append(f"**{caption}**")
+            parts.append(_md_table(header, body))
+        for f in s.figures:
+            parts.append(f"![{f.caption}](figures/{f.name}.png)\n\n*{f.caption}* ([SVG](figures/{f.name}.svg))")
+    return "\n\n".join(parts) + "\n"
+
+
+_CSS = (
+    "body{font-family:sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;color:#222}"
+    "table{border-collapse:collapse;margin:.5em 0 1.5em;font-size:13px}"
+    "th,td{border:1px solid #ccc;padding:2px 6px;text-align:right}th{background:#eee}"
+    "td:first-child,th:first-child{text-align:left}img{max-width:100%}figure{margin:1em 0}"
+    "figcaption{font-style:italic;font-size:13px}.cap{font-weight:bold;margin-top:1em}"
+)
+
+
+def _md_inline(text: str) -> str:
+    out = html.escape(text)
+    # only **bold** and *italic* are used in our paragraphs
+    out = re.sub(r"\*\*(.+?)\*\*", r"<b>\1</b>", out)
+    return re.sub(r"\*(.+?)\*", r"<i>\1</i>", out)
+
+
+def _html(title: str, intro: list[str], sections: list[Section]) -> str:
+    parts = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        f"<title>{html.escape(title)}</title><style>{_CSS}</style></head><body>",
+        f"<h1>{html.escape(title)}</h1>",
+    ]
+    parts += [f"<p>{_md_inline(t)}</p>" for t in intro]
+    parts.append("<ul>" + "".join(f'<li><a href="#s{i}">{html.escape(s.title)}</a></li>' for i, s in enumerate(sections)) + "</ul>")
+    for i, s in enumerate(sections):
+        parts.append(f'<h2 id="s{i}">{html.escape(s.title)}</h2>')
+        parts += [f"<p>{_md_inline(t)}</p>" for t in s.text]
+        for caption, header, body in s.tables:
+            if caption:
+                parts.append(f'<div class="cap">{html.escape(caption)}</div>')
+            rows = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>" for row in body)
+            parts.append("<table><thead><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in header) + f"</tr></thead><tbody>{rows}</tbody></table>")
+        for f in s.figures:
+            data = base64.b64encode(f.png).decode("ascii")
+            parts.append(f'<figure><img alt="{html.escape(f.caption)}" src="data:image/png;base64,{data}"><figcaption>{html.escape(f.caption)}</figcaption></figure>')
+    parts.append("</body></html>")
+    return "\n".join(parts) + "\n"
+
+
+def build_report(
+    rows: list[dict[str, Any]],
+    out_dir: str | Path,
+    *,
+    source: str,
+    compare_paper: bool = False,
+    structure: bool = True,
+    make_figures: bool = True,
+    notes: Sequence[str] = (),
+    layer_stats_fn=None,
+    arch_attributes_fn=None,
+) -> dict[str, Path]:
+    """Run the analysis on tidy score rows and write the report.
+
+    Args:
+        rows: tidy scores (:mod:`lossnet.report.sources`).
+        out_dir: output folder (created).
+        source: what the rows are, for the title (e.g. ``"paper"`` or the store path).
+        compare_paper: put the published value and the difference beside every cell.
+        structure: use :mod:`lossnet.structure` for parameter counts and layer statistics (builds
+            random-init models; results cached). Without it, layer correlations and Fig. 4 are
+            skipped and the report says so.
+        make_figures: draw the figures.
+        notes: extra lines for the introduction (what was loaded / skipped).
+        layer_stats_fn, arch_attributes_fn: replacements for ``lossnet.structure.layer_stats`` /
+            ``arch_attributes`` (tests).
+
+    Returns:
+        ``{"md": path, "html": path, "tables": folder, "figures": folder}``.
+    """
+    out = Path(out_dir)
+    (out / "tables").mkdir(parents=True, exist_ok=True)
+    from lossnet.report.sources import paper_scores
+
+    paper_rows = paper_scores() if compare_paper else None
+    archs = sorted({r["arch"] for r in rows})
+    arch_attrs, arch_note = corr.arch_attribute_values(archs, structure=structure, attributes_fn=arch_attributes_fn)
+    cells = sorted({(r["arch"], r["layer"]) for r in rows})
+    layer_attrs, layer_note = corr.layer_attribute_values(cells, structure=structure, stats_fn=layer_stats_fn)
+
+    csvs: dict[str, list[dict[str, Any]]] = {}
+    # Tables III/IV are always set beside the published ones when analysing the published numbers:
+    # that is the reproduction check.
+    published = source == "paper"
+    t_ref = paper_rows if paper_rows is not None else (paper_scores() if published else None)
+    sections = [_table3_section(rows, t_ref, csvs, published=published), _table4_section(rows, t_ref, csvs, published=published)]
+    if compare_paper:
+        sections.append(_compare_section(rows, paper_rows, csvs))
+    sections += _score_sections(rows, paper_rows, csvs)
+    sections += _correlation_sections(rows, arch_attrs, layer_attrs, [arch_note, layer_note], csvs)
+    fig_list: list[figs.Figure] = []
+    if make_figures:
+        fig_list = figs.all_figures(rows, layer_attrs, source=f"({source})" if source == "paper" else "")
+        fig_section = Section("Figures", figures=fig_list)
+        if not layer_attrs:
+            fig_section.text.append("Fig. 4 (2AFC vs FLOPs) needs layer statistics and was skipped.")
+        if fig_list or fig_section.text:
+            sections.append(fig_section)
+
+    n_cells = len(rows)
+    title = f"lossnet report: {source}"
+    intro = [
+        f"Source: {'the published numbers of Pihlgren et al. (2024)' if source == 'paper' else source}; "
+        f"{n_cells} (score, architecture, layer) cells, {len(archs)} architectures, "
+        f"{len({key_of(r) for r in rows})} performance scores.",
+        *[n for n in notes if n],
+    ]
+    (out / "figures").mkdir(exist_ok=True)
+    for f in fig_list:
+        atomic_write_bytes(out / "figures" / f"{f.name}.png", f.png)
+        atomic_write_text(out / "figures" / f"{f.name}.svg", f.svg)
+    for name, table in csvs.items():
+        atomic_write_text(out / "tables" / name, _csv_text(table))
+    atomic_write_text(out / "report.md", _markdown(title, intro, sections))
+    atomic_write_text(out / "report.html", _html(title, intro, sections))
+    return {"md": out / "report.md", "html": out / "report.html", "tables": out / "tables", "figures": out / "figures"}

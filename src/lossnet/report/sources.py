@@ -1,0 +1,309 @@
+"""Scores as one tidy table, from the published CSVs or from a results store.
+
+Every row is a dict ``{"benchmark", "metric", "dataset", "arch", "layer", "value", "n"}`` in the
+paper's vocabulary: benchmark is one of :data:`PAPER_BENCHMARKS` (``similarity``,
+``superres_x4``, ``superres_x8``, ``segmentation``, ``autoencoder``), layer one of E/S/M/L, ``n``
+the number of runs averaged (seeds). Rows from a store are mapped with the cross-team conventions:
+
+- ``similarity`` -> ``similarity``; ``superres`` with ``config["scale"]`` 4/8 -> ``superres_x4`` /
+  ``superres_x8``; ``roads`` -> ``segmentation``; ``autoencoder`` -> ``autoencoder``.
+- metric ``"<dataset>/<name>"`` -> ``dataset``, ``metric`` (so ``bapps/2afc``, ``set5/psnr``,
+  ``mrd/quality``, ``svhn/accuracy``); only the paper-comparable metrics are kept.
+- layer: ``config["layer"]`` when it is E/S/M/L or resolves to the same node as one of them
+  (:func:`lossnet.registry.layer_key`); runs at other layers are not paper cells and are skipped.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import statistics
+from collections import defaultdict
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Iterable, NamedTuple
+
+from lossnet import paper
+from lossnet.errors import DataError, InputError, LossnetError
+
+__all__ = [
+    "ScoreKey",
+    "PAPER_BENCHMARKS",
+    "paper_score_keys",
+    "paper_scores",
+    "store_scores",
+    "read_store_metric_rows",
+    "map_metric_row",
+    "LoadInfo",
+]
+
+#: The paper's benchmark names, in its order.
+PAPER_BENCHMARKS = ("similarity", "superres_x4", "superres_x8", "segmentation", "autoencoder")
+
+
+class ScoreKey(NamedTuple):
+    """One performance score: ``(benchmark, metric, dataset)`` in the paper's vocabulary."""
+
+    benchmark: str
+    metric: str
+    dataset: str
+
+    @property
+    def label(self) -> str:
+        """Short readable name, e.g. ``"superres_x4 ssim bsd100"`` or ``"similarity 2afc"``."""
+        if self.benchmark in ("similarity", "segmentation"):
+            return f"{self.benchmark} {self.metric}"
+        if self.benchmark == "autoencoder":
+            return f"autoencoder {self.dataset}"
+        return f"{self.benchmark} {self.metric} {self.dataset}"
+
+    @property
+    def slug(self) -> str:
+        """File-name-safe name, e.g. ``"superres_x4-ssim-bsd100"``."""
+        return f"{self.benchmark}-{self.metric}-{self.dataset}"
+
+
+def key_of(row: dict[str, Any]) -> ScoreKey:
+    """The :class:`ScoreKey` of a tidy row."""
+    return ScoreKey(row["benchmark"], row["metric"], row["dataset"])
+
+
+def paper_score_keys() -> list[ScoreKey]:
+    """The 19 performance scores of the paper's appendix, in CSV order."""
+    return list(_paper_score_keys())
+
+
+@lru_cache(maxsize=1)
+def _paper_score_keys() -> tuple[ScoreKey, ...]:
+    seen: dict[ScoreKey, None] = {}
+    for row in paper.read_csv("scores.csv"):
+        seen.setdefault(key_of(row), None)
+    return tuple(seen)
+
+
+def paper_scores() -> list[dict[str, Any]]:
+    """The published appendix Tables V-XI as tidy rows (``n`` = 1)."""
+    return [{**row, "n": 1} for row in paper.scores()]
+
+
+class LoadInfo(NamedTuple):
+    """What :func:`store_scores` kept and skipped, for the report's notes."""
+
+    runs: int
+    kept_metrics: int
+    skipped: dict[str, int]
+    variant: str  # "benchmark: preset=..., weights=..., distance=..." per paper benchmark
+
+
+# --------------------------------------------------------------------------------------------------
+# store access
+
+
+def read_store_metric_rows(path: str | Path) -> list[dict[str, Any]]:
+    """Metric rows of a results store: dicts with run_key, benchmark, config (dict), dataset, name,
+    value, of runs with status "done". Uses :class:`lossnet.sweep.store.ResultsStore` (read-only),
+    or reads the schema-1 SQLite tables directly when that module is absent.
+
+    Raises:
+        DataError: the file is missing, not SQLite, or not a lossnet results store.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"results store not found: {path}")
+    try:
+        from lossnet.sweep.store import ResultsStore  # the sweep helper's API, when present
+    except ImportError:
+        ResultsStore = None  # noqa: N806
+    if ResultsStore is not None:
+        try:
+            with ResultsStore(path, readonly=True) as store:
+                return store.metric_rows(status="done")
+        except DataError:
+            raise
+        except LossnetError as exc:  # the store names the path; keep one error type for callers
+            raise DataError(str(exc)) from exc
+        except sqlite3.DatabaseError as exc:
+            raise DataError(f"{path}: not a lossnet results store ({exc})") from exc
+    return _read_sqlite(path)
+
+
+def _read_sqlite(path: Path) -> list[dict[str, Any]]:
+    try:
+        con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    except sqlite3.Error as exc:
+        raise DataError(f"{path}: cannot open results store ({exc})") from exc
+    try:
+        try:
+            tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        except sqlite3.DatabaseError as exc:
+            raise DataError(f"{path}: not an SQLite results store ({exc})") from exc
+        if not {"runs", "metrics"} <= tables:
+            raise DataError(f"{path}: not a lossnet results store (no runs/metrics tables)")
+        if "meta" in tables:
+            row = con.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+            if row is not None and str(row[0]) != "1":
+                raise DataError(f"{path}: results store schema version {row[0]} is not supported (expected 1)")
+        query = (
+            "SELECT m.run_key, r.benchmark, r.config, m.dataset, m.name, m.value "
+            "FROM metrics m JOIN runs r ON r.key = m.run_key WHERE r.status = 'done'"
+        )
+        out = []
+        for run_key, benchmark, config, dataset, name, value in con.execute(query):
+            try:
+                cfg = json.loads(config) if config else {}
+            except json.JSONDecodeError as exc:
+                raise DataError(f"{path}: run {run_key} has an unreadable config ({exc})") from exc
+            out.append(
+                {"run_key": run_key, "benchmark": benchmark, "config": cfg, "dataset": dataset, "name": name, "value": value}
+            )
+        return out
+    finally:
+        con.close()
+
+
+# --------------------------------------------------------------------------------------------------
+# mapping store rows to paper cells
+
+
+def _paper_benchmark(benchmark: str, config: dict[str, Any]) -> str | None:
+    if benchmark in ("similarity", "autoencoder"):
+        return benchmark
+    if benchmark == "roads":
+        return "segmentation"
+    if benchmark == "superres":
+        scale = config.get("scale")
+        try:
+            scale = int(scale)
+        except (TypeError, ValueError):
+            return None
+        return f"superres_x{scale}" if scale in (4, 8) else None
+    return None
+
+
+def _layer_key(arch: str, layer: Any) -> str | None:
+    if not isinstance(layer, str) or not layer or "," in layer:
+        return None
+    from lossnet.registry import layer_key
+
+    try:
+        return layer_key(arch, layer)
+    except Exception:  # an unresolvable layer name is simply not a paper cell
+        return None
+
+
+def map_metric_row(row: dict[str, Any]) -> tuple[dict[str, Any] | None, str | None]:
+    """Map one store metric row to a paper cell.
+
+    Returns:
+        ``(cell, None)`` with keys benchmark, metric, dataset, arch, layer, value; or
+        ``(None, reason)`` naming why the row is not a paper cell.
+    """
+    config = row.get("config") or {}
+    benchmark = _paper_benchmark(row.get("benchmark") or config.get("benchmark", ""), config)
+    if benchmark is None:
+        return None, "not a paper benchmark"
+    key = ScoreKey(benchmark, row["name"], row["dataset"])
+    if key not in _PAPER_KEYS():
+        return None, "not a paper metric"
+    arch = config.get("net")
+    if not arch:
+        return None, "no loss network (baseline)"
+    if arch not in paper.architectures():
+        return None, "not a paper architecture"
+    if config.get("loss") not in (None, "perceptual"):
+        return None, "not a perceptual-loss run"
+    layer = _layer_key(arch, config.get("layer"))
+    if layer is None:
+        return None, "layer is not one of E/S/M/L"
+    value = row.get("value")
+    if value is None:
+        return None, "no value"
+    return {**key._asdict(), "arch": arch, "layer": layer, "value": float(value)}, None
+
+
+@lru_cache(maxsize=1)
+def _PAPER_KEYS() -> frozenset[ScoreKey]:  # noqa: N802
+    return frozenset(_paper_score_keys())
+
+
+def _variant(config: dict[str, Any]) -> str:
+    """What distinguishes runs that must not be averaged together (everything but the seed)."""
+    parts = [f"preset={config.get('preset')}", f"weights={config.get('weights', 'imagenet')}"]
+    if config.get("distance") is not None:
+        parts.append(f"distance={config.get('distance')}")
+    return ", ".join(parts)
+
+
+def store_scores(
+    path: str | Path,
+    *,
+    preset: str | None = None,
+    weights: str | None = None,
+    distance: str | None = None,
+) -> tuple[list[dict[str, Any]], LoadInfo]:
+    """Paper-comparable scores of a results store, averaged over seeds.
+
+    Args:
+        path: SQLite results store (schema version 1).
+        preset, weights, distance: keep only runs whose config has this value.
+
+    Returns:
+        ``(rows, info)``: tidy rows (``n`` = number of runs averaged) and what was kept/skipped.
+
+    Raises:
+        DataError: unreadable store.
+        InputError: the selected runs of one paper benchmark mix variants (presets / weights /
+            distances) that must not be averaged or ranked together; the message lists them so the
+            caller can filter. Different benchmarks may use different variants.
+    """
+    metric_rows = read_store_metric_rows(path)
+    filters = {"preset": preset, "weights": weights, "distance": distance}
+    skipped: dict[str, int] = defaultdict(int)
+    groups: dict[tuple, list[float]] = defaultdict(list)
+    variants: dict[tuple[str, str], set] = defaultdict(set)
+    runs = set()
+    for row in metric_rows:
+        config = row.get("config") or {}
+        if any(v is not None and str(config.get(k, "imagenet" if k == "weights" else None)) != v for k, v in filters.items()):
+            skipped["filtered out"] += 1
+            continue
+        cell, reason = map_metric_row(row)
+        if cell is None:
+            skipped[reason] += 1
+            continue
+        runs.add(row["run_key"])
+        variant = _variant(config)
+        variants[(cell["benchmark"], variant)].add(row["run_key"])
+        groups[(variant, cell["benchmark"], cell["metric"], cell["dataset"], cell["arch"], cell["layer"])].append(cell["value"])
+    per_bench: dict[str, list[str]] = defaultdict(list)
+    for bench, variant in sorted(variants):
+        per_bench[bench].append(variant)
+    mixed = {b: v for b, v in per_bench.items() if len(v) > 1}
+    if mixed:
+        listing = "; ".join(
+            f"{b}: " + " | ".join(f"{v} ({len(variants[(b, v)])} runs)" for v in vs) for b, vs in mixed.items()
+        )
+        raise InputError(
+            f"{path}: runs of several variants would be mixed ({listing}). "
+            "Select one with --preset / --weights / --distance."
+        )
+    rows = [
+        {"benchmark": b, "metric": m, "dataset": d, "arch": a, "layer": l, "value": statistics.fmean(vals), "n": len(vals)}
+        for (_, b, m, d, a, l), vals in groups.items()
+    ]
+    rows.sort(key=_sort_key)
+    variant_text = "; ".join(f"{b}: {vs[0]}" for b, vs in per_bench.items())
+    info = LoadInfo(len(runs), len(rows), dict(skipped), variant_text)
+    return rows, info
+
+
+def _sort_key(row: dict[str, Any]) -> tuple:
+    archs = list(paper.architectures())
+    order = {k: i for i, k in enumerate(_paper_score_keys())}
+    return (order.get(key_of(row), 99), archs.index(row["arch"]) if row["arch"] in archs else 99, "ESML".find(row["layer"]))
+
+
+def filter_keys(rows: Iterable[dict[str, Any]], keys: Iterable[ScoreKey]) -> list[dict[str, Any]]:
+    """Rows whose score is one of ``keys``."""
+    wanted = set(keys)
+    return [r for r in rows if key_of(r) in wanted]

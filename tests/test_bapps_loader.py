@@ -1,0 +1,146 @@
+"""The BAPPS loader on synthetic folders written in the exact BAPPS layout."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from lossnet.bench.similarity import bapps
+from lossnet.bench.similarity.synthetic import write_synthetic_bapps
+from lossnet.errors import DataError
+
+BSD100 = Path(os.environ.get("LOSSNET_SHARED", Path(__file__).resolve().parents[2] / "shared")) / "data" / "sr" / "bsd100"
+
+
+@pytest.fixture()
+def root(tmp_path):
+    bapps.clear_cache()
+    r = write_synthetic_bapps(tmp_path / "BAPPS", n_2afc=6, n_jnd=5, subsets_2afc=("traditional", "cnn"), source_dir=BSD100, seed=3)
+    yield r
+    bapps.clear_cache()
+
+
+def test_layout_is_bapps(root):
+    base = root / "2afc" / "val" / "traditional"
+    assert sorted(p.name for p in base.iterdir()) == ["judge", "p0", "p1", "ref"]
+    assert sorted(p.name for p in (root / "jnd" / "val" / "cnn").iterdir()) == ["p0", "p1", "same"]
+    j = np.load(base / "judge" / "000000.npy")
+    assert j.shape == (1,) and j.dtype.kind == "f" and 0 <= j[0] <= 1
+    with Image.open(base / "ref" / "000000.png") as im:
+        assert im.size == (64, 64) and im.mode == "RGB"
+
+
+def test_load_2afc_counts_values_and_pixels(root):
+    data = bapps.load_subset(root, "2afc", "val", "cnn", progress=False)
+    assert len(data) == 6 and data.n_bad == 0
+    for name in ("ref", "p0", "p1"):
+        assert data.images[name].shape == (6, 3, 64, 64) and data.images[name].dtype.is_floating_point is False
+    base = root / "2afc" / "val" / "cnn"
+    expected_h = [float(np.load(base / "judge" / f"{i:06d}.npy")[0]) for i in range(6)]
+    np.testing.assert_array_equal(data.judgments, expected_h)
+    with Image.open(base / "p1" / "000004.png") as im:
+        np.testing.assert_array_equal(data.images["p1"][4].permute(1, 2, 0).numpy(), np.asarray(im.convert("RGB")))
+
+
+def test_load_jnd(root):
+    data = bapps.load_subset(root, "jnd", "val", "traditional", progress=False)
+    assert len(data) == 5 and set(data.images) == {"p0", "p1"}
+    expected = [float(np.load(root / "jnd/val/traditional/same" / f"{i:06d}.npy")[0]) for i in range(5)]
+    np.testing.assert_array_equal(data.judgments, expected)
+
+
+def test_other_sizes_are_resized_to_64(root):
+    path = root / "2afc/val/cnn/ref/000002.png"
+    Image.fromarray(np.full((100, 80, 3), 200, np.uint8)).save(path)
+    data = bapps.load_subset(root, "2afc", "val", "cnn", progress=False)
+    assert data.images["ref"].shape == (6, 3, 64, 64)
+    assert int(data.images["ref"][2].min()) == 200 == int(data.images["ref"][2].max())
+
+
+def test_corrupt_image_names_file_and_skip_bad_counts_it(root):
+    bad = root / "2afc/val/traditional/p1/000003.png"
+    bad.write_bytes(b"not a png at all")
+    with pytest.raises(DataError, match=str(bad)):
+        bapps.load_subset(root, "2afc", "val", "traditional", progress=False)
+    data = bapps.load_subset(root, "2afc", "val", "traditional", skip_bad=True, progress=False)
+    assert len(data) == 5 and data.n_bad == 1 and data.bad_files == [str(bad)]
+    # the surviving judgments are those of items 0,1,2,4,5 in order
+    expected = [float(np.load(root / "2afc/val/traditional/judge" / f"{i:06d}.npy")[0]) for i in (0, 1, 2, 4, 5)]
+    np.testing.assert_array_equal(data.judgments, expected)
+
+
+def test_corrupt_judgment_names_file(root):
+    bad = root / "2afc/val/cnn/judge/000001.npy"
+    bad.write_bytes(b"garbage")
+    with pytest.raises(DataError, match=str(bad)):
+        bapps.load_subset(root, "2afc", "val", "cnn", progress=False)
+
+
+def test_out_of_range_judgment_is_rejected(root):
+    bad = root / "jnd/val/cnn/same/000000.npy"
+    np.save(bad, np.array([1.5]))
+    with pytest.raises(DataError, match="000000.npy"):
+        bapps.load_subset(root, "jnd", "val", "cnn", progress=False)
+
+
+def test_count_mismatch(root):
+    (root / "2afc/val/cnn/p0/000002.png").unlink()
+    with pytest.raises(DataError, match=r"mismatched file counts \(ref=6, p0=5, p1=6, judge=6\).*ref/000002.png"):
+        bapps.list_items(root, "2afc", "val", "cnn")
+
+
+def test_unpaired_names(root):
+    d = root / "jnd/val/cnn/p1"
+    (d / "000004.png").rename(d / "000009.png")
+    with pytest.raises(DataError, match="not paired by name"):
+        bapps.list_items(root, "jnd", "val", "cnn")
+
+
+def test_missing_folders(root, tmp_path):
+    with pytest.raises(DataError, match="subset folder not found.*superres"):
+        bapps.list_items(root, "2afc", "val", "superres")
+    import shutil
+
+    shutil.rmtree(root / "2afc/val/cnn/judge")
+    with pytest.raises(DataError, match="folder not found.*judge"):
+        bapps.list_items(root, "2afc", "val", "cnn")
+
+
+def test_max_items_is_seeded_subset_and_cache(root):
+    a = bapps.load_subset(root, "2afc", "val", "cnn", max_items=3, seed=1, progress=False)
+    b = bapps.load_subset(root, "2afc", "val", "cnn", max_items=3, seed=1, progress=False)
+    assert a is b  # decoded once per process
+    full = bapps.load_subset(root, "2afc", "val", "cnn", progress=False)
+    assert len(a) == 3
+    # each kept item is one of the full set's items, in sorted order
+    idx = [int(np.flatnonzero(full.judgments == v)[0]) for v in a.judgments]
+    assert idx == sorted(idx)
+    for k, i in enumerate(idx):
+        assert (a.images["ref"][k] == full.images["ref"][i]).all()
+
+
+def test_dataloader_workers_give_same_result(root):
+    a = bapps.load_subset(root, "2afc", "val", "traditional", progress=False)
+    bapps.clear_cache()
+    b = bapps.load_subset(root, "2afc", "val", "traditional", num_workers=2, progress=False)
+    np.testing.assert_array_equal(a.judgments, b.judgments)
+    assert (a.images["p0"] == b.images["p0"]).all()
+
+
+def test_synthetic_is_deterministic(tmp_path):
+    a = write_synthetic_bapps(tmp_path / "a", n_2afc=2, n_jnd=1, subsets_2afc=("cnn",), subsets_jnd=("cnn",), seed=7)
+    b = write_synthetic_bapps(tmp_path / "b", n_2afc=2, n_jnd=1, subsets_2afc=("cnn",), subsets_jnd=("cnn",), seed=7)
+    for p in a.rglob("*.*"):
+        assert p.read_bytes() == (b / p.relative_to(a)).read_bytes()
+
+
+def test_corrupt_file_with_workers_gives_clean_message(root):
+    bad = root / "2afc/val/cnn/ref/000002.png"
+    bad.write_bytes(b"\x89PNG truncated")
+    with pytest.raises(DataError) as info:
+        bapps.load_subset(root, "2afc", "val", "cnn", num_workers=1, progress=False)
+    assert str(info.value).startswith(f"cannot decode BAPPS image {bad}") and "\n" not in str(info.value)

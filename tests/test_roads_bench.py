@@ -1,0 +1,161 @@
+"""Iterative U-net, plug-in config, baselines, and an end-to-end tiny run (each test tile counted once)."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import lossnet.bench.roads as roads
+from lossnet.bench.roads import baselines as B
+from lossnet.bench.roads.data import find_tiles, load_tile
+from lossnet.bench.roads.metrics import RoadCounts, road_counts
+from lossnet.bench.roads.train import evaluate_tiles
+from lossnet.bench.roads.unet import IterativeUNet, UNet
+from lossnet.errors import InputError, LossnetError
+
+
+def _dataset(root: Path, n_train: int = 2, n_test: int = 3, size: int = 40) -> Path:
+    """Tiles with a bright horizontal road on a dark textured background."""
+    rng = np.random.default_rng(0)
+    for split, n in (("train", n_train), ("test", n_test)):
+        for i in range(n):
+            img = rng.integers(20, 90, (size, size, 3), dtype=np.uint8)
+            m = np.zeros((size, size), np.uint8)
+            r = int(rng.integers(4, size - 8))
+            m[r : r + 3] = 255
+            img[r : r + 3] = 160
+            for sub, arr in (("sat", img), ("map", m)):
+                (root / split / sub).mkdir(parents=True, exist_ok=True)
+                Image.fromarray(arr).save(root / split / sub / f"tile{i}.png")
+    return root
+
+
+def test_unet_iterates_with_zero_initial_prediction():
+    torch.manual_seed(0)
+    model = IterativeUNet(width=4, depth=2, iterations=3).eval()
+    seen = []
+    model.unet.register_forward_pre_hook(lambda mod, args: seen.append(args[0][:, 3:].clone()))
+    x = torch.rand(2, 3, 16, 16)
+    outs = model(x)
+    assert len(outs) == 3 and len(seen) == 3
+    assert (seen[0] == 0).all()
+    # iteration k+1 sees iteration k's output as its 4th channel
+    torch.testing.assert_close(seen[1], outs[0])
+    torch.testing.assert_close(seen[2], outs[1])
+    assert all(((o >= 0) & (o <= 1)).all() for o in outs)
+
+
+def test_prior_initialisation_gives_the_prior():
+    model = IterativeUNet(width=4, depth=2, iterations=2, prior=0.05).eval()
+    torch.nn.init.zeros_(model.unet.head.weight)  # leaves only the bias: output = sigmoid(bias)
+    out = model(torch.rand(1, 3, 8, 8))[-1]
+    torch.testing.assert_close(out, torch.full_like(out, 0.05))
+    with pytest.raises(InputError, match="prior"):
+        IterativeUNet(4, 2, 2, prior=1.0)
+
+
+def test_unet_padding_and_size_errors():
+    model = IterativeUNet(width=4, depth=3, iterations=2).eval()
+    assert model.predict(torch.rand(1, 3, 21, 30)).shape == (1, 1, 21, 30)
+    with pytest.raises(InputError, match="divisible by 8"):
+        UNet(4, 1, 4, 3)(torch.rand(1, 4, 12, 16))
+    with pytest.raises(InputError, match="RGB"):
+        model(torch.rand(1, 4, 16, 16))
+
+
+def test_resolve_config():
+    with pytest.raises(LossnetError, match="--data"):
+        roads.resolve_config({"preset": "quick"})
+    c = roads.resolve_config({"preset": "quick", "data": "x", "loss": "bce", "net": "vgg16"})
+    assert c["net"] is None and c["layer"] is None and c["loss"] == "bce"
+    p = roads.resolve_config({"preset": "paper", "data": "x"})
+    assert (p["lr"], p["batch_size"], p["epochs"], p["crop"], p["iterations"], p["threshold"]) == (1e-3, 8, 100, 224, 3, 0.3)
+    assert p["loss"] == "perceptual" and p["lambda"] == 0.01
+    with pytest.raises(LossnetError, match="threshold"):
+        roads.resolve_config({"data": "x", "threshold": 1.5})
+    with pytest.raises(LossnetError):
+        roads.resolve_config({"data": "x", "net": "vgg16", "layer": "no_such_layer"})
+
+
+def test_baselines_closed_form():
+    img = np.zeros((10, 10, 3), np.uint8)
+    img[4:6] = 150  # grey road
+    img[0] = 255  # white no-data row
+    assert not B.all_background(img).any()
+    road = B.intensity_baseline(img, low=0.5, high=0.9, max_sat=0.1)
+    expected = np.zeros((10, 10), bool)
+    expected[4:6] = True
+    np.testing.assert_array_equal(road, expected)
+    edges = B.edge_baseline(img, sigma=1.0)
+    assert edges[3:7].any() and not edges[8:].any()
+
+
+def test_each_test_tile_counted_exactly_once(tmp_path):
+    root = _dataset(tmp_path)
+    tiles = find_tiles(root, "test")
+    calls = []
+
+    def predict(image):
+        calls.append(image.copy())
+        return image[..., 0] > 120
+
+    totals = evaluate_tiles(tiles, predict, rhos=(0, 3))
+    assert len(calls) == len(tiles) == 3
+    for rho in (0, 3):
+        expected = RoadCounts()
+        for t in tiles:
+            image, mask = load_tile(t)
+            expected = expected + road_counts(image[..., 0] > 120, mask, rho)
+        assert totals[rho] == expected and totals[rho].tiles == 3
+
+
+def test_end_to_end_tiny_run_resume_and_artifacts(tmp_path):
+    root = _dataset(tmp_path / "data")
+    config = roads.resolve_config(
+        {"preset": "quick", "data": str(root), "loss": "bce", "crop": 16, "batch_size": 2, "epochs": 2,
+         "steps_per_epoch": 2, "width": 2, "depth": 2, "baselines": False}
+    )
+    work = tmp_path / "work"
+    result = roads.run(config, work, progress=False)
+    assert result.status == "done"
+    assert result.metrics["mrd/test_tiles"] == 3.0
+    for k in ("correctness", "completeness", "quality"):
+        assert 0 <= result.metrics[f"mrd/{k}"] <= 100 and 0 <= result.metrics[f"mrd/{k}_rho3"] <= 100
+    assert len([k for k in result.artifacts if k.startswith("overlay_")]) == 3
+    overlay = Image.open(result.artifacts["overlay_tile0"])
+    assert overlay.size == (3 * 40 + 16, 40)
+    rows = list(csv.DictReader(open(work / "train_log.csv")))
+    assert [int(r["epoch"]) for r in rows] == [1, 2] and float(rows[0]["perceptual"]) == 0.0
+    # resuming with more epochs continues from the checkpoint (epoch 3 only): the logged rows of
+    # epochs 1-2, including their wall-clock seconds, are the ones restored from the checkpoint
+    state = torch.load(work / "checkpoint.pt", weights_only=False)
+    assert state["epoch"] == 2
+    first_model = {k: v.clone() for k, v in state["model"].items()}
+    result2 = roads.run(dict(config, epochs=3), work, progress=False)
+    rows2 = list(csv.DictReader(open(work / "train_log.csv")))
+    assert [int(r["epoch"]) for r in rows2] == [1, 2, 3] and rows2[:2] == rows
+    assert result2.metrics["mrd/test_tiles"] == 3.0
+    # a training-relevant change (learning rate) restarts instead of resuming
+    roads.run(dict(config, lr=5e-4), work, progress=False)
+    state3 = torch.load(work / "checkpoint.pt", weights_only=False)
+    assert state3["epoch"] == 2 and state3["config"]["lr"] == 5e-4
+    assert any(not torch.equal(first_model[k], state3["model"][k]) for k in first_model)
+
+
+def test_perceptual_term_is_logged(tmp_path):
+    root = _dataset(tmp_path / "data", n_test=1)
+    config = roads.resolve_config(
+        {"preset": "quick", "data": str(root), "net": "alexnet", "layer": "relu1", "weights": "none", "lambda": 0.5,
+         "crop": 32, "batch_size": 2, "epochs": 1, "steps_per_epoch": 1, "width": 2, "depth": 2, "baselines": False}
+    )
+    result = roads.run(config, tmp_path / "w", progress=False)
+    row = next(csv.DictReader(open(tmp_path / "w" / "train_log.csv")))
+    assert float(row["perceptual"]) > 0
+    assert float(row["weighted_perceptual"]) == pytest.approx(0.5 * float(row["perceptual"]))
+    assert float(row["total"]) == pytest.approx(float(row["bce"]) + 0.5 * float(row["perceptual"]))
+    assert result.status == "done"

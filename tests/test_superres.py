@@ -1,0 +1,245 @@
+"""Benchmark 2 (super-resolution): degradation, Y-channel metrics, model, training loop."""
+
+from __future__ import annotations
+
+import math
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from lossnet.bench import superres
+from lossnet.bench.superres import train as train_mod
+from lossnet.bench.superres.data import BadImageWarning
+from lossnet.bench.superres.degrade import bicubic_upsample, crop_to_multiple, degrade
+from lossnet.bench.superres.metrics import rgb_to_y, y_psnr, y_ssim
+from lossnet.bench.superres.model import TransformNet
+from lossnet.errors import LossnetError
+
+# --------------------------------------------------------------------------- degradation
+
+
+def test_degrade_shapes_crop_to_multiple():
+    hr = torch.rand(3, 50, 37)
+    assert crop_to_multiple(hr, 4).shape == (3, 48, 36)
+    assert degrade(hr, 4).shape == (3, 12, 9)
+    assert degrade(torch.rand(2, 3, 67, 80), 8).shape == (2, 3, 8, 10)
+    assert bicubic_upsample(degrade(hr, 4), 4).shape == (3, 48, 36)
+
+
+def test_degrade_constant_image_is_unchanged():
+    hr = torch.full((3, 32, 32), 0.3)
+    assert torch.allclose(degrade(hr, 4), torch.full((3, 8, 8), 0.3), atol=1e-6)
+
+
+def test_degrade_linear_ramp_closed_form():
+    # A symmetric blur leaves a linear ramp unchanged away from the border, and bicubic (Keys)
+    # interpolation reproduces linear functions: LR pixel i samples HR coordinate s*i + (s-1)/2.
+    s, n = 4, 64
+    ramp = torch.arange(n, dtype=torch.float32) / 100.0
+    hr = ramp.view(1, 1, n).expand(3, 16, n).clone()
+    lr = degrade(hr, s)
+    i = torch.arange(n // s, dtype=torch.float32)
+    expected = (s * i + (s - 1) / 2) / 100.0
+    interior = slice(2, n // s - 2)
+    assert torch.allclose(lr[0, 2, interior], expected[interior], atol=1e-5)
+
+
+def test_degrade_blurs_before_downsampling():
+    # A one-pixel checkerboard has all its energy at Nyquist: the sigma = 1 blur removes almost all of it.
+    hr = ((torch.arange(32).view(-1, 1) + torch.arange(32).view(1, -1)) % 2).float().expand(3, 32, 32)
+    assert degrade(hr, 4).std() < 0.01
+    assert degrade(hr, 4, sigma=0).min() >= 0 and degrade(hr, 4).max() <= 1
+
+
+# --------------------------------------------------------------------------- metrics
+
+
+def test_rgb_to_y_matches_skimage():
+    from skimage.color import rgb2ycbcr
+
+    rgb = torch.rand(3, 9, 11, dtype=torch.float64)
+    ours = rgb_to_y(rgb)[0].numpy()
+    ref = rgb2ycbcr(rgb.permute(1, 2, 0).numpy())[..., 0]
+    np.testing.assert_allclose(ours, ref, atol=1e-9)
+
+
+def test_y_psnr_closed_form_and_border():
+    # Grey images differing by d in every channel differ by 219 d in Y -> PSNR = 20 log10(255 / (219 d)).
+    d = 0.02
+    target = torch.full((3, 20, 20), 0.4, dtype=torch.float64)
+    pred = target + d
+    expected = 20 * math.log10(255 / (219 * d))
+    assert y_psnr(pred, target) == pytest.approx(expected, abs=1e-5)  # torchmetrics accumulates in float32
+    # Garbage only in the 4-pixel border must not count when the border is cropped.
+    pred[:, :4, :] = 1.0
+    pred[:, :, -4:] = 0.0
+    assert y_psnr(pred, target, border=4) == pytest.approx(expected, abs=1e-5)
+    assert y_psnr(pred, target, border=0) < expected - 5
+
+
+def test_y_metrics_match_skimage_on_real_image(shared_dir):
+    from skimage.color import rgb2ycbcr
+    from skimage.metrics import peak_signal_noise_ratio, structural_similarity
+
+    from lossnet.imageio import load_image
+
+    hr = crop_to_multiple(load_image(shared_dir / "data" / "sr" / "set5" / "img_002.png"), 4)
+    sr = (bicubic_upsample(degrade(hr, 4), 4) * 255).round() / 255
+    y = lambda t: rgb2ycbcr(t.permute(1, 2, 0).double().numpy())[4:-4, 4:-4, 0]  # noqa: E731
+    ref_psnr = peak_signal_noise_ratio(y(hr), y(sr), data_range=255)
+    ref_ssim = structural_similarity(y(hr), y(sr), data_range=255, gaussian_weights=True, sigma=1.5, use_sample_covariance=False)
+    assert y_psnr(sr, hr, border=4) == pytest.approx(ref_psnr, abs=1e-5)
+    assert y_ssim(sr, hr, border=4) == pytest.approx(ref_ssim, abs=2e-3)
+    assert 20 < ref_psnr < 40  # a real bicubic result, not a degenerate case
+
+
+def test_metrics_reject_mismatched_shapes():
+    with pytest.raises(ValueError, match="shapes differ"):
+        y_psnr(torch.rand(3, 8, 8), torch.rand(3, 8, 9))
+
+
+# --------------------------------------------------------------------------- model
+
+
+@pytest.mark.parametrize("scale,ups", [(4, 2), (8, 3)])
+def test_transform_net_shapes_and_range(scale, ups):
+    net = TransformNet(scale, num_blocks=1, channels=8).eval()
+    out = net(torch.rand(2, 3, 6, 5))
+    assert out.shape == (2, 3, 6 * scale, 5 * scale)
+    with pytest.raises(ValueError, match="too small"):
+        net(torch.rand(1, 3, 4, 9))  # the 9x9 reflect-padded input conv needs > 4 pixels
+    assert out.min() >= 0 and out.max() <= 1
+    assert sum(isinstance(m, torch.nn.Upsample) for m in net.modules()) == ups
+
+
+# --------------------------------------------------------------------------- config
+
+
+def test_config_resolution(tmp_path):
+    (tmp_path / "tr").mkdir()
+    cfg = superres.resolve_config({"preset": "quick", "loss": "pixel", "train": [str(tmp_path / "tr")], "test": {"x": str(tmp_path / "tr")}})
+    assert cfg["net"] is None and cfg["layer"] is None and cfg["scale"] == 4 and cfg["benchmark"] == "superres"
+    with pytest.raises(LossnetError, match="scale"):
+        superres.resolve_config({"scale": 3, "train": [str(tmp_path / "tr")], "test": {"x": str(tmp_path / "tr")}})
+    with pytest.raises(LossnetError, match="folder not found"):
+        superres.resolve_config({"loss": "pixel", "train": [str(tmp_path / "nope")], "test": {"x": str(tmp_path / "tr")}})
+
+
+def test_cli_expansion():
+    import argparse
+
+    from lossnet.bench.base import add_common_arguments
+
+    p = argparse.ArgumentParser()
+    add_common_arguments(p)
+    superres.add_arguments(p)
+    cfgs = superres.config_from_args(p.parse_args(["--net", "vgg16", "--layer", "E,S,M,L", "--test", "set5=/a", "--train", "/t1", "--train", "/t2"]))
+    assert [c["layer"] for c in cfgs] == ["E", "S", "M", "L"]
+    assert cfgs[0]["test"] == {"set5": "/a"} and cfgs[0]["train"] == ["/t1", "/t2"]
+    one = superres.config_from_args(p.parse_args(["--net", "vgg16", "--layer", "relu1_2,relu2_2"]))
+    assert one["layer"] == "relu1_2,relu2_2"
+    with pytest.raises(LossnetError, match="NAME=DIR"):
+        superres.config_from_args(p.parse_args(["--test", "set5"]))
+
+
+# --------------------------------------------------------------------------- training
+
+
+def _write_images(folder: Path, n: int, size: int = 32, seed: int = 0) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:size, 0:size] / size
+    for i in range(n):
+        f = rng.uniform(1, 4, size=3)
+        img = np.stack([0.5 + 0.5 * np.sin(2 * np.pi * (f[c] * xx + f[(c + 1) % 3] * yy) + i) for c in range(3)], -1)
+        Image.fromarray((img * 255).astype(np.uint8)).save(folder / f"im{i:02d}.png")
+
+
+@pytest.fixture
+def tiny(tmp_path):
+    _write_images(tmp_path / "train", 5, size=40)
+    _write_images(tmp_path / "test", 2, size=28, seed=1)
+    partial = {
+        "preset": "quick", "loss": "pixel", "train": [str(tmp_path / "train")], "test": {"tiny": str(tmp_path / "test")},
+        "crop": 32, "batch_size": 2, "iters_per_epoch": 2, "epochs": 2, "num_blocks": 1, "channels": 8,
+        "val_images": 2, "val_crop": 32, "grid_images": 1,
+    }
+    return tmp_path, partial
+
+
+def test_run_writes_metrics_and_artifacts(tiny):
+    tmp, partial = tiny
+    res = superres.run(superres.resolve_config(partial), tmp / "w", progress=False)
+    assert res.status == "done"
+    assert set(res.metrics) >= {"tiny/psnr", "tiny/ssim", "tiny/psnr_bicubic", "tiny/ssim_bicubic", "val/psnr"}
+    assert all(math.isfinite(v) for v in res.metrics.values())
+    for name in ("best_checkpoint", "checkpoint", "grid_tiny"):
+        assert Path(res.artifacts[name]).is_file()
+    grid = Image.open(res.artifacts["grid_tiny"])
+    assert grid.size[1] >= 28 and grid.size[0] >= 3 * 28  # bicubic | model | HR
+
+
+def test_best_checkpoint_is_best_validation_epoch(tiny, monkeypatch):
+    tmp, partial = tiny
+    scores = iter([10.0, 12.5, 11.0])
+    monkeypatch.setattr(train_mod, "validate", lambda *a, **k: next(scores))
+    cfg = superres.resolve_config({**partial, "epochs": 3})
+    out = train_mod.train(cfg, tmp / "w", progress=False)
+    assert out.best_epoch == 2 and out.best_psnr == 12.5
+    best = torch.load(tmp / "w" / train_mod.BEST, weights_only=True)
+    last = torch.load(tmp / "w" / train_mod.CHECKPOINT, weights_only=False)
+    assert best["epoch"] == 2 and last["epoch"] == 3
+    # best.pt holds epoch-2 weights, not the final ones
+    assert not torch.equal(best["model"]["tail.weight"], last["model"]["tail.weight"])
+
+
+def test_resume_continues_where_it_stopped(tiny):
+    tmp, partial = tiny
+    first = train_mod.train(superres.resolve_config({**partial, "epochs": 1}), tmp / "w", progress=False)
+    assert (first.start_epoch, first.epochs_done) == (0, 1)
+    resumed = train_mod.train(superres.resolve_config({**partial, "epochs": 3}), tmp / "w", progress=False)
+    assert (resumed.start_epoch, resumed.epochs_done) == (1, 3)
+    assert [h["epoch"] for h in resumed.history] == [1, 2, 3]
+    # Same RNG stream as an uninterrupted run: identical weights after 3 epochs.
+    straight = train_mod.train(superres.resolve_config({**partial, "epochs": 3}), tmp / "w2", progress=False)
+    a = torch.load(tmp / "w" / train_mod.CHECKPOINT, weights_only=False)["model"]
+    b = torch.load(tmp / "w2" / train_mod.CHECKPOINT, weights_only=False)["model"]
+    assert all(torch.allclose(a[k].float(), b[k].float(), atol=1e-6) for k in a)
+    assert [h["val_psnr"] for h in resumed.history] == pytest.approx([h["val_psnr"] for h in straight.history], abs=1e-5)
+    # A different configuration in the same workdir is refused, not silently mixed.
+    with pytest.raises(LossnetError, match="different configuration"):
+        train_mod.train(superres.resolve_config({**partial, "epochs": 3, "lr": 0.5}), tmp / "w", progress=False)
+
+
+def test_bad_training_image_is_reported_and_skipped(tiny):
+    tmp, partial = tiny
+    (tmp / "train" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really a png")
+    with pytest.warns(BadImageWarning, match="broken.png"):
+        res = superres.run(superres.resolve_config({**partial, "epochs": 1}), tmp / "w", progress=False)
+    assert res.status == "done"
+
+
+def test_non_finite_loss_gives_status_diverged(tiny, monkeypatch):
+    tmp, partial = tiny
+
+    class NaNLoss(torch.nn.Module):
+        def forward(self, pred, target):
+            return (pred - target).pow(2).mean() * float("nan")
+
+    monkeypatch.setattr(train_mod, "build_loss", lambda config: NaNLoss())
+    res = superres.run(superres.resolve_config(partial), tmp / "w", progress=False)
+    assert res.status == "diverged"
+    assert "tiny/psnr" not in res.metrics and "tiny/psnr_bicubic" in res.metrics
+    assert not (tmp / "w" / train_mod.CHECKPOINT).exists()
+
+
+def test_perceptual_loss_training_step(tiny):
+    tmp, partial = tiny
+    cfg = superres.resolve_config({**partial, "loss": "perceptual", "net": "vgg16", "layer": "E", "weights": "none", "epochs": 1})
+    assert cfg["net"] == "vgg16" and cfg["distance"] == "mse"
+    out = train_mod.train(cfg, tmp / "w", progress=False)
+    assert out.status == "done" and math.isfinite(out.history[0]["train_loss"])
