@@ -16,6 +16,7 @@ def register(subparsers) -> None:
     sp = sub.add_parser("show", help="details of one architecture")
     sp.add_argument("arch")
     sp.add_argument("--nodes", action="store_true", help="list every FX node usable as a layer")
+    sp.add_argument("--no-structure", action="store_true", help="skip the measured attributes (builds the model)")
     sp.set_defaults(func=_show)
     p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
 
@@ -48,6 +49,13 @@ def _show(args) -> int:
     if spec.in_paper:
         print(f"paper Table I: ImageNet top-1 {spec.imagenet_top1}%, depth {spec.depth}, {spec.mflops} MFLOPs")
         print_table([{"point": k, "node": v} for k, v in spec.layers.items()])
+    if not args.no_structure:
+        from lossnet.structure import arch_attributes, layer_stats
+
+        attrs = arch_attributes(args.arch)
+        print("measured: " + ", ".join(f"{k} {v}" for k, v in attrs.items()))
+        if spec.in_paper:
+            print_table([{"point": k, **layer_stats(args.arch, k)} for k in spec.layers])
     if spec.aliases:
         print("aliases: " + ", ".join(f"{k}={v}" for k, v in spec.aliases.items()))
     if args.nodes:
