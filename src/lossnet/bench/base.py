@@ -117,5 +117,28 @@ def common_config_from_args(args: argparse.Namespace) -> dict[str, Any]:
     return {k: getattr(args, k, None) for k in _COMMON_KEYS}
 
 
+def split_names(value: str | None) -> list[str]:
+    """Comma-separated CLI value -> stripped, non-empty names."""
+    return [s.strip() for s in value.split(",") if s.strip()] if value else []
+
+
+def expand_nets(net: str | None) -> list[str | None]:
+    """``--net``: "all" = the paper's 14, a comma list = one run each, nothing = [None]."""
+    from lossnet.registry import PAPER_ARCHS
+
+    names = split_names(net)
+    return list(PAPER_ARCHS) if names == ["all"] else (names or [None])
+
+
+def expand_layers(layer: str | None) -> list[str | None]:
+    """``--layer``: an E/S/M/L list is one run per layer; another comma list is one layer set."""
+    names = split_names(layer)
+    if not names:
+        return [None]
+    if len(names) > 1 and all(n.upper() in ("E", "S", "M", "L") for n in names):
+        return [n.upper() for n in names]
+    return [",".join(names)]
+
+
 def default_workdir(benchmark: str, key: str) -> Path:
     return Path("lossnet-out") / benchmark / key

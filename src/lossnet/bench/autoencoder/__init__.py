@@ -55,7 +55,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from lossnet.bench.base import BenchResult, apply_preset
+from lossnet.bench.base import BenchResult, apply_preset, expand_layers, expand_nets
 from lossnet.errors import DataError, LossnetError
 
 from .datasets import DATASETS
@@ -112,25 +112,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--test-images", type=int, help="seeded subset of the test set")
 
 
-def _split(value: str | None) -> list[str]:
-    return [s.strip() for s in value.split(",") if s.strip()] if value else []
-
-
-def _expand_nets(net: str | None) -> list[str | None]:
-    from lossnet.registry import PAPER_ARCHS
-
-    names = _split(net)
-    return list(PAPER_ARCHS) if names == ["all"] else (names or [None])
-
-
-def _expand_layers(layer: str | None) -> list[str | None]:
-    """E/S/M/L lists are one run per layer; another comma list is one layer set."""
-    names = _split(layer)
-    if not names:
-        return [None]
-    if len(names) > 1 and all(n.upper() in ("E", "S", "M", "L") for n in names):
-        return [n.upper() for n in names]
-    return [",".join(names)]
 
 
 def config_from_args(args: argparse.Namespace) -> dict[str, Any] | list[dict[str, Any]]:
@@ -140,7 +121,7 @@ def config_from_args(args: argparse.Namespace) -> dict[str, Any] | list[dict[str
     common = {k: getattr(args, k, None) for k in keys}
     if args.loss == "pixel":
         return common
-    configs = [dict(common, net=n, layer=l) for n in _expand_nets(args.net) for l in _expand_layers(args.layer)]
+    configs = [dict(common, net=n, layer=l) for n in expand_nets(args.net) for l in expand_layers(args.layer)]
     return configs[0] if len(configs) == 1 else configs
 
 

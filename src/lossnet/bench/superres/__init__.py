@@ -45,7 +45,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from lossnet.bench.base import BenchResult, apply_preset
+from lossnet.bench.base import BenchResult, apply_preset, expand_layers, expand_nets
 from lossnet.errors import DataError, LossnetError
 
 __all__ = ["PRESETS", "add_arguments", "config_from_args", "resolve_config", "run", "shared_data_dir"]
@@ -124,27 +124,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--val-crop", type=int, help="centre crop of validation images")
 
 
-def _split(value: str | None) -> list[str]:
-    return [s.strip() for s in value.split(",") if s.strip()] if value else []
-
-
-def _expand_nets(net: str | None) -> list[str | None]:
-    from lossnet.registry import PAPER_ARCHS
-
-    names = _split(net)
-    if names == ["all"]:
-        return list(PAPER_ARCHS)
-    return names or [None]
-
-
-def _expand_layers(layer: str | None) -> list[str | None]:
-    """E/S/M/L lists are one run per layer; another comma list is one layer set."""
-    names = _split(layer)
-    if not names:
-        return [None]
-    if len(names) > 1 and all(n.upper() in ("E", "S", "M", "L") for n in names):
-        return [n.upper() for n in names]
-    return [",".join(names)]
 
 
 def _parse_tests(items: list[str] | None) -> dict[str, str] | None:
@@ -180,7 +159,7 @@ def config_from_args(args: argparse.Namespace) -> dict[str, Any] | list[dict[str
     }
     if args.loss == "pixel":
         return common
-    configs = [dict(common, net=n, layer=l) for n in _expand_nets(args.net) for l in _expand_layers(args.layer)]
+    configs = [dict(common, net=n, layer=l) for n in expand_nets(args.net) for l in expand_layers(args.layer)]
     return configs[0] if len(configs) == 1 else configs
 
 
