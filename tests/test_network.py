@@ -148,3 +148,20 @@ def test_cli_nets_and_bad_input(capsys):
     assert main(["nets", "show", "vgg17"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "vgg17" in err
+
+
+def test_atomic_write_keeps_old_file_on_error_and_normal_permissions(tmp_path):
+    import os
+
+    from lossnet.atomic import atomic_path, atomic_write_text
+
+    target = tmp_path / "result.json"
+    atomic_write_text(target, "old")
+    with pytest.raises(RuntimeError):
+        with atomic_path(target) as tmp:
+            tmp.write_text("half")
+            raise RuntimeError("killed")
+    assert target.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["result.json"]
+    mask = os.umask(0)
+    os.umask(mask)
+    assert target.stat().st_mode & 0o777 == 0o666 & ~mask
