@@ -142,3 +142,49 @@ def expand_layers(layer: str | None) -> list[str | None]:
 
 def default_workdir(benchmark: str, key: str) -> Path:
     return Path("lossnet-out") / benchmark / key
+
+
+def resolve_device(config: dict[str, Any]):
+    """The run's torch device: ``config["device"]``, else CUDA when available, else CPU."""
+    import torch
+
+    return torch.device(config.get("device") or ("cuda" if torch.cuda.is_available() else "cpu"))
+
+
+def check_loss_network(config: dict[str, Any], benchmark: str) -> None:
+    """Validate (in place) the loss-network keys of a training benchmark's config.
+
+    ``loss == "pixel"``: the baseline has no loss network, so net/layer/weights/distance become
+    None and cannot split identical runs. Otherwise the distance, every layer and a weights file
+    are checked before any training starts.
+    """
+    if config["loss"] == "pixel":
+        config.update(net=None, layer=None, weights=None, distance=None)
+        return
+    from lossnet import distances
+    from lossnet.registry import resolve_layer
+
+    if config["distance"] not in distances.DISTANCES:
+        raise LossnetError(f"{benchmark}: unknown distance {config['distance']!r}; choose one of {', '.join(distances.DISTANCES)}")
+    for layer in str(config["layer"]).split(","):
+        resolve_layer(config["net"], layer.strip())  # raises UnknownNetworkError / UnknownLayerError
+    w = config["weights"]
+    if w not in ("imagenet", "none", None) and not Path(w).is_file():
+        raise LossnetError(f"{benchmark}: weights file not found: {w}")
+    config["weights"] = "none" if w is None else w
+
+
+def build_training_loss(config: dict[str, Any]):
+    """``pixel``: MSE on RGB. Otherwise :class:`lossnet.loss.PerceptualLoss` at the config's
+    network/layer(s)/distance (Eq. 3 and Eq. 6 of Pihlgren et al.: ``d(phi_l(pred), phi_l(target))``)."""
+    from torch import nn
+
+    if config["loss"] == "pixel":
+        return nn.MSELoss()
+    from lossnet.loss import PerceptualLoss
+
+    layers = tuple(s.strip() for s in str(config["layer"]).split(",") if s.strip())
+    weights = None if config["weights"] in (None, "none") else config["weights"]
+    return PerceptualLoss(
+        net=config["net"], layers=layers, distance=config["distance"], weights=weights, weights_dir=config.get("weights_dir")
+    )

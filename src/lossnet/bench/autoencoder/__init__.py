@@ -55,7 +55,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from lossnet.bench.base import BenchResult, apply_preset, expand_layers, expand_nets
+from lossnet.bench.base import BenchResult, apply_preset, check_loss_network, expand_layers, expand_nets
 from lossnet.errors import DataError, LossnetError
 
 from .datasets import DATASETS
@@ -169,20 +169,7 @@ def resolve_config(partial: dict[str, Any]) -> dict[str, Any]:
         if not Path(config["data"]).is_dir():
             raise DataError(f"autoencoder: data folder not found: {config['data']}")
         config["data"] = str(config["data"])
-    if config["loss"] == "pixel":
-        config.update(net=None, layer=None, weights=None, distance=None)
-    else:
-        from lossnet import distances
-        from lossnet.registry import resolve_layer
-
-        if config["distance"] not in distances.DISTANCES:
-            raise LossnetError(f"autoencoder: unknown distance {config['distance']!r}; choose one of {', '.join(distances.DISTANCES)}")
-        for layer in str(config["layer"]).split(","):
-            resolve_layer(config["net"], layer.strip())  # raises UnknownNetworkError / UnknownLayerError
-        w = config["weights"]
-        if w not in ("imagenet", "none", None) and not Path(w).is_file():
-            raise LossnetError(f"autoencoder: weights file not found: {w}")
-        config["weights"] = "none" if w is None else w
+    check_loss_network(config, "autoencoder")
     return config
 
 

@@ -9,9 +9,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
-from torch import nn
 from tqdm.auto import tqdm
+
+from lossnet.bench.base import build_training_loss as build_loss
+from lossnet.bench.base import resolve_device
 
 from .datasets import to_input
 from .model import ConvAutoencoder
@@ -22,29 +23,8 @@ __all__ = ["CHECKPOINT", "TrainOutcome", "build_model", "build_loss", "resolve_d
 CHECKPOINT = "ae_checkpoint.pt"
 
 
-def resolve_device(config: dict[str, Any]) -> torch.device:
-    return torch.device(config.get("device") or ("cuda" if torch.cuda.is_available() else "cpu"))
-
-
 def build_model(config: dict[str, Any]) -> ConvAutoencoder:
     return ConvAutoencoder(image_size=config["image_size"], embedding=config["embedding"], variational=config["variational"])
-
-
-class _PixelMSE(nn.Module):
-    def forward(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        return F.mse_loss(pred, target)
-
-
-def build_loss(config: dict[str, Any]) -> nn.Module:
-    """Eq. 6 of Pihlgren et al.: the loss network's feature MSE of input and reconstruction, or pixel MSE."""
-    if config["loss"] == "pixel":
-        return _PixelMSE()
-    from lossnet.loss import PerceptualLoss
-
-    weights = None if config["weights"] == "none" else config["weights"]
-    layers = tuple(s.strip() for s in str(config["layer"]).split(","))
-    return PerceptualLoss(config["net"], layers, distance=config["distance"], weights=weights,
-                          weights_dir=config.get("weights_dir"))
 
 
 @dataclass

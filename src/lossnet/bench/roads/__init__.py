@@ -49,7 +49,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from lossnet.bench.base import BenchResult, apply_preset
+from lossnet.bench.base import BenchResult, apply_preset, resolve_device
 from lossnet.errors import LossnetError
 
 __all__ = ["PRESETS", "LOSSES", "add_arguments", "config_from_args", "resolve_config", "run"]
@@ -211,12 +211,6 @@ def resolve_config(partial: dict[str, Any]) -> dict[str, Any]:
     return config
 
 
-def _device(config: dict[str, Any]):
-    import torch
-
-    return torch.device(config.get("device") or ("cuda" if torch.cuda.is_available() else "cpu"))
-
-
 def _prefixed(counts: dict, prefix: str) -> dict[str, float]:
     out = {}
     for rho, c in counts.items():
@@ -250,7 +244,7 @@ def run(config: dict[str, Any], workdir: str | Path, *, progress: bool = True) -
 
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
-    device = _device(config)
+    device = resolve_device(config)
     if config.get("threads"):
         torch.set_num_threads(int(config["threads"]))
     train_tiles = find_tiles(config["data"], config["train_split"])

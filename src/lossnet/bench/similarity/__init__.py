@@ -45,7 +45,7 @@ from typing import Any
 
 import numpy as np
 
-from lossnet.bench.base import BenchResult, apply_preset
+from lossnet.bench.base import BenchResult, apply_preset, resolve_device
 from lossnet.errors import DataError, LossnetError
 
 __all__ = ["PRESETS", "DISTANCES", "add_arguments", "config_from_args", "resolve_config", "run"]
@@ -236,13 +236,6 @@ def resolve_config(partial: dict[str, Any]) -> dict[str, Any]:
     return config
 
 
-def _device(config: dict[str, Any]):
-    import torch
-
-    name = config.get("device") or ("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
-
-
 def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
     from lossnet.atomic import atomic_write_text
 
@@ -285,7 +278,7 @@ def run(config: dict[str, Any], workdir: str | Path, *, progress: bool = True) -
     from lossnet.bench.similarity.evaluate import LayerwiseDistance, build_metric, distances_2afc, distances_jnd, feature_nodes
 
     workdir = Path(workdir)
-    device = _device(config)
+    device = resolve_device(config)
     # Check every subset's folders and pairing before building a (possibly large) network.
     for subset in config["subsets_2afc"]:
         list_items(config["data"], "2afc", config["split"], subset)

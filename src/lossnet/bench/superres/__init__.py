@@ -45,7 +45,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from lossnet.bench.base import BenchResult, apply_preset, expand_layers, expand_nets
+from lossnet.bench.base import BenchResult, apply_preset, check_loss_network, expand_layers, expand_nets
 from lossnet.errors import DataError, LossnetError
 
 __all__ = ["PRESETS", "add_arguments", "config_from_args", "resolve_config", "run", "shared_data_dir"]
@@ -185,21 +185,7 @@ def resolve_config(partial: dict[str, Any]) -> dict[str, Any]:
     _positive(config, "epochs", "iters_per_epoch", "batch_size", "crop", "lr", "num_blocks", "channels", "val_crop")
     if config["crop"] % config["scale"]:
         raise LossnetError(f"superres: crop {config['crop']} must be a multiple of scale {config['scale']}")
-    if config["loss"] == "pixel":
-        # The pixel baseline has no loss network; these keys must not split identical runs.
-        config.update(net=None, layer=None, weights=None, distance=None)
-    else:
-        from lossnet import distances
-        from lossnet.registry import resolve_layer
-
-        if config["distance"] not in distances.DISTANCES:
-            raise LossnetError(f"superres: unknown distance {config['distance']!r}; choose one of {', '.join(distances.DISTANCES)}")
-        for layer in str(config["layer"]).split(","):
-            resolve_layer(config["net"], layer.strip())  # raises UnknownNetworkError / UnknownLayerError
-        w = config["weights"]
-        if w not in ("imagenet", "none", None) and not Path(w).is_file():
-            raise LossnetError(f"superres: weights file not found: {w}")
-        config["weights"] = "none" if w is None else w
+    check_loss_network(config, "superres")
 
     shared = shared_data_dir()
     if not config.get("train"):

@@ -17,11 +17,11 @@ from pathlib import Path
 from typing import Any, Callable
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from lossnet.atomic import atomic_save
-from lossnet.bench.base import RUNTIME_KEYS
+from lossnet.bench.base import RUNTIME_KEYS, resolve_device
+from lossnet.bench.base import build_training_loss as build_loss
 from lossnet.errors import LossnetError
 
 from .data import RandomCrops, center_crop, load_folder, select
@@ -51,32 +51,8 @@ class TrainOutcome:
     best_path: Path | None = None
 
 
-def resolve_device(config: dict[str, Any]) -> torch.device:
-    name = config.get("device") or ("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
-
-
 def build_model(config: dict[str, Any]) -> TransformNet:
     return TransformNet(scale=config["scale"], num_blocks=config["num_blocks"], channels=config["channels"])
-
-
-class _PixelMSE(nn.Module):
-    def forward(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        return F.mse_loss(pred, target)
-
-
-def build_loss(config: dict[str, Any]) -> nn.Module:
-    """``pixel``: MSE on RGB. ``perceptual``: Eq. 3 of Pihlgren et al., ``d(phi_l(pred), phi_l(target))``
-    with :class:`lossnet.loss.PerceptualLoss` at the configured network/layer/distance."""
-    if config["loss"] == "pixel":
-        return _PixelMSE()
-    from lossnet.loss import PerceptualLoss
-
-    layers = tuple(s.strip() for s in str(config["layer"]).split(",") if s.strip())
-    weights = None if config["weights"] in (None, "none") else config["weights"]
-    return PerceptualLoss(
-        net=config["net"], layers=layers, distance=config["distance"], weights=weights, weights_dir=config.get("weights_dir")
-    )
 
 
 def _fingerprint(config: dict[str, Any]) -> dict[str, Any]:
