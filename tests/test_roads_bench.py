@@ -159,3 +159,121 @@ def test_perceptual_term_is_logged(tmp_path):
     assert float(row["weighted_perceptual"]) == pytest.approx(0.5 * float(row["perceptual"]))
     assert float(row["total"]) == pytest.approx(float(row["bce"]) + 0.5 * float(row["perceptual"]))
     assert result.status == "done"
+
+
+def _proba_tile(root: Path) -> Path:
+    """One 40x40 tile whose red channel / 255 is the 'probability' a test predictor returns.
+
+    Road: rows 10-12 (120 px); 90 of them at 170/255 = 0.667, the last 30 (cols 30-39) weak at
+    45/255 = 0.176. A false blob far from the road: rows 30-32, cols 0-19 (60 px) at 100/255 = 0.392.
+    """
+    img = np.zeros((40, 40, 3), np.uint8)
+    mask = np.zeros((40, 40), np.uint8)
+    mask[10:13] = 255
+    img[10:13, :30, 0] = 170
+    img[10:13, 30:, 0] = 45
+    img[30:33, :20, 0] = 100
+    for sub, arr in (("sat", img), ("map", mask)):
+        (root / "train" / sub).mkdir(parents=True, exist_ok=True)
+        Image.fromarray(arr).save(root / "train" / sub / "p.png")
+    return root
+
+
+def test_fit_threshold_hand_made_curve(tmp_path):
+    from lossnet.bench.roads.train import THRESHOLD_GRID, fit_threshold
+
+    tiles = find_tiles(_proba_tile(tmp_path), "train")
+    calls = []
+
+    def proba(image):
+        calls.append(1)
+        return image[..., 0] / 255.0
+
+    best, curve = fit_threshold(tiles, proba, rho=0)
+    assert len(calls) == 1 and tuple(curve) == THRESHOLD_GRID
+    # pixel-exact quality TP / (TP + FP + FN) by hand for each range of thresholds:
+    #   t < 0.176: all 120 road + 60 blob -> 120 / 180;  0.176 <= t < 0.392: 90 road + 60 blob -> 90 / (90 + 60 + 30)
+    #   0.392 <= t < 0.667: 90 road only -> 90 / 120;    t >= 0.667: nothing -> 0
+    for t, q in curve.items():
+        expected = 100 * (120 / 180 if t < 0.176 else 90 / 180 if t < 0.392 else 90 / 120 if t < 0.667 else 0.0)
+        assert q == pytest.approx(expected), t
+    assert best == 0.4  # the lowest of the tied best thresholds 0.40 ... 0.65
+
+
+def test_threshold_fit_tiles_are_evenly_spaced_training_tiles():
+    tiles = list(range(41))
+    chosen = roads.threshold_fit_tiles(tiles)
+    assert chosen == [0, 6, 11, 17, 23, 29, 34, 40]
+    assert roads.threshold_fit_tiles(tiles[:5]) == tiles[:5]
+
+
+def test_threshold_option_parsing():
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    roads.add_arguments(parser)
+    assert parser.parse_args(["--threshold", "train"]).threshold == "train"
+    assert parser.parse_args(["--threshold", "0.4"]).threshold == 0.4
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--threshold", "best"])
+    assert roads.resolve_config({"preset": "quick", "data": "x"})["threshold"] == "train"
+    assert roads.resolve_config({"preset": "quick", "data": "x", "threshold": "TRAIN"})["threshold"] == "train"
+    assert roads.resolve_config({"preset": "paper", "data": "x"})["threshold"] == 0.3
+    for bad in ("best", 0.0, 1.0):
+        with pytest.raises(LossnetError, match="threshold"):
+            roads.resolve_config({"preset": "quick", "data": "x", "threshold": bad})
+
+
+def test_run_fits_threshold_on_train_split_and_counts_each_test_tile_once(tmp_path, monkeypatch):
+    import lossnet.bench.roads.train as T
+
+    root = _dataset(tmp_path / "data", n_train=3, n_test=3)
+    fitted = {}
+    real_fit = T.fit_threshold
+
+    def spy(tiles, predict_proba, *args, **kwargs):
+        tiles = list(tiles)
+        fitted["tiles"] = [t.image for t in tiles]
+        fitted["result"] = real_fit(tiles, predict_proba, *args, **kwargs)
+        return fitted["result"]
+
+    monkeypatch.setattr(T, "fit_threshold", spy)
+    config = roads.resolve_config(
+        {"preset": "quick", "data": str(root), "loss": "bce", "crop": 16, "batch_size": 2, "epochs": 2,
+         "steps_per_epoch": 3, "width": 2, "depth": 2, "baselines": False, "threshold": "train"}
+    )
+    work = tmp_path / "work"
+    result = roads.run(config, work, progress=False)
+    # the threshold was chosen on the training tiles only
+    assert sorted(fitted["tiles"]) == sorted(t.image for t in find_tiles(root, "train"))
+    assert all(p.parent.parent.name == "train" for p in fitted["tiles"])
+    best, curve = fitted["result"]
+    assert result.metrics["mrd/threshold"] == best
+    rows = list(csv.DictReader(open(work / "threshold_fit.csv")))
+    assert [float(r["threshold"]) for r in rows] == list(curve)
+    # independent recount: the saved model's predictions on each test tile, summed once per tile
+    model = IterativeUNet(2, 2, config["iterations"], config["init_prior"])
+    model.load_state_dict(torch.load(work / "model.pt", weights_only=True))
+    model.eval()
+    test_tiles = find_tiles(root, "test")
+    for rho, suffix in ((0, ""), (3, "_rho3")):
+        total = RoadCounts()
+        for t in test_tiles:
+            image, mask = load_tile(t)
+            x = torch.from_numpy(image.transpose(2, 0, 1).copy()).float()[None] / 255
+            total = total + road_counts(model.predict(x)[0, 0].numpy() > best, mask, rho)
+        assert total.tiles == 3
+        for k in ("correctness", "completeness", "quality"):
+            assert result.metrics[f"mrd/{k}{suffix}"] == pytest.approx(total.scores()[k])
+
+
+@pytest.mark.slow
+def test_quick_bce_beats_trivial_baselines_on_shared(shared_dir, tmp_path):
+    """The must-show on real data (about 2.5 min on one core): quick-preset BCE model vs baselines at rho = 3."""
+    config = roads.resolve_config({"preset": "quick", "data": str(shared_dir / "data" / "roads"), "loss": "bce"})
+    result = roads.run(config, tmp_path, progress=False)
+    m = result.metrics
+    assert m["mrd/test_tiles"] == 10.0 and 0.05 <= m["mrd/threshold"] <= 0.95
+    best_baseline = max(m[f"mrd.{b}/quality_rho3"] for b in ("background", "intensity", "edges"))
+    assert m["mrd.background/quality_rho3"] == 0.0
+    assert m["mrd/quality_rho3"] > best_baseline

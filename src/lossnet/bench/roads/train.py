@@ -30,11 +30,14 @@ from lossnet.bench.roads.metrics import RoadCounts, road_counts
 from lossnet.bench.roads.unet import IterativeUNet
 from lossnet.errors import DataError
 
-__all__ = ["build_perceptual", "train", "evaluate_tiles", "predict_tile", "save_overlay", "LOG_FIELDS"]
+__all__ = ["build_perceptual", "train", "evaluate_tiles", "fit_threshold", "predict_tile", "save_overlay", "LOG_FIELDS", "THRESHOLD_GRID"]
 
 #: Config keys that do not change training: a checkpoint made with other values (or fewer epochs)
 #: is resumed rather than restarted.
 EVAL_ONLY_KEYS = frozenset({"epochs", "threshold", "baselines", "overlays", "test_split"})
+
+#: Candidate road-probability thresholds of :func:`fit_threshold`: 0.05, 0.10, ..., 0.95.
+THRESHOLD_GRID = tuple(round(0.05 * i, 2) for i in range(1, 20))
 
 LOG_FIELDS = ("epoch", "steps", "bce", "perceptual", "weighted_perceptual", "total", "seconds", "rejected_crops")
 
@@ -187,6 +190,43 @@ def evaluate_tiles(
         if on_tile is not None:
             on_tile(tile, image, mask, pred)
     return totals
+
+
+def fit_threshold(
+    tiles: Iterable[RoadTile],
+    predict_proba: Callable[[np.ndarray], np.ndarray],
+    grid: Iterable[float] = THRESHOLD_GRID,
+    rho: float = 3,
+    *,
+    progress: bool = False,
+) -> tuple[float, dict[float, float]]:
+    """The threshold of ``grid`` with the best quality at ``rho`` on ``tiles`` (pass training tiles only).
+
+    ``predict_proba(image uint8 HxWx3) -> float HxW`` is called once per tile; the road mask is
+    ``proba > t``. Counts are summed over the tiles as in :func:`evaluate_tiles`. Ties go to the
+    lowest threshold.
+
+    Returns:
+        ``(best threshold, {threshold: quality in percent})``.
+    """
+    from tqdm.auto import tqdm
+
+    grid = tuple(float(t) for t in grid)
+    if not grid:
+        raise ValueError("empty threshold grid")
+    totals = {t: RoadCounts() for t in grid}
+    for tile in tqdm(list(tiles), desc="roads threshold fit", disable=not progress, leave=False):
+        image, mask = load_tile(tile)
+        proba = np.asarray(predict_proba(image))
+        if proba.shape != mask.shape:
+            raise ValueError(f"predictor returned shape {proba.shape} for {tile.image}; expected {mask.shape}")
+        for t in grid:
+            totals[t] = totals[t] + road_counts(proba > t, mask, rho)
+    if not any(c.tiles for c in totals.values()):
+        raise ValueError("no tiles to fit the threshold on")
+    quality = {t: c.scores()["quality"] for t, c in totals.items()}
+    best = max(grid, key=lambda t: (quality[t], -t))
+    return best, quality
 
 
 def save_overlay(path: Path, image: np.ndarray, mask: np.ndarray, pred: np.ndarray) -> None:
