@@ -116,6 +116,32 @@ def test_transform_net_shapes_and_range(scale, ups):
     assert sum(isinstance(m, torch.nn.Upsample) for m in net.modules()) == ups
 
 
+def test_bicubic_skip_starts_as_bicubic_and_stays_in_range():
+    lr = torch.rand(2, 3, 7, 6)
+    net = TransformNet(4, num_blocks=1, channels=8, skip="bicubic").eval()
+    bic = bicubic_upsample(lr, 4)
+    # zero-initialised tail: sigmoid(logit(b)) == b wherever logit's eps clamp does not bite
+    inside = (bic > 1e-3) & (bic < 1 - 1e-3)
+    torch.testing.assert_close(net(lr)[inside], bic[inside], atol=1e-5, rtol=0)
+    with torch.no_grad():
+        net.tail.bias.fill_(50.0)  # a huge residual saturates instead of leaving [0, 1]
+    out = net(lr)
+    assert out.min() >= 0 and out.max() <= 1 and out.mean() > 0.99
+    with pytest.raises(ValueError, match="skip"):
+        TransformNet(4, skip="nearest")
+
+
+def test_learning_rate_schedules():
+    cfg = {"lr": 1e-3, "epochs": 2, "iters_per_epoch": 50, "lr_schedule": "cosine"}
+    assert train_mod.learning_rate(cfg, 0) == pytest.approx(1e-3)
+    assert train_mod.learning_rate(cfg, 50) == pytest.approx(5e-4)  # halfway: (1 + cos(pi / 2)) / 2
+    assert train_mod.learning_rate(cfg, 25) == pytest.approx(1e-3 * (1 + math.cos(math.pi / 4)) / 2)
+    assert train_mod.learning_rate(cfg, 100) == pytest.approx(0.0, abs=1e-12)
+    assert train_mod.learning_rate({**cfg, "lr_schedule": "constant"}, 77) == 1e-3
+    with pytest.raises(LossnetError, match="lr schedule"):
+        superres.resolve_config({"preset": "quick", "loss": "pixel", "lr_schedule": "step"})
+
+
 # --------------------------------------------------------------------------- config
 
 
@@ -139,6 +165,10 @@ def test_cli_expansion():
     superres.add_arguments(p)
     cfgs = superres.config_from_args(p.parse_args(["--net", "vgg16", "--layer", "E,S,M,L", "--test", "set5=/a", "--train", "/t1", "--train", "/t2"]))
     assert [c["layer"] for c in cfgs] == ["E", "S", "M", "L"]
+    sched = superres.config_from_args(p.parse_args(["--loss", "pixel", "--lr-schedule", "constant", "--skip", "none"]))
+    assert (sched["lr_schedule"], sched["skip"]) == ("constant", "none")
+    with pytest.raises(SystemExit):
+        p.parse_args(["--lr-schedule", "step"])
     assert cfgs[0]["test"] == {"set5": "/a"} and cfgs[0]["train"] == ["/t1", "/t2"]
     one = superres.config_from_args(p.parse_args(["--net", "vgg16", "--layer", "relu1_2,relu2_2"]))
     assert one["layer"] == "relu1_2,relu2_2"
@@ -199,6 +229,7 @@ def test_best_checkpoint_is_best_validation_epoch(tiny, monkeypatch):
 
 def test_resume_continues_where_it_stopped(tiny):
     tmp, partial = tiny
+    partial = {**partial, "lr_schedule": "constant"}  # a constant rate lets a finished run be extended
     first = train_mod.train(superres.resolve_config({**partial, "epochs": 1}), tmp / "w", progress=False)
     assert (first.start_epoch, first.epochs_done) == (0, 1)
     resumed = train_mod.train(superres.resolve_config({**partial, "epochs": 3}), tmp / "w", progress=False)
@@ -213,6 +244,36 @@ def test_resume_continues_where_it_stopped(tiny):
     # A different configuration in the same workdir is refused, not silently mixed.
     with pytest.raises(LossnetError, match="different configuration"):
         train_mod.train(superres.resolve_config({**partial, "epochs": 3, "lr": 0.5}), tmp / "w", progress=False)
+
+
+def test_cosine_run_killed_mid_way_resumes_on_the_same_curve(tiny, monkeypatch):
+    tmp, partial = tiny
+    cfg = superres.resolve_config({**partial, "lr_schedule": "cosine", "skip": "bicubic", "epochs": 3})
+    seen_lrs = []
+    real_lr = train_mod.learning_rate
+    monkeypatch.setattr(train_mod, "learning_rate", lambda c, step: seen_lrs.append(step) or real_lr(c, step))
+    real_validate, calls = train_mod.validate, []
+
+    def killed_in_epoch_2(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt  # after epoch 2's steps, before its checkpoint
+        return real_validate(*args, **kwargs)
+
+    monkeypatch.setattr(train_mod, "validate", killed_in_epoch_2)
+    with pytest.raises(KeyboardInterrupt):
+        train_mod.train(cfg, tmp / "w", progress=False)
+    monkeypatch.setattr(train_mod, "validate", real_validate)
+    seen_lrs.clear()
+    resumed = train_mod.train(cfg, tmp / "w", progress=False)
+    assert resumed.start_epoch == 1 and seen_lrs == [2, 3, 4, 5]  # global steps of epochs 2-3, not restarted at 0
+    straight = train_mod.train(cfg, tmp / "w2", progress=False)
+    a = torch.load(tmp / "w" / train_mod.CHECKPOINT, weights_only=False)["model"]
+    b = torch.load(tmp / "w2" / train_mod.CHECKPOINT, weights_only=False)["model"]
+    assert all(torch.allclose(a[k].float(), b[k].float(), atol=1e-6) for k in a)
+    # the cosine curve depends on the total steps, so a finished run cannot be silently extended
+    with pytest.raises(LossnetError, match="different configuration"):
+        train_mod.train({**cfg, "epochs": 4}, tmp / "w", progress=False)
 
 
 def test_bad_training_image_is_reported_and_skipped(tiny):

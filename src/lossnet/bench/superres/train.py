@@ -52,11 +52,17 @@ class TrainOutcome:
 
 
 def build_model(config: dict[str, Any]) -> TransformNet:
-    return TransformNet(scale=config["scale"], num_blocks=config["num_blocks"], channels=config["channels"])
+    return TransformNet(scale=config["scale"], num_blocks=config["num_blocks"], channels=config["channels"], skip=config.get("skip", "none"))
 
 
 def _fingerprint(config: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in sorted(config.items()) if k not in _RESUMABLE_KEYS}
+    """Config values a checkpoint must share with the run that resumes it.
+
+    ``epochs`` may grow on resume with a constant learning rate, but not with the cosine schedule,
+    whose curve depends on the total number of steps.
+    """
+    resumable = _RESUMABLE_KEYS if config.get("lr_schedule", "constant") == "constant" else _RESUMABLE_KEYS - {"epochs"}
+    return {k: v for k, v in sorted(config.items()) if k not in resumable}
 
 
 def _val_images(config: dict[str, Any], train_items: list) -> tuple[list, list]:
@@ -75,6 +81,20 @@ def _val_images(config: dict[str, Any], train_items: list) -> tuple[list, list]:
 
     val = [crop_to_multiple(to_tensor(center_crop(a, crop)), scale) for _, a in val_items]
     return train_items, val
+
+
+def learning_rate(config: dict[str, Any], step: int) -> float:
+    """Adam's learning rate at optimiser step ``step`` (0-based).
+
+    ``lr_schedule == "constant"``: ``lr`` throughout (the paper). ``"cosine"``: ``lr * (1 + cos(pi t / T)) / 2``
+    with ``T = epochs * iters_per_epoch`` -- a short run needs the decay to settle on a small residual
+    instead of ending on Adam's step noise. A function of the step alone, so a resumed run continues
+    on the same curve.
+    """
+    if config.get("lr_schedule", "constant") == "constant":
+        return config["lr"]
+    total = config["epochs"] * config["iters_per_epoch"]
+    return config["lr"] * 0.5 * (1.0 + math.cos(math.pi * min(step, total) / total))
 
 
 @torch.no_grad()
@@ -143,7 +163,9 @@ def train(config: dict[str, Any], workdir: Path, *, progress: bool = True, log: 
         model.train()
         total = 0.0
         bar = tqdm(range(config["iters_per_epoch"]), desc=f"epoch {epoch + 1}/{config['epochs']}", disable=not progress, leave=False)
-        for _ in bar:
+        for step in bar:
+            for group in opt.param_groups:
+                group["lr"] = learning_rate(config, epoch * config["iters_per_epoch"] + step)
             hr = crops.next_batch()
             lr_img = degrade(hr, scale).to(device)
             hr = hr.to(device)
