@@ -304,3 +304,17 @@ def test_perceptual_loss_training_step(tiny):
     assert cfg["net"] == "vgg16" and cfg["distance"] == "mse"
     out = train_mod.train(cfg, tmp / "w", progress=False)
     assert out.status == "done" and math.isfinite(out.history[0]["train_loss"])
+
+
+@pytest.mark.slow
+def test_quick_pixel_model_beats_bicubic_on_set5_x4(shared_dir, tmp_path):
+    """The must-show on real data (about 6 min on one core): quick-preset pixel-MSE model vs bicubic."""
+    sr = shared_dir / "data" / "sr"
+    config = superres.resolve_config(
+        {"preset": "quick", "loss": "pixel", "scale": 4, "train": [str(sr / "t91"), str(sr / "bsd200")], "test": {"set5": str(sr / "set5")}}
+    )
+    result = superres.run(config, tmp_path, progress=False)
+    m = result.metrics
+    assert result.status == "done"
+    assert m["set5/psnr"] > m["set5/psnr_bicubic"] + 0.05
+    assert m["set5/ssim"] > m["set5/ssim_bicubic"]
