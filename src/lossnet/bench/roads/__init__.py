@@ -128,14 +128,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--num-workers", type=int, help="DataLoader workers (default 0)")
 
 
-def _threshold_arg(value: str) -> float | str:
-    """``--threshold``: a number, or ``train`` (chosen on the training split)."""
-    if value.strip().lower() == FIT_THRESHOLD:
+def _parse_threshold(value: Any) -> float | str:
+    """A road-probability threshold: :data:`FIT_THRESHOLD` (any case) or a number (range checked by the caller).
+
+    Raises:
+        ValueError: neither.
+    """
+    if isinstance(value, str) and value.strip().lower() == FIT_THRESHOLD:
         return FIT_THRESHOLD
     try:
         return float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number in (0, 1) or {FIT_THRESHOLD!r}, got {value!r}") from None
+    except (TypeError, ValueError):
+        raise ValueError(f"expected a number in (0, 1) or {FIT_THRESHOLD!r}, got {value!r}") from None
+
+
+def _threshold_arg(value: str) -> float | str:
+    """``--threshold``: a number, or ``train`` (chosen on the training split)."""
+    try:
+        return _parse_threshold(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _split(value: str | None) -> list[str | None]:
@@ -203,16 +215,12 @@ def resolve_config(partial: dict[str, Any]) -> dict[str, Any]:
         _positive_int(config, "steps_per_epoch")
     if config["crop"] % 2 ** config["depth"]:
         raise LossnetError(f"crop {config['crop']} must be divisible by 2**depth = {2 ** config['depth']}")
-    threshold = config["threshold"]
-    if isinstance(threshold, str) and threshold.strip().lower() == FIT_THRESHOLD:
-        config["threshold"] = FIT_THRESHOLD
-    else:
-        try:
-            config["threshold"] = float(threshold)
-        except (TypeError, ValueError):
-            raise LossnetError(f"threshold must be a number in (0, 1) or {FIT_THRESHOLD!r}, got {threshold!r}") from None
-        if not (0.0 < config["threshold"] < 1.0):
-            raise LossnetError(f"threshold must be in (0, 1), got {threshold}")
+    try:
+        config["threshold"] = _parse_threshold(config["threshold"])
+    except ValueError as exc:
+        raise LossnetError(f"threshold: {exc}") from None
+    if config["threshold"] != FIT_THRESHOLD and not (0.0 < config["threshold"] < 1.0):
+        raise LossnetError(f"threshold must be in (0, 1), got {config['threshold']}")
     if not (float(config["lr"]) > 0 and math.isfinite(float(config["lr"]))):
         raise LossnetError(f"lr must be positive, got {config['lr']}")
     if config["init_prior"] is not None and not (0.0 < float(config["init_prior"]) < 1.0):

@@ -18,7 +18,7 @@ import csv
 import io
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 import torch
@@ -164,6 +164,20 @@ def predict_tile(model: IterativeUNet, image: np.ndarray, device: torch.device) 
     return model.predict(x)[0, 0].cpu().numpy()
 
 
+def _predicted_tiles(
+    tiles: Iterable[RoadTile], predict: Callable[[np.ndarray], np.ndarray], desc: str, progress: bool
+) -> Iterator[tuple[RoadTile, np.ndarray, np.ndarray, np.ndarray]]:
+    """``(tile, image, mask, prediction)`` per whole tile, ``predict`` called once each, shapes checked."""
+    from tqdm.auto import tqdm
+
+    for tile in tqdm(list(tiles), desc=desc, disable=not progress, leave=False):
+        image, mask = load_tile(tile)
+        pred = np.asarray(predict(image))
+        if pred.shape != mask.shape:
+            raise ValueError(f"predictor returned shape {pred.shape} for {tile.image}; expected {mask.shape}")
+        yield tile, image, mask, pred
+
+
 def evaluate_tiles(
     tiles: Iterable[RoadTile],
     predict: Callable[[np.ndarray], np.ndarray],
@@ -176,15 +190,11 @@ def evaluate_tiles(
 
     ``on_tile(tile, image, mask, pred)`` is called after each tile (e.g. to write overlays).
     """
-    from tqdm.auto import tqdm
-
     rhos = tuple(rhos)
     totals = {r: RoadCounts() for r in rhos}
-    for tile in tqdm(list(tiles), desc="roads test tiles", disable=not progress, leave=False):
-        image, mask = load_tile(tile)
-        pred = np.asarray(predict(image))
-        if pred.shape != mask.shape or pred.dtype != bool:
-            raise ValueError(f"predictor returned {pred.dtype} {pred.shape} for {tile.image}; expected bool {mask.shape}")
+    for tile, image, mask, pred in _predicted_tiles(tiles, predict, "roads test tiles", progress):
+        if pred.dtype != bool:
+            raise ValueError(f"predictor returned {pred.dtype} for {tile.image}; expected bool {mask.shape}")
         for r in rhos:
             totals[r] = totals[r] + road_counts(pred, mask, r)
         if on_tile is not None:
@@ -209,17 +219,11 @@ def fit_threshold(
     Returns:
         ``(best threshold, {threshold: quality in percent})``.
     """
-    from tqdm.auto import tqdm
-
     grid = tuple(float(t) for t in grid)
     if not grid:
         raise ValueError("empty threshold grid")
     totals = {t: RoadCounts() for t in grid}
-    for tile in tqdm(list(tiles), desc="roads threshold fit", disable=not progress, leave=False):
-        image, mask = load_tile(tile)
-        proba = np.asarray(predict_proba(image))
-        if proba.shape != mask.shape:
-            raise ValueError(f"predictor returned shape {proba.shape} for {tile.image}; expected {mask.shape}")
+    for _, _, mask, proba in _predicted_tiles(tiles, predict_proba, "roads threshold fit", progress):
         for t in grid:
             totals[t] = totals[t] + road_counts(proba > t, mask, rho)
     if not any(c.tiles for c in totals.values()):

@@ -52,7 +52,7 @@ class TrainOutcome:
 
 
 def build_model(config: dict[str, Any]) -> TransformNet:
-    return TransformNet(scale=config["scale"], num_blocks=config["num_blocks"], channels=config["channels"], skip=config.get("skip", "none"))
+    return TransformNet(scale=config["scale"], num_blocks=config["num_blocks"], channels=config["channels"], skip=config["skip"])
 
 
 def _fingerprint(config: dict[str, Any]) -> dict[str, Any]:
@@ -61,7 +61,7 @@ def _fingerprint(config: dict[str, Any]) -> dict[str, Any]:
     ``epochs`` may grow on resume with a constant learning rate, but not with the cosine schedule,
     whose curve depends on the total number of steps.
     """
-    resumable = _RESUMABLE_KEYS if config.get("lr_schedule", "constant") == "constant" else _RESUMABLE_KEYS - {"epochs"}
+    resumable = _RESUMABLE_KEYS if config["lr_schedule"] == "constant" else _RESUMABLE_KEYS - {"epochs"}
     return {k: v for k, v in sorted(config.items()) if k not in resumable}
 
 
@@ -91,7 +91,7 @@ def learning_rate(config: dict[str, Any], step: int) -> float:
     instead of ending on Adam's step noise. A function of the step alone, so a resumed run continues
     on the same curve.
     """
-    if config.get("lr_schedule", "constant") == "constant":
+    if config["lr_schedule"] == "constant":
         return config["lr"]
     total = config["epochs"] * config["iters_per_epoch"]
     return config["lr"] * 0.5 * (1.0 + math.cos(math.pi * min(step, total) / total))
