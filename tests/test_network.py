@@ -131,10 +131,10 @@ def test_missing_weights_error_says_what_to_do(tmp_path, monkeypatch):
 def test_torchvision_shim_only_when_extension_fails():
     code = "import lossnet, lossnet._torchvision_compat as c, torchvision, torch; print(c.PATCHED, torch.ops.torchvision.nms is not None)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
-    from lossnet._torchvision_compat import _extension_loads
+    from lossnet._torchvision_compat import extension_loads
 
     # PATCHED iff the extension cannot be loaded; torchvision imports either way.
-    assert out[0] == str(not _extension_loads())
+    assert out[0] == str(not extension_loads())
     assert out[1] == "True"
 
 

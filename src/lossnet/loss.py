@@ -24,6 +24,7 @@ from torch import nn
 
 from lossnet.distances import DISTANCES, Distance
 from lossnet.errors import InputError
+from lossnet.weights import WeightsSpec
 
 __all__ = ["PerceptualLoss", "PerceptualMetric", "perceptual_distance", "check_range", "REDUCTIONS"]
 
@@ -85,7 +86,7 @@ class _Perceptual(nn.Module):
         layers: Sequence[str] | str | None,
         distance: str | None,
         layer_weights: Sequence[float] | None,
-        weights: str | os.PathLike | None,
+        weights: WeightsSpec | str | os.PathLike | None,
         weights_dir: str | os.PathLike | None,
         input_range: Sequence[float],
         preset: str | None,
@@ -145,12 +146,14 @@ class _Perceptual(nn.Module):
         return f"input_range={self.input_range}{extra}"
 
     def _features(self, x: torch.Tensor, name: str = "input") -> list[torch.Tensor]:
+        # One check per image: check_range (tensor, float, value range), then the network's shape
+        # check, which also repeats grey to RGB; the network then runs without checking again.
         x = check_range(x, self.input_range, name)
-        if self.channels_last and x.ndim == 4:
-            if x.shape[1] == 1:
-                x = x.expand(-1, 3, -1, -1)
+        batched = x.ndim == 4
+        x = self.network.prepare(x, dtype_checked=True)
+        if self.channels_last and batched:
             x = x.contiguous(memory_format=torch.channels_last)
-        return list(self.network(x).values())
+        return list(self.network(x, prepared=True).values())
 
     def compare(self, feats_a: Features, feats_b: Features) -> torch.Tensor:
         """Distance between two feature lists (as returned by ``features``): ``(N,)``."""
@@ -176,7 +179,8 @@ class PerceptualLoss(_Perceptual):
             ``"gram"`` or ``"meanpool"`` (:mod:`lossnet.distances`).
         layer_weights: per-layer factors :math:`\\lambda_l` (default 1).
         reduction: ``"mean"`` | ``"sum"`` over the batch, or ``"none"`` for ``(N,)``.
-        weights: ``"imagenet"``, ``None``/``"none"`` (random init) or a state-dict path.
+        weights: ``"imagenet"``, ``None``/``"none"`` (random init) or a state-dict path
+            (:meth:`lossnet.weights.WeightsSpec.parse`).
         weights_dir: folder with local ImageNet weights.
         input_range: ``(0, 1)`` (default) or ``(-1, 1)``; other values raise :class:`InputError`.
         preset: ``"lpips-alex"`` / ``"lpips-vgg"`` / ``"lpips-squeeze"`` to train with LPIPS.
@@ -201,7 +205,7 @@ class PerceptualLoss(_Perceptual):
         distance: str = "mse",
         layer_weights: Sequence[float] | None = None,
         reduction: str = "mean",
-        weights: str | os.PathLike | None = "imagenet",
+        weights: WeightsSpec | str | os.PathLike | None = "imagenet",
         weights_dir: str | os.PathLike | None = None,
         input_range: Sequence[float] = (0, 1),
         preset: str | None = None,
@@ -267,7 +271,7 @@ class PerceptualMetric(_Perceptual):
         layers: Sequence[str] | str | None = None,
         distance: str | None = None,
         preset: str | None = None,
-        weights: str | os.PathLike | None = "imagenet",
+        weights: WeightsSpec | str | os.PathLike | None = "imagenet",
         weights_dir: str | os.PathLike | None = None,
         input_range: Sequence[float] = (0, 1),
         layer_weights: Sequence[float] | None = None,
@@ -313,7 +317,7 @@ def perceptual_distance(
     layers: Sequence[str] | str | None = None,
     distance: str | None = None,
     preset: str | None = None,
-    weights: str | os.PathLike | None = "imagenet",
+    weights: WeightsSpec | str | os.PathLike | None = "imagenet",
     weights_dir: str | os.PathLike | None = None,
     input_range: Sequence[float] = (0, 1),
     layer_weights: Sequence[float] | None = None,
@@ -332,7 +336,8 @@ def perceptual_distance(
         ``(N,)`` distances.
     """
     layers_key = tuple(layers.split(",")) if isinstance(layers, str) else (None if layers is None else tuple(layers))
-    key = (net, layers_key, distance, preset, str(weights), str(weights_dir), tuple(input_range),
+    weights = WeightsSpec.parse(weights, check=False)  # the file is checked when the network is built
+    key = (net, layers_key, distance, preset, weights.label, str(weights_dir), tuple(input_range),
            None if layer_weights is None else tuple(layer_weights))
     m = _cached_metric(key, net=net, layers=layers_key, distance=distance, preset=preset, weights=weights,
                        weights_dir=weights_dir, input_range=input_range, layer_weights=layer_weights)

@@ -25,10 +25,12 @@ import importlib.util
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-
-import torch
+from typing import TYPE_CHECKING
 
 from lossnet.errors import InputError, WeightsError
+
+if TYPE_CHECKING:  # torch is imported where the heads are read: PRESETS stays cheap to import (CLI --help)
+    import torch
 
 __all__ = ["LpipsPreset", "PRESETS", "get_preset", "lpips_version", "lpips_heads", "lpips_head_path"]
 
@@ -103,6 +105,8 @@ def lpips_head_path(lpips_net: str, version: str = "0.1") -> Path:
 
 @lru_cache(maxsize=None)
 def _load_heads(path: str) -> tuple[torch.Tensor, ...]:
+    import torch
+
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # corrupt / truncated file

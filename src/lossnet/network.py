@@ -1,7 +1,7 @@
 """``LossNetwork``: a frozen, truncated torchvision classifier that returns feature maps.
 
-The model is built with ``torchvision.models.get_model`` and cut with
-``torchvision.models.feature_extraction.create_feature_extractor``: the FX graph is pruned to the
+The model is built and cut by :func:`lossnet.backbone.build_feature_extractor`
+(``torchvision.models.get_model`` + ``create_feature_extractor``): the FX graph is pruned to the
 nodes the requested outputs depend on, so nothing past the deepest requested node executes (and
 its parameters are not even kept).
 """
@@ -15,16 +15,16 @@ from typing import Sequence
 import torch
 from torch import nn
 
+from lossnet.backbone import TRANSFORM_INPUT_ARCHS, build_feature_extractor
 from lossnet.errors import InputError
-from lossnet.registry import _builder_kwargs, get_spec, resolve_layers
+from lossnet.registry import get_spec, resolve_layers
+from lossnet.weights import WeightsSpec, load_weights
 
 __all__ = ["LossNetwork", "IMAGENET_MEAN", "IMAGENET_STD"]
 
 #: Input normalisation of torchvision's IMAGENET1K_V1 weights, for RGB in [0, 1].
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-
-_TRANSFORM_INPUT_ARCHS = ("googlenet", "inception_v3")
 
 
 class LossNetwork(nn.Module):
@@ -37,7 +37,8 @@ class LossNetwork(nn.Module):
             a comma-separated string is split.
         weights: ``"imagenet"`` (local file per :mod:`lossnet.weights` naming rule, else
             torchvision's IMAGENET1K_V1 download), ``None``/``"none"`` (random init), or a path
-            to a ``.safetensors`` / ``.pth`` state dict (may be trimmed to the needed layers).
+            to a ``.safetensors`` / ``.pth`` state dict (may be trimmed to the needed layers);
+            anything :meth:`lossnet.weights.WeightsSpec.parse` accepts.
         weights_dir: folder searched for local ImageNet weights before downloading.
         transform_input: googlenet / inception_v3 only. torchvision's pretrained builders
             set ``transform_input=True``: the model re-normalises ImageNet-normalised input to
@@ -59,16 +60,11 @@ class LossNetwork(nn.Module):
         self,
         arch: str,
         layers: Sequence[str] | str = ("relu2_2",),
-        weights: str | os.PathLike | None = "imagenet",
+        weights: WeightsSpec | str | os.PathLike | None = "imagenet",
         weights_dir: str | os.PathLike | None = None,
         transform_input: bool | None = None,
     ) -> None:
         super().__init__()
-        from torchvision.models import get_model
-        from torchvision.models.feature_extraction import create_feature_extractor
-
-        from lossnet import weights as W
-
         spec = get_spec(arch)
         if isinstance(layers, str):
             layers = [n.strip() for n in layers.split(",") if n.strip()]
@@ -76,29 +72,14 @@ class LossNetwork(nn.Module):
         self.layers: tuple[str, ...] = tuple(layers)
         self.nodes: tuple[str, ...] = tuple(resolve_layers(arch, list(self.layers)))
 
-        if isinstance(weights, str) and weights.lower() == "none":
-            weights = None
-        pretrained = weights is not None
-        kwargs = dict(_builder_kwargs(arch))
-        if arch in _TRANSFORM_INPUT_ARCHS:
-            kwargs["transform_input"] = pretrained if transform_input is None else bool(transform_input)
-        elif transform_input:
-            raise ValueError(f"transform_input applies only to {', '.join(_TRANSFORM_INPUT_ARCHS)}, not {arch}")
-        self.transform_input = kwargs.get("transform_input", False)
-
-        model = get_model(arch, weights=None, **kwargs).eval()
-        unique = list(dict.fromkeys(self.nodes))
-        self.body = create_feature_extractor(model, return_nodes={n: n for n in unique})
-        del model
-
-        if weights is None:
-            self.weights_source = "random"
-        elif isinstance(weights, str) and weights.lower() == "imagenet":
-            state, self.weights_source = W.imagenet_state_dict(arch, weights_dir)
-            W.load_into(self.body, state, self.weights_source)
-        else:
-            self.weights_source = str(weights)
-            W.load_into(self.body, W.load_state_dict_file(weights), self.weights_source)
+        wspec = WeightsSpec.parse(weights)
+        if arch in TRANSFORM_INPUT_ARCHS:
+            # torchvision's pretrained builders default to transform_input=True, random init to False.
+            transform_input = wspec.pretrained if transform_input is None else bool(transform_input)
+        self.transform_input = bool(transform_input) if arch in TRANSFORM_INPUT_ARCHS else False
+        self.body = build_feature_extractor(arch, self.nodes, transform_input=transform_input)
+        self.weights_spec = wspec
+        self.weights_source = load_weights(self.body, arch, wspec, weights_dir)
 
         self.body.eval()
         self.body.requires_grad_(False)
@@ -120,26 +101,46 @@ class LossNetwork(nn.Module):
             return p.dtype
         return torch.float32
 
-    def normalize(self, x: torch.Tensor) -> torch.Tensor:
-        """Check shape/dtype, repeat grey to RGB, cast, and apply the ImageNet normalisation."""
-        if not isinstance(x, torch.Tensor):
+    @staticmethod
+    def prepare(x: torch.Tensor, *, dtype_checked: bool = False) -> torch.Tensor:
+        """Validate an image batch and bring it to ``(N, 3, H, W)``: the one input check.
+
+        ``(C, H, W)`` gets a batch dimension and grey (C = 1) is repeated to RGB (a view).
+        ``dtype_checked=True`` skips the tensor/float checks a caller has already made (as
+        :class:`~lossnet.loss.PerceptualLoss` does with its range check).
+
+        Raises:
+            InputError: not a float tensor, not 3-D/4-D, or not 1 or 3 channels.
+        """
+        if not dtype_checked and not isinstance(x, torch.Tensor):
             raise InputError(f"expected a torch.Tensor, got {type(x).__name__}")
         if x.ndim == 3:
             x = x.unsqueeze(0)
         if x.ndim != 4:
             raise InputError(f"expected input of shape (N, C, H, W), got {tuple(x.shape)}")
-        if not x.is_floating_point():
+        if not dtype_checked and not x.is_floating_point():
             raise InputError(f"expected a float tensor in [0, 1], got dtype {x.dtype} (convert with x.float() / 255)")
         if x.shape[1] == 1:
             x = x.expand(-1, 3, -1, -1)
         elif x.shape[1] != 3:
             raise InputError(f"expected 1 or 3 channels, got {x.shape[1]} (shape {tuple(x.shape)})")
+        return x
+
+    def _standardize(self, x: torch.Tensor) -> torch.Tensor:
         if not torch.is_autocast_enabled(x.device.type):
             x = x.to(self._param_dtype)
         return (x - self.mean.to(x.dtype)) / self.std.to(x.dtype)
 
-    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        z = self.normalize(x)
+    def normalize(self, x: torch.Tensor) -> torch.Tensor:
+        """Check shape/dtype, repeat grey to RGB, cast, and apply the ImageNet normalisation."""
+        return self._standardize(self.prepare(x))
+
+    def forward(self, x: torch.Tensor, *, prepared: bool = False) -> dict[str, torch.Tensor]:
+        """Feature maps of ``x``; ``prepared=True``: ``x`` already went through :meth:`prepare`
+        (as in :class:`~lossnet.loss.PerceptualLoss`), so it is not checked a second time."""
+        if not prepared:
+            x = self.prepare(x)
+        z = self._standardize(x)
         try:
             out = self.body(z)
         except RuntimeError as exc:
@@ -157,13 +158,7 @@ class LossNetwork(nn.Module):
 @lru_cache(maxsize=None)
 def _minimum_size(arch: str, nodes: tuple[str, ...], transform_input: bool) -> int:
     """Smallest square input the truncated network accepts (bisection over forward passes)."""
-    from torchvision.models import get_model
-    from torchvision.models.feature_extraction import create_feature_extractor
-
-    kwargs = dict(_builder_kwargs(arch))
-    if arch in _TRANSFORM_INPUT_ARCHS:
-        kwargs["transform_input"] = transform_input
-    body = create_feature_extractor(get_model(arch, weights=None, **kwargs).eval(), return_nodes=list(dict.fromkeys(nodes)))
+    body = build_feature_extractor(arch, nodes, transform_input=transform_input)
 
     def ok(size: int) -> bool:
         try:

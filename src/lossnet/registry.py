@@ -226,20 +226,12 @@ def paper_layers(arch: str) -> dict[str, str]:
 @lru_cache(maxsize=None)
 def list_nodes(arch: str) -> tuple[str, ...]:
     """Every FX node of ``arch`` in eval mode (what ``create_feature_extractor`` accepts), in execution order."""
-    from torchvision.models import get_model
     from torchvision.models.feature_extraction import get_graph_node_names
 
-    get_spec(arch)
-    model = get_model(arch, weights=None, **_builder_kwargs(arch))
-    _, eval_nodes = get_graph_node_names(model)
+    from lossnet.backbone import build_backbone
+
+    _, eval_nodes = get_graph_node_names(build_backbone(arch))
     return tuple(n for n in eval_nodes if n != "x")
-
-
-def _builder_kwargs(arch: str) -> dict:
-    # googlenet/inception_v3 warn (and build an unused aux head) unless told it is not wanted.
-    if arch in ("googlenet", "inception_v3"):
-        return {"aux_logits": False, "init_weights": False}
-    return {}
 
 
 def _module_prefixes(nodes: tuple[str, ...]) -> set[str]:

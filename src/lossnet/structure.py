@@ -51,13 +51,11 @@ def _cached(key: str, compute):
 
 
 def _traced(arch: str):
-    from torchvision.models import get_model
-    from torchvision.models.feature_extraction import create_feature_extractor
+    from lossnet.backbone import build_backbone, build_feature_extractor
+    from lossnet.registry import list_nodes
 
-    from lossnet.registry import _builder_kwargs, list_nodes
-
-    model = get_model(arch, weights=None, **_builder_kwargs(arch)).eval()
-    return model, create_feature_extractor(model, return_nodes=[list_nodes(arch)[-1]])
+    model = build_backbone(arch)
+    return model, build_feature_extractor(arch, [list_nodes(arch)[-1]], model=model)
 
 
 def _attributes(arch: str) -> dict:

@@ -19,16 +19,20 @@ from __future__ import annotations
 
 import hashlib
 import os
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping
-
-import torch
-from torch import nn
+from typing import TYPE_CHECKING, Mapping
 
 from lossnet.errors import WeightsError
 from lossnet.registry import WEIGHTS_TAG
 
+if TYPE_CHECKING:  # torch is imported where it is used, so WeightsSpec stays cheap to import
+    import torch
+    from torch import nn
+
 __all__ = [
+    "WeightsSpec",
+    "load_weights",
     "WEIGHT_SUFFIXES",
     "weights_dirs",
     "find_local_weights",
@@ -41,6 +45,89 @@ __all__ = [
 
 WEIGHT_SUFFIXES = (".safetensors", ".pth", ".pt")
 ENV_VAR = "LOSSNET_WEIGHTS_DIR"
+
+WEIGHTS_KINDS = ("imagenet", "none", "file")
+
+
+@dataclass(frozen=True)
+class WeightsSpec:
+    """Which weights a loss network gets: ``"imagenet"``, ``"none"`` (random init) or a ``"file"``.
+
+    Build it with :meth:`parse`, the one interpretation of a user's / config's ``weights`` value.
+    ``str(spec)`` and :attr:`label` give the canonical config string: ``"imagenet"``, ``"none"``,
+    or the file path as given.
+
+    Attributes:
+        kind: ``"imagenet"``, ``"none"`` or ``"file"``.
+        path: the file path (as given, not resolved) for ``kind == "file"``, else None.
+    """
+
+    kind: str
+    path: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind not in WEIGHTS_KINDS:
+            raise ValueError(f"WeightsSpec.kind must be one of {', '.join(WEIGHTS_KINDS)}, got {self.kind!r}")
+        if (self.kind == "file") != (self.path is not None):
+            raise ValueError("WeightsSpec.path is required for kind 'file' and only for it")
+
+    @classmethod
+    def parse(cls, value: "WeightsSpec | str | os.PathLike | None", *, check: bool = True) -> "WeightsSpec":
+        """Interpret a ``weights`` value.
+
+        Args:
+            value: ``None`` / ``"none"`` (any case) -> random init; ``"imagenet"`` (any case) ->
+                ImageNet weights; any other string or ``os.PathLike`` -> a weights file; a
+                :class:`WeightsSpec` is returned as is (re-checked when ``check``).
+            check: require a file to exist.
+
+        Raises:
+            WeightsError: the file does not exist (``check=True``; the message names it), or the
+                value is neither None, a string nor a path.
+        """
+        if isinstance(value, WeightsSpec):
+            spec = value
+        elif value is None:
+            spec = cls("none")
+        elif isinstance(value, (str, os.PathLike)):
+            text = os.fspath(value)
+            if not isinstance(text, str):  # bytes path
+                raise WeightsError(f"weights: expected 'imagenet', 'none' or a file path, got {value!r}")
+            key = text.strip().lower() if isinstance(value, str) else None
+            if key == "none":
+                spec = cls("none")
+            elif key == "imagenet":
+                spec = cls("imagenet")
+            elif not text.strip():
+                raise WeightsError("weights: expected 'imagenet', 'none' or a file path, got an empty string")
+            else:
+                spec = cls("file", text)
+        else:
+            raise WeightsError(f"weights: expected 'imagenet', 'none' or a file path, got {type(value).__name__} {value!r}")
+        if check and spec.kind == "file" and not Path(spec.path).is_file():
+            raise WeightsError(f"weights file not found: {Path(spec.path)}")
+        return spec
+
+    @property
+    def label(self) -> str:
+        """The canonical config string: ``"imagenet"``, ``"none"`` or the file path."""
+        return self.path if self.kind == "file" else self.kind
+
+    def __str__(self) -> str:
+        return self.label
+
+    @property
+    def pretrained(self) -> bool:
+        """True unless random init (``kind == "none"``)."""
+        return self.kind != "none"
+
+    def sha256(self) -> str | None:
+        """sha256 of the weights file (``kind == "file"``); None for ``"imagenet"`` / ``"none"``."""
+        if self.kind != "file":
+            return None
+        if not Path(self.path).is_file():
+            raise WeightsError(f"weights file not found: {Path(self.path)}")
+        return sha256_file(self.path)
 
 
 def weights_dirs(weights_dir: str | os.PathLike | None = None) -> list[Path]:
@@ -80,6 +167,8 @@ def load_state_dict_file(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     A ``.pth`` holding ``{"state_dict": ...}`` or ``{"model": ...}`` (a training checkpoint) is
     unwrapped. Raises :class:`WeightsError` naming the file if it is missing or unreadable.
     """
+    import torch
+
     p = Path(path)
     if not p.is_file():
         raise WeightsError(f"weights file not found: {p}")
@@ -115,6 +204,7 @@ def imagenet_state_dict(arch: str, weights_dir: str | os.PathLike | None = None)
     local = find_local_weights(arch, weights_dir)
     if local is not None:
         return load_state_dict_file(local), str(local)
+    import torch
     from torchvision.models import get_model_weights
 
     try:
@@ -149,6 +239,29 @@ def load_into(module: nn.Module, state: Mapping[str, torch.Tensor], source: str)
     if bad:
         raise WeightsError(f"weights from {source} have wrong shapes: {'; '.join(bad[:5])}")
     module.load_state_dict({k: state[k] for k in own if k in state}, strict=False)
+
+
+def load_weights(
+    module: nn.Module,
+    arch: str,
+    weights: WeightsSpec | str | os.PathLike | None,
+    weights_dir: str | os.PathLike | None = None,
+) -> str:
+    """Load ``weights`` (anything :meth:`WeightsSpec.parse` takes) into ``module``, a network of ``arch``.
+
+    Returns:
+        Where the weights came from: ``"random"`` (nothing loaded), the local file, or
+        ``"torchvision:<arch>.IMAGENET1K_V1"``.
+    """
+    spec = WeightsSpec.parse(weights)
+    if spec.kind == "none":
+        return "random"
+    if spec.kind == "imagenet":
+        state, source = imagenet_state_dict(arch, weights_dir)
+    else:
+        state, source = load_state_dict_file(spec.path), spec.path
+    load_into(module, state, source)
+    return source
 
 
 def save_safetensors(path: str | os.PathLike, state: Mapping[str, torch.Tensor], metadata: dict[str, str] | None = None) -> None:

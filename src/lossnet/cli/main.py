@@ -1,4 +1,8 @@
-"""Entry point of the ``lossnet`` console script."""
+"""Entry point of the ``lossnet`` console script.
+
+Building the parser must stay cheap (``lossnet --help``): this module and the subcommand modules'
+``register`` functions import neither torch, torchvision nor numpy; handlers import what they need.
+"""
 
 from __future__ import annotations
 
@@ -30,19 +34,37 @@ def build_parser() -> argparse.ArgumentParser:
         description="Deep perceptual loss networks: distances, LPIPS, and the Pihlgren et al. benchmark harness.",
     )
     parser.add_argument("--version", action="version", version=f"lossnet {__version__}")
-    parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors (or set LOSSNET_DEBUG=1)")
+    parser.add_argument("--debug", action="store_true",
+                        help="show full tracebacks on errors; accepted anywhere on the command line (or set LOSSNET_DEBUG=1)")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in SUBCOMMAND_MODULES:
         importlib.import_module(name).register(subparsers)
     return parser
 
 
+def split_debug(argv: Sequence[str]) -> tuple[bool, list[str]]:
+    """Take every ``--debug`` out of ``argv`` (up to a ``--`` separator), wherever it stands.
+
+    ``--debug`` belongs to the top-level parser, but users write it after the subcommand too
+    (``lossnet bench roads --debug ...``); argparse would refuse it there.
+
+    Returns:
+        ``(debug_given, argv_without_it)``.
+    """
+    argv = list(argv)
+    end = argv.index("--") if "--" in argv else len(argv)
+    kept = [a for a in argv[:end] if a != "--debug"]
+    return len(kept) != end, kept + argv[end:]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    import lossnet  # noqa: F401  (installs the torchvision compatibility shim first)
+    import lossnet  # noqa: F401  (installs the torchvision compatibility hook first)
     from lossnet.errors import LossnetError
 
+    debug_flag, argv = split_debug(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.debug = args.debug or debug_flag
     if not getattr(args, "func", None):
         parser.print_help()
         return 2

@@ -13,17 +13,18 @@ import io
 import sys
 from pathlib import Path
 
-import torch
-
 from lossnet.errors import InputError, LossnetError
 
-__all__ = ["register", "run"]
+__all__ = ["register", "run", "DISTANCE_CHOICES"]
 
 _INPUT_RANGES = {"0,1": (0.0, 1.0), "-1,1": (-1.0, 1.0)}
 
+#: The keys of :data:`lossnet.distances.DISTANCES`, spelled out so that building the parser does
+#: not import torch (a test checks they agree).
+DISTANCE_CHOICES = ("gram", "l1", "meanpool", "mse", "spatial")
+
 
 def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    from lossnet.distances import DISTANCES
     from lossnet.lpips_presets import PRESETS
 
     p = subparsers.add_parser(
@@ -41,7 +42,7 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--preset", choices=sorted(PRESETS), help="LPIPS v0.1 preset (layers + calibrated linear heads)")
     p.add_argument("--net", help="loss-network architecture (default alexnet when --layer/--distance are given)")
     p.add_argument("--layer", help="comma-separated layers: E/S/M/L, aliases (relu2_2) or FX nodes (default E,S,M,L)")
-    p.add_argument("--distance", choices=sorted(DISTANCES), help="feature distance (default spatial)")
+    p.add_argument("--distance", choices=DISTANCE_CHOICES, help="feature distance (default spatial)")
     p.add_argument("--weights", default="imagenet", help="'imagenet' (default), 'none' (random init) or a state-dict file")
     p.add_argument("--weights-dir", help="folder with local ImageNet weights (else $LOSSNET_WEIGHTS_DIR, then download)")
     p.add_argument("--input-range", choices=sorted(_INPUT_RANGES), default="0,1",
@@ -55,6 +56,7 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 def _build_metric(args):
     from lossnet.loss import PerceptualMetric
+    from lossnet.weights import WeightsSpec
 
     custom = any(v is not None for v in (args.net, args.layer, args.distance))
     if args.preset and custom and (args.distance not in (None, "spatial")):
@@ -62,7 +64,7 @@ def _build_metric(args):
     preset = args.preset if (args.preset or custom) else "lpips-alex"
     net = args.net if (args.net or preset) else "alexnet"
     layers = args.layer or (None if preset else "E,S,M,L")
-    weights = None if str(args.weights).lower() == "none" else args.weights
+    weights = WeightsSpec.parse(args.weights)
     return PerceptualMetric(
         net=net,
         layers=layers,
@@ -75,6 +77,8 @@ def _build_metric(args):
 
 
 def _load_pair(path0: Path, path1: Path, resize: bool, input_range: tuple[float, float], device: str):
+    import torch
+
     from lossnet.imageio import load_image
 
     a, b = load_image(path0), load_image(path1)

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from lossnet.bench.similarity.bapps import DecodedSubset
+from lossnet.weights import WeightsSpec
 
 __all__ = ["build_metric", "feature_nodes", "LayerwiseDistance", "distances_2afc", "distances_jnd"]
 
@@ -30,7 +31,7 @@ def build_metric(
     distance: str,
     *,
     preset: str | None = None,
-    weights: str | None = "imagenet",
+    weights: str | WeightsSpec | None = "imagenet",
     weights_dir: str | None = None,
     device: str | torch.device = "cpu",
     channels_last: bool = True,
@@ -43,7 +44,7 @@ def build_metric(
     """
     from lossnet.loss import PerceptualMetric
 
-    w = None if weights in (None, "none") else weights
+    w = WeightsSpec.parse(weights)
     metric = PerceptualMetric(net=net, layers=tuple(layers), distance=distance, preset=preset, weights=w, weights_dir=weights_dir)
     metric = metric.to(device).eval()
     if channels_last:
@@ -58,14 +59,11 @@ def feature_nodes(arch: str, size: int = 64) -> list[str]:
     classifier part are left out (they are not feature maps, and the ../shared weights hold only
     the convolutional part).
     """
-    from torchvision.models import get_model
-    from torchvision.models.feature_extraction import create_feature_extractor
-
-    from lossnet.registry import _builder_kwargs, list_nodes
+    from lossnet.backbone import build_feature_extractor
+    from lossnet.registry import list_nodes
 
     nodes = list(list_nodes(arch))
-    model = get_model(arch, weights=None, **_builder_kwargs(arch)).eval()
-    body = create_feature_extractor(model, return_nodes={n: n for n in nodes})
+    body = build_feature_extractor(arch, nodes)
     with torch.inference_mode():
         out = body(torch.zeros(1, 3, size, size))
     return [n for n in nodes if isinstance(out.get(n), torch.Tensor) and out[n].ndim == 4]
