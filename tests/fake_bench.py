@@ -12,41 +12,46 @@ Its metrics are closed-form functions of the config, so two executors must store
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import signal
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from lossnet.atomic import atomic_write_json
-from lossnet.bench.base import BenchResult, apply_preset
+from lossnet.bench.base import Benchmark, BenchResult, CommonConfig, option
 from lossnet.errors import LossnetError
 
-_BASE = {
-    "benchmark": "fake_bench", "net": None, "layer": None, "weights": "imagenet", "seed": 0, "distance": "mse",
-    "steps": 3, "step_seconds": 0.0, "fail": False, "fail_flag": None, "crash": False, "counter": None,
-}
-PRESETS = {"quick": dict(_BASE), "paper": dict(_BASE, steps=10)}
 DISTANCES = ("mse", "l1")
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--steps", type=int)
+@dataclass
+class FakeConfig(CommonConfig):
+    steps: int = option(3, "steps to count", kind="int", minimum=1)
+    step_seconds: float = option(0.0, "sleep per step", kind="float", minimum=0)
+    fail: bool = option(False, "raise before running", kind="bool")
+    fail_flag: str | None = option(None, "raise while this file exists", kind="str", nullable=True)
+    crash: bool = option(False, "SIGKILL the own process", kind="bool")
+    counter: str | None = option(None, "append one line per completed execution to this file", kind="str", nullable=True)
 
 
-def config_from_args(args: argparse.Namespace) -> dict[str, Any]:
-    return {"steps": getattr(args, "steps", None)}
+class FakeBench(Benchmark):
+    name = "fake_bench"
+    Config = FakeConfig
+    PRESETS = {"quick": {}, "paper": {"steps": 10}}
 
+    def validate(self, config: dict[str, Any]) -> None:
+        if config["distance"] not in DISTANCES:
+            raise LossnetError(f"unknown distance {config['distance']!r}; choose one of {', '.join(DISTANCES)}")
 
-def resolve_config(partial: dict[str, Any]) -> dict[str, Any]:
-    config = apply_preset(PRESETS, partial)
-    if config["distance"] not in DISTANCES:
-        raise LossnetError(f"unknown distance {config['distance']!r}; choose one of {', '.join(DISTANCES)}")
-    if not isinstance(config["steps"], int) or config["steps"] < 1:
-        raise LossnetError(f"steps must be a positive integer, got {config['steps']!r}")
-    return config
+    def check_loss_network(self, config: dict[str, Any]) -> None:
+        # no real loss network: net/layer are optional labels (the grid checks them against the registry)
+        pass
+
+    def run(self, config: dict[str, Any], workdir: str | os.PathLike, *, progress: bool = True) -> BenchResult:
+        return run(config, workdir, progress=progress)
 
 
 def score(config: dict[str, Any]) -> float:
@@ -70,5 +75,12 @@ def run(config: dict[str, Any], workdir: str | os.PathLike, *, progress: bool = 
         line = json.dumps({"net": config.get("net"), "layer": config.get("layer"), "seed": config.get("seed")}, sort_keys=True)
         with open(config["counter"], "a", encoding="utf-8") as fh:  # O_APPEND: one whole line per write
             fh.write(line + "\n")
+    # what the run's process saw of the forwarded environment (Ray tasks get it via runtime_env)
+    atomic_write_json(workdir / "env.json", {k: os.environ.get(k) for k in ("LOSSNET_WEIGHTS_DIR", "LOSSNET_SHARED")})
     metrics = {"fake/score": score(config), "fake/steps": float(config["steps"]), "fake/resumed_from": float(start), "plain": 1.0}
     return BenchResult(config=config, metrics=metrics, artifacts={"checkpoint": str(ckpt)})
+
+
+BENCHMARK = FakeBench()
+PRESETS = BENCHMARK.PRESETS
+resolve_config = BENCHMARK.resolve_config

@@ -43,12 +43,12 @@ def test_cli_end_to_end_pixel_then_resume(svhn_dir, tmp_path, capsys):
     assert res["config"]["benchmark"] == "autoencoder" and res["config"]["net"] is None and res["config"]["loss"] == "pixel"
     acc = res["metrics"]["svhn/accuracy"]
     assert 0.0 <= acc <= 1.0 and acc * 10 == pytest.approx(round(acc * 10))  # 10 test images
-    assert (out / "ae_checkpoint.pt").is_file() and (out / "reconstructions.png").is_file()
+    assert (out / "checkpoint.pt").is_file() and (out / "reconstructions.png").is_file()
     from PIL import Image
 
     w, h = Image.open(out / "reconstructions.png").size
     assert h == 2 + 2 * (64 + 2)  # inputs row over reconstructions row (make_grid padding 2)
-    ckpt = torch.load(out / "ae_checkpoint.pt", weights_only=True)
+    ckpt = torch.load(out / "checkpoint.pt", weights_only=True)
     assert ckpt["epoch"] == 1
     # Same config, same workdir: the finished checkpoint is reused, not retrained.
     assert _main(argv) == 0

@@ -29,10 +29,7 @@ def root(tmp_path_factory):
 
 def _args(**kw) -> argparse.Namespace:
     p = argparse.ArgumentParser()
-    from lossnet.bench.base import add_common_arguments
-
-    add_common_arguments(p)
-    sim.add_arguments(p)
+    sim.BENCHMARK.add_arguments(p)
     argv = []
     for k, v in kw.items():
         flag = "--" + k.replace("_", "-")
@@ -41,30 +38,34 @@ def _args(**kw) -> argparse.Namespace:
 
 
 # ---------------------------------------------------------------- configs
+def _expand(args):
+    return sim.BENCHMARK.partials_from_args(args)
+
+
 def test_net_all_layers_esml_expands_to_56_runs():
     from lossnet.registry import PAPER_ARCHS
 
-    configs = sim.config_from_args(_args(net="all", layer="E,S,M,L", data="x"))
+    configs = _expand(_args(net="all", layer="E,S,M,L", data="x"))
     assert len(configs) == 14 * 4 == len({(c["net"], c["layer"]) for c in configs})
     assert {c["net"] for c in configs} == set(PAPER_ARCHS) and {c["layer"] for c in configs} == set("ESML")
 
 
 def test_layer_set_vs_separate_layers():
-    one = sim.config_from_args(_args(net="vgg16", layer="relu1_2,relu2_2", data="x"))
-    assert isinstance(one, dict) and one["layer"] == "relu1_2,relu2_2"
-    two = sim.config_from_args(_args(net="vgg16", layer="relu1_2,relu2_2", data="x", separate_layers=True))
+    (one,) = _expand(_args(net="vgg16", layer="relu1_2,relu2_2", data="x"))
+    assert one["layer"] == "relu1_2,relu2_2"
+    two = _expand(_args(net="vgg16", layer="relu1_2,relu2_2", data="x", separate_layers=True))
     assert [c["layer"] for c in two] == ["relu1_2", "relu2_2"]
 
 
 def test_checkpoints_expand_in_natural_order(tmp_path):
     for name in ("epoch_10.pth", "epoch_2.safetensors", "notes.txt", "epoch_1.pt"):
         (tmp_path / name).write_bytes(b"")
-    configs = sim.config_from_args(_args(net="alexnet", layer="L", data="x", checkpoints=tmp_path))
+    configs = _expand(_args(net="alexnet", layer="L", data="x", checkpoints=tmp_path))
     assert [Path(c["weights"]).name for c in configs] == ["epoch_1.pt", "epoch_2.safetensors", "epoch_10.pth"]
     with pytest.raises(LossnetError, match="exactly one --net"):
-        sim.config_from_args(_args(net="all", data="x", checkpoints=tmp_path))
+        _expand(_args(net="all", data="x", checkpoints=tmp_path))
     with pytest.raises(DataError, match="checkpoint folder not found"):
-        sim.config_from_args(_args(net="alexnet", data="x", checkpoints=tmp_path / "nope"))
+        _expand(_args(net="alexnet", data="x", checkpoints=tmp_path / "nope"))
 
 
 def test_resolve_config_presets_and_errors(root):
@@ -209,7 +210,7 @@ def test_checkpoint_series(root, tmp_path):
     for seed in (1, 2):
         torch.manual_seed(seed)
         save_safetensors(ckpts / f"step_{seed}.safetensors", LossNetwork("alexnet", "L", weights=None).body.state_dict())
-    partials = sim.config_from_args(_args(net="alexnet", layer="L", data=root, checkpoints=ckpts, subsets="cnn", jnd_subsets="none"))
+    partials = _expand(_args(net="alexnet", layer="L", data=root, checkpoints=ckpts, subsets="cnn", jnd_subsets="none"))
     results = [sim.run(sim.resolve_config(dict(p, preset="paper")), tmp_path / str(i), progress=False) for i, p in enumerate(partials)]
     assert [Path(r.config["weights"]).name for r in results] == ["step_1.safetensors", "step_2.safetensors"]
     # each result is that checkpoint's score, recomputed here directly from the network and the data

@@ -201,17 +201,17 @@ def test_sqlite_fallback_reads_the_same_rows(store, monkeypatch):
 
 def test_store_written_by_results_store_api(tmp_path):
     store_mod = pytest.importorskip("lossnet.sweep.store")
-    from lossnet.bench.base import BenchResult
     from lossnet.runkey import run_key
+    from lossnet.sweep.pipeline import RunRecord
 
     path = tmp_path / "api.db"
     with store_mod.ResultsStore(path) as st:
         for arch, value in (("alexnet", 0.70), ("vgg16", 0.65)):
             config = {"benchmark": "similarity", "preset": "quick", "net": arch, "layer": "M", "weights": "imagenet",
                       "seed": 0, "distance": "mse"}
-            st.record_result(run_key(config), config, BenchResult(config=config, metrics={"bapps/2afc": value}))
+            st.record(RunRecord(run_key(config), "similarity", config, metrics={"bapps/2afc": value}))
         config = {"benchmark": "similarity", "preset": "quick", "net": "vgg11", "layer": "M", "weights": "imagenet", "seed": 0, "distance": "mse"}
-        st.record_result(run_key(config), config, BenchResult(config=config, metrics={"bapps/2afc": 0.9}, status="diverged"))
+        st.record(RunRecord(run_key(config), "similarity", config, status="diverged", metrics={"bapps/2afc": 0.9}))
     rows, info = store_scores(path)
     assert {(r["arch"], r["layer"]): r["value"] for r in rows} == {("alexnet", "M"): 0.70, ("vgg16", "M"): 0.65}
     assert info.runs == 2

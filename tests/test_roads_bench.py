@@ -16,7 +16,7 @@ from lossnet.bench.roads.data import find_tiles, load_tile
 from lossnet.bench.roads.metrics import RoadCounts, road_counts
 from lossnet.bench.roads.train import evaluate_tiles
 from lossnet.bench.roads.unet import IterativeUNet, UNet
-from lossnet.errors import InputError, LossnetError
+from lossnet.errors import CheckpointError, InputError, LossnetError
 
 
 def _dataset(root: Path, n_train: int = 2, n_test: int = 3, size: int = 40) -> Path:
@@ -75,7 +75,7 @@ def test_resolve_config():
     assert c["net"] is None and c["layer"] is None and c["loss"] == "bce"
     p = roads.resolve_config({"preset": "paper", "data": "x"})
     assert (p["lr"], p["batch_size"], p["epochs"], p["crop"], p["iterations"], p["threshold"]) == (1e-3, 8, 100, 224, 3, 0.3)
-    assert p["loss"] == "perceptual" and p["lambda"] == 0.01
+    assert p["loss"] == "perceptual" and p["lam"] == 0.01 and p["distance"] == "mse"
     with pytest.raises(LossnetError, match="threshold"):
         roads.resolve_config({"data": "x", "threshold": 1.5})
     with pytest.raises(LossnetError):
@@ -133,24 +133,25 @@ def test_end_to_end_tiny_run_resume_and_artifacts(tmp_path):
     assert [int(r["epoch"]) for r in rows] == [1, 2] and float(rows[0]["perceptual"]) == 0.0
     # resuming with more epochs continues from the checkpoint (epoch 3 only): the logged rows of
     # epochs 1-2, including their wall-clock seconds, are the ones restored from the checkpoint
-    state = torch.load(work / "checkpoint.pt", weights_only=False)
+    state = torch.load(work / "checkpoint.pt", weights_only=True)
     assert state["epoch"] == 2
     first_model = {k: v.clone() for k, v in state["model"].items()}
     result2 = roads.run(dict(config, epochs=3), work, progress=False)
     rows2 = list(csv.DictReader(open(work / "train_log.csv")))
     assert [int(r["epoch"]) for r in rows2] == [1, 2, 3] and rows2[:2] == rows
     assert result2.metrics["mrd/test_tiles"] == 3.0
-    # a training-relevant change (learning rate) restarts instead of resuming
-    roads.run(dict(config, lr=5e-4), work, progress=False)
-    state3 = torch.load(work / "checkpoint.pt", weights_only=False)
-    assert state3["epoch"] == 2 and state3["config"]["lr"] == 5e-4
+    # a training-relevant change (learning rate) is refused, naming the key, and the checkpoint is kept
+    with pytest.raises(CheckpointError, match=r"differs in: lr 0.001 -> 0.0005"):
+        roads.run(dict(config, lr=5e-4), work, progress=False)
+    state3 = torch.load(work / "checkpoint.pt", weights_only=True)
+    assert state3["epoch"] == 3 and state3["fingerprint"]["lr"] == 1e-3
     assert any(not torch.equal(first_model[k], state3["model"][k]) for k in first_model)
 
 
 def test_perceptual_term_is_logged(tmp_path):
     root = _dataset(tmp_path / "data", n_test=1)
     config = roads.resolve_config(
-        {"preset": "quick", "data": str(root), "net": "alexnet", "layer": "relu1", "weights": "none", "lambda": 0.5,
+        {"preset": "quick", "data": str(root), "net": "alexnet", "layer": "relu1", "weights": "none", "lam": 0.5,
          "crop": 32, "batch_size": 2, "epochs": 1, "steps_per_epoch": 1, "width": 2, "depth": 2, "baselines": False}
     )
     result = roads.run(config, tmp_path / "w", progress=False)
@@ -211,7 +212,7 @@ def test_threshold_option_parsing():
     import argparse
 
     parser = argparse.ArgumentParser()
-    roads.add_arguments(parser)
+    roads.BENCHMARK.add_arguments(parser)
     assert parser.parse_args(["--threshold", "train"]).threshold == "train"
     assert parser.parse_args(["--threshold", "0.4"]).threshold == 0.4
     with pytest.raises(SystemExit):

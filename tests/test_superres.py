@@ -13,6 +13,7 @@ from PIL import Image
 
 from lossnet.bench import superres
 from lossnet.bench.superres import train as train_mod
+from lossnet.bench.trainer import BEST, CHECKPOINT
 from lossnet.bench.superres.data import BadImageWarning
 from lossnet.bench.superres.degrade import bicubic_upsample, crop_to_multiple, degrade
 from lossnet.bench.superres.metrics import rgb_to_y, y_psnr, y_ssim
@@ -138,7 +139,7 @@ def test_learning_rate_schedules():
     assert train_mod.learning_rate(cfg, 25) == pytest.approx(1e-3 * (1 + math.cos(math.pi / 4)) / 2)
     assert train_mod.learning_rate(cfg, 100) == pytest.approx(0.0, abs=1e-12)
     assert train_mod.learning_rate({**cfg, "lr_schedule": "constant"}, 77) == 1e-3
-    with pytest.raises(LossnetError, match="lr schedule"):
+    with pytest.raises(LossnetError, match="lr_schedule"):
         superres.resolve_config({"preset": "quick", "loss": "pixel", "lr_schedule": "step"})
 
 
@@ -158,22 +159,20 @@ def test_config_resolution(tmp_path):
 def test_cli_expansion():
     import argparse
 
-    from lossnet.bench.base import add_common_arguments
-
     p = argparse.ArgumentParser()
-    add_common_arguments(p)
-    superres.add_arguments(p)
-    cfgs = superres.config_from_args(p.parse_args(["--net", "vgg16", "--layer", "E,S,M,L", "--test", "set5=/a", "--train", "/t1", "--train", "/t2"]))
+    superres.BENCHMARK.add_arguments(p)
+    expand = superres.BENCHMARK.partials_from_args
+    cfgs = expand(p.parse_args(["--net", "vgg16", "--layer", "E,S,M,L", "--test", "set5=/a", "--train", "/t1", "--train", "/t2"]))
     assert [c["layer"] for c in cfgs] == ["E", "S", "M", "L"]
-    sched = superres.config_from_args(p.parse_args(["--loss", "pixel", "--lr-schedule", "constant", "--skip", "none"]))
+    (sched,) = expand(p.parse_args(["--loss", "pixel", "--lr-schedule", "constant", "--skip", "none"]))
     assert (sched["lr_schedule"], sched["skip"]) == ("constant", "none")
     with pytest.raises(SystemExit):
         p.parse_args(["--lr-schedule", "step"])
-    assert cfgs[0]["test"] == {"set5": "/a"} and cfgs[0]["train"] == ["/t1", "/t2"]
-    one = superres.config_from_args(p.parse_args(["--net", "vgg16", "--layer", "relu1_2,relu2_2"]))
+    assert cfgs[0]["test"] == ["set5=/a"] and cfgs[0]["train"] == ["/t1", "/t2"]
+    (one,) = expand(p.parse_args(["--net", "vgg16", "--layer", "relu1_2,relu2_2"]))
     assert one["layer"] == "relu1_2,relu2_2"
-    with pytest.raises(LossnetError, match="NAME=DIR"):
-        superres.config_from_args(p.parse_args(["--test", "set5"]))
+    with pytest.raises(SystemExit):  # argparse: "--test expects NAME=DIR"
+        p.parse_args(["--test", "set5"])
 
 
 # --------------------------------------------------------------------------- training
@@ -218,10 +217,10 @@ def test_best_checkpoint_is_best_validation_epoch(tiny, monkeypatch):
     scores = iter([10.0, 12.5, 11.0])
     monkeypatch.setattr(train_mod, "validate", lambda *a, **k: next(scores))
     cfg = superres.resolve_config({**partial, "epochs": 3})
-    out = train_mod.train(cfg, tmp / "w", progress=False)
-    assert out.best_epoch == 2 and out.best_psnr == 12.5
-    best = torch.load(tmp / "w" / train_mod.BEST, weights_only=True)
-    last = torch.load(tmp / "w" / train_mod.CHECKPOINT, weights_only=False)
+    _, out = train_mod.train(cfg, tmp / "w", progress=False)
+    assert out.best_epoch == 2 and out.best_score == 12.5
+    best = torch.load(tmp / "w" / BEST, weights_only=True)
+    last = torch.load(tmp / "w" / CHECKPOINT, weights_only=True)
     assert best["epoch"] == 2 and last["epoch"] == 3
     # best.pt holds epoch-2 weights, not the final ones
     assert not torch.equal(best["model"]["tail.weight"], last["model"]["tail.weight"])
@@ -230,15 +229,15 @@ def test_best_checkpoint_is_best_validation_epoch(tiny, monkeypatch):
 def test_resume_continues_where_it_stopped(tiny):
     tmp, partial = tiny
     partial = {**partial, "lr_schedule": "constant"}  # a constant rate lets a finished run be extended
-    first = train_mod.train(superres.resolve_config({**partial, "epochs": 1}), tmp / "w", progress=False)
+    _, first = train_mod.train(superres.resolve_config({**partial, "epochs": 1}), tmp / "w", progress=False)
     assert (first.start_epoch, first.epochs_done) == (0, 1)
-    resumed = train_mod.train(superres.resolve_config({**partial, "epochs": 3}), tmp / "w", progress=False)
+    _, resumed = train_mod.train(superres.resolve_config({**partial, "epochs": 3}), tmp / "w", progress=False)
     assert (resumed.start_epoch, resumed.epochs_done) == (1, 3)
     assert [h["epoch"] for h in resumed.history] == [1, 2, 3]
     # Same RNG stream as an uninterrupted run: identical weights after 3 epochs.
-    straight = train_mod.train(superres.resolve_config({**partial, "epochs": 3}), tmp / "w2", progress=False)
-    a = torch.load(tmp / "w" / train_mod.CHECKPOINT, weights_only=False)["model"]
-    b = torch.load(tmp / "w2" / train_mod.CHECKPOINT, weights_only=False)["model"]
+    _, straight = train_mod.train(superres.resolve_config({**partial, "epochs": 3}), tmp / "w2", progress=False)
+    a = torch.load(tmp / "w" / CHECKPOINT, weights_only=True)["model"]
+    b = torch.load(tmp / "w2" / CHECKPOINT, weights_only=True)["model"]
     assert all(torch.allclose(a[k].float(), b[k].float(), atol=1e-6) for k in a)
     assert [h["val_psnr"] for h in resumed.history] == pytest.approx([h["val_psnr"] for h in straight.history], abs=1e-5)
     # A different configuration in the same workdir is refused, not silently mixed.
@@ -265,11 +264,11 @@ def test_cosine_run_killed_mid_way_resumes_on_the_same_curve(tiny, monkeypatch):
         train_mod.train(cfg, tmp / "w", progress=False)
     monkeypatch.setattr(train_mod, "validate", real_validate)
     seen_lrs.clear()
-    resumed = train_mod.train(cfg, tmp / "w", progress=False)
+    _, resumed = train_mod.train(cfg, tmp / "w", progress=False)
     assert resumed.start_epoch == 1 and seen_lrs == [2, 3, 4, 5]  # global steps of epochs 2-3, not restarted at 0
-    straight = train_mod.train(cfg, tmp / "w2", progress=False)
-    a = torch.load(tmp / "w" / train_mod.CHECKPOINT, weights_only=False)["model"]
-    b = torch.load(tmp / "w2" / train_mod.CHECKPOINT, weights_only=False)["model"]
+    _, straight = train_mod.train(cfg, tmp / "w2", progress=False)
+    a = torch.load(tmp / "w" / CHECKPOINT, weights_only=True)["model"]
+    b = torch.load(tmp / "w2" / CHECKPOINT, weights_only=True)["model"]
     assert all(torch.allclose(a[k].float(), b[k].float(), atol=1e-6) for k in a)
     # the cosine curve depends on the total steps, so a finished run cannot be silently extended
     with pytest.raises(LossnetError, match="different configuration"):
@@ -295,14 +294,14 @@ def test_non_finite_loss_gives_status_diverged(tiny, monkeypatch):
     res = superres.run(superres.resolve_config(partial), tmp / "w", progress=False)
     assert res.status == "diverged"
     assert "tiny/psnr" not in res.metrics and "tiny/psnr_bicubic" in res.metrics
-    assert not (tmp / "w" / train_mod.CHECKPOINT).exists()
+    assert not (tmp / "w" / CHECKPOINT).exists()
 
 
 def test_perceptual_loss_training_step(tiny):
     tmp, partial = tiny
     cfg = superres.resolve_config({**partial, "loss": "perceptual", "net": "vgg16", "layer": "E", "weights": "none", "epochs": 1})
     assert cfg["net"] == "vgg16" and cfg["distance"] == "mse"
-    out = train_mod.train(cfg, tmp / "w", progress=False)
+    _, out = train_mod.train(cfg, tmp / "w", progress=False)
     assert out.status == "done" and math.isfinite(out.history[0]["train_loss"])
 
 

@@ -23,10 +23,16 @@ import fake_bench
 from lossnet.errors import LossnetError
 from lossnet.registry import PAPER_ARCHS
 from lossnet.runkey import run_key
-from lossnet.sweep import ResultsStore, plan_file, run_sweep
+from lossnet.sweep import ResultsStore, RunRecord, run_sweep
+from lossnet.sweep import plan_file as _plan_file
 from lossnet.sweep.store import SCHEMA_VERSION
 
 TESTS_DIR = Path(__file__).resolve().parent
+
+
+def plan_file(path, **kwargs):
+    """The tests' grids name the fake benchmark by module path: allowed explicitly."""
+    return _plan_file(path, allow_modules=True, **kwargs)
 
 
 def _env() -> dict[str, str]:
@@ -54,7 +60,8 @@ def _grid(tmp_path: Path, text: str, name: str = "grid.toml") -> Path:
 
 def test_plan_counts_two_benchmarks(tmp_path, monkeypatch):
     # a second benchmark module, so the grid really spans two benchmarks
-    (tmp_path / "fake_bench_b.py").write_text("from fake_bench import *\nfrom fake_bench import PRESETS, run, resolve_config\n")
+    (tmp_path / "fake_bench_b.py").write_text(
+        "from fake_bench import FakeBench\n\nclass FakeBenchB(FakeBench):\n    name = 'fake_bench_b'\n\nBENCHMARK = FakeBenchB()\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     grid = _grid(tmp_path, """
 [sweep]
@@ -102,7 +109,7 @@ steps = 3   # equal to the preset's default: same resolved config as not giving 
 def test_run_keys_stable_across_processes(tmp_path):
     grid = _grid(tmp_path, '[sweep]\narchs = ["alexnet", "squeezenet1_1"]\nlayers = "paper"\nseeds = [3]\n[benchmarks.fake_bench]\n')
     out = tmp_path / "plan.json"
-    _cli("sweep", "plan", str(grid), "--store", str(tmp_path / "none.db"), "--json", str(out), cwd=tmp_path, check=True)
+    _cli("sweep", "plan", str(grid), "--allow-module", "--store", str(tmp_path / "none.db"), "--json", str(out), cwd=tmp_path, check=True)
     other = {(r["net"], r["layer"]): r["key"] for r in json.loads(out.read_text())}
     here = {(r.config["net"], r.config["layer"]): r.key for r in plan_file(grid)}
     assert len(here) == 8 and here == other
@@ -129,7 +136,7 @@ def test_cli_bad_input_is_one_line_exit_2(tmp_path, capsys):
     from lossnet.cli.sweep import register, standalone_main
 
     grid = _grid(tmp_path, '[sweep]\narchs = ["alexnet", "vgg17"]\n[benchmarks.fake_bench]\n')
-    proc = _cli("sweep", "run", str(grid), "--store", str(tmp_path / "r.db"), "--runs-dir", str(tmp_path / "runs"), cwd=tmp_path)
+    proc = _cli("sweep", "run", str(grid), "--allow-module", "--store", str(tmp_path / "r.db"), "--runs-dir", str(tmp_path / "runs"), cwd=tmp_path)
     assert proc.returncode == 2
     assert proc.stderr.strip().count("\n") == 0 and "vgg17" in proc.stderr
     assert not (tmp_path / "runs").exists() and not (tmp_path / "r.db").exists()  # nothing ran
@@ -140,23 +147,22 @@ def test_cli_bad_input_is_one_line_exit_2(tmp_path, capsys):
         assert text.count("\n") == 0
         return text
 
-    assert "missing.toml" in err("sweep", "plan", str(tmp_path / "missing.toml"))
+    assert "missing.toml" in err("sweep", "plan", str(tmp_path / "missing.toml"), "--allow-module")
     good = _grid(tmp_path, '[sweep]\narchs = ["alexnet"]\n[benchmarks.fake_bench]\n', "good.toml")
-    assert "does not exist" in err("sweep", "run", str(good), "--store", str(tmp_path / "no" / "dir" / "r.db"))
-    assert "--workers" in err("sweep", "run", str(good), "--workers", "0", "--store", str(tmp_path / "r.db"))
+    assert "does not exist" in err("sweep", "run", str(good), "--allow-module", "--store", str(tmp_path / "no" / "dir" / "r.db"))
+    assert "--workers" in err("sweep", "run", str(good), "--allow-module", "--workers", "0", "--store", str(tmp_path / "r.db"))
 
 
 # -- store -----------------------------------------------------------------------------------------
 
 
 def test_store_schema_and_record(tmp_path):
-    from lossnet.bench.base import BenchResult
-
     path = tmp_path / "r.db"
     config = {"benchmark": "superres", "net": "vgg16", "layer": "S", "seed": 0, "preset": "quick", "scale": 4}
     key = run_key(config)
     with ResultsStore(path) as store:
-        store.record_result(key, config, BenchResult(config, {"set5/psnr": 27.5, "set5/ssim": 0.8, "loss": float("nan")}, {"ckpt": "runs/x/ckpt.pt"}))
+        store.record(RunRecord(key, "superres", config, "done", {"set5/psnr": 27.5, "set5/ssim": 0.8, "loss": float("nan")},
+                               {"ckpt": "runs/x/ckpt.pt"}, started_at=100.0, duration_s=2.5, host="h", device="cpu"))
         rows = store.metric_rows()
         run = store.get_run(key[:6])
     db = sqlite3.connect(path)
@@ -165,14 +171,15 @@ def test_store_schema_and_record(tmp_path):
     cols = {t: [r[1] for r in db.execute(f"PRAGMA table_info({t})")] for t in ("runs", "metrics", "artifacts")}
     assert cols["metrics"] == ["run_key", "dataset", "name", "value"]
     assert cols["artifacts"] == ["run_key", "name", "path"]
-    assert cols["runs"][:12] == ["key", "benchmark", "config", "status", "error", "started_at", "ended_at", "duration_s",
-                                 "host", "device", "attempts", "lossnet_version"]
+    assert cols["runs"] == ["key", "benchmark", "config", "status", "error", "started_at", "ended_at", "duration_s",
+                            "host", "device", "attempts", "lossnet_version", "owner", "lease_token", "heartbeat_at"]
     assert sorted(db.execute("SELECT dataset, name, value FROM metrics").fetchall(), key=str) == sorted(
         [("set5", "psnr", 27.5), ("set5", "ssim", 0.8), ("", "loss", None)], key=str)
     db.close()
     assert {(r["dataset"], r["name"]) for r in rows} == {("set5", "psnr"), ("set5", "ssim"), ("", "loss")}
     assert rows[0]["config"] == config and rows[0]["benchmark"] == "superres"
     assert run["status"] == "done" and run["metrics"]["set5/psnr"] == 27.5 and run["artifacts"] == {"ckpt": "runs/x/ckpt.pt"}
+    assert (run["started_at"], run["ended_at"], run["duration_s"], run["host"], run["device"], run["attempts"]) == (100.0, 102.5, 2.5, "h", "cpu", 1)
 
 
 def test_store_refuses_newer_schema(tmp_path):
@@ -243,10 +250,12 @@ def test_interrupted_run_with_written_result_is_harvested_not_rerun(tmp_path):
     counter = tmp_path / "counter.txt"
     grid = _grid(tmp_path, f'[sweep]\narchs = ["alexnet"]\n[benchmarks.fake_bench]\ncounter = "{counter}"\n')
     (run,) = plan_file(grid)
+    with ResultsStore(tmp_path / "r.db") as dead_driver:  # claims the run, then "dies" (its store closes)
+        assert dead_driver.claim(run.key, run.config) == "new"
+    atomic_write_json(tmp_path / "runs" / run.key / "result.json", RunRecord(
+        run.key, run.benchmark, run.config, "done", {"fake/score": 42.0}, started_at=1.0, duration_s=2.0, host="h", device="cpu").to_json())
     with ResultsStore(tmp_path / "r.db") as store:
-        store.mark_running(run.key, run.config)  # the driver died after the worker had finished
-        atomic_write_json(tmp_path / "runs" / run.key / "result.json", {
-            "key": run.key, "ok": True, "status": "done", "metrics": {"fake/score": 42.0}, "artifacts": {}, "started_at": 1.0, "duration_s": 2.0})
+        assert store.status(run.key) == "interrupted"
         summary = run_sweep([run], store, tmp_path / "runs", progress=False, log=None)
         got = store.get_run(run.key)
     assert summary.harvested == [run.key] and summary.done == [run.key]
@@ -287,7 +296,7 @@ step_seconds = 0.4
 counter = "{counter}"
 """)
     db, runs_dir = tmp_path / "r.db", tmp_path / "runs"
-    args = [sys.executable, "-m", "lossnet.cli.sweep", "sweep", "run", str(grid), "--store", str(db), "--runs-dir", str(runs_dir), "--no-progress"]
+    args = [sys.executable, "-m", "lossnet.cli.sweep", "sweep", "run", str(grid), "--allow-module", "--store", str(db), "--runs-dir", str(runs_dir), "--no-progress"]
     driver = subprocess.Popen(args, cwd=tmp_path, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         _wait_for(lambda: _done_count(db) >= 2, 180, "two finished runs")
@@ -329,7 +338,6 @@ counter = "{counter}"
 
 
 def test_runs_cli_list_show_export(tmp_path, capsys):
-    from lossnet.bench.base import BenchResult
     from lossnet.cli.runs import register
     from lossnet.cli.sweep import standalone_main
 
@@ -337,11 +345,11 @@ def test_runs_cli_list_show_export(tmp_path, capsys):
     configs = [fake_bench.resolve_config({"benchmark": "fake_bench", "net": n, "layer": "E", "seed": s}) for n in ("alexnet", "vgg16") for s in (0, 1)]
     with ResultsStore(db) as store:
         for c in configs:
-            store.mark_running(run_key(c), c)
-            store.record_result(run_key(c), c, BenchResult(c, {"fake/score": fake_bench.score(c), "plain": 1.0}))
+            store.claim(run_key(c), c)
+            store.record(RunRecord(run_key(c), "fake_bench", c, "done", {"fake/score": fake_bench.score(c), "plain": 1.0}))
         bad = dict(configs[0], seed=7)
-        store.mark_running(run_key(bad), bad)
-        store.record_failure(run_key(bad), bad, "Traceback...\nRuntimeError: boom")
+        store.claim(run_key(bad), bad)
+        store.record(RunRecord.failure(run_key(bad), "fake_bench", bad, "Traceback...\nRuntimeError: boom"))
 
     assert standalone_main(register, "runs", ["runs", "list", "--store", str(db), "--status", "failed"]) == 0
     out = capsys.readouterr().out
@@ -369,6 +377,7 @@ def test_runs_cli_list_show_export(tmp_path, capsys):
 def test_ray_executor_matches_local(tmp_path, monkeypatch):
     pytest.importorskip("ray")
     monkeypatch.setenv("PYTHONPATH", _env()["PYTHONPATH"])
+    monkeypatch.setenv("LOSSNET_WEIGHTS_DIR", str(tmp_path / "weights"))  # forwarded through the tasks' runtime_env
     grid = _grid(tmp_path, '[sweep]\narchs = ["alexnet", "vgg16"]\nlayers = ["E", "M"]\n[benchmarks.fake_bench]\nsteps = 2\n')
     runs = plan_file(grid)
     assert len(runs) == 4
@@ -394,3 +403,5 @@ def test_ray_executor_matches_local(tmp_path, monkeypatch):
     assert "ray task failed" in crash_error
     assert got == expected and len(got) == 16
     assert all((tmp_path / "runs_ray" / r.key / "run.log").read_text().count("fake_bench: starting") == 1 for r in runs)
+    assert all(json.loads((tmp_path / "runs_ray" / r.key / "env.json").read_text())["LOSSNET_WEIGHTS_DIR"] == str(tmp_path / "weights")
+               for r in runs)

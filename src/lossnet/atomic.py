@@ -20,23 +20,50 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
 
     The caller writes the temporary path with any library (``torch.save``, ``safetensors``,
     ``matplotlib``...). On an exception the temporary file is removed and ``path`` is untouched.
+
+    Errors name ``path``, never the temporary file: an :class:`OSError` about the temporary file
+    (raised here or by the caller's writer) is re-raised as the same type with ``path`` as its
+    file name; any other exception gets a note "while writing PATH".
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp" + path.suffix, dir=path.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
+    tmp_path: Path | None = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp" + path.suffix, dir=path.parent)
+        os.close(fd)
+        tmp_path = Path(tmp)
         yield tmp_path
         with open(tmp_path, "rb+") as fh:
             os.fsync(fh.fileno())
         # mkstemp creates 0600; give the file the permissions a plain open() would have.
         os.chmod(tmp_path, 0o666 & ~_umask())
         os.replace(tmp_path, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            tmp_path.unlink()
+    except BaseException as exc:
+        if tmp_path is not None:
+            with contextlib.suppress(OSError):
+                tmp_path.unlink()
+        if isinstance(exc, OSError):
+            renamed = _for_destination(exc, path, tmp_path)
+            if renamed is not exc:
+                raise renamed from exc
+        if isinstance(exc, Exception) and hasattr(exc, "add_note"):
+            exc.add_note(f"while writing {path}")
         raise
+
+
+def _for_destination(exc: OSError, path: Path, tmp_path: Path | None) -> OSError:
+    """``exc`` re-targeted at ``path`` when it names the temporary file (or no file at all): same
+    type and errno, the destination as its file name. Errors about other files pass unchanged."""
+    names = [os.fspath(f) for f in (exc.filename, exc.filename2) if f is not None]
+    about_tmp = any(os.path.basename(str(n)).startswith(f".{path.name}.") or (tmp_path is not None and str(n) == str(tmp_path)) for n in names)
+    if exc.errno is None or (names and not about_tmp):
+        if exc.errno is None and hasattr(exc, "add_note"):
+            exc.add_note(f"while writing {path}")
+        return exc
+    try:
+        return type(exc)(exc.errno, exc.strerror or str(exc), os.fspath(path))
+    except TypeError:  # an OSError subclass with another constructor
+        return OSError(exc.errno, exc.strerror or str(exc), os.fspath(path))
 
 
 def _umask() -> int:

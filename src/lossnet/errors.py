@@ -32,3 +32,7 @@ class WeightsError(LossnetError):
 
 class DataError(LossnetError):
     """A dataset folder or file is missing, corrupt or inconsistent."""
+
+
+class CheckpointError(LossnetError):
+    """A checkpoint is unsafe to load (needs code execution), corrupt, or from another configuration."""

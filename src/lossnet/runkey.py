@@ -1,14 +1,30 @@
-"""Stable identity of a benchmark run: a hash of its resolved config and the lossnet version."""
+"""Stable identity of a benchmark run: a hash of its resolved config, the content of its weights
+file (when it names one) and the lossnet version.
+
+Weight files: when ``config["weights"]`` is a file path (anything but ``"imagenet"``, ``"none"`` or
+None), the sha256 of the file's *content* is mixed into the key, so overwriting a checkpoint in place
+gives new runs a new key instead of silently reusing old results. The path stays part of the config,
+so the same content at two different paths gives two different keys (the key never depends on what
+else happens to exist on disk; renaming a file is a new run). Digests are cached per process by
+``(absolute path, size, mtime_ns)``.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
+from pathlib import Path
 from typing import Any
 
-from lossnet.bench.base import RUNTIME_KEYS
+from lossnet.errors import LossnetError
 
-__all__ = ["run_key", "canonical_json"]
+__all__ = ["run_key", "canonical_json", "weights_digest", "WEIGHT_LABELS"]
+
+#: ``weights`` values that name a source, not a file (compared case-insensitively).
+WEIGHT_LABELS = ("imagenet", "none")
+
+_DIGESTS: dict[tuple[str, int, int], str] = {}
 
 
 def canonical_json(obj: Any) -> str:
@@ -16,15 +32,62 @@ def canonical_json(obj: Any) -> str:
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
 
 
+def weights_digest(weights: Any) -> str | None:
+    """sha256 (hex) of the weights file named by a config's ``weights`` value; None for a label
+    (``"imagenet"``, ``"none"``) or None.
+
+    Raises:
+        LossnetError: the value names a file that does not exist or cannot be read.
+    """
+    if weights is None or (isinstance(weights, str) and weights.strip().lower() in WEIGHT_LABELS):
+        return None
+    if not isinstance(weights, (str, os.PathLike)):
+        raise LossnetError(f"weights must be 'imagenet', 'none' or a file path, got {weights!r}")
+    path = Path(weights)
+    try:
+        st = path.stat()
+    except OSError as exc:
+        raise LossnetError(f"weights file not found: {weights} ({exc.strerror or exc})") from exc
+    if not path.is_file():
+        raise LossnetError(f"weights {weights} is not a file")
+    cache_key = (os.path.abspath(path), st.st_size, st.st_mtime_ns)
+    digest = _DIGESTS.get(cache_key)
+    if digest is None:
+        h = hashlib.sha256()
+        try:
+            with open(path, "rb") as fh:
+                for chunk in iter(lambda: fh.read(1 << 20), b""):
+                    h.update(chunk)
+        except OSError as exc:
+            raise LossnetError(f"cannot read weights file {weights}: {exc.strerror or exc}") from exc
+        digest = _DIGESTS[cache_key] = h.hexdigest()
+    return digest
+
+
+def _runtime_keys() -> frozenset[str]:
+    from lossnet.bench.base import RUNTIME_KEYS
+
+    return frozenset(RUNTIME_KEYS)
+
+
 def run_key(config: dict[str, Any], version: str | None = None) -> str:
-    """16 hex digits of sha256 over the config (without :data:`RUNTIME_KEYS`) and the version.
+    """16 hex digits of sha256 over the config (without the runtime keys of
+    :data:`lossnet.bench.base.RUNTIME_KEYS`), the weights file's sha256 (when ``weights`` is a
+    file) and the version.
 
     Args:
         config: a resolved benchmark config (JSON-serialisable).
         version: lossnet version to mix in; defaults to the installed one.
+
+    Raises:
+        LossnetError: ``config["weights"]`` names a missing or unreadable file.
     """
     if version is None:
         from lossnet import __version__ as version
-    identity = {k: v for k, v in config.items() if k not in RUNTIME_KEYS}
-    payload = canonical_json({"config": identity, "lossnet": version})
-    return hashlib.sha256(payload.encode("ascii")).hexdigest()[:16]
+    runtime = _runtime_keys()
+    identity = {k: v for k, v in config.items() if k not in runtime}
+    payload: dict[str, Any] = {"config": identity, "lossnet": version}
+    digest = weights_digest(config.get("weights"))
+    if digest is not None:  # keys of configs without a weights file are unchanged
+        payload["weights_sha256"] = digest
+    return hashlib.sha256(canonical_json(payload).encode("ascii")).hexdigest()[:16]

@@ -1,19 +1,20 @@
-"""The four benchmarks of Pihlgren et al. as plug-ins with one interface.
+"""The four benchmarks of Pihlgren et al., each a :class:`~lossnet.bench.base.Benchmark` on one harness.
 
-A benchmark is a module with:
+A benchmark is a module with ``BENCHMARK = MyBenchmark()``, where ``MyBenchmark`` sets
 
-- ``PRESETS: dict[str, dict]`` -- at least ``"paper"`` (the papers' hyperparameters, for a GPU) and
-  ``"quick"`` (finishes in minutes on a 2-core CPU);
-- ``add_arguments(parser)`` -- its own CLI options (the common ones are added by
-  :func:`lossnet.bench.base.add_common_arguments`);
-- ``config_from_args(args) -> dict`` -- a partial config from parsed CLI options;
-- ``resolve_config(partial) -> dict`` -- the full, validated, JSON-serialisable config
-  (preset expanded; raises :class:`lossnet.errors.LossnetError` on bad values);
-- ``run(config, workdir, *, progress=True) -> BenchResult``.
+- ``name`` and ``Config``: a dataclass extending :class:`~lossnet.bench.base.CommonConfig` whose
+  fields are declared with :func:`~lossnet.bench.base.option` (type, range, choices, help -- the CLI
+  options are generated from them);
+- ``PRESETS``: ``{"paper": {...}, "quick": {...}}`` overriding the field defaults;
+- ``validate(config)`` (optional) and ``run(config, workdir, *, progress) -> BenchResult``; a
+  training benchmark builds a :class:`~lossnet.bench.trainer.TrainingTask` and calls
+  :func:`~lossnet.bench.trainer.fit` for seeding, safe checkpoints, resume, divergence and history.
 
-Both ``lossnet bench NAME`` and the sweep runner call exactly these functions.
+``lossnet bench NAME``, ``lossnet sweep`` and the Python API all use
+:func:`~lossnet.bench.base.get_benchmark` (built-in names in ``BENCHMARKS``, or a dotted module path).
+``tests/example_bench.py`` is a complete fifth benchmark in one file.
 """
 
-from lossnet.bench.base import BenchResult, get_benchmark, list_benchmarks
+from lossnet.bench.base import Benchmark, BenchResult, CommonConfig, get_benchmark, list_benchmarks, option
 
-__all__ = ["BenchResult", "get_benchmark", "list_benchmarks"]
+__all__ = ["Benchmark", "BenchResult", "CommonConfig", "get_benchmark", "list_benchmarks", "option"]

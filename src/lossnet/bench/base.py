@@ -1,30 +1,56 @@
-"""The benchmark plug-in interface shared by ``lossnet bench`` and the sweep runner."""
+"""One shape for every benchmark: a typed config, presets, a registry, and CLI options from the config.
+
+A benchmark is a :class:`Benchmark` subclass instance named ``BENCHMARK`` in its module, with
+
+- ``Config``: a dataclass extending :class:`CommonConfig`; each field declared with :func:`option`
+  (type, help text, range, choices, CLI flag). Field defaults are the base values;
+- ``PRESETS``: ``{name: {field: value}}`` overriding the defaults -- at least ``paper`` (the papers'
+  hyperparameters, for a GPU) and ``quick`` (CPU minutes);
+- ``validate(config)``: benchmark-specific checks and normalisation (may modify ``config``);
+- ``run(config, workdir, *, progress) -> BenchResult``.
+
+:meth:`Benchmark.resolve_config` merges defaults, preset and a partial config, rejects unknown keys
+with a suggestion, checks every field against its declaration, normalises the loss-network keys and
+returns the resolved config as a JSON-serialisable dict (the run key hashes it). ``lossnet bench``,
+``lossnet sweep`` and the Python API all go through it. :meth:`Benchmark.add_arguments` and
+:meth:`Benchmark.partials_from_args` build the CLI from the config's fields.
+
+This module imports neither torch nor numpy, so building ``lossnet --help`` stays fast.
+"""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import difflib
 import importlib
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import ModuleType
-from typing import Any
+from typing import Any, Callable, ClassVar
 
 from lossnet.errors import LossnetError
 
 __all__ = [
     "BenchResult",
+    "Benchmark",
+    "CommonConfig",
+    "option",
     "BENCHMARKS",
     "get_benchmark",
     "list_benchmarks",
-    "add_common_arguments",
-    "common_config_from_args",
-    "apply_preset",
     "RUNTIME_KEYS",
+    "resolve_device",
+    "check_device",
+    "build_training_loss",
+    "split_names",
+    "expand_nets",
+    "expand_layers",
+    "default_workdir",
 ]
 
-#: Built-in benchmarks: CLI name -> module. A dotted module path is also accepted by
-#: :func:`get_benchmark` (custom benchmarks, and the fake benchmark of the sweep tests).
+#: Built-in benchmarks: CLI name -> module holding ``BENCHMARK``. A dotted module path is also
+#: accepted by :func:`get_benchmark` (custom benchmarks).
 BENCHMARKS = {
     "similarity": "lossnet.bench.similarity",
     "superres": "lossnet.bench.superres",
@@ -33,8 +59,11 @@ BENCHMARKS = {
 }
 
 #: Config keys that describe where/how a run executes, not what it computes. They are kept in the
-#: stored config but excluded from the run key.
+#: stored config but excluded from the run key and from checkpoint fingerprints.
 RUNTIME_KEYS = frozenset({"device", "weights_dir", "num_workers", "progress", "threads"})
+
+#: Keys the extraction-point expansion understands (``--net all``, ``--layer E,S,M,L``).
+_ESML = ("E", "S", "M", "L")
 
 
 @dataclass
@@ -45,10 +74,10 @@ class BenchResult:
         config: the resolved config the run used.
         metrics: flat ``{"<dataset>/<metric>": value}`` (or ``{"<metric>": value}`` when the
             benchmark has a single dataset), higher-is-better unless the name says otherwise.
-        artifacts: ``{name: path}`` of files written under the run's workdir (checkpoints,
-            images, CSV, logs).
-        status: ``"done"``, or a short failure status such as ``"diverged"``.
-        details: optional extra rows for the printed summary (e.g. per-MLP validation table).
+        artifacts: ``{name: path}`` of files written under the run's workdir.
+        status: ``"done"``, or ``"diverged"`` (training loss became non-finite; metrics are those
+            of the best weights so far, if any).
+        details: optional extra rows for the printed summary (e.g. per-epoch or per-MLP table).
     """
 
     config: dict[str, Any]
@@ -57,17 +86,305 @@ class BenchResult:
     status: str = "done"
     details: list[dict[str, Any]] = field(default_factory=list)
 
-    def to_json(self) -> dict[str, Any]:
-        metrics = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in self.metrics.items()}
-        return {"config": self.config, "metrics": metrics, "artifacts": self.artifacts, "status": self.status}
+
+# -- config fields ------------------------------------------------------------------------------
+
+_KINDS = {"int", "float", "str", "bool", "list", "dict", "any"}
+
+
+def option(
+    default: Any = None,
+    help: str = "",
+    *,
+    kind: str = "any",
+    nullable: bool = False,
+    minimum: float | None = None,
+    positive: bool = False,
+    choices: tuple | None = None,
+    cli: bool = True,
+    flag: str | None = None,
+    parse: Callable[[str], Any] | None = None,
+    normalize: Callable[[Any], Any] | None = None,
+    append: bool = False,
+    metavar: str | None = None,
+) -> Any:
+    """A config field: its default, help text and how it is checked and offered on the CLI.
+
+    Args:
+        default: base value (presets override it); lists/dicts are copied per instance.
+        help: one line for ``--help`` (the preset values are appended automatically).
+        kind: ``int``, ``float``, ``str``, ``bool``, ``list``, ``dict`` or ``any`` (unchecked).
+        nullable: None is a valid value.
+        minimum: numbers must be ``>= minimum``; ``positive``: ``> 0``.
+        choices: allowed values.
+        cli: offer a ``--flag`` (``flag`` overrides the name derived from the field).
+        parse: converts the CLI string (default: from ``kind``); raise ``argparse.ArgumentTypeError``.
+        normalize: maps a given value (CLI, grid or API) to its canonical form before the checks;
+            raise ``ValueError`` with the reason for a bad value.
+        append: repeatable CLI option collecting a list.
+    """
+    if kind not in _KINDS:
+        raise ValueError(f"unknown option kind {kind!r}")
+    meta = dict(help=help, kind=kind, nullable=nullable, minimum=minimum, positive=positive, choices=choices, cli=cli,
+                flag=flag, parse=parse, normalize=normalize, append=append, metavar=metavar)
+    if isinstance(default, (list, dict)):
+        return field(default_factory=lambda: type(default)(default), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+def _check_field(bench: str, f: dataclasses.Field, value: Any) -> Any:
+    """``value`` checked against the declaration of ``f`` (ints accepted for floats, as floats)."""
+    m = f.metadata
+    kind = m.get("kind", "any")
+    if m.get("normalize") is not None and value is not None:
+        try:
+            value = m["normalize"](value)
+        except (TypeError, ValueError) as exc:
+            raise LossnetError(f"{bench}: {f.name}: {exc}") from None
+    if value is None:
+        if m.get("nullable") or kind == "any":
+            return None
+        raise LossnetError(f"{bench}: {f.name} must be set (got null)")
+    bad = None
+    if kind == "int" and (not isinstance(value, int) or isinstance(value, bool)):
+        bad = "an integer"
+    elif kind == "float":
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            bad = "a finite number"
+        else:
+            value = float(value)
+    elif kind == "str" and not isinstance(value, str):
+        bad = "a string"
+    elif kind == "bool" and not isinstance(value, bool):
+        bad = "true or false"
+    elif kind == "list" and not isinstance(value, list):
+        bad = "a list"
+    elif kind == "dict" and not isinstance(value, dict):
+        bad = "a table NAME = VALUE"
+    if bad:
+        raise LossnetError(f"{bench}: {f.name} must be {bad}, got {value!r}")
+    if kind in ("int", "float"):
+        if m.get("positive") and not value > 0:
+            raise LossnetError(f"{bench}: {f.name} must be positive, got {value!r}")
+        if m.get("minimum") is not None and value < m["minimum"]:
+            raise LossnetError(f"{bench}: {f.name} must be >= {m['minimum']:g}, got {value!r}")
+    if m.get("choices") and value not in m["choices"]:
+        raise LossnetError(f"{bench}: unknown {f.name} {value!r}; choose one of {', '.join(map(str, m['choices']))}")
+    return value
+
+
+@dataclass
+class CommonConfig:
+    """Keys every benchmark config has. ``net``/``layer``/``weights``/``distance`` describe the loss
+    network; they are None when a benchmark's baseline uses none (so they cannot split identical runs)."""
+
+    benchmark: str = option("", cli=False)
+    preset: str = option("quick", "hyperparameter preset", kind="str", cli=False)
+    net: str | None = option(None, "loss network architecture (a torchvision classification model, e.g. vgg16); "
+                             "a comma list or 'all' (the paper's 14) runs each", kind="str", nullable=True)
+    layer: str | None = option(None, "extraction layer: E/S/M/L, a readable alias (relu2_2) or an FX node name; "
+                               "E,S,M,L runs each, another comma list is one layer set", kind="str", nullable=True)
+    weights: str | None = option("imagenet", "'imagenet', 'none' (random init) or a .safetensors/.pth file", kind="str", nullable=True)
+    distance: str | None = option("mse", "feature distance (see lossnet.distances)", kind="str", nullable=True)
+    seed: int = option(0, "random seed", kind="int")
+    # runtime keys: where/how the run executes, not part of the run key
+    device: str | None = option(None, "torch device (default: cuda if available, else cpu)", kind="str", nullable=True)
+    weights_dir: str | None = option(None, "folder searched for <arch>-imagenet1k-v1*.safetensors before downloading "
+                                     "(default: $LOSSNET_WEIGHTS_DIR)", kind="str", nullable=True)
+    num_workers: int | None = option(None, "DataLoader worker processes (default 0)", kind="int", nullable=True, minimum=0)
+    threads: int | None = option(None, "torch intra-op threads (default: torch's)", kind="int", nullable=True, minimum=1, cli=False)
+
+
+# -- the benchmark base class -------------------------------------------------------------------
+
+
+class Benchmark:
+    """Base class of the benchmarks. Subclasses set :attr:`name`, :attr:`Config`, :attr:`PRESETS`
+    and implement :meth:`run` (and usually :meth:`validate`)."""
+
+    name: ClassVar[str] = ""
+    Config: ClassVar[type] = CommonConfig
+    PRESETS: ClassVar[dict[str, dict[str, Any]]] = {}
+    #: value of ``loss`` that trains without a loss network (None: every run uses one).
+    BASELINE_LOSS: ClassVar[str | None] = None
+    #: config keys a checkpoint may differ in and still be resumed (evaluation-only settings).
+    RESUMABLE_KEYS: ClassVar[frozenset] = frozenset()
+    #: distances this benchmark accepts (None: every name of lossnet.distances).
+    DISTANCES: ClassVar[tuple | None] = None
+    #: ``layer = "all"`` (every feature node) is meaningful for this benchmark.
+    allows_all_layers: ClassVar[bool] = False
+
+    def resumable_keys(self, config: dict[str, Any]) -> frozenset:
+        """Keys a checkpoint may differ in and still be resumed (default :attr:`RESUMABLE_KEYS`)."""
+        return self.RESUMABLE_KEYS
+
+    # -- config ---------------------------------------------------------------------------------
+
+    def defaults(self, preset: str) -> dict[str, Any]:
+        """Field values of ``preset`` (defaults overridden by the preset)."""
+        if preset not in self.PRESETS:
+            raise LossnetError(f"{self.name}: unknown preset {preset!r}; choose one of {', '.join(sorted(self.PRESETS))}")
+        values = dataclasses.asdict(self.Config())
+        values.update(self.PRESETS[preset])
+        values.update(benchmark=self.name, preset=preset)
+        return values
+
+    def config_keys(self) -> list[str]:
+        return [f.name for f in dataclasses.fields(self.Config)]
+
+    def uses_loss_network(self, config: dict[str, Any]) -> bool:
+        return self.BASELINE_LOSS is None or config.get("loss") != self.BASELINE_LOSS
+
+    def resolve_config(self, partial: dict[str, Any]) -> dict[str, Any]:
+        """The full, validated, JSON-serialisable config of one run.
+
+        ``partial`` values that are None mean "not given": the preset's value is used.
+
+        Raises:
+            LossnetError: unknown preset or key (with a suggestion), a value of the wrong type or
+                range, an unknown network/layer/distance, a missing weights file or data folder.
+        """
+        partial = dict(partial)
+        given_bench = partial.pop("benchmark", None)
+        if given_bench not in (None, self.name):
+            raise LossnetError(f"config of benchmark {given_bench!r} given to {self.name}")
+        preset = partial.pop("preset", None) or "quick"
+        config = self.defaults(preset)
+        fields = {f.name: f for f in dataclasses.fields(self.Config)}
+        for key in partial:
+            if key not in fields:
+                close = difflib.get_close_matches(key, list(fields), n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else f"; known options: {', '.join(sorted(fields))}"
+                raise LossnetError(f"{self.name}: unknown option {key!r}{hint}")
+        config.update({k: v for k, v in partial.items() if v is not None})
+        for name, f in fields.items():
+            config[name] = _check_field(self.name, f, config[name])
+        self.validate(config)
+        if config.get("device"):
+            check_device(config["device"])
+        self.check_loss_network(config)
+        return config
+
+    def validate(self, config: dict[str, Any]) -> None:
+        """Benchmark-specific checks and normalisation (in place), after the per-field checks and
+        before the loss-network checks."""
+
+    def check_loss_network(self, config: dict[str, Any]) -> None:
+        """Loss-network keys: None for a baseline; otherwise network, every layer, distance and
+        weights are checked before any work starts, and the weights spec is normalised.
+        (A benchmark without a real loss network may override this.)"""
+        if not self.uses_loss_network(config):
+            config.update(net=None, layer=None, weights=None, distance=None)
+            return
+        from lossnet import distances
+        from lossnet.registry import get_spec, resolve_layer
+        from lossnet.weights import WeightsSpec
+
+        if not config.get("net"):
+            raise LossnetError(f"{self.name}: needs --net (a loss network architecture)")
+        if not config.get("layer"):
+            raise LossnetError(f"{self.name}: needs --layer")
+        allowed = self.DISTANCES or tuple(distances.DISTANCES)
+        if config["distance"] not in allowed:
+            raise LossnetError(f"{self.name}: unknown distance {config['distance']!r}; choose one of {', '.join(allowed)}")
+        get_spec(config["net"])  # UnknownNetworkError names the architecture
+        if str(config["layer"]).strip().lower() != "all" or not self.allows_all_layers:
+            for layer in str(config["layer"]).split(","):
+                resolve_layer(config["net"], layer.strip())  # UnknownLayerError lists the choices
+        config["weights"] = WeightsSpec.parse(config["weights"]).label
+
+    # -- CLI ------------------------------------------------------------------------------------
+
+    def _preset_help(self, name: str) -> str:
+        values = {p: self.defaults(p).get(name) for p in self.PRESETS}
+        if len(set(map(repr, values.values()))) == 1:
+            return f"default {_show(next(iter(values.values())))}"
+        return "; ".join(f"{p}: {_show(v)}" for p, v in values.items())
+
+    def add_arguments(self, parser: argparse.ArgumentParser) -> None:
+        """Every CLI option of this benchmark, generated from the config fields (help states defaults)."""
+        common = {f.name for f in dataclasses.fields(CommonConfig)}
+        g_common = parser.add_argument_group("common options")
+        g_common.add_argument("--preset", default="quick", choices=sorted(self.PRESETS),
+                              help=f"hyperparameter preset (default quick): {', '.join(sorted(self.PRESETS))}")
+        g_own = parser.add_argument_group(f"{self.name} options")
+        for f in dataclasses.fields(self.Config):
+            m = f.metadata
+            if not m.get("cli", True) or f.name in ("benchmark", "preset"):
+                continue
+            group = g_common if f.name in common else g_own
+            flag = m.get("flag") or "--" + f.name.replace("_", "-")
+            kwargs: dict[str, Any] = {"dest": f.name, "default": None}
+            help_text = m.get("help", "")
+            if f.name not in RUNTIME_KEYS:
+                help_text = f"{help_text} ({self._preset_help(f.name)})" if help_text else f"({self._preset_help(f.name)})"
+            kwargs["help"] = help_text.replace("%", "%%")
+            if m.get("kind") == "bool":
+                kwargs["action"] = argparse.BooleanOptionalAction
+            else:
+                kwargs["type"] = m.get("parse") or {"int": int, "float": float}.get(m.get("kind"), str)
+                if m.get("append"):
+                    kwargs["action"] = "append"
+                if m.get("choices") and not m.get("parse"):
+                    kwargs["choices"] = m["choices"]
+                if m.get("metavar"):
+                    kwargs["metavar"] = m["metavar"]
+            group.add_argument(flag, **kwargs)
+        self.add_extra_arguments(g_own)
+        out = parser.add_argument_group("output options")
+        out.add_argument("--out", help="work directory for checkpoints and artifacts (default: lossnet-out/<benchmark>/<run key>; "
+                         "with several runs, one sub-folder per run key)")
+        out.add_argument("--json", dest="json_path", help="write {runs: {run key: {status, config, metrics}}} to this JSON file")
+        out.add_argument("--store", help="also record the runs in this SQLite results store (see 'lossnet sweep')")
+        out.add_argument("--no-progress", action="store_true", help="disable progress bars")
+
+    def add_extra_arguments(self, group) -> None:
+        """Options that are not config fields (e.g. ones that expand into several runs)."""
+
+    def partials_from_args(self, args: argparse.Namespace) -> list[dict[str, Any]]:
+        """Partial configs of the runs a command line asks for: ``--net a,b`` / ``--net all`` and
+        ``--layer E,S,M,L`` expand into one run each; ``--separate-layers`` splits other layer lists."""
+        keys = [f.name for f in dataclasses.fields(self.Config) if f.metadata.get("cli", True)]
+        base = {k: getattr(args, k, None) for k in keys if k not in ("net", "layer")}
+        base["preset"] = getattr(args, "preset", None)
+        nets = expand_nets(getattr(args, "net", None))
+        layers = expand_layers(getattr(args, "layer", None), separate=bool(getattr(args, "separate_layers", False)))
+        return [dict(p, net=n, layer=l) for p in self.expand_args(args, base) for n in nets for l in layers]
+
+    def expand_args(self, args: argparse.Namespace, base: dict[str, Any]) -> list[dict[str, Any]]:
+        """Hook: benchmark-specific expansion of one partial config into several (default: none)."""
+        return [base]
+
+    # -- running --------------------------------------------------------------------------------
+
+    def run(self, config: dict[str, Any], workdir: str | Path, *, progress: bool = True) -> BenchResult:
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return f"<benchmark {self.name}>"
+
+
+def _show(v: Any) -> str:
+    if isinstance(v, list):
+        return ",".join(map(str, v)) or "[]"
+    return "none" if v is None else str(v)
+
+
+# -- registry ------------------------------------------------------------------------------------
 
 
 def list_benchmarks() -> list[str]:
     return sorted(BENCHMARKS)
 
 
-def get_benchmark(name: str) -> ModuleType:
-    """The benchmark module for a built-in name or a dotted module path."""
+def get_benchmark(name: str) -> Benchmark:
+    """The benchmark registered as ``name`` (built-in) or the ``BENCHMARK`` of a dotted module path.
+
+    Raises:
+        LossnetError: unknown name, or a module without a ``BENCHMARK`` instance.
+    """
+    if isinstance(name, Benchmark):
+        return name
     module_name = BENCHMARKS.get(name, name)
     try:
         module = importlib.import_module(module_name)
@@ -77,66 +394,40 @@ def get_benchmark(name: str) -> ModuleType:
                 f"unknown benchmark {name!r}: choose one of {', '.join(list_benchmarks())} or an importable module path"
             ) from exc
         raise
-    for attr in ("PRESETS", "resolve_config", "run"):
-        if not hasattr(module, attr):
-            raise LossnetError(f"benchmark module {module_name!r} lacks {attr}")
-    return module
+    bench = getattr(module, "BENCHMARK", None)
+    if not isinstance(bench, Benchmark):
+        raise LossnetError(f"benchmark module {module_name!r} has no BENCHMARK (a lossnet.bench.base.Benchmark instance)")
+    if not bench.name:
+        raise LossnetError(f"benchmark module {module_name!r}: BENCHMARK.name is empty")
+    return bench
 
 
-def apply_preset(presets: dict[str, dict], partial: dict[str, Any]) -> dict[str, Any]:
-    """Preset values, overridden by every key of ``partial`` that is not None."""
-    preset = partial.get("preset", "quick")
-    if preset not in presets:
-        raise LossnetError(f"unknown preset {preset!r}; choose one of {', '.join(sorted(presets))}")
-    config = dict(presets[preset])
-    config.update({k: v for k, v in partial.items() if v is not None})
-    config["preset"] = preset
-    return config
-
-
-def add_common_arguments(parser: argparse.ArgumentParser) -> None:
-    """Options every ``lossnet bench`` command has."""
-    g = parser.add_argument_group("common options")
-    g.add_argument("--preset", default="quick", help="hyperparameter preset: paper (GPU scale) or quick (CPU minutes); default quick")
-    g.add_argument("--net", help="loss network architecture (e.g. vgg16, alexnet, or any torchvision classification model)")
-    g.add_argument("--layer", help="extraction layer: E/S/M/L, a readable alias (relu2_2) or an FX node name; comma-separated for several")
-    g.add_argument("--weights", help="'imagenet' (default), 'none' (random init) or a .safetensors/.pth file")
-    g.add_argument("--weights-dir", help="folder searched for <arch>-imagenet1k-v1*.safetensors before downloading (default: $LOSSNET_WEIGHTS_DIR)")
-    g.add_argument("--seed", type=int, help="random seed")
-    g.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
-    g.add_argument("--out", help="work directory for checkpoints and artifacts (default: lossnet-out/<benchmark>/<run key>)")
-    g.add_argument("--json", dest="json_path", help="write {config, metrics} to this JSON file")
-    g.add_argument("--store", help="also record the run in this SQLite results store (see 'lossnet sweep')")
-    g.add_argument("--no-progress", action="store_true", help="disable progress bars")
-
-
-_COMMON_KEYS = ("preset", "net", "layer", "weights", "weights_dir", "seed", "device")
-
-
-def common_config_from_args(args: argparse.Namespace) -> dict[str, Any]:
-    return {k: getattr(args, k, None) for k in _COMMON_KEYS}
+# -- net/layer expansion (one place) --------------------------------------------------------------
 
 
 def split_names(value: str | None) -> list[str]:
-    """Comma-separated CLI value -> stripped, non-empty names."""
-    return [s.strip() for s in value.split(",") if s.strip()] if value else []
+    """Comma-separated value -> stripped, non-empty names."""
+    return [s.strip() for s in str(value).split(",") if s.strip()] if value else []
 
 
 def expand_nets(net: str | None) -> list[str | None]:
     """``--net``: "all" = the paper's 14, a comma list = one run each, nothing = [None]."""
-    from lossnet.registry import PAPER_ARCHS
-
     names = split_names(net)
-    return list(PAPER_ARCHS) if names == ["all"] else (names or [None])
+    if [n.lower() for n in names] == ["all"]:
+        from lossnet.registry import PAPER_ARCHS
+
+        return list(PAPER_ARCHS)
+    return names or [None]
 
 
-def expand_layers(layer: str | None) -> list[str | None]:
-    """``--layer``: an E/S/M/L list is one run per layer; another comma list is one layer set."""
+def expand_layers(layer: str | None, *, separate: bool = False) -> list[str | None]:
+    """``--layer``: an E/S/M/L list (or any list with ``separate``) is one run per layer; another
+    comma list is one layer set."""
     names = split_names(layer)
     if not names:
         return [None]
-    if len(names) > 1 and all(n.upper() in ("E", "S", "M", "L") for n in names):
-        return [n.upper() for n in names]
+    if len(names) > 1 and (separate or all(n.upper() in _ESML for n in names)):
+        return [n.upper() if n.upper() in _ESML else n for n in names]
     return [",".join(names)]
 
 
@@ -144,47 +435,60 @@ def default_workdir(benchmark: str, key: str) -> Path:
     return Path("lossnet-out") / benchmark / key
 
 
-def resolve_device(config: dict[str, Any]):
-    """The run's torch device: ``config["device"]``, else CUDA when available, else CPU."""
+# -- devices and losses ----------------------------------------------------------------------------
+
+
+def check_device(device: str) -> None:
+    """A device string torch understands (availability is checked when the run starts).
+
+    Raises:
+        LossnetError: not a device name.
+    """
     import torch
 
-    return torch.device(config.get("device") or ("cuda" if torch.cuda.is_available() else "cpu"))
+    try:
+        torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise LossnetError(f"unknown device {device!r}; use cpu, cuda, cuda:N or mps") from exc
 
 
-def check_loss_network(config: dict[str, Any], benchmark: str) -> None:
-    """Validate (in place) the loss-network keys of a training benchmark's config.
+def resolve_device(config: dict[str, Any]):
+    """The run's torch device: ``config["device"]``, else CUDA when available, else CPU.
 
-    ``loss == "pixel"``: the baseline has no loss network, so net/layer/weights/distance become
-    None and cannot split identical runs. Otherwise the distance, every layer and a weights file
-    are checked before any training starts.
+    Raises:
+        LossnetError: an unknown device, or CUDA/MPS asked for but not available here.
     """
-    if config["loss"] == "pixel":
-        config.update(net=None, layer=None, weights=None, distance=None)
-        return
-    from lossnet import distances
-    from lossnet.registry import resolve_layer
+    import torch
 
-    if config["distance"] not in distances.DISTANCES:
-        raise LossnetError(f"{benchmark}: unknown distance {config['distance']!r}; choose one of {', '.join(distances.DISTANCES)}")
-    for layer in str(config["layer"]).split(","):
-        resolve_layer(config["net"], layer.strip())  # raises UnknownNetworkError / UnknownLayerError
-    w = config["weights"]
-    if w not in ("imagenet", "none", None) and not Path(w).is_file():
-        raise LossnetError(f"{benchmark}: weights file not found: {w}")
-    config["weights"] = "none" if w is None else w
+    name = config.get("device")
+    if not name:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    check_device(name)
+    device = torch.device(name)
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise LossnetError(f"device {name!r} requested but CUDA is not available on this machine")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise LossnetError(f"device {name!r} requested but this machine has {torch.cuda.device_count()} CUDA device(s)")
+    if device.type == "mps" and not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
+        raise LossnetError(f"device {name!r} requested but MPS is not available on this machine")
+    return device
 
 
-def build_training_loss(config: dict[str, Any]):
-    """``pixel``: MSE on RGB. Otherwise :class:`lossnet.loss.PerceptualLoss` at the config's
-    network/layer(s)/distance (Eq. 3 and Eq. 6 of Pihlgren et al.: ``d(phi_l(pred), phi_l(target))``)."""
-    from torch import nn
+def build_training_loss(config: dict[str, Any], *, pixel: Callable | None = None):
+    """The training loss of a config: ``pixel()`` (default pixel MSE) when the benchmark's baseline
+    uses no loss network, else :class:`lossnet.loss.PerceptualLoss` at the config's
+    network/layer(s)/distance (Eq. 3 / Eq. 5 / Eq. 6 of Pihlgren et al.: ``d(phi_l(pred), phi_l(target))``)."""
+    if config.get("net") is None:
+        if pixel is not None:
+            return pixel()
+        from torch import nn
 
-    if config["loss"] == "pixel":
         return nn.MSELoss()
     from lossnet.loss import PerceptualLoss
 
-    layers = tuple(s.strip() for s in str(config["layer"]).split(",") if s.strip())
     weights = None if config["weights"] in (None, "none") else config["weights"]
     return PerceptualLoss(
-        net=config["net"], layers=layers, distance=config["distance"], weights=weights, weights_dir=config.get("weights_dir")
+        net=config["net"], layers=tuple(split_names(config["layer"])), distance=config["distance"], weights=weights,
+        weights_dir=config.get("weights_dir"),
     )

@@ -1,85 +1,97 @@
-"""``lossnet bench NAME ...``: run one benchmark, print a summary table, optionally write JSON/store."""
+"""``lossnet bench NAME ...``: run one benchmark (one or several runs), print a summary table,
+optionally write JSON and record in a results store.
+
+A command line is a small plan: its runs are resolved and every output is checked before any
+work starts, then each run goes through the same execute -> record path as ``lossnet sweep run``.
+Building the parser imports no torch (the options come from the benchmarks' config fields).
+"""
 
 from __future__ import annotations
 
 import argparse
-import importlib
-from pathlib import Path
+import sys
 
-from lossnet.bench.base import BENCHMARKS, add_common_arguments, common_config_from_args, default_workdir
-from lossnet.cli.common import print_table
+from lossnet.bench.base import default_workdir, get_benchmark, list_benchmarks
 
 
 def register(subparsers) -> None:
-    parser = subparsers.add_parser("bench", help="run one benchmark (similarity, superres, roads, autoencoder)")
+    parser = subparsers.add_parser("bench", help="run one benchmark (" + ", ".join(list_benchmarks()) + ")")
     sub = parser.add_subparsers(dest="benchmark", metavar="BENCHMARK")
-    for name, module_name in BENCHMARKS.items():
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            if exc.name == module_name:
-                continue  # not installed in this build
-            raise
-        if not all(hasattr(module, a) for a in ("add_arguments", "config_from_args", "resolve_config", "run")):
-            continue
-        doc = (module.__doc__ or name).strip().splitlines()[0]
-        p = sub.add_parser(name, help=doc, description=module.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-        add_common_arguments(p)
-        module.add_arguments(p)
-        p.set_defaults(func=_run, bench_module=module, bench_name=name)
+    for name in list_benchmarks():
+        bench = get_benchmark(name)
+        doc = (sys.modules[type(bench).__module__].__doc__ or name).strip()
+        p = sub.add_parser(name, help=doc.splitlines()[0], description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+        bench.add_arguments(p)
+        p.set_defaults(func=_run, bench=bench)
     parser.set_defaults(func=lambda args: (parser.print_help(), 2)[1])
 
 
-def _run(args: argparse.Namespace) -> int:
-    from lossnet.atomic import atomic_write_json
+def plan_runs(bench, args: argparse.Namespace) -> list[tuple[str, dict]]:
+    """``[(run key, resolved config)]`` of a command line, each key once, in command-line order."""
     from lossnet.runkey import run_key
 
-    module = args.bench_module
-    parts = module.config_from_args(args)
-    parts = parts if isinstance(parts, list) else [parts]
-    configs = []
-    for part in parts:
-        partial = common_config_from_args(args)
-        partial.update({k: v for k, v in part.items()})
-        partial["benchmark"] = args.bench_name
-        configs.append(module.resolve_config(partial))  # validate every run before running any
+    runs: dict[str, dict] = {}
+    for partial in bench.partials_from_args(args):
+        config = bench.resolve_config(partial)  # validate every run before running any
+        runs.setdefault(run_key(config), config)
+    return list(runs.items())
 
-    results, failed = [], 0
-    for config in configs:
-        key = run_key(config)
-        if args.out:
-            workdir = Path(args.out) / key if len(configs) > 1 else Path(args.out)
-        else:
-            workdir = default_workdir(args.bench_name, key)
-        workdir.mkdir(parents=True, exist_ok=True)
-        result = module.run(config, workdir, progress=not args.no_progress)
-        results.append((key, config, result))
-        failed += result.status != "done"
-        print(f"benchmark {args.bench_name} (preset {config.get('preset')}), net {config.get('net')}, "
-              f"layer {config.get('layer')}, run key {key}, status {result.status}")
-        if result.details:
-            print_table(result.details)
-            print()
-        print_table([{"metric": k, "value": v} for k, v in result.metrics.items()])
-        if args.store:
-            from lossnet.sweep.store import ResultsStore
 
-            with ResultsStore(args.store) as store:
-                store.record_result(key, config, result)
-            print(f"recorded run {key} in {args.store}")
+def _run(args: argparse.Namespace) -> int:
+    from pathlib import Path
 
-    if len(results) > 1:
-        print()
-        print_table([{"run key": k, "net": c.get("net"), "layer": c.get("layer"), **r.metrics} for k, c, r in results])
-    if args.json_path:
-        if len(results) == 1:
-            key, config, result = results[0]
-            payload = {"config": config, "metrics": result.to_json()["metrics"]}
-        else:
+    from lossnet.atomic import atomic_write_json
+    from lossnet.cli.common import print_table
+    from lossnet.outputs import check_output_dir, check_output_file
+    from lossnet.sweep.pipeline import execute_point
+
+    bench = args.bench
+    runs = plan_runs(bench, args)
+    # every output is checked before any work: a bad path must not cost a finished run
+    json_path = check_output_file(args.json_path, "--json") if args.json_path else None
+    out = check_output_dir(args.out, "--out") if args.out else None
+    store = None
+    if args.store:
+        from lossnet.sweep.store import ResultsStore
+
+        check_output_file(args.store, "--store")
+        store = ResultsStore(args.store)
+
+    records = []
+    try:
+        for key, config in runs:
+            workdir = (out / key if len(runs) > 1 else out) if out else default_workdir(bench.name, key)
+            record = execute_point(bench.name, config, workdir, key, progress=not args.no_progress, store=store)
+            records.append(record)
+            print(f"benchmark {bench.name} (preset {config.get('preset')}), net {config.get('net')}, "
+                  f"layer {config.get('layer')}, run key {key}, status {record.status}")
+            if record.error and record.status == "failed":
+                print(f"run {key} failed: {record.error.strip().splitlines()[-1]}")
+            details = getattr(record, "details", None)
+            if details:
+                print_table(details)
+                print()
+            if record.metrics:
+                print_table([{"metric": k, "value": v} for k, v in record.metrics.items()])
+            if store is not None:
+                print(f"recorded run {key} in {args.store}")
+    finally:
+        if store is not None:
+            store.close()
+        if json_path is not None and records:
             payload = {
-                "config": {"benchmark": args.bench_name, "runs": [c for _, c, _ in results]},
-                "metrics": {f"{c.get('net')}/{c.get('layer')}/{m}": v for _, c, r in results for m, v in r.to_json()["metrics"].items()},
+                "benchmark": bench.name,
+                "runs": {r.key: {"status": r.status, "error": r.error, "config": r.config,
+                                 "metrics": r.metrics, "artifacts": r.artifacts,
+                                 "duration_s": r.duration_s, "device": r.device}
+                         for r in records},
             }
-        atomic_write_json(args.json_path, payload)
-        print(f"wrote {args.json_path}")
-    return 0 if failed == 0 else 1
+            if len(records) == 1:  # one run: its config and metrics also at the top level
+                payload.update(config=records[0].config, metrics=payload["runs"][records[0].key]["metrics"], status=records[0].status)
+            atomic_write_json(Path(json_path), payload)
+            print(f"wrote {json_path}")
+    if len(records) > 1:
+        print()
+        print_table([{"run key": r.key, "status": r.status, "net": r.config.get("net"), "layer": r.config.get("layer"),
+                      "weights": Path(str(r.config.get("weights"))).name, **r.metrics} for r in records])
+    return 0 if all(r.status == "done" for r in records) else 1

@@ -9,6 +9,7 @@ import json
 import sys
 
 from lossnet.cli.common import format_value, print_table
+from lossnet.sweep.store import STATUSES
 
 EXPORT_COLUMNS = ("run_key", "benchmark", "net", "layer", "preset", "seed", "distance", "weights", "dataset", "metric", "value")
 
@@ -22,7 +23,7 @@ def register(subparsers) -> None:
 
     p = sub.add_parser("list", help="one line per run")
     store_arg(p)
-    p.add_argument("--status", choices=("queued", "running", "done", "failed"), help="only runs with this status")
+    p.add_argument("--status", choices=STATUSES, help="only runs with this status")
     p.add_argument("--benchmark", help="only runs of this benchmark")
     p.set_defaults(func=_list)
 
@@ -43,7 +44,7 @@ def register(subparsers) -> None:
 def _open(args: argparse.Namespace):
     from lossnet.sweep.store import ResultsStore
 
-    return ResultsStore(args.store, readonly=True)
+    return ResultsStore(args.store, readonly=True, what="--store")
 
 
 def _list(args: argparse.Namespace) -> int:
@@ -74,7 +75,7 @@ def _show(args: argparse.Namespace) -> int:
     if run is None:
         raise LossnetError(f"no run {args.key!r} in {args.store}")
     print(f"run {run['key']}  benchmark {run['benchmark']}  status {run['status']}  attempts {run['attempts']}")
-    for k in ("started_at", "duration_s", "host", "device", "lossnet_version"):
+    for k in ("started_at", "duration_s", "host", "device", "owner", "lossnet_version"):
         print(f"  {k}: {format_value(run.get(k))}")
     print("config:")
     print("  " + json.dumps(run["config"], indent=2, sort_keys=True).replace("\n", "\n  "))
@@ -104,7 +105,10 @@ def export_rows(store, include_failed: bool = False) -> list[dict]:
 
 def _export(args: argparse.Namespace) -> int:
     from lossnet.atomic import atomic_write_text
+    from lossnet.outputs import check_output_file
 
+    if args.output:
+        check_output_file(args.output, "-o/--output")
     with _open(args) as store:
         rows = export_rows(store, include_failed=args.all)
     buf = io.StringIO()

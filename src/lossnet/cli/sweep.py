@@ -3,21 +3,31 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 from pathlib import Path
 
 from lossnet.cli.common import print_table
 
 _EPILOG = """grid file (TOML):
   [sweep]                      # defaults for all benchmarks
-  archs = "paper"              # 14 paper architectures, or ["alexnet", "vgg16"]
-  layers = "paper"             # E, S, M, L, or a list ("E,M" = one layer set)
+  archs = "all"                # the 14 paper architectures ("paper" too), or ["alexnet", "vgg16"]
+  layers = "all"               # E, S, M, L ("paper" too), or a list ("E,M" = one layer set)
   seeds = [0]
   preset = "quick"
   [benchmarks.superres]        # one table per benchmark; other keys are fixed options
   scale = 4
 
+  # an unknown option (epoch = 1 for epochs) is an error naming the closest known one
+
 store: SQLite, one row per run (see lossnet.sweep.store); runs/<key>/ holds each run's
-checkpoints, artifacts and run.log. Rerunning the same command resumes the sweep."""
+checkpoints, artifacts and run.log. Rerunning the same command resumes the sweep. Several
+'sweep run' drivers may share one store (even on several machines): each run is leased to one
+driver, runs another live driver holds are left to it, and runs of a dead driver are resumed.
+
+trust: a grid may name a benchmark by a Python module path ([benchmarks.mypkg.mybench]) instead
+of a built-in name. That module is imported by 'sweep plan' and executed by 'sweep run' with your
+permissions, so both refuse it unless you pass --allow-module: only use it for grids (and modules
+on your PYTHONPATH) that you trust. Built-in benchmarks need no flag."""
 
 
 def register(subparsers) -> None:
@@ -32,6 +42,8 @@ def register(subparsers) -> None:
         p.add_argument("--store", default="results.db", help="SQLite results store (default results.db)")
         p.add_argument("--device", help="torch device for every run (runtime only: not part of the run key)")
         p.add_argument("--weights-dir", help="folder with <arch>-imagenet1k-v1*.safetensors (runtime only)")
+        p.add_argument("--allow-module", action="store_true",
+                       help="allow benchmarks given as Python module paths: their code is imported and run (see 'trust' below)")
 
     plan = sub.add_parser("plan", help="list the runs of a grid and whether each is done, without running")
     common(plan)
@@ -56,22 +68,33 @@ def register(subparsers) -> None:
 
 
 def _overrides(args: argparse.Namespace) -> dict:
-    return {"device": args.device, "weights_dir": args.weights_dir}
+    import os
+
+    weights_dir = os.path.abspath(args.weights_dir) if args.weights_dir else None  # runtime only: not in run keys
+    return {"device": args.device, "weights_dir": weights_dir}
+
+
+def _plan_runs(args: argparse.Namespace):
+    from lossnet.sweep.grid import plan_file
+
+    return plan_file(args.grid, overrides=_overrides(args), allow_modules=args.allow_module)
 
 
 def _plan(args: argparse.Namespace) -> int:
     from lossnet.atomic import atomic_write_json
-    from lossnet.sweep.grid import plan_file
+    from lossnet.outputs import check_output_file
     from lossnet.sweep.store import ResultsStore
 
-    runs = plan_file(args.grid, overrides=_overrides(args))
+    if args.json_path:
+        check_output_file(args.json_path, "--json")
+    runs = _plan_runs(args)
     statuses: dict[str, str] = {}
     if Path(args.store).exists():
-        with ResultsStore(args.store, readonly=True) as store:
+        with ResultsStore(args.store, readonly=True, what="--store") as store:
             statuses = store.statuses()
     rows = [dict(r.summary(), status=statuses.get(r.key, "new")) for r in runs]
     print_table(rows)
-    counts = {s: sum(1 for r in rows if r["status"] == s) for s in ("done", "failed", "running", "queued", "new")}
+    counts = {s: sum(1 for r in rows if r["status"] == s) for s in ("done", "failed", "running", "interrupted", "queued", "new")}
     print(f"{len(rows)} runs in {args.grid}: " + ", ".join(f"{n} {s}" for s, n in counts.items() if n)
           + f" (store {args.store}{'' if statuses or Path(args.store).exists() else ', not created yet'})")
     if args.json_path:
@@ -80,18 +103,20 @@ def _plan(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from lossnet.sweep.grid import plan_file
+    from lossnet.errors import LossnetError
+    from lossnet.outputs import check_output_dir, check_output_file
     from lossnet.sweep.runner import run_sweep
     from lossnet.sweep.store import ResultsStore
-
-    from lossnet.errors import LossnetError
 
     if args.workers < 1 or (args.threads is not None and args.threads < 1):
         raise LossnetError("--workers and --threads must be >= 1")
     if args.cpus_per_run <= 0 or args.gpus_per_run < 0:
         raise LossnetError("--cpus-per-run must be > 0 and --gpus-per-run >= 0")
-    runs = plan_file(args.grid, overrides=_overrides(args))  # validates every point before anything runs
-    with ResultsStore(args.store) as store:
+    check_output_file(args.store, "--store")
+    check_output_dir(args.runs_dir, "--runs-dir")
+    runs = _plan_runs(args)  # validates every point before anything runs
+    # a terminated driver frees its runs (status interrupted) like Ctrl-C
+    with _sigterm_as_interrupt(), ResultsStore(args.store, what="--store") as store:
         summary = run_sweep(
             runs, store, args.runs_dir, executor=args.executor, retry_failed=args.retry_failed, progress=not args.no_progress,
             workers=args.workers, threads=args.threads, address=args.address, num_cpus=args.num_cpus,
@@ -101,6 +126,25 @@ def _run(args: argparse.Namespace) -> int:
     if summary.failed:
         print(f"{len(summary.failed)} run(s) failed; see 'lossnet runs list --status failed --store {args.store}'")
     return 1 if summary.failed else 0
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt():
+    """SIGTERM raises KeyboardInterrupt while the block runs (main thread only)."""
+    import signal
+    import threading
+
+    def handler(signum, frame):
+        raise KeyboardInterrupt
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def standalone_main(register_fn, prog: str, argv=None) -> int:

@@ -129,7 +129,7 @@ def read_store_metric_rows(path: str | Path) -> list[dict[str, Any]]:
 
 def _read_sqlite(path: Path) -> list[dict[str, Any]]:
     try:
-        con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        con = sqlite3.connect(Path(path).resolve().as_uri() + "?mode=ro", uri=True)  # as_uri escapes #, ? and %
     except sqlite3.Error as exc:
         raise DataError(f"{path}: cannot open results store ({exc})") from exc
     try:

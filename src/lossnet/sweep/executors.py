@@ -1,27 +1,37 @@
 """Where sweep runs execute: local worker processes or Ray tasks.
 
-Both executors take :class:`Job` objects and hand back :class:`Outcome` objects to the driver, which
-alone writes the results store. A worker that dies (segfault, OOM kill, ``kill -9``) produces a
-failed outcome for its own run only.
+Both executors take :class:`Job` objects and hand back :class:`Outcome` objects -- each holding the
+run's :class:`~lossnet.sweep.pipeline.RunRecord` -- to the driver, which alone writes the results
+store. A worker that dies (segfault, OOM kill, ``kill -9``) produces a failed record for its own run
+only.
 """
 
 from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from lossnet.errors import LossnetError
+from lossnet.sweep.pipeline import RunRecord
 from lossnet.sweep.worker import LOG_FILE, SPEC_FILE, read_result
 
-__all__ = ["Job", "Outcome", "LocalExecutor", "RayExecutor", "make_executor", "EXECUTORS"]
+__all__ = [
+    "Job", "Outcome", "LocalExecutor", "RayExecutor", "make_executor", "EXECUTORS", "ray_runtime_env",
+    "check_ray_address", "FORWARDED_ENV",
+]
 
 EXECUTORS = ("local", "ray")
+
+#: environment variables a Ray task gets from the driver (a pre-started cluster's workers do not
+#: inherit the driver's environment); path lists are made absolute.
+FORWARDED_ENV = ("LOSSNET_WEIGHTS_DIR", "LOSSNET_SHARED")
 
 
 @dataclass
@@ -30,18 +40,26 @@ class Job:
     benchmark: str
     config: dict[str, Any]
     workdir: Path
+    submitted_at: float | None = None
+
+    def failure(self, error: str, status: str = "failed") -> RunRecord:
+        """The record of this job when its worker produced none (died, lost node, interrupted)."""
+        now = time.time()
+        started = self.submitted_at or now
+        return RunRecord.failure(self.key, self.benchmark, self.config, error, status=status, started_at=started,
+                                 duration_s=max(0.0, now - started))
 
 
 @dataclass
 class Outcome:
-    """A finished job: ``payload`` is the worker's result dict (see :mod:`lossnet.sweep.worker`)."""
+    """A finished job and its :class:`RunRecord` (what the worker wrote, or a failure record)."""
 
     job: Job
-    payload: dict[str, Any] = field(default_factory=dict)
+    record: RunRecord
 
     @property
     def ok(self) -> bool:
-        return bool(self.payload.get("ok"))
+        return self.record.ok
 
 
 def _import_paths() -> list[str]:
@@ -114,6 +132,7 @@ class LocalExecutor:
 
     def submit(self, job: Job) -> None:
         slot = next(i for i in range(self.workers) if i not in self._procs)
+        job.submitted_at = job.submitted_at or time.time()
         job.workdir.mkdir(parents=True, exist_ok=True)
         from lossnet.atomic import atomic_write_json
 
@@ -149,14 +168,11 @@ class LocalExecutor:
                     continue
                 log.close()
                 del self._procs[slot]
-                payload = read_result(job.workdir, job.key)
-                if payload is None:
+                record = read_result(job.workdir, job.key)
+                if record is None:
                     reason = f"signal {signal.Signals(-code).name}" if code < 0 else f"exit code {code}"
-                    payload = {
-                        "key": job.key, "ok": False,
-                        "error": f"worker process died ({reason}) without a result; last log lines:\n{_log_tail(job.workdir)}",
-                    }
-                done.append(Outcome(job, payload))
+                    record = job.failure(f"worker process died ({reason}) without a result; last log lines:\n{_log_tail(job.workdir)}")
+                done.append(Outcome(job, record))
             if done or not self._procs or time.monotonic() >= deadline:
                 return done
             time.sleep(0.05)
@@ -176,7 +192,44 @@ def _ray_execute(benchmark, config, workdir, key, threads, progress, sys_path): 
 
     Path(workdir).mkdir(parents=True, exist_ok=True)
     with open(Path(workdir) / LOG_FILE, "a", encoding="utf-8") as log, contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
-        return execute(benchmark, config, workdir, key, threads=threads, progress=progress, sys_path=sys_path)
+        return execute(benchmark, config, workdir, key, threads=threads, progress=progress, sys_path=sys_path).to_json()
+
+
+def ray_runtime_env(environ: dict[str, str] | None = None) -> dict[str, Any]:
+    """The ``runtime_env`` of the sweep's Ray tasks: ``env_vars`` with :data:`FORWARDED_ENV` that
+    are set in ``environ`` (default ``os.environ``), each path of an ``os.pathsep`` list made
+    absolute (a worker's working directory is not the driver's). Empty dict when none is set."""
+    environ = os.environ if environ is None else environ
+    env_vars = {}
+    for name in FORWARDED_ENV:
+        value = environ.get(name)
+        if value:
+            env_vars[name] = os.pathsep.join(os.path.abspath(p) for p in value.split(os.pathsep) if p)
+    return {"env_vars": env_vars} if env_vars else {}
+
+
+def check_ray_address(address: str | None, timeout: float = 5.0) -> None:
+    """Fail fast when ``address`` (``HOST:PORT`` or ``ray://HOST:PORT``) does not accept TCP
+    connections within ``timeout`` seconds; ``None``/``"auto"``/``"local"`` are not checked here.
+
+    Raises:
+        LossnetError: malformed address, or nothing listening there.
+    """
+    if not address or address in ("auto", "local"):
+        return
+    rest = address.split("://", 1)[1] if "://" in address else address
+    host, sep, port = rest.rstrip("/").rpartition(":")
+    host = host.strip("[]")
+    if not sep or not host or not port.isdigit():
+        raise LossnetError(f"--address {address!r}: expected auto or HOST:PORT (e.g. 10.0.0.5:6379)")
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout).close()
+    except OSError as exc:
+        reason = "timed out" if isinstance(exc, socket.timeout) else (exc.strerror or str(exc))
+        raise LossnetError(
+            f"cannot reach the Ray cluster at --address {address}: {reason} "
+            f"(start it with 'ray start --head', or check the address and port)"
+        ) from exc
 
 
 class RayExecutor:
@@ -190,6 +243,10 @@ class RayExecutor:
         max_in_flight: tasks submitted at once (default: cluster CPUs // cpus_per_run).
 
     Tasks are not retried by Ray (``max_retries=0``): a worker that dies is reported as a failed run.
+    Tasks get :func:`ray_runtime_env` (``$LOSSNET_WEIGHTS_DIR``, ``$LOSSNET_SHARED``): the workers of
+    a pre-started cluster do not inherit the driver's environment. A ``HOST:PORT`` address is
+    checked with a 5 s TCP connect before ``ray.init``, so a wrong address fails at once instead of
+    after Ray's own minutes-long retries.
 
     Raises:
         LossnetError: ray is not installed (``pip install lossnet[ray]``) or the cluster is unreachable.
@@ -212,21 +269,26 @@ class RayExecutor:
             raise LossnetError("the ray executor needs Ray: pip install 'lossnet[ray]'") from exc
         self._ray = ray
         self._started = False
+        self.runtime_env = ray_runtime_env()
         if not ray.is_initialized():
+            check_ray_address(address)
             try:
                 if address:
                     ray.init(address=address, include_dashboard=False, log_to_driver=False)
                 else:
                     ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False)
-            except (ConnectionError, RuntimeError, ValueError) as exc:
-                raise LossnetError(f"cannot start/connect Ray (address {address or 'local'}): {exc}") from exc
+            except Exception as exc:  # noqa: BLE001  (ConnectionError, RuntimeError, ValueError, ray's own)
+                raise LossnetError(f"cannot start/connect Ray (address {address or 'local'}): {type(exc).__name__}: {exc}") from exc
             self._started = True
         self.cpus_per_run = cpus_per_run
         self.gpus_per_run = gpus_per_run
         total = ray.cluster_resources().get("CPU", 1)
         self.max_in_flight = max_in_flight or max(1, int(total // max(cpus_per_run, 1e-9)))
         self.progress = progress
-        self._remote = ray.remote(num_cpus=cpus_per_run, num_gpus=gpus_per_run, max_retries=0)(_ray_execute)
+        options: dict[str, Any] = {"num_cpus": cpus_per_run, "num_gpus": gpus_per_run, "max_retries": 0}
+        if self.runtime_env:
+            options["runtime_env"] = self.runtime_env
+        self._remote = ray.remote(**options)(_ray_execute)
         self._pending: dict[Any, Job] = {}
         self._sys_path = _import_paths()
         self._threads = max(1, int(cpus_per_run))
@@ -247,6 +309,7 @@ class RayExecutor:
         )
 
     def submit(self, job: Job) -> None:
+        job.submitted_at = job.submitted_at or time.time()
         ref = self._remote.remote(
             job.benchmark, job.config, str(job.workdir), job.key, self._threads, self.progress, self._sys_path
         )
@@ -260,10 +323,10 @@ class RayExecutor:
         for ref in ready:
             job = self._pending.pop(ref)
             try:
-                payload = self._ray.get(ref)
+                record = RunRecord.from_json(self._ray.get(ref))
             except Exception as exc:  # noqa: BLE001  (worker crash, node loss: this run only)
-                payload = {"key": job.key, "ok": False, "error": f"ray task failed: {type(exc).__name__}: {exc}"}
-            out.append(Outcome(job, payload))
+                record = job.failure(f"ray task failed: {type(exc).__name__}: {exc}")
+            out.append(Outcome(job, record))
         return out
 
     def shutdown(self) -> None:

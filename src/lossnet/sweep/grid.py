@@ -4,8 +4,8 @@ A grid file::
 
     # defaults for every benchmark below
     [sweep]
-    archs = "paper"            # the 14 architectures of Pihlgren et al., or a list ["alexnet", "vgg16"]
-    layers = "paper"           # E, S, M, L; or a list; a layer set is one comma-joined string "E,M"
+    archs = "all"              # the 14 architectures of Pihlgren et al. ("paper" works too), or ["alexnet", "vgg16"]
+    layers = "all"             # E, S, M, L ("paper" works too); or a list; a layer set is one string "E,M"
     seeds = [0, 1]
     preset = "quick"           # or presets = ["quick", "paper"]
     weights = "imagenet"       # "imagenet" | "none" | path
@@ -22,13 +22,21 @@ non-perceptual baseline). Relative paths in options are interpreted by the bench
 the working directory of ``lossnet sweep run``).
 
 Every grid point is turned into a partial config and resolved by the benchmark's own
-``resolve_config``; architecture and layer names are checked against :mod:`lossnet.registry`
-before anything runs. Points with equal resolved configs share one run key and collapse into one run.
+``resolve_config``; option names are checked against the benchmark's presets (an unknown option,
+e.g. ``epoch`` for ``epochs``, is an error with a suggestion), architecture and layer names against
+:mod:`lossnet.registry`, all before anything runs. Points with equal resolved configs share one run
+key and collapse into one run.
+
+Trust: a benchmark named by a module path instead of a built-in name is Python code that planning
+imports and running executes; :func:`plan_grid` refuses it unless ``allow_modules=True`` (the CLI's
+``--allow-module``).
 """
 
 from __future__ import annotations
 
+import difflib
 import itertools
+import os
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,9 +44,10 @@ from typing import Any, Iterable
 
 from lossnet.errors import LossnetError
 
-__all__ = ["PlannedRun", "load_benchmark", "load_grid", "expand_grid", "plan_grid", "plan_file", "PAPER"]
+__all__ = ["PlannedRun", "load_grid", "expand_grid", "plan_grid", "plan_file", "PAPER", "ALL", "builtin_benchmarks"]
 
 PAPER = "paper"
+ALL = "all"  # the CLI's spelling of "every paper architecture / layer"; PAPER is kept as an alias
 _AXES = {
     "archs": ("archs", "arch", "nets", "net"),
     "layers": ("layers", "layer"),
@@ -109,7 +118,7 @@ def _expand_archs(value: Any, where: str) -> list[str]:
     for v in _as_list(value, "archs", where):
         if not isinstance(v, str):
             raise LossnetError(f"{where}: architecture names must be strings, got {v!r}")
-        out.extend(PAPER_ARCHS if v == PAPER else [v])
+        out.extend(PAPER_ARCHS if v in (PAPER, ALL) else [v])
     return out
 
 
@@ -122,7 +131,7 @@ def _expand_layers(value: Any, where: str) -> list[str]:
             v = ",".join(map(str, v))
         if not isinstance(v, str):
             raise LossnetError(f"{where}: layer names must be strings, got {v!r}")
-        out.extend(LAYER_KEYS if v == PAPER else [v])
+        out.extend(LAYER_KEYS if v in (PAPER, ALL) else [v])
     return out
 
 
@@ -168,29 +177,6 @@ def expand_grid(grid: dict[str, Any], where: str = "grid") -> list[dict[str, Any
     return points
 
 
-def load_benchmark(name: str):
-    """The benchmark module for a built-in name or a module path.
-
-    Like :func:`lossnet.bench.base.get_benchmark`, but a top-level module name without a dot
-    (``fake_bench``) is accepted too when it is importable and has the plug-in interface.
-    """
-    import importlib
-
-    from lossnet.bench.base import BENCHMARKS, get_benchmark
-
-    if name in BENCHMARKS or "." in name:
-        return get_benchmark(name)
-    try:
-        module = importlib.import_module(name)
-    except ModuleNotFoundError as exc:
-        if exc.name == name:
-            return get_benchmark(name)  # raises the "unknown benchmark" error listing the built-ins
-        raise
-    if not all(hasattr(module, a) for a in ("PRESETS", "resolve_config", "run")):
-        return get_benchmark(name)
-    return module
-
-
 def _validate_net_layer(point: dict[str, Any], where: str) -> None:
     from lossnet.registry import get_spec, resolve_layer
 
@@ -204,22 +190,68 @@ def _validate_net_layer(point: dict[str, Any], where: str) -> None:
             resolve_layer(net, name)
 
 
-def plan_grid(grid: dict[str, Any], where: str = "grid", *, overrides: dict[str, Any] | None = None) -> list[PlannedRun]:
+def builtin_benchmarks() -> list[str]:
+    """Names of the built-in benchmarks (no ``--allow-module`` needed)."""
+    from lossnet.bench import base
+
+    names = getattr(base, "list_benchmarks", None)
+    return list(names()) if callable(names) else sorted(getattr(base, "BENCHMARKS", {}))
+
+
+def _known_options(bench: Any) -> set[str] | None:
+    """Config keys a benchmark accepts: its config fields (``config_keys()``) or else the union of
+    its presets' keys, plus the runtime keys, ``benchmark`` and ``preset``; None when there is
+    nothing to check against."""
+    from lossnet.bench.base import RUNTIME_KEYS
+
+    keys: set[str] = set()
+    config_keys = getattr(bench, "config_keys", None)
+    if callable(config_keys):
+        keys |= set(config_keys())
+    presets = getattr(bench, "PRESETS", None)
+    if isinstance(presets, dict) and all(isinstance(v, dict) for v in presets.values()):
+        keys |= set().union(*(set(v) for v in presets.values())) if presets else set()
+    if not keys:
+        return None
+    return keys | set(RUNTIME_KEYS) | {"benchmark", "preset"}
+
+
+def plan_grid(
+    grid: dict[str, Any],
+    where: str = "grid",
+    *,
+    overrides: dict[str, Any] | None = None,
+    allow_modules: bool = False,
+) -> list[PlannedRun]:
     """Resolve every grid point; duplicates (equal run keys) are kept once, first occurrence first.
 
     Args:
         grid: parsed grid (:func:`load_grid`).
         where: name used in error messages (the file name).
         overrides: config keys applied to every point after expansion (e.g. runtime ``device``).
+        allow_modules: accept benchmarks given as Python module paths (their code is imported now
+            and executed by the runs). Without it only built-in benchmark names are accepted.
 
     Raises:
-        LossnetError: unknown benchmark, architecture or layer, or a config its benchmark rejects;
-            the message names the grid point. Nothing is run before every point is valid.
+        LossnetError: a module-path benchmark without ``allow_modules``, unknown benchmark or
+            option (with a suggestion), architecture or layer, or a config its benchmark rejects;
+            the message names the grid table or point. Nothing is run before every point is valid.
     """
+    from lossnet.bench.base import get_benchmark
     from lossnet.runkey import run_key
 
+    builtins = set(builtin_benchmarks())
+    if not allow_modules:
+        for bench in grid["benchmarks"]:
+            if bench not in builtins:
+                raise LossnetError(
+                    f"{where} [benchmarks.{bench}]: {bench!r} is not a built-in benchmark ({', '.join(sorted(builtins))}); "
+                    f"as a Python module path it would be imported and executed: pass --allow-module if you trust it"
+                )
     planned: dict[str, PlannedRun] = {}
     modules: dict[str, Any] = {}
+    known: dict[str, set[str] | None] = {}
+    sweep_defaults = grid.get("sweep", {}) or {}
     for point in expand_grid(grid, where):
         if overrides:
             point.update({k: v for k, v in overrides.items() if v is not None})
@@ -227,7 +259,15 @@ def plan_grid(grid: dict[str, Any], where: str = "grid", *, overrides: dict[str,
         desc = ", ".join(f"{k}={point[k]}" for k in ("net", "layer", "distance", "seed", "preset") if k in point)
         try:
             if bench not in modules:
-                modules[bench] = load_benchmark(bench)
+                modules[bench] = get_benchmark(bench)
+                known[bench] = _known_options(modules[bench])
+        except LossnetError as exc:
+            raise LossnetError(f"{where}: benchmark {bench}: {exc}") from exc
+        if known[bench] is not None:
+            _check_known(point, known[bench], grid["benchmarks"][bench], sweep_defaults, where, bench)
+        # a Benchmark object resolves configs of its own name (a module path may differ from it)
+        point["benchmark"] = getattr(modules[bench], "name", None) or bench
+        try:
             _validate_net_layer(point, where)
             config = modules[bench].resolve_config(dict(point))
         except LossnetError as exc:
@@ -235,14 +275,44 @@ def plan_grid(grid: dict[str, Any], where: str = "grid", *, overrides: dict[str,
         if not isinstance(config, dict):
             raise LossnetError(f"{where}: benchmark {bench}.resolve_config returned {type(config).__name__}, not a dict")
         config.setdefault("benchmark", bench)
+        wdir = config.get("weights_dir")
+        if isinstance(wdir, str) and wdir and not os.path.isabs(wdir):
+            # runtime key (not in the run key): absolute, so Ray workers elsewhere find the same folder
+            config["weights_dir"] = os.path.abspath(wdir)
         key = run_key(config)
         planned.setdefault(key, PlannedRun(key=key, benchmark=bench, config=config))
     return list(planned.values())
 
 
-def plan_file(path: str | Path, *, overrides: dict[str, Any] | None = None) -> list[PlannedRun]:
+def _check_known(point: dict[str, Any], known: set[str], table: dict[str, Any], defaults: dict[str, Any], where: str, bench: str) -> None:
+    """An option no preset of the benchmark has is a typo (``epoch`` for ``epochs``): error with a
+    suggestion, naming the table it came from."""
+    for option in point:
+        if option in known:
+            continue
+        axis_of = {c: a for a, c in _CONFIG_KEY.items()}
+        spellings = _AXES.get(axis_of.get(option, ""), (option,))
+        in_table = option in table or any(k in table for k in spellings)
+        section = f"[benchmarks.{bench}]" if in_table or not any(k in defaults for k in spellings) else f"[sweep] (for benchmark {bench})"
+        choices = sorted(known - {"benchmark"})
+        close = _suggest(option, choices)
+        hint = f" (did you mean {' or '.join(map(repr, close))}?)" if close else f"; {bench} accepts: {', '.join(choices)}"
+        raise LossnetError(f"{where} {section}: unknown option {option!r}{hint}")
+
+
+def _suggest(word: str, choices: list[str]) -> list[str]:
+    """The closest choice (difflib, cutoff 0.6), plus a second one when it is about as close
+    (``subsets`` -> ``subsets_jnd`` or ``subsets_2afc``)."""
+    close = difflib.get_close_matches(word, choices, n=2, cutoff=0.6)
+    if len(close) == 2:
+        ratio = [difflib.SequenceMatcher(None, word, c).ratio() for c in close]
+        close = close if ratio[1] >= ratio[0] - 0.1 else close[:1]
+    return close
+
+
+def plan_file(path: str | Path, *, overrides: dict[str, Any] | None = None, allow_modules: bool = False) -> list[PlannedRun]:
     """:func:`load_grid` + :func:`plan_grid`."""
-    return plan_grid(load_grid(path), where=str(path), overrides=overrides)
+    return plan_grid(load_grid(path), where=str(path), overrides=overrides, allow_modules=allow_modules)
 
 
 def summarize(runs: Iterable[PlannedRun]) -> list[dict[str, Any]]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -13,95 +12,69 @@ from tqdm.auto import tqdm
 
 from lossnet.bench.base import build_training_loss as build_loss
 from lossnet.bench.base import resolve_device
+from lossnet.bench.trainer import FitOutcome, TrainingTask, fit
 
 from .datasets import to_input
 from .model import ConvAutoencoder
 
-__all__ = ["CHECKPOINT", "TrainOutcome", "build_model", "build_loss", "resolve_device", "train_autoencoder", "embed",
-           "save_reconstruction_grid"]
-
-CHECKPOINT = "ae_checkpoint.pt"
+__all__ = ["AutoencoderTask", "build_model", "train_autoencoder", "embed", "save_reconstruction_grid"]
 
 
 def build_model(config: dict[str, Any]) -> ConvAutoencoder:
     return ConvAutoencoder(image_size=config["image_size"], embedding=config["embedding"], variational=config["variational"])
 
 
-@dataclass
-class TrainOutcome:
-    status: str
-    start_epoch: int
-    history: list[dict[str, Any]] = field(default_factory=list)
+class AutoencoderTask(TrainingTask):
+    """The autoencoder on shuffled uint8 images, reconstruction loss (+ KL for the VAE)."""
 
+    def __init__(self, config: dict[str, Any], images: torch.Tensor, device: torch.device, progress: bool):
+        self.config, self.images, self.device, self.progress = config, images, device, progress
+        self.model = build_model(config).to(device)
+        self.opt = torch.optim.Adam(self.model.parameters(), lr=config["lr"])
+        self.loss_fn = build_loss(config).to(device)
+        self.gen: torch.Generator | None = None
 
-def _save_checkpoint(path: Path, state: dict[str, Any]) -> None:
-    from lossnet.atomic import atomic_save
+    def state(self) -> dict[str, Any]:
+        return {"optimizer": self.opt.state_dict()}
 
-    atomic_save(path, lambda tmp: torch.save(state, tmp))
+    def load_state(self, state: dict[str, Any], start_epoch: int) -> None:
+        self.opt.load_state_dict(state["optimizer"])
 
+    def begin(self, start_epoch: int) -> None:
+        self.gen = torch.Generator().manual_seed(self.config["seed"] + 1000 * start_epoch)
 
-def train_autoencoder(config: dict[str, Any], images: torch.Tensor, workdir: Path, *, progress: bool = True,
-                      log: Callable[[str], None] = print) -> tuple[ConvAutoencoder, TrainOutcome]:
-    """Train (or resume) the autoencoder on uint8 ``images``; a checkpoint is written after every epoch.
-
-    A checkpoint in ``workdir`` from the same config (compared without runtime keys) is resumed from;
-    a checkpoint of another config is an error rather than silently mixed in.
-    """
-    from lossnet.bench.base import RUNTIME_KEYS
-    from lossnet.errors import LossnetError
-
-    device = resolve_device(config)
-    torch.manual_seed(config["seed"])
-    model = build_model(config).to(device)
-    opt = torch.optim.Adam(model.parameters(), lr=config["lr"])
-    history: list[dict[str, Any]] = []
-    start = 0
-    ckpt = workdir / CHECKPOINT
-    ident = {k: v for k, v in config.items() if k not in RUNTIME_KEYS}
-    if ckpt.exists():
-        state = torch.load(ckpt, map_location=device, weights_only=True)
-        if state.get("config") != ident:
-            raise LossnetError(f"autoencoder: {ckpt} belongs to a different config; use another --out or delete it")
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        start, history = state["epoch"], state["history"]
-        if start:
-            log(f"resuming autoencoder training after epoch {start}")
-    if start >= config["epochs"]:
-        return model, TrainOutcome("done", start, history)
-    loss_fn = build_loss(config).to(device)
-    g = torch.Generator().manual_seed(config["seed"] + 1000 * start)
-    bs, size = config["batch_size"], config["image_size"]
-    steps = math.ceil(len(images) / bs)
-    status = "done"
-    for epoch in range(start, config["epochs"]):
-        model.train()
-        perm = torch.randperm(len(images), generator=g)
+    def train_epoch(self, epoch: int, epochs: int) -> dict[str, Any] | None:
+        bs, size, images = self.config["batch_size"], self.config["image_size"], self.images
+        perm = torch.randperm(len(images), generator=self.gen)
         total, count = 0.0, 0
-        bar = tqdm(range(steps), desc=f"AE epoch {epoch + 1}/{config['epochs']}", disable=not progress, leave=False)
+        bar = self.steps(math.ceil(len(images) / bs), f"AE epoch {epoch + 1}/{epochs}")
         for i in bar:
-            x = to_input(images[perm[i * bs : (i + 1) * bs]], size).to(device)
-            recon, mu, logvar = model(x)
-            loss = loss_fn(recon, x)
+            x = to_input(images[perm[i * bs : (i + 1) * bs]], size).to(self.device)
+            recon, mu, logvar = self.model(x)
+            loss = self.loss_fn(recon, x)
             if logvar is not None:
-                loss = loss + config["kl_weight"] * ConvAutoencoder.kl_divergence(mu, logvar)
+                loss = loss + self.config["kl_weight"] * ConvAutoencoder.kl_divergence(mu, logvar)
             if not torch.isfinite(loss):
-                status = "diverged"
-                break
-            opt.zero_grad(set_to_none=True)
+                return None
+            self.opt.zero_grad(set_to_none=True)
             loss.backward()
-            opt.step()
+            self.opt.step()
             total += float(loss.detach()) * len(x)
             count += len(x)
             bar.set_postfix(loss=f"{total / count:.4g}")
-        if status != "done":
-            log(f"autoencoder training diverged in epoch {epoch + 1}")
-            break
-        history.append({"epoch": epoch + 1, "train_loss": total / max(count, 1)})
-        log(f"AE epoch {epoch + 1}: train loss {total / max(count, 1):.5g}")
-        _save_checkpoint(ckpt, {"config": ident, "model": model.state_dict(), "optimizer": opt.state_dict(),
-                                "epoch": epoch + 1, "history": history})
-    return model, TrainOutcome(status, start, history)
+        return {"train_loss": total / max(count, 1)}
+
+
+def train_autoencoder(config: dict[str, Any], images: torch.Tensor, workdir: Path, *, progress: bool = True,
+                      log: Callable[[str], None] | None = None) -> tuple[ConvAutoencoder, FitOutcome]:
+    """Train (or resume) the autoencoder on uint8 ``images`` with the trainer core
+    (:func:`lossnet.bench.trainer.fit`): checkpoint every epoch, resume, divergence policy."""
+    from lossnet.bench.autoencoder import BENCHMARK
+
+    device = resolve_device(config)
+    task, outcome = fit(lambda: AutoencoderTask(config, images, device, progress), config, workdir,
+                        resumable=BENCHMARK.resumable_keys(config), device=device, log=log, name="autoencoder")
+    return task.model, outcome
 
 
 @torch.no_grad()

@@ -52,14 +52,13 @@ References:
 from __future__ import annotations
 
 import argparse
-import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lossnet.bench.base import BenchResult, apply_preset, resolve_device
-from lossnet.errors import LossnetError
+from lossnet.bench.base import Benchmark, BenchResult, CommonConfig, option
 
-__all__ = ["PRESETS", "LOSSES", "add_arguments", "config_from_args", "resolve_config", "run"]
+__all__ = ["BENCHMARK", "RoadsConfig", "PRESETS", "LOSSES", "resolve_config", "run"]
 
 #: ``--loss`` choices -> config value ("perceptual" means BCE + lambda * perceptual).
 LOSSES = {"bce": "bce", "bce+perceptual": "perceptual", "perceptual": "perceptual"}
@@ -71,65 +70,9 @@ THRESHOLD_FIT_TILES = 8
 #: Tolerance (pixels) whose quality the fitted threshold maximises (the must-show tolerance).
 THRESHOLD_FIT_RHO = 3
 
-_BASE: dict[str, Any] = {
-    "benchmark": "roads",
-    "net": "vgg16",
-    "layer": "relu2_2",
-    "weights": "imagenet",
-    "seed": 0,
-    "loss": "perceptual",
-    "distance": "mse",
-    "lambda": 0.01,
-    "data": None,
-    "train_split": "train",
-    "test_split": "test",
-    "crop": 224,
-    "batch_size": 8,
-    "epochs": 100,
-    "steps_per_epoch": None,  # None: one crop per training tile per epoch
-    "lr": 1e-3,
-    "width": 64,
-    "depth": 4,
-    "iterations": 3,
-    "threshold": 0.5,
-    "max_nodata": 0.5,
-    "init_prior": None,  # output-bias initialisation to a road prior (None: PyTorch default)
-    "baselines": False,
-    "overlays": 3,
-}
-
-PRESETS: dict[str, dict[str, Any]] = {
-    "paper": {**_BASE, "threshold": 0.3},
-    "quick": {
-        **_BASE, "crop": 64, "batch_size": 8, "epochs": 20, "steps_per_epoch": 24, "width": 8, "depth": 3,
-        "threshold": FIT_THRESHOLD, "init_prior": 0.05, "baselines": True,
-    },
-}
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The benchmark's own options (the common ones come from ``add_common_arguments``)."""
-    g = parser.add_argument_group("roads options")
-    g.add_argument("--data", help="Massachusetts Roads folder ({train,test}/{sat,map} or tiff/...); required")
-    g.add_argument("--loss", choices=sorted(LOSSES), help="bce (pixel baseline) or bce+perceptual (default)")
-    g.add_argument("--lambda", dest="lam", type=float, help="weight of the perceptual term (default 0.01)")
-    g.add_argument("--threshold", type=_threshold_arg, help="road probability threshold in (0, 1), or 'train' to choose it on the "
-                   "training split (paper preset: 0.3, as the paper's repository; quick preset: train)")
-    g.add_argument("--epochs", type=int, help="training epochs")
-    g.add_argument("--steps-per-epoch", type=int, help="batches per epoch (paper: one crop per training tile)")
-    g.add_argument("--batch-size", type=int, help="crops per batch")
-    g.add_argument("--crop", type=int, help="training crop size in pixels")
-    g.add_argument("--lr", type=float, help="Adam learning rate")
-    g.add_argument("--width", type=int, help="U-net channels of the first level")
-    g.add_argument("--depth", type=int, help="U-net poolings")
-    g.add_argument("--iterations", type=int, help="refinement iterations K (default 3)")
-    g.add_argument("--test-split", help="split to evaluate (default test; valid for model selection)")
-    g.add_argument("--baselines", action=argparse.BooleanOptionalAction, default=None, help="also score trivial baselines")
-    g.add_argument("--num-workers", type=int, help="DataLoader workers (default 0)")
-
 
 def _parse_threshold(value: Any) -> float | str:
-    """A road-probability threshold: :data:`FIT_THRESHOLD` (any case) or a number (range checked by the caller).
+    """A road-probability threshold in (0, 1), or :data:`FIT_THRESHOLD` (any case).
 
     Raises:
         ValueError: neither.
@@ -137,117 +80,87 @@ def _parse_threshold(value: Any) -> float | str:
     if isinstance(value, str) and value.strip().lower() == FIT_THRESHOLD:
         return FIT_THRESHOLD
     try:
-        return float(value)
+        t = float(value)
     except (TypeError, ValueError):
         raise ValueError(f"expected a number in (0, 1) or {FIT_THRESHOLD!r}, got {value!r}") from None
+    if not 0.0 < t < 1.0:
+        raise ValueError(f"must be in (0, 1) or {FIT_THRESHOLD!r}, got {value!r}")
+    return t
 
 
 def _threshold_arg(value: str) -> float | str:
-    """``--threshold``: a number, or ``train`` (chosen on the training split)."""
     try:
         return _parse_threshold(value)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-def _split(value: str | None) -> list[str | None]:
-    if value is None:
-        return [None]
-    return [v.strip() for v in value.split(",") if v.strip()] or [None]
+def _loss(value: Any) -> str:
+    if str(value) not in LOSSES:
+        raise ValueError(f"unknown loss {value!r}; choose bce or bce+perceptual")
+    return LOSSES[str(value)]
 
 
-def config_from_args(args: argparse.Namespace) -> dict[str, Any] | list[dict[str, Any]]:
-    """Partial config(s); ``--net all`` / comma lists and E,S,M,L layer lists expand into runs."""
-    from lossnet.registry import PAPER_ARCHS
-
-    loss = getattr(args, "loss", None)
-    common = {
-        "data": getattr(args, "data", None),
-        "loss": LOSSES[loss] if loss else None,
-        "lambda": getattr(args, "lam", None),
-        "threshold": getattr(args, "threshold", None),
-        "epochs": getattr(args, "epochs", None),
-        "steps_per_epoch": getattr(args, "steps_per_epoch", None),
-        "batch_size": getattr(args, "batch_size", None),
-        "crop": getattr(args, "crop", None),
-        "lr": getattr(args, "lr", None),
-        "width": getattr(args, "width", None),
-        "depth": getattr(args, "depth", None),
-        "iterations": getattr(args, "iterations", None),
-        "test_split": getattr(args, "test_split", None),
-        "baselines": getattr(args, "baselines", None),
-        "num_workers": getattr(args, "num_workers", None),
-    }
-    net = getattr(args, "net", None)
-    nets = list(PAPER_ARCHS) if net and net.strip().lower() == "all" else _split(net)
-    layers = _split(getattr(args, "layer", None))
-    if not all(l is None or (len(l) == 1 and l.upper() in "ESML") for l in layers):
-        layers = [",".join(l for l in layers if l)]  # readable aliases / nodes form one layer set
-    configs = [dict(common, net=n, layer=l) for n in nets for l in layers]
-    return configs[0] if len(configs) == 1 else configs
+@dataclass
+class RoadsConfig(CommonConfig):
+    net: str | None = option("vgg16", CommonConfig.__dataclass_fields__["net"].metadata["help"], kind="str", nullable=True)
+    layer: str | None = option("relu2_2", CommonConfig.__dataclass_fields__["layer"].metadata["help"], kind="str", nullable=True)
+    distance: str | None = option("mse", "feature distance of the perceptual term (Eq. 5: mse)", kind="str", nullable=True)
+    data: str | None = option(None, "Massachusetts Roads folder ({train,test}/{sat,map} or tiff/...); required", kind="str", nullable=True)
+    loss: str = option("perceptual", "bce (pixel baseline) or bce+perceptual", kind="str", choices=("bce", "perceptual"),
+                       normalize=_loss, parse=str)
+    lam: float = option(0.01, "weight lambda of the perceptual term", kind="float", minimum=0.0, flag="--lambda")
+    train_split: str = option("train", "split to train on", kind="str", cli=False)
+    test_split: str = option("test", "split to evaluate (valid for model selection)", kind="str")
+    crop: int = option(224, "training crop size in pixels", kind="int", minimum=1)
+    batch_size: int = option(8, "crops per batch", kind="int", minimum=1)
+    epochs: int = option(100, "training epochs", kind="int", minimum=1)
+    steps_per_epoch: int | None = option(None, "batches per epoch (none: one crop per training tile)", kind="int", nullable=True, minimum=1)
+    lr: float = option(1e-3, "Adam learning rate", kind="float", positive=True)
+    width: int = option(64, "U-net channels of the first level", kind="int", minimum=1)
+    depth: int = option(4, "U-net poolings", kind="int", minimum=1)
+    iterations: int = option(3, "refinement iterations K", kind="int", minimum=1)
+    threshold: Any = option(0.5, "road probability threshold in (0, 1), or 'train' to choose it on the training split",
+                            normalize=_parse_threshold, parse=_threshold_arg)
+    max_nodata: float = option(0.5, "largest no-data fraction of a training crop", kind="float", minimum=0.0, cli=False)
+    init_prior: float | None = option(None, "output-bias initialisation to a road prior (none: PyTorch default)", kind="float",
+                                      nullable=True, positive=True, cli=False)
+    baselines: bool = option(False, "also score trivial baselines (all background, intensity, edges)", kind="bool")
+    overlays: int = option(3, "test tiles drawn as overlay PNGs", kind="int", minimum=0, cli=False)
 
 
-def _positive_int(config: dict[str, Any], key: str) -> None:
-    v = config[key]
-    if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-        raise LossnetError(f"{key} must be a positive integer, got {v!r}")
+PRESETS: dict[str, dict[str, Any]] = {
+    "paper": {"threshold": 0.3},
+    "quick": {"crop": 64, "batch_size": 8, "epochs": 20, "steps_per_epoch": 24, "width": 8, "depth": 3,
+              "threshold": FIT_THRESHOLD, "init_prior": 0.05, "baselines": True},
+}
 
 
-def resolve_config(partial: dict[str, Any]) -> dict[str, Any]:
-    """Full, validated config (preset expanded).
+class Roads(Benchmark):
+    name = "roads"
+    Config = RoadsConfig
+    PRESETS = PRESETS
+    BASELINE_LOSS = "bce"
+    #: evaluation-only keys, and ``epochs`` (the learning rate is constant: more epochs continue)
+    RESUMABLE_KEYS = frozenset({"threshold", "baselines", "overlays", "test_split", "epochs"})
 
-    Raises:
-        LossnetError: missing ``data``, unknown loss/network/layer, bad sizes or ranges.
-    """
-    runtime = {k: partial.get(k) for k in ("device", "weights_dir", "num_workers")}
-    config = apply_preset(PRESETS, {k: v for k, v in partial.items() if k not in runtime})
-    config["benchmark"] = "roads"
-    if not config.get("data"):
-        raise LossnetError("the roads benchmark needs --data DIR (Massachusetts Roads: {train,test}/{sat,map} or tiff/...)")
-    config["data"] = str(Path(config["data"]).expanduser().resolve())
-    loss = LOSSES.get(str(config["loss"]))
-    if loss is None:
-        raise LossnetError(f"unknown loss {config['loss']!r}; choose bce or bce+perceptual")
-    config["loss"] = loss
-    for key in ("crop", "batch_size", "epochs", "width", "depth", "iterations"):
-        _positive_int(config, key)
-    if config["steps_per_epoch"] is not None:
-        _positive_int(config, "steps_per_epoch")
-    if config["crop"] % 2 ** config["depth"]:
-        raise LossnetError(f"crop {config['crop']} must be divisible by 2**depth = {2 ** config['depth']}")
-    try:
-        config["threshold"] = _parse_threshold(config["threshold"])
-    except ValueError as exc:
-        raise LossnetError(f"threshold: {exc}") from None
-    if config["threshold"] != FIT_THRESHOLD and not (0.0 < config["threshold"] < 1.0):
-        raise LossnetError(f"threshold must be in (0, 1), got {config['threshold']}")
-    if not (float(config["lr"]) > 0 and math.isfinite(float(config["lr"]))):
-        raise LossnetError(f"lr must be positive, got {config['lr']}")
-    if config["init_prior"] is not None and not (0.0 < float(config["init_prior"]) < 1.0):
-        raise LossnetError(f"init_prior must be in (0, 1) or null, got {config['init_prior']}")
-    if not (0.0 <= float(config["max_nodata"]) <= 1.0):
-        raise LossnetError(f"max_nodata must be in [0, 1], got {config['max_nodata']}")
-    if loss == "bce":
-        # a non-perceptual baseline: no loss network is involved
-        config.update(net=None, layer=None, weights=None, distance=None, **{"lambda": 0.0})
-    else:
-        from lossnet.registry import get_spec, resolve_layers
+    def validate(self, config: dict[str, Any]) -> None:
+        from lossnet.errors import LossnetError
 
-        if not config.get("net"):
-            raise LossnetError("--loss bce+perceptual needs --net")
-        if not config.get("layer"):
-            raise LossnetError("--loss bce+perceptual needs --layer")
-        get_spec(config["net"])
-        resolve_layers(config["net"], str(config["layer"]))
-        lam = float(config["lambda"])
-        if not (lam >= 0 and math.isfinite(lam)):
-            raise LossnetError(f"lambda must be a finite number >= 0, got {config['lambda']}")
-        config["lambda"] = lam
-        w = config.get("weights")
-        config["weights"] = "none" if w is None or str(w).lower() == "none" else ("imagenet" if str(w).lower() == "imagenet" else str(w))
-    config["baselines"] = bool(config["baselines"])
-    config.update({k: v for k, v in runtime.items() if v is not None})
-    return config
+        if not config.get("data"):
+            raise LossnetError("roads: needs --data DIR (Massachusetts Roads: {train,test}/{sat,map} or tiff/...)")
+        config["data"] = str(Path(config["data"]).expanduser().resolve())
+        if config["crop"] % 2 ** config["depth"]:
+            raise LossnetError(f"roads: crop {config['crop']} must be divisible by 2**depth = {2 ** config['depth']}")
+        if config["init_prior"] is not None and not config["init_prior"] < 1.0:
+            raise LossnetError(f"roads: init_prior must be in (0, 1) or null, got {config['init_prior']}")
+        if config["max_nodata"] > 1.0:
+            raise LossnetError(f"roads: max_nodata must be in [0, 1], got {config['max_nodata']}")
+        if config["loss"] == "bce":
+            config["lam"] = 0.0  # a non-perceptual baseline: the weight cannot split identical runs
+
+    def run(self, config: dict[str, Any], workdir: str | Path, *, progress: bool = True) -> BenchResult:
+        return _run(config, workdir, progress=progress)
 
 
 def _prefixed(counts: dict, prefix: str) -> dict[str, float]:
@@ -281,32 +194,32 @@ def run_baselines(config: dict[str, Any], train_tiles, test_tiles, progress: boo
     return metrics
 
 
-def run(config: dict[str, Any], workdir: str | Path, *, progress: bool = True) -> BenchResult:
+def _run(config: dict[str, Any], workdir: str | Path, *, progress: bool = True) -> BenchResult:
     """Train the iterative U-net, evaluate on the whole test tiles, write overlays."""
     import torch
 
     from lossnet.atomic import atomic_path, atomic_write_text
+    from lossnet.bench.base import resolve_device
     from lossnet.bench.roads.data import find_tiles
     from lossnet.bench.roads.train import evaluate_tiles, fit_threshold, predict_tile, save_overlay, train
 
     workdir = Path(workdir)
-    workdir.mkdir(parents=True, exist_ok=True)
     device = resolve_device(config)
     if config.get("threads"):
         torch.set_num_threads(int(config["threads"]))
     train_tiles = find_tiles(config["data"], config["train_split"])
     test_tiles = find_tiles(config["data"], config["test_split"])
-    cfg = dict(config)
-    if cfg["steps_per_epoch"] is None:
-        cfg["steps_per_epoch"] = max(1, len(train_tiles) // cfg["batch_size"])
-    try:
-        model, log = train(cfg, train_tiles, workdir, device=device, progress=progress)
-    except FloatingPointError as exc:
-        return BenchResult(config, {}, {"train_log": str(workdir / "train_log.csv")}, status="diverged", details=[{"error": str(exc)}])
+    model, outcome = train(config, train_tiles, workdir, device=device, progress=progress)
+    artifacts = {"train_log": str(workdir / "train_log.csv"), "history": str(workdir / "history.json")}
+    if outcome.checkpoint_path is not None:
+        artifacts["checkpoint"] = str(outcome.checkpoint_path)
+    details = [{"epoch": r["epoch"], "bce": round(r["bce"], 4), "perceptual": round(r["perceptual"], 4),
+                "lambda*perceptual": round(r["weighted_perceptual"], 4), "s": r["seconds"]} for r in outcome.history]
+    if not outcome.has_weights:
+        return BenchResult(config, {}, artifacts, outcome.status, details)
     with atomic_path(workdir / "model.pt") as tmp:
         torch.save(model.state_dict(), tmp)
-
-    artifacts = {"checkpoint": str(workdir / "checkpoint.pt"), "model": str(workdir / "model.pt"), "train_log": str(workdir / "train_log.csv")}
+    artifacts["model"] = str(workdir / "model.pt")
     overlay_names = {t.name for t in test_tiles[: int(config.get("overlays", 3))]}
 
     def on_tile(tile, image, mask, pred):
@@ -328,7 +241,10 @@ def run(config: dict[str, Any], workdir: str | Path, *, progress: bool = True) -
     metrics = _prefixed(counts, "mrd")
     metrics["mrd/threshold"] = float(threshold)
     metrics["mrd/test_tiles"] = float(counts[0].tiles)
-    details = [{"epoch": r["epoch"], "bce": round(r["bce"], 4), "perceptual": round(r["perceptual"], 4), "lambda*perceptual": round(r["weighted_perceptual"], 4), "s": r["seconds"]} for r in log]
     if config["baselines"]:
         metrics.update(run_baselines(config, train_tiles, test_tiles, progress=progress))
-    return BenchResult(config, metrics, artifacts, "done", details)
+    return BenchResult(config, metrics, artifacts, outcome.status, details)
+
+BENCHMARK = Roads()
+resolve_config = BENCHMARK.resolve_config
+run = BENCHMARK.run

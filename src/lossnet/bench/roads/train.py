@@ -24,17 +24,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from lossnet.atomic import atomic_path, atomic_write_text
+from lossnet.atomic import atomic_write_text
 from lossnet.bench.roads.data import RandomCrops, RoadTile, load_tile
+from lossnet.bench.trainer import FitOutcome, TrainingTask, fit
 from lossnet.bench.roads.metrics import RoadCounts, road_counts
 from lossnet.bench.roads.unet import IterativeUNet
-from lossnet.errors import DataError
 
-__all__ = ["build_perceptual", "train", "evaluate_tiles", "fit_threshold", "predict_tile", "save_overlay", "LOG_FIELDS", "THRESHOLD_GRID"]
-
-#: Config keys that do not change training: a checkpoint made with other values (or fewer epochs)
-#: is resumed rather than restarted.
-EVAL_ONLY_KEYS = frozenset({"epochs", "threshold", "baselines", "overlays", "test_split"})
+__all__ = ["build_perceptual", "RoadsTask", "train", "evaluate_tiles", "fit_threshold", "predict_tile", "save_overlay", "LOG_FIELDS", "THRESHOLD_GRID"]
 
 #: Candidate road-probability thresholds of :func:`fit_threshold`: 0.05, 0.10, ..., 0.95.
 THRESHOLD_GRID = tuple(round(0.05 * i, 2) for i in range(1, 20))
@@ -43,29 +39,83 @@ LOG_FIELDS = ("epoch", "steps", "bce", "perceptual", "weighted_perceptual", "tot
 
 
 def build_perceptual(config: dict[str, Any]) -> torch.nn.Module | None:
-    """The perceptual term ``PerceptualLoss(net, (layer,), distance="mse")``, or None for ``loss=bce``."""
-    if config["loss"] == "bce":
-        return None
-    from lossnet.loss import PerceptualLoss
+    """The perceptual term (:class:`lossnet.loss.PerceptualLoss` at the config's network, layer(s) and
+    distance), or None for ``loss=bce``."""
+    from lossnet.bench.base import build_training_loss
 
-    weights = None if config["weights"] == "none" else config["weights"]
-    layers = tuple(n.strip() for n in str(config["layer"]).split(",") if n.strip())
-    return PerceptualLoss(
-        net=config["net"], layers=layers, distance="mse", weights=weights, weights_dir=config.get("weights_dir")
-    )
+    return build_training_loss(config, pixel=lambda: None)
 
 
 def _write_log(path: Path, rows: list[dict[str, Any]]) -> None:
     buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=list(LOG_FIELDS))
+    w = csv.DictWriter(buf, fieldnames=list(LOG_FIELDS), extrasaction="ignore")
     w.writeheader()
     w.writerows(rows)
     atomic_write_text(path, buf.getvalue())
 
 
-def _save_checkpoint(path: Path, state: dict[str, Any]) -> None:
-    with atomic_path(path) as tmp:
-        torch.save(state, tmp)
+class RoadsTask(TrainingTask):
+    """The iterative U-net on random crops, BCE + lambda * perceptual summed over the K iterations."""
+
+    def __init__(self, config: dict[str, Any], tiles: list[RoadTile], workdir: Path, device: torch.device, progress: bool):
+        self.config, self.tiles, self.workdir, self.device, self.progress = config, tiles, workdir, device, progress
+        self.model = IterativeUNet(config["width"], config["depth"], config["iterations"], config.get("init_prior")).to(device)
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config["lr"])
+        perceptual = build_perceptual(config)
+        self.perceptual = perceptual.to(device) if perceptual is not None else None
+        self.crops: RandomCrops | None = None
+
+    def state(self) -> dict[str, Any]:
+        return {"optimizer": self.optimizer.state_dict()}
+
+    def load_state(self, state: dict[str, Any], start_epoch: int) -> None:
+        self.optimizer.load_state_dict(state["optimizer"])
+
+    def begin(self, start_epoch: int) -> None:
+        c = self.config
+        self.crops = RandomCrops(self.tiles, c["crop"], c["steps_per_epoch"] * c["batch_size"], seed=c["seed"], max_nodata=c["max_nodata"])
+
+    def train_epoch(self, epoch: int, epochs: int) -> dict[str, Any] | None:
+        config, crops, lam = self.config, self.crops, float(self.config["lam"])
+        crops.epoch, crops.rejected = epoch, 0
+        torch.manual_seed(config["seed"] * 100003 + epoch)
+        loader = torch.utils.data.DataLoader(crops, batch_size=config["batch_size"], shuffle=False, num_workers=int(config.get("num_workers") or 0))
+        sums = {"bce": 0.0, "perceptual": 0.0}
+        t0, steps = time.perf_counter(), 0
+        bar = self.steps(loader, f"roads epoch {epoch + 1}/{epochs}")
+        for image, mask in bar:
+            image, mask = image.to(self.device), mask.to(self.device)
+            outputs = self.model(image)
+            if not all(bool(torch.isfinite(p.sum())) for p in outputs):
+                return None  # BCE refuses NaN probabilities with an exception; report divergence instead
+            bce = sum(F.binary_cross_entropy(p.clamp(1e-6, 1 - 1e-6), mask) for p in outputs)
+            if self.perceptual is not None:
+                target_feats = self.perceptual.target_features(mask)  # once per batch, reused for all K
+                pl = sum(self.perceptual(p, target_feats) for p in outputs)
+                loss = bce + lam * pl
+            else:
+                pl, loss = torch.zeros(()), bce
+            if not torch.isfinite(loss):
+                return None
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+            sums["bce"] += float(bce.detach())
+            sums["perceptual"] += float(pl.detach())
+            steps += 1
+            bar.set_postfix(bce=f"{float(bce.detach()):.3f}", pl=f"{float(pl.detach()):.3f}")
+        return {
+            "steps": steps,
+            "bce": sums["bce"] / max(steps, 1),
+            "perceptual": sums["perceptual"] / max(steps, 1),
+            "weighted_perceptual": lam * sums["perceptual"] / max(steps, 1),
+            "total": (sums["bce"] + lam * sums["perceptual"]) / max(steps, 1),
+            "seconds": round(time.perf_counter() - t0, 2),
+            "rejected_crops": crops.rejected,
+        }
+
+    def after_epoch(self, history: list[dict[str, Any]]) -> None:
+        _write_log(self.workdir / "train_log.csv", history)
 
 
 def train(
@@ -75,86 +125,23 @@ def train(
     *,
     device: torch.device,
     progress: bool = True,
-) -> tuple[IterativeUNet, list[dict[str, Any]]]:
-    """Train (or resume) the iterative U-net; checkpoint atomically after every epoch.
+) -> tuple[IterativeUNet, FitOutcome]:
+    """Train (or resume) the iterative U-net with the trainer core (:func:`lossnet.bench.trainer.fit`).
 
-    ``workdir/checkpoint.pt`` holds model, optimiser, finished epochs and the log; it is reused only
-    when its stored config equals ``config`` apart from runtime keys and :data:`EVAL_ONLY_KEYS`
-    (so raising ``epochs`` continues training), otherwise training restarts from scratch.
+    ``steps_per_epoch`` None means one crop per training tile per epoch. A checkpoint whose config
+    differs in more than evaluation-only keys and ``epochs`` is refused, naming the keys.
 
     Returns:
-        the trained model (eval mode) and the per-epoch log rows (also in ``workdir/train_log.csv``).
+        the trained model (eval mode; the last good epoch's weights if training diverged) and the
+        outcome (per-epoch rows also in ``workdir/train_log.csv``).
     """
-    from tqdm.auto import tqdm
+    from lossnet.bench.roads import BENCHMARK
 
-    from lossnet.bench.base import RUNTIME_KEYS
-
-    torch.manual_seed(config["seed"])
-    model = IterativeUNet(config["width"], config["depth"], config["iterations"], config.get("init_prior")).to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=config["lr"])
-    perceptual = build_perceptual(config)
-    if perceptual is not None:
-        perceptual = perceptual.to(device)
-    lam = float(config["lambda"])
-
-    ckpt_path, log_path = workdir / "checkpoint.pt", workdir / "train_log.csv"
-    ident = {k: v for k, v in config.items() if k not in RUNTIME_KEYS and k not in EVAL_ONLY_KEYS}
-    start, log = 0, []
-    if ckpt_path.exists():
-        try:
-            state = torch.load(ckpt_path, map_location=device, weights_only=False)
-        except Exception as exc:  # a corrupt checkpoint is a user-visible data problem
-            raise DataError(f"cannot read checkpoint {ckpt_path}: {exc}; delete it to restart") from exc
-        stored = {k: v for k, v in dict(state.get("config") or {}).items() if k not in RUNTIME_KEYS and k not in EVAL_ONLY_KEYS}
-        if stored == ident:
-            model.load_state_dict(state["model"])
-            optimizer.load_state_dict(state["optimizer"])
-            start, log = int(state["epoch"]), list(state["log"])
-
-    crops = RandomCrops(tiles, config["crop"], config["steps_per_epoch"] * config["batch_size"], seed=config["seed"], max_nodata=config["max_nodata"])
-    for epoch in range(start, config["epochs"]):
-        crops.epoch, crops.rejected = epoch, 0
-        torch.manual_seed(config["seed"] * 100003 + epoch)
-        loader = torch.utils.data.DataLoader(crops, batch_size=config["batch_size"], shuffle=False, num_workers=int(config.get("num_workers") or 0))
-        model.train()
-        sums = {"bce": 0.0, "perceptual": 0.0}
-        t0, steps = time.perf_counter(), 0
-        bar = tqdm(loader, desc=f"roads epoch {epoch + 1}/{config['epochs']}", disable=not progress, leave=False)
-        for image, mask in bar:
-            image, mask = image.to(device), mask.to(device)
-            outputs = model(image)
-            bce = sum(F.binary_cross_entropy(p.clamp(1e-6, 1 - 1e-6), mask) for p in outputs)
-            if perceptual is not None:
-                target_feats = perceptual.target_features(mask)  # once per batch, reused for all K
-                pl = sum(perceptual(p, target_feats) for p in outputs)
-                loss = bce + lam * pl
-            else:
-                pl, loss = torch.zeros(()), bce
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            sums["bce"] += float(bce.detach())
-            sums["perceptual"] += float(pl.detach())
-            steps += 1
-            bar.set_postfix(bce=f"{float(bce.detach()):.3f}", pl=f"{float(pl.detach()):.3f}")
-        row = {
-            "epoch": epoch + 1,
-            "steps": steps,
-            "bce": sums["bce"] / max(steps, 1),
-            "perceptual": sums["perceptual"] / max(steps, 1),
-            "weighted_perceptual": lam * sums["perceptual"] / max(steps, 1),
-            "total": (sums["bce"] + lam * sums["perceptual"]) / max(steps, 1),
-            "seconds": round(time.perf_counter() - t0, 2),
-            "rejected_crops": crops.rejected,
-        }
-        log.append(row)
-        if not all(np.isfinite([row["bce"], row["perceptual"]])):
-            _write_log(log_path, log)
-            raise FloatingPointError(f"roads training diverged at epoch {epoch + 1}: {row}")
-        _save_checkpoint(ckpt_path, {"config": ident, "model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch + 1, "log": log})
-        _write_log(log_path, log)
-    model.eval()
-    return model, log
+    if config["steps_per_epoch"] is None:
+        config = dict(config, steps_per_epoch=max(1, len(tiles) // config["batch_size"]))
+    task, outcome = fit(lambda: RoadsTask(config, tiles, workdir, device, progress), config, workdir,
+                        resumable=BENCHMARK.resumable_keys(config), device=device, name="roads")
+    return task.model, outcome
 
 
 def predict_tile(model: IterativeUNet, image: np.ndarray, device: torch.device) -> np.ndarray:

@@ -40,15 +40,14 @@ import argparse
 import csv
 import io
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from lossnet.bench.base import BenchResult, apply_preset, resolve_device
+from lossnet.bench.base import Benchmark, BenchResult, CommonConfig, option
 from lossnet.errors import DataError, LossnetError
 
-__all__ = ["PRESETS", "DISTANCES", "add_arguments", "config_from_args", "resolve_config", "run"]
+__all__ = ["BENCHMARK", "SimilarityConfig", "PRESETS", "DISTANCES", "resolve_config", "run", "list_checkpoints"]
 
 #: Distances this benchmark offers (names of :mod:`lossnet.distances`).
 DISTANCES = ("spatial", "gram", "meanpool", "mse", "l1")
@@ -60,77 +59,43 @@ LPIPS_METRICS = {
     "lpips-squeeze": ("squeezenet1_1", "relu1,fire2,fire4,fire5,fire6,fire7,fire8"),
 }
 
-_BASE: dict[str, Any] = {
-    "benchmark": "similarity",
-    "net": "alexnet",
-    "layer": "L",
-    "weights": "imagenet",
-    "seed": 0,
-    "distance": "spatial",
-    "metric_preset": None,
-    "split": "val",
-    "subsets_2afc": None,
-    "subsets_jnd": None,
-    "max_items": None,
-    "size": 64,
-    "batch_size": 64,
-    "skip_bad": False,
-    "data": None,
-}
-
-PRESETS: dict[str, dict[str, Any]] = {
-    "paper": dict(_BASE),
-    "quick": {**_BASE, "max_items": 500},
-    **{name: {**_BASE, "metric_preset": name, "net": net, "layer": layers} for name, (net, layers) in LPIPS_METRICS.items()},
-}
-
 _CHECKPOINT_SUFFIXES = (".safetensors", ".pth", ".pt")
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The benchmark's own options (the common ones come from ``add_common_arguments``)."""
-    g = parser.add_argument_group("similarity options")
-    g.add_argument("--data", help="BAPPS folder (containing 2afc/ and jnd/); required")
-    g.add_argument("--distance", choices=DISTANCES, help="feature distance (default spatial = Eq. 1, unweighted)")
-    g.add_argument("--split", choices=("val", "train"), help="BAPPS split (default val; JND exists only for val)")
-    g.add_argument("--subsets", help="comma-separated 2AFC subsets (default: all of the split)")
-    g.add_argument("--jnd-subsets", help="comma-separated JND subsets (default traditional,cnn; 'none' to skip)")
-    g.add_argument("--max-items", type=int, help="at most this many triplets/pairs per subset (seeded random choice)")
-    g.add_argument("--batch-size", type=int, help="patches per forward pass (default 64)")
-    g.add_argument("--num-workers", type=int, help="DataLoader worker processes for decoding (default 0)")
-    g.add_argument("--skip-bad", action="store_true", default=None, help="skip (and count) undecodable files instead of failing")
-    g.add_argument("--checkpoints", help="folder of .safetensors/.pth checkpoints of --net: one run per file")
-    g.add_argument(
-        "--separate-layers",
-        action="store_true",
-        help="with a comma-separated --layer of names other than E/S/M/L: one run per layer instead of one layer set",
-    )
-
-
-def _split_list(value: str | None) -> list[str] | None:
-    if value is None:
-        return None
+def _names(value: str) -> list[str]:
     return [v.strip() for v in value.split(",") if v.strip()]
 
 
-def _expand_nets(net: str | None) -> list[str | None]:
-    from lossnet.registry import PAPER_ARCHS
-
-    if net is None:
-        return [None]
-    if net.strip().lower() == "all":
-        return list(PAPER_ARCHS)
-    return _split_list(net) or [None]
+def _jnd_names(value: str) -> list[str]:
+    return [] if value.strip().lower() == "none" else _names(value)
 
 
-def _expand_layers(layer: str | None, separate: bool) -> list[str | None]:
-    """E/S/M/L lists become one run per layer; other comma lists are one layer set (unless ``separate``)."""
-    names = _split_list(layer)
-    if not names:
-        return [None]
-    if len(names) > 1 and (separate or all(n.upper() in ("E", "S", "M", "L") and len(n) == 1 for n in names)):
-        return names
-    return [",".join(names)]
+@dataclass
+class SimilarityConfig(CommonConfig):
+    net: str | None = option("alexnet", CommonConfig.__dataclass_fields__["net"].metadata["help"], kind="str", nullable=True)
+    layer: str | None = option("L", CommonConfig.__dataclass_fields__["layer"].metadata["help"] + "; 'all': every feature node",
+                               kind="str", nullable=True)
+    distance: str | None = option("spatial", "feature distance (spatial = Eq. 1, unweighted)", kind="str", nullable=True, choices=DISTANCES)
+    data: str | None = option(None, "BAPPS folder (containing 2afc/ and jnd/); required", kind="str", nullable=True)
+    metric_preset: str | None = option(None, "calibrated LPIPS metric (set by the lpips-* presets)", kind="str", nullable=True,
+                                       choices=tuple(LPIPS_METRICS), cli=False)
+    split: str = option("val", "BAPPS split (JND exists only for val)", kind="str", choices=("val", "train"))
+    subsets_2afc: list | None = option(None, "comma-separated 2AFC subsets (none: all of the split)", kind="list", nullable=True,
+                                       flag="--subsets", parse=_names)
+    subsets_jnd: list | None = option(None, "comma-separated JND subsets ('none' to skip; default traditional,cnn)", kind="list",
+                                      nullable=True, flag="--jnd-subsets", parse=_jnd_names)
+    max_items: int | None = option(None, "at most this many triplets/pairs per subset (seeded random choice)", kind="int",
+                                   nullable=True, minimum=1)
+    size: int = option(64, "patch size the images are read at", kind="int", minimum=1, cli=False)
+    batch_size: int = option(64, "patches per forward pass", kind="int", minimum=1)
+    skip_bad: bool = option(False, "skip (and count) undecodable files instead of failing", kind="bool")
+
+
+PRESETS: dict[str, dict[str, Any]] = {
+    "paper": {},
+    "quick": {"max_items": 500},
+    **{name: {"metric_preset": name, "net": net, "layer": layers} for name, (net, layers) in LPIPS_METRICS.items()},
+}
 
 
 def _natural_key(path: Path) -> list:
@@ -148,92 +113,59 @@ def list_checkpoints(folder: str) -> list[str]:
     return [str(p) for p in files]
 
 
-def config_from_args(args: argparse.Namespace) -> dict[str, Any] | list[dict[str, Any]]:
-    """Partial config(s): a list when ``--net``/``--layer``/``--checkpoints`` expand into several runs."""
-    jnd = getattr(args, "jnd_subsets", None)
-    common = {
-        "data": getattr(args, "data", None),
-        "distance": getattr(args, "distance", None),
-        "split": getattr(args, "split", None),
-        "subsets_2afc": _split_list(getattr(args, "subsets", None)),
-        "subsets_jnd": ([] if jnd is not None and jnd.strip().lower() == "none" else _split_list(jnd)),
-        "max_items": getattr(args, "max_items", None),
-        "batch_size": getattr(args, "batch_size", None),
-        "num_workers": getattr(args, "num_workers", None),
-        "skip_bad": getattr(args, "skip_bad", None),
-    }
-    nets = _expand_nets(getattr(args, "net", None))
-    layers = _expand_layers(getattr(args, "layer", None), bool(getattr(args, "separate_layers", False)))
-    checkpoints = getattr(args, "checkpoints", None)
-    if checkpoints is not None:
+class Similarity(Benchmark):
+    name = "similarity"
+    Config = SimilarityConfig
+    PRESETS = PRESETS
+    DISTANCES = DISTANCES
+    allows_all_layers = True
+
+    def add_extra_arguments(self, group) -> None:
+        group.add_argument("--checkpoints", help="folder of .safetensors/.pth checkpoints of --net: one run per file (natural order)")
+        group.add_argument("--separate-layers", action="store_true",
+                           help="with a comma-separated --layer of names other than E/S/M/L: one run per layer instead of one layer set")
+
+    def expand_args(self, args: argparse.Namespace, base: dict[str, Any]) -> list[dict[str, Any]]:
+        """``--checkpoints DIR``: one run per checkpoint file (``weights`` = the file)."""
+        folder = getattr(args, "checkpoints", None)
+        if folder is None:
+            return [base]
+        from lossnet.bench.base import expand_nets
+
+        nets = expand_nets(getattr(args, "net", None))
         if len(nets) != 1 or nets[0] is None:
             raise LossnetError("--checkpoints needs exactly one --net (the architecture of the checkpoints)")
-        weights_list: list[str | None] = list_checkpoints(checkpoints)
-    else:
-        weights_list = [None]
-    configs = []
-    for w in weights_list:
-        for net in nets:
-            for layer in layers:
-                c = dict(common, net=net, layer=layer)
-                if w is not None:
-                    c["weights"] = w
-                configs.append(c)
-    return configs[0] if len(configs) == 1 else configs
+        return [dict(base, weights=w) for w in list_checkpoints(folder)]
 
+    def validate(self, config: dict[str, Any]) -> None:
+        from lossnet.bench.similarity.bapps import SUBSETS_2AFC_TRAIN, SUBSETS_2AFC_VAL, SUBSETS_JND_VAL
 
-def resolve_config(partial: dict[str, Any]) -> dict[str, Any]:
-    """Full, validated config (preset expanded).
-
-    Raises:
-        LossnetError: missing ``data``, unknown distance/split/subset/network/layer, bad sizes.
-    """
-    from lossnet.bench.similarity.bapps import SUBSETS_2AFC_TRAIN, SUBSETS_2AFC_VAL, SUBSETS_JND_VAL
-    from lossnet.registry import get_spec, resolve_layers
-
-    runtime = {k: partial.get(k) for k in ("device", "weights_dir", "num_workers")}
-    config = apply_preset(PRESETS, {k: v for k, v in partial.items() if k not in runtime})
-    config["benchmark"] = "similarity"
-    if not config.get("data"):
-        raise LossnetError("the similarity benchmark needs --data BAPPS_DIR (the folder holding 2afc/ and jnd/)")
-    config["data"] = str(Path(config["data"]).expanduser().resolve())
-    if config["distance"] not in DISTANCES:
-        raise LossnetError(f"unknown distance {config['distance']!r}; choose one of {', '.join(DISTANCES)}")
-    if config["split"] not in ("val", "train"):
-        raise LossnetError(f"unknown split {config['split']!r}; use val or train")
-    metric_preset = config.get("metric_preset")
-    if metric_preset is not None:
-        net, layers = LPIPS_METRICS[metric_preset]
-        if config["net"] != net or config["layer"] != layers:
-            raise LossnetError(f"preset {metric_preset} fixes --net {net} and its LPIPS layers; do not pass --net/--layer with it")
-        config["distance"] = "spatial"
-    if config["subsets_2afc"] is None:
-        config["subsets_2afc"] = list(SUBSETS_2AFC_VAL if config["split"] == "val" else SUBSETS_2AFC_TRAIN)
-    if config["subsets_jnd"] is None:
-        config["subsets_jnd"] = list(SUBSETS_JND_VAL) if config["split"] == "val" else []
-    if config["subsets_jnd"] and config["split"] != "val":
-        raise LossnetError("BAPPS has JND judgments only for the val split; pass --jnd-subsets none with --split train")
-    if not config["subsets_2afc"] and not config["subsets_jnd"]:
-        raise LossnetError("no BAPPS subset selected")
-    for key in ("batch_size", "size"):
-        if not isinstance(config[key], int) or config[key] < 1:
-            raise LossnetError(f"{key} must be a positive integer, got {config[key]!r}")
-    if config["max_items"] is not None and (not isinstance(config["max_items"], int) or config["max_items"] < 1):
-        raise LossnetError(f"max_items must be a positive integer, got {config['max_items']!r}")
-    if config["net"] is None:
-        raise LossnetError("the similarity benchmark needs --net")
-    get_spec(config["net"])
-    if str(config["layer"]).strip().lower() == "all":
-        config["layer"] = "all"
+        if not config.get("data"):
+            raise LossnetError("similarity: needs --data BAPPS_DIR (the folder holding 2afc/ and jnd/)")
+        config["data"] = str(Path(config["data"]).expanduser().resolve())
+        metric_preset = config.get("metric_preset")
         if metric_preset is not None:
-            raise LossnetError("--layer all cannot be combined with an LPIPS preset")
-    else:
-        resolve_layers(config["net"], config["layer"])  # raises UnknownLayerError with the choices
-    w = config.get("weights")
-    config["weights"] = "none" if w is None or str(w).lower() == "none" else ("imagenet" if str(w).lower() == "imagenet" else str(w))
-    config["skip_bad"] = bool(config["skip_bad"])
-    config.update({k: v for k, v in runtime.items() if v is not None})
-    return config
+            net, layers = LPIPS_METRICS[metric_preset]
+            if config["net"] != net or config["layer"] != layers:
+                raise LossnetError(f"preset {metric_preset} fixes --net {net} and its LPIPS layers; do not pass --net/--layer with it")
+            config["distance"] = "spatial"
+        if config["subsets_2afc"] is None:
+            config["subsets_2afc"] = list(SUBSETS_2AFC_VAL if config["split"] == "val" else SUBSETS_2AFC_TRAIN)
+        if config["subsets_jnd"] is None:
+            config["subsets_jnd"] = list(SUBSETS_JND_VAL) if config["split"] == "val" else []
+        if config["subsets_jnd"] and config["split"] != "val":
+            raise LossnetError("BAPPS has JND judgments only for the val split; pass --jnd-subsets none with --split train")
+        if not config["subsets_2afc"] and not config["subsets_jnd"]:
+            raise LossnetError("no BAPPS subset selected")
+        if config.get("net") is None:
+            raise LossnetError("similarity: needs --net")
+        if str(config["layer"]).strip().lower() == "all":
+            config["layer"] = "all"
+            if metric_preset is not None:
+                raise LossnetError("--layer all cannot be combined with an LPIPS preset")
+
+    def run(self, config: dict[str, Any], workdir: str | Path, *, progress: bool = True) -> BenchResult:
+        return _run(config, workdir, progress=progress)
 
 
 def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
@@ -246,8 +178,9 @@ def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
     atomic_write_text(path, buf.getvalue())
 
 
-def _plot_layers(path: Path, nodes: list[str], two_afc: np.ndarray, title: str) -> None:
+def _plot_layers(path: Path, nodes: list[str], two_afc, title: str) -> None:
     import matplotlib
+    import numpy as np
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -266,18 +199,19 @@ def _plot_layers(path: Path, nodes: list[str], two_afc: np.ndarray, title: str) 
     plt.close(fig)
 
 
-def run(config: dict[str, Any], workdir: str | Path, *, progress: bool = True) -> BenchResult:
+def _run(config: dict[str, Any], workdir: str | Path, *, progress: bool = True) -> BenchResult:
     """Score one (network, layer(s), distance) on the selected BAPPS subsets.
 
     Returns:
         :class:`BenchResult` with the metrics described in the module docstring, the per-subset
         CSV (``subsets.csv``) and, for ``layer="all"``, ``layers.csv`` and ``layers_2afc.png``.
     """
-    from lossnet.bench.similarity import scores
-    from lossnet.bench.similarity.bapps import list_items, load_subset
-    from lossnet.bench.similarity.evaluate import LayerwiseDistance, build_metric, distances_2afc, distances_jnd, feature_nodes
+    from lossnet.bench.base import resolve_device
+    from lossnet.bench.similarity.bapps import list_items
+    from lossnet.bench.similarity.evaluate import LayerwiseDistance, build_metric, feature_nodes
 
     workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
     device = resolve_device(config)
     # Check every subset's folders and pairing before building a (possibly large) network.
     for subset in config["subsets_2afc"]:
@@ -285,88 +219,109 @@ def run(config: dict[str, Any], workdir: str | Path, *, progress: bool = True) -
     for subset in config["subsets_jnd"]:
         list_items(config["data"], "jnd", "val", subset)
     layerwise = config["layer"] == "all"
-    if layerwise:
-        layers = feature_nodes(config["net"], config["size"])
-    else:
-        layers = [n.strip() for n in str(config["layer"]).split(",") if n.strip()]
-    metric = build_metric(
-        config["net"],
-        layers,
-        config["distance"],
-        preset=config.get("metric_preset"),
-        weights=config["weights"],
-        weights_dir=config.get("weights_dir"),
-        device=device,
-    )
+    layers = feature_nodes(config["net"], config["size"]) if layerwise else [n.strip() for n in str(config["layer"]).split(",") if n.strip()]
+    metric = build_metric(config["net"], layers, config["distance"], preset=config.get("metric_preset"), weights=config["weights"],
+                          weights_dir=config.get("weights_dir"), device=device)
     compare = LayerwiseDistance(config["distance"]) if layerwise else metric.compare
-    load = dict(
-        max_items=config["max_items"],
-        seed=config["seed"],
-        size=config["size"],
-        skip_bad=config["skip_bad"],
-        num_workers=config.get("num_workers") or 0,
-        progress=progress,
-    )
-    run_opts = dict(batch_size=config["batch_size"], device=device, progress=progress)
+    per_2afc, per_jnd, rows = _score_subsets(config, metric.features, compare, device, layerwise, progress)
 
-    rows: list[dict[str, Any]] = []
-    per_2afc: dict[str, Any] = {}
-    per_jnd: dict[str, Any] = {}
-    for subset in config["subsets_2afc"]:
-        data = load_subset(config["data"], "2afc", config["split"], subset, **load)
-        d0, d1 = distances_2afc(data, metric.features, compare, **run_opts)
-        if layerwise:
-            per_2afc[subset] = np.array([scores.score_2afc(d0[:, j], d1[:, j], data.judgments) for j in range(d0.shape[1])])
-        else:
-            per_2afc[subset] = scores.score_2afc(d0, d1, data.judgments)
-        rows.append({"kind": "2afc", "subset": subset, "n": len(data), "n_bad": data.n_bad, "score": float(np.mean(per_2afc[subset]) if not layerwise else np.max(per_2afc[subset]))})
-    for subset in config["subsets_jnd"]:
-        data = load_subset(config["data"], "jnd", "val", subset, **load)
-        ds = distances_jnd(data, metric.features, compare, **run_opts)
-        if layerwise:
-            per_jnd[subset] = np.array([scores.jnd_map(ds[:, j], data.judgments) for j in range(ds.shape[1])])
-        else:
-            per_jnd[subset] = scores.jnd_map(ds, data.judgments)
-        rows.append({"kind": "jnd", "subset": subset, "n": len(data), "n_bad": data.n_bad, "score": float(np.mean(per_jnd[subset]) if not layerwise else np.max(per_jnd[subset]))})
-
-    metrics: dict[str, float] = {}
     artifacts: dict[str, str] = {}
-    if not layerwise:
-        if per_2afc:
-            metrics["bapps/2afc"] = float(np.mean(list(per_2afc.values())))
-        if per_jnd:
-            metrics["bapps/jnd_map"] = float(np.mean(list(per_jnd.values())))
-        if config["split"] == "val":
-            ps = scores.perceptual_score(per_2afc)
-            if np.isfinite(ps):
-                metrics["bapps/perceptual_score"] = ps
-        for subset, v in per_2afc.items():
-            metrics[f"bapps.{subset}/2afc"] = float(v)
-        for subset, v in per_jnd.items():
-            metrics[f"bapps.{subset}/jnd_map"] = float(v)
+    if layerwise:
+        metrics = _layerwise_metrics(config, layers, per_2afc, per_jnd, workdir, artifacts)
     else:
-        mean_2afc = np.mean(np.stack(list(per_2afc.values())), axis=0) if per_2afc else None
-        mean_jnd = np.mean(np.stack(list(per_jnd.values())), axis=0) if per_jnd else None
-        layer_rows = []
-        for j, node in enumerate(layers):
-            row: dict[str, Any] = {"index": j, "node": node}
-            if mean_2afc is not None:
-                metrics[f"bapps/2afc@{node}"] = row["2afc"] = float(mean_2afc[j])
-            if mean_jnd is not None:
-                metrics[f"bapps/jnd_map@{node}"] = row["jnd_map"] = float(mean_jnd[j])
-            layer_rows.append(row)
-        _write_csv(workdir / "layers.csv", layer_rows)
-        artifacts["layers_csv"] = str(workdir / "layers.csv")
-        if mean_2afc is not None:
-            best = int(np.argmax(mean_2afc))
-            metrics["bapps/2afc_best"] = float(mean_2afc[best])
-            metrics["bapps/2afc_best_index"] = float(best)
-            _plot_layers(workdir / "layers_2afc.png", layers, mean_2afc, f"{config['net']} ({config['distance']}): 2AFC per node; best {layers[best]}")
-            artifacts["layers_plot"] = str(workdir / "layers_2afc.png")
-    n_bad = sum(r["n_bad"] for r in rows)
-    metrics["bapps/n_bad"] = float(n_bad)
+        metrics = _subset_metrics(config, per_2afc, per_jnd)
+    metrics["bapps/n_bad"] = float(sum(r["n_bad"] for r in rows))
     _write_csv(workdir / "subsets.csv", rows)
     artifacts["subsets_csv"] = str(workdir / "subsets.csv")
     weights_name = config["weights"] if config["weights"] in ("imagenet", "none") else Path(config["weights"]).name
     details = [{"net": config["net"], "layer": config["layer"], "weights": weights_name, **r} for r in rows]
     return BenchResult(config=config, metrics=metrics, artifacts=artifacts, status="done", details=details)
+
+
+def _score_subsets(config: dict[str, Any], features, compare, device, layerwise: bool, progress: bool):
+    """``(per_2afc, per_jnd, rows)``: the score of every subset (an array over nodes when
+    ``layerwise``) and one summary row per subset."""
+    import numpy as np
+
+    from lossnet.bench.similarity import scores
+    from lossnet.bench.similarity.bapps import load_subset
+    from lossnet.bench.similarity.evaluate import distances_2afc, distances_jnd
+
+    load = dict(max_items=config["max_items"], seed=config["seed"], size=config["size"], skip_bad=config["skip_bad"],
+                num_workers=config.get("num_workers") or 0, progress=progress)
+    run_opts = dict(batch_size=config["batch_size"], device=device, progress=progress)
+    rows: list[dict[str, Any]] = []
+    per_2afc: dict[str, Any] = {}
+    per_jnd: dict[str, Any] = {}
+    for subset in config["subsets_2afc"]:
+        data = load_subset(config["data"], "2afc", config["split"], subset, **load)
+        d0, d1 = distances_2afc(data, features, compare, **run_opts)
+        if layerwise:
+            per_2afc[subset] = np.array([scores.score_2afc(d0[:, j], d1[:, j], data.judgments) for j in range(d0.shape[1])])
+        else:
+            per_2afc[subset] = scores.score_2afc(d0, d1, data.judgments)
+        rows.append({"kind": "2afc", "subset": subset, "n": len(data), "n_bad": data.n_bad,
+                     "score": float(np.max(per_2afc[subset]) if layerwise else np.mean(per_2afc[subset]))})
+    for subset in config["subsets_jnd"]:
+        data = load_subset(config["data"], "jnd", "val", subset, **load)
+        ds = distances_jnd(data, features, compare, **run_opts)
+        if layerwise:
+            per_jnd[subset] = np.array([scores.jnd_map(ds[:, j], data.judgments) for j in range(ds.shape[1])])
+        else:
+            per_jnd[subset] = scores.jnd_map(ds, data.judgments)
+        rows.append({"kind": "jnd", "subset": subset, "n": len(data), "n_bad": data.n_bad,
+                     "score": float(np.max(per_jnd[subset]) if layerwise else np.mean(per_jnd[subset]))})
+    return per_2afc, per_jnd, rows
+
+
+def _subset_metrics(config: dict[str, Any], per_2afc: dict, per_jnd: dict) -> dict[str, float]:
+    """Means over the subsets, Kumar et al.'s perceptual score, and every subset's score."""
+    import numpy as np
+
+    from lossnet.bench.similarity import scores
+
+    metrics: dict[str, float] = {}
+    if per_2afc:
+        metrics["bapps/2afc"] = float(np.mean(list(per_2afc.values())))
+    if per_jnd:
+        metrics["bapps/jnd_map"] = float(np.mean(list(per_jnd.values())))
+    if config["split"] == "val":
+        ps = scores.perceptual_score(per_2afc)
+        if np.isfinite(ps):
+            metrics["bapps/perceptual_score"] = ps
+    for subset, v in per_2afc.items():
+        metrics[f"bapps.{subset}/2afc"] = float(v)
+    for subset, v in per_jnd.items():
+        metrics[f"bapps.{subset}/jnd_map"] = float(v)
+    return metrics
+
+
+def _layerwise_metrics(config: dict[str, Any], layers: list[str], per_2afc: dict, per_jnd: dict, workdir: Path,
+                       artifacts: dict[str, str]) -> dict[str, float]:
+    """``layer="all"``: the subset-mean score per node, the best node, ``layers.csv`` and the curve PNG."""
+    import numpy as np
+
+    metrics: dict[str, float] = {}
+    mean_2afc = np.mean(np.stack(list(per_2afc.values())), axis=0) if per_2afc else None
+    mean_jnd = np.mean(np.stack(list(per_jnd.values())), axis=0) if per_jnd else None
+    layer_rows = []
+    for j, node in enumerate(layers):
+        row: dict[str, Any] = {"index": j, "node": node}
+        if mean_2afc is not None:
+            metrics[f"bapps/2afc@{node}"] = row["2afc"] = float(mean_2afc[j])
+        if mean_jnd is not None:
+            metrics[f"bapps/jnd_map@{node}"] = row["jnd_map"] = float(mean_jnd[j])
+        layer_rows.append(row)
+    _write_csv(workdir / "layers.csv", layer_rows)
+    artifacts["layers_csv"] = str(workdir / "layers.csv")
+    if mean_2afc is not None:
+        best = int(np.argmax(mean_2afc))
+        metrics["bapps/2afc_best"] = float(mean_2afc[best])
+        metrics["bapps/2afc_best_index"] = float(best)
+        _plot_layers(workdir / "layers_2afc.png", layers, mean_2afc, f"{config['net']} ({config['distance']}): 2AFC per node; best {layers[best]}")
+        artifacts["layers_plot"] = str(workdir / "layers_2afc.png")
+    return metrics
+
+BENCHMARK = Similarity()
+resolve_config = BENCHMARK.resolve_config
+run = BENCHMARK.run

@@ -47,64 +47,78 @@ from __future__ import annotations
 
 import argparse
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lossnet.bench.base import BenchResult, apply_preset, check_loss_network, expand_layers, expand_nets
+from lossnet.bench.base import Benchmark, BenchResult, CommonConfig, option
 from lossnet.errors import DataError, LossnetError
 
-from .model import SKIPS
-
-__all__ = ["PRESETS", "add_arguments", "config_from_args", "resolve_config", "run", "shared_data_dir"]
+__all__ = ["BENCHMARK", "SuperresConfig", "PRESETS", "resolve_config", "run", "shared_data_dir"]
 
 LOSSES = ("perceptual", "pixel")
 LR_SCHEDULES = ("constant", "cosine")
+SKIPS = ("none", "bicubic")  # TransformNet's skip modes (kept here so the CLI needs no torch)
 
-_BASE: dict[str, Any] = {
-    "benchmark": "superres",
-    "scale": 4,
-    "loss": "perceptual",
-    "net": "vgg16",
-    "layer": "relu2_2",
-    "weights": "imagenet",
-    "distance": "mse",
-    "seed": 0,
-    "num_blocks": 4,
-    "channels": 64,
-    "skip": "none",
-    "lr": 1e-3,
-    "lr_schedule": "constant",
-    "batch_size": 4,
-    "train": None,
-    "val": None,
-    "test": None,
-}
+
+def _tests(value: Any) -> dict:
+    """``{name: folder}`` from a table, or from the CLI's ``NAME=DIR`` items (names lower-cased)."""
+    if isinstance(value, list):
+        value = dict(map(_split_test, value))
+    if not isinstance(value, dict):
+        raise ValueError(f"expected a table NAME = DIR, got {value!r}")
+    return {str(k).strip().lower(): str(v).strip() for k, v in value.items()}
+
+
+def _split_test(item: str) -> tuple[str, str]:
+    name, sep, folder = str(item).partition("=")
+    if not sep or not name.strip() or not folder.strip():
+        raise ValueError(f"--test expects NAME=DIR, got {item!r}")
+    return name, folder
+
+
+def _parse_test(item: str) -> str:
+    try:
+        _split_test(item)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return item
+
+
+@dataclass
+class SuperresConfig(CommonConfig):
+    net: str | None = option("vgg16", CommonConfig.__dataclass_fields__["net"].metadata["help"], kind="str", nullable=True)
+    layer: str | None = option("relu2_2", CommonConfig.__dataclass_fields__["layer"].metadata["help"], kind="str", nullable=True)
+    distance: str | None = option("mse", "feature distance of the perceptual loss (Eq. 3: mse)", kind="str", nullable=True)
+    scale: int = option(4, "upscaling factor", kind="int", choices=(4, 8))
+    loss: str = option("perceptual", "perceptual, or pixel (MSE baseline; --net/--layer ignored)", kind="str", choices=LOSSES)
+    train: list | None = option(None, "training image folder (repeatable; default: ../shared t91 + bsd200)", kind="list",
+                                nullable=True, append=True, metavar="DIR",
+                                normalize=lambda v: [v] if isinstance(v, str) else v)
+    val: str | None = option(None, "validation image folder (default: hold images out of --train)", kind="str", nullable=True, metavar="DIR")
+    test: dict | None = option(None, "test set NAME=DIR (repeatable; default: ../shared sets of test_sets)", kind="dict",
+                               nullable=True, append=True, parse=_parse_test, normalize=_tests, metavar="NAME=DIR")
+    test_sets: list = option(["set5", "set14", "bsd100"], "../shared test sets used without --test", kind="list", cli=False)
+    epochs: int = option(10, "epochs (validation + checkpoint after each)", kind="int", minimum=1)
+    iters_per_epoch: int = option(2500, "optimiser steps per epoch", kind="int", minimum=1)
+    batch_size: int = option(4, "HR crops per batch", kind="int", minimum=1)
+    crop: int = option(288, "HR training crop size (multiple of --scale)", kind="int", minimum=1)
+    lr: float = option(1e-3, "Adam learning rate", kind="float", positive=True)
+    lr_schedule: str = option("constant", "constant (paper) or cosine decay to 0 over the run", kind="str", choices=LR_SCHEDULES)
+    num_blocks: int = option(4, "residual blocks of the transformation network", kind="int", minimum=1)
+    channels: int = option(64, "channels of the transformation network", kind="int", minimum=1, cli=False)
+    skip: str = option("none", "none: Johnson et al.'s network; bicubic: learn a residual over bicubic upsampling", kind="str", choices=SKIPS)
+    train_images: int | None = option(None, "seeded random subset of this many training images (default all)", kind="int", nullable=True, minimum=1)
+    val_images: int = option(100, "validation images (chosen/held out with the seed)", kind="int", minimum=1)
+    val_crop: int = option(288, "centre crop of validation images", kind="int", minimum=1)
+    grid_images: int = option(3, "images per PNG grid of a test set", kind="int", minimum=0, cli=False)
+
 
 PRESETS: dict[str, dict[str, Any]] = {
-    "paper": {
-        **_BASE,
-        "crop": 288,
-        "epochs": 10,
-        "iters_per_epoch": 2500,
-        "train_images": 10000,
-        "val_images": 100,
-        "val_crop": 288,
-        "test_sets": ["set5", "set14", "bsd100"],
-        "grid_images": 3,
-    },
+    "paper": {"train_images": 10000},
     "quick": {
-        **_BASE,
-        "skip": "bicubic",
-        "lr": 5e-4,
-        "lr_schedule": "cosine",
-        "crop": 48,
-        "epochs": 3,
-        "iters_per_epoch": 300,
-        "train_images": None,
-        "val_images": 8,
-        "val_crop": 96,
-        "test_sets": ["set5", "set14"],
-        "grid_images": 3,
+        "skip": "bicubic", "lr": 5e-4, "lr_schedule": "cosine", "crop": 48, "epochs": 3, "iters_per_epoch": 300,
+        "val_images": 8, "val_crop": 96, "test_sets": ["set5", "set14"],
     },
 }
 
@@ -118,149 +132,47 @@ def shared_data_dir() -> Path | None:
     return None
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    g = parser.add_argument_group("superres options")
-    g.add_argument("--scale", type=int, choices=(4, 8), help="upscaling factor (default 4)")
-    g.add_argument("--loss", choices=LOSSES, help="perceptual (default) or pixel (MSE baseline; --net/--layer ignored)")
-    g.add_argument("--distance", help="feature distance of the perceptual loss (default mse, Eq. 3)")
-    g.add_argument("--train", action="append", metavar="DIR", help="training image folder (repeatable)")
-    g.add_argument("--val", metavar="DIR", help="validation image folder (default: hold images out of --train)")
-    g.add_argument("--test", action="append", metavar="NAME=DIR", help="test set (repeatable), e.g. set5=DIR")
-    g.add_argument("--epochs", type=int, help="epochs (validation + checkpoint after each)")
-    g.add_argument("--iters-per-epoch", type=int, help="optimiser steps per epoch")
-    g.add_argument("--batch-size", type=int)
-    g.add_argument("--crop", type=int, help="HR training crop size (multiple of --scale)")
-    g.add_argument("--lr", type=float, help="Adam learning rate")
-    g.add_argument("--num-blocks", type=int, help="residual blocks of the transformation network")
-    g.add_argument("--lr-schedule", choices=LR_SCHEDULES, help="constant (paper) or cosine decay to 0 over the run (quick)")
-    g.add_argument("--skip", choices=SKIPS, help="none: Johnson et al.'s network (paper); bicubic: learn a residual over bicubic upsampling (quick)")
-    g.add_argument("--train-images", type=int, help="use a seeded random subset of this many training images")
-    g.add_argument("--val-images", type=int, help="validation images (chosen/held out with the seed)")
-    g.add_argument("--val-crop", type=int, help="centre crop of validation images")
+class Superres(Benchmark):
+    name = "superres"
+    Config = SuperresConfig
+    PRESETS = PRESETS
+    BASELINE_LOSS = "pixel"
+
+    def resumable_keys(self, config: dict[str, Any]) -> frozenset:
+        """Evaluation-only keys; ``epochs`` may grow on resume with a constant learning rate, not
+        with the cosine schedule, whose curve depends on the total number of steps."""
+        keys = {"test", "grid_images", "test_sets"}
+        return frozenset(keys | ({"epochs"} if config["lr_schedule"] == "constant" else set()))
+
+    def validate(self, config: dict[str, Any]) -> None:
+        if config["crop"] % config["scale"]:
+            raise LossnetError(f"superres: crop {config['crop']} must be a multiple of scale {config['scale']}")
+        shared = shared_data_dir()
+        if not config.get("train"):
+            if shared is None:
+                raise LossnetError("superres: no --train folder given (and no ../shared/data/sr to default to)")
+            config["train"] = [str(shared / "t91"), str(shared / "bsd200")]
+        config["train"] = [str(t) for t in config["train"]]
+        test = config.get("test")
+        if not test:
+            if shared is None:
+                raise LossnetError("superres: no --test NAME=DIR given (and no ../shared/data/sr to default to)")
+            test = {name: str(shared / name) for name in config["test_sets"]}
+        config["test"] = {str(k): str(v) for k, v in test.items()}
+        for folder in [*config["train"], *config["test"].values(), *([config["val"]] if config.get("val") else [])]:
+            if not Path(folder).is_dir():
+                raise DataError(f"superres: folder not found: {folder}")
+        config["test_sets"] = sorted(config["test"])
+
+    def run(self, config: dict[str, Any], workdir: str | Path, *, progress: bool = True) -> BenchResult:
+        """Train (resuming from ``workdir``), then evaluate the best weights on every test set."""
+        from .train import evaluate, train
+
+        workdir = Path(workdir)
+        task, outcome = train(config, workdir, progress=progress, log=print if progress else None)
+        return evaluate(config, workdir, task, outcome, progress=progress)
 
 
-
-
-def _parse_tests(items: list[str] | None) -> dict[str, str] | None:
-    if not items:
-        return None
-    tests = {}
-    for item in items:
-        name, sep, folder = item.partition("=")
-        if not sep or not name.strip() or not folder.strip():
-            raise LossnetError(f"--test expects NAME=DIR, got {item!r}")
-        tests[name.strip().lower()] = folder.strip()
-    return tests
-
-
-def config_from_args(args: argparse.Namespace) -> dict[str, Any] | list[dict[str, Any]]:
-    """Partial config(s); ``--net a,b`` / ``--net all`` and ``--layer E,S,M,L`` expand into several runs."""
-    common = {
-        "scale": args.scale,
-        "loss": args.loss,
-        "distance": args.distance,
-        "train": args.train,
-        "val": args.val,
-        "test": _parse_tests(args.test),
-        "epochs": args.epochs,
-        "iters_per_epoch": args.iters_per_epoch,
-        "batch_size": args.batch_size,
-        "crop": args.crop,
-        "lr": args.lr,
-        "num_blocks": args.num_blocks,
-        "skip": args.skip,
-        "lr_schedule": args.lr_schedule,
-        "train_images": args.train_images,
-        "val_images": args.val_images,
-        "val_crop": args.val_crop,
-    }
-    if args.loss == "pixel":
-        return common
-    configs = [dict(common, net=n, layer=l) for n in expand_nets(args.net) for l in expand_layers(args.layer)]
-    return configs[0] if len(configs) == 1 else configs
-
-
-def _positive(config: dict[str, Any], *keys: str) -> None:
-    for k in keys:
-        v = config[k]
-        if not isinstance(v, (int, float)) or isinstance(v, bool) or v <= 0:
-            raise LossnetError(f"superres: {k} must be a positive number, got {v!r}")
-
-
-def resolve_config(partial: dict[str, Any]) -> dict[str, Any]:
-    """Full, validated config: preset expanded, data folders defaulted from ../shared when present.
-
-    Raises:
-        LossnetError: unknown loss/distance/network/layer, bad sizes, missing data folders.
-    """
-    config = apply_preset(PRESETS, partial)
-    config["benchmark"] = "superres"
-    if config["scale"] not in (4, 8):
-        raise LossnetError(f"superres: scale must be 4 or 8, got {config['scale']!r}")
-    if config["loss"] not in LOSSES:
-        raise LossnetError(f"superres: unknown loss {config['loss']!r}; choose one of {', '.join(LOSSES)}")
-    if config["lr_schedule"] not in LR_SCHEDULES:
-        raise LossnetError(f"superres: unknown lr schedule {config['lr_schedule']!r}; choose one of {', '.join(LR_SCHEDULES)}")
-    if config["skip"] not in SKIPS:
-        raise LossnetError(f"superres: unknown skip {config['skip']!r}; choose one of {', '.join(SKIPS)}")
-    _positive(config, "epochs", "iters_per_epoch", "batch_size", "crop", "lr", "num_blocks", "channels", "val_crop")
-    if config["crop"] % config["scale"]:
-        raise LossnetError(f"superres: crop {config['crop']} must be a multiple of scale {config['scale']}")
-    check_loss_network(config, "superres")
-
-    shared = shared_data_dir()
-    if not config.get("train"):
-        if shared is None:
-            raise LossnetError("superres: no --train folder given (and no ../shared/data/sr to default to)")
-        config["train"] = [str(shared / "t91"), str(shared / "bsd200")]
-    elif isinstance(config["train"], str):
-        config["train"] = [config["train"]]
-    config["train"] = [str(t) for t in config["train"]]
-    if not config.get("test"):
-        if shared is None:
-            raise LossnetError("superres: no --test NAME=DIR given (and no ../shared/data/sr to default to)")
-        config["test"] = {name: str(shared / name) for name in config["test_sets"]}
-    for folder in [*config["train"], *config["test"].values(), *([config["val"]] if config.get("val") else [])]:
-        if not Path(folder).is_dir():
-            raise DataError(f"superres: folder not found: {folder}")
-    config.pop("test_sets", None)
-    return config
-
-
-def run(config: dict[str, Any], workdir: str | Path, *, progress: bool = True) -> BenchResult:
-    """Train (resuming from ``workdir`` when it holds a checkpoint), then evaluate the best weights."""
-    import torch
-
-    from lossnet.atomic import atomic_write_json
-
-    from .evaluate import evaluate_set
-    from .train import BEST, CHECKPOINT, build_model, resolve_device, train
-
-    workdir = Path(workdir)
-    logs: list[str] = []
-    outcome = train(config, workdir, progress=progress, log=lambda s: (logs.append(s), print(s) if progress else None))
-    metrics: dict[str, float] = {}
-    artifacts: dict[str, str] = {}
-    device = resolve_device(config)
-    model = None
-    if outcome.best_path is not None:
-        model = build_model(config).to(device)
-        model.load_state_dict(torch.load(outcome.best_path, map_location=device, weights_only=True)["model"])
-        metrics["val/psnr"] = float(outcome.best_psnr)
-        artifacts["best_checkpoint"] = str(outcome.best_path)
-    if (workdir / CHECKPOINT).exists():
-        artifacts["checkpoint"] = str(workdir / CHECKPOINT)
-    for name, folder in config["test"].items():
-        grid = workdir / f"grid_{name}.png"
-        metrics.update(
-            evaluate_set(model, folder, config["scale"], name=name, device=device, grid_path=grid if model is not None else None,
-                         grid_images=config["grid_images"], progress=progress)
-        )
-        if model is not None:
-            artifacts[f"grid_{name}"] = str(grid)
-    details = [{"epoch": h["epoch"], "train_loss": h["train_loss"], "val_psnr": h["val_psnr"],
-                "best": "*" if h["epoch"] == outcome.best_epoch else ""} for h in outcome.history]
-    atomic_write_json(workdir / "history.json", {"status": outcome.status, "start_epoch": outcome.start_epoch,
-                                                 "best_epoch": outcome.best_epoch, "history": outcome.history, "log": logs})
-    artifacts["history"] = str(workdir / "history.json")
-    return BenchResult(config=config, metrics=metrics, artifacts=artifacts, status=outcome.status, details=details)
+BENCHMARK = Superres()
+resolve_config = BENCHMARK.resolve_config
+run = BENCHMARK.run

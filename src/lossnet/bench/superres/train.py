@@ -5,23 +5,22 @@ held-out images); the weights with the best validation PSNR are kept in ``best.p
 the paper's runs collapsed to black images late in training, so the last weights are not reported.
 ``checkpoint.pt`` (model, optimiser, completed epochs, RNG states, best PSNR, history) is written
 atomically after every epoch; calling :func:`train` again with the same workdir continues from it
-(also with a larger ``epochs``). A non-finite training loss stops the run with status
-``"diverged"``; the last good checkpoint is left untouched.
+(also with a larger ``epochs``). Checkpointing, resume, divergence and history follow the trainer
+core (:mod:`lossnet.bench.trainer`).
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
 import torch
 from torch import nn
 
-from lossnet.atomic import atomic_save
-from lossnet.bench.base import RUNTIME_KEYS, resolve_device
 from lossnet.bench.base import build_training_loss as build_loss
+from lossnet.bench.base import resolve_device
+from lossnet.bench.trainer import FitOutcome, TrainingTask, fit
 from lossnet.errors import LossnetError
 
 from .data import RandomCrops, center_crop, load_folder, select
@@ -29,40 +28,11 @@ from .degrade import crop_to_multiple, degrade
 from .metrics import quantize, y_psnr
 from .model import TransformNet
 
-__all__ = ["TrainOutcome", "build_model", "build_loss", "train", "resolve_device", "CHECKPOINT", "BEST"]
-
-CHECKPOINT = "checkpoint.pt"
-BEST = "best.pt"
-
-#: Keys that may change between a run and its resumption (evaluation-only or runtime settings).
-_RESUMABLE_KEYS = frozenset({"epochs", "test", "grid_images", "preset"}) | RUNTIME_KEYS
-
-
-@dataclass
-class TrainOutcome:
-    """What :func:`train` did. ``start_epoch`` is the number of epochs already done when it started."""
-
-    status: str
-    start_epoch: int
-    epochs_done: int
-    best_epoch: int | None
-    best_psnr: float
-    history: list[dict[str, float]] = field(default_factory=list)
-    best_path: Path | None = None
+__all__ = ["SuperresTask", "build_model", "train", "evaluate", "learning_rate", "validate"]
 
 
 def build_model(config: dict[str, Any]) -> TransformNet:
     return TransformNet(scale=config["scale"], num_blocks=config["num_blocks"], channels=config["channels"], skip=config["skip"])
-
-
-def _fingerprint(config: dict[str, Any]) -> dict[str, Any]:
-    """Config values a checkpoint must share with the run that resumes it.
-
-    ``epochs`` may grow on resume with a constant learning rate, but not with the cosine schedule,
-    whose curve depends on the total number of steps.
-    """
-    resumable = _RESUMABLE_KEYS if config["lr_schedule"] == "constant" else _RESUMABLE_KEYS - {"epochs"}
-    return {k: v for k, v in sorted(config.items()) if k not in resumable}
 
 
 def _val_images(config: dict[str, Any], train_items: list) -> tuple[list, list]:
@@ -110,97 +80,98 @@ def validate(model: nn.Module, val: list[torch.Tensor], scale: int, device: torc
     return float(sum(scores) / len(scores))
 
 
-def train(config: dict[str, Any], workdir: Path, *, progress: bool = True, log: Callable[[str], None] | None = None) -> TrainOutcome:
-    """Train (or resume training) the super-resolution network of ``config`` in ``workdir``.
+class SuperresTask(TrainingTask):
+    """TransformNet on random HR crops -> degrade -> loss; validation Y-PSNR scores each epoch."""
 
-    Args:
-        config: resolved superres config (see :data:`lossnet.bench.superres.PRESETS`).
-        workdir: folder for ``checkpoint.pt`` and ``best.pt``.
-        progress: show a tqdm bar per epoch.
-        log: called with one line per epoch (default: nothing).
+    score_name = "val_psnr"
 
-    Returns:
-        :class:`TrainOutcome`; ``status`` is ``"done"`` or ``"diverged"``.
-    """
-    from tqdm.auto import tqdm
+    def __init__(self, config: dict[str, Any], train_items: list, val: list[torch.Tensor], device: torch.device, progress: bool):
+        self.config, self.val, self.device, self.progress = config, val, device, progress
+        self.model = build_model(config).to(device)
+        self.loss_fn = build_loss(config).to(device)
+        self.opt = torch.optim.Adam(self.model.parameters(), lr=config["lr"])
+        self.gen = torch.Generator().manual_seed(config["seed"])
+        self.train_arrays = [a for _, a in train_items]
+        self.crops: RandomCrops | None = None
 
-    workdir = Path(workdir)
-    workdir.mkdir(parents=True, exist_ok=True)
-    device = resolve_device(config)
-    scale, crop = config["scale"], config["crop"]
-    if crop % scale:
-        raise LossnetError(f"crop {crop} must be a multiple of scale {scale}")
+    def state(self) -> dict[str, Any]:
+        return {"optimizer": self.opt.state_dict(), "generator": self.gen.get_state(), "torch_rng": torch.get_rng_state()}
 
-    pool = load_folder(config["train"], min_size=crop)
-    pool = select(pool, config.get("train_images"), config["seed"])
-    train_items, val = _val_images(config, pool)
+    def load_state(self, state: dict[str, Any], start_epoch: int) -> None:
+        self.opt.load_state_dict(state["optimizer"])
+        self.gen.set_state(state["generator"])
+        torch.set_rng_state(state["torch_rng"])
 
-    torch.manual_seed(config["seed"])
-    model = build_model(config).to(device)
-    loss_fn = build_loss(config).to(device)
-    opt = torch.optim.Adam(model.parameters(), lr=config["lr"])
-    gen = torch.Generator().manual_seed(config["seed"])
-    start_epoch, best_psnr, best_epoch, history = 0, -math.inf, None, []
+    def begin(self, start_epoch: int) -> None:
+        self.crops = RandomCrops(self.train_arrays, self.config["crop"], self.config["batch_size"], self.gen)
 
-    ckpt_path, best_path = workdir / CHECKPOINT, workdir / BEST
-    if ckpt_path.exists():
-        try:
-            ckpt = torch.load(ckpt_path, map_location=device, weights_only=False)
-        except Exception as exc:  # noqa: BLE001 - any unpickling failure means the file is unusable
-            raise LossnetError(f"cannot read checkpoint {ckpt_path}: {exc}; delete it to start over") from exc
-        if ckpt.get("fingerprint") != _fingerprint(config):
-            raise LossnetError(f"{ckpt_path} belongs to a different configuration; use another --out or delete it")
-        model.load_state_dict(ckpt["model"])
-        opt.load_state_dict(ckpt["optimizer"])
-        gen.set_state(ckpt["generator"])
-        torch.set_rng_state(ckpt["torch_rng"])
-        start_epoch, best_psnr, best_epoch, history = ckpt["epoch"], ckpt["best_psnr"], ckpt["best_epoch"], ckpt["history"]
-
-    crops = RandomCrops([a for _, a in train_items], crop, config["batch_size"], gen)
-    status = "done"
-    epoch = start_epoch
-    for epoch in range(start_epoch, config["epochs"]):
-        model.train()
+    def train_epoch(self, epoch: int, epochs: int) -> dict[str, Any] | None:
+        config, scale = self.config, self.config["scale"]
         total = 0.0
-        bar = tqdm(range(config["iters_per_epoch"]), desc=f"epoch {epoch + 1}/{config['epochs']}", disable=not progress, leave=False)
+        bar = self.steps(config["iters_per_epoch"], f"epoch {epoch + 1}/{epochs}")
         for step in bar:
-            for group in opt.param_groups:
+            for group in self.opt.param_groups:
                 group["lr"] = learning_rate(config, epoch * config["iters_per_epoch"] + step)
-            hr = crops.next_batch()
-            lr_img = degrade(hr, scale).to(device)
-            hr = hr.to(device)
-            loss = loss_fn(model(lr_img), hr)
+            hr = self.crops.next_batch()
+            lr_img = degrade(hr, scale).to(self.device)
+            hr = hr.to(self.device)
+            loss = self.loss_fn(self.model(lr_img), hr)
             if not torch.isfinite(loss):
-                status = "diverged"
-                break
-            opt.zero_grad(set_to_none=True)
+                return None
+            self.opt.zero_grad(set_to_none=True)
             loss.backward()
-            opt.step()
+            self.opt.step()
             total += loss.item()
             bar.set_postfix(loss=f"{loss.item():.4g}")
-        if status == "diverged":
-            if log:
-                log(f"epoch {epoch + 1}: non-finite training loss; stopping (diverged)")
-            break
-        val_psnr = validate(model, val, scale, device)
-        history.append({"epoch": epoch + 1, "train_loss": total / config["iters_per_epoch"], "val_psnr": val_psnr})
-        if val_psnr > best_psnr:
-            best_psnr, best_epoch = val_psnr, epoch + 1
-            state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-            atomic_save(best_path, lambda p: torch.save({"model": state, "epoch": best_epoch, "val_psnr": val_psnr}, p))
-        ckpt = {
-            "model": model.state_dict(),
-            "optimizer": opt.state_dict(),
-            "generator": gen.get_state(),
-            "torch_rng": torch.get_rng_state(),
-            "epoch": epoch + 1,
-            "best_psnr": best_psnr,
-            "best_epoch": best_epoch,
-            "history": history,
-            "fingerprint": _fingerprint(config),
-        }
-        atomic_save(ckpt_path, lambda p: torch.save(ckpt, p))
-        if log:
-            log(f"epoch {epoch + 1}: train loss {history[-1]['train_loss']:.5g}, val Y-PSNR {val_psnr:.3f} dB (best {best_psnr:.3f} @ {best_epoch})")
-    epochs_done = history[-1]["epoch"] if history else start_epoch
-    return TrainOutcome(status, start_epoch, epochs_done, best_epoch, best_psnr, history, best_path if best_path.exists() else None)
+        return {"train_loss": total / config["iters_per_epoch"]}
+
+    def score(self, epoch: int) -> float:
+        return validate(self.model, self.val, self.config["scale"], self.device)
+
+
+def train(config: dict[str, Any], workdir: Path, *, progress: bool = True, log: Callable[[str], None] | None = None) -> tuple[SuperresTask, FitOutcome]:
+    """Train (or resume training) the super-resolution network of ``config`` in ``workdir``.
+
+    Returns:
+        ``(task, outcome)`` of :func:`lossnet.bench.trainer.fit`; ``outcome.status`` is ``"done"``
+        or ``"diverged"``; ``best.pt`` holds the weights with the best validation Y-PSNR.
+    """
+    from lossnet.bench.superres import BENCHMARK
+
+    device = resolve_device(config)
+    pool = load_folder(config["train"], min_size=config["crop"])
+    pool = select(pool, config.get("train_images"), config["seed"])
+    train_items, val = _val_images(config, pool)
+    return fit(lambda: SuperresTask(config, train_items, val, device, progress), config, workdir,
+               resumable=BENCHMARK.resumable_keys(config), device=device, log=log, name="superres")
+
+
+def evaluate(config: dict[str, Any], workdir: Path, task: SuperresTask, outcome: FitOutcome, *, progress: bool = True):
+    """Metrics of the best weights (``val/psnr``, per test set PSNR/SSIM next to bicubic) and PNG grids."""
+    from lossnet.bench.base import BenchResult
+    from lossnet.bench.trainer import load_checkpoint, write_history
+
+    from .evaluate import evaluate_set
+
+    metrics: dict[str, float] = {}
+    artifacts: dict[str, str] = {}
+    model = None
+    if outcome.best_path is not None:
+        model = build_model(config).to(task.device)
+        model.load_state_dict(load_checkpoint(outcome.best_path, task.device)["model"])
+        metrics["val/psnr"] = float(outcome.best_score)
+        artifacts["best_checkpoint"] = str(outcome.best_path)
+    if outcome.checkpoint_path is not None:
+        artifacts["checkpoint"] = str(outcome.checkpoint_path)
+    for name, folder in config["test"].items():
+        grid = workdir / f"grid_{name}.png"
+        metrics.update(
+            evaluate_set(model, folder, config["scale"], name=name, device=task.device, grid_path=grid if model is not None else None,
+                         grid_images=config["grid_images"], progress=progress)
+        )
+        if model is not None:
+            artifacts[f"grid_{name}"] = str(grid)
+    details = [{"epoch": h["epoch"], "train_loss": h["train_loss"], "val_psnr": h["val_psnr"],
+                "best": "*" if h["epoch"] == outcome.best_epoch else ""} for h in outcome.history]
+    artifacts["history"] = str(write_history(workdir, outcome))
+    return BenchResult(config=config, metrics=metrics, artifacts=artifacts, status=outcome.status, details=details)

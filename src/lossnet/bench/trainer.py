@@ -1,0 +1,247 @@
+"""The trainer core shared by the training benchmarks (superres, roads, autoencoder).
+
+One policy for all of them:
+
+- **seeding**: ``torch.manual_seed(config["seed"])`` right before the benchmark builds its task
+  (model, loss, optimiser), so a run is reproducible from its config alone;
+- **checkpoints**: ``checkpoint.pt`` is written atomically after every epoch with the model, the
+  task's own state (optimiser, generators, RNG), finished epochs, history and a *fingerprint* -- the
+  config without runtime keys, ``preset`` and the benchmark's evaluation-only keys. It is read with
+  ``torch.load(weights_only=True)``: a file that needs code execution to load (a planted pickle) is
+  refused with :class:`~lossnet.errors.CheckpointError`, never executed;
+- **resume**: a checkpoint with the same fingerprint continues where it stopped (also with a larger
+  ``epochs`` where the benchmark allows it); one from a different config is an error naming the keys
+  that differ;
+- **validation**: when the task scores epochs (higher is better), the best weights are kept in
+  ``best.pt``; otherwise the last epoch's weights are the best so far;
+- **divergence**: a non-finite training loss stops training before the optimiser step, status
+  ``"diverged"``; the model is restored to the best weights so far (if an epoch finished), so the
+  benchmark reports their metrics;
+- **history**: ``history.json`` (status, epochs, per-epoch rows, log lines), written atomically;
+- **progress**: one tqdm bar per epoch over its steps (:meth:`TrainingTask.steps`).
+"""
+
+from __future__ import annotations
+
+import math
+import pickle
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import torch
+
+from lossnet.atomic import atomic_save, atomic_write_json
+from lossnet.bench.base import RUNTIME_KEYS
+from lossnet.errors import CheckpointError
+
+__all__ = ["TrainingTask", "FitOutcome", "fit", "load_checkpoint", "fingerprint", "CHECKPOINT", "BEST", "HISTORY"]
+
+CHECKPOINT = "checkpoint.pt"
+BEST = "best.pt"
+HISTORY = "history.json"
+FORMAT = "lossnet-checkpoint/1"
+
+
+class TrainingTask:
+    """What a training benchmark supplies to :func:`fit`.
+
+    Attributes:
+        model: the network being trained (its ``state_dict`` is checkpointed by the core).
+        progress: show per-epoch step bars.
+    """
+
+    model: torch.nn.Module
+    progress: bool = True
+    #: name of :meth:`score` in the history rows
+    score_name: str = "score"
+
+    def state(self) -> dict[str, Any]:
+        """Everything besides the model needed to resume exactly (optimiser, generators, RNG)."""
+        return {}
+
+    def load_state(self, state: dict[str, Any], start_epoch: int) -> None:
+        """Restore :meth:`state` of a checkpoint that finished ``start_epoch`` epochs."""
+
+    def begin(self, start_epoch: int) -> None:
+        """Called once before the first epoch of this call to :func:`fit` (after any resume)."""
+
+    def train_epoch(self, epoch: int, epochs: int) -> dict[str, Any] | None:
+        """Train epoch ``epoch`` (0-based); return its history row, or None when the training loss
+        became non-finite (checked before the optimiser step, so the weights stay finite)."""
+        raise NotImplementedError
+
+    def score(self, epoch: int) -> float | None:
+        """Validation score after ``epoch`` (higher is better), or None when the task has none."""
+        return None
+
+    def after_epoch(self, history: list[dict[str, Any]]) -> None:
+        """Called after each epoch's checkpoint is written (e.g. to write a CSV log)."""
+
+    def steps(self, n: Iterable | int, desc: str):
+        """A progress bar over one epoch's steps."""
+        from tqdm.auto import tqdm
+
+        return tqdm(range(n) if isinstance(n, int) else n, desc=desc, disable=not self.progress, leave=False)
+
+
+@dataclass
+class FitOutcome:
+    """What :func:`fit` did. ``start_epoch``: epochs already done when it started; ``has_weights``:
+    the model holds trained weights worth evaluating (false only when it diverged in its first epoch)."""
+
+    status: str
+    start_epoch: int
+    history: list[dict[str, Any]] = field(default_factory=list)
+    best_epoch: int | None = None
+    best_score: float = -math.inf
+    best_path: Path | None = None
+    checkpoint_path: Path | None = None
+    log: list[str] = field(default_factory=list)
+    has_weights: bool = True
+
+    @property
+    def epochs_done(self) -> int:
+        return self.history[-1]["epoch"] if self.history else self.start_epoch
+
+
+def fingerprint(config: dict[str, Any], resumable: Iterable[str] = ()) -> dict[str, Any]:
+    """Config values a checkpoint must share with the run that resumes it."""
+    skip = set(RUNTIME_KEYS) | {"preset"} | set(resumable)
+    return {k: v for k, v in sorted(config.items()) if k not in skip}
+
+
+def load_checkpoint(path: Path, map_location: Any = "cpu") -> dict[str, Any]:
+    """A lossnet checkpoint, read without executing code.
+
+    Raises:
+        CheckpointError: the file needs code execution to load (pickle), is corrupt or truncated,
+            or is not a lossnet checkpoint.
+    """
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise CheckpointError(
+            f"{path} is not a safe lossnet checkpoint: loading it would execute code, which lossnet never does "
+            f"({str(exc).splitlines()[0][:120]}); delete it to start over"
+        ) from None
+    except Exception as exc:  # noqa: BLE001 - zip/EOF/format errors all mean "unusable file"
+        raise CheckpointError(f"cannot read checkpoint {path}: corrupt or truncated ({type(exc).__name__}); delete it to start over") from None
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        raise CheckpointError(f"{path} is not a lossnet checkpoint of this version (format {FORMAT}); delete it to start over")
+    return state
+
+
+def _differences(stored: dict[str, Any], current: dict[str, Any]) -> str:
+    keys = sorted(set(stored) | set(current), key=str)
+    diffs = [f"{k} {stored.get(k)!r} -> {current.get(k)!r}" for k in keys if stored.get(k, "<absent>") != current.get(k, "<absent>")]
+    return ", ".join(diffs[:8]) + (f" and {len(diffs) - 8} more" if len(diffs) > 8 else "")
+
+
+def fit(
+    make_task: Callable[[], TrainingTask],
+    config: dict[str, Any],
+    workdir: str | Path,
+    *,
+    resumable: Iterable[str] = (),
+    device: Any = "cpu",
+    log: Callable[[str], None] | None = None,
+    name: str = "",
+) -> tuple[TrainingTask, FitOutcome]:
+    """Train (or resume) the task of ``config`` for ``config["epochs"]`` epochs in ``workdir``.
+
+    Args:
+        make_task: builds the task (model, loss, optimiser); called right after seeding.
+        config: the resolved config (``seed``, ``epochs``).
+        workdir: folder of ``checkpoint.pt``, ``best.pt`` and ``history.json``.
+        resumable: keys a checkpoint may differ in (see module docstring).
+        device: ``map_location`` for checkpoints.
+        log: receives one line per epoch / event.
+        name: prefix of the error messages (benchmark name).
+
+    Returns:
+        ``(task, outcome)``; the task's model holds the final weights, or the best so far when
+        training diverged.
+
+    Raises:
+        CheckpointError: an unsafe, unreadable or foreign checkpoint in ``workdir``.
+    """
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    lines: list[str] = []
+
+    def say(line: str) -> None:
+        lines.append(line)
+        if log:
+            log(line)
+
+    torch.manual_seed(config["seed"])
+    task = make_task()
+    fp = fingerprint(config, resumable)
+    ckpt_path, best_path = workdir / CHECKPOINT, workdir / BEST
+    start, history, best_score, best_epoch = _resume(task, ckpt_path, fp, device, name)
+    if start:
+        say(f"resuming after epoch {start} from {ckpt_path}")
+    outcome = FitOutcome("done", start, history, best_epoch, best_score, None, None, lines)
+    epochs = int(config["epochs"])
+    if start < epochs:
+        task.begin(start)
+    for epoch in range(start, epochs):
+        task.model.train()
+        row = task.train_epoch(epoch, epochs)
+        if row is None:
+            outcome.status = "diverged"
+            say(f"epoch {epoch + 1}: non-finite training loss; stopping (diverged)")
+            break
+        row = {"epoch": epoch + 1, **row}
+        score = task.score(epoch)
+        if score is not None:
+            row[task.score_name] = score
+            if score > best_score:
+                best_score, best_epoch = score, epoch + 1
+                weights = {k: v.detach().cpu() for k, v in task.model.state_dict().items()}
+                atomic_save(best_path, lambda p: torch.save({"format": FORMAT, "model": weights, "epoch": best_epoch, "score": score}, p))
+        else:
+            best_epoch = epoch + 1  # without validation, the last finished epoch is the best so far
+        history.append(row)
+        ckpt = {"format": FORMAT, "fingerprint": fp, "epoch": epoch + 1, "history": history, "best_score": best_score,
+                "best_epoch": best_epoch, "model": task.model.state_dict(), "task": task.state()}
+        atomic_save(ckpt_path, lambda p: torch.save(ckpt, p))
+        task.after_epoch(history)
+        say(f"epoch {epoch + 1}/{epochs}: " + ", ".join(f"{k} {v:.5g}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items() if k != "epoch"))
+    outcome.history, outcome.best_epoch, outcome.best_score = history, best_epoch, best_score
+    outcome.best_path = best_path if best_path.exists() else None
+    outcome.checkpoint_path = ckpt_path if ckpt_path.exists() else None
+    if outcome.status == "diverged":
+        # the best weights so far: best.pt when the task validates, else the last finished epoch
+        source = outcome.best_path or outcome.checkpoint_path
+        outcome.has_weights = source is not None
+        if source is not None:
+            task.model.load_state_dict(load_checkpoint(source, device)["model"])
+    task.model.eval()
+    write_history(workdir, outcome)
+    return task, outcome
+
+
+def _resume(task: TrainingTask, ckpt_path: Path, fp: dict[str, Any], device: Any, name: str) -> tuple[int, list, float, int | None]:
+    """Load ``ckpt_path`` into ``task`` when it exists: ``(epochs done, history, best score, best epoch)``."""
+    if not ckpt_path.exists():
+        return 0, [], -math.inf, None
+    state = load_checkpoint(ckpt_path, device)
+    if state.get("fingerprint") != fp:
+        raise CheckpointError(
+            f"{name + ': ' if name else ''}{ckpt_path} belongs to a different configuration (differs in: "
+            f"{_differences(state.get('fingerprint') or {}, fp)}); use another --out or delete it"
+        )
+    task.model.load_state_dict(state["model"])
+    start = int(state["epoch"])
+    task.load_state(state["task"], start)
+    return start, list(state["history"]), float(state["best_score"]), state["best_epoch"]
+
+
+def write_history(workdir: Path, outcome: FitOutcome, **extra: Any) -> Path:
+    """``history.json``: status, epochs, best epoch, per-epoch rows, log lines (and ``extra``)."""
+    path = Path(workdir) / HISTORY
+    atomic_write_json(path, {"status": outcome.status, "start_epoch": outcome.start_epoch, "epochs_done": outcome.epochs_done,
+                             "best_epoch": outcome.best_epoch, "history": outcome.history, "log": outcome.log, **extra})
+    return path
