@@ -337,6 +337,8 @@ class Benchmark:
         out.add_argument("--json", dest="json_path", help="write {runs: {run key: {status, config, metrics}}} to this JSON file")
         out.add_argument("--store", help="also record the runs in this SQLite results store (see 'lossnet sweep')")
         out.add_argument("--no-progress", action="store_true", help="disable progress bars")
+        out.add_argument("--print-config", action="store_true", help="print the resolved config of every run (JSON, keyed by "
+                         "run key) and exit without running")
 
     def add_extra_arguments(self, group) -> None:
         """Options that are not config fields (e.g. ones that expand into several runs)."""

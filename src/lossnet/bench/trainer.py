@@ -78,11 +78,11 @@ class TrainingTask:
     def after_epoch(self, history: list[dict[str, Any]]) -> None:
         """Called after each epoch's checkpoint is written (e.g. to write a CSV log)."""
 
-    def steps(self, n: Iterable | int, desc: str):
-        """A progress bar over one epoch's steps."""
+    def steps(self, n: Iterable | int, desc: str, total: int | None = None):
+        """A progress bar over one epoch's steps (``n`` steps, or an iterable of ``total`` items)."""
         from tqdm.auto import tqdm
 
-        return tqdm(range(n) if isinstance(n, int) else n, desc=desc, disable=not self.progress, leave=False)
+        return tqdm(range(n) if isinstance(n, int) else n, desc=desc, total=total, disable=not self.progress, leave=False)
 
 
 @dataclass

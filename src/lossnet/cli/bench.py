@@ -47,6 +47,11 @@ def _run(args: argparse.Namespace) -> int:
 
     bench = args.bench
     runs = plan_runs(bench, args)
+    if args.print_config:
+        import json
+
+        print(json.dumps(dict(runs), indent=2, sort_keys=True))
+        return 0
     # every output is checked before any work: a bad path must not cost a finished run
     json_path = check_output_file(args.json_path, "--json") if args.json_path else None
     out = check_output_dir(args.out, "--out") if args.out else None

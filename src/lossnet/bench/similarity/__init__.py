@@ -23,7 +23,8 @@ extraction points) gives one run per layer, while any other comma list (``relu1_
 run with that layer set (summed distance) unless ``--separate-layers``. The decoded BAPPS patches
 are cached in the process, so a multi-run command reads the files once.
 
-Metrics: ``bapps/2afc`` (mean over the 2AFC subsets), ``bapps/jnd_map`` (mean over the JND
+Metrics: ``bapps/2afc`` (mean over the 2AFC subsets), ``bapps/jnd_map_pooled`` (one AP over the
+pairs of all JND subsets, as Pihlgren et al.'s code scores JND), ``bapps/jnd_map`` (mean over the JND
 subsets), ``bapps/perceptual_score`` (Kumar et al.: unweighted mean 2AFC over the six val subsets;
 only on ``--split val`` with all six present), ``bapps.<subset>/2afc``, ``bapps.<subset>/jnd_map``.
 With ``--layer all``: ``bapps/2afc@<node>``, ``bapps/jnd_map@<node>`` per feature node.
@@ -223,13 +224,13 @@ def _run(config: dict[str, Any], workdir: str | Path, *, progress: bool = True) 
     metric = build_metric(config["net"], layers, config["distance"], preset=config.get("metric_preset"), weights=config["weights"],
                           weights_dir=config.get("weights_dir"), device=device)
     compare = LayerwiseDistance(config["distance"]) if layerwise else metric.compare
-    per_2afc, per_jnd, rows = _score_subsets(config, metric.features, compare, device, layerwise, progress)
+    per_2afc, per_jnd, rows, jnd_pairs = _score_subsets(config, metric.features, compare, device, layerwise, progress)
 
     artifacts: dict[str, str] = {}
     if layerwise:
         metrics = _layerwise_metrics(config, layers, per_2afc, per_jnd, workdir, artifacts)
     else:
-        metrics = _subset_metrics(config, per_2afc, per_jnd)
+        metrics = _subset_metrics(config, per_2afc, per_jnd, jnd_pairs)
     metrics["bapps/n_bad"] = float(sum(r["n_bad"] for r in rows))
     _write_csv(workdir / "subsets.csv", rows)
     artifacts["subsets_csv"] = str(workdir / "subsets.csv")
@@ -239,8 +240,9 @@ def _run(config: dict[str, Any], workdir: str | Path, *, progress: bool = True) 
 
 
 def _score_subsets(config: dict[str, Any], features, compare, device, layerwise: bool, progress: bool):
-    """``(per_2afc, per_jnd, rows)``: the score of every subset (an array over nodes when
-    ``layerwise``) and one summary row per subset."""
+    """``(per_2afc, per_jnd, rows, jnd_pairs)``: the score of every subset (an array over nodes
+    when ``layerwise``), one summary row per subset, and ``[(distances, same)]`` of each JND subset
+    (for the pooled mAP)."""
     import numpy as np
 
     from lossnet.bench.similarity import scores
@@ -253,6 +255,7 @@ def _score_subsets(config: dict[str, Any], features, compare, device, layerwise:
     rows: list[dict[str, Any]] = []
     per_2afc: dict[str, Any] = {}
     per_jnd: dict[str, Any] = {}
+    jnd_pairs: list[tuple[Any, Any]] = []
     for subset in config["subsets_2afc"]:
         data = load_subset(config["data"], "2afc", config["split"], subset, **load)
         d0, d1 = distances_2afc(data, features, compare, **run_opts)
@@ -265,17 +268,24 @@ def _score_subsets(config: dict[str, Any], features, compare, device, layerwise:
     for subset in config["subsets_jnd"]:
         data = load_subset(config["data"], "jnd", "val", subset, **load)
         ds = distances_jnd(data, features, compare, **run_opts)
+        jnd_pairs.append((ds, data.judgments))
         if layerwise:
             per_jnd[subset] = np.array([scores.jnd_map(ds[:, j], data.judgments) for j in range(ds.shape[1])])
         else:
             per_jnd[subset] = scores.jnd_map(ds, data.judgments)
         rows.append({"kind": "jnd", "subset": subset, "n": len(data), "n_bad": data.n_bad,
                      "score": float(np.max(per_jnd[subset]) if layerwise else np.mean(per_jnd[subset]))})
-    return per_2afc, per_jnd, rows
+    return per_2afc, per_jnd, rows, jnd_pairs
 
 
-def _subset_metrics(config: dict[str, Any], per_2afc: dict, per_jnd: dict) -> dict[str, float]:
-    """Means over the subsets, Kumar et al.'s perceptual score, and every subset's score."""
+def _subset_metrics(config: dict[str, Any], per_2afc: dict, per_jnd: dict, jnd_pairs: list) -> dict[str, float]:
+    """Means over the subsets, the pooled JND mAP, Kumar et al.'s perceptual score, and every subset's score.
+
+    ``bapps/jnd_map`` is the mean of the per-subset APs (the LPIPS authors' per-subset evaluation);
+    ``bapps/jnd_map_pooled`` is one AP over the pairs of all JND subsets together, as the reference
+    code of Pihlgren et al. scores JND (a ConcatDataset of cnn + traditional); compare with their
+    tables using the pooled value.
+    """
     import numpy as np
 
     from lossnet.bench.similarity import scores
@@ -285,6 +295,8 @@ def _subset_metrics(config: dict[str, Any], per_2afc: dict, per_jnd: dict) -> di
         metrics["bapps/2afc"] = float(np.mean(list(per_2afc.values())))
     if per_jnd:
         metrics["bapps/jnd_map"] = float(np.mean(list(per_jnd.values())))
+        metrics["bapps/jnd_map_pooled"] = scores.jnd_map(np.concatenate([d for d, _ in jnd_pairs]),
+                                                         np.concatenate([s for _, s in jnd_pairs]))
     if config["split"] == "val":
         ps = scores.perceptual_score(per_2afc)
         if np.isfinite(ps):

@@ -58,6 +58,8 @@ __all__ = ["BENCHMARK", "SuperresConfig", "PRESETS", "resolve_config", "run", "s
 
 LOSSES = ("perceptual", "pixel")
 LR_SCHEDULES = ("constant", "cosine")
+PIPELINES = ("crops", "reference")
+PROTOCOLS = ("full", "reference")
 SKIPS = ("none", "bicubic")  # TransformNet's skip modes (kept here so the CLI needs no torch)
 
 
@@ -91,7 +93,8 @@ class SuperresConfig(CommonConfig):
     layer: str | None = option("relu2_2", CommonConfig.__dataclass_fields__["layer"].metadata["help"], kind="str", nullable=True)
     distance: str | None = option("mse", "feature distance of the perceptual loss (Eq. 3: mse)", kind="str", nullable=True)
     scale: int = option(4, "upscaling factor", kind="int", choices=(4, 8))
-    loss: str = option("perceptual", "perceptual, or pixel (MSE baseline; --net/--layer ignored)", kind="str", choices=LOSSES)
+    loss: str | None = option("perceptual", "perceptual, or pixel (MSE baseline; --net/--layer ignored)", kind="str",
+                              choices=LOSSES, nullable=True)
     train: list | None = option(None, "training image folder (repeatable; default: ../shared t91 + bsd200)", kind="list",
                                 nullable=True, append=True, metavar="DIR",
                                 normalize=lambda v: [v] if isinstance(v, str) else v)
@@ -112,10 +115,21 @@ class SuperresConfig(CommonConfig):
     val_images: int = option(100, "validation images (chosen/held out with the seed)", kind="int", minimum=1)
     val_crop: int = option(288, "centre crop of validation images", kind="int", minimum=1)
     grid_images: int = option(3, "images per PNG grid of a test set", kind="int", minimum=0, cli=False)
+    output_bn: bool = option(False, "BatchNorm before the output tanh (the reference network has one)", kind="bool")
+    pipeline: str = option("crops", "training data: crops = random native-resolution crops + torch blur/bicubic; reference = "
+                           "resize to 288 + centre crop, LR by PIL blur radius 1 + antialiased bicubic (decoded lazily)",
+                           kind="str", choices=PIPELINES)
+    protocol: str = option("full", "test protocol: full = whole images, BT.601 Y, scale-px border, Gaussian SSIM; reference = "
+                           "the reference code's 288 centre crop, its degradation, Y' of 8-bit RGB, 2-px shave, skimage "
+                           "PSNR/SSIM", kind="str", choices=PROTOCOLS)
+    baseline: str | None = option(None, "bicubic: evaluate bicubic upsampling alone, without training", kind="str",
+                                  nullable=True, choices=("bicubic",))
 
 
 PRESETS: dict[str, dict[str, Any]] = {
-    "paper": {"train_images": 10000},
+    # as the reference code trains it: 80 x 2,500 = 200,000 steps, seed 42, the reference data
+    # pipeline and test protocol, BN before the output tanh
+    "paper": {"train_images": 10000, "epochs": 80, "seed": 42, "pipeline": "reference", "protocol": "reference", "output_bn": True},
     "quick": {
         "skip": "bicubic", "lr": 5e-4, "lr_schedule": "cosine", "crop": 48, "epochs": 3, "iters_per_epoch": 300,
         "val_images": 8, "val_crop": 96, "test_sets": ["set5", "set14"],
@@ -138,17 +152,23 @@ class Superres(Benchmark):
     PRESETS = PRESETS
     BASELINE_LOSS = "pixel"
 
+    def uses_loss_network(self, config: dict[str, Any]) -> bool:
+        return config.get("baseline") is None and super().uses_loss_network(config)
+
     def resumable_keys(self, config: dict[str, Any]) -> frozenset:
         """Evaluation-only keys; ``epochs`` may grow on resume with a constant learning rate, not
         with the cosine schedule, whose curve depends on the total number of steps."""
-        keys = {"test", "grid_images", "test_sets"}
+        keys = {"test", "grid_images", "test_sets", "protocol"}
         return frozenset(keys | ({"epochs"} if config["lr_schedule"] == "constant" else set()))
 
     def validate(self, config: dict[str, Any]) -> None:
+        if config["baseline"] is not None:
+            # nothing is trained: training keys cannot split identical runs
+            config.update(loss=None, train=[], val=None, train_images=None)
         if config["crop"] % config["scale"]:
             raise LossnetError(f"superres: crop {config['crop']} must be a multiple of scale {config['scale']}")
         shared = shared_data_dir()
-        if not config.get("train"):
+        if not config.get("train") and config["baseline"] is None:
             if shared is None:
                 raise LossnetError("superres: no --train folder given (and no ../shared/data/sr to default to)")
             config["train"] = [str(shared / "t91"), str(shared / "bsd200")]
@@ -169,6 +189,8 @@ class Superres(Benchmark):
         from .train import evaluate, train
 
         workdir = Path(workdir)
+        if config["baseline"] == "bicubic":
+            return evaluate(config, workdir, None, None, progress=progress)
         task, outcome = train(config, workdir, progress=progress, log=print if progress else None)
         return evaluate(config, workdir, task, outcome, progress=progress)
 

@@ -39,12 +39,16 @@ def evaluate_set(
     grid_path: Path | None = None,
     grid_images: int = 3,
     progress: bool = True,
+    protocol: str = "full",
 ) -> dict[str, float]:
-    """Mean Y-PSNR/SSIM over the images of ``folder`` (border of ``scale`` pixels cropped).
+    """Mean Y-PSNR/SSIM over the images of ``folder``, of the model and of bicubic upsampling.
 
-    Each HR image (greyscale read as RGB by repetition) is cropped to a multiple of ``scale``,
-    degraded (:func:`degrade`), and upscaled by the model (whole image, eval mode, output quantised
-    to 8 bit) and by bicubic interpolation.
+    ``protocol="full"`` (the paper's prose): each whole HR image (greyscale read as RGB by
+    repetition) is cropped to a multiple of ``scale``, degraded (:func:`degrade`), upscaled (eval
+    mode, output quantised to 8 bit); BT.601 Y, ``scale`` border pixels cropped, Gaussian SSIM.
+    ``protocol="reference"`` (the reference code): the 288 px centre crop and PIL degradation of
+    :func:`~lossnet.bench.superres.reference.reference_pair`, scored by
+    :func:`~lossnet.bench.superres.reference.reference_metrics`.
 
     Returns:
         ``{"<name>/psnr", "<name>/ssim", "<name>/psnr_bicubic", "<name>/ssim_bicubic"}``
@@ -59,15 +63,26 @@ def evaluate_set(
     paths = list_images(folder)
     if not paths:
         raise DataError(f"test set {name!r}: no images in {folder}")
+    if protocol not in ("full", "reference"):
+        raise ValueError(f"unknown test protocol {protocol!r}; use full or reference")
+    from .reference import reference_metrics, reference_pair
+
     for i, path in enumerate(tqdm(paths, desc=f"test {name}", disable=not progress, leave=False)):
-        hr = crop_to_multiple(load_image(path, "RGB"), scale)
-        lr = degrade(hr, scale)
+        if protocol == "reference":
+            hr, lr = reference_pair(path, scale)
+        else:
+            hr = crop_to_multiple(load_image(path, "RGB"), scale)
+            lr = degrade(hr, scale)
         outs = {"_bicubic": quantize(bicubic_upsample(lr, scale))}
         if model is not None:
             outs[""] = quantize(model(lr[None].to(device))[0].cpu())
         for suffix, sr in outs.items():
-            sums[f"{name}/psnr{suffix}"] = sums.get(f"{name}/psnr{suffix}", 0.0) + y_psnr(sr, hr, border=scale)
-            sums[f"{name}/ssim{suffix}"] = sums.get(f"{name}/ssim{suffix}", 0.0) + y_ssim(sr, hr, border=scale)
+            if protocol == "reference":
+                psnr, ssim = reference_metrics(sr, hr)
+            else:
+                psnr, ssim = y_psnr(sr, hr, border=scale), y_ssim(sr, hr, border=scale)
+            sums[f"{name}/psnr{suffix}"] = sums.get(f"{name}/psnr{suffix}", 0.0) + psnr
+            sums[f"{name}/ssim{suffix}"] = sums.get(f"{name}/ssim{suffix}", 0.0) + ssim
         if grid_path is not None and i < grid_images:
             rows.append((outs["_bicubic"], outs.get("", outs["_bicubic"]), hr))
     if grid_path is not None and rows:

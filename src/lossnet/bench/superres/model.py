@@ -56,11 +56,12 @@ class TransformNet(nn.Module):
         num_blocks: residual blocks (4 in Johnson et al.'s super-resolution network).
         channels: feature maps per layer.
         skip: ``"none"`` (Johnson et al.) or ``"bicubic"`` (residual over bicubic upsampling).
+        output_bn: BatchNorm before the final tanh, as in Pihlgren et al.'s reference network.
 
     Input ``(N, 3, h, w)`` in [0, 1]; output ``(N, 3, h * scale, w * scale)`` in [0, 1].
     """
 
-    def __init__(self, scale: int = 4, num_blocks: int = 4, channels: int = 64, skip: str = "none") -> None:
+    def __init__(self, scale: int = 4, num_blocks: int = 4, channels: int = 64, skip: str = "none", output_bn: bool = False) -> None:
         super().__init__()
         if scale < 2 or scale & (scale - 1):
             raise ValueError(f"scale must be a power of two >= 2, got {scale}")
@@ -79,6 +80,8 @@ class TransformNet(nn.Module):
         self.blocks = nn.Sequential(*[ResidualBlock(channels) for _ in range(num_blocks)])
         self.up = nn.Sequential(*ups)
         self.tail = nn.Conv2d(channels, 3, 9, padding=4, padding_mode="reflect")
+        # the reference network has a BatchNorm between the last conv and the tanh
+        self.tail_bn = nn.BatchNorm2d(3) if output_bn else None
         if skip == "bicubic":
             nn.init.zeros_(self.tail.weight)
             nn.init.zeros_(self.tail.bias)
@@ -89,6 +92,8 @@ class TransformNet(nn.Module):
         if min(x.shape[-2:]) < 5:
             raise ValueError(f"input {tuple(x.shape[-2:])} too small: the 9x9 reflect-padded conv needs at least 5x5 pixels")
         z = self.tail(self.up(self.blocks(self.head(x))))
+        if self.tail_bn is not None:
+            z = self.tail_bn(z)
         if self.skip == "bicubic":
             # The residual acts in logit space: a clamp would zero the gradient of every pixel the
             # residual pushes out of [0, 1], and those pixels would never come back.

@@ -32,7 +32,8 @@ __all__ = ["SuperresTask", "build_model", "train", "evaluate", "learning_rate", 
 
 
 def build_model(config: dict[str, Any]) -> TransformNet:
-    return TransformNet(scale=config["scale"], num_blocks=config["num_blocks"], channels=config["channels"], skip=config["skip"])
+    return TransformNet(scale=config["scale"], num_blocks=config["num_blocks"], channels=config["channels"], skip=config["skip"],
+                        output_bn=config.get("output_bn", False))
 
 
 def _val_images(config: dict[str, Any], train_items: list) -> tuple[list, list]:
@@ -50,7 +51,28 @@ def _val_images(config: dict[str, Any], train_items: list) -> tuple[list, list]:
     from lossnet.imageio import to_tensor
 
     val = [crop_to_multiple(to_tensor(center_crop(a, crop)), scale) for _, a in val_items]
-    return train_items, val
+    return train_items, [(degrade(hr, scale), hr) for hr in val]
+
+
+def _reference_data(config: dict[str, Any]) -> tuple[list[Path], list[tuple[torch.Tensor, torch.Tensor]]]:
+    """The reference pipeline's training files and validation pairs, chosen from file *names* (nothing
+    is decoded but the validation images): the same seeded rule as :func:`_val_images`, so a folder
+    whose images all decode gives the same subsets as the eager crops pipeline."""
+    from lossnet.imageio import list_images
+
+    from .reference import ReferencePairs
+
+    paths = select([p for folder in config["train"] for p in list_images(folder)], config.get("train_images"), config["seed"])
+    if config.get("val"):
+        val_paths = select(list_images(config["val"]), config["val_images"], config["seed"] + 1)
+    else:
+        if len(paths) < 2:
+            raise LossnetError("need at least 2 training images to hold out a validation set (or pass --val)")
+        held = {str(p) for p in select(paths, min(config["val_images"], len(paths) - 1), config["seed"] + 1)}
+        val_paths = [p for p in paths if str(p) in held]
+        paths = [p for p in paths if str(p) not in held]
+    val_set = ReferencePairs(val_paths, config["scale"])
+    return paths, [val_set[i] for i in range(len(val_set))]
 
 
 def learning_rate(config: dict[str, Any], step: int) -> float:
@@ -68,13 +90,13 @@ def learning_rate(config: dict[str, Any], step: int) -> float:
 
 
 @torch.no_grad()
-def validate(model: nn.Module, val: list[torch.Tensor], scale: int, device: torch.device) -> float:
-    """Mean Y-PSNR (border = scale) of ``model`` on the validation HR images."""
+def validate(model: nn.Module, val: list[tuple[torch.Tensor, torch.Tensor]], scale: int, device: torch.device) -> float:
+    """Mean Y-PSNR (border = scale) of ``model`` on the validation ``(lr, hr)`` pairs."""
     was_training = model.training
     model.eval()
     scores = []
-    for hr in val:
-        sr = model(degrade(hr, scale)[None].to(device))[0].cpu()
+    for lr, hr in val:
+        sr = model(lr[None].to(device))[0].cpu()
         scores.append(y_psnr(quantize(sr), hr, border=scale))
     model.train(was_training)
     return float(sum(scores) / len(scores))
@@ -85,13 +107,14 @@ class SuperresTask(TrainingTask):
 
     score_name = "val_psnr"
 
-    def __init__(self, config: dict[str, Any], train_items: list, val: list[torch.Tensor], device: torch.device, progress: bool):
+    def __init__(self, config: dict[str, Any], train_items: list, val: list[tuple[torch.Tensor, torch.Tensor]], device: torch.device,
+                 progress: bool):
         self.config, self.val, self.device, self.progress = config, val, device, progress
         self.model = build_model(config).to(device)
         self.loss_fn = build_loss(config).to(device)
         self.opt = torch.optim.Adam(self.model.parameters(), lr=config["lr"])
         self.gen = torch.Generator().manual_seed(config["seed"])
-        self.train_arrays = [a for _, a in train_items]
+        self.train_items = train_items  # crops: [(path, array)]; reference: [path]
         self.crops: RandomCrops | None = None
 
     def state(self) -> dict[str, Any]:
@@ -103,17 +126,35 @@ class SuperresTask(TrainingTask):
         torch.set_rng_state(state["torch_rng"])
 
     def begin(self, start_epoch: int) -> None:
-        self.crops = RandomCrops(self.train_arrays, self.config["crop"], self.config["batch_size"], self.gen)
+        if self.config["pipeline"] == "crops":
+            self.crops = RandomCrops([a for _, a in self.train_items], self.config["crop"], self.config["batch_size"], self.gen)
+
+    def _batches(self):
+        """``(lr, hr)`` batches of one epoch: random crops degraded in torch, or the reference pairs
+        through a DataLoader (lazy decoding, workers, pinned memory; order drawn from the checkpointed
+        generator, so a resumed run sees the same batches)."""
+        config = self.config
+        if config["pipeline"] == "crops":
+            for _ in range(config["iters_per_epoch"]):
+                hr = self.crops.next_batch()
+                yield degrade(hr, config["scale"]), hr
+            return
+        from .reference import ReferencePairs
+
+        data = ReferencePairs(self.train_items, config["scale"])
+        sampler = torch.utils.data.RandomSampler(data, num_samples=config["iters_per_epoch"] * config["batch_size"], generator=self.gen)
+        workers = int(config.get("num_workers") or 0)
+        yield from torch.utils.data.DataLoader(data, batch_size=config["batch_size"], sampler=sampler, num_workers=workers,
+                                               pin_memory=self.device.type == "cuda", persistent_workers=False)
 
     def train_epoch(self, epoch: int, epochs: int) -> dict[str, Any] | None:
-        config, scale = self.config, self.config["scale"]
+        config = self.config
         total = 0.0
-        bar = self.steps(config["iters_per_epoch"], f"epoch {epoch + 1}/{epochs}")
-        for step in bar:
+        bar = self.steps(self._batches(), f"epoch {epoch + 1}/{epochs}", total=config["iters_per_epoch"])
+        for step, (lr_img, hr) in enumerate(bar):
             for group in self.opt.param_groups:
                 group["lr"] = learning_rate(config, epoch * config["iters_per_epoch"] + step)
-            hr = self.crops.next_batch()
-            lr_img = degrade(hr, scale).to(self.device)
+            lr_img = lr_img.to(self.device)
             hr = hr.to(self.device)
             loss = self.loss_fn(self.model(lr_img), hr)
             if not torch.isfinite(loss):
@@ -139,15 +180,19 @@ def train(config: dict[str, Any], workdir: Path, *, progress: bool = True, log: 
     from lossnet.bench.superres import BENCHMARK
 
     device = resolve_device(config)
-    pool = load_folder(config["train"], min_size=config["crop"])
-    pool = select(pool, config.get("train_images"), config["seed"])
-    train_items, val = _val_images(config, pool)
+    if config["pipeline"] == "reference":
+        train_items, val = _reference_data(config)
+    else:
+        pool = load_folder(config["train"], min_size=config["crop"])
+        pool = select(pool, config.get("train_images"), config["seed"])
+        train_items, val = _val_images(config, pool)
     return fit(lambda: SuperresTask(config, train_items, val, device, progress), config, workdir,
                resumable=BENCHMARK.resumable_keys(config), device=device, log=log, name="superres")
 
 
-def evaluate(config: dict[str, Any], workdir: Path, task: SuperresTask, outcome: FitOutcome, *, progress: bool = True):
-    """Metrics of the best weights (``val/psnr``, per test set PSNR/SSIM next to bicubic) and PNG grids."""
+def evaluate(config: dict[str, Any], workdir: Path, task: SuperresTask | None, outcome: FitOutcome | None, *, progress: bool = True):
+    """Metrics of the best weights (``val/psnr``, per test set PSNR/SSIM next to bicubic) and PNG grids
+    under the config's test protocol; with ``task`` None (``baseline = "bicubic"``) bicubic alone."""
     from lossnet.bench.base import BenchResult
     from lossnet.bench.trainer import load_checkpoint, write_history
 
@@ -156,21 +201,24 @@ def evaluate(config: dict[str, Any], workdir: Path, task: SuperresTask, outcome:
     metrics: dict[str, float] = {}
     artifacts: dict[str, str] = {}
     model = None
-    if outcome.best_path is not None:
-        model = build_model(config).to(task.device)
-        model.load_state_dict(load_checkpoint(outcome.best_path, task.device)["model"])
+    device = task.device if task is not None else resolve_device(config)
+    if outcome is not None and outcome.best_path is not None:
+        model = build_model(config).to(device)
+        model.load_state_dict(load_checkpoint(outcome.best_path, device)["model"])
         metrics["val/psnr"] = float(outcome.best_score)
         artifacts["best_checkpoint"] = str(outcome.best_path)
-    if outcome.checkpoint_path is not None:
+    if outcome is not None and outcome.checkpoint_path is not None:
         artifacts["checkpoint"] = str(outcome.checkpoint_path)
     for name, folder in config["test"].items():
         grid = workdir / f"grid_{name}.png"
         metrics.update(
-            evaluate_set(model, folder, config["scale"], name=name, device=task.device, grid_path=grid if model is not None else None,
-                         grid_images=config["grid_images"], progress=progress)
+            evaluate_set(model, folder, config["scale"], name=name, device=device, grid_path=grid if model is not None else None,
+                         grid_images=config["grid_images"], progress=progress, protocol=config.get("protocol", "full"))
         )
         if model is not None:
             artifacts[f"grid_{name}"] = str(grid)
+    if outcome is None:  # bicubic baseline: nothing was trained
+        return BenchResult(config=config, metrics=metrics, artifacts=artifacts, status="done")
     details = [{"epoch": h["epoch"], "train_loss": h["train_loss"], "val_psnr": h["val_psnr"],
                 "best": "*" if h["epoch"] == outcome.best_epoch else ""} for h in outcome.history]
     artifacts["history"] = str(write_history(workdir, outcome))
