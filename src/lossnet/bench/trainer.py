@@ -118,12 +118,19 @@ def load_checkpoint(path: Path, map_location: Any = "cpu") -> dict[str, Any]:
         CheckpointError: the file needs code execution to load (pickle), is corrupt or truncated,
             or is not a lossnet checkpoint.
     """
+    import re
+    import warnings
+
     try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
+        with warnings.catch_warnings():  # torch warns about the pickle protocol of foreign files
+            warnings.simplefilter("ignore", UserWarning)
+            state = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
+        found = re.search(r"GLOBAL ([\w.]+)", str(exc))
+        what = f" (it references {found.group(1)})" if found else ""
         raise CheckpointError(
-            f"{path} is not a safe lossnet checkpoint: loading it would execute code, which lossnet never does "
-            f"({str(exc).splitlines()[0][:120]}); delete it to start over"
+            f"{path} is not a safe lossnet checkpoint: loading it would execute code{what}, which lossnet never does; "
+            f"delete it to start over"
         ) from None
     except Exception as exc:  # noqa: BLE001 - zip/EOF/format errors all mean "unusable file"
         raise CheckpointError(f"cannot read checkpoint {path}: corrupt or truncated ({type(exc).__name__}); delete it to start over") from None
