@@ -23,6 +23,7 @@ SUBCOMMAND_MODULES = (
     "lossnet.cli.sweep",
     "lossnet.cli.runs",
     "lossnet.cli.report",
+    "lossnet.cli.data",
 )
 
 

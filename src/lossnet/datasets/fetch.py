@@ -1,0 +1,697 @@
+"""``fetch``: download, check, unpack and install dataset parts under the data root.
+
+Every part goes through the same steps: free-space check (before any transfer) -> download with
+resume and checksum (:mod:`.download`) -> safe unpacking into a staging folder under the root
+(:mod:`.extract`) -> published per-file checksums where they exist -> move into place -> manifest
+and completion marker (written last). Any failure removes the staging folder, so a part is either
+complete and verified or absent; only an interrupted download's ``.part`` file is kept, to resume.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import hashlib
+import json
+import os
+import posixpath
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from html.parser import HTMLParser
+from pathlib import Path
+from typing import Callable, Iterable, Mapping
+from urllib.parse import unquote, urljoin, urlparse
+
+from lossnet.errors import DataError
+
+from .download import (
+    OfflineError, check_free_space, download_remote, format_bytes, mirror_urls, thread_session,
+)
+from .extract import UnsafeArchiveError, extract_archive, safe_relpath
+from .registry import Dataset, Part, Remote, get_dataset
+from .store import (
+    DOWNLOADS, META, MARKER_VERSION, STAGING, dataset_dir, fetch_command, is_complete, manifest_path, marker_path,
+    prune_empty, read_marker, remove_tree, resolve_parts, sha256_file,
+)
+from .subset import SUBSET_RULE, coco_subset
+
+__all__ = ["fetch", "PartResult", "parse_subset"]
+
+_IMAGE_EXT = (".jpg", ".jpeg", ".png")
+
+
+@dataclass
+class PartResult:
+    dataset: str
+    part: str
+    status: str  # "fetched" or "present"
+    path: Path
+    files: int
+    bytes: int
+    subset: dict | None = None
+
+
+def _stderr(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def parse_subset(values: Iterable[str] | None) -> dict[str, int | str] | int | str | None:
+    """CLI ``--subset`` values: ``N``, ``paper`` or ``PART=N``/``PART=paper`` (repeatable)."""
+    if not values:
+        return None
+    per: dict[str, int | str] = {}
+    bare: int | str | None = None
+    for v in values:
+        key, sep, val = v.partition("=")
+        target = val if sep else key
+        target = target.strip().lower()
+        if target != "paper":
+            try:
+                target = int(target)
+            except ValueError:
+                raise DataError(f"--subset expects N, 'paper' or PART=N, got {v!r}") from None
+            if target <= 0:
+                raise DataError(f"--subset must be positive, got {v!r}")
+        if sep:
+            per[key.strip()] = target
+        else:
+            bare = target
+    if per:
+        if bare is not None:
+            per.setdefault("*", bare)
+        return per
+    return bare
+
+
+def _subset_for(part: Part, subset, dataset: Dataset) -> int | None:
+    if subset is None:
+        return None
+    if isinstance(subset, Mapping):
+        value = None
+        for key, v in subset.items():
+            if key != "*" and dataset.part(key) is part:
+                value = v
+        if value is None:
+            value = subset.get("*")
+    else:
+        value = subset
+    if value is None:
+        return None
+    if not part.subset_ok:
+        raise DataError(f"{dataset.name} {part.name}: --subset works only for zip parts that can be read member by member "
+                        f"({', '.join(f'{d.name} {p.name}' for d in [dataset] for p in d.parts if p.subset_ok) or 'none in this dataset'})")
+    if value == "paper":
+        if part.paper_subset is None:
+            raise DataError(f"{dataset.name} {part.name}: no paper subset size is recorded")
+        return int(part.paper_subset)
+    return int(value)
+
+
+@contextlib.contextmanager
+def _lock(root: Path, name: str):
+    """One fetch of a dataset at a time under a root (advisory lock; no-op where fcntl is missing)."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows
+        yield
+        return
+    path = root / f".lossnet-lock-{name}"
+    fh = open(path, "a+")
+    try:
+        try:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            raise DataError(f"another 'lossnet data fetch {name}' is running on {root} (lock {path}); wait for it to finish") from None
+        yield
+    finally:
+        with contextlib.suppress(OSError):
+            path.unlink()
+        fh.close()
+
+
+def fetch(dataset: str | Dataset, parts: Iterable[str] | None = None, *, root: str | os.PathLike | None = None,
+          mirror: str | None = None, subset=None, seed: int = 42, source: str = "http", retries: int = 3,
+          progress: bool | None = None, force: bool = False, keep_downloads: bool = False, space_check: bool = True,
+          log: Callable[[str], None] | None = _stderr, backoff: float = 1.0) -> list[PartResult]:
+    """Fetch parts of a dataset into the data root, in the layout the benchmarks read.
+
+    Args:
+        dataset: registry name, or a :class:`Dataset` (tests pass one pointing at a local server).
+        parts: part names (default: the dataset's default parts).
+        root: data root (default :func:`lossnet.datasets.data_root`).
+        mirror: base URL tried before the registry's URLs (``<mirror>/<file name>``).
+        subset: COCO: members per part, fetched by HTTP range requests: ``N`` or ``"paper"`` for every
+            part named in ``parts``; with no part named, ``N`` goes to the first subset part (train) and
+            the others take their paper size (val: 100); or ``{part: N | "paper"}``.
+        seed: seed of the subset choice (:func:`lossnet.datasets.coco_subset`); a part with
+            ``subset_seed_offset`` (COCO val: 1) uses ``seed + offset``, as the superres benchmark does.
+        source: ``"http"`` (registry URLs) or ``"kaggle"`` (the dataset's Kaggle mirror; needs ``lossnet[kaggle]``).
+        retries: resumes per file after a transfer is cut.
+        progress: progress bars (None: on a terminal only).
+        force: fetch again even when complete.
+        keep_downloads: keep downloaded archives after unpacking.
+        space_check: refuse when the free disk space is below the estimate (before any download).
+        log: one-line progress messages (None: silent).
+
+    Returns:
+        one :class:`PartResult` per part.
+
+    Raises:
+        DataError (ChecksumError, OfflineError, InterruptedDownload, DiskSpaceError, UnsafeArchiveError...).
+    """
+    ds = dataset if isinstance(dataset, Dataset) else get_dataset(dataset)
+    say = log or (lambda _m: None)
+    root = Path(root).expanduser() if root is not None else None
+    from .store import data_root
+
+    base_root = root if root is not None else data_root()
+    chosen = resolve_parts(ds, parts)
+    if subset is not None and not isinstance(subset, Mapping) and not parts:
+        capable = [p for p in chosen if p.subset_ok]
+        if capable:  # the issue's `fetch coco2014 --subset 10000`: 10,000 train images + the paper's 100 val images
+            subset = {capable[0].name: subset, **{p.name: "paper" for p in capable[1:] if p.paper_subset}}
+    wanted = {p.name: _subset_for(p, subset, ds) for p in chosen}
+    if source not in ("http", "kaggle"):
+        raise DataError(f"unknown --source {source!r}; use 'http' or 'kaggle'")
+    if source == "kaggle":
+        if ds.kaggle is None:
+            raise DataError(f"{ds.name} has no Kaggle mirror; use the default source")
+        if any(wanted.values()):
+            raise DataError("--subset cannot be combined with --source kaggle")
+    base_root.mkdir(parents=True, exist_ok=True)
+    results: list[PartResult] = []
+    with _lock(base_root, ds.name):
+        todo: list[Part] = []
+        for p in chosen:
+            marker = read_marker(ds, p, base_root)
+            if (marker is not None and is_complete(ds, p, base_root) and not force
+                    and _satisfies(marker, wanted[p.name], seed + p.subset_seed_offset)):
+                results.append(_result(ds, p, base_root, "present", marker))
+                say(f"{ds.name} {p.name}: already complete in {dataset_dir(ds, base_root)}")
+                continue
+            todo.append(p)
+        if not todo:
+            return results
+        if space_check:
+            need = _space_needed(ds, todo, base_root, wanted, source)
+            check_free_space(base_root, need, f"{ds.name} {' '.join(p.name for p in todo)}")
+        used_archives: set[Path] = set()
+        try:
+            if source == "kaggle":
+                results += _fetch_kaggle(ds, todo, base_root, progress, say, keep_downloads)
+            else:
+                for p in todo:
+                    _clear_leftovers(ds, p, base_root)
+                    n = wanted[p.name]
+                    if n is not None:
+                        results.append(_fetch_subset(ds, p, base_root, n, seed + p.subset_seed_offset, mirror, retries, progress,
+                                                     say, space_check))
+                    elif p.kind == "archive":
+                        results.append(_fetch_archive(ds, p, base_root, mirror, retries, progress, say, used_archives, backoff))
+                    elif p.kind == "file":
+                        results.append(_fetch_files(ds, p, base_root, mirror, retries, progress, say, backoff))
+                    elif p.kind == "listing":
+                        results.append(_fetch_listing(ds, p, base_root, mirror, retries, progress, say, backoff))
+                    else:  # pragma: no cover - registry error
+                        raise DataError(f"{ds.name} {p.name}: unknown part kind {p.kind!r}")
+        finally:
+            if not keep_downloads:
+                for a in used_archives:
+                    with contextlib.suppress(OSError):
+                        a.unlink()
+            _prune(base_root, ds)
+    return results
+
+
+def _prune(root: Path, ds: Dataset) -> None:
+    """Remove the empty folders a fetch may leave (downloads, staging, dataset), so a failed fetch of
+    a new dataset leaves nothing under the root."""
+    for top in (root / DOWNLOADS, root / STAGING):
+        if top.is_dir():
+            for dirpath, _dirs, _files in os.walk(top, topdown=False):
+                with contextlib.suppress(OSError):
+                    os.rmdir(dirpath)
+    ddir = dataset_dir(ds, root)
+    prune_empty(ddir / META, root)
+    prune_empty(ddir, root)
+
+
+def _satisfies(marker: dict, n: int | None, seed: int) -> bool:
+    """Whether a complete part serves the request: the full set serves any subset (the benchmark's
+    seeded choice from the full folder is the same), a subset serves only the same (n, seed)."""
+    have = marker.get("subset")
+    if have is None:
+        return True
+    if n is None:
+        return False
+    return have.get("requested", have.get("n")) == n and have.get("seed") == seed
+
+
+def _result(ds: Dataset, p: Part, root: Path, status: str, marker: dict) -> PartResult:
+    base = dataset_dir(ds, root)
+    return PartResult(ds.name, p.name, status, base / p.path if p.path else base, int(marker.get("files", 0)),
+                      int(marker.get("bytes", 0)), marker.get("subset"))
+
+
+def _space_needed(ds: Dataset, todo: list[Part], root: Path, wanted: dict, source: str) -> int:
+    if source == "kaggle":
+        kag = ds.kaggle
+        return int(kag.approx_size) + sum(p.extracted_size or 0 for p in todo)
+    need = 0
+    seen: set[str] = set()
+    downloads = root / DOWNLOADS / ds.name
+    for p in todo:
+        if wanted[p.name] is not None:
+            continue  # checked exactly once the central directory is read
+        for r in p.remotes:
+            if r.filename in seen:
+                continue
+            seen.add(r.filename)
+            have = 0
+            for f in (downloads / r.filename, downloads / f"{r.filename}.part"):
+                if f.exists():
+                    have = max(have, f.stat().st_size)
+            need += max(r.nbytes - have, 0)
+        if p.kind == "archive":
+            need += p.extracted_size
+    return need
+
+
+def _pending_path(ds: Dataset, p: Part, root: Path) -> Path:
+    return dataset_dir(ds, root) / META / f"{p.name.replace('/', '_')}.pending"
+
+
+def _remove_listed(base: Path, rels: Iterable[str]) -> None:
+    for rel in rels:
+        target = base / rel
+        resolved = target.resolve()
+        if resolved != base.resolve() and base.resolve() in resolved.parents:
+            remove_tree(target)
+
+
+def _clear_leftovers(ds: Dataset, p: Part, root: Path) -> None:
+    """Remove what an install that died half-way left (its ``.pending`` list); a complete part is kept
+    until its replacement is ready (:func:`_install`)."""
+    base = dataset_dir(ds, root)
+    pending = _pending_path(ds, p, root)
+    if not pending.exists():
+        return
+    if read_marker(ds, p, root) is None:
+        with contextlib.suppress(OSError, ValueError):
+            _remove_listed(base, json.loads(pending.read_text()))
+        manifest_path(ds, p, root).unlink(missing_ok=True)
+    pending.unlink(missing_ok=True)
+
+
+def _install(ds: Dataset, p: Part, root: Path, content: Path, files: dict[str, str], nbytes: int, sources: list[dict],
+             subset: dict | None = None) -> PartResult:
+    """Move the staged files of a part into place, then write its manifest and (last) its marker."""
+    from lossnet.atomic import atomic_write_text
+
+    base = dataset_dir(ds, root)
+    meta = base / META
+    meta.mkdir(parents=True, exist_ok=True)
+    if p.dest:
+        tops = [p.dest]
+        moves = [(content, base / p.dest)]
+    else:
+        tops = sorted(c.name for c in content.iterdir())
+        moves = [(content / t, base / t) for t in tops]
+    # A previous copy of the part (another subset, --force) goes first: marker, then its files.
+    old = read_marker(ds, p, root)
+    marker_path(ds, p, root).unlink(missing_ok=True)
+    pending = _pending_path(ds, p, root)
+    atomic_write_text(pending, json.dumps(sorted(set(tops) | set(old.get("paths", []) if old else []))))
+    if old:
+        _remove_listed(base, old.get("paths", []))
+    for src, dst in moves:
+        remove_tree(dst)
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(src, dst)
+    prefix = p.dest
+    lines = [f"{digest}  {posixpath.join(prefix, rel) if prefix else rel}" for rel, digest in sorted(files.items())]
+    manifest = "\n".join(lines) + "\n"
+    atomic_write_text(manifest_path(ds, p, root), manifest)
+    marker = {
+        "version": MARKER_VERSION,
+        "dataset": ds.name,
+        "part": p.name,
+        "completed": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "files": len(files),
+        "bytes": nbytes,
+        "paths": tops,
+        "manifest_sha256": hashlib.sha256(manifest.encode("utf-8")).hexdigest(),
+        "subset": subset,
+        "sources": sources,
+    }
+    atomic_write_text(marker_path(ds, p, root), json.dumps(marker, indent=2) + "\n")
+    pending.unlink(missing_ok=True)
+    return _result(ds, p, root, "fetched", marker)
+
+
+def _source_record(remote: Remote, path: Path | None, url: str | None = None) -> dict:
+    rec = {"file": remote.filename, "urls": list(remote.urls) if url is None else [url]}
+    if path is not None and path.exists():
+        rec["size"] = path.stat().st_size
+        rec["sha256"] = sha256_file(path)
+    if remote.md5:
+        rec["md5_published"] = remote.md5
+    if remote.sha256:
+        rec["sha256_registry"] = remote.sha256
+    rec["checksum_source"] = remote.checksum_source
+    return rec
+
+
+def _staging(root: Path, ds: Dataset, p: Part, suffix: str = "") -> Path:
+    return root / STAGING / f"{ds.name}-{p.name.replace('/', '_')}{suffix}"
+
+
+def _fetch_archive(ds: Dataset, p: Part, root: Path, mirror, retries, progress, say, used: set, backoff) -> PartResult:
+    remote = p.remotes[0]
+    downloads = root / DOWNLOADS / ds.name
+    say(f"{ds.name} {p.name}: downloading {remote.filename} ({format_bytes(remote.nbytes)}{'' if remote.size else ', estimate'})")
+    archive = download_remote(remote, downloads, mirror=mirror, retries=retries, progress=progress, what=f"{ds.name} {p.name}",
+                              command=fetch_command(ds.name, [p.name], root), backoff=backoff)
+    used.add(archive)
+    source = _source_record(remote, archive)
+    staging = _staging(root, ds, p)
+    remove_tree(staging)
+    content = staging / "content"
+    try:
+        say(f"{ds.name} {p.name}: unpacking {archive.name}")
+        files, nbytes, tops = extract_archive(archive, content, p.members, progress=progress, desc=f"unpack {ds.name} {p.name}")
+        if not files:
+            raise DataError(f"{archive}: no files under {p.members or '/'!r} (top-level entries: {', '.join(tops) or 'none'}); "
+                            "the archive does not have the expected layout")
+        _check_member_md5(p, content, archive)
+        return _install(ds, p, root, content, files, nbytes, [source])
+    finally:
+        remove_tree(staging)
+
+
+def _check_member_md5(p: Part, content: Path, archive: Path) -> None:
+    for rel, md5 in p.member_md5:
+        f = content / rel
+        if not f.is_file():
+            raise DataError(f"{archive}: expected file {rel} is missing after unpacking")
+        h = hashlib.md5()
+        with open(f, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                h.update(block)
+        if h.hexdigest() != md5:
+            raise DataError(f"checksum mismatch for {rel} unpacked from {archive.name}: expected md5:{md5}, got md5:{h.hexdigest()}")
+
+
+def _fetch_files(ds: Dataset, p: Part, root: Path, mirror, retries, progress, say, backoff) -> PartResult:
+    downloads = root / DOWNLOADS / ds.name
+    staging = _staging(root, ds, p)
+    content = staging / "content"
+    content.mkdir(parents=True, exist_ok=True)
+    say(f"{ds.name} {p.name}: downloading {len(p.remotes)} file{'s' if len(p.remotes) != 1 else ''} "
+        f"({format_bytes(p.download_size)})")
+    sources = []
+    try:
+        for remote in p.remotes:
+            target = content / remote.filename
+            if not target.exists():  # files are moved here only after their checksum passed
+                path = download_remote(remote, downloads, mirror=mirror, retries=retries, progress=progress,
+                                       what=f"{ds.name} {p.name}", command=fetch_command(ds.name, [p.name], root),
+                                       manual_hint=(f"The part has {len(p.remotes)} files (every URL: lossnet data list --sources); "
+                                                    f"place each in {downloads}" if len(p.remotes) > 1 else ""),
+                                       backoff=backoff)
+                os.replace(path, target)
+            sources.append(_source_record(remote, target))
+        files = {r.filename: s["sha256"] for r, s in zip(p.remotes, sources)}
+        nbytes = sum(s["size"] for s in sources)
+        result = _install(ds, p, root, content, files, nbytes, sources)
+    except (OfflineError, KeyboardInterrupt):
+        raise  # verified files already staged are kept: the next run continues with the rest
+    except BaseException:
+        remove_tree(staging)
+        raise
+    remove_tree(staging)
+    return result
+
+
+class _Links(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.hrefs: list[str] = []
+
+    def handle_starttag(self, tag, attrs):
+        if tag.lower() == "a":
+            for k, v in attrs:
+                if k.lower() == "href" and v:
+                    self.hrefs.append(v)
+
+
+def _listing(html: str, index_url: str, exts: tuple[str, ...]) -> list[tuple[str, str]]:
+    """(file name, URL) of every link with one of ``exts``; the file is fetched from the folder of the
+    index page actually read (so a mirror serves the files too)."""
+    parser = _Links()
+    parser.feed(html)
+    out: dict[str, str] = {}
+    for href in parser.hrefs:
+        name = unquote(posixpath.basename(urlparse(href).path))
+        if not name or not name.lower().endswith(exts) or name.startswith("."):
+            continue
+        safe_relpath(name)  # no separators or '..' can hide in a basename, but be explicit
+        out.setdefault(name, urljoin(index_url, name))
+    return sorted(out.items())
+
+
+def _get_index(urls: list[str], what: str, manual: str) -> tuple[str, str]:
+    import requests
+
+    failures = []
+    for url in urls:
+        try:
+            r = thread_session().get(url, timeout=(15, 60))
+            if r.status_code >= 400:
+                failures.append(f"{url} (HTTP {r.status_code})")
+                continue
+            return r.text, r.url or url
+        except requests.RequestException as exc:
+            failures.append(f"{url} ({type(exc).__name__})")
+    raise OfflineError(f"cannot read the file list of {what}: no source reachable (offline?). Tried: {'; '.join(failures)}. "
+                       f"Manual steps: {manual}")
+
+
+def _parallel(fn, items: list, workers: int, bar=None) -> None:
+    if not items:
+        return
+    if workers <= 1 or len(items) == 1:
+        for it in items:
+            fn(it)
+            if bar is not None:
+                bar.update(1)
+        return
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        futures = [pool.submit(fn, it) for it in items]
+        try:
+            for f in futures:
+                f.result()
+                if bar is not None:
+                    bar.update(1)
+        except BaseException:
+            for f in futures:
+                f.cancel()
+            raise
+
+
+def _fetch_listing(ds: Dataset, p: Part, root: Path, mirror, retries, progress, say, backoff, workers: int = 4) -> PartResult:
+    from tqdm.auto import tqdm
+
+    downloads = root / DOWNLOADS / ds.name / p.name
+    staging = _staging(root, ds, p)
+    content = staging / "content"
+    files: dict[str, str] = {}
+    sources = []
+    for remote in p.remotes:
+        sub = content / remote.filename
+        sub.mkdir(parents=True, exist_ok=True)
+        rel_index = f"{p.dest}/{remote.filename}/index.html"
+        manual = (f"download every {'/'.join(p.listing_ext)} file linked from {remote.urls[0]} into "
+                  f"{sub} (one folder per index page), then run {fetch_command(ds.name, [p.name], root)} again")
+        html, index_url = _get_index(mirror_urls(remote, mirror, rel_index), f"{ds.name} {p.name}/{remote.filename}", manual)
+        entries = _listing(html, index_url, p.listing_ext)
+        if not entries:
+            raise DataError(f"{index_url}: the page links no {'/'.join(p.listing_ext)} files")
+        todo = [(n, u) for n, u in entries if not (sub / n).exists()]
+        say(f"{ds.name} {p.name}/{remote.filename}: {len(entries)} files listed, {len(todo)} to download")
+
+        def one(item, sub=sub):
+            name, url = item
+            r = Remote(name, (url,))
+            path = download_remote(r, downloads / remote.filename, retries=retries, progress=False, what=f"{ds.name} {p.name} {name}",
+                                   backoff=backoff)
+            os.replace(path, sub / name)
+
+        with tqdm(total=len(todo), unit="file", desc=f"{ds.name} {p.name}/{remote.filename}", leave=False,
+                  disable=None if progress is None else not progress) as bar:
+            _parallel(one, todo, workers, bar)
+        sources.append({"file": remote.filename, "urls": [index_url], "listed": len(entries),
+                        "checksum_source": remote.checksum_source})
+        for name, _ in entries:
+            files[f"{remote.filename}/{name}"] = sha256_file(sub / name)
+    nbytes = sum((content / rel).stat().st_size for rel in files)
+    result = _install(ds, p, root, content, files, nbytes, sources)
+    remove_tree(staging)
+    return result
+
+
+def _fetch_subset(ds: Dataset, p: Part, root: Path, n: int, seed: int, mirror, retries, progress, say, space_check,
+                  workers: int = 8) -> PartResult:
+    import requests
+    from tqdm.auto import tqdm
+
+    from .remotezip import RemoteZip
+
+    remote = p.remotes[0]
+    failures = []
+    rz = entries = None
+    for url in mirror_urls(remote, mirror):
+        try:
+            rz = RemoteZip(url)
+            entries = rz.entries()
+            break
+        except (requests.ConnectionError, requests.Timeout) as exc:
+            failures.append(f"{url} ({type(exc).__name__})")
+        except requests.HTTPError as exc:
+            failures.append(f"{url} ({exc.response.status_code if exc.response is not None else 'HTTP error'})")
+    if entries is None:
+        raise OfflineError(f"cannot read the member list of {remote.filename} ({ds.name} {p.name} --subset {n}): no source reachable "
+                           f"(offline?). Tried: {'; '.join(failures)}. Manual steps: download {remote.filename} from {remote.urls[0]}, "
+                           f"copy it to {root / DOWNLOADS / ds.name / remote.filename} and run "
+                           f"{fetch_command(ds.name, [p.name], root)} (the whole archive, without --subset)")
+    prefix = p.members.strip("/")
+    candidates = {}
+    for e in entries:
+        if e.is_dir or not e.name.lower().endswith(_IMAGE_EXT):
+            continue
+        rel = safe_relpath(e.name, remote.filename)
+        if rel is None or (prefix and not rel.startswith(prefix + "/")):
+            continue
+        if ((e.external_attr >> 16) & 0o170000) == 0o120000:
+            raise UnsafeArchiveError(f"{remote.filename}: member {e.name!r} is a symbolic link; refused")
+        candidates[e.name] = e
+    if not candidates:
+        raise DataError(f"{rz.url}: no image members under {p.members!r}")
+    chosen = coco_subset(list(candidates), n, seed)
+    need = sum(candidates[c].file_size for c in chosen)
+    staging = _staging(root, ds, p, "-subset")
+    content = staging / "content"
+    meta = staging / "subset.json"
+    want = {"n": n, "seed": seed, "of": len(candidates), "url_file": remote.filename}
+    if meta.exists():
+        try:
+            same = json.loads(meta.read_text()) == want
+        except (OSError, ValueError):
+            same = False
+        if not same:
+            remove_tree(staging)
+    have = sum((content / _strip(c, prefix)).stat().st_size for c in chosen if (content / _strip(c, prefix)).is_file())
+    if space_check:
+        check_free_space(root, need - have, f"{ds.name} {p.name} subset of {n}")
+    content.mkdir(parents=True, exist_ok=True)
+    meta.write_text(json.dumps(want))
+    todo = [c for c in chosen if not (content / _strip(c, prefix)).is_file()]
+    say(f"{ds.name} {p.name}: {len(chosen)} of {len(candidates)} members (seed {seed}), {len(todo)} to download "
+        f"({format_bytes(sum(candidates[c].compressed_size for c in todo))}) by range requests from {rz.url}")
+
+    def one(name: str) -> None:
+        e = candidates[name]
+        target = content / _strip(name, prefix)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        last = None
+        for _ in range(retries + 1):
+            try:
+                data = rz.read(e, session=thread_session())
+                break
+            except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError) as exc:
+                last = exc
+        else:
+            raise DataError(f"{rz.url}: member {name} failed {retries + 1} times ({last}); run the same command again to resume")
+        tmp = target.with_name(f".{target.name}.tmp")
+        tmp.write_bytes(data)
+        os.replace(tmp, target)
+
+    with tqdm(total=len(todo), unit="file", desc=f"{ds.name} {p.name} subset", leave=False,
+              disable=None if progress is None else not progress) as bar:
+        _parallel(one, todo, workers, bar)
+    files = {_strip(c, prefix): sha256_file(content / _strip(c, prefix)) for c in chosen}
+    nbytes = sum(candidates[c].file_size for c in chosen)
+    subset = {"n": len(chosen), "seed": seed, "of": len(candidates), "rule": SUBSET_RULE, "requested": n}
+    sources = [{"file": remote.filename, "urls": [rz.url], "members": len(chosen), "bytes_transferred": rz.bytes_received,
+                "checksum_source": "CRC-32 of each member from the zip central directory"}]
+    result = _install(ds, p, root, content, files, nbytes, sources, subset)
+    remove_tree(staging)
+    return result
+
+
+def _strip(name: str, prefix: str) -> str:
+    rel = safe_relpath(name) or ""
+    return rel[len(prefix) + 1:] if prefix and rel.startswith(prefix + "/") else rel
+
+
+# ------------------------------------------------------------------------------------------------
+# Kaggle (optional extra)
+# ------------------------------------------------------------------------------------------------
+def kaggle_credentials_problem() -> str | None:
+    """None when Kaggle API credentials are configured, else what is missing."""
+    if os.environ.get("KAGGLE_USERNAME") and os.environ.get("KAGGLE_KEY"):
+        return None
+    if os.environ.get("KAGGLE_API_TOKEN"):
+        return None
+    dirs = [os.environ.get("KAGGLE_CONFIG_DIR"), Path.home() / ".kaggle", Path.home() / ".config" / "kaggle"]
+    for d in dirs:
+        if d and ((Path(d) / "kaggle.json").is_file() or (Path(d) / "access_token").is_file()):
+            return None
+    return ("no Kaggle API credentials: create a token at https://www.kaggle.com/settings (API -> Create New Token) and save "
+            "it as ~/.kaggle/kaggle.json (chmod 600), or set KAGGLE_USERNAME and KAGGLE_KEY")
+
+
+def _fetch_kaggle(ds: Dataset, todo: list[Part], root: Path, progress, say, keep_downloads: bool) -> list[PartResult]:
+    import importlib.util
+
+    kag = ds.kaggle
+    if importlib.util.find_spec("kaggle") is None:
+        raise DataError("--source kaggle needs the kaggle package: pip install 'lossnet[kaggle]'")
+    problem = kaggle_credentials_problem()
+    if problem:
+        raise DataError(f"--source kaggle: {problem}")
+    downloads = root / DOWNLOADS / ds.name
+    downloads.mkdir(parents=True, exist_ok=True)
+    from kaggle.api.kaggle_api_extended import KaggleApi  # authenticates from the credentials above
+
+    api = KaggleApi()
+    api.authenticate()
+    say(f"{ds.name}: downloading the Kaggle dataset {kag.slug} (about {format_bytes(kag.approx_size)})")
+    api.dataset_download_files(kag.slug, path=str(downloads), unzip=False, quiet=progress is False)
+    zips = sorted(downloads.glob("*.zip"))
+    if not zips:
+        raise DataError(f"the Kaggle download of {kag.slug} left no zip file in {downloads}")
+    archive = zips[0]
+    results = []
+    remote = Remote(archive.name, (f"https://www.kaggle.com/datasets/{kag.slug}",))
+    source = _source_record(remote, archive)
+    try:
+        for p in todo:
+            _clear_leftovers(ds, p, root)
+            prefix = kag.prefix(p.name)
+            if prefix is None:
+                raise DataError(f"the Kaggle mirror of {ds.name} has no part {p.name}")
+            staging = _staging(root, ds, p)
+            remove_tree(staging)
+            try:
+                files, nbytes, tops = extract_archive(archive, staging / "content", prefix, progress=progress)
+                if not files:
+                    raise DataError(f"{archive}: no files under {prefix!r} (top-level entries: {', '.join(tops)})")
+                results.append(_install(ds, p, root, staging / "content", files, nbytes, [source]))
+            finally:
+                remove_tree(staging)
+    finally:
+        if not keep_downloads:
+            archive.unlink(missing_ok=True)
+    return results
