@@ -129,6 +129,9 @@ def test_channels_last_close(vgg_loss, images):
 
 def test_input_range(vgg_loss, images):
     a, b = images
+    strict = PerceptualLoss("vgg16", ["relu2_2"], weights=None, range_check="error")
+    strict.load_state_dict(vgg_loss.state_dict())
+    vgg_loss = strict
     with pytest.raises(InputError, match=r"values in \[-0\.9.*input_range=\(0, 1\); pass input_range=\(-1, 1\)"):
         vgg_loss(a * 2 - 1, b)
     with pytest.raises(InputError, match="255"):

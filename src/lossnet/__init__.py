@@ -39,6 +39,9 @@ _LAZY: dict[str, str] = {
     "PerceptualLoss": "lossnet.loss",
     "PerceptualMetric": "lossnet.loss",
     "perceptual_distance": "lossnet.loss",
+    "check_range": "lossnet.loss",
+    "RANGE_CHECKS": "lossnet.loss",
+    "RangeWarning": "lossnet.loss",
     # distances (lossnet.distances.__all__)
     "EPS": "lossnet.distances",
     "DISTANCES": "lossnet.distances",
@@ -51,10 +54,18 @@ _LAZY: dict[str, str] = {
     "meanpool": "lossnet.distances",
     "compute_distance": "lossnet.distances",
     "Distance": "lossnet.distances",
+    "DISTS_C1": "lossnet.distances",
+    "DISTS_C2": "lossnet.distances",
+    "MAP_DISTANCES": "lossnet.distances",
+    "CHANNEL_WEIGHTED": "lossnet.distances",
+    "dists": "lossnet.distances",
+    "layer_masks": "lossnet.distances",
+    "distance_map": "lossnet.distances",
     # architecture registry
     "list_models": "lossnet.registry",
     "get_spec": "lossnet.registry",
     "list_nodes": "lossnet.registry",
+    "EXTRA_LAYERS": "lossnet.registry",
     # backbones
     "build_backbone": "lossnet.backbone",
     "build_feature_extractor": "lossnet.backbone",
@@ -67,12 +78,17 @@ _LAZY: dict[str, str] = {
     "lpips_version": "lossnet.lpips_presets",
     "lpips_heads": "lossnet.lpips_presets",
     "lpips_head_path": "lossnet.lpips_presets",
+    # DISTS preset
+    "DISTS_PRESET": "lossnet.dists_preset",
+    "dists_channel_weights": "lossnet.dists_preset",
+    # reproducibility signatures
+    "parse_signature": "lossnet.signature",
 }
 
 #: Submodules reachable as attributes (``lossnet.loss``) without an explicit import.
 _SUBMODULES = frozenset({
-    "atomic", "backbone", "bench", "cli", "distances", "errors", "imageio", "loss", "lpips_presets", "network",
-    "paper", "registry", "report", "runkey", "structure", "sweep", "weights",
+    "adapters", "atomic", "backbone", "bench", "cli", "distances", "dists_preset", "errors", "imageio", "loss",
+    "lpips_presets", "network", "paper", "registry", "report", "runkey", "signature", "structure", "sweep", "weights",
 })
 
 __all__ = ["__version__", *_LAZY, *_ERROR_NAMES]
@@ -96,21 +112,30 @@ def __dir__() -> list[str]:
 if TYPE_CHECKING:  # static analysers and IDEs see the real names (re-exports)
     from lossnet.backbone import build_backbone, build_feature_extractor  # noqa: F401
     from lossnet.distances import (  # noqa: F401
+        CHANNEL_WEIGHTED,
         DISTANCES,
+        DISTS_C1,
+        DISTS_C2,
         EPS,
+        MAP_DISTANCES,
         Distance,
         compute_distance,
+        distance_map,
+        dists,
         gram,
         gram_matrix,
         l1,
+        layer_masks,
         meanpool,
         mse,
         spatial,
         unit_normalize,
     )
+    from lossnet.dists_preset import DISTS_PRESET, dists_channel_weights  # noqa: F401
     from lossnet.errors import DataError, InputError, LossnetError, UnknownLayerError, UnknownNetworkError, WeightsError  # noqa: F401
-    from lossnet.loss import PerceptualLoss, PerceptualMetric, perceptual_distance  # noqa: F401
+    from lossnet.loss import RANGE_CHECKS, PerceptualLoss, PerceptualMetric, RangeWarning, check_range, perceptual_distance  # noqa: F401
     from lossnet.lpips_presets import PRESETS, LpipsPreset, get_preset, lpips_head_path, lpips_heads, lpips_version  # noqa: F401
     from lossnet.network import LossNetwork  # noqa: F401
-    from lossnet.registry import get_spec, list_models, list_nodes  # noqa: F401
+    from lossnet.registry import EXTRA_LAYERS, get_spec, list_models, list_nodes  # noqa: F401
+    from lossnet.signature import parse_signature  # noqa: F401
     from lossnet.weights import WeightsSpec  # noqa: F401

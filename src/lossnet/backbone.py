@@ -18,7 +18,10 @@ from lossnet.registry import get_spec
 if TYPE_CHECKING:
     from torch import fx, nn
 
-__all__ = ["TRANSFORM_INPUT_ARCHS", "builder_kwargs", "build_backbone", "build_feature_extractor"]
+__all__ = ["TRANSFORM_INPUT_ARCHS", "POOLINGS", "builder_kwargs", "build_backbone", "build_feature_extractor"]
+
+#: ``pooling`` choices: the architecture's own, or DISTS's L2 pooling instead of every max pooling.
+POOLINGS = ("max", "l2")
 
 #: Architectures whose torchvision builder takes ``transform_input`` (re-normalisation of
 #: ImageNet-normalised input to the [-1, 1] scaling of the original Google weights).
@@ -46,21 +49,39 @@ def builder_kwargs(arch: str, *, transform_input: bool | None = None) -> dict:
     return kwargs
 
 
-def build_backbone(arch: str, *, transform_input: bool | None = None) -> "nn.Module":
+def build_backbone(arch: str, *, transform_input: bool | None = None, pooling: str = "max") -> "nn.Module":
     """The full torchvision classifier ``arch`` with random weights, in eval mode.
+
+    Vision transformers (``vit_*``) are made size-flexible (:func:`lossnet.adapters.make_flexible_vit`:
+    any input divisible by the patch size; identical to torchvision's at the training size).
 
     Args:
         arch: torchvision classification model name.
         transform_input: see :func:`builder_kwargs`.
+        pooling: ``"max"`` (the architecture as defined) or ``"l2"`` (every ``MaxPool2d``
+            replaced by DISTS's L2 pooling, :class:`lossnet.adapters.L2Pool`).
 
     Raises:
         UnknownNetworkError: ``arch`` is not a torchvision classification model.
+        ValueError: unknown ``pooling``, or ``"l2"`` for a model without max pooling.
     """
     from torchvision.models import get_model
 
     get_spec(arch)
+    if pooling not in POOLINGS:
+        raise ValueError(f"pooling must be one of {', '.join(POOLINGS)}, got {pooling!r}")
     kwargs = builder_kwargs(arch, transform_input=transform_input)
-    return get_model(arch, weights=None, **kwargs).eval()
+    model = get_model(arch, weights=None, **kwargs).eval()
+    if arch.startswith("vit_"):
+        from lossnet.adapters import make_flexible_vit
+
+        model = make_flexible_vit(model)
+    if pooling == "l2":
+        from lossnet.adapters import replace_max_pooling
+
+        if not replace_max_pooling(model):
+            raise ValueError(f"pooling='l2' replaces max pooling, and {arch} has none")
+    return model
 
 
 def build_feature_extractor(
@@ -69,6 +90,7 @@ def build_feature_extractor(
     *,
     transform_input: bool | None = None,
     model: "nn.Module | None" = None,
+    pooling: str = "max",
 ) -> "fx.GraphModule":
     """``arch`` truncated after ``return_nodes``: a module returning ``{name: feature map}``.
 
@@ -78,6 +100,7 @@ def build_feature_extractor(
             node name), or a ``{node: output name}`` mapping as ``create_feature_extractor`` takes.
         transform_input: see :func:`builder_kwargs` (ignored when ``model`` is given).
         model: cut this already built backbone (from :func:`build_backbone`) instead of a new one.
+        pooling: see :func:`build_backbone` (ignored when ``model`` is given).
 
     Returns:
         An eval-mode ``torch.fx.GraphModule`` with random weights (unless ``model`` had others).
@@ -85,7 +108,13 @@ def build_feature_extractor(
     from torchvision.models.feature_extraction import create_feature_extractor
 
     if model is None:
-        model = build_backbone(arch, transform_input=transform_input)
+        model = build_backbone(arch, transform_input=transform_input, pooling=pooling)
     if not isinstance(return_nodes, Mapping):
         return_nodes = {n: n for n in dict.fromkeys(return_nodes)}
-    return create_feature_extractor(model, return_nodes=dict(return_nodes)).eval()
+    kwargs = {}
+    if pooling == "l2" or any(type(m).__name__ == "L2Pool" for m in model.modules()):
+        from lossnet.adapters import L2Pool
+
+        # a leaf: its filter stays a non-persistent buffer (plain VGG16 weight files load)
+        kwargs["tracer_kwargs"] = {"leaf_modules": [L2Pool]}
+    return create_feature_extractor(model, return_nodes=dict(return_nodes), **kwargs).eval()

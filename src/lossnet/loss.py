@@ -7,6 +7,33 @@ without autograd and its features can be precomputed once); :class:`PerceptualMe
 evaluation form (``torch.inference_mode``; ``features`` / ``compare`` let a caller reuse reference
 features); :func:`perceptual_distance` is the functional form with cached networks.
 
+Both give per-layer values (``per_layer=True``), masked values (``mask=``: spatial weights
+``(N, 1, H, W)``), spatial distance maps (:meth:`~PerceptualMetric.spatial_map`, ``(N, 1, H, W)``
+at the input size, equal to lpips's ``spatial=True``) and a reproducibility :attr:`signature`.
+
+Input range checking (``range_check``):
+
+========== ================================================================ ===============
+mode       what happens to values outside ``input_range``                    host syncs
+========== ================================================================ ===============
+``error``  :class:`InputError` (beyond a 0.1 % tolerance)                    one per image
+``warn``   one ``RangeWarning``, then the values are used as they are       one per image until it warned
+``clamp``  clamped into ``input_range``; the first batch is inspected once  none after the first call
+           and a warning says when it overshoots by > 5 % (wrong range?)
+``off``    used as they are                                                 none
+========== ================================================================ ===============
+
+NaN/Inf raise in every mode ("contains NaN/Inf"): an :class:`InputError` (CPU, eager), or, where a
+check would need a host sync (accelerators, ``torch.compile``), an asynchronous device assertion
+(``torch._assert_async``) that fails the step when it reaches the host. Inside ``torch.compile``
+the ``"error"`` mode's range test is such an assertion too (a ``RuntimeError`` without the value
+range in its message), so ``error``, ``clamp`` and ``off`` compile without graph breaks; ``warn``
+needs the host (one clean break per image until it has warned). Defaults:
+:class:`PerceptualMetric` / :func:`perceptual_distance` ``"error"`` (a metric checks strictly);
+:class:`PerceptualLoss` ``"clamp"`` (a training loss must not kill a run over a 1 % overshoot of an
+unclamped generator output, costs no sync per step and compiles without graph breaks; clamping
+gives overshooting pixels no gradient from this loss, exactly as clamping the output would).
+
 References:
     Johnson, Alahi, Fei-Fei. "Perceptual Losses for Real-Time Style Transfer and Super-Resolution",
     ECCV 2016.
@@ -16,7 +43,9 @@ References:
 
 from __future__ import annotations
 
+import math
 import os
+import warnings
 from typing import Mapping, Sequence
 
 import torch
@@ -26,14 +55,24 @@ from lossnet.distances import DISTANCES, Distance
 from lossnet.errors import InputError
 from lossnet.weights import WeightsSpec
 
-__all__ = ["PerceptualLoss", "PerceptualMetric", "perceptual_distance", "check_range", "REDUCTIONS"]
+__all__ = ["PerceptualLoss", "PerceptualMetric", "perceptual_distance", "check_range", "REDUCTIONS", "RANGE_CHECKS",
+           "RangeWarning"]
 
 REDUCTIONS = ("mean", "sum", "none")
+#: ``range_check`` modes (see the module docstring).
+RANGE_CHECKS = ("error", "warn", "clamp", "off")
 
 #: Slack on the declared input range, so rounding (e.g. 8-bit decode, bilinear resize) never trips it.
 RANGE_TOLERANCE = 1e-3
+#: ``range_check="clamp"`` warns (first batch only) when values overshoot by more than this fraction
+#: of the range: a generator's few-percent overshoot is clamped silently, [-1, 1] or 0..255 data is not.
+CLAMP_WARN_MARGIN = 0.05
 
 Features = Sequence[torch.Tensor] | Mapping[str, torch.Tensor]
+
+
+class RangeWarning(UserWarning):
+    """Input values outside the declared ``input_range`` (``range_check="warn"`` / ``"clamp"``)."""
 
 
 def _parse_range(input_range: Sequence[float]) -> tuple[float, float]:
@@ -46,35 +85,153 @@ def _parse_range(input_range: Sequence[float]) -> tuple[float, float]:
     return lo, hi
 
 
-def check_range(x: torch.Tensor, input_range: tuple[float, float] = (0.0, 1.0), name: str = "input") -> torch.Tensor:
-    """Check ``x`` lies in ``input_range`` and map it to [0, 1].
+def _parse_mode(mode: str) -> str:
+    if mode not in RANGE_CHECKS:
+        raise InputError(f"range_check must be one of {', '.join(RANGE_CHECKS)}, got {mode!r}")
+    return mode
 
-    Raises:
-        InputError: ``x`` is not a float tensor, or has values outside the range (the message says
-            which range the values fit, e.g. ``pass input_range=(-1, 1)``).
-    """
+
+def _check_tensor(x, name: str) -> None:
     if not isinstance(x, torch.Tensor):
         raise InputError(f"{name}: expected a torch.Tensor, got {type(x).__name__}")
     if not x.is_floating_point():
         raise InputError(f"{name}: expected a float tensor, got dtype {x.dtype} (convert with x.float() / 255)")
+
+
+def _nonfinite_message(x: torch.Tensor, name: str) -> str:
+    n_nan = int(torch.isnan(x).sum())
+    n_inf = int(torch.isinf(x).sum())
+    return f"{name}: contains NaN/Inf ({n_nan} NaN, {n_inf} Inf of {x.numel()} values)"
+
+
+def _assert_finite(x: torch.Tensor, name: str) -> None:
+    """NaN/Inf raise; without a host sync where one would be needed (accelerators, torch.compile)."""
+    if x.is_meta or x.numel() == 0:
+        return
+    if x.device.type == "cpu" and not torch.compiler.is_compiling():
+        if not bool(torch.isfinite(x).all()):
+            raise InputError(_nonfinite_message(x, name))
+    else:
+        torch._assert_async(torch.isfinite(x).all(), f"{name}: contains NaN/Inf")
+
+
+@torch.compiler.disable  # a host check: under torch.compile one clean graph break per image, not a failed trace
+def _range_message(x: torch.Tensor, input_range: tuple[float, float], name: str,
+                   tolerance: float = RANGE_TOLERANCE) -> str | None:
+    """None when ``x`` is within ``input_range`` (plus ``tolerance`` of its width); else the message.
+    One host sync; raises :class:`InputError` for NaN/Inf."""
     lo, hi = input_range
-    if x.numel():
-        mn, mx = (float(v) for v in torch.aminmax(x.detach()))
+    mn, mx = torch.stack(torch.aminmax(x.detach())).float().tolist()
+    if not (math.isfinite(mn) and math.isfinite(mx)):
+        raise InputError(_nonfinite_message(x, name))
+    tol = tolerance * (hi - lo)
+    if mn >= lo - tol and mx <= hi + tol:
+        return None
+    hint = ""
+    if lo == 0.0 and mn >= -1.0 - tol and mx <= 1.0 + tol:
+        hint = "; pass input_range=(-1, 1)"
+    elif lo == -1.0 and mn >= -tol and mx > 1.0 + tol and mx <= 255.0 + tol:
+        hint = "; 8-bit values? divide by 255 and use input_range=(0, 1)"
+    elif lo == 0.0 and mn >= -tol and mx <= 255.0 + tol:
+        hint = "; 8-bit values? divide by 255"
+    return f"{name}: values in [{mn:.4g}, {mx:.4g}] but input_range=({lo:g}, {hi:g}){hint}"
+
+
+def check_range(
+    x: torch.Tensor,
+    input_range: tuple[float, float] = (0.0, 1.0),
+    name: str = "input",
+    mode: str = "error",
+) -> torch.Tensor:
+    """Check ``x`` against ``input_range`` as ``mode`` says and map it to [0, 1].
+
+    Args:
+        mode: ``"error"`` (raise), ``"warn"`` (warn, use as is), ``"clamp"`` (clamp into the range)
+            or ``"off"``. NaN/Inf raise in every mode. This stateless form warns on every call in
+            ``"warn"`` mode; the modules warn once.
+
+    Raises:
+        InputError: ``x`` is not a float tensor, contains NaN/Inf ("contains NaN/Inf"), or (mode
+            ``"error"``) has values outside the range (the message says which range the values
+            fit, e.g. ``pass input_range=(-1, 1)``).
+    """
+    return _apply_range(x, input_range, name, _parse_mode(mode), None)
+
+
+class _RangeState:
+    __slots__ = ("warned", "inspected")
+
+    def __init__(self) -> None:
+        self.warned = False
+        self.inspected: set[str] = set()  # the image names ("pred", "target") whose first batch was inspected
+
+
+def _apply_range(x: torch.Tensor, input_range: tuple[float, float], name: str, mode: str,
+                 state: _RangeState | None) -> torch.Tensor:
+    _check_tensor(x, name)
+    lo, hi = input_range
+    checkable = x.numel() > 0 and not x.is_meta
+    if mode == "error" and checkable and torch.compiler.is_compiling():
+        # inside a compiled graph: the same test as a device assertion (no graph break, no host sync)
         tol = RANGE_TOLERANCE * (hi - lo)
-        if not (mn >= lo - tol and mx <= hi + tol):
-            hint = ""
-            if lo == 0.0 and mn >= -1.0 - tol and mx <= 1.0 + tol:
-                hint = "; pass input_range=(-1, 1)"
-            elif lo == -1.0 and mn >= -tol and mx > 1.0 + tol and mx <= 255.0 + tol:
-                hint = "; 8-bit values? divide by 255 and use input_range=(0, 1)"
-            elif lo == 0.0 and mn >= -tol and mx <= 255.0 + tol:
-                hint = "; 8-bit values? divide by 255"
-            raise InputError(
-                f"{name}: values in [{mn:.4g}, {mx:.4g}] but input_range=({lo:g}, {hi:g}){hint}"
-            )
+        ok = torch.isfinite(x).all() & (x >= lo - tol).all() & (x <= hi + tol).all()
+        torch._assert_async(ok, f"{name}: contains NaN/Inf or values outside input_range=({lo:g}, {hi:g})")
+    elif mode == "error" or (mode == "warn" and not (state is not None and state.warned)):
+        if checkable:
+            msg = _range_message(x, input_range, name)
+            if msg is not None:
+                if mode == "error":
+                    raise InputError(msg)
+                warnings.warn(f"{msg} (range_check='warn': values are used as they are; warned once)", RangeWarning,
+                              stacklevel=4)
+                if state is not None:
+                    state.warned = True
+    elif mode == "clamp":
+        if state is not None and name not in state.inspected and checkable and not torch.compiler.is_compiling():
+            # one look at the first batch: a clamp must not silently hide a wrong input_range
+            state.inspected.add(name)
+            msg = _range_message(x, input_range, name, CLAMP_WARN_MARGIN)
+            if msg is not None:
+                warnings.warn(f"{msg} (range_check='clamp': values are clamped; only the first batch is inspected)",
+                              RangeWarning, stacklevel=4)
+        else:
+            _assert_finite(x, name)
+        x = x.clamp(lo, hi)
+    else:  # "off", or "warn" after its warning
+        _assert_finite(x, name)
     if lo == -1.0:
         x = (x + 1.0) * 0.5
     return x
+
+
+def _resolve_preset(preset: str, net, layers, distance, channel_weights) -> dict:
+    """The network/layers/distance/heads a preset fixes (errors when the arguments contradict it)."""
+    from lossnet.dists_preset import DISTS_ARCH, DISTS_LAYERS, DISTS_PRESET, dists_channel_weights, dists_version
+    from lossnet.lpips_presets import get_preset, lpips_heads
+    from lossnet.registry import resolve_layers
+
+    if preset == DISTS_PRESET:
+        arch, p_layers, p_distance, pooling = DISTS_ARCH, DISTS_LAYERS, "dists", "l2"
+    else:
+        p = get_preset(preset)
+        arch, p_layers, p_distance, pooling = p.arch, p.layers, "spatial", "max"
+    if net is not None and net != arch:
+        raise InputError(f"preset {preset!r} uses {arch}, not net={net!r}")
+    if layers is not None and list(resolve_layers(arch, list(layers))) != list(p_layers):
+        raise InputError(f"preset {preset!r} uses layers {', '.join(p_layers)}, not {', '.join(layers)}")
+    if distance not in (None, p_distance):
+        raise InputError(f"preset {preset!r} uses the {p_distance!r} distance, not {distance!r}")
+    if channel_weights is not None:
+        raise InputError(f"preset {preset!r} brings its own channel weights; do not pass channel_weights")
+    if preset == DISTS_PRESET:
+        return dict(net=arch, layers=list(layers) if layers is not None else list(p_layers), distance=p_distance,
+                    channel_weights=dists_channel_weights(), pooling=pooling, heads=f"dists-{dists_version()}",
+                    lpips_version=None)
+    from lossnet.lpips_presets import lpips_version
+
+    version = lpips_version()
+    return dict(net=arch, layers=list(layers) if layers is not None else list(p_layers), distance=p_distance,
+                channel_weights=lpips_heads(p), pooling=pooling, heads="lpips-v0.1", lpips_version=version)
 
 
 class _Perceptual(nn.Module):
@@ -92,33 +249,33 @@ class _Perceptual(nn.Module):
         preset: str | None,
         channel_weights: Sequence[torch.Tensor | None] | None,
         default_distance: str,
-        channels_last: bool = True,
+        channels_last: bool | None = None,
+        range_check: str = "error",
+        normalize: str = "imagenet",
+        transform_input: bool | None = None,
+        loss_net_mode: str = "eval",
     ) -> None:
         super().__init__()
         from lossnet.network import LossNetwork
-        from lossnet.registry import resolve_layers
 
         self.input_range = _parse_range(input_range)
+        self.range_check = _parse_mode(range_check)
+        self._range_state = _RangeState()
         self.preset = preset
         self.lpips_version: str | None = None
+        self.heads_label = "none"
+        pooling = "max"
         if isinstance(layers, str):
             layers = [n.strip() for n in layers.split(",") if n.strip()]
         if preset is not None:
-            from lossnet.lpips_presets import get_preset, lpips_heads, lpips_version
+            r = _resolve_preset(preset, net, layers, distance, channel_weights)
+            net, layers, distance, channel_weights, pooling = r["net"], r["layers"], r["distance"], r["channel_weights"], r["pooling"]
+            self.heads_label, self.lpips_version = r["heads"], r["lpips_version"]
+        elif channel_weights is not None and any(w is not None for w in channel_weights):
+            from lossnet.signature import tensors_digest
 
-            p = get_preset(preset)
-            if net is not None and net != p.arch:
-                raise InputError(f"preset {preset!r} uses {p.arch}, not net={net!r}")
-            if layers is not None and list(resolve_layers(p.arch, list(layers))) != list(p.layers):
-                raise InputError(f"preset {preset!r} uses layers {', '.join(p.layers)}, not {', '.join(layers)}")
-            if distance not in (None, "spatial"):
-                raise InputError(f"preset {preset!r} uses the 'spatial' distance, not {distance!r}")
-            if channel_weights is not None:
-                raise InputError(f"preset {preset!r} brings its own channel weights; do not pass channel_weights")
-            net, distance = p.arch, "spatial"
-            layers = list(layers) if layers is not None else list(p.layers)
-            channel_weights = lpips_heads(p)
-            self.lpips_version = lpips_version()
+            self.heads_label = "custom:" + tensors_digest({str(i): torch.as_tensor(w) for i, w in enumerate(channel_weights)
+                                                            if w is not None})[:16]
         net = net or "vgg16"
         layers = list(layers) if layers is not None else ["relu2_2"]
         distance = distance or default_distance
@@ -126,7 +283,12 @@ class _Perceptual(nn.Module):
             raise InputError(f"unknown distance {distance!r}; choose one of {', '.join(DISTANCES)}")
         if layer_weights is not None and len(layer_weights) != len(layers):
             raise InputError(f"{len(layer_weights)} layer weights for {len(layers)} layers ({', '.join(layers)})")
-        self.network = LossNetwork(net, layers, weights=weights, weights_dir=weights_dir)
+        self.network = LossNetwork(net, layers, weights=weights, weights_dir=weights_dir, transform_input=transform_input,
+                                   normalize=normalize, loss_net_mode=loss_net_mode, pooling=pooling)
+        if channels_last is None:
+            # NHWC everywhere except DISTS: its L2 pooling's 1/sqrt amplifies the NHWC kernels' other
+            # rounding in the gradient (max |error| vs float64 ~9x NCHW's); NCHW matches dists-pytorch
+            channels_last = preset != "dists"
         self.channels_last = bool(channels_last)
         if self.channels_last:
             # oneDNN's CPU convolutions run ~1.3-1.5x faster in NHWC, forward and backward
@@ -141,23 +303,45 @@ class _Perceptual(nn.Module):
     def layers(self) -> tuple[str, ...]:
         return self.network.layers
 
+    @property
+    def signature(self) -> str:
+        """Reproducibility signature of this configuration (:mod:`lossnet.signature`)."""
+        from lossnet.signature import signature
+
+        return signature(self)
+
     def extra_repr(self) -> str:
         extra = f", preset={self.preset!r}" if self.preset else ""
-        return f"input_range={self.input_range}{extra}"
+        return f"input_range={self.input_range}, range_check={self.range_check!r}{extra}"
+
+    def _on_meta(self) -> bool:
+        return self.network.mean.is_meta
 
     def _features(self, x: torch.Tensor, name: str = "input") -> list[torch.Tensor]:
-        # One check per image: check_range (tensor, float, value range), then the network's shape
+        # One check per image: the range check (tensor, float, values), then the network's shape
         # check, which also repeats grey to RGB; the network then runs without checking again.
-        x = check_range(x, self.input_range, name)
+        x = _apply_range(x, self.input_range, name, self.range_check, self._range_state)
+        if x.is_meta != self._on_meta():
+            where = "a meta network (call .to('meta') first: it computes shapes only)" if x.is_meta else "real tensors"
+            raise InputError(f"{name}: got a {'meta' if x.is_meta else x.device.type} tensor; this needs {where}")
         batched = x.ndim == 4
         x = self.network.prepare(x, dtype_checked=True)
         if self.channels_last and batched:
             x = x.contiguous(memory_format=torch.channels_last)
         return list(self.network(x, prepared=True).values())
 
-    def compare(self, feats_a: Features, feats_b: Features) -> torch.Tensor:
-        """Distance between two feature lists (as returned by ``features``): ``(N,)``."""
-        return self.distance(_as_list(feats_a, len(self.layers)), _as_list(feats_b, len(self.layers)))
+    def compare(self, feats_a: Features, feats_b: Features, *, mask: torch.Tensor | None = None,
+                per_layer: bool = False) -> torch.Tensor:
+        """Distance between two feature lists (as returned by ``features``): ``(N,)``, or the
+        ``(N, L)`` per-layer terms with ``per_layer``; ``mask`` weights positions (see ``forward``)."""
+        fa, fb = _as_list(feats_a, len(self.layers)), _as_list(feats_b, len(self.layers))
+        return self.distance(fa, fb, masks=mask, per_layer=per_layer)
+
+    def compare_map(self, feats_a: Features, feats_b: Features, size: tuple[int, int], *,
+                    per_layer: bool = False) -> torch.Tensor:
+        """Spatial map ``(N, 1, *size)`` (``(N, L, *size)`` per layer) of two feature lists."""
+        fa, fb = _as_list(feats_a, len(self.layers)), _as_list(feats_b, len(self.layers))
+        return self.distance.map(fa, fb, size, per_layer=per_layer)
 
 
 def _as_list(feats: Features, n_layers: int) -> list[torch.Tensor]:
@@ -169,6 +353,11 @@ def _as_list(feats: Features, n_layers: int) -> list[torch.Tensor]:
     return out
 
 
+def _check_pair(a: torch.Tensor, b: torch.Tensor, names: tuple[str, str] = ("images", "")) -> None:
+    if isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor) and a.shape[-2:] != b.shape[-2:]:
+        raise InputError(f"images differ in size: {tuple(a.shape)} vs {tuple(b.shape)} (resize them first)")
+
+
 class PerceptualLoss(_Perceptual):
     """Deep perceptual loss: distance between loss-network features of ``pred`` and ``target``.
 
@@ -176,22 +365,35 @@ class PerceptualLoss(_Perceptual):
         net: torchvision architecture of the loss network.
         layers: extraction layers (E/S/M/L, aliases like ``"relu2_2"``, or FX nodes).
         distance: ``"mse"`` (Eq. 3 of Pihlgren et al.), ``"spatial"`` (Eq. 1 / LPIPS), ``"l1"``,
-            ``"gram"`` or ``"meanpool"`` (:mod:`lossnet.distances`).
+            ``"gram"``, ``"meanpool"`` or ``"dists"`` (:mod:`lossnet.distances`).
         layer_weights: per-layer factors :math:`\\lambda_l` (default 1).
         reduction: ``"mean"`` | ``"sum"`` over the batch, or ``"none"`` for ``(N,)``.
         weights: ``"imagenet"``, ``None``/``"none"`` (random init) or a state-dict path
             (:meth:`lossnet.weights.WeightsSpec.parse`).
         weights_dir: folder with local ImageNet weights.
         input_range: ``(0, 1)`` (default) or ``(-1, 1)``; other values raise :class:`InputError`.
-        preset: ``"lpips-alex"`` / ``"lpips-vgg"`` / ``"lpips-squeeze"`` to train with LPIPS.
-        channel_weights: per-layer channel weights for ``distance="spatial"``.
+        preset: ``"lpips-alex"`` / ``"lpips-vgg"`` / ``"lpips-squeeze"`` to train with LPIPS,
+            ``"dists"`` to train with DISTS.
+        channel_weights: per-layer channel weights for ``distance="spatial"`` / ``"dists"``.
         channels_last: run the network in NHWC memory format (faster oneDNN convolutions on CPU;
             results equal NCHW to float rounding). Inputs are converted; any layout is accepted.
+            Default (None): True, except for the ``"dists"`` preset, which runs NCHW as
+            dists-pytorch does (its gradients then match to ~1e-6).
+        range_check: ``"clamp"`` (default), ``"error"``, ``"warn"`` or ``"off"`` (module docstring).
+        normalize: ``"imagenet"`` (default) or ``"none"`` (:class:`~lossnet.network.LossNetwork`).
+        transform_input: googlenet / inception_v3 only; None = torchvision's default for the weights.
+        loss_net_mode: ``"eval"`` (default) or ``"train"`` (:class:`~lossnet.network.LossNetwork`).
 
     Shape:
         ``pred``: ``(N, C, H, W)`` with C in {1, 3}; ``target`` the same, or precomputed features
-        from :meth:`target_features` (a list or dict of per-layer tensors). Output: scalar, or
-        ``(N,)`` with ``reduction="none"``.
+        from :meth:`target_features` (a list or dict of per-layer tensors). ``mask``: optional
+        non-negative weights ``(N, 1, H, W)`` (or ``(1, 1, H, W)``) at the image size: every
+        spatial mean becomes a weighted mean (:func:`lossnet.distances.layer_masks`). Output:
+        scalar, or ``(N,)`` with ``reduction="none"``; with ``per_layer=True`` one more trailing
+        dimension L (the terms that sum to the loss).
+
+    An empty batch (N = 0) gives an empty ``(0,)`` result with ``reduction="none"``, 0 with
+    ``"sum"``, and raises :class:`InputError` with ``"mean"`` (a mean over no samples).
 
     Example:
         >>> loss_fn = PerceptualLoss("vgg16", ["relu2_2"], weights=None)
@@ -210,7 +412,11 @@ class PerceptualLoss(_Perceptual):
         input_range: Sequence[float] = (0, 1),
         preset: str | None = None,
         channel_weights: Sequence[torch.Tensor | None] | None = None,
-        channels_last: bool = True,
+        channels_last: bool | None = None,
+        range_check: str = "clamp",
+        normalize: str = "imagenet",
+        transform_input: bool | None = None,
+        loss_net_mode: str = "eval",
     ) -> None:
         if reduction not in REDUCTIONS:
             raise InputError(f"reduction must be one of {', '.join(REDUCTIONS)}, got {reduction!r}")
@@ -221,7 +427,7 @@ class PerceptualLoss(_Perceptual):
             layers = None if names == ["relu2_2"] else names
             distance = None if distance == "mse" else distance
         super().__init__(net, layers, distance, layer_weights, weights, weights_dir, input_range, preset, channel_weights, "mse",
-                         channels_last)
+                         channels_last, range_check, normalize, transform_input, loss_net_mode)
         self.reduction = reduction
 
     def features(self, x: torch.Tensor) -> list[torch.Tensor]:
@@ -234,19 +440,34 @@ class PerceptualLoss(_Perceptual):
         reuse it across steps (e.g. a fixed style or content image)."""
         return [f.detach() for f in self._features(target, "target")]
 
-    def forward(self, pred: torch.Tensor, target: torch.Tensor | Features) -> torch.Tensor:
+    def _target(self, pred: torch.Tensor, target: torch.Tensor | Features) -> list[torch.Tensor]:
         if isinstance(target, torch.Tensor):
             if target.shape[-2:] != pred.shape[-2:] and target.ndim == pred.ndim:
                 raise InputError(f"pred {tuple(pred.shape)} and target {tuple(target.shape)} differ in size")
-            ft = self.target_features(target)
-        else:
-            ft = _as_list(target, len(self.layers))
-        d = self.compare(self.features(pred), ft)
+            return self.target_features(target)
+        return _as_list(target, len(self.layers))
+
+    def _reduce(self, d: torch.Tensor) -> torch.Tensor:
         if self.reduction == "mean":
-            return d.mean()
+            if d.shape[0] == 0:
+                raise InputError("empty batch (N = 0): the mean over no samples is undefined; "
+                                 "use reduction='sum' (gives 0) or 'none' (gives an empty tensor)")
+            return d.mean() if d.ndim == 1 else d.mean(0)
         if self.reduction == "sum":
-            return d.sum()
+            return d.sum() if d.ndim == 1 else d.sum(0)
         return d
+
+    def forward(self, pred: torch.Tensor, target: torch.Tensor | Features, *, mask: torch.Tensor | None = None,
+                per_layer: bool = False) -> torch.Tensor:
+        ft = self._target(pred, target)
+        d = self.compare(self.features(pred), ft, mask=mask, per_layer=per_layer)
+        return self._reduce(d)
+
+    def spatial_map(self, pred: torch.Tensor, target: torch.Tensor | Features, *, per_layer: bool = False) -> torch.Tensor:
+        """Per-position distance ``(N, 1, H, W)`` at the size of ``pred`` (``(N, L, H, W)`` per
+        layer), with gradients to ``pred``; only for the position-wise distances (spatial, mse, l1)."""
+        ft = self._target(pred, target)
+        return self.compare_map(self.features(pred), ft, tuple(pred.shape[-2:]), per_layer=per_layer)
 
 
 class PerceptualMetric(_Perceptual):
@@ -256,13 +477,19 @@ class PerceptualMetric(_Perceptual):
         net: architecture (default ``"vgg16"``; taken from ``preset`` when given).
         layers: extraction layers (default ``("relu2_2",)``; the preset's when given).
         distance: a name in :data:`lossnet.distances.DISTANCES` (default ``"spatial"``).
-        preset: ``None`` or ``"lpips-alex"`` / ``"lpips-vgg"`` / ``"lpips-squeeze"`` (LPIPS v0.1:
-            the lpips package's layers and linear heads; backbone weights from ``weights``).
-        weights, weights_dir, input_range, layer_weights, channel_weights, channels_last: as
-            :class:`PerceptualLoss`.
+        preset: ``None``, ``"lpips-alex"`` / ``"lpips-vgg"`` / ``"lpips-squeeze"`` (LPIPS v0.1:
+            the lpips package's layers and linear heads; backbone weights from ``weights``), or
+            ``"dists"`` (DISTS: VGG16 with L2 pooling and the dists-pytorch alpha/beta,
+            :mod:`lossnet.dists_preset`).
+        weights, weights_dir, input_range, layer_weights, channel_weights, channels_last,
+            normalize, transform_input, loss_net_mode: as :class:`PerceptualLoss`.
+        range_check: ``"error"`` (default), ``"warn"``, ``"clamp"`` or ``"off"``.
 
-    ``metric(a, b)`` returns ``(N,)``. For many comparisons against the same references, call
-    :meth:`features` once per image batch and :meth:`compare` per pair.
+    ``metric(a, b)`` returns ``(N,)``; ``metric(a, b, per_layer=True)`` the ``(N, L)`` per-layer
+    terms; ``metric(a, b, mask=w)`` the masked distance (``w``: ``(N, 1, H, W)`` weights);
+    :meth:`spatial_map` the ``(N, 1, H, W)`` map. For many comparisons against the same
+    references, call :meth:`features` once per image batch and :meth:`compare` per pair. An empty
+    batch gives an empty ``(0,)`` result.
     """
 
     def __init__(
@@ -276,24 +503,45 @@ class PerceptualMetric(_Perceptual):
         input_range: Sequence[float] = (0, 1),
         layer_weights: Sequence[float] | None = None,
         channel_weights: Sequence[torch.Tensor | None] | None = None,
-        channels_last: bool = True,
+        channels_last: bool | None = None,
+        range_check: str = "error",
+        normalize: str = "imagenet",
+        transform_input: bool | None = None,
+        loss_net_mode: str = "eval",
     ) -> None:
         super().__init__(net, layers, distance, layer_weights, weights, weights_dir, input_range, preset, channel_weights, "spatial",
-                         channels_last)
+                         channels_last, range_check, normalize, transform_input, loss_net_mode)
 
     def features(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Per-layer features ``[(N, C_l, H_l, W_l), ...]`` of a batch ``x``."""
         with torch.inference_mode():
             return self._features(x)
 
-    def compare(self, feats_a: Features, feats_b: Features) -> torch.Tensor:
+    def compare(self, feats_a: Features, feats_b: Features, *, mask: torch.Tensor | None = None,
+                per_layer: bool = False) -> torch.Tensor:
         with torch.inference_mode():
-            return super().compare(feats_a, feats_b)
+            return super().compare(feats_a, feats_b, mask=mask, per_layer=per_layer)
 
-    def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        if a.shape[-2:] != b.shape[-2:]:
-            raise InputError(f"images differ in size: {tuple(a.shape)} vs {tuple(b.shape)} (resize them first)")
-        return self.compare(self.features(a), self.features(b))
+    def compare_map(self, feats_a: Features, feats_b: Features, size: tuple[int, int], *,
+                    per_layer: bool = False) -> torch.Tensor:
+        with torch.inference_mode():
+            return super().compare_map(feats_a, feats_b, size, per_layer=per_layer)
+
+    def forward(self, a: torch.Tensor, b: torch.Tensor, *, mask: torch.Tensor | None = None,
+                per_layer: bool = False) -> torch.Tensor:
+        _check_pair(a, b)
+        return self.compare(self.features(a), self.features(b), mask=mask, per_layer=per_layer)
+
+    def spatial_map(self, a: torch.Tensor, b: torch.Tensor, *, per_layer: bool = False) -> torch.Tensor:
+        """Per-position distance ``(N, 1, H, W)`` at the input size (``(N, L, H, W)`` per layer).
+
+        For the LPIPS presets this is lpips's ``LPIPS(spatial=True)`` output: every layer's
+        channel-weighted squared difference of unit-normalised features, upsampled bilinearly
+        (``align_corners=False``) to the input size, summed over layers. Only the position-wise
+        distances (spatial, mse, l1) have a map.
+        """
+        _check_pair(a, b)
+        return self.compare_map(self.features(a), self.features(b), tuple(a.shape[-2:]), per_layer=per_layer)
 
 
 _CACHE: dict[tuple, _Perceptual] = {}
@@ -321,6 +569,11 @@ def perceptual_distance(
     weights_dir: str | os.PathLike | None = None,
     input_range: Sequence[float] = (0, 1),
     layer_weights: Sequence[float] | None = None,
+    *,
+    range_check: str = "error",
+    mask: torch.Tensor | None = None,
+    per_layer: bool = False,
+    spatial: bool = False,
 ) -> torch.Tensor:
     """Perceptual distance between image batches ``a`` and ``b``: ``(N,)``.
 
@@ -329,19 +582,25 @@ def perceptual_distance(
 
     Args:
         a, b: ``(N, C, H, W)`` images in ``input_range``.
-        net, layers, distance, preset, weights, weights_dir, input_range, layer_weights:
-            as :class:`PerceptualMetric`.
+        net, layers, distance, preset, weights, weights_dir, input_range, layer_weights,
+            range_check: as :class:`PerceptualMetric`.
+        mask: spatial weights ``(N, 1, H, W)`` (masked mean over space).
+        per_layer: return the ``(N, L)`` per-layer terms.
+        spatial: return the ``(N, 1, H, W)`` map (``(N, L, H, W)`` with ``per_layer``) instead.
 
     Returns:
-        ``(N,)`` distances.
+        ``(N,)`` distances (or as above).
     """
     layers_key = tuple(layers.split(",")) if isinstance(layers, str) else (None if layers is None else tuple(layers))
     weights = WeightsSpec.parse(weights, check=False)  # the file is checked when the network is built
     key = (net, layers_key, distance, preset, weights.label, str(weights_dir), tuple(input_range),
-           None if layer_weights is None else tuple(layer_weights))
+           None if layer_weights is None else tuple(layer_weights), range_check)
     m = _cached_metric(key, net=net, layers=layers_key, distance=distance, preset=preset, weights=weights,
-                       weights_dir=weights_dir, input_range=input_range, layer_weights=layer_weights)
+                       weights_dir=weights_dir, input_range=input_range, layer_weights=layer_weights,
+                       range_check=range_check)
     m = m.to(a.device)
-    if a.shape[-2:] != b.shape[-2:]:
-        raise InputError(f"images differ in size: {tuple(a.shape)} vs {tuple(b.shape)} (resize them first)")
-    return _Perceptual.compare(m, m._features(a, "a"), m._features(b, "b"))
+    _check_pair(a, b)
+    fa, fb = m._features(a, "a"), m._features(b, "b")
+    if spatial:
+        return _Perceptual.compare_map(m, fa, fb, tuple(a.shape[-2:]), per_layer=per_layer)
+    return _Perceptual.compare(m, fa, fb, mask=mask, per_layer=per_layer)

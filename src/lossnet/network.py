@@ -15,16 +15,22 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from lossnet.backbone import TRANSFORM_INPUT_ARCHS, build_feature_extractor
+from lossnet.adapters import feature_layout, to_nchw
+from lossnet.backbone import POOLINGS, TRANSFORM_INPUT_ARCHS, build_feature_extractor
 from lossnet.errors import InputError
-from lossnet.registry import get_spec, resolve_layers
+from lossnet.registry import INPUT_LAYER, get_spec, resolve_layers
 from lossnet.weights import WeightsSpec, load_weights
 
-__all__ = ["LossNetwork", "IMAGENET_MEAN", "IMAGENET_STD"]
+__all__ = ["LossNetwork", "IMAGENET_MEAN", "IMAGENET_STD", "NORMALIZATIONS", "LOSS_NET_MODES"]
 
 #: Input normalisation of torchvision's IMAGENET1K_V1 weights, for RGB in [0, 1].
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+
+#: ``normalize`` choices: ImageNet mean/std (what the weights were trained with) or none.
+NORMALIZATIONS = ("imagenet", "none")
+#: ``loss_net_mode`` choices: the frozen network in eval mode (default) or kept in train mode.
+LOSS_NET_MODES = ("eval", "train")
 
 
 class LossNetwork(nn.Module):
@@ -45,6 +51,19 @@ class LossNetwork(nn.Module):
             the [-1, 1] scaling the original Google weights were trained with. ``None`` keeps
             torchvision's semantics (True with pretrained weights, False with random init);
             ``False`` reproduces the paper's repository, which built the models without it.
+        normalize: ``"imagenet"`` (default): ``(x - mean) / std`` with the ImageNet statistics
+            every torchvision ImageNet model expects; ``"none"``: the [0, 1] image goes in as is.
+        loss_net_mode: ``"eval"`` (default): the network stays in eval mode whatever its parent
+            does (BatchNorm uses its running statistics, dropout is off). ``"train"``: it stays
+            in train mode (BatchNorm normalises with batch statistics and updates its running
+            statistics, dropout is active), as in code that never calls ``.eval()`` on it.
+            The parameters are frozen either way.
+        pooling: ``"max"`` (default) or ``"l2"``: every max pooling replaced by DISTS's L2 pooling.
+
+    Layers may include ``"input"``: the image itself in [0, 1] (after the grey-to-RGB repeat,
+    before normalisation), as DISTS uses it. Transformer outputs are converted to feature maps:
+    ViT tokens to ``(N, C, H/p, W/p)`` (class token dropped) and Swin's NHWC to NCHW
+    (:func:`lossnet.adapters.to_nchw`).
 
     Input: ``(N, C, H, W)`` (or ``(C, H, W)``) float tensor, RGB in [0, 1] (C = 1 is repeated to 3);
     float32/float16/bfloat16. ImageNet normalisation is applied inside.
@@ -63,43 +82,77 @@ class LossNetwork(nn.Module):
         weights: WeightsSpec | str | os.PathLike | None = "imagenet",
         weights_dir: str | os.PathLike | None = None,
         transform_input: bool | None = None,
+        *,
+        normalize: str = "imagenet",
+        loss_net_mode: str = "eval",
+        pooling: str = "max",
     ) -> None:
         super().__init__()
         spec = get_spec(arch)
         if isinstance(layers, str):
             layers = [n.strip() for n in layers.split(",") if n.strip()]
+        if normalize not in NORMALIZATIONS:
+            raise InputError(f"normalize must be one of {', '.join(NORMALIZATIONS)}, got {normalize!r}")
+        if loss_net_mode not in LOSS_NET_MODES:
+            raise InputError(f"loss_net_mode must be one of {', '.join(LOSS_NET_MODES)}, got {loss_net_mode!r}")
+        if pooling not in POOLINGS:
+            raise InputError(f"pooling must be one of {', '.join(POOLINGS)}, got {pooling!r}")
+        if transform_input and arch not in TRANSFORM_INPUT_ARCHS:
+            raise InputError(f"transform_input applies only to {', '.join(TRANSFORM_INPUT_ARCHS)}, not {arch}")
         self.arch = spec.name
         self.layers: tuple[str, ...] = tuple(layers)
         self.nodes: tuple[str, ...] = tuple(resolve_layers(arch, list(self.layers)))
+        self.normalization = normalize
+        self.loss_net_mode = loss_net_mode
+        self.pooling = pooling
+        self._layouts = tuple(feature_layout(self.arch, n) for n in self.nodes)
+        self._patch = 0
+        net_nodes = [n for n in self.nodes if n != INPUT_LAYER]
 
         wspec = WeightsSpec.parse(weights)
         if arch in TRANSFORM_INPUT_ARCHS:
             # torchvision's pretrained builders default to transform_input=True, random init to False.
             transform_input = wspec.pretrained if transform_input is None else bool(transform_input)
         self.transform_input = bool(transform_input) if arch in TRANSFORM_INPUT_ARCHS else False
-        self.body = build_feature_extractor(arch, self.nodes, transform_input=transform_input)
         self.weights_spec = wspec
-        self.weights_source = load_weights(self.body, arch, wspec, weights_dir)
+        if net_nodes:
+            try:
+                self.body = build_feature_extractor(arch, net_nodes, transform_input=transform_input, pooling=pooling)
+            except ValueError as exc:  # pooling="l2" on a network without max pooling
+                raise InputError(str(exc)) from None
+            if "tokens" in self._layouts:
+                self._patch = int(arch.rsplit("_", 1)[1])  # vit_b_16 -> 16
+            self.weights_source = load_weights(self.body, arch, wspec, weights_dir)
+        else:  # only the input image: nothing to build or load
+            self.body = None
+            self.weights_source = "none needed"
 
-        self.body.eval()
-        self.body.requires_grad_(False)
+        if self.body is not None:
+            self.body.train(loss_net_mode == "train")
+            self.body.requires_grad_(False)
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
 
     def train(self, mode: bool = True) -> "LossNetwork":
-        # A loss network must never update BN statistics or use dropout, whatever the parent does.
+        # A loss network never follows its parent's mode: eval (no BN statistics updates, no
+        # dropout) unless built with loss_net_mode="train".
         super().train(mode)
-        self.body.eval()
+        if self.body is not None:
+            self.body.train(self.loss_net_mode == "train")
         return self
 
     def extra_repr(self) -> str:
-        return f"arch={self.arch!r}, layers={self.layers}, nodes={self.nodes}, weights={self.weights_source!r}"
+        extra = "".join(f", {k}={v!r}" for k, v, d in (("normalize", self.normalization, "imagenet"),
+                                                       ("loss_net_mode", self.loss_net_mode, "eval"),
+                                                       ("pooling", self.pooling, "max")) if v != d)
+        return f"arch={self.arch!r}, layers={self.layers}, nodes={self.nodes}, weights={self.weights_source!r}{extra}"
 
     @property
     def _param_dtype(self) -> torch.dtype:
-        for p in self.body.parameters():
-            return p.dtype
-        return torch.float32
+        if self.body is not None:
+            for p in self.body.parameters():
+                return p.dtype
+        return self.mean.dtype
 
     @staticmethod
     def prepare(x: torch.Tensor, *, dtype_checked: bool = False) -> torch.Tensor:
@@ -127,12 +180,14 @@ class LossNetwork(nn.Module):
         return x
 
     def _standardize(self, x: torch.Tensor) -> torch.Tensor:
-        if not torch.is_autocast_enabled(x.device.type):
+        if not _autocast(x):
             x = x.to(self._param_dtype)
+        if self.normalization == "none":
+            return x
         return (x - self.mean.to(x.dtype)) / self.std.to(x.dtype)
 
     def normalize(self, x: torch.Tensor) -> torch.Tensor:
-        """Check shape/dtype, repeat grey to RGB, cast, and apply the ImageNet normalisation."""
+        """Check shape/dtype, repeat grey to RGB, cast, and apply the input normalisation."""
         return self._standardize(self.prepare(x))
 
     def forward(self, x: torch.Tensor, *, prepared: bool = False) -> dict[str, torch.Tensor]:
@@ -141,24 +196,47 @@ class LossNetwork(nn.Module):
         if not prepared:
             x = self.prepare(x)
         z = self._standardize(x)
-        try:
-            out = self.body(z)
-        except RuntimeError as exc:
-            msg = str(exc)
-            if any(s in msg for s in ("too small", "can't be greater than", "Padding size should be less")):
-                smallest = _minimum_size(self.arch, self.nodes, self.transform_input)
-                raise InputError(
-                    f"input {tuple(x.shape[-2:])} is too small for {self.arch} up to {', '.join(self.layers)}: "
-                    f"the minimum is {smallest}x{smallest} pixels"
-                ) from exc
-            raise
-        return {name: out[node] for name, node in zip(self.layers, self.nodes)}
+        out: dict[str, torch.Tensor] = {}
+        if self.body is not None:
+            if self._patch and (x.shape[-2] % self._patch or x.shape[-1] % self._patch):
+                raise InputError(f"{self.arch} needs input sides that are multiples of its patch size {self._patch}, "
+                                 f"got {tuple(x.shape[-2:])}")
+            try:
+                out = self.body(z)
+            except RuntimeError as exc:
+                msg = str(exc)
+                if any(s in msg for s in ("too small", "can't be greater than", "Padding size should be less")):
+                    smallest = _minimum_size(self.arch, tuple(n for n in self.nodes if n != INPUT_LAYER),
+                                             self.transform_input, self.pooling)
+                    raise InputError(
+                        f"input {tuple(x.shape[-2:])} is too small for {self.arch} up to {', '.join(self.layers)}: "
+                        f"the minimum is {smallest}x{smallest} pixels"
+                    ) from exc
+                raise
+        result = {}
+        for name, node, layout in zip(self.layers, self.nodes, self._layouts):
+            if node == INPUT_LAYER:
+                f = x if _autocast(x) else x.to(self._param_dtype)
+            else:
+                f = out[node]
+                if layout != "nchw":
+                    grid = None if layout != "tokens" else (x.shape[-2] // self._patch, x.shape[-1] // self._patch)
+                    f = to_nchw(f, layout, grid)
+                if f.ndim != 4:
+                    raise InputError(f"layer {name!r} ({node}) of {self.arch} gives a {tuple(f.shape)} tensor, not a "
+                                     f"(N, C, H, W) feature map; pick an earlier node (lossnet nets show {self.arch} --nodes)")
+            result[name] = f
+        return result
+
+
+def _autocast(x: torch.Tensor) -> bool:
+    return not x.is_meta and torch.is_autocast_enabled(x.device.type)
 
 
 @lru_cache(maxsize=None)
-def _minimum_size(arch: str, nodes: tuple[str, ...], transform_input: bool) -> int:
+def _minimum_size(arch: str, nodes: tuple[str, ...], transform_input: bool, pooling: str = "max") -> int:
     """Smallest square input the truncated network accepts (bisection over forward passes)."""
-    body = build_feature_extractor(arch, nodes, transform_input=transform_input)
+    body = build_feature_extractor(arch, nodes, transform_input=transform_input, pooling=pooling)
 
     def ok(size: int) -> bool:
         try:

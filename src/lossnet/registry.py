@@ -24,6 +24,8 @@ from lossnet.paper import LAYER_KEYS, architectures
 __all__ = [
     "PAPER_ARCHS",
     "PAPER_LAYERS",
+    "EXTRA_LAYERS",
+    "INPUT_LAYER",
     "ArchSpec",
     "get_spec",
     "paper_layers",
@@ -68,6 +70,30 @@ PAPER_LAYERS: dict[str, dict[str, str]] = {
 #: The 14 architectures in the paper's table order.
 PAPER_ARCHS: tuple[str, ...] = tuple(PAPER_LAYERS)
 
+#: The layer name that means the (range-mapped, un-normalised) input image itself, as DISTS uses it.
+INPUT_LAYER = "input"
+
+
+def _vit_points(blocks: int) -> dict[str, str]:
+    # E = the patch embedding (the "stem", like a CNN's first conv); S/M/L = the blocks ending the
+    # first quarter, the first half and the whole encoder (block outputs, before the final LayerNorm).
+    return {"E": "conv_proj", "S": f"encoder.layers.encoder_layer_{blocks // 4 - 1}",
+            "M": f"encoder.layers.encoder_layer_{blocks // 2 - 1}", "L": f"encoder.layers.encoder_layer_{blocks - 1}"}
+
+
+# Hierarchical models (ConvNeXt, Swin): features.0 is the stem (patchify conv), features.1/3/5/7 the
+# four stages (2/4/6 are the downsampling layers). E/S/M/L = stem, stage 1, stage 2, stage 4 -- the
+# ResNet choice (relu, layer1, layer2, layer4) of the paper carried over stage for stage.
+_STAGED = {"E": "features.0", "S": "features.1", "M": "features.3", "L": "features.7"}
+
+#: E/S/M/L extraction points chosen by lossnet for transformer and modern backbones (not in the paper).
+EXTRA_LAYERS: dict[str, dict[str, str]] = {
+    "vit_b_16": _vit_points(12), "vit_b_32": _vit_points(12), "vit_l_16": _vit_points(24),
+    "vit_l_32": _vit_points(24), "vit_h_14": _vit_points(32),
+    **{a: dict(_STAGED) for a in ("swin_t", "swin_s", "swin_b", "swin_v2_t", "swin_v2_s", "swin_v2_b")},
+    **{a: dict(_STAGED) for a in ("convnext_tiny", "convnext_small", "convnext_base", "convnext_large")},
+}
+
 
 @dataclass(frozen=True)
 class ArchSpec:
@@ -75,7 +101,9 @@ class ArchSpec:
 
     Attributes:
         name: torchvision model name (``torchvision.models.get_model`` builder).
-        layers: paper extraction points ``{"E": node, ...}``; empty for non-paper models.
+        layers: extraction points ``{"E": node, ...}``: the paper's (Table II) for its 14
+            architectures, lossnet's for the transformer/modern ones of :data:`EXTRA_LAYERS`,
+            empty otherwise.
         aliases: readable names -> FX node / module names.
         imagenet_top1, depth, mflops: Table I of the paper (None for non-paper models).
         weights_tag: torchvision weights enum member used for ``weights="imagenet"``.
@@ -91,7 +119,7 @@ class ArchSpec:
 
     @property
     def in_paper(self) -> bool:
-        return bool(self.layers)
+        return self.name in PAPER_LAYERS
 
 
 def _vgg_aliases(config: list) -> dict[str, str]:
@@ -159,6 +187,16 @@ def _densenet_aliases() -> dict[str, str]:
     return out
 
 
+def _staged_aliases() -> dict[str, str]:
+    return {"stem": "features.0", **{f"stage{i}": f"features.{2 * i - 1}" for i in range(1, 5)}}
+
+
+def _vit_aliases(blocks: int) -> dict[str, str]:
+    out = {"patch_embed": "conv_proj", "encoder_ln": "encoder.ln"}
+    out.update({f"block{i}": f"encoder.layers.encoder_layer_{i - 1}" for i in range(1, blocks + 1)})
+    return out
+
+
 def _resnet_aliases() -> dict[str, str]:
     return {"conv1": "conv1", "bn1": "bn1", "relu": "relu", "maxpool": "maxpool", **{f"layer{i}": f"layer{i}" for i in range(1, 5)}}
 
@@ -184,6 +222,10 @@ def aliases(arch: str) -> dict[str, str]:
         return _resnet_aliases()
     if arch.startswith("efficientnet"):
         return _efficientnet_aliases()
+    if arch.startswith(("swin", "convnext")):
+        return _staged_aliases()
+    if arch.startswith("vit_"):
+        return _vit_aliases({"vit_b": 12, "vit_l": 24, "vit_h": 32}.get(arch[:5], 12))
     return {}
 
 
@@ -208,7 +250,7 @@ def get_spec(arch: str) -> ArchSpec:
     table1 = architectures().get(arch, {})
     return ArchSpec(
         name=arch,
-        layers=dict(PAPER_LAYERS.get(arch, {})),
+        layers=dict(PAPER_LAYERS.get(arch) or EXTRA_LAYERS.get(arch, {})),
         aliases=aliases(arch),
         imagenet_top1=table1.get("imagenet_top1"),
         depth=table1.get("depth"),
@@ -246,8 +288,9 @@ def _module_prefixes(nodes: tuple[str, ...]) -> set[str]:
 def resolve_layer(arch: str, name: str, *, validate: bool = True) -> str:
     """Map a layer name to the FX node / module name torchvision's feature extractor takes.
 
-    Accepted, in this order: a paper extraction point ``E``/``S``/``M``/``L`` (case-insensitive),
-    a readable alias (``relu2_2``), or an FX node / module name (``features.8``, ``layer1``).
+    Accepted, in this order: an extraction point ``E``/``S``/``M``/``L`` (case-insensitive; the
+    paper's, or lossnet's for :data:`EXTRA_LAYERS`), ``"input"`` (the image itself, returned as
+    is), a readable alias (``relu2_2``), or an FX node / module name (``features.8``, ``layer1``).
 
     Raises:
         UnknownLayerError: none of the above; the message lists the valid choices.
@@ -257,10 +300,12 @@ def resolve_layer(arch: str, name: str, *, validate: bool = True) -> str:
     if key.upper() in LAYER_KEYS and len(key) == 1:
         if not spec.layers:
             raise UnknownLayerError(
-                f"{arch} is not one of the paper's architectures, so it has no E/S/M/L extraction points; "
-                f"use an FX node name (lossnet nets show {arch} --nodes)"
+                f"{arch} has no E/S/M/L extraction points (only the paper's architectures and "
+                f"{', '.join(EXTRA_LAYERS)} do); use an FX node name (lossnet nets show {arch} --nodes)"
             )
         return spec.layers[key.upper()]
+    if key.lower() == INPUT_LAYER:
+        return INPUT_LAYER
     if key in spec.aliases:
         return spec.aliases[key]
     if not validate:

@@ -49,6 +49,9 @@ def _show(args) -> int:
     if spec.in_paper:
         print(f"paper Table I: ImageNet top-1 {spec.imagenet_top1}%, depth {spec.depth}, {spec.mflops} MFLOPs")
         print_table([{"point": k, "node": v} for k, v in spec.layers.items()])
+    elif spec.layers:
+        print("extraction points (lossnet's choice; not in the paper):")
+        print_table([{"point": k, "node": v} for k, v in spec.layers.items()])
     if not args.no_structure:
         from lossnet.structure import arch_attributes, layer_stats
 

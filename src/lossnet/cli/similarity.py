@@ -3,6 +3,10 @@
     lossnet similarity A.png B.png                       # LPIPS (lpips-alex) by default
     lossnet similarity A.png B.png --net vgg16 --layer relu2_2,relu3_3 --distance mse
     lossnet similarity --dir0 D0 --dir1 D1 -o out.csv    # pairs files by name (stem)
+    lossnet similarity A.png B.png --preset dists         # DISTS (needs dists-pytorch)
+
+Every score comes with the metric's reproducibility signature (:mod:`lossnet.signature`): on
+stderr for a pair, in a ``signature`` column of the folder-mode CSV.
 """
 
 from __future__ import annotations
@@ -21,10 +25,13 @@ _INPUT_RANGES = {"0,1": (0.0, 1.0), "-1,1": (-1.0, 1.0)}
 
 #: The keys of :data:`lossnet.distances.DISTANCES`, spelled out so that building the parser does
 #: not import torch (a test checks they agree).
-DISTANCE_CHOICES = ("gram", "l1", "meanpool", "mse", "spatial")
+DISTANCE_CHOICES = ("dists", "gram", "l1", "meanpool", "mse", "spatial")
+#: :data:`lossnet.loss.RANGE_CHECKS`, spelled out for the same reason.
+RANGE_CHECK_CHOICES = ("error", "warn", "clamp", "off")
 
 
 def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    from lossnet.dists_preset import DISTS_PRESET
     from lossnet.lpips_presets import PRESETS
 
     p = subparsers.add_parser(
@@ -39,7 +46,8 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--dir0", help="first folder (folder mode)")
     p.add_argument("--dir1", help="second folder (folder mode)")
     p.add_argument("-o", "--out", help="CSV written in folder mode (default: stdout)")
-    p.add_argument("--preset", choices=sorted(PRESETS), help="LPIPS v0.1 preset (layers + calibrated linear heads)")
+    p.add_argument("--preset", choices=sorted([*PRESETS, DISTS_PRESET]),
+                   help="LPIPS v0.1 preset (layers + calibrated linear heads) or dists (DISTS, needs dists-pytorch)")
     p.add_argument("--net", help="loss-network architecture (default alexnet when --layer/--distance are given)")
     p.add_argument("--layer", help="comma-separated layers: E/S/M/L, aliases (relu2_2) or FX nodes (default E,S,M,L)")
     p.add_argument("--distance", choices=DISTANCE_CHOICES, help="feature distance (default spatial)")
@@ -47,6 +55,8 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--weights-dir", help="folder with local ImageNet weights (else $LOSSNET_WEIGHTS_DIR, then download)")
     p.add_argument("--input-range", choices=sorted(_INPUT_RANGES), default="0,1",
                    help="value range handed to the metric (write --input-range=-1,1); files decode to [0,1] and are rescaled, so results are identical")
+    p.add_argument("--range-check", choices=RANGE_CHECK_CHOICES, default="error",
+                   help="values outside the input range: error (default), warn, clamp or off; NaN/Inf always fail")
     p.add_argument("--resize", action="store_true", help="resize the second image to the first's size instead of failing")
     p.add_argument("--device", default="cpu", help="torch device (default cpu)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar in folder mode")
@@ -59,8 +69,9 @@ def _build_metric(args):
     from lossnet.weights import WeightsSpec
 
     custom = any(v is not None for v in (args.net, args.layer, args.distance))
-    if args.preset and custom and (args.distance not in (None, "spatial")):
-        raise InputError(f"--preset {args.preset} fixes the distance to spatial; drop --distance {args.distance}")
+    fixed = "dists" if args.preset == "dists" else "spatial"
+    if args.preset and custom and (args.distance not in (None, fixed)):
+        raise InputError(f"--preset {args.preset} fixes the distance to {fixed}; drop --distance {args.distance}")
     preset = args.preset if (args.preset or custom) else "lpips-alex"
     net = args.net if (args.net or preset) else "alexnet"
     layers = args.layer or (None if preset else "E,S,M,L")
@@ -73,6 +84,7 @@ def _build_metric(args):
         weights=weights,
         weights_dir=args.weights_dir,
         input_range=_INPUT_RANGES[args.input_range],
+        range_check=getattr(args, "range_check", "error"),
     ).to(args.device)
 
 
@@ -111,6 +123,7 @@ def run(args: argparse.Namespace) -> int:
     metric = _build_metric(args)
     a, b = _load_pair(Path(args.images[0]), Path(args.images[1]), args.resize, metric.input_range, args.device)
     print(f"{float(metric(a, b)[0]):.6f}")
+    print(f"signature: {metric.signature}", file=sys.stderr)
     return 0
 
 
@@ -118,7 +131,8 @@ def _by_stem(folder: str) -> dict[str, Path]:
     from lossnet.imageio import list_images
 
     out: dict[str, Path] = {}
-    for p in list_images(folder):
+    # unreadable entries (broken symlinks, symlink loops) are listed so that they fail per pair
+    for p in list_images(folder, include_unreadable=True):
         if p.stem in out:
             raise InputError(f"two images named {p.stem!r} in {folder}: {out[p.stem].name} and {p.name}")
         out[p.stem] = p
@@ -136,20 +150,22 @@ def _run_folders(args: argparse.Namespace) -> int:
     if not names:
         raise InputError(f"no image names in common between {args.dir0} ({len(files0)} images) and {args.dir1} ({len(files1)} images)")
     metric = _build_metric(args)
+    sig = metric.signature
 
     rows, failures = [], []
     for name in tqdm(names, desc="similarity", unit="pair", disable=args.no_progress):
         try:
             a, b = _load_pair(files0[name], files1[name], args.resize, metric.input_range, args.device)
             rows.append({"name": name, "file0": files0[name].name, "file1": files1[name].name,
-                         "distance": f"{float(metric(a, b)[0]):.6f}", "error": ""})
+                         "distance": f"{float(metric(a, b)[0]):.6f}", "error": "", "signature": sig})
         except LossnetError as exc:  # one bad pair must not lose the others
             msg = " ".join(str(exc).split())
             failures.append((name, msg))
-            rows.append({"name": name, "file0": files0[name].name, "file1": files1[name].name, "distance": "", "error": msg})
+            rows.append({"name": name, "file0": files0[name].name, "file1": files1[name].name, "distance": "", "error": msg,
+                         "signature": sig})
 
     buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=["name", "file0", "file1", "distance", "error"], lineterminator="\n")
+    writer = csv.DictWriter(buf, fieldnames=["name", "file0", "file1", "distance", "error", "signature"], lineterminator="\n")
     writer.writeheader()
     writer.writerows(rows)
     if args.out:
@@ -161,6 +177,7 @@ def _run_folders(args: argparse.Namespace) -> int:
     done = len(rows) - len(failures)
     where = f" -> {args.out}" if args.out else ""
     print(f"lossnet similarity: {done} of {len(names)} pairs compared{where}", file=err)
+    print(f"lossnet similarity: signature {sig}", file=err)
     for label, only in ((args.dir0, only0), (args.dir1, only1)):
         if only:
             shown = ", ".join(only[:10]) + (f", ... ({len(only) - 10} more)" if len(only) > 10 else "")

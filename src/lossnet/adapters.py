@@ -1,0 +1,162 @@
+"""Model surgery and feature-layout adapters for loss networks that are not plain NCHW CNNs.
+
+- :class:`L2Pool`: the Hanning-window L2 pooling of DISTS (Ding et al. 2020), which replaces
+  VGG's max pooling (``LossNetwork(..., pooling="l2")``).
+- :func:`make_flexible_vit`: torchvision's ``VisionTransformer`` accepting any input whose sides
+  are multiples of the patch size (the position embeddings are resized bicubically, as timm and
+  DINO do); at the training size the graph computes exactly what torchvision computes.
+- :func:`feature_layout` / :func:`to_nchw`: ViT encoder outputs are token sequences
+  ``(N, 1 + h*w, C)`` (class token first) and Swin stages are NHWC; every distance expects
+  ``(N, C, H, W)``, so they are converted (class token dropped, tokens laid out on the patch grid;
+  NHWC permuted). Normalising NHWC features "over channels" without this would normalise over
+  the image height.
+
+References:
+    Ding, Ma, Wang, Simoncelli. "Image Quality Assessment: Unifying Structure and Texture
+    Similarity", TPAMI 2020 (DISTS, L2 pooling).
+    Dosovitskiy et al. "An Image is Worth 16x16 Words", ICLR 2021 (ViT).
+    Liu et al. "Swin Transformer", ICCV 2021.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchvision.models.vision_transformer import VisionTransformer
+
+__all__ = ["L2Pool", "replace_max_pooling", "make_flexible_vit", "FlexibleVisionTransformer", "feature_layout", "to_nchw", "LAYOUTS"]
+
+#: Layouts of a node's output: plain feature map, channels-last map, or ViT tokens with a class token.
+LAYOUTS = ("nchw", "nhwc", "tokens")
+
+
+class L2Pool(nn.Module):
+    """DISTS's L2 pooling: ``sqrt(conv(x**2, g) + 1e-12)``, stride 2, with ``g`` the normalised
+    outer product of ``hanning(5)[1:-1] = (0.5, 1, 0.5)`` (a 3x3 window, padding 1).
+
+    Computed exactly as ``DISTS_pytorch.L2pooling`` (same filter values, same op order); the
+    channel count is taken from the input, so one module serves every stage.
+    """
+
+    def __init__(self, filter_size: int = 5, stride: int = 2) -> None:
+        super().__init__()
+        self.padding = (filter_size - 2) // 2
+        self.stride = stride
+        a = np.hanning(filter_size)[1:-1]
+        g = torch.Tensor(a[:, None] * a[None, :])
+        g = g / torch.sum(g)
+        # not persistent: weight files of the plain VGG must load without it
+        self.register_buffer("filter", g[None, None, :, :], persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x**2
+        w = self.filter.to(x.dtype).expand(x.shape[1], -1, -1, -1)
+        out = F.conv2d(x, w, stride=self.stride, padding=self.padding, groups=x.shape[1])
+        return (out + 1e-12).sqrt()
+
+    def extra_repr(self) -> str:
+        return f"stride={self.stride}, padding={self.padding}"
+
+
+def replace_max_pooling(model: nn.Module) -> int:
+    """Replace every ``nn.MaxPool2d`` inside ``model`` by :class:`L2Pool` (in place); returns the count."""
+    count = 0
+    for name, child in list(model.named_children()):
+        if isinstance(child, nn.MaxPool2d):
+            setattr(model, name, L2Pool())
+            count += 1
+        else:
+            count += replace_max_pooling(child)
+    return count
+
+
+def _vit_position_embedding(pos: torch.Tensor, grid_h: int, grid_w: int) -> torch.Tensor:
+    """``pos`` ``(1, 1 + g*g, C)`` (class token first) resized to a ``grid_h x grid_w`` patch grid.
+
+    Unchanged (the same tensor) at the training grid; otherwise the grid part is resized bicubically
+    (``align_corners=False``, as timm's ``resample_abs_pos_embed``). Called as one opaque FX node.
+    """
+    g = int(math.isqrt(pos.shape[1] - 1))
+    if grid_h == g and grid_w == g:
+        return pos
+    cls_pos, grid = pos[:, :1], pos[:, 1:]
+    grid = grid.reshape(1, g, g, -1).permute(0, 3, 1, 2)
+    grid = F.interpolate(grid.float(), size=(int(grid_h), int(grid_w)), mode="bicubic", align_corners=False).to(pos.dtype)
+    grid = grid.permute(0, 2, 3, 1).reshape(1, int(grid_h) * int(grid_w), -1)
+    return torch.cat([cls_pos, grid], dim=1)
+
+
+torch.fx.wrap("_vit_position_embedding")
+
+
+def _flexible_vit_forward(self, x: torch.Tensor) -> torch.Tensor:
+    n = x.shape[0]
+    torch._assert(x.shape[2] % self.patch_size == 0, "ViT input height must be a multiple of the patch size")
+    torch._assert(x.shape[3] % self.patch_size == 0, "ViT input width must be a multiple of the patch size")
+    x = self.conv_proj(x)  # (n, hidden, h/p, w/p)
+    grid_h, grid_w = x.shape[2], x.shape[3]
+    x = x.reshape(n, self.hidden_dim, grid_h * grid_w).permute(0, 2, 1)
+    x = torch.cat([self.class_token.expand(n, -1, -1), x], dim=1)
+    enc = self.encoder
+    x = x + _vit_position_embedding(enc.pos_embedding, grid_h, grid_w)
+    x = enc.ln(enc.layers(enc.dropout(x)))
+    return self.heads(x[:, 0])
+
+
+class FlexibleVisionTransformer(VisionTransformer):
+    """torchvision's ``VisionTransformer`` for any input size divisible by the patch size (see
+    :func:`make_flexible_vit`)."""
+
+    forward = _flexible_vit_forward
+
+
+def make_flexible_vit(model: nn.Module) -> nn.Module:
+    """Let a torchvision ``VisionTransformer`` take any input size divisible by its patch size.
+
+    The instance's class is swapped for :class:`FlexibleVisionTransformer`, whose ``forward`` is
+    torchvision's with the fixed-size assertions dropped and the position embedding resized to the
+    patch grid. Module names (``conv_proj``, ``encoder.layers.encoder_layer_<i>``, ``encoder.ln``)
+    and the state dict are unchanged.
+    """
+    if not isinstance(model, VisionTransformer):
+        raise TypeError(f"expected a torchvision VisionTransformer, got {type(model).__name__}")
+    model.__class__ = FlexibleVisionTransformer
+    return model
+
+
+def feature_layout(arch: str, node: str) -> str:
+    """Layout of the output of FX node ``node`` of ``arch``: ``"nchw"``, ``"nhwc"`` or ``"tokens"``.
+
+    - Swin (``swin_*``, ``swin_v2_*``): everything under ``features`` and the final ``norm`` is NHWC.
+    - ViT (``vit_*``): everything under ``encoder`` is a token sequence with the class token first;
+      ``conv_proj`` (the patch embedding) is NCHW.
+    - Everything else (CNNs, ConvNeXt, MaxViT, ...) is NCHW.
+    """
+    if arch.startswith("swin") and (node == "norm" or node.startswith(("features.", "norm."))):
+        return "nhwc"
+    if arch.startswith("vit_") and (node == "encoder" or node.startswith("encoder.")):
+        return "tokens"
+    return "nchw"
+
+
+def to_nchw(x: torch.Tensor, layout: str, grid: tuple[int, int] | None = None) -> torch.Tensor:
+    """Convert a feature of ``layout`` to ``(N, C, H, W)`` (a view; no copy).
+
+    Args:
+        layout: ``"nchw"`` (returned as is), ``"nhwc"`` (permuted) or ``"tokens"`` (``(N, 1+h*w, C)``:
+            class token dropped, the rest laid out on the ``grid = (h, w)`` patch grid).
+    """
+    if layout == "nchw":
+        return x
+    if layout == "nhwc":
+        return x.permute(0, 3, 1, 2)
+    if layout == "tokens":
+        n, t, c = x.shape
+        h, w = grid
+        torch._assert(t == h * w + 1, "ViT token count does not match the patch grid")
+        return x[:, 1:].reshape(n, h, w, c).permute(0, 3, 1, 2)
+    raise ValueError(f"unknown layout {layout!r}; one of {', '.join(LAYOUTS)}")
