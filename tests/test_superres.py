@@ -317,3 +317,17 @@ def test_quick_pixel_model_beats_bicubic_on_set5_x4(shared_dir, tmp_path):
     assert result.status == "done"
     assert m["set5/psnr"] > m["set5/psnr_bicubic"] + 0.05
     assert m["set5/ssim"] > m["set5/ssim_bicubic"]
+
+
+@pytest.mark.parametrize("amp", ["bf16", "fp16"])
+def test_mixed_precision_trains_and_measures_in_fp32(tiny, amp):
+    tmp, partial = tiny
+    cfg = superres.resolve_config({**partial, "amp": amp, "channels_last": True, "device": "cpu"})
+    res = superres.run(cfg, tmp / amp, progress=False)
+    assert res.status == "done" and all(math.isfinite(v) for v in res.metrics.values())
+    ckpt = torch.load(tmp / amp / CHECKPOINT, weights_only=True)
+    assert (ckpt["scaler"] is not None) == (amp == "fp16")
+    # weights stay fp32 (autocast changes the computation, not the parameters)
+    assert all(v.dtype == torch.float32 for k, v in ckpt["model"].items() if v.is_floating_point())
+    with pytest.raises(LossnetError, match="amp"):
+        superres.resolve_config({**partial, "amp": "fp8"})

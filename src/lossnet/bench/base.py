@@ -47,6 +47,7 @@ __all__ = [
     "expand_nets",
     "expand_layers",
     "default_workdir",
+    "loss_network_knobs",
 ]
 
 #: Built-in benchmarks: CLI name -> module holding ``BENCHMARK``. A dotted module path is also
@@ -186,6 +187,15 @@ class CommonConfig:
                                "E,S,M,L runs each, another comma list is one layer set", kind="str", nullable=True)
     weights: str | None = option("imagenet", "'imagenet', 'none' (random init) or a .safetensors/.pth file", kind="str", nullable=True)
     distance: str | None = option("mse", "feature distance (see lossnet.distances)", kind="str", nullable=True)
+    normalize: str | None = option("imagenet", "loss-network input: imagenet (mean/std, what the weights expect) or none "
+                                   "(raw [0, 1], as the reference code feeds super-resolution and the autoencoder)",
+                                   kind="str", nullable=True, choices=("imagenet", "none"))
+    transform_input: bool | None = option(None, "googlenet/inception_v3 only: torchvision's input re-normalisation (none: "
+                                          "torchvision's default for the weights; the reference code never applies it)",
+                                          kind="bool", nullable=True)
+    loss_net_mode: str | None = option("eval", "eval (frozen network in eval mode), or train: BatchNorm uses batch statistics "
+                                       "and stochastic depth is active, as in the reference's roads and autoencoder code",
+                                       kind="str", nullable=True, choices=("eval", "train"))
     seed: int = option(0, "random seed", kind="int")
     # runtime keys: where/how the run executes, not part of the run key
     device: str | None = option(None, "torch device (default: cuda if available, else cpu)", kind="str", nullable=True)
@@ -274,7 +284,7 @@ class Benchmark:
         weights are checked before any work starts, and the weights spec is normalised.
         (A benchmark without a real loss network may override this.)"""
         if not self.uses_loss_network(config):
-            config.update(net=None, layer=None, weights=None, distance=None)
+            config.update(net=None, layer=None, weights=None, distance=None, normalize=None, transform_input=None, loss_net_mode=None)
             return
         from lossnet import distances
         from lossnet.registry import get_spec, resolve_layer
@@ -490,7 +500,19 @@ def build_training_loss(config: dict[str, Any], *, pixel: Callable | None = None
     from lossnet.loss import PerceptualLoss
 
     weights = None if config["weights"] in (None, "none") else config["weights"]
+    # the loss-network knobs are passed only when they differ from the defaults, so a config
+    # without them (older stores, custom benchmarks) builds the same loss
     return PerceptualLoss(
         net=config["net"], layers=tuple(split_names(config["layer"])), distance=config["distance"], weights=weights,
-        weights_dir=config.get("weights_dir"),
+        weights_dir=config.get("weights_dir"), **loss_network_knobs(config),
     )
+
+
+#: Loss-network knobs of :class:`CommonConfig` and their defaults (today's behaviour).
+_KNOB_DEFAULTS = {"normalize": "imagenet", "transform_input": None, "loss_net_mode": "eval"}
+
+
+def loss_network_knobs(config: dict[str, Any]) -> dict[str, Any]:
+    """The config's loss-network options that differ from the defaults (``normalize``,
+    ``transform_input``, ``loss_net_mode``), as keyword arguments of LossNetwork/PerceptualLoss."""
+    return {k: config[k] for k, default in _KNOB_DEFAULTS.items() if config.get(k, default) != default}

@@ -23,6 +23,7 @@ One policy for all of them:
 
 from __future__ import annotations
 
+import contextlib
 import math
 import pickle
 from dataclasses import dataclass, field
@@ -55,6 +56,30 @@ class TrainingTask:
     progress: bool = True
     #: name of :meth:`score` in the history rows
     score_name: str = "score"
+    #: mixed precision of the training forward passes: "off", "bf16" or "fp16" (set by :func:`fit`)
+    amp: str = "off"
+    #: the fp16 gradient scaler (set by :func:`fit` for ``amp="fp16"``)
+    scaler: Any = None
+    device: Any = None
+
+    def autocast(self):
+        """Context for a training forward pass: autocast to bf16/fp16 when ``amp`` asks for it.
+        Validation and test metrics are computed outside it, in fp32."""
+        if self.amp == "off":
+            return contextlib.nullcontext()
+        device_type = torch.device(self.device or "cpu").type
+        return torch.autocast(device_type=device_type, dtype=torch.bfloat16 if self.amp == "bf16" else torch.float16)
+
+    def optimize(self, loss: torch.Tensor, optimizer: torch.optim.Optimizer) -> None:
+        """``zero_grad``, backward, step -- through the gradient scaler with ``amp="fp16"``."""
+        optimizer.zero_grad(set_to_none=True)
+        if self.scaler is None:
+            loss.backward()
+            optimizer.step()
+        else:
+            self.scaler.scale(loss).backward()
+            self.scaler.step(optimizer)
+            self.scaler.update()
 
     def state(self) -> dict[str, Any]:
         """Everything besides the model needed to resume exactly (optimiser, generators, RNG)."""
@@ -184,6 +209,7 @@ def fit(
 
     torch.manual_seed(config["seed"])
     task = make_task()
+    _configure_precision(task, config, device)
     fp = fingerprint(config, resumable)
     ckpt_path, best_path = workdir / CHECKPOINT, workdir / BEST
     start, history, best_score, best_epoch = _resume(task, ckpt_path, fp, device, name)
@@ -212,7 +238,8 @@ def fit(
             best_epoch = epoch + 1  # without validation, the last finished epoch is the best so far
         history.append(row)
         ckpt = {"format": FORMAT, "fingerprint": fp, "epoch": epoch + 1, "history": history, "best_score": best_score,
-                "best_epoch": best_epoch, "model": task.model.state_dict(), "task": task.state()}
+                "best_epoch": best_epoch, "model": task.model.state_dict(), "task": task.state(),
+                "scaler": task.scaler.state_dict() if task.scaler is not None else None}
         atomic_save(ckpt_path, lambda p: torch.save(ckpt, p))
         task.after_epoch(history)
         say(f"epoch {epoch + 1}/{epochs}: " + ", ".join(f"{k} {v:.5g}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items() if k != "epoch"))
@@ -243,7 +270,23 @@ def _resume(task: TrainingTask, ckpt_path: Path, fp: dict[str, Any], device: Any
     task.model.load_state_dict(state["model"])
     start = int(state["epoch"])
     task.load_state(state["task"], start)
+    if task.scaler is not None and state.get("scaler"):
+        task.scaler.load_state_dict(state["scaler"])
     return start, list(state["history"]), float(state["best_score"]), state["best_epoch"]
+
+
+def _configure_precision(task: TrainingTask, config: dict[str, Any], device: Any) -> None:
+    """``amp`` (off | bf16 | fp16 with a GradScaler), ``channels_last`` and cuDNN autotuning on CUDA."""
+    device = torch.device(device)
+    task.device = getattr(task, "device", None) or device
+    task.amp = config.get("amp") or "off"
+    if task.amp not in ("off", "bf16", "fp16"):
+        raise ValueError(f"amp must be off, bf16 or fp16, got {task.amp!r}")
+    task.scaler = torch.amp.GradScaler(device.type) if task.amp == "fp16" else None
+    if config.get("channels_last"):
+        task.model.to(memory_format=torch.channels_last)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
 
 
 def write_history(workdir: Path, outcome: FitOutcome, **extra: Any) -> Path:

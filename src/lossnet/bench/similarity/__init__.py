@@ -77,7 +77,8 @@ class SimilarityConfig(CommonConfig):
     layer: str | None = option("L", CommonConfig.__dataclass_fields__["layer"].metadata["help"] + "; 'all': every feature node",
                                kind="str", nullable=True)
     distance: str | None = option("spatial", "feature distance (spatial = Eq. 1, unweighted)", kind="str", nullable=True, choices=DISTANCES)
-    data: str | None = option(None, "BAPPS folder (containing 2afc/ and jnd/); required", kind="str", nullable=True)
+    data: str | None = option(None, "BAPPS folder (containing 2afc/ and jnd/); default: the one `lossnet data fetch bapps` "
+                              "installed", kind="str", nullable=True)
     metric_preset: str | None = option(None, "calibrated LPIPS metric (set by the lpips-* presets)", kind="str", nullable=True,
                                        choices=tuple(LPIPS_METRICS), cli=False)
     split: str = option("val", "BAPPS split (JND exists only for val)", kind="str", choices=("val", "train"))
@@ -93,7 +94,8 @@ class SimilarityConfig(CommonConfig):
 
 
 PRESETS: dict[str, dict[str, Any]] = {
-    "paper": {},
+    # the reference feeds ImageNet-normalised patches and never applies googlenet/inception's transform_input
+    "paper": {"transform_input": False},
     "quick": {"max_items": 500},
     **{name: {"metric_preset": name, "net": net, "layer": layers} for name, (net, layers) in LPIPS_METRICS.items()},
 }
@@ -142,7 +144,14 @@ class Similarity(Benchmark):
         from lossnet.bench.similarity.bapps import SUBSETS_2AFC_TRAIN, SUBSETS_2AFC_VAL, SUBSETS_JND_VAL
 
         if not config.get("data"):
-            raise LossnetError("similarity: needs --data BAPPS_DIR (the folder holding 2afc/ and jnd/)")
+            # the data root of `lossnet data` ($LOSSNET_DATA or the per-user cache)
+            from lossnet.datasets import locate, missing_error
+
+            part = "2afc-train" if config["split"] == "train" else None
+            found = locate("bapps", part)
+            if found is None:
+                raise missing_error("bapps", "similarity benchmark (no --data given)", part)
+            config["data"] = str(found)
         config["data"] = str(Path(config["data"]).expanduser().resolve())
         metric_preset = config.get("metric_preset")
         if metric_preset is not None:
@@ -221,8 +230,10 @@ def _run(config: dict[str, Any], workdir: str | Path, *, progress: bool = True) 
         list_items(config["data"], "jnd", "val", subset)
     layerwise = config["layer"] == "all"
     layers = feature_nodes(config["net"], config["size"]) if layerwise else [n.strip() for n in str(config["layer"]).split(",") if n.strip()]
+    from lossnet.bench.base import loss_network_knobs
+
     metric = build_metric(config["net"], layers, config["distance"], preset=config.get("metric_preset"), weights=config["weights"],
-                          weights_dir=config.get("weights_dir"), device=device)
+                          weights_dir=config.get("weights_dir"), device=device, **loss_network_knobs(config))
     compare = LayerwiseDistance(config["distance"]) if layerwise else metric.compare
     per_2afc, per_jnd, rows, jnd_pairs = _score_subsets(config, metric.features, compare, device, layerwise, progress)
 

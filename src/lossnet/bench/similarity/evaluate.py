@@ -35,8 +35,12 @@ def build_metric(
     weights_dir: str | None = None,
     device: str | torch.device = "cpu",
     channels_last: bool = True,
+    **knobs,
 ):
     """A :class:`lossnet.loss.PerceptualMetric` on ``device`` in eval mode.
+
+    ``knobs``: loss-network options passed through when given (``normalize``, ``transform_input``,
+    ``loss_net_mode``; see :class:`lossnet.network.LossNetwork`).
 
     ``channels_last`` (NHWC) lets oneDNN/cuDNN pick faster convolution kernels: ~1.5x for AlexNet
     at 64x64 on CPU (measured with ``benchmarks/bench_bapps.py``); distances change only at float
@@ -45,7 +49,7 @@ def build_metric(
     from lossnet.loss import PerceptualMetric
 
     w = WeightsSpec.parse(weights)
-    metric = PerceptualMetric(net=net, layers=tuple(layers), distance=distance, preset=preset, weights=w, weights_dir=weights_dir)
+    metric = PerceptualMetric(net=net, layers=tuple(layers), distance=distance, preset=preset, weights=w, weights_dir=weights_dir, **knobs)
     metric = metric.to(device).eval()
     if channels_last:
         metric = metric.to(memory_format=torch.channels_last)

@@ -95,7 +95,8 @@ class SuperresConfig(CommonConfig):
     scale: int = option(4, "upscaling factor", kind="int", choices=(4, 8))
     loss: str | None = option("perceptual", "perceptual, or pixel (MSE baseline; --net/--layer ignored)", kind="str",
                               choices=LOSSES, nullable=True)
-    train: list | None = option(None, "training image folder (repeatable; default: ../shared t91 + bsd200)", kind="list",
+    train: list | None = option(None, "training image folder (repeatable; default: ../shared t91 + bsd200, or for the paper "
+                                "preset COCO train2014 from `lossnet data`)", kind="list",
                                 nullable=True, append=True, metavar="DIR",
                                 normalize=lambda v: [v] if isinstance(v, str) else v)
     val: str | None = option(None, "validation image folder (default: hold images out of --train)", kind="str", nullable=True, metavar="DIR")
@@ -124,12 +125,17 @@ class SuperresConfig(CommonConfig):
                            "PSNR/SSIM", kind="str", choices=PROTOCOLS)
     baseline: str | None = option(None, "bicubic: evaluate bicubic upsampling alone, without training", kind="str",
                                   nullable=True, choices=("bicubic",))
+    amp: str = option("off", "mixed precision of the training passes: off, bf16, or fp16 (with a gradient scaler); "
+                      "validation and test metrics are always fp32 on 8-bit outputs", kind="str", choices=("off", "bf16", "fp16"))
+    channels_last: bool = option(False, "NHWC memory format for the transformation network (faster convolutions on GPUs)", kind="bool")
 
 
 PRESETS: dict[str, dict[str, Any]] = {
     # as the reference code trains it: 80 x 2,500 = 200,000 steps, seed 42, the reference data
-    # pipeline and test protocol, BN before the output tanh
-    "paper": {"train_images": 10000, "epochs": 80, "seed": 42, "pipeline": "reference", "protocol": "reference", "output_bn": True},
+    # pipeline and test protocol, BN before the output tanh, raw [0, 1] into the loss network,
+    # googlenet/inception_v3 without transform_input
+    "paper": {"train_images": 10000, "epochs": 80, "seed": 42, "pipeline": "reference", "protocol": "reference", "output_bn": True,
+              "normalize": "none", "transform_input": False},
     "quick": {
         "skip": "bicubic", "lr": 5e-4, "lr_schedule": "cosine", "crop": 48, "epochs": 3, "iters_per_epoch": 300,
         "val_images": 8, "val_crop": 96, "test_sets": ["set5", "set14"],
@@ -144,6 +150,44 @@ def shared_data_dir() -> Path | None:
         if c and (Path(c) / "data" / "sr").is_dir():
             return Path(c) / "data" / "sr"
     return None
+
+
+def _default_train(config: dict[str, Any]) -> list[str]:
+    """Training folders when no --train is given: COCO train2014 from the data root for the paper
+    preset (``lossnet data fetch coco2014 --subset 10000 --seed 42``); otherwise this project's
+    ../shared T91 + BSD200 when present, else the data root's COCO."""
+    from lossnet.datasets import locate, missing_error
+
+    shared = shared_data_dir()
+    if config["preset"] != "paper" and shared is not None:
+        return [str(shared / "t91"), str(shared / "bsd200")]
+    found = locate("coco2014", "train")
+    if found is None:
+        raise missing_error("coco2014", "superres training set (no --train given)", "train",
+                            extra=f"--subset {config['train_images'] or 10000} --seed {config['seed']}")
+    if config.get("val") is None and config["preset"] == "paper":
+        val = locate("coco2014", "val")
+        if val is not None:
+            config["val"] = str(val)
+    return [str(found)]
+
+
+#: test set name -> (dataset, part) in the data root; BSD100 is the BSDS300 test split.
+_TEST_SETS = {"set5": ("set5", None), "set14": ("set14", None), "bsd100": ("bsds300", "test")}
+
+
+def _default_test(name: str) -> Path:
+    """A test set's folder when no --test is given: ../shared when present, else the data root."""
+    from lossnet.datasets import locate, missing_error
+
+    shared = shared_data_dir()
+    if shared is not None and (shared / name).is_dir():
+        return shared / name
+    dataset, part = _TEST_SETS.get(name, (name, None))
+    found = locate(dataset, part)
+    if found is None:
+        raise missing_error(dataset, f"superres test set {name} (no --test given)", part)
+    return found
 
 
 class Superres(Benchmark):
@@ -167,17 +211,12 @@ class Superres(Benchmark):
             config.update(loss=None, train=[], val=None, train_images=None)
         if config["crop"] % config["scale"]:
             raise LossnetError(f"superres: crop {config['crop']} must be a multiple of scale {config['scale']}")
-        shared = shared_data_dir()
         if not config.get("train") and config["baseline"] is None:
-            if shared is None:
-                raise LossnetError("superres: no --train folder given (and no ../shared/data/sr to default to)")
-            config["train"] = [str(shared / "t91"), str(shared / "bsd200")]
+            config["train"] = _default_train(config)
         config["train"] = [str(t) for t in config["train"]]
         test = config.get("test")
         if not test:
-            if shared is None:
-                raise LossnetError("superres: no --test NAME=DIR given (and no ../shared/data/sr to default to)")
-            test = {name: str(shared / name) for name in config["test_sets"]}
+            test = {name: str(_default_test(name)) for name in config["test_sets"]}
         config["test"] = {str(k): str(v) for k, v in test.items()}
         for folder in [*config["train"], *config["test"].values(), *([config["val"]] if config.get("val") else [])]:
             if not Path(folder).is_dir():

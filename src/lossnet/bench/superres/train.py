@@ -156,12 +156,11 @@ class SuperresTask(TrainingTask):
                 group["lr"] = learning_rate(config, epoch * config["iters_per_epoch"] + step)
             lr_img = lr_img.to(self.device)
             hr = hr.to(self.device)
-            loss = self.loss_fn(self.model(lr_img), hr)
+            with self.autocast():
+                loss = self.loss_fn(self.model(lr_img), hr)
             if not torch.isfinite(loss):
                 return None
-            self.opt.zero_grad(set_to_none=True)
-            loss.backward()
-            self.opt.step()
+            self.optimize(loss, self.opt)
             total += loss.item()
             bar.set_postfix(loss=f"{loss.item():.4g}")
         return {"train_loss": total / config["iters_per_epoch"]}
