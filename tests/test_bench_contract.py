@@ -64,7 +64,7 @@ def tiny(name: str, data: dict, **over) -> dict:
         "superres": dict(loss="pixel", train=[str(data["sr"])], test={"x": str(data["sr"])}, crop=24, epochs=2, iters_per_epoch=2,
                          val_images=1, val_crop=32, num_blocks=1, channels=4, grid_images=1, batch_size=2),
         "roads": dict(data=str(data["roads"]), loss="bce", crop=16, depth=2, width=4, epochs=2, steps_per_epoch=1, batch_size=2,
-                      threshold=0.5, baselines=False, overlays=0),
+                      threshold=0.5, baselines=False, overlays=0, val_split="holdout:1", eval_size=32),
         "autoencoder": dict(dataset="digits", loss="pixel", ae_images=64, train_images=60, test_images=30, epochs=2, batch_size=32,
                             mlp_epochs=2, image_size=32, embedding=8),
         "similarity": dict(data=str(data["bapps"]), net="alexnet", layer="relu1", weights="none", subsets_2afc=["traditional"],

@@ -15,7 +15,7 @@ from lossnet.bench.roads import baselines as B
 from lossnet.bench.roads.data import find_tiles, load_tile
 from lossnet.bench.roads.metrics import RoadCounts, road_counts
 from lossnet.bench.roads.train import evaluate_tiles
-from lossnet.bench.roads.unet import IterativeUNet, UNet
+from lossnet.bench.roads.unet import IterativeUNet, ReferenceUNet, UNet, build_model
 from lossnet.errors import CheckpointError, InputError, LossnetError
 
 
@@ -35,9 +35,10 @@ def _dataset(root: Path, n_train: int = 2, n_test: int = 3, size: int = 40) -> P
     return root
 
 
-def test_unet_iterates_with_zero_initial_prediction():
+@pytest.mark.parametrize("unet", [lambda: UNet(4, 1, 4, 2), lambda: ReferenceUNet(4)], ids=["ronneberger", "reference"])
+def test_unet_iterates_with_zero_initial_prediction(unet):
     torch.manual_seed(0)
-    model = IterativeUNet(width=4, depth=2, iterations=3).eval()
+    model = IterativeUNet(unet(), iterations=3).eval()
     seen = []
     model.unet.register_forward_pre_hook(lambda mod, args: seen.append(args[0][:, 3:].clone()))
     x = torch.rand(2, 3, 16, 16)
@@ -51,21 +52,31 @@ def test_unet_iterates_with_zero_initial_prediction():
 
 
 def test_prior_initialisation_gives_the_prior():
-    model = IterativeUNet(width=4, depth=2, iterations=2, prior=0.05).eval()
+    model = IterativeUNet(UNet(4, 1, 4, 2, prior=0.05), iterations=2).eval()
     torch.nn.init.zeros_(model.unet.head.weight)  # leaves only the bias: output = sigmoid(bias)
     out = model(torch.rand(1, 3, 8, 8))[-1]
     torch.testing.assert_close(out, torch.full_like(out, 0.05))
+    # the reference net: its output BatchNorm (eval: running mean 0, var 1) carries the prior
+    ref = IterativeUNet(ReferenceUNet(4, prior=0.05), iterations=2).eval()
+    torch.nn.init.zeros_(ref.unet.up[-1][1].weight)
+    out = ref(torch.rand(1, 3, 16, 16))[-1]
+    torch.testing.assert_close(out, torch.full_like(out, 0.05), atol=1e-6, rtol=0)
     with pytest.raises(InputError, match="prior"):
-        IterativeUNet(4, 2, 2, prior=1.0)
+        UNet(4, 1, 4, 2, prior=1.0)
 
 
 def test_unet_padding_and_size_errors():
-    model = IterativeUNet(width=4, depth=3, iterations=2).eval()
+    model = IterativeUNet(UNet(4, 1, 4, 3), iterations=2).eval()
     assert model.predict(torch.rand(1, 3, 21, 30)).shape == (1, 1, 21, 30)
+    assert IterativeUNet(ReferenceUNet(4)).eval().predict(torch.rand(1, 3, 21, 30)).shape == (1, 1, 21, 30)
     with pytest.raises(InputError, match="divisible by 8"):
         UNet(4, 1, 4, 3)(torch.rand(1, 4, 12, 16))
+    with pytest.raises(InputError, match="divisible by 16"):
+        ReferenceUNet(4)(torch.rand(1, 4, 24, 32))
     with pytest.raises(InputError, match="RGB"):
         model(torch.rand(1, 4, 16, 16))
+    # K of a call overrides the model's default
+    assert len(model(torch.rand(1, 3, 16, 16), 1)) == 1 and len(model(torch.rand(1, 3, 16, 16))) == 2
 
 
 def test_resolve_config():
@@ -76,6 +87,23 @@ def test_resolve_config():
     p = roads.resolve_config({"preset": "paper", "data": "x"})
     assert (p["lr"], p["batch_size"], p["epochs"], p["crop"], p["iterations"], p["threshold"]) == (1e-3, 8, 100, 224, 3, 0.3)
     assert p["loss"] == "perceptual" and p["lam"] == 0.01 and p["distance"] == "mse"
+    # the authors' code: their U-net, sampler, checkpoint rule, evaluation and loss-network settings
+    assert (p["model"], p["down_activation"], p["width"], p["depth"]) == ("reference", "relu", None, None)
+    assert (p["sampler"], p["steps_per_epoch"], p["max_nodata"]) == ("reference", None, None)
+    assert (p["selection"], p["val_split"], p["test_split"], p["protocol"]) == ("val_bce", "valid", "test", "reference")
+    assert (p["train_iterations"], p["eval_size"], p["eval_antialias"]) == (3, 224, False)
+    assert (p["normalize"], p["loss_net_mode"], p["transform_input"]) == ("imagenet", "train", False)
+    assert roads.resolve_config({"preset": "paper", "data": "x", "train_iterations": 1})["train_iterations"] == 1
+    r = roads.resolve_config({"preset": "paper", "data": "x", "model": "ronneberger"})
+    assert (r["width"], r["depth"], r["down_activation"]) == (64, 4, None)
+    with pytest.raises(LossnetError, match="divisible by 16"):
+        roads.resolve_config({"preset": "paper", "data": "x", "crop": 40})
+    with pytest.raises(LossnetError, match="chosen on the evaluation split"):
+        roads.resolve_config({"preset": "paper", "data": "x", "val_split": "val", "test_split": "valid"})
+    with pytest.raises(LossnetError, match="holdout"):
+        roads.resolve_config({"preset": "paper", "data": "x", "val_split": "holdout:0"})
+    last = roads.resolve_config({"preset": "paper", "data": "x", "selection": "last"})
+    assert last["val_split"] is None
     with pytest.raises(LossnetError, match="threshold"):
         roads.resolve_config({"data": "x", "threshold": 1.5})
     with pytest.raises(LossnetError):
@@ -115,22 +143,25 @@ def test_each_test_tile_counted_exactly_once(tmp_path):
 
 
 def test_end_to_end_tiny_run_resume_and_artifacts(tmp_path):
-    root = _dataset(tmp_path / "data")
+    root = _dataset(tmp_path / "data", n_train=3)
     config = roads.resolve_config(
         {"preset": "quick", "data": str(root), "loss": "bce", "crop": 16, "batch_size": 2, "epochs": 2,
-         "steps_per_epoch": 2, "width": 2, "depth": 2, "baselines": False}
+         "steps_per_epoch": 2, "width": 2, "depth": 2, "baselines": False, "val_split": "holdout:1", "eval_size": 32}
     )
     work = tmp_path / "work"
     result = roads.run(config, work, progress=False)
     assert result.status == "done"
-    assert result.metrics["mrd/test_tiles"] == 3.0
+    assert result.metrics["mrd/test_tiles"] == 3.0 and result.metrics["mrd.full/test_tiles"] == 3.0
     for k in ("correctness", "completeness", "quality"):
-        assert 0 <= result.metrics[f"mrd/{k}"] <= 100 and 0 <= result.metrics[f"mrd/{k}_rho3"] <= 100
+        assert 0 <= result.metrics[f"mrd/{k}"] <= 100
+        assert 0 <= result.metrics[f"mrd.full/{k}"] <= 100 and 0 <= result.metrics[f"mrd.full/{k}_rho3"] <= 100
+    assert result.metrics["mrd/selected_epoch"] in (1.0, 2.0) and result.metrics["mrd/val_bce"] > 0
     assert len([k for k in result.artifacts if k.startswith("overlay_")]) == 3
     overlay = Image.open(result.artifacts["overlay_tile0"])
     assert overlay.size == (3 * 40 + 16, 40)
     rows = list(csv.DictReader(open(work / "train_log.csv")))
     assert [int(r["epoch"]) for r in rows] == [1, 2] and float(rows[0]["perceptual"]) == 0.0
+    assert all(float(r["val_bce"]) > 0 for r in rows)
     # resuming with more epochs continues from the checkpoint (epoch 3 only): the logged rows of
     # epochs 1-2, including their wall-clock seconds, are the ones restored from the checkpoint
     state = torch.load(work / "checkpoint.pt", weights_only=True)
@@ -140,6 +171,9 @@ def test_end_to_end_tiny_run_resume_and_artifacts(tmp_path):
     rows2 = list(csv.DictReader(open(work / "train_log.csv")))
     assert [int(r["epoch"]) for r in rows2] == [1, 2, 3] and rows2[:2] == rows
     assert result2.metrics["mrd/test_tiles"] == 3.0
+    # evaluation-only keys (protocol, test K) reuse the finished checkpoint
+    result3 = roads.run(dict(config, epochs=3, protocol="full", iterations=1), work, progress=False)
+    assert "mrd/quality" not in result3.metrics and "mrd.full/quality" in result3.metrics
     # a training-relevant change (learning rate) is refused, naming the key, and the checkpoint is kept
     with pytest.raises(CheckpointError, match=r"differs in: lr 0.001 -> 0.0005"):
         roads.run(dict(config, lr=5e-4), work, progress=False)
@@ -152,7 +186,8 @@ def test_perceptual_term_is_logged(tmp_path):
     root = _dataset(tmp_path / "data", n_test=1)
     config = roads.resolve_config(
         {"preset": "quick", "data": str(root), "net": "alexnet", "layer": "relu1", "weights": "none", "lam": 0.5,
-         "crop": 32, "batch_size": 2, "epochs": 1, "steps_per_epoch": 1, "width": 2, "depth": 2, "baselines": False}
+         "crop": 32, "batch_size": 2, "epochs": 1, "steps_per_epoch": 1, "width": 2, "depth": 2, "baselines": False,
+         "selection": "last", "protocol": "full"}
     )
     result = roads.run(config, tmp_path / "w", progress=False)
     row = next(csv.DictReader(open(tmp_path / "w" / "train_log.csv")))
@@ -241,7 +276,8 @@ def test_run_fits_threshold_on_train_split_and_counts_each_test_tile_once(tmp_pa
     monkeypatch.setattr(T, "fit_threshold", spy)
     config = roads.resolve_config(
         {"preset": "quick", "data": str(root), "loss": "bce", "crop": 16, "batch_size": 2, "epochs": 2,
-         "steps_per_epoch": 3, "width": 2, "depth": 2, "baselines": False, "threshold": "train"}
+         "steps_per_epoch": 3, "width": 2, "depth": 2, "baselines": False, "threshold": "train", "selection": "last",
+         "protocol": "full"}
     )
     work = tmp_path / "work"
     result = roads.run(config, work, progress=False)
@@ -249,11 +285,11 @@ def test_run_fits_threshold_on_train_split_and_counts_each_test_tile_once(tmp_pa
     assert sorted(fitted["tiles"]) == sorted(t.image for t in find_tiles(root, "train"))
     assert all(p.parent.parent.name == "train" for p in fitted["tiles"])
     best, curve = fitted["result"]
-    assert result.metrics["mrd/threshold"] == best
-    rows = list(csv.DictReader(open(work / "threshold_fit.csv")))
+    assert result.metrics["mrd.full/threshold"] == best
+    rows = list(csv.DictReader(open(work / "threshold_fit_full.csv")))
     assert [float(r["threshold"]) for r in rows] == list(curve)
     # independent recount: the saved model's predictions on each test tile, summed once per tile
-    model = IterativeUNet(2, 2, config["iterations"], config["init_prior"])
+    model = build_model(config)
     model.load_state_dict(torch.load(work / "model.pt", weights_only=True))
     model.eval()
     test_tiles = find_tiles(root, "test")
@@ -265,16 +301,16 @@ def test_run_fits_threshold_on_train_split_and_counts_each_test_tile_once(tmp_pa
             total = total + road_counts(model.predict(x)[0, 0].numpy() > best, mask, rho)
         assert total.tiles == 3
         for k in ("correctness", "completeness", "quality"):
-            assert result.metrics[f"mrd/{k}{suffix}"] == pytest.approx(total.scores()[k])
+            assert result.metrics[f"mrd.full/{k}{suffix}"] == pytest.approx(total.scores()[k])
 
 
 @pytest.mark.slow
 def test_quick_bce_beats_trivial_baselines_on_shared(shared_dir, tmp_path):
-    """The must-show on real data (about 2.5 min on one core): quick-preset BCE model vs baselines at rho = 3."""
+    """Real data: the quick-preset BCE model beats the baselines at rho = 3 under the full protocol."""
     config = roads.resolve_config({"preset": "quick", "data": str(shared_dir / "data" / "roads"), "loss": "bce"})
     result = roads.run(config, tmp_path, progress=False)
     m = result.metrics
-    assert m["mrd/test_tiles"] == 10.0 and 0.05 <= m["mrd/threshold"] <= 0.95
-    best_baseline = max(m[f"mrd.{b}/quality_rho3"] for b in ("background", "intensity", "edges"))
-    assert m["mrd.background/quality_rho3"] == 0.0
-    assert m["mrd/quality_rho3"] > best_baseline
+    assert m["mrd.full/test_tiles"] == 10.0 and 0.05 <= m["mrd.full/threshold"] <= 0.95
+    best_baseline = max(m[f"mrd.full.{b}/quality_rho3"] for b in ("background", "intensity", "edges"))
+    assert m["mrd.full.background/quality_rho3"] == 0.0
+    assert m["mrd.full/quality_rho3"] > best_baseline

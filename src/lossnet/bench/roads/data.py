@@ -3,8 +3,17 @@
 Accepted layouts of ``root`` (``split`` is ``train``, ``valid``/``val`` or ``test``):
 
 * original (Mnih 2013) and the ``../shared`` subset: ``root/<split>/sat/*`` + ``root/<split>/map/*``;
+* the authors' code (Pihlgren et al.): ``root/<split>/input/*`` + ``root/<split>/output/*`` with
+  splits ``train``, ``val`` and ``test``;
 * the common re-packaging: ``root/tiff/<split>/*`` + ``root/tiff/<split>_labels/*`` (also with
   ``root`` being the ``tiff`` folder itself).
+
+Training samplers (``sampler`` option):
+
+* :class:`TileEpochCrops` (``reference``, the authors' sampler): every tile once per pass in a
+  shuffled order, a uniformly random crop, and a horizontal flip with probability 1/2;
+* :class:`RandomCrops` (``random``): tiles drawn with replacement, crops with too much white
+  no-data rejected, horizontal and vertical flips.
 
 Images and masks are paired by file stem (``.tif``, ``.tiff``, ``.png``, ``.jpg``, ``.jpeg``);
 masks are binarised at > 127.
@@ -24,10 +33,13 @@ import torch
 
 from lossnet.errors import DataError
 
-__all__ = ["RoadTile", "find_tiles", "load_tile", "nodata_fraction", "RandomCrops", "ROAD_EXTENSIONS"]
+__all__ = ["RoadTile", "find_tiles", "load_tile", "nodata_fraction", "RandomCrops", "TileEpochCrops", "split_holdout",
+           "parse_holdout", "canonical_split", "has_split", "ROAD_EXTENSIONS", "LAYOUTS"]
 
 ROAD_EXTENSIONS = (".tif", ".tiff", ".png", ".jpg", ".jpeg")
 _SPLIT_ALIASES = {"train": ("train",), "valid": ("valid", "val"), "val": ("valid", "val"), "test": ("test",)}
+#: (image folder, mask folder) names inside ``root/<split>``: Mnih's and the authors' code's.
+LAYOUTS = (("sat", "map"), ("input", "output"))
 
 
 @dataclass(frozen=True)
@@ -52,12 +64,19 @@ def _by_stem(folder: Path, what: str) -> dict[str, Path]:
 
 def _layout_dirs(root: Path, split: str) -> tuple[Path, Path] | None:
     for name in _SPLIT_ALIASES.get(split, (split,)):
-        if (root / name / "sat").is_dir() or (root / name / "map").is_dir():
-            return root / name / "sat", root / name / "map"
+        for images, masks in LAYOUTS:
+            if (root / name / images).is_dir() or (root / name / masks).is_dir():
+                return root / name / images, root / name / masks
         for base in (root / "tiff", root):
             if (base / name).is_dir() and (base / f"{name}_labels").is_dir():
                 return base / name, base / f"{name}_labels"
     return None
+
+
+def has_split(root: str | os.PathLike, split: str) -> bool:
+    """Whether ``root`` has ``split`` in one of the accepted layouts (``val``/``valid`` alike)."""
+    root = Path(root).expanduser()
+    return root.is_dir() and _layout_dirs(root, split) is not None
 
 
 def find_tiles(root: str | os.PathLike, split: str) -> list[RoadTile]:
@@ -73,7 +92,8 @@ def find_tiles(root: str | os.PathLike, split: str) -> list[RoadTile]:
     dirs = _layout_dirs(root, split)
     if dirs is None:
         raise DataError(
-            f"no {split!r} split in {root}: expected {split}/sat + {split}/map, or tiff/{split} + tiff/{split}_labels"
+            f"no {split!r} split in {root}: expected {split}/sat + {split}/map, {split}/input + {split}/output, "
+            f"or tiff/{split} + tiff/{split}_labels"
         )
     sat_dir, map_dir = dirs
     for d in (sat_dir, map_dir):
@@ -178,6 +198,90 @@ class RandomCrops(torch.utils.data.Dataset):
             img, mask = img[:, ::-1], mask[:, ::-1]
         if rng.random() < 0.5:
             img, mask = img[::-1], mask[::-1]
-        image_t = torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1))).float().div_(255.0)
-        mask_t = torch.from_numpy(np.ascontiguousarray(mask))[None].float()
-        return image_t, mask_t
+        return _to_tensors(img, mask)
+
+
+def _to_tensors(img: np.ndarray, mask: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    image_t = torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1))).float().div_(255.0)
+    mask_t = torch.from_numpy(np.ascontiguousarray(mask))[None].float()
+    return image_t, mask_t
+
+
+class TileEpochCrops(RandomCrops):
+    """The authors' training sampler: every tile once per pass, in a shuffled order.
+
+    Item ``i`` of epoch ``e`` is tile ``order[i]``, where ``order`` concatenates random
+    permutations of all tiles (generator seeded by ``(seed, e)``). ``length`` None is one pass (a
+    DataLoader without ``drop_last`` then ends with a smaller batch, as in the authors' code); a
+    larger ``length`` continues with further permutations. Each item is a uniformly random
+    ``crop x crop`` window at native resolution and a horizontal flip with probability 1/2
+    (generator seeded by ``(seed, e, i)``, so a resumed run sees the same crops). There is no
+    vertical flip and no no-data rejection.
+
+    Returns per item: ``(image float32 (3, crop, crop) in [0, 1], mask float32 (1, crop, crop) in {0, 1})``.
+    """
+
+    def __init__(self, tiles: list[RoadTile], crop: int, length: int | None = None, seed: int = 0, cache: bool = True) -> None:
+        super().__init__(tiles, crop, len(tiles) if length is None else length, seed=seed, max_nodata=1.0, cache=cache)
+        self._order_epoch: int | None = None
+        self._order: np.ndarray | None = None
+
+    def order(self) -> np.ndarray:
+        """Tile indices of this epoch's items (``len(self)`` of them)."""
+        if self._order_epoch != self.epoch or self._order is None:
+            rng = np.random.default_rng((self.seed, self.epoch))
+            n = len(self.tiles)
+            passes = -(-self.length // n)
+            self._order = np.concatenate([rng.permutation(n) for _ in range(passes)])[: self.length]
+            self._order_epoch = self.epoch
+        return self._order
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        if not 0 <= index < self.length:
+            raise IndexError(index)
+        image, mask = self._tile(int(self.order()[index]))
+        rng = np.random.default_rng((self.seed, self.epoch, index))
+        y = int(rng.integers(mask.shape[0] - self.crop + 1))
+        x = int(rng.integers(mask.shape[1] - self.crop + 1))
+        img, m = image[y : y + self.crop, x : x + self.crop], mask[y : y + self.crop, x : x + self.crop]
+        if rng.random() < 0.5:
+            img, m = img[:, ::-1], m[:, ::-1]
+        return _to_tensors(img, m)
+
+
+HOLDOUT_PREFIX = "holdout:"
+
+
+def parse_holdout(split: str) -> int | None:
+    """``"holdout:N"`` -> N (tiles held out of the training split for validation); another name -> None.
+
+    Raises:
+        ValueError: ``holdout:`` without a positive integer.
+    """
+    if not str(split).lower().startswith(HOLDOUT_PREFIX):
+        return None
+    try:
+        n = int(str(split)[len(HOLDOUT_PREFIX):])
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise ValueError(f"expected {HOLDOUT_PREFIX}N with N >= 1 training tiles to hold out, got {split!r}")
+    return n
+
+
+def split_holdout(tiles: list[RoadTile], n: int) -> tuple[list[RoadTile], list[RoadTile]]:
+    """``(training tiles, held-out tiles)``: ``n`` evenly spaced tiles of the (sorted) list are held out.
+
+    Raises:
+        DataError: fewer than ``n + 1`` tiles (at least one must remain for training).
+    """
+    if len(tiles) <= n:
+        raise DataError(f"cannot hold out {n} of {len(tiles)} training tiles for validation: at least one must remain for training")
+    held = sorted({round((i + 0.5) * len(tiles) / n - 0.5) for i in range(n)})
+    held_set = set(held)
+    return [t for i, t in enumerate(tiles) if i not in held_set], [tiles[i] for i in held]
+
+
+def canonical_split(name: str) -> str:
+    """The split a name refers to (``val`` and ``valid`` are the same split)."""
+    return "valid" if name in ("val", "valid") else name

@@ -1,15 +1,19 @@
-"""Training (BCE + lambda * perceptual loss, summed over the U-net iterations) and tile evaluation.
+"""Training (Mosinska-weighted BCE + lambda * perceptual loss over the U-net iterations), checkpoint
+choice by validation BCE, and tile evaluation.
 
-Loss of one batch (Pihlgren et al., Eq. 5 with the BCE term of the paper's repository):
+Loss of one batch (Pihlgren et al., Eq. 4-5, weighted over the iterations as in Mosinska et al.
+and in the authors' code):
 
 .. math::
 
-    \\mathcal{L} = \\sum_{k=1}^{K} \\Big[ \\mathrm{BCE}(\\hat y_k, y)
-        + \\lambda \\, \\frac{1}{C_l H_l W_l} \\lVert \\phi_l(\\hat y_k) - \\phi_l(y) \\rVert_2^2 \\Big]
+    \\mathcal{L} = \\sum_{k=1}^{K} \\frac{k}{Z} \\Big[ \\mathrm{BCE}(\\hat y_k, y)
+        + \\lambda \\, d\\big(\\phi_l(\\hat y_k), \\phi_l(y)\\big) \\Big], \\qquad Z = \\frac{K (K + 1)}{2}
 
-where :math:`\\hat y_k` is the road probability after iteration ``k``, :math:`y` the true mask and
-:math:`\\phi_l` the loss network's feature map at layer ``l`` of the mask repeated to 3 channels and
-ImageNet-normalised (done by :class:`lossnet.loss.PerceptualLoss`).
+where :math:`\\hat y_k` is the road probability after iteration ``k`` of ``K = train_iterations``,
+:math:`y` the true mask, :math:`\\phi_l` the loss network's features at layer ``l`` of the mask
+repeated to 3 channels (normalised as the config's ``normalize`` says, by
+:class:`lossnet.loss.PerceptualLoss`) and :math:`d` the configured distance (Eq. 5: MSE). The
+weights sum to 1, so the loss of K = 1 is plain BCE + lambda * perceptual.
 """
 
 from __future__ import annotations
@@ -25,45 +29,85 @@ import torch
 import torch.nn.functional as F
 
 from lossnet.atomic import atomic_write_text
-from lossnet.bench.roads.data import RandomCrops, RoadTile, load_tile
-from lossnet.bench.trainer import FitOutcome, TrainingTask, fit
+from lossnet.bench.roads.data import RandomCrops, RoadTile, TileEpochCrops, load_tile
+from lossnet.bench.roads.evaluate import as_float_image, macro_scores, reference_view, validation_bce
 from lossnet.bench.roads.metrics import RoadCounts, road_counts
-from lossnet.bench.roads.unet import IterativeUNet
+from lossnet.bench.roads.unet import IterativeUNet, build_model
+from lossnet.bench.trainer import BEST, FitOutcome, TrainingTask, fit, load_checkpoint
 
-__all__ = ["build_perceptual", "RoadsTask", "train", "evaluate_tiles", "fit_threshold", "predict_tile", "save_overlay", "LOG_FIELDS", "THRESHOLD_GRID"]
+__all__ = ["build_perceptual", "iteration_weights", "iteration_loss", "RoadsTask", "train", "evaluate_tiles",
+           "evaluate_tiles_reference", "reference_view_fn", "fit_threshold", "predict_tile", "save_overlay", "LOG_FIELDS", "THRESHOLD_GRID",
+           "SELECTIONS", "SAMPLERS"]
 
 #: Candidate road-probability thresholds of :func:`fit_threshold`: 0.05, 0.10, ..., 0.95.
 THRESHOLD_GRID = tuple(round(0.05 * i, 2) for i in range(1, 20))
+#: ``selection`` choices: lowest validation BCE (the authors' rule) or the last epoch.
+SELECTIONS = ("val_bce", "last")
+#: ``sampler`` choices: the authors' (each tile once per pass) or lossnet's earlier one (with replacement).
+SAMPLERS = ("reference", "random")
 
-LOG_FIELDS = ("epoch", "steps", "bce", "perceptual", "weighted_perceptual", "total", "seconds", "rejected_crops")
+LOG_FIELDS = ("epoch", "steps", "bce", "perceptual", "weighted_perceptual", "total", "val_bce", "seconds", "rejected_crops")
 
 
 def build_perceptual(config: dict[str, Any]) -> torch.nn.Module | None:
-    """The perceptual term (:class:`lossnet.loss.PerceptualLoss` at the config's network, layer(s) and
-    distance), or None for ``loss=bce``."""
+    """The perceptual term (:class:`lossnet.loss.PerceptualLoss` at the config's network, layer(s),
+    distance and loss-network knobs), or None for ``loss=bce``."""
     from lossnet.bench.base import build_training_loss
 
     return build_training_loss(config, pixel=lambda: None)
+
+
+def iteration_weights(k: int) -> list[float]:
+    """Mosinska et al.'s weights of iterations ``1..k``: ``i / Z`` with ``Z = k (k + 1) / 2`` (they sum to 1)."""
+    if k < 1:
+        raise ValueError(f"need at least one iteration, got {k}")
+    z = k * (k + 1) / 2
+    return [i / z for i in range(1, k + 1)]
+
+
+def iteration_loss(
+    outputs: list[torch.Tensor], mask: torch.Tensor, perceptual: torch.nn.Module | None, target_feats: Any, lam: float
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(loss, weighted BCE, weighted perceptual)`` of one batch: ``sum_k (k/Z) [BCE_k + lam * P_k]``.
+
+    ``outputs`` are the probabilities of iterations ``1..K``; ``target_feats`` the loss network's
+    features of ``mask`` (computed once per batch), ignored when ``perceptual`` is None.
+    """
+    weights = iteration_weights(len(outputs))
+    bce = sum(w * F.binary_cross_entropy(p, mask) for w, p in zip(weights, outputs))
+    if perceptual is None:
+        pl = torch.zeros((), device=mask.device)
+    else:
+        pl = sum(w * perceptual(p, target_feats) for w, p in zip(weights, outputs))
+    return bce + lam * pl, bce, pl
 
 
 def _write_log(path: Path, rows: list[dict[str, Any]]) -> None:
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=list(LOG_FIELDS), extrasaction="ignore")
     w.writeheader()
-    w.writerows(rows)
+    # the trainer stores the score (the negative validation BCE); the log shows the BCE itself
+    w.writerows({**r, "val_bce": -r[RoadsTask.score_name]} if RoadsTask.score_name in r else r for r in rows)
     atomic_write_text(path, buf.getvalue())
 
 
 class RoadsTask(TrainingTask):
-    """The iterative U-net on random crops, BCE + lambda * perceptual summed over the K iterations."""
+    """The iterative U-net on training crops, the Mosinska-weighted loss, and (with ``selection =
+    val_bce``) the validation BCE as the epoch score (its negative: the trainer keeps the highest)."""
 
-    def __init__(self, config: dict[str, Any], tiles: list[RoadTile], workdir: Path, device: torch.device, progress: bool):
+    score_name = "neg_val_bce"
+
+    def __init__(self, config: dict[str, Any], tiles: list[RoadTile], workdir: Path, device: torch.device, progress: bool,
+                 val_tiles: list[RoadTile] | None = None):
         self.config, self.tiles, self.workdir, self.device, self.progress = config, tiles, workdir, device, progress
-        self.model = IterativeUNet(config["width"], config["depth"], config["iterations"], config.get("init_prior")).to(device)
+        self.model = build_model(config).to(device)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config["lr"])
         perceptual = build_perceptual(config)
         self.perceptual = perceptual.to(device) if perceptual is not None else None
         self.crops: RandomCrops | None = None
+        self.val_tiles = list(val_tiles or [])
+        self._val_views: list[tuple[torch.Tensor, torch.Tensor]] | None = None
+        self._last_val: float | None = None
 
     def state(self) -> dict[str, Any]:
         return {"optimizer": self.optimizer.state_dict()}
@@ -73,28 +117,34 @@ class RoadsTask(TrainingTask):
 
     def begin(self, start_epoch: int) -> None:
         c = self.config
-        self.crops = RandomCrops(self.tiles, c["crop"], c["steps_per_epoch"] * c["batch_size"], seed=c["seed"], max_nodata=c["max_nodata"])
+        length = None if c["steps_per_epoch"] is None else c["steps_per_epoch"] * c["batch_size"]
+        # decoded tiles are cached in memory in-process; DataLoader workers would each hold a copy
+        # (about 10 GB for the 1,108 full-size training tiles), so with workers tiles are read per crop
+        cache = not c.get("num_workers")
+        if c.get("sampler", "random") == "reference":
+            self.crops = TileEpochCrops(self.tiles, c["crop"], length, seed=c["seed"], cache=cache)
+        else:
+            if length is None:
+                length = max(1, len(self.tiles) // c["batch_size"]) * c["batch_size"]
+            self.crops = RandomCrops(self.tiles, c["crop"], length, seed=c["seed"], max_nodata=c["max_nodata"], cache=cache)
 
     def train_epoch(self, epoch: int, epochs: int) -> dict[str, Any] | None:
         config, crops, lam = self.config, self.crops, float(self.config["lam"])
         crops.epoch, crops.rejected = epoch, 0
         torch.manual_seed(config["seed"] * 100003 + epoch)
-        loader = torch.utils.data.DataLoader(crops, batch_size=config["batch_size"], shuffle=False, num_workers=int(config.get("num_workers") or 0))
+        loader = torch.utils.data.DataLoader(crops, batch_size=config["batch_size"], shuffle=False, drop_last=False,
+                                             num_workers=int(config.get("num_workers") or 0))
+        k_train = int(config["train_iterations"])
         sums = {"bce": 0.0, "perceptual": 0.0}
         t0, steps = time.perf_counter(), 0
         bar = self.steps(loader, f"roads epoch {epoch + 1}/{epochs}")
         for image, mask in bar:
             image, mask = image.to(self.device), mask.to(self.device)
-            outputs = self.model(image)
+            outputs = self.model(image, k_train)
             if not all(bool(torch.isfinite(p.sum())) for p in outputs):
                 return None  # BCE refuses NaN probabilities with an exception; report divergence instead
-            bce = sum(F.binary_cross_entropy(p.clamp(1e-6, 1 - 1e-6), mask) for p in outputs)
-            if self.perceptual is not None:
-                target_feats = self.perceptual.target_features(mask)  # once per batch, reused for all K
-                pl = sum(self.perceptual(p, target_feats) for p in outputs)
-                loss = bce + lam * pl
-            else:
-                pl, loss = torch.zeros(()), bce
+            target_feats = self.perceptual.target_features(mask) if self.perceptual is not None else None  # once per batch
+            loss, bce, pl = iteration_loss(outputs, mask, self.perceptual, target_feats, lam)
             if not torch.isfinite(loss):
                 return None
             self.optimizer.zero_grad(set_to_none=True)
@@ -111,8 +161,24 @@ class RoadsTask(TrainingTask):
             "weighted_perceptual": lam * sums["perceptual"] / max(steps, 1),
             "total": (sums["bce"] + lam * sums["perceptual"]) / max(steps, 1),
             "seconds": round(time.perf_counter() - t0, 2),
-            "rejected_crops": crops.rejected,
+            "rejected_crops": getattr(crops, "rejected", 0),
         }
+
+    def _views(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        if self._val_views is None:
+            size, aa = int(self.config["eval_size"]), bool(self.config["eval_antialias"])
+            views = []
+            for tile in self.val_tiles:
+                image, mask = reference_view(*load_tile(tile), size, aa)
+                views.append((torch.from_numpy(image.transpose(2, 0, 1).copy())[None], torch.from_numpy(mask.copy())[None, None]))
+            self._val_views = views
+        return self._val_views
+
+    def score(self, epoch: int) -> float | None:
+        if self.config.get("selection") != "val_bce" or not self.val_tiles:
+            return None
+        self._last_val = validation_bce(self.model, self._views(), int(self.config["train_iterations"]), self.device)
+        return -self._last_val
 
     def after_epoch(self, history: list[dict[str, Any]]) -> None:
         _write_log(self.workdir / "train_log.csv", history)
@@ -125,44 +191,72 @@ def train(
     *,
     device: torch.device,
     progress: bool = True,
+    val_tiles: list[RoadTile] | None = None,
 ) -> tuple[IterativeUNet, FitOutcome]:
     """Train (or resume) the iterative U-net with the trainer core (:func:`lossnet.bench.trainer.fit`).
 
-    ``steps_per_epoch`` None means one crop per training tile per epoch. A checkpoint whose config
-    differs in more than evaluation-only keys and ``epochs`` is refused, naming the keys.
+    With ``selection = val_bce`` the validation BCE on ``val_tiles`` is computed after every epoch,
+    and the returned model holds the weights of the epoch with the lowest value (``best.pt``); with
+    ``last`` it holds the last epoch's weights. A checkpoint whose config differs in more than
+    evaluation-only keys and ``epochs`` is refused, naming the keys.
 
     Returns:
-        the trained model (eval mode; the last good epoch's weights if training diverged) and the
-        outcome (per-epoch rows also in ``workdir/train_log.csv``).
+        the model (eval mode; the best weights so far if training diverged) and the outcome
+        (per-epoch rows also in ``workdir/train_log.csv``).
     """
     from lossnet.bench.roads import BENCHMARK
 
-    if config["steps_per_epoch"] is None:
-        config = dict(config, steps_per_epoch=max(1, len(tiles) // config["batch_size"]))
-    task, outcome = fit(lambda: RoadsTask(config, tiles, workdir, device, progress), config, workdir,
+    if config.get("selection") == "val_bce" and not val_tiles:
+        raise ValueError("selection val_bce needs validation tiles")
+    task, outcome = fit(lambda: RoadsTask(config, tiles, workdir, device, progress, val_tiles), config, workdir,
                         resumable=BENCHMARK.resumable_keys(config), device=device, name="roads")
+    if config.get("selection") == "val_bce" and outcome.status == "done" and (Path(workdir) / BEST).exists():
+        task.model.load_state_dict(load_checkpoint(Path(workdir) / BEST, device)["model"])
+        task.model.eval()
     return task.model, outcome
 
 
-def predict_tile(model: IterativeUNet, image: np.ndarray, device: torch.device) -> np.ndarray:
-    """Final-iteration road probability ``(H, W)`` of a whole ``uint8 (H, W, 3)`` tile."""
-    x = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))).float().div_(255.0)[None].to(device)
+def predict_tile(model: IterativeUNet, image: np.ndarray, device: torch.device, iterations: int | None = None) -> np.ndarray:
+    """Final-iteration road probability ``(H, W)`` of a whole tile: ``uint8 (H, W, 3)``, or
+    float in [0, 1] (a :func:`~lossnet.bench.roads.evaluate.reference_view`); K = ``iterations``
+    (default: the model's)."""
+    x = torch.from_numpy(np.ascontiguousarray(as_float_image(image).transpose(2, 0, 1)))[None].to(device)
     model.eval()
-    return model.predict(x)[0, 0].cpu().numpy()
+    return model.predict(x, iterations)[0, 0].cpu().numpy()
+
+
+View = Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
+
+
+def reference_view_fn(size: int = 224, antialias: bool = False) -> View:
+    """``(image uint8, mask bool) -> (image float, mask bool)`` of the reference protocol (mask > 0.5)."""
+
+    def view(image: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        img, soft = reference_view(image, mask, size, antialias)
+        return img, soft > 0.5
+
+    return view
 
 
 def _predicted_tiles(
-    tiles: Iterable[RoadTile], predict: Callable[[np.ndarray], np.ndarray], desc: str, progress: bool
+    tiles: Iterable[RoadTile], predict: Callable[[np.ndarray], np.ndarray], desc: str, progress: bool, view: View | None = None
 ) -> Iterator[tuple[RoadTile, np.ndarray, np.ndarray, np.ndarray]]:
-    """``(tile, image, mask, prediction)`` per whole tile, ``predict`` called once each, shapes checked."""
+    """``(tile, image, mask, prediction)`` per tile (after ``view``), ``predict`` called once each, shapes checked."""
     from tqdm.auto import tqdm
 
     for tile in tqdm(list(tiles), desc=desc, disable=not progress, leave=False):
         image, mask = load_tile(tile)
+        if view is not None:
+            image, mask = view(image, mask)
         pred = np.asarray(predict(image))
         if pred.shape != mask.shape:
             raise ValueError(f"predictor returned shape {pred.shape} for {tile.image}; expected {mask.shape}")
         yield tile, image, mask, pred
+
+
+def _check_bool(pred: np.ndarray, tile: RoadTile) -> None:
+    if pred.dtype != bool:
+        raise ValueError(f"predictor returned {pred.dtype} for {tile.image}; expected a bool mask")
 
 
 def evaluate_tiles(
@@ -173,20 +267,46 @@ def evaluate_tiles(
     on_tile: Callable[[RoadTile, np.ndarray, np.ndarray, np.ndarray], None] | None = None,
     progress: bool = False,
 ) -> dict[float, RoadCounts]:
-    """Counts summed over whole tiles: ``predict(image uint8 HxWx3) -> bool HxW`` is called once per tile.
+    """The ``full`` protocol: counts summed over whole native tiles; ``predict(image uint8 HxWx3) ->
+    bool HxW`` is called once per tile.
 
     ``on_tile(tile, image, mask, pred)`` is called after each tile (e.g. to write overlays).
     """
     rhos = tuple(rhos)
     totals = {r: RoadCounts() for r in rhos}
     for tile, image, mask, pred in _predicted_tiles(tiles, predict, "roads test tiles", progress):
-        if pred.dtype != bool:
-            raise ValueError(f"predictor returned {pred.dtype} for {tile.image}; expected bool {mask.shape}")
+        _check_bool(pred, tile)
         for r in rhos:
             totals[r] = totals[r] + road_counts(pred, mask, r)
         if on_tile is not None:
             on_tile(tile, image, mask, pred)
     return totals
+
+
+def evaluate_tiles_reference(
+    tiles: Iterable[RoadTile],
+    predict: Callable[[np.ndarray], np.ndarray],
+    size: int = 224,
+    antialias: bool = False,
+    *,
+    on_tile: Callable[[RoadTile, np.ndarray, np.ndarray, np.ndarray], None] | None = None,
+    progress: bool = False,
+) -> dict[str, float]:
+    """The ``reference`` protocol: every tile resized (shorter side ``size``, bilinear), mask > 0.5,
+    pixel-exact per-tile ratios averaged over the tiles.
+
+    ``predict(image float (h, w, 3) in [0, 1]) -> bool (h, w)`` is called once per tile.
+
+    Returns:
+        ``{"completeness", "correctness", "quality"}`` in percent and ``"tiles"``.
+    """
+    pairs = []
+    for tile, image, mask, pred in _predicted_tiles(tiles, predict, "roads test tiles (224)", progress, reference_view_fn(size, antialias)):
+        _check_bool(pred, tile)
+        pairs.append((pred, mask))
+        if on_tile is not None:
+            on_tile(tile, image, mask, pred)
+    return macro_scores(pairs)
 
 
 def fit_threshold(
@@ -195,13 +315,18 @@ def fit_threshold(
     grid: Iterable[float] = THRESHOLD_GRID,
     rho: float = 3,
     *,
+    protocol: str = "full",
+    size: int = 224,
+    antialias: bool = False,
     progress: bool = False,
 ) -> tuple[float, dict[float, float]]:
-    """The threshold of ``grid`` with the best quality at ``rho`` on ``tiles`` (pass training tiles only).
+    """The threshold of ``grid`` with the best quality on ``tiles`` (pass training tiles only), scored
+    as ``protocol`` scores test tiles.
 
-    ``predict_proba(image uint8 HxWx3) -> float HxW`` is called once per tile; the road mask is
-    ``proba > t``. Counts are summed over the tiles as in :func:`evaluate_tiles`. Ties go to the
-    lowest threshold.
+    ``full``: native tiles, counts summed over the tiles (as :func:`evaluate_tiles`), quality at
+    ``rho``. ``reference``: tiles resized as :func:`evaluate_tiles_reference`, per-tile pixel-exact
+    quality averaged over the tiles (``rho`` is ignored). ``predict_proba(image) -> float HxW`` is
+    called once per tile; the road mask is ``proba > t``. Ties go to the lowest threshold.
 
     Returns:
         ``(best threshold, {threshold: quality in percent})``.
@@ -209,13 +334,20 @@ def fit_threshold(
     grid = tuple(float(t) for t in grid)
     if not grid:
         raise ValueError("empty threshold grid")
-    totals = {t: RoadCounts() for t in grid}
-    for _, _, mask, proba in _predicted_tiles(tiles, predict_proba, "roads threshold fit", progress):
-        for t in grid:
-            totals[t] = totals[t] + road_counts(proba > t, mask, rho)
-    if not any(c.tiles for c in totals.values()):
-        raise ValueError("no tiles to fit the threshold on")
-    quality = {t: c.scores()["quality"] for t, c in totals.items()}
+    if protocol == "reference":
+        probas = [(proba, mask) for _, _, mask, proba in
+                  _predicted_tiles(tiles, predict_proba, "roads threshold fit (224)", progress, reference_view_fn(size, antialias))]
+        if not probas:
+            raise ValueError("no tiles to fit the threshold on")
+        quality = {t: macro_scores((p > t, m) for p, m in probas)["quality"] for t in grid}
+    else:
+        totals = {t: RoadCounts() for t in grid}
+        for _, _, mask, proba in _predicted_tiles(tiles, predict_proba, "roads threshold fit", progress):
+            for t in grid:
+                totals[t] = totals[t] + road_counts(proba > t, mask, rho)
+        if not any(c.tiles for c in totals.values()):
+            raise ValueError("no tiles to fit the threshold on")
+        quality = {t: c.scores()["quality"] for t, c in totals.items()}
     best = max(grid, key=lambda t: (quality[t], -t))
     return best, quality
 
@@ -224,6 +356,8 @@ def save_overlay(path: Path, image: np.ndarray, mask: np.ndarray, pred: np.ndarr
     """PNG of three panels: image | ground truth | prediction (green = hit, red = false, blue = missed)."""
     from lossnet.imageio import save_image
 
+    if image.dtype != np.uint8:  # a float view in [0, 1]
+        image = (np.clip(image, 0.0, 1.0) * 255.0).round().astype(np.uint8)
     gt = np.repeat((mask * 255).astype(np.uint8)[..., None], 3, axis=-1)
     colour = (image.astype(np.float32) * 0.4).astype(np.uint8)
     colour[pred & mask] = (0, 255, 0)
