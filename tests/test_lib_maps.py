@@ -174,3 +174,17 @@ def test_mask_errors():
         compute_distance("mse", [a], [a], masks=torch.ones(2, 3, 4, 4))
     with pytest.raises(InputError, match="batch size"):
         compute_distance("mse", [a], [a], masks=torch.ones(3, 1, 4, 4))
+
+
+def test_functional_form_maps_and_per_layer(monkeypatch):
+    from lossnet import loss as loss_mod
+
+    monkeypatch.setattr(loss_mod, "_CACHE", {})
+    a, b = torch.rand(2, 3, 32, 32), torch.rand(2, 3, 32, 32)
+    kw = dict(net="alexnet", layers=["relu1", "relu2"], distance="spatial", weights=None)
+    torch.manual_seed(0)
+    value = perceptual_distance(a, b, **kw)
+    m = loss_mod._CACHE[next(iter(loss_mod._CACHE))]
+    torch.testing.assert_close(perceptual_distance(a, b, **kw, per_layer=True).sum(1), value)
+    torch.testing.assert_close(perceptual_distance(a, b, **kw, spatial=True), m.spatial_map(a, b))
+    assert len(loss_mod._CACHE) == 1

@@ -13,15 +13,14 @@ at the input size, equal to lpips's ``spatial=True``) and a reproducibility :att
 
 Input range checking (``range_check``):
 
-========== ================================================================ ===============
-mode       what happens to values outside ``input_range``                    host syncs
-========== ================================================================ ===============
-``error``  :class:`InputError` (beyond a 0.1 % tolerance)                    one per image
-``warn``   one ``RangeWarning``, then the values are used as they are       one per image until it warned
-``clamp``  clamped into ``input_range``; the first batch is inspected once  none after the first call
-           and a warning says when it overshoots by > 5 % (wrong range?)
-``off``    used as they are                                                 none
-========== ================================================================ ===============
+- ``"error"``: values outside (beyond a 0.1 % tolerance) raise :class:`InputError` naming the
+  range they fit; one host sync per image.
+- ``"warn"``: one :class:`RangeWarning`, values used as they are; one host sync per image until it
+  has warned, none afterwards.
+- ``"clamp"``: values clamped into ``input_range``; the first batch of ``pred`` and of ``target``
+  is inspected once and a warning says when it overshoots by more than 5 % (a wrong
+  ``input_range``?); no host sync after that.
+- ``"off"``: values used as they are; no host sync.
 
 NaN/Inf raise in every mode ("contains NaN/Inf"): an :class:`InputError` (CPU, eager), or, where a
 check would need a host sync (accelerators, ``torch.compile``), an asynchronous device assertion

@@ -19,9 +19,9 @@ Fields, ``|``-separated, in this order (optional ones only when not the default)
   ``transform_input``); ``mode=train`` (``loss_net_mode``)
 - ``tv=`` torchvision and ``torch=`` major.minor versions
 - ``w=<kind>:sha256:<16 hex>``: the weights kind (imagenet / none / file) and a content hash of the
-  loss network's tensors (name, dtype, shape and bytes of every parameter and buffer, sorted by
-  name), so the same weights sign alike whether they came from a download, a local file or a
-  trimmed file.
+  tensors the truncated loss network holds (name, dtype, shape and bytes of every parameter and
+  persistent buffer, sorted by name), so the same weights sign alike whether they came from a
+  download, a local file or a trimmed file (and two truncation depths of one file differ).
 
 :func:`parse_signature` turns a signature back into a dict.
 """
