@@ -47,7 +47,7 @@ def test_mlp_selection_on_a_case_with_a_known_answer():
     assert linear["val_accuracy"] < 0.75 and hidden["val_accuracy"] > 0.95
     assert sel.selected == (32,) and hidden["selected"] == "*" and linear["selected"] == ""
     assert sel.test_accuracy > 0.95
-    assert set(sel.rows[0]) == {"hidden", "val_accuracy", "epochs", "selected"}
+    assert set(sel.rows[0]) == {"hidden", "val_accuracy", "val_loss", "best_epoch", "epochs", "selected"}
 
 
 def test_early_stopping_stops_before_max_epochs():

@@ -53,6 +53,7 @@ def test_json_holds_every_run_keyed_by_run_key_with_status(bapps, tmp_path):
     payload = json.loads(out.read_text())
     runs = payload["runs"]
     assert len(runs) == 2 and all(r["status"] == "done" for r in runs.values())
+    assert all(r["details"] and r["details"][0]["subset"] == "cnn" for r in runs.values())  # the benchmark's summary rows
     assert sorted(r["config"]["weights"].rsplit("/", 1)[-1] for r in runs.values()) == ["step_1.safetensors", "step_2.safetensors"]
     scores = [r["metrics"]["bapps.cnn/2afc"] for r in runs.values()]
     assert all(0 <= s <= 1 for s in scores)

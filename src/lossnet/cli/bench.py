@@ -88,7 +88,7 @@ def _run(args: argparse.Namespace) -> int:
                 "benchmark": bench.name,
                 "runs": {r.key: {"status": r.status, "error": r.error, "config": r.config,
                                  "metrics": r.metrics, "artifacts": r.artifacts,
-                                 "duration_s": r.duration_s, "device": r.device}
+                                 "duration_s": r.duration_s, "device": r.device, "details": r.details}
                          for r in records},
             }
             if len(records) == 1:  # one run: its config and metrics also at the top level
