@@ -39,6 +39,8 @@ def lpips_examples() -> Path:
 
 
 @pytest.fixture(autouse=True)
-def _no_weights_env(monkeypatch):
-    """Tests choose their weights folder explicitly; a developer's LOSSNET_WEIGHTS_DIR must not leak in."""
+def _no_weights_env(monkeypatch, tmp_path_factory):
+    """Tests choose their weights and data folders explicitly; a developer's LOSSNET_WEIGHTS_DIR or
+    fetched datasets (LOSSNET_DATA, the per-user cache) must not leak in."""
     monkeypatch.delenv("LOSSNET_WEIGHTS_DIR", raising=False)
+    monkeypatch.setenv("LOSSNET_DATA", str(tmp_path_factory.getbasetemp() / "no-lossnet-data"))

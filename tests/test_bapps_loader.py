@@ -144,3 +144,20 @@ def test_corrupt_file_with_workers_gives_clean_message(root):
     with pytest.raises(DataError) as info:
         bapps.load_subset(root, "2afc", "val", "cnn", num_workers=1, progress=False)
     assert str(info.value).startswith(f"cannot decode BAPPS image {bad}") and "\n" not in str(info.value)
+
+
+def test_decompression_bomb_header_is_a_data_error(tmp_path):
+    """A PNG whose header claims 20000x20000 pixels is a bad file (skippable with --skip-bad), not a crash."""
+    import struct
+    import zlib
+
+    from lossnet.bench.similarity.bapps import _load_png
+    from lossnet.errors import DataError
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    bomb = tmp_path / "bomb.png"
+    bomb.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 20000, 20000, 8, 2, 0, 0, 0)) + chunk(b"IEND", b""))
+    with pytest.raises(DataError, match="bomb.png.*decompression bomb"):
+        _load_png(bomb, 64)

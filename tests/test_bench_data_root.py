@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from lossnet.bench import similarity, superres
+from lossnet.bench import autoencoder, roads, similarity, superres
 from lossnet.errors import DataError
 
 
@@ -15,6 +15,10 @@ def test_missing_datasets_print_the_fetch_command(tmp_path, monkeypatch):
         similarity.resolve_config({"net": "alexnet", "layer": "L"})
     with pytest.raises(DataError, match=r"lossnet data fetch coco2014 train .*--subset 10000 --seed 42"):
         superres.resolve_config({"preset": "paper", "test": {"x": str(tmp_path)}})
+    with pytest.raises(DataError, match=r"lossnet data fetch mrd"):
+        roads.resolve_config({})
+    with pytest.raises(DataError, match=r"lossnet data fetch svhn"):
+        autoencoder.resolve_config({"dataset": "svhn"})
 
 
 def test_fetched_bapps_is_found(tmp_path, monkeypatch):

@@ -166,7 +166,12 @@ class Autoencoder(Benchmark):
             config["data"] = None
         else:
             if not config.get("data"):
-                raise LossnetError(f"autoencoder: --data DIR is required for dataset {config['dataset']}")
+                from lossnet.datasets import locate, missing_error
+
+                found = locate(config["dataset"])  # the data root of `lossnet data`
+                if found is None:
+                    raise missing_error(config["dataset"], f"autoencoder benchmark (no --data DIR given for {config['dataset']})")
+                config["data"] = str(found)
             if not Path(config["data"]).is_dir():
                 raise DataError(f"autoencoder: data folder not found: {config['data']}")
             config["data"] = str(config["data"])

@@ -233,7 +233,13 @@ class Roads(Benchmark):
         from lossnet.errors import LossnetError
 
         if not config.get("data"):
-            raise LossnetError("roads: needs --data DIR (Massachusetts Roads: {train,valid,test}/{sat,map} or {train,val,test}/{input,output})")
+            from lossnet.datasets import locate, missing_error
+
+            found = locate("mrd")  # the data root of `lossnet data`
+            if found is None:
+                raise missing_error("mrd", "roads benchmark (no --data DIR given: Massachusetts Roads, {train,valid,test}/{sat,map} "
+                                    "or {train,val,test}/{input,output})")
+            config["data"] = str(found)
         config["data"] = str(Path(config["data"]).expanduser().resolve())
         if config["model"] == "reference":
             # the authors' net has fixed channels: the Ronneberger keys cannot split identical runs

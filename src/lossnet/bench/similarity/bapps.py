@@ -125,7 +125,8 @@ def _load_png(path: Path, size: int) -> torch.Tensor:
             if img.size != (size, size):
                 img = img.resize((size, size), Image.BILINEAR)
             arr = np.asarray(img, dtype=np.uint8)
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+        # a decompression-bomb header is a bad file like any other (--skip-bad skips it), not a crash
         raise DataError(f"cannot decode BAPPS image {path}: {exc}") from exc
     return torch.from_numpy(arr.transpose(2, 0, 1).copy())
 
