@@ -130,16 +130,25 @@ def _run(args: argparse.Namespace) -> int:
 
 @contextlib.contextmanager
 def _sigterm_as_interrupt():
-    """SIGTERM raises KeyboardInterrupt while the block runs (main thread only)."""
+    """SIGTERM raises KeyboardInterrupt while the block runs (main thread only).
+
+    The handler also sets :data:`lossnet.sweep.runner.STOP`: an exception raised inside a callback
+    whose exceptions Python ignores (an at-fork hook while a worker process is being started) would
+    otherwise be lost, and the driver would run on; the runner checks the flag every loop.
+    """
     import signal
     import threading
 
+    from lossnet.sweep.runner import STOP
+
     def handler(signum, frame):
+        STOP.set()
         raise KeyboardInterrupt
 
     if threading.current_thread() is not threading.main_thread():
         yield
         return
+    STOP.clear()
     previous = signal.signal(signal.SIGTERM, handler)
     try:
         yield

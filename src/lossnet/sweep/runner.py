@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +33,9 @@ from lossnet.sweep.grid import PlannedRun
 from lossnet.sweep.pipeline import RunRecord
 from lossnet.sweep.store import ResultsStore
 from lossnet.sweep.worker import RESULT_FILE, read_result
+
+#: Set by a signal handler that asked the driver to stop (checked every loop of :func:`run_sweep`).
+STOP = threading.Event()
 
 __all__ = ["SweepSummary", "run_sweep", "classify"]
 
@@ -161,6 +165,8 @@ def run_sweep(
     retry_before = t0 if retry_failed else None
     try:
         while pending or active:
+            if STOP.is_set():  # a stop request whose KeyboardInterrupt was swallowed (see cli.sweep)
+                raise KeyboardInterrupt
             while pending and ex.free_slots > 0:
                 job = pending.popleft()
                 harvest = read_result(job.workdir, job.key) if store.status(job.key) == "interrupted" else None
