@@ -9,7 +9,7 @@ import torch
 
 from lossnet.errors import InputError
 from lossnet.imageio import load_image
-from lossnet.loss import PerceptualLoss, PerceptualMetric
+from lossnet.loss import PerceptualMetric
 from lossnet.lpips_presets import PRESETS, lpips_heads, lpips_version
 
 lpips = pytest.importorskip("lpips")

@@ -20,19 +20,10 @@ from lossnet.errors import CheckpointError, InputError, LossnetError
 
 
 def _dataset(root: Path, n_train: int = 2, n_test: int = 3, size: int = 40) -> Path:
-    """Tiles with a bright horizontal road on a dark textured background."""
-    rng = np.random.default_rng(0)
-    for split, n in (("train", n_train), ("test", n_test)):
-        for i in range(n):
-            img = rng.integers(20, 90, (size, size, 3), dtype=np.uint8)
-            m = np.zeros((size, size), np.uint8)
-            r = int(rng.integers(4, size - 8))
-            m[r : r + 3] = 255
-            img[r : r + 3] = 160
-            for sub, arr in (("sat", img), ("map", m)):
-                (root / split / sub).mkdir(parents=True, exist_ok=True)
-                Image.fromarray(arr).save(root / split / sub / f"tile{i}.png")
-    return root
+    """Tiles with a bright horizontal road on a dark textured background (``tile<i>.png``)."""
+    from test_roads_protocol import _road_dataset
+
+    return _road_dataset(root, {"train": n_train, "test": n_test}, size, stem="tile")
 
 
 @pytest.mark.parametrize("unet", [lambda: UNet(4, 1, 4, 2), lambda: ReferenceUNet(4)], ids=["ronneberger", "reference"])

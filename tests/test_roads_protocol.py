@@ -26,7 +26,8 @@ def _save(path: Path, arr: np.ndarray) -> None:
     Image.fromarray(arr).save(path)
 
 
-def _road_dataset(root: Path, splits: dict[str, int], size: int = 32, layout: tuple[str, str] = ("sat", "map")) -> Path:
+def _road_dataset(root: Path, splits: dict[str, int], size: int = 32, layout: tuple[str, str] = ("sat", "map"),
+                  stem: str = "t") -> Path:
     """Tiles with a bright horizontal road on a dark textured background."""
     rng = np.random.default_rng(0)
     for split, n in splits.items():
@@ -36,8 +37,8 @@ def _road_dataset(root: Path, splits: dict[str, int], size: int = 32, layout: tu
             r = int(rng.integers(4, size - 8))
             m[r : r + 3] = 255
             img[r : r + 3] = 160
-            _save(root / split / layout[0] / f"t{i}.png", img)
-            _save(root / split / layout[1] / f"t{i}.png", m)
+            _save(root / split / layout[0] / f"{stem}{i}.png", img)
+            _save(root / split / layout[1] / f"{stem}{i}.png", m)
     return root
 
 

@@ -118,7 +118,6 @@ def test_reference_pipeline_trains_and_resumes(tmp_path):
 @pytest.mark.slow
 def test_coco_scale_folder_is_read_lazily(tmp_path):
     """3,000 generated 640x480 JPEGs, 200 chosen: peak RSS of selection + one epoch of batches < 1.5 GB."""
-    import resource
     import subprocess
     import sys
 

@@ -24,7 +24,6 @@ import shutil
 import threading
 import time
 from pathlib import Path
-from typing import Sequence
 
 from lossnet.errors import DataError
 
@@ -296,7 +295,3 @@ def check_free_space(root: Path, need: int, what: str) -> None:
             f"not enough free disk space for {what} under {root}: needs about {format_bytes(need)} "
             f"(+{format_bytes(margin)} margin), {format_bytes(free)} free on {probe}; free some space or choose another "
             "folder with --root DIR or LOSSNET_DATA (estimates: `lossnet data list`; --no-space-check skips this check)")
-
-
-def urls_text(urls: Sequence[str]) -> str:
-    return ", ".join(urls)
