@@ -509,7 +509,7 @@ def build_training_loss(config: dict[str, Any], *, pixel: Callable | None = None
 
 
 #: Loss-network knobs of :class:`CommonConfig` and their defaults (today's behaviour).
-_KNOB_DEFAULTS = {"normalize": "imagenet", "transform_input": None, "loss_net_mode": "eval"}
+_KNOB_DEFAULTS = {k: CommonConfig.__dataclass_fields__[k].default for k in ("normalize", "transform_input", "loss_net_mode")}
 
 
 def loss_network_knobs(config: dict[str, Any]) -> dict[str, Any]:
