@@ -12,10 +12,11 @@ github.com/richzhang/PerceptualSimilarity ``data/dataset/twoafc_dataset.py``) in
 batch 50 (``test_dataset_model.py``'s default), and ``lpips.trainer.score_2afc_dataset`` calling
 the model twice per triplet (4 backbone passes).
 
-Ours ("lossnet"): ``bapps.load_subset`` (DataLoader decode to uint8) + ``distances_2afc`` (3
-backbone passes per triplet, ``torch.inference_mode``) + ``scores.score_2afc``; "cold" includes
-decoding the files, "warm" reuses the in-process decoded cache (what a 56-configuration sweep sees
-after the first run).
+Ours ("lossnet"): ``bapps.load_subsets`` (PNG decode straight into uint8 NHWC arrays, the next
+subset decoded in a background thread while the current one is scored; ``--workers`` decoding
+threads) + ``distances_2afc`` (3 backbone passes per triplet, ``torch.inference_mode``) +
+``scores.score_2afc``; "cold" includes decoding the files, "warm" reuses the in-process decoded
+cache (what a 56-configuration sweep sees after the first run).
 
 Usage:  OMP_NUM_THREADS=2 python benchmarks/bench_bapps.py [--n 200] [--repeats 3] [--batch 50]
 """
@@ -130,10 +131,10 @@ def run_ours(root: Path, metric, batch: int, workers: int, cold: bool) -> tuple[
         bapps.clear_cache()
     t = time.perf_counter()
     out = {}
-    for subset in bapps.SUBSETS_2AFC_VAL:
-        data = bapps.load_subset(root, "2afc", "val", subset, num_workers=workers, progress=False)
+    requests = [("2afc", "val", subset) for subset in bapps.SUBSETS_2AFC_VAL]
+    for data in bapps.load_subsets(root, requests, num_workers=workers, progress=False):
         d0, d1 = distances_2afc(data, metric.features, metric.compare, batch_size=batch, progress=False)
-        out[subset] = scores.score_2afc(d0, d1, data.judgments)
+        out[data.subset] = scores.score_2afc(d0, d1, data.judgments)
     return time.perf_counter() - t, out
 
 
@@ -142,7 +143,7 @@ def main(argv=None) -> int:
     ap.add_argument("--n", type=int, default=200, help="triplets per subset (6 subsets)")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--batch", type=int, default=50)
-    ap.add_argument("--workers", type=int, default=0, help="DataLoader workers for both loops")
+    ap.add_argument("--workers", type=int, default=0, help="DataLoader worker processes of the lpips loop = decoding threads of ours")
     ap.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: OMP_NUM_THREADS)")
     args = ap.parse_args(argv)
     if args.threads:
@@ -171,15 +172,18 @@ def main(argv=None) -> int:
             t, results["lossnet warm"] = run_ours(root, ours, args.batch, args.workers, cold=False)
             times["lossnet warm"].append(t)
 
-    base = statistics.median(times["lpips"])
     print(f"BAPPS 2AFC evaluation, synthetic val set: {n} triplets (6 subsets x {args.n}), 64x64, alexnet relu1-5 spatial,")
-    print(f"batch {args.batch}, DataLoader workers {args.workers}, torch threads {torch.get_num_threads()}, "
-          f"weights {wfile.name}, median of {args.repeats} interleaved repeats")
+    print(f"batch {args.batch}, workers {args.workers}, torch threads {torch.get_num_threads()}, "
+          f"weights {wfile.name}, {args.repeats} interleaved repeats")
+    print("speed-up = median over repeats of t(lpips) / t(loop) within the repeat [min-max]")
     print()
-    print(f"{'loop':<14} {'seconds':>8} {'triplets/s':>11} {'speed-up':>9} {'mean 2AFC':>10}")
+    print(f"{'loop':<14} {'median s':>8} {'triplets/s':>11} {'speed-up':>9} {'range':>13} {'mean 2AFC':>10}")
     for name, ts in times.items():
         t = statistics.median(ts)
-        print(f"{name:<14} {t:>8.3f} {n / t:>11.1f} {base / t:>8.2f}x {np.mean(list(results[name].values())):>10.6f}")
+        ratios = [a / b for a, b in zip(times["lpips"], ts)]
+        span = f"[{min(ratios):.2f}-{max(ratios):.2f}]"
+        print(f"{name:<14} {t:>8.3f} {n / t:>11.1f} {statistics.median(ratios):>8.2f}x {span:>13} "
+              f"{np.mean(list(results[name].values())):>10.6f}")
     diff = max(abs(results["lpips"][s] - results["lossnet cold"][s]) for s in results["lpips"])
     print()
     print(f"max |2AFC(lossnet) - 2AFC(lpips)| over subsets: {diff:.2e}")

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from lossnet.bench.similarity import bapps
@@ -123,7 +124,7 @@ def test_max_items_is_seeded_subset_and_cache(root):
         assert (a.images["ref"][k] == full.images["ref"][i]).all()
 
 
-def test_dataloader_workers_give_same_result(root):
+def test_decoding_threads_give_same_result(root):
     a = bapps.load_subset(root, "2afc", "val", "traditional", progress=False)
     bapps.clear_cache()
     b = bapps.load_subset(root, "2afc", "val", "traditional", num_workers=2, progress=False)
@@ -161,3 +162,33 @@ def test_decompression_bomb_header_is_a_data_error(tmp_path):
     bomb.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 20000, 20000, 8, 2, 0, 0, 0)) + chunk(b"IEND", b""))
     with pytest.raises(DataError, match="bomb.png.*decompression bomb"):
         _load_png(bomb, 64)
+
+
+def test_decoded_patches_equal_per_file_decode_and_are_channels_last(root):
+    """The preallocated NHWC decode gives exactly the pixels of decoding each file on its own."""
+    bapps.clear_cache()
+    data = bapps.load_subset(root, "2afc", "val", "cnn", progress=False)
+    items = bapps.list_items(root, "2afc", "val", "cnn")
+    assert data.images["ref"].shape == (len(items), 3, 64, 64)
+    assert data.images["ref"].is_contiguous(memory_format=torch.channels_last)
+    for name in ("ref", "p0", "p1"):
+        for i, path in enumerate(items.files[name]):
+            assert torch.equal(data.images[name][i], bapps._load_png(path, 64))
+    judged = [float(np.load(p).reshape(-1)[0]) for p in items.files["judge"]]
+    np.testing.assert_array_equal(data.judgments, judged)
+
+
+def test_load_subsets_prefetches_in_order_and_raises_at_the_bad_subset(root):
+    bapps.clear_cache()
+    requests = [("2afc", "val", "cnn"), ("jnd", "val", "traditional"), ("2afc", "val", "traditional")]
+    got = list(bapps.load_subsets(root, requests, progress=False))
+    assert [(d.kind, d.subset) for d in got] == [("2afc", "cnn"), ("jnd", "traditional"), ("2afc", "traditional")]
+    for d, (kind, split, subset) in zip(got, requests):
+        assert d is bapps.load_subset(root, kind, split, subset, progress=False)  # same cache entries
+    bapps.clear_cache()
+    (root / "2afc/val/traditional/p1/000001.png").write_bytes(b"not a png")
+    seen = []
+    with pytest.raises(DataError, match="cannot decode BAPPS image .*traditional/p1/000001.png"):
+        for d in bapps.load_subsets(root, requests, progress=False):
+            seen.append(d.subset)
+    assert seen == ["cnn", "traditional"]  # the first two subsets were delivered before the error

@@ -257,7 +257,7 @@ def _score_subsets(config: dict[str, Any], features, compare, device, layerwise:
     import numpy as np
 
     from lossnet.bench.similarity import scores
-    from lossnet.bench.similarity.bapps import load_subset
+    from lossnet.bench.similarity.bapps import load_subsets
     from lossnet.bench.similarity.evaluate import distances_2afc, distances_jnd
 
     load = dict(max_items=config["max_items"], seed=config["seed"], size=config["size"], skip_bad=config["skip_bad"],
@@ -267,25 +267,27 @@ def _score_subsets(config: dict[str, Any], features, compare, device, layerwise:
     per_2afc: dict[str, Any] = {}
     per_jnd: dict[str, Any] = {}
     jnd_pairs: list[tuple[Any, Any]] = []
-    for subset in config["subsets_2afc"]:
-        data = load_subset(config["data"], "2afc", config["split"], subset, **load)
-        d0, d1 = distances_2afc(data, features, compare, **run_opts)
-        if layerwise:
-            per_2afc[subset] = np.array([scores.score_2afc(d0[:, j], d1[:, j], data.judgments) for j in range(d0.shape[1])])
+    # One queue over every subset: the next one decodes in the background while this one is scored.
+    requests = [("2afc", config["split"], s) for s in config["subsets_2afc"]] + [("jnd", "val", s) for s in config["subsets_jnd"]]
+    for data in load_subsets(config["data"], requests, **load):
+        subset = data.subset
+        if data.kind == "2afc":
+            d0, d1 = distances_2afc(data, features, compare, **run_opts)
+            if layerwise:
+                per_2afc[subset] = np.array([scores.score_2afc(d0[:, j], d1[:, j], data.judgments) for j in range(d0.shape[1])])
+            else:
+                per_2afc[subset] = scores.score_2afc(d0, d1, data.judgments)
+            score = per_2afc[subset]
         else:
-            per_2afc[subset] = scores.score_2afc(d0, d1, data.judgments)
-        rows.append({"kind": "2afc", "subset": subset, "n": len(data), "n_bad": data.n_bad,
-                     "score": float(np.max(per_2afc[subset]) if layerwise else np.mean(per_2afc[subset]))})
-    for subset in config["subsets_jnd"]:
-        data = load_subset(config["data"], "jnd", "val", subset, **load)
-        ds = distances_jnd(data, features, compare, **run_opts)
-        jnd_pairs.append((ds, data.judgments))
-        if layerwise:
-            per_jnd[subset] = np.array([scores.jnd_map(ds[:, j], data.judgments) for j in range(ds.shape[1])])
-        else:
-            per_jnd[subset] = scores.jnd_map(ds, data.judgments)
-        rows.append({"kind": "jnd", "subset": subset, "n": len(data), "n_bad": data.n_bad,
-                     "score": float(np.max(per_jnd[subset]) if layerwise else np.mean(per_jnd[subset]))})
+            ds = distances_jnd(data, features, compare, **run_opts)
+            jnd_pairs.append((ds, data.judgments))
+            if layerwise:
+                per_jnd[subset] = np.array([scores.jnd_map(ds[:, j], data.judgments) for j in range(ds.shape[1])])
+            else:
+                per_jnd[subset] = scores.jnd_map(ds, data.judgments)
+            score = per_jnd[subset]
+        rows.append({"kind": data.kind, "subset": subset, "n": len(data), "n_bad": data.n_bad,
+                     "score": float(np.max(score) if layerwise else np.mean(score))})
     return per_2afc, per_jnd, rows, jnd_pairs
 
 

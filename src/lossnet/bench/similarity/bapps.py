@@ -10,9 +10,10 @@ humans who preferred ``p1`` (closer to the reference); ``same`` the fraction who
 identical; both are ``.npy`` arrays of shape ``(1,)``. Patches are 64x64 PNGs; other sizes are
 resized to 64x64 (bilinear with antialiasing, as the LPIPS authors' ``transforms.Resize(64)``).
 
-Decoding runs through a :class:`torch.utils.data.DataLoader` (batched, optional worker processes);
-the decoded ``uint8`` tensors are kept so a sweep over many networks reads the files once
-(:func:`load_subset` caches per process; the full 2AFC val split is ~1.3 GB as uint8).
+Patches are decoded straight into preallocated uint8 arrays (optionally in threads) and kept, so a
+sweep over many networks reads the files once (:func:`load_subset` caches per process; the full
+2AFC val split is ~1.3 GB as uint8); :func:`load_subsets` decodes the next subset in a background
+thread while the caller scores the current one.
 
 References:
     Zhang, Isola, Efros, Shechtman, Wang. "The Unreasonable Effectiveness of Deep Features as a
@@ -24,7 +25,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import numpy as np
 import torch
@@ -41,6 +42,7 @@ __all__ = [
     "list_items",
     "decode",
     "load_subset",
+    "load_subsets",
     "clear_cache",
 ]
 
@@ -116,19 +118,25 @@ def list_items(root: str | os.PathLike, kind: str, split: str, subset: str) -> B
     return BappsItems(kind=kind, root=base, files=files)
 
 
-def _load_png(path: Path, size: int) -> torch.Tensor:
+def _read_png(path: Path, size: int) -> np.ndarray:
+    """One patch as an ``(S, S, 3)`` uint8 array (RGB; other sizes resized bilinearly)."""
     from PIL import Image, UnidentifiedImageError
 
     try:
         with Image.open(path) as img:
-            img = img.convert("RGB")
+            if img.mode != "RGB":
+                img = img.convert("RGB")
             if img.size != (size, size):
                 img = img.resize((size, size), Image.BILINEAR)
-            arr = np.asarray(img, dtype=np.uint8)
+            return np.asarray(img, dtype=np.uint8)
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
         # a decompression-bomb header is a bad file like any other (--skip-bad skips it), not a crash
         raise DataError(f"cannot decode BAPPS image {path}: {exc}") from exc
-    return torch.from_numpy(arr.transpose(2, 0, 1).copy())
+
+
+def _load_png(path: Path, size: int) -> torch.Tensor:
+    """One patch as a ``(3, S, S)`` uint8 tensor."""
+    return torch.from_numpy(_read_png(path, size).transpose(2, 0, 1).copy())
 
 
 def _load_scalar(path: Path) -> float:
@@ -197,6 +205,24 @@ class DecodedSubset:
         return int(self.judgments.shape[0])
 
 
+def _read_item(items: BappsItems, index: int, size: int, images: dict[str, np.ndarray], slot: int):
+    """Decode item ``index`` straight into row ``slot`` of the NHWC ``images`` arrays.
+
+    Returns ``(judgment, "", "")`` or ``(None, bad_file, message)``.
+    """
+    judgment = None
+    for name, ext in _FOLDERS[items.kind]:
+        path = items.files[name][index]
+        try:
+            if ext == "png":
+                images[name][slot] = _read_png(path, size)
+            else:
+                judgment = _load_scalar(path)
+        except DataError as exc:
+            return None, str(path), str(exc)
+    return judgment, "", ""
+
+
 def decode(
     items: BappsItems,
     subset: str,
@@ -207,7 +233,17 @@ def decode(
     num_workers: int = 0,
     progress: bool = True,
 ) -> DecodedSubset:
-    """Decode the items of a subset into memory with a DataLoader.
+    """Decode the items of a subset into memory.
+
+    Each patch is decoded straight into a preallocated ``(N, S, S, 3)`` uint8 array; the images
+    are returned as ``(N, 3, S, S)`` views of it, i.e. in channels_last memory format, the layout
+    the evaluation feeds the network. No DataLoader: with 64x64 patches its per-item dicts and
+    collation cost more than the PNG decoding itself (``benchmarks/bench_bapps.py``).
+
+    Args:
+        num_workers: decoding threads (0: the calling thread). Pillow releases the GIL while it
+            inflates a PNG, so threads help where spare cores exist.
+        batch_size: items per progress-bar step.
 
     Raises:
         DataError: an undecodable file (its path is in the message) unless ``skip_bad``; or every
@@ -215,28 +251,48 @@ def decode(
     """
     from tqdm.auto import tqdm
 
-    ds = BappsDataset(items, indices, size=size, skip_bad=skip_bad)
-    loader = DataLoader(ds, batch_size=batch_size, shuffle=False, num_workers=num_workers)
-    img_names = [n for n, ext in _FOLDERS[items.kind] if ext == "png"]
-    judge_name = next(n for n, ext in _FOLDERS[items.kind] if ext == "npy")
-    chunks: dict[str, list[torch.Tensor]] = {n: [] for n in img_names}
-    judgments: list[np.ndarray] = []
+    order = list(range(len(items))) if indices is None else list(indices)
+    n = len(order)
+    img_names = [name for name, ext in _FOLDERS[items.kind] if ext == "png"]
+    images = {name: np.empty((n, size, size, 3), dtype=np.uint8) for name in img_names}
+    judgments = np.zeros(n, dtype=np.float64)
+    ok = np.ones(n, dtype=bool)
     bad: list[str] = []
-    for batch in tqdm(loader, desc=f"read {items.kind}/{subset}", disable=not progress, leave=False):
-        ok = batch["ok"].bool()
-        if not skip_bad and not ok.all():
-            raise DataError(batch["error"][int((~ok).nonzero()[0])])
-        bad += [f for f, good in zip(batch["bad_file"], ok.tolist()) if not good]
-        for n in img_names:
-            chunks[n].append(batch[n][ok])
-        judgments.append(batch[judge_name].double().numpy()[ok.numpy()])
-    if len(bad) == len(ds):
-        raise DataError(f"every item of BAPPS subset {items.root} is unreadable (first: {bad[0] if bad else items.root})")
+
+    def read_chunk(start: int) -> list[tuple]:
+        return [_read_item(items, order[k], size, images, k) for k in range(start, min(start + batch_size, n))]
+
+    starts = range(0, n, max(1, batch_size))
+    bar = tqdm(total=n, desc=f"read {items.kind}/{subset}", disable=not progress, leave=False, unit="item")
+    pool = None
+    if num_workers > 0:
+        from concurrent.futures import ThreadPoolExecutor
+
+        pool = ThreadPoolExecutor(max_workers=num_workers, thread_name_prefix="bapps-decode")
+    try:
+        chunks = pool.map(read_chunk, starts) if pool is not None else map(read_chunk, starts)
+        for start, results in zip(starts, chunks):
+            for k, (judgment, bad_file, message) in enumerate(results, start):
+                if judgment is None:
+                    if not skip_bad:
+                        raise DataError(message)
+                    ok[k] = False
+                    bad.append(bad_file)
+                else:
+                    judgments[k] = judgment
+            bar.update(len(results))
+    finally:
+        bar.close()
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
+    if n and len(bad) == n:
+        raise DataError(f"every item of BAPPS subset {items.root} is unreadable (first: {bad[0]})")
+    keep = None if ok.all() else ok
     return DecodedSubset(
         kind=items.kind,
         subset=subset,
-        images={n: torch.cat(v) for n, v in chunks.items()},
-        judgments=np.concatenate(judgments),
+        images={name: torch.from_numpy(a if keep is None else a[keep]).permute(0, 3, 1, 2) for name, a in images.items()},
+        judgments=judgments if keep is None else judgments[keep],
         n_bad=len(bad),
         bad_files=bad,
     )
@@ -279,3 +335,27 @@ def load_subset(
     decoded = decode(items, subset, indices, size=size, skip_bad=skip_bad, num_workers=num_workers, progress=progress)
     _CACHE[key] = decoded
     return decoded
+
+
+def load_subsets(root: str | os.PathLike, requests: Sequence[tuple[str, str, str]], **options) -> Iterator[DecodedSubset]:
+    """:func:`load_subset` for each ``(kind, split, subset)`` of ``requests``, in order.
+
+    While the caller works on one subset (runs the network on it), the next one is decoded in a
+    background thread, so reading the files overlaps the computation. ``options`` are those of
+    :func:`load_subset`. A decoding error is raised when its subset is reached.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    requests = list(requests)
+    if not requests:
+        return
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bapps-prefetch")
+    try:
+        pending = pool.submit(load_subset, root, *requests[0], **options)
+        for i in range(len(requests)):
+            current = pending.result()
+            if i + 1 < len(requests):
+                pending = pool.submit(load_subset, root, *requests[i + 1], **options)
+            yield current
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
