@@ -64,7 +64,8 @@ def store(tmp_path):
             # our "measurements": the paper value shifted by a known offset
             b.add("similarity", {"net": arch, "layer": layer, "distance": "mse"},
                   {"bapps/2afc": _paper_value("similarity", "2afc", "bapps", arch, layer) + 0.01,
-                   "bapps/jnd_map": _paper_value("similarity", "jnd_map", "bapps", arch, layer),
+                   "bapps/jnd_map_pooled": _paper_value("similarity", "jnd_map", "bapps", arch, layer),
+                   "bapps/jnd_map": 0.123,  # mean of per-subset APs: not the paper's JND number
                    "bapps.traditional/2afc": 0.5, "bapps/perceptual_score": 0.3})
             b.add("autoencoder", {"net": arch, "layer": layer, "loss": "perceptual"},
                   {"svhn/accuracy": _paper_value("autoencoder", "accuracy", "svhn", arch, layer),
@@ -93,7 +94,31 @@ def test_store_rows_are_mapped_and_averaged(store):
     assert info.skipped["layer is not one of E/S/M/L"] == 1
     assert info.skipped["no loss network (baseline)"] == 1
     assert info.skipped["not a paper metric"] >= 3  # per-subset 2AFC, perceptual_score, bicubic
+    # the paper's JND is the pooled AP: jnd_map_pooled is compared, the mean of subsets is not
+    assert cells[("similarity", "jnd_map", "bapps", "vgg16", "M")]["value"] == _paper_value("similarity", "jnd_map", "bapps", "vgg16", "M")
+    assert info.skipped["JND mean of per-subset APs (the paper's is the pooled AP, bapps/jnd_map_pooled)"] == 12
     assert len(rows) == 3 * 4 * 4 + 2
+    # superres runs without a protocol key predate the option: the full protocol, and the notes say so
+    assert "protocol=full" in info.variant
+    assert any(n.startswith("superres_x4: test protocol full = ") and "NOT the paper's test" in n for n in info.notes)
+
+
+def test_superres_protocols_are_never_averaged_and_can_be_selected(store):
+    b = sqlite3.connect(store)
+    cfg = {"benchmark": "superres", "net": "vgg16", "layer": "S", "scale": 4, "seed": 0, "preset": "quick",
+           "weights": "imagenet", "protocol": "reference"}
+    b.execute("INSERT INTO runs(key, benchmark, config, status) VALUES ('ee', 'superres', ?, 'done')", (json.dumps(cfg),))
+    b.execute("INSERT INTO metrics VALUES ('ee', 'set5', 'psnr', 30.0)")
+    b.commit()
+    with pytest.raises(InputError, match="protocol=full.*protocol=reference.*--protocol"):
+        store_scores(store)
+    rows, info = store_scores(store, protocol="reference")
+    sr = [r for r in rows if r["benchmark"].startswith("superres")]
+    assert [(r["benchmark"], r["dataset"], r["layer"], r["value"], r["n"]) for r in sr] == [("superres_x4", "set5", "S", 30.0, 1)]
+    assert any(r["benchmark"] == "similarity" for r in rows)  # other benchmarks are not filtered by protocol
+    assert any(n.startswith("superres_x4: test protocol reference = the paper's test") for n in info.notes)
+    rows, _ = store_scores(store, protocol="full")
+    assert {r["value"] for r in rows if r["benchmark"] == "superres_x4"} == {21.0}
 
 
 def test_mixed_variants_are_refused(store, tmp_path):

@@ -31,6 +31,8 @@ def register(subparsers) -> None:
     p.add_argument("--preset", help="use only runs with this preset")
     p.add_argument("--weights", help="use only runs with these weights (imagenet | none | path)")
     p.add_argument("--distance", help="use only runs with this distance")
+    p.add_argument("--protocol", choices=("reference", "full"),
+                   help="use only super-resolution runs of this test protocol (the paper's numbers are 'reference')")
     p.add_argument("--no-structure", action="store_true",
                    help="skip parameter counts / layer statistics (no models are built; no Fig. 4, no layer correlations)")
     p.add_argument("--no-figures", action="store_true", help="skip the figures")
@@ -54,9 +56,11 @@ def run(args: argparse.Namespace) -> int:
     else:
         if not args.store:
             raise InputError("--source store needs a results store path")
-        rows, info = store_scores(args.store, preset=args.preset, weights=args.weights, distance=args.distance)
+        rows, info = store_scores(args.store, preset=args.preset, weights=args.weights, distance=args.distance,
+                                  protocol=args.protocol)
         label = str(args.store)
         notes.append(f"{info.runs} runs used ({info.variant or 'no runs'}).")
+        notes.extend(info.notes)
         if info.skipped:
             notes.append("Metric rows not used: " + ", ".join(f"{k}: {v}" for k, v in sorted(info.skipped.items())) + ".")
         if not rows:

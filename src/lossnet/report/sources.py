@@ -11,6 +11,13 @@ the number of runs averaged (seeds). Rows from a store are mapped with the cross
   ``mrd/quality``, ``svhn/accuracy``); only the paper-comparable metrics are kept.
 - layer: ``config["layer"]`` when it is E/S/M/L or resolves to the same node as one of them
   (:func:`lossnet.registry.layer_key`); runs at other layers are not paper cells and are skipped.
+- the paper's JND score is one AP over the pooled cnn + traditional pairs (how Pihlgren et al.'s
+  code scores it), so ``bapps/jnd_map_pooled`` is compared with it; ``bapps/jnd_map`` (the mean of
+  the per-subset APs) is a different number and is not used.
+- super-resolution runs of the two test protocols are different numbers: ``protocol`` is part of
+  the variant (never averaged together), and the report's notes say which protocol each benchmark's
+  runs used; the paper's numbers come from the ``reference`` protocol (its authors' test code).
+  Runs made before the option existed count as ``full``.
 """
 
 from __future__ import annotations
@@ -93,6 +100,7 @@ class LoadInfo(NamedTuple):
     kept_metrics: int
     skipped: dict[str, int]
     variant: str  # "benchmark: preset=..., weights=..., distance=..." per paper benchmark
+    notes: tuple[str, ...] = ()  # how comparable the runs are with the paper (test protocols)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -202,7 +210,12 @@ def map_metric_row(row: dict[str, Any]) -> tuple[dict[str, Any] | None, str | No
     benchmark = _paper_benchmark(row.get("benchmark") or config.get("benchmark", ""), config)
     if benchmark is None:
         return None, "not a paper benchmark"
-    key = ScoreKey(benchmark, row["name"], row["dataset"])
+    name = row["name"]
+    if (benchmark, row["dataset"], name) in _RENAMED:
+        name = _RENAMED[(benchmark, row["dataset"], name)]
+        if name is None:
+            return None, "JND mean of per-subset APs (the paper's is the pooled AP, bapps/jnd_map_pooled)"
+    key = ScoreKey(benchmark, name, row["dataset"])
     if key not in _PAPER_KEYS():
         return None, "not a paper metric"
     arch = config.get("net")
@@ -221,16 +234,40 @@ def map_metric_row(row: dict[str, Any]) -> tuple[dict[str, Any] | None, str | No
     return {**key._asdict(), "arch": arch, "layer": layer, "value": float(value)}, None
 
 
+#: store metric -> paper metric where the names differ (None: not the paper's number).
+_RENAMED = {("similarity", "bapps", "jnd_map_pooled"): "jnd_map", ("similarity", "bapps", "jnd_map"): None}
+
+#: What each super-resolution test protocol means for a comparison with the paper.
+_PROTOCOL_NOTES = {
+    "reference": "the paper's test (its authors' code: 288 px resize + centre crop, their degradation, "
+                 "Y of 8-bit RGB, 2 px shave, skimage PSNR/SSIM), so its cells compare with the paper",
+    "full": "whole images, BT.601 Y, scale-px border, Gaussian SSIM: NOT the paper's test, so differences from the "
+            "paper's cells include the protocol (rerun with --protocol reference, the paper preset's default)",
+}
+
+
+def _protocol(benchmark: str, config: dict[str, Any]) -> str | None:
+    if not benchmark.startswith("superres"):
+        return None
+    return str(config.get("protocol") or "full")
+
+
 @lru_cache(maxsize=1)
 def _PAPER_KEYS() -> frozenset[ScoreKey]:  # noqa: N802
     return frozenset(_paper_score_keys())
 
 
-def _variant(config: dict[str, Any]) -> str:
+def _variant(config: dict[str, Any], benchmark: str = "") -> str:
     """What distinguishes runs that must not be averaged together (everything but the seed)."""
     parts = [f"preset={config.get('preset')}", f"weights={config.get('weights', 'imagenet')}"]
     if config.get("distance") is not None:
         parts.append(f"distance={config.get('distance')}")
+    for knob in ("normalize", "loss_net_mode"):  # the loss-network knobs the paper presets set
+        if config.get(knob) is not None:
+            parts.append(f"{knob}={config[knob]}")
+    protocol = _protocol(benchmark, config)
+    if protocol is not None:
+        parts.append(f"protocol={protocol}")
     return ", ".join(parts)
 
 
@@ -240,12 +277,14 @@ def store_scores(
     preset: str | None = None,
     weights: str | None = None,
     distance: str | None = None,
+    protocol: str | None = None,
 ) -> tuple[list[dict[str, Any]], LoadInfo]:
     """Paper-comparable scores of a results store, averaged over seeds.
 
     Args:
         path: SQLite results store (schema version 1).
         preset, weights, distance: keep only runs whose config has this value.
+        protocol: keep only super-resolution runs of this test protocol (other benchmarks are kept).
 
     Returns:
         ``(rows, info)``: tidy rows (``n`` = number of runs averaged) and what was kept/skipped.
@@ -271,8 +310,11 @@ def store_scores(
         if cell is None:
             skipped[reason] += 1
             continue
+        if protocol is not None and _protocol(cell["benchmark"], config) not in (None, protocol):
+            skipped["filtered out"] += 1
+            continue
         runs.add(row["run_key"])
-        variant = _variant(config)
+        variant = _variant(config, cell["benchmark"])
         variants[(cell["benchmark"], variant)].add(row["run_key"])
         groups[(variant, cell["benchmark"], cell["metric"], cell["dataset"], cell["arch"], cell["layer"])].append(cell["value"])
     per_bench: dict[str, list[str]] = defaultdict(list)
@@ -285,7 +327,7 @@ def store_scores(
         )
         raise InputError(
             f"{path}: runs of several variants would be mixed ({listing}). "
-            "Select one with --preset / --weights / --distance."
+            "Select one with --preset / --weights / --distance / --protocol."
         )
     rows = [
         {"benchmark": b, "metric": m, "dataset": d, "arch": a, "layer": l, "value": statistics.fmean(vals), "n": len(vals)}
@@ -293,7 +335,12 @@ def store_scores(
     ]
     rows.sort(key=_sort_key)
     variant_text = "; ".join(f"{b}: {vs[0]}" for b, vs in per_bench.items())
-    info = LoadInfo(len(runs), len(rows), dict(skipped), variant_text)
+    notes = []
+    for bench, (variant,) in per_bench.items():
+        used = variant.rpartition("protocol=")[2] if "protocol=" in variant else None
+        if used is not None:
+            notes.append(f"{bench}: test protocol {used} = {_PROTOCOL_NOTES.get(used, 'unknown protocol')}.")
+    info = LoadInfo(len(runs), len(rows), dict(skipped), variant_text, tuple(notes))
     return rows, info
 
 
