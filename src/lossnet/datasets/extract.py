@@ -99,6 +99,17 @@ def _strip(rel: str | None, prefix: str) -> str | None:
     return None
 
 
+def _place(rel: str | None, members: str, tops: list[str]) -> str | None:
+    """Where a safe member goes under ``dest`` (None: skip it); notes its top-level folder in
+    ``tops`` (the first 20, for the error message when ``members`` matches nothing)."""
+    if rel is None:
+        return None
+    top = rel.split("/", 1)[0]
+    if top not in tops and len(tops) < 20:
+        tops.append(top)
+    return _strip(rel, members)
+
+
 def extract_archive(archive: str | os.PathLike, dest: str | os.PathLike, members: str = "", *,
                     progress: bool | None = None, desc: str | None = None) -> tuple[dict[str, str], int, list[str]]:
     """Unpack the members of ``archive`` under the prefix ``members`` into ``dest`` (prefix removed).
@@ -153,12 +164,7 @@ def _extract_tar(archive: Path, dest: Path, members: str, bar) -> tuple[dict[str
                         data_filter(m, str(dest))
                     except tarfile.FilterError as exc:
                         raise UnsafeArchiveError(f"{archive}: member {m.name!r} refused by tarfile's data filter ({exc})") from exc
-                if rel is None:
-                    continue
-                top = rel.split("/", 1)[0]
-                if top not in tops and len(tops) < 20:
-                    tops.append(top)
-                out = _strip(rel, members)
+                out = _place(rel, members, tops)
                 if out is None:
                     continue
                 target = _target(dest, out)
@@ -196,12 +202,7 @@ def _extract_zip(archive: Path, dest: Path, members: str, bar) -> tuple[dict[str
                     raise UnsafeArchiveError(f"{archive}: member {info.filename!r} is a device, FIFO or other special file; archive refused")
                 if info.flag_bits & 0x1:
                     raise UnsafeArchiveError(f"{archive}: member {info.filename!r} is encrypted; archive refused")
-                if rel is None:
-                    continue
-                top = rel.split("/", 1)[0]
-                if top not in tops and len(tops) < 20:
-                    tops.append(top)
-                out = _strip(rel, members)
+                out = _place(rel, members, tops)
                 if out is not None:
                     plan.append((info, out))
             bar.total = sum(i.file_size for i, _ in plan)

@@ -109,8 +109,6 @@ def run_sweep(
     Returns:
         A :class:`SweepSummary`.
     """
-    from tqdm.auto import tqdm
-
     t0 = time.time()
     runs_dir = Path(runs_dir)
     runs_dir.mkdir(parents=True, exist_ok=True)
@@ -122,90 +120,102 @@ def run_sweep(
     )
     for run in groups["todo"]:
         store.mark_queued(run.key, run.config, benchmark=run.benchmark)
-    pending: collections.deque[Job] = collections.deque(
-        Job(r.key, r.benchmark, r.config, runs_dir / r.key) for r in groups["interrupted"] + groups["todo"]
-    )
+    pending = collections.deque(Job(r.key, r.benchmark, r.config, runs_dir / r.key) for r in groups["interrupted"] + groups["todo"])
     say(
         f"sweep: {len(runs)} runs planned, {len(summary.skipped_done)} already done, "
         f"{len(summary.skipped_failed)} failed (skipped{'' if retry_failed else '; --retry-failed to rerun'}), "
         + (f"{len(summary.busy)} running in another driver (left to it), " if summary.busy else "")
         + f"{len(groups['interrupted'])} interrupted (resuming), {len(groups['todo'])} to run"
     )
-    ex = None
     if pending:  # before claiming anything: a bad executor set-up (Ray address) fails with no run touched
         ex = make_executor(executor, progress=False, **executor_kwargs)
         say(ex.describe())
-    bar = tqdm(total=len(runs), initial=len(runs) - len(pending), desc="sweep", unit="run", disable=not progress, dynamic_ncols=True)
-    active: dict[str, Job] = {}
-
-    def update_bar() -> None:
-        bar.set_postfix(done=len(summary.skipped_done) + len(summary.done), failed=len(summary.failed) + len(summary.skipped_failed),
-                        remaining=len(pending) + len(active), refresh=False)
-
-    def not_claimed(job: Job) -> None:
-        """Another driver got there first (it finished, failed or is running the run)."""
-        status = store.status(job.key)
-        {"done": summary.skipped_done, "failed": summary.skipped_failed}.get(status, summary.busy).append(job.key)
-        bar.update(1)
-
-    def finish(job: Job, record: RunRecord) -> None:
-        if not store.record(record):
-            summary.lost.append(job.key)
-            bar.write(f"run {job.key}: another driver took over its lease; this result was not recorded")
-        elif record.ok:
-            summary.done.append(job.key)
-        elif record.status == "interrupted":
-            summary.interrupted.append(job.key)
-            bar.write(f"run {job.key} was interrupted; the next 'sweep run' resumes it")
-        else:
-            summary.failed.append(job.key)
-            bar.write(f"run {job.key} failed: {record.reason} (log: {job.workdir / 'run.log'})")
-        bar.update(1)
-
-    retry_before = t0 if retry_failed else None
-    try:
-        while pending or active:
-            if STOP.is_set():  # a stop request whose KeyboardInterrupt was swallowed (see cli.sweep)
-                raise KeyboardInterrupt
-            while pending and ex.free_slots > 0:
-                job = pending.popleft()
-                harvest = read_result(job.workdir, job.key) if store.status(job.key) == "interrupted" else None
-                harvest = harvest if harvest is not None and harvest.finished else None
-                active[job.key] = job  # from here on an interruption frees the run (see finally; harmless if unclaimed)
-                previous = store.claim(job.key, job.config, benchmark=job.benchmark, retry_failed_before=retry_before,
-                                       count_attempt=harvest is None)
-                if previous is None:
-                    active.pop(job.key)
-                    not_claimed(job)
-                    continue
-                if harvest is not None:  # the worker finished before its driver died: record, do not re-run
-                    summary.harvested.append(job.key)
-                    finish(job, harvest)
-                    active.pop(job.key)
-                    continue
-                if previous == "interrupted":
-                    summary.resumed.append(job.key)
-                with contextlib.suppress(FileNotFoundError):
-                    (job.workdir / RESULT_FILE).unlink()  # a stale failed result must not be read back
-                ex.submit(job)
-            update_bar()
-            if not ex.active:
-                continue
-            outcomes: list[Outcome] = ex.wait(timeout=0.5)
-            for outcome in outcomes:
-                finish(outcome.job, outcome.record)
-                active.pop(outcome.job.key, None)
-            if outcomes:
-                update_bar()
-    finally:
-        if ex is not None:
-            ex.shutdown()
-        for job in active.values():  # Ctrl-C or an error: free the runs this driver held
-            with contextlib.suppress(Exception):
-                store.record(job.failure("interrupted: the sweep driver stopped before the run ended", status="interrupted"))
-        bar.close()
+        _Driver(store, ex, summary, pending, len(runs), retry_before=t0 if retry_failed else None, progress=progress).drive()
     if summary.busy:
         say(f"{len(summary.busy)} run(s) are being run by another driver; rerun later to collect them")
     summary.seconds = time.time() - t0
     return summary
 
+
+class _Driver:
+    """The claim -> submit -> record loop of one :func:`run_sweep` call over its pending jobs."""
+
+    def __init__(self, store: ResultsStore, ex, summary: SweepSummary, pending: collections.deque, total: int, *,
+                 retry_before: float | None, progress: bool) -> None:
+        from tqdm.auto import tqdm
+
+        self.store, self.ex, self.summary, self.pending = store, ex, summary, pending
+        self.retry_before = retry_before
+        self.active: dict[str, Job] = {}
+        self.bar = tqdm(total=total, initial=total - len(pending), desc="sweep", unit="run", disable=not progress, dynamic_ncols=True)
+
+    def drive(self) -> None:
+        try:
+            while self.pending or self.active:
+                if STOP.is_set():  # a stop request whose KeyboardInterrupt was swallowed (see cli.sweep)
+                    raise KeyboardInterrupt
+                while self.pending and self.ex.free_slots > 0:
+                    self.start(self.pending.popleft())
+                self.update_bar()
+                if not self.ex.active:
+                    continue
+                outcomes: list[Outcome] = self.ex.wait(timeout=0.5)
+                for outcome in outcomes:
+                    self.finish(outcome.job, outcome.record)
+                    self.active.pop(outcome.job.key, None)
+                if outcomes:
+                    self.update_bar()
+        finally:
+            self.ex.shutdown()
+            for job in self.active.values():  # Ctrl-C or an error: free the runs this driver held
+                with contextlib.suppress(Exception):
+                    self.store.record(job.failure("interrupted: the sweep driver stopped before the run ended", status="interrupted"))
+            self.bar.close()
+
+    def start(self, job: Job) -> None:
+        """Claim the run and submit it -- or record the result its worker left before its driver died."""
+        harvest = read_result(job.workdir, job.key) if self.store.status(job.key) == "interrupted" else None
+        harvest = harvest if harvest is not None and harvest.finished else None
+        self.active[job.key] = job  # from here on an interruption frees the run (see drive; harmless if unclaimed)
+        previous = self.store.claim(job.key, job.config, benchmark=job.benchmark, retry_failed_before=self.retry_before,
+                                    count_attempt=harvest is None)
+        if previous is None:
+            self.active.pop(job.key)
+            self.not_claimed(job)
+            return
+        if harvest is not None:  # the worker finished before its driver died: record, do not re-run
+            self.summary.harvested.append(job.key)
+            self.finish(job, harvest)
+            self.active.pop(job.key)
+            return
+        if previous == "interrupted":
+            self.summary.resumed.append(job.key)
+        with contextlib.suppress(FileNotFoundError):
+            (job.workdir / RESULT_FILE).unlink()  # a stale failed result must not be read back
+        self.ex.submit(job)
+
+    def not_claimed(self, job: Job) -> None:
+        """Another driver got there first (it finished, failed or is running the run)."""
+        status = self.store.status(job.key)
+        {"done": self.summary.skipped_done, "failed": self.summary.skipped_failed}.get(status, self.summary.busy).append(job.key)
+        self.bar.update(1)
+
+    def finish(self, job: Job, record: RunRecord) -> None:
+        summary = self.summary
+        if not self.store.record(record):
+            summary.lost.append(job.key)
+            self.bar.write(f"run {job.key}: another driver took over its lease; this result was not recorded")
+        elif record.ok:
+            summary.done.append(job.key)
+        elif record.status == "interrupted":
+            summary.interrupted.append(job.key)
+            self.bar.write(f"run {job.key} was interrupted; the next 'sweep run' resumes it")
+        else:
+            summary.failed.append(job.key)
+            self.bar.write(f"run {job.key} failed: {record.reason} (log: {job.workdir / 'run.log'})")
+        self.bar.update(1)
+
+    def update_bar(self) -> None:
+        s = self.summary
+        self.bar.set_postfix(done=len(s.skipped_done) + len(s.done), failed=len(s.failed) + len(s.skipped_failed),
+                             remaining=len(self.pending) + len(self.active), refresh=False)
