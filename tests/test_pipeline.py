@@ -273,10 +273,39 @@ INSERT INTO metrics VALUES ('aaaa', 'fake', 'score', 3.0);
         assert store.claim("bbbb", {}) == "interrupted"  # a v1 'running' row has no live lease
         assert store.integrity_check() == "ok"
     con = sqlite3.connect(db)
-    assert con.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0] == str(SCHEMA_VERSION) == "2"
-    assert [r[1] for r in con.execute("PRAGMA table_info(runs)")][-3:] == ["owner", "lease_token", "heartbeat_at"]
-    assert con.execute("SELECT status, attempts FROM runs WHERE key='aaaa'").fetchone() == ("done", 1)
+    assert con.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0] == str(SCHEMA_VERSION) == "3"
+    assert [r[1] for r in con.execute("PRAGMA table_info(runs)")][-4:] == ["owner", "lease_token", "heartbeat_at", "signature"]
+    assert con.execute("SELECT status, attempts, signature FROM runs WHERE key='aaaa'").fetchone() == ("done", 1, None)
     con.close()
+
+
+def test_signature_travels_from_the_benchmark_result_to_the_store(tmp_path, monkeypatch, capsys):
+    """A benchmark result's ``signature`` is kept in result.json and the store, and `runs show` prints it."""
+    import fake_bench
+
+    sig = "lossnet 0.1.0|vgg16|S|mse|heads=none|range=0,1:warn|norm=imagenet|tv=0.28|torch=2.13|w=none:sha256:0123"
+    original = fake_bench.run
+
+    def run_with_signature(config, workdir, progress=True):
+        result = original(config, workdir, progress=progress)
+        result.signature = sig
+        return result
+
+    monkeypatch.setattr(fake_bench, "run", run_with_signature)
+    p = _planned()
+    from lossnet.sweep.pipeline import execute_in_process
+
+    record, exc = execute_in_process("fake_bench", p.config, tmp_path / "w", p.key)
+    assert exc is None and record.signature == sig
+    assert RunRecord.from_json(json.loads(json.dumps(record.to_json()))).signature == sig
+    with ResultsStore(tmp_path / "r.db") as store:
+        store.claim(p.key, p.config)
+        assert store.record(record)
+        assert store.get_run(p.key)["signature"] == sig
+    from lossnet.cli.main import main
+
+    assert main(["runs", "show", p.key, "--store", str(tmp_path / "r.db")]) == 0
+    assert f"signature: {sig}" in capsys.readouterr().out
 
 
 # -- several drivers on one store -------------------------------------------------------------------

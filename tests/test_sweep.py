@@ -172,7 +172,7 @@ def test_store_schema_and_record(tmp_path):
     assert cols["metrics"] == ["run_key", "dataset", "name", "value"]
     assert cols["artifacts"] == ["run_key", "name", "path"]
     assert cols["runs"] == ["key", "benchmark", "config", "status", "error", "started_at", "ended_at", "duration_s",
-                            "host", "device", "attempts", "lossnet_version", "owner", "lease_token", "heartbeat_at"]
+                            "host", "device", "attempts", "lossnet_version", "owner", "lease_token", "heartbeat_at", "signature"]
     assert sorted(db.execute("SELECT dataset, name, value FROM metrics").fetchall(), key=str) == sorted(
         [("set5", "psnr", 27.5), ("set5", "ssim", 0.8), ("", "loss", None)], key=str)
     db.close()

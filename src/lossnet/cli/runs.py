@@ -75,7 +75,7 @@ def _show(args: argparse.Namespace) -> int:
     if run is None:
         raise LossnetError(f"no run {args.key!r} in {args.store}")
     print(f"run {run['key']}  benchmark {run['benchmark']}  status {run['status']}  attempts {run['attempts']}")
-    for k in ("started_at", "duration_s", "host", "device", "owner", "lossnet_version"):
+    for k in ("started_at", "duration_s", "host", "device", "owner", "lossnet_version", "signature"):
         print(f"  {k}: {format_value(run.get(k))}")
     print("config:")
     print("  " + json.dumps(run["config"], indent=2, sort_keys=True).replace("\n", "\n  "))

@@ -62,6 +62,8 @@ class RunRecord:
         host: machine that executed the run; device: ``str`` of the resolved torch device.
         details: the benchmark's extra summary rows (printed by ``lossnet bench``; not stored in
             the results store).
+        signature: the reproducibility signature (:mod:`lossnet.signature`) of the perceptual
+            metric or training loss the run used, when it used one.
     """
 
     key: str
@@ -76,6 +78,7 @@ class RunRecord:
     host: str | None = None
     device: str | None = None
     details: list[dict[str, Any]] = field(default_factory=list)
+    signature: str | None = None
 
     def __post_init__(self) -> None:
         self.metrics = {str(k): metric_value(v) for k, v in dict(self.metrics or {}).items()}
@@ -220,6 +223,7 @@ def execute_in_process(
             status=getattr(result, "status", "done") or "done",
             metrics=dict(getattr(result, "metrics", {}) or {}), artifacts=dict(getattr(result, "artifacts", {}) or {}),
             details=list(getattr(result, "details", None) or []),
+            signature=getattr(result, "signature", None),
         )
         if not record.ok:
             record.error = f"benchmark status: {record.status}"

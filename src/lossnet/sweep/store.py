@@ -59,7 +59,7 @@ __all__ = [
     "ResultsStore", "SCHEMA_VERSION", "STATUSES", "split_metric", "DEFAULT_STORE", "LEASE_TIMEOUT_S", "HEARTBEAT_S",
 ]
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 STATUSES = ("queued", "running", "done", "failed", "interrupted")
 DEFAULT_STORE = "results.db"
 LEASE_TIMEOUT_S = 600.0
@@ -70,10 +70,12 @@ _RUN_COLUMNS_V1 = (
     "ended_at REAL", "duration_s REAL", "host TEXT", "device TEXT", "attempts INTEGER", "lossnet_version TEXT",
 )
 _RUN_COLUMNS_V2 = ("owner TEXT", "lease_token TEXT", "heartbeat_at REAL")
+#: v3: the reproducibility signature of the run's perceptual metric / loss (lossnet.signature)
+_RUN_COLUMNS_V3 = ("signature TEXT",)
 
 _SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
-CREATE TABLE IF NOT EXISTS runs ({", ".join(_RUN_COLUMNS_V1 + _RUN_COLUMNS_V2)});
+CREATE TABLE IF NOT EXISTS runs ({", ".join(_RUN_COLUMNS_V1 + _RUN_COLUMNS_V2 + _RUN_COLUMNS_V3)});
 CREATE TABLE IF NOT EXISTS metrics (
     run_key TEXT, dataset TEXT, name TEXT, value REAL,
     PRIMARY KEY (run_key, dataset, name)
@@ -244,7 +246,7 @@ class ResultsStore:
             for statement in filter(str.strip, _SCHEMA.split(";")):
                 self._db.execute(statement)
             have = {r[1] for r in self._db.execute("PRAGMA table_info(runs)")}
-            for column in _RUN_COLUMNS_V2:  # v1 -> v2
+            for column in _RUN_COLUMNS_V2 + _RUN_COLUMNS_V3:  # v1 -> v2 -> v3: columns added, none changed
                 if column.split()[0] not in have:
                     self._db.execute(f"ALTER TABLE runs ADD COLUMN {column}")
             self._db.execute(
@@ -411,10 +413,10 @@ class ResultsStore:
                 return False  # an interruption never overwrites a finished outcome
             self._upsert_run(key, record.config, record.benchmark)
             self._db.execute(
-                "UPDATE runs SET status=?, error=?, started_at=?, ended_at=?, duration_s=?, host=?, device=?, "
+                "UPDATE runs SET status=?, error=?, started_at=?, ended_at=?, duration_s=?, host=?, device=?, signature=?, "
                 "owner=COALESCE(owner, ?), lease_token=NULL, heartbeat_at=NULL, attempts=MAX(COALESCE(attempts, 0), 1) "
                 "WHERE key=?",
-                (status, error, started, ended, record.duration_s, record.host, record.device, self.owner, key),
+                (status, error, started, ended, record.duration_s, record.host, record.device, record.signature, self.owner, key),
             )
             self._db.execute("DELETE FROM metrics WHERE run_key=?", (key,))
             self._db.execute("DELETE FROM artifacts WHERE run_key=?", (key,))
