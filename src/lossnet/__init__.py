@@ -83,11 +83,18 @@ _LAZY: dict[str, str] = {
     "dists_channel_weights": "lossnet.dists_preset",
     # reproducibility signatures
     "parse_signature": "lossnet.signature",
+    # calibrated heads (lossnet.heads)
+    "Heads": "lossnet.heads",
+    "load_heads": "lossnet.heads",
+    "save_heads": "lossnet.heads",
+    "export_lpips_heads": "lossnet.heads",
+    "fit_heads": "lossnet.heads",
+    "HeadsFitConfig": "lossnet.heads",
 }
 
 #: Submodules reachable as attributes (``lossnet.loss``) without an explicit import.
 _SUBMODULES = frozenset({
-    "adapters", "atomic", "backbone", "bench", "cli", "distances", "dists_preset", "errors", "imageio", "loss",
+    "adapters", "atomic", "backbone", "bench", "cli", "distances", "dists_preset", "errors", "heads", "imageio", "loss",
     "lpips_presets", "network", "paper", "registry", "report", "runkey", "signature", "structure", "sweep", "weights",
 })
 
@@ -132,6 +139,7 @@ if TYPE_CHECKING:  # static analysers and IDEs see the real names (re-exports)
         unit_normalize,
     )
     from lossnet.dists_preset import DISTS_PRESET, dists_channel_weights  # noqa: F401
+    from lossnet.heads import Heads, HeadsFitConfig, export_lpips_heads, fit_heads, load_heads, save_heads  # noqa: F401
     from lossnet.errors import DataError, InputError, LossnetError, UnknownLayerError, UnknownNetworkError, WeightsError  # noqa: F401
     from lossnet.loss import RANGE_CHECKS, PerceptualLoss, PerceptualMetric, RangeWarning, check_range, perceptual_distance  # noqa: F401
     from lossnet.lpips_presets import PRESETS, LpipsPreset, get_preset, lpips_head_path, lpips_heads, lpips_version  # noqa: F401

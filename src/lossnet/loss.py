@@ -233,6 +233,36 @@ def _resolve_preset(preset: str, net, layers, distance, channel_weights) -> dict
                 channel_weights=lpips_heads(p), pooling=pooling, heads="lpips-v0.1", lpips_version=version)
 
 
+def _resolve_heads(heads, preset, net, layers, distance, channel_weights, normalize) -> dict:
+    """The network/layers/normalisation/channel weights a heads file fixes (errors when the
+    arguments contradict it). ``heads``: a path or a :class:`lossnet.heads.Heads`."""
+    from lossnet.heads.file import Heads, heads_digest, load_heads
+    from lossnet.registry import get_spec, resolve_layers
+
+    if isinstance(heads, Heads):
+        h, where = heads, "heads"
+        from lossnet.signature import tensors_digest
+
+        label = "custom:" + tensors_digest({str(i): w for i, w in enumerate(h.weights)})[:16]
+    else:
+        h, where = load_heads(heads), f"heads file {os.fspath(heads)}"
+        label = "file:" + heads_digest(heads)[:16]
+    if preset is not None:
+        raise InputError(f"pass either preset={preset!r} or heads=, not both")
+    if channel_weights is not None:
+        raise InputError(f"{where} brings its own channel weights; do not pass channel_weights")
+    if net is not None and get_spec(net).name != get_spec(h.net).name:
+        raise InputError(f"{where} is for net {h.net}, not net={net!r}")
+    if layers is not None and list(resolve_layers(h.net, list(layers))) != list(resolve_layers(h.net, list(h.layers))):
+        raise InputError(f"{where} is for layers {','.join(h.layers)}, not {','.join(layers)}")
+    if distance not in (None, "spatial"):
+        raise InputError(f"{where} calibrates the 'spatial' distance, not {distance!r}")
+    if normalize not in (None, h.normalize):
+        raise InputError(f"{where} was fitted with normalize={h.normalize!r}, not {normalize!r}")
+    return dict(net=h.net, layers=list(h.layers), distance="spatial", channel_weights=[w.clone() for w in h.weights],
+                normalize=h.normalize, heads=label)
+
+
 class _Perceptual(nn.Module):
     """Shared construction of :class:`PerceptualLoss` and :class:`PerceptualMetric`."""
 
@@ -250,9 +280,10 @@ class _Perceptual(nn.Module):
         default_distance: str,
         channels_last: bool | None = None,
         range_check: str = "error",
-        normalize: str = "imagenet",
+        normalize: str | None = None,
         transform_input: bool | None = None,
         loss_net_mode: str = "eval",
+        heads=None,
     ) -> None:
         super().__init__()
         from lossnet.network import LossNetwork
@@ -266,7 +297,11 @@ class _Perceptual(nn.Module):
         pooling = "max"
         if isinstance(layers, str):
             layers = [n.strip() for n in layers.split(",") if n.strip()]
-        if preset is not None:
+        if heads is not None:
+            r = _resolve_heads(heads, preset, net, layers, distance, channel_weights, normalize)
+            net, layers, distance, channel_weights, normalize = r["net"], r["layers"], r["distance"], r["channel_weights"], r["normalize"]
+            self.heads_label = r["heads"]
+        elif preset is not None:
             r = _resolve_preset(preset, net, layers, distance, channel_weights)
             net, layers, distance, channel_weights, pooling = r["net"], r["layers"], r["distance"], r["channel_weights"], r["pooling"]
             self.heads_label, self.lpips_version = r["heads"], r["lpips_version"]
@@ -276,6 +311,7 @@ class _Perceptual(nn.Module):
             self.heads_label = "custom:" + tensors_digest({str(i): torch.as_tensor(w) for i, w in enumerate(channel_weights)
                                                             if w is not None})[:16]
         net = net or "vgg16"
+        normalize = normalize or "imagenet"
         layers = list(layers) if layers is not None else ["relu2_2"]
         distance = distance or default_distance
         if distance not in DISTANCES:
@@ -374,12 +410,15 @@ class PerceptualLoss(_Perceptual):
         preset: ``"lpips-alex"`` / ``"lpips-vgg"`` / ``"lpips-squeeze"`` to train with LPIPS,
             ``"dists"`` to train with DISTS.
         channel_weights: per-layer channel weights for ``distance="spatial"`` / ``"dists"``.
+        heads: a heads file (:mod:`lossnet.heads`, e.g. from ``lossnet heads fit``): net, layers,
+            normalisation and channel weights of a calibrated spatial distance are read from it;
+            explicit ``net``/``layers``/``distance``/``normalize`` must agree with it.
         channels_last: run the network in NHWC memory format (faster oneDNN convolutions on CPU;
             results equal NCHW to float rounding). Inputs are converted; any layout is accepted.
             Default (None): True, except for the ``"dists"`` preset, which runs NCHW as
             dists-pytorch does (its gradients then match to ~1e-6).
         range_check: ``"clamp"`` (default), ``"error"``, ``"warn"`` or ``"off"`` (module docstring).
-        normalize: ``"imagenet"`` (default) or ``"none"`` (:class:`~lossnet.network.LossNetwork`).
+        normalize: ``"imagenet"`` (default; None means it) or ``"none"`` (:class:`~lossnet.network.LossNetwork`).
         transform_input: googlenet / inception_v3 only; None = torchvision's default for the weights.
         loss_net_mode: ``"eval"`` (default) or ``"train"`` (:class:`~lossnet.network.LossNetwork`).
 
@@ -413,20 +452,21 @@ class PerceptualLoss(_Perceptual):
         channel_weights: Sequence[torch.Tensor | None] | None = None,
         channels_last: bool | None = None,
         range_check: str = "clamp",
-        normalize: str = "imagenet",
+        normalize: str | None = None,
         transform_input: bool | None = None,
         loss_net_mode: str = "eval",
+        heads: str | os.PathLike | None = None,
     ) -> None:
         if reduction not in REDUCTIONS:
             raise InputError(f"reduction must be one of {', '.join(REDUCTIONS)}, got {reduction!r}")
-        if preset is not None:
+        if preset is not None or heads is not None:
             # A preset fixes net, layers and distance; the class defaults must not contradict it.
             net = None if net == "vgg16" else net
             names = [n.strip() for n in layers.split(",")] if isinstance(layers, str) else list(layers)
             layers = None if names == ["relu2_2"] else names
             distance = None if distance == "mse" else distance
         super().__init__(net, layers, distance, layer_weights, weights, weights_dir, input_range, preset, channel_weights, "mse",
-                         channels_last, range_check, normalize, transform_input, loss_net_mode)
+                         channels_last, range_check, normalize, transform_input, loss_net_mode, heads)
         self.reduction = reduction
 
     def features(self, x: torch.Tensor) -> list[torch.Tensor]:
@@ -480,6 +520,9 @@ class PerceptualMetric(_Perceptual):
             the lpips package's layers and linear heads; backbone weights from ``weights``), or
             ``"dists"`` (DISTS: VGG16 with L2 pooling and the dists-pytorch alpha/beta,
             :mod:`lossnet.dists_preset`).
+        heads: a heads file (:mod:`lossnet.heads`): calibrated channel weights of the spatial
+            distance with the net, layers and normalisation they were fitted for (explicit
+            ``net``/``layers``/``distance``/``normalize`` must agree; not with ``preset``).
         weights, weights_dir, input_range, layer_weights, channel_weights, channels_last,
             normalize, transform_input, loss_net_mode: as :class:`PerceptualLoss`.
         range_check: ``"error"`` (default), ``"warn"``, ``"clamp"`` or ``"off"``.
@@ -504,12 +547,13 @@ class PerceptualMetric(_Perceptual):
         channel_weights: Sequence[torch.Tensor | None] | None = None,
         channels_last: bool | None = None,
         range_check: str = "error",
-        normalize: str = "imagenet",
+        normalize: str | None = None,
         transform_input: bool | None = None,
         loss_net_mode: str = "eval",
+        heads: str | os.PathLike | None = None,
     ) -> None:
         super().__init__(net, layers, distance, layer_weights, weights, weights_dir, input_range, preset, channel_weights, "spatial",
-                         channels_last, range_check, normalize, transform_input, loss_net_mode)
+                         channels_last, range_check, normalize, transform_input, loss_net_mode, heads)
 
     def features(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Per-layer features ``[(N, C_l, H_l, W_l), ...]`` of a batch ``x``."""

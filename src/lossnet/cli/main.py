@@ -19,6 +19,7 @@ SUBCOMMAND_MODULES = (
     "lossnet.cli.nets",
     "lossnet.cli.weights",
     "lossnet.cli.similarity",
+    "lossnet.cli.heads",
     "lossnet.cli.bench",
     "lossnet.cli.sweep",
     "lossnet.cli.runs",

@@ -48,6 +48,8 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("-o", "--out", help="CSV written in folder mode (default: stdout)")
     p.add_argument("--preset", choices=sorted([*PRESETS, DISTS_PRESET]),
                    help="LPIPS v0.1 preset (layers + calibrated linear heads) or dists (DISTS, needs dists-pytorch)")
+    p.add_argument("--heads", metavar="FILE", help="heads file (lossnet heads fit / export-lpips): calibrated channel weights "
+                   "with the net, layers and normalisation they were fitted for")
     p.add_argument("--net", help="loss-network architecture (default alexnet when --layer/--distance are given)")
     p.add_argument("--layer", help="comma-separated layers: E/S/M/L, aliases (relu2_2) or FX nodes (default E,S,M,L)")
     p.add_argument("--distance", choices=DISTANCE_CHOICES, help="feature distance (default spatial)")
@@ -68,6 +70,14 @@ def _build_metric(args):
     from lossnet.loss import PerceptualMetric
     from lossnet.weights import WeightsSpec
 
+    heads = getattr(args, "heads", None)
+    if heads is not None:
+        if args.preset:
+            raise InputError(f"give either --preset {args.preset} or --heads, not both")
+        return PerceptualMetric(net=args.net, layers=args.layer, distance=args.distance, heads=heads,
+                                weights=WeightsSpec.parse(args.weights), weights_dir=args.weights_dir,
+                                input_range=_INPUT_RANGES[args.input_range], range_check=getattr(args, "range_check", "error"),
+                                ).to(args.device)
     custom = any(v is not None for v in (args.net, args.layer, args.distance))
     fixed = "dists" if args.preset == "dists" else "spatial"
     if args.preset and custom and (args.distance not in (None, fixed)):

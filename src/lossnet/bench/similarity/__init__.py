@@ -81,6 +81,10 @@ class SimilarityConfig(CommonConfig):
                               "installed", kind="str", nullable=True)
     metric_preset: str | None = option(None, "calibrated LPIPS metric (set by the lpips-* presets)", kind="str", nullable=True,
                                        choices=tuple(LPIPS_METRICS), cli=False)
+    heads: str | None = option(None, "heads file (lossnet heads fit / export-lpips): calibrated channel weights; sets --net, "
+                               "--layer and --normalize from the file", kind="str", nullable=True, metavar="FILE")
+    heads_sha256: str | None = option(None, "sha256 of the heads file (set from --heads: the run key follows its content)",
+                                      kind="str", nullable=True, cli=False)
     split: str = option("val", "BAPPS split (JND exists only for val)", kind="str", choices=("val", "train"))
     subsets_2afc: list | None = option(None, "comma-separated 2AFC subsets (none: all of the split)", kind="list", nullable=True,
                                        flag="--subsets", parse=_names)
@@ -140,6 +144,15 @@ class Similarity(Benchmark):
             raise LossnetError("--checkpoints needs exactly one --net (the architecture of the checkpoints)")
         return [dict(base, weights=w) for w in list_checkpoints(folder)]
 
+    def resolve_config(self, partial: dict[str, Any]) -> dict[str, Any]:
+        """``heads``: the file's net, layers and normalisation replace the defaults (explicit values
+        must agree with it), and ``heads_sha256`` records its content for the run key."""
+        if partial.get("heads") is not None:
+            partial = _apply_heads(dict(partial))
+        elif partial.get("heads_sha256") is not None:
+            raise LossnetError("similarity: heads_sha256 is set from heads; pass heads")
+        return super().resolve_config(partial)
+
     def validate(self, config: dict[str, Any]) -> None:
         from lossnet.bench.similarity.bapps import SUBSETS_2AFC_TRAIN, SUBSETS_2AFC_VAL, SUBSETS_JND_VAL
 
@@ -176,6 +189,28 @@ class Similarity(Benchmark):
 
     def run(self, config: dict[str, Any], workdir: str | Path, *, progress: bool = True) -> BenchResult:
         return _run(config, workdir, progress=progress)
+
+
+def _apply_heads(partial: dict[str, Any]) -> dict[str, Any]:
+    from lossnet.heads.file import heads_digest, load_heads
+    from lossnet.registry import get_spec, resolve_layers
+
+    path = Path(str(partial["heads"])).expanduser().resolve()
+    h = load_heads(path)
+    if partial.get("metric_preset") is not None or str(partial.get("preset") or "").startswith("lpips-"):
+        raise LossnetError("similarity: --heads cannot be combined with an LPIPS preset (the file brings its own heads)")
+    net, layer = partial.get("net"), partial.get("layer")
+    if net is not None and get_spec(str(net)).name != h.net:
+        raise LossnetError(f"similarity: heads file {path} is for --net {h.net}, not {net}")
+    if layer is not None and list(resolve_layers(h.net, str(layer))) != list(resolve_layers(h.net, list(h.layers))):
+        raise LossnetError(f"similarity: heads file {path} is for layers {','.join(h.layers)}, not {layer}")
+    if partial.get("distance") not in (None, "spatial"):
+        raise LossnetError(f"similarity: heads calibrate the spatial distance, not --distance {partial['distance']}")
+    if partial.get("normalize") not in (None, h.normalize):
+        raise LossnetError(f"similarity: heads file {path} was fitted with --normalize {h.normalize}, not {partial['normalize']}")
+    partial.update(heads=str(path), heads_sha256=heads_digest(path), net=h.net, layer=",".join(h.layers), distance="spatial",
+                   normalize=h.normalize)
+    return partial
 
 
 def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
@@ -232,8 +267,15 @@ def _run(config: dict[str, Any], workdir: str | Path, *, progress: bool = True) 
     layers = feature_nodes(config["net"], config["size"]) if layerwise else [n.strip() for n in str(config["layer"]).split(",") if n.strip()]
     from lossnet.bench.base import loss_network_knobs
 
+    knobs = loss_network_knobs(config)
+    if config.get("heads"):
+        from lossnet.heads.file import heads_digest
+
+        if heads_digest(config["heads"]) != config.get("heads_sha256"):
+            raise LossnetError(f"similarity: heads file {config['heads']} changed since the run was configured (sha256 differs)")
+        knobs["heads"] = config["heads"]
     metric = build_metric(config["net"], layers, config["distance"], preset=config.get("metric_preset"), weights=config["weights"],
-                          weights_dir=config.get("weights_dir"), device=device, **loss_network_knobs(config))
+                          weights_dir=config.get("weights_dir"), device=device, **knobs)
     compare = LayerwiseDistance(config["distance"]) if layerwise else metric.compare
     per_2afc, per_jnd, rows, jnd_pairs = _score_subsets(config, metric.features, compare, device, layerwise, progress)
 
