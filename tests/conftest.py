@@ -44,3 +44,4 @@ def _no_weights_env(monkeypatch, tmp_path_factory):
     fetched datasets (LOSSNET_DATA, the per-user cache) must not leak in."""
     monkeypatch.delenv("LOSSNET_WEIGHTS_DIR", raising=False)
     monkeypatch.setenv("LOSSNET_DATA", str(tmp_path_factory.getbasetemp() / "no-lossnet-data"))
+    monkeypatch.setenv("LOSSNET_TILE_CACHE", str(tmp_path_factory.getbasetemp() / "tile-cache"))

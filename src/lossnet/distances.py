@@ -227,7 +227,23 @@ def _pointwise_layer(fn):
     return layer
 
 
-_mse_layer = _pointwise_layer(lambda d: d.pow(2))
+def _mse_layer(a, b, w=None, mask=None, position=False):
+    # F.mse_loss(reduction="none"): the same (a - b)^2 values as (a - b).pow(2), in one fused kernel
+    # forward and backward (one feature-sized temporary instead of four; issue #21 profile)
+    dt = _work_dtype(a)
+    a, b = a.to(dt), b.to(dt)
+    if a.shape != b.shape:  # a batch of 1 against N
+        a, b = torch.broadcast_tensors(a, b)
+    d = torch.nn.functional.mse_loss(a, b, reduction="none")
+    if position:
+        return d.mean(1)
+    if mask is None:
+        # sum / n rather than mean: the backward of a sum is a broadcast view, where the mean's
+        # materialises a feature-sized gradient (equal to the mean up to float rounding)
+        return d.sum((1, 2, 3)) / (d.shape[1] * d.shape[2] * d.shape[3])
+    return _masked_mean(d.mean(1), mask)
+
+
 _l1_layer = _pointwise_layer(torch.abs)
 
 
@@ -478,6 +494,7 @@ def compute_distance(
     *,
     masks: Masks = None,
     per_layer: bool = False,
+    check_sign: bool = True,
 ) -> torch.Tensor:
     """Distance ``name`` (a key of :data:`DISTANCES`) between two per-layer feature lists.
 
@@ -488,13 +505,15 @@ def compute_distance(
         channel_weights: per-layer channel weights; only ``"spatial"`` and ``"dists"`` accept them.
         masks: spatial weights, one mask for all layers or one per layer (:func:`layer_masks`).
         per_layer: return the ``(N, L)`` terms :math:`\\lambda_l d_l` (they sum to the value).
+        check_sign: refuse negative channel weights (False: a heads fit's weights between an
+            optimiser step and their clamp to >= 0, as lpips's trainer computes them).
 
     Returns:
         ``(N,)`` tensor, or ``(N, L)`` with ``per_layer``.
     """
     _get(name)
     has = _check_channel_name(name, channel_weights)
-    return _combine(name, feats_a, feats_b, layer_weights, channel_weights if has else None, masks, per_layer, False)
+    return _combine(name, feats_a, feats_b, layer_weights, channel_weights if has else None, masks, per_layer, not check_sign)
 
 
 def distance_map(

@@ -372,6 +372,28 @@ class Benchmark:
     def run(self, config: dict[str, Any], workdir: str | Path, *, progress: bool = True) -> BenchResult:
         raise NotImplementedError
 
+    # -- timing (lossnet.bench.profile; `lossnet bench NAME --profile K`, `lossnet sweep estimate`) --
+
+    def training_setup(self, config: dict[str, Any]):
+        """Hook: a :class:`lossnet.bench.profile.TrainingSetup` (the built training task of
+        ``config``, steps per epoch, epochs) for timing steps without a full run; None (the
+        default) times one whole run instead."""
+        return None
+
+    def reduced_config(self, config: dict[str, Any]) -> dict[str, Any] | None:
+        """Hook: ``config`` cut to one epoch of one training step (everything else, evaluation
+        included, as in the full run), whose wall time gives the run's fixed cost; None: none."""
+        return None
+
+    def time_steps(self, config: dict[str, Any], workdir: str | Path | None = None, steps: int = 5, *, warmup: int = 2,
+                   fixed: bool = True):
+        """Time ``steps`` training steps of a resolved config (after ``warmup``) and, with ``fixed``,
+        the run's non-training costs: a :class:`lossnet.bench.profile.StepTiming` (per-phase
+        seconds per step, steps of a full run, setup/validation/evaluation seconds)."""
+        from lossnet.bench.profile import time_benchmark
+
+        return time_benchmark(self, config, workdir, steps, warmup=warmup, fixed=fixed)
+
     def __repr__(self) -> str:
         return f"<benchmark {self.name}>"
 

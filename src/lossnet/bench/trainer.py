@@ -34,9 +34,10 @@ import torch
 
 from lossnet.atomic import atomic_save, atomic_write_json
 from lossnet.bench.base import RUNTIME_KEYS
+from lossnet.bench.profile import PhaseTimer
 from lossnet.errors import CheckpointError
 
-__all__ = ["TrainingTask", "FitOutcome", "fit", "load_checkpoint", "fingerprint", "CHECKPOINT", "BEST", "HISTORY"]
+__all__ = ["TrainingTask", "FitOutcome", "fit", "configure_precision", "load_checkpoint", "fingerprint", "CHECKPOINT", "BEST", "HISTORY"]
 
 CHECKPOINT = "checkpoint.pt"
 BEST = "best.pt"
@@ -61,6 +62,9 @@ class TrainingTask:
     #: the fp16 gradient scaler (set by :func:`fit` for ``amp="fp16"``)
     scaler: Any = None
     device: Any = None
+    #: phase timer of ``train_epoch`` (:mod:`lossnet.bench.profile`); disabled (free) unless a
+    #: profile or an estimate times the task
+    timer: PhaseTimer = PhaseTimer()
 
     def autocast(self):
         """Context for a training forward pass: autocast to bf16/fp16 when ``amp`` asks for it.
@@ -209,7 +213,7 @@ def fit(
 
     torch.manual_seed(config["seed"])
     task = make_task()
-    _configure_precision(task, config, device)
+    configure_precision(task, config, device)
     fp = fingerprint(config, resumable)
     ckpt_path, best_path = workdir / CHECKPOINT, workdir / BEST
     start, history, best_score, best_epoch = _resume(task, ckpt_path, fp, device, name)
@@ -275,7 +279,7 @@ def _resume(task: TrainingTask, ckpt_path: Path, fp: dict[str, Any], device: Any
     return start, list(state["history"]), float(state["best_score"]), state["best_epoch"]
 
 
-def _configure_precision(task: TrainingTask, config: dict[str, Any], device: Any) -> None:
+def configure_precision(task: TrainingTask, config: dict[str, Any], device: Any) -> None:
     """``amp`` (off | bf16 | fp16 with a GradScaler), ``channels_last`` and cuDNN autotuning on CUDA."""
     device = torch.device(device)
     task.device = getattr(task, "device", None) or device

@@ -1,4 +1,5 @@
-"""``lossnet sweep plan|run GRID.toml``: expand a grid of benchmark runs, run the unfinished ones."""
+"""``lossnet sweep plan|run|estimate GRID.toml``: expand a grid of benchmark runs, run the unfinished ones, or project
+what running them costs."""
 
 from __future__ import annotations
 
@@ -35,7 +36,7 @@ def register(subparsers) -> None:
         "sweep", help="plan or run a grid of benchmark runs (resumable; local processes or Ray)",
         description=__doc__, epilog=_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    sub = parser.add_subparsers(dest="sweep_command", metavar="{plan,run}")
+    sub = parser.add_subparsers(dest="sweep_command", metavar="{plan,run,estimate}")
 
     def common(p: argparse.ArgumentParser) -> None:
         p.add_argument("grid", help="grid TOML file")
@@ -64,6 +65,23 @@ def register(subparsers) -> None:
     run.add_argument("--retry-failed", action="store_true", help="also rerun runs recorded as failed")
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
     run.set_defaults(func=_run)
+
+    est = sub.add_parser(
+        "estimate", help="time a few steps of every distinct (benchmark, net, layer, preset) here and project the grid's wall time",
+        description="Times --steps K training steps (after 2 warm-up steps) of every distinct (benchmark, net, layer, preset) of "
+                    "the grid on this device, and each run's non-training costs (data decoding, per-epoch validation, final "
+                    "evaluation: a reduced run of one step, measured once per group), then projects the wall time of the whole "
+                    "grid for an executor of --width concurrent runs. Nothing is downloaded: missing ImageNet weights are "
+                    "replaced by random ones, missing datasets by synthetic data of the preset's shapes (both stated).")
+    est.add_argument("grid", help="grid TOML file")
+    est.add_argument("--device", help="torch device of the runs (default: cuda if available, else cpu)")
+    est.add_argument("--width", type=int, default=1, help="concurrent runs of the executor (--workers of 'sweep run'; default 1)")
+    est.add_argument("--steps", type=int, default=5, help="timed steps per point after 2 warm-up steps (default 5)")
+    est.add_argument("--weights-dir", help="folder with <arch>-imagenet1k-v1*.safetensors")
+    est.add_argument("--json", dest="json_path", help="write the estimate (points, phases, notes, projection) to this JSON file")
+    est.add_argument("--allow-module", action="store_true", help="allow benchmarks given as Python module paths (see 'sweep run --help')")
+    est.add_argument("--no-progress", action="store_true", help="no progress bar")
+    est.set_defaults(func=_estimate)
     parser.set_defaults(func=lambda args: (parser.print_help(), 2)[1])
 
 
@@ -126,6 +144,26 @@ def _run(args: argparse.Namespace) -> int:
     if summary.failed:
         print(f"{len(summary.failed)} run(s) failed; see 'lossnet runs list --status failed --store {args.store}'")
     return 1 if summary.failed else 0
+
+
+def _estimate(args: argparse.Namespace) -> int:
+    from lossnet.atomic import atomic_write_json
+    from lossnet.outputs import check_output_file
+    from lossnet.sweep.estimate import estimate_grid
+
+    if args.json_path:
+        check_output_file(args.json_path, "--json")
+    est = estimate_grid(args.grid, device=args.device, width=args.width, steps=args.steps, weights_dir=args.weights_dir,
+                        allow_modules=args.allow_module, progress=not args.no_progress)
+    print_table([p.row() for p in est.points])
+    wall = est.wall_s
+    print(f"{len(est.run_seconds)} runs in {args.grid} on {est.device}: {est.total_run_hours:.3g} run-hours; projected wall time "
+          f"with width {est.width}: {wall / 3600:.3g} h ({wall:.0f} s)")
+    for note in est.notes:
+        print(f"note: {note}")
+    if args.json_path:
+        atomic_write_json(args.json_path, est.as_json())
+    return 0
 
 
 @contextlib.contextmanager

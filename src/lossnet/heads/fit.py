@@ -175,11 +175,11 @@ class HeadsModel(nn.Module):
         """``(N,)`` weighted Eq. 1 distance; in training mode with dropout on the squared
         difference (lpips's order: layer by layer). In eval mode it is
         :func:`lossnet.distances.spatial` with the heads as channel weights."""
-        from lossnet.distances import _combine, unit_normalize
+        from lossnet.distances import compute_distance, unit_normalize
 
         if not self.training or self.p == 0.0:
             # Eq. 1 of lossnet.distances (the heads may be transiently negative before the first clamp)
-            return _combine("spatial", list(fa), list(fb), None, list(self.heads), None, False, True)
+            return compute_distance("spatial", list(fa), list(fb), None, list(self.heads), check_sign=False)
         total = None
         for a, b, w in zip(fa, fb, self.heads):
             diff = (unit_normalize(a.float()) - unit_normalize(b.float())).pow(2).contiguous()

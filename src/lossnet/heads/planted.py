@@ -79,7 +79,7 @@ def write_planted_bapps(root: str | os.PathLike, metric, *, image_dir: str | os.
     Returns:
         ``{"root", "temperature", "ceiling_val"}`` (the best achievable 2AFC on val: mean max(h, 1-h)).
     """
-    from lossnet.bench.similarity.synthetic import _save_png, _save_scalar
+    from lossnet.bench.similarity.synthetic import save_png, save_scalar
 
     root = Path(root)
     rng = np.random.default_rng(seed)
@@ -110,10 +110,10 @@ def write_planted_bapps(root: str | os.PathLike, metric, *, image_dir: str | os.
         split, j = ("train", i) if i < n_train else ("val", i - n_train)
         d = root / "2afc" / split / subset
         name = f"{j:06d}"
-        _save_png(d / "ref" / f"{name}.png", refs[i])
-        _save_png(d / "p0" / f"{name}.png", p0s[i])
-        _save_png(d / "p1" / f"{name}.png", p1s[i])
-        _save_scalar(d / "judge" / f"{name}.npy", float(h[i]))
+        save_png(d / "ref" / f"{name}.png", refs[i])
+        save_png(d / "p0" / f"{name}.png", p0s[i])
+        save_png(d / "p1" / f"{name}.png", p1s[i])
+        save_scalar(d / "judge" / f"{name}.npy", float(h[i]))
     hv = h[n_train:]
     return {"root": root, "temperature": temperature, "ceiling_val": float(np.mean(np.maximum(hv, 1 - hv))), "h": h}
 

@@ -176,6 +176,43 @@ class Autoencoder(Benchmark):
                 raise DataError(f"autoencoder: data folder not found: {config['data']}")
             config["data"] = str(config["data"])
 
+    #: validation batches timed by :meth:`training_setup` (the pass is scaled to the held-out count)
+    TIMED_VAL_BATCHES = 8
+
+    def training_setup(self, config: dict[str, Any]):
+        import math
+
+        import torch
+
+        from lossnet.bench.base import resolve_device
+        from lossnet.bench.profile import TrainingSetup
+
+        from .datasets import load_dataset
+        from .train import AutoencoderTask, split_ae_images
+
+        device = resolve_device(config)
+        data = load_dataset(config["dataset"], config.get("data"), seed=config["seed"], ae_images=config["ae_images"],
+                            train_images=1, test_images=1)
+        images = data.unlabeled
+        tr, val = split_ae_images(len(images), config)
+        train_images, val_images = (images, None) if not len(val) else (images[tr], images[val])
+        val_scale, notes = 1.0, []
+        cap = self.TIMED_VAL_BATCHES * int(config["batch_size"])
+        if val_images is not None and len(val_images) > cap:
+            val_scale = len(val_images) / cap
+            notes.append(f"validation timed on {cap} of {len(val_images)} held-out images, scaled")
+            val_images = val_images[:cap]
+        torch.manual_seed(config["seed"])
+        task = AutoencoderTask(config, train_images, val_images, device, False)
+        return TrainingSetup(task, math.ceil(len(train_images) / int(config["batch_size"])), int(config["epochs"]),
+                             validates=val_images is not None, val_scale=val_scale, notes=notes,
+                             validate=task.validation_loss if val_images is not None else None)
+
+    def reduced_config(self, config: dict[str, Any]) -> dict[str, Any] | None:
+        # one step on batch_size images, no held-out validation (its pass is charged per epoch);
+        # data loading, embedding and the MLPs as in the full run
+        return dict(config, epochs=1, ae_images=int(config["batch_size"]), ae_val_fraction=0.0, _reduced={"steps": 1, "vals": 0})
+
     def run(self, config: dict[str, Any], workdir: str | Path, *, progress: bool = True) -> BenchResult:
         """Load data, train (resuming from ``workdir``) the autoencoder, embed, select and test the MLPs.
 

@@ -110,17 +110,27 @@ class AutoencoderTask(TrainingTask):
         perm = torch.randperm(len(images), generator=self.gen)
         total, count = 0.0, 0
         bar = self.steps(math.ceil(len(images) / bs), f"AE epoch {epoch + 1}/{epochs}")
+        timer = self.timer
         for i in bar:
-            x = to_input(images[perm[i * bs : (i + 1) * bs]], size).to(self.device)
-            loss = self._loss(x)
+            with timer.phase("data"):
+                x = to_input(images[perm[i * bs : (i + 1) * bs]], size).to(self.device, non_blocking=True)
+            with timer.phase("model"):
+                recon, mu, logvar = self.model(x)
+            with timer.phase("loss_net"):
+                loss = self.loss_fn(recon, x)
+                if logvar is not None:
+                    loss = loss + self.config["kl_weight"] * self.model.kl_divergence(mu, logvar)
             if not torch.isfinite(loss):
                 return None
-            self.opt.zero_grad(set_to_none=True)
-            loss.backward()
-            self.opt.step()
+            with timer.phase("backward"):
+                self.opt.zero_grad(set_to_none=True)
+                loss.backward()
+                self.opt.step()
             total += float(loss.detach()) * len(x)
             count += len(x)
             bar.set_postfix(loss=f"{total / count:.4g}")
+            if timer.end_step():
+                return None if not count else {"train_loss": total / count}
         row = {"train_loss": total / max(count, 1)}
         self._val_loss = None
         if self.val_images is not None:

@@ -277,8 +277,37 @@ class Roads(Benchmark):
         if config["loss"] == "bce":
             config["lam"] = 0.0  # a non-perceptual baseline: the weight cannot split identical runs
 
+    def training_setup(self, config: dict[str, Any]):
+        import tempfile
+
+        import torch
+
+        from lossnet.bench.base import resolve_device
+        from lossnet.bench.profile import TrainingSetup
+        from lossnet.bench.roads.train import RoadsTask
+
+        device = resolve_device(config)
+        train_tiles, val_tiles, _ = split_tiles(config)
+        torch.manual_seed(config["seed"])
+        task = RoadsTask(config, train_tiles, Path(tempfile.gettempdir()), device, False, val_tiles)
+        return TrainingSetup(task, steps_per_epoch(config, len(train_tiles)), int(config["epochs"]),
+                             validates=config["selection"] == "val_bce" and bool(val_tiles))
+
+    def reduced_config(self, config: dict[str, Any]) -> dict[str, Any] | None:
+        return dict(config, epochs=1, steps_per_epoch=1, _reduced={"steps": 1, "vals": 1 if config["selection"] == "val_bce" else 0})
+
     def run(self, config: dict[str, Any], workdir: str | Path, *, progress: bool = True) -> BenchResult:
         return _run(config, workdir, progress=progress)
+
+
+def steps_per_epoch(config: dict[str, Any], train_tiles: int) -> int:
+    """Optimiser steps of one epoch with ``train_tiles`` training tiles (after any hold-out)."""
+    bs = int(config["batch_size"])
+    if config["steps_per_epoch"] is not None:
+        return int(config["steps_per_epoch"])
+    if config.get("sampler", "random") == "reference":
+        return -(-train_tiles // bs)  # one crop per tile, the last batch smaller
+    return max(1, train_tiles // bs)
 
 
 def protocols_of(config: dict[str, Any]) -> list[str]:

@@ -129,6 +129,46 @@ def load_tile(tile: RoadTile) -> tuple[np.ndarray, np.ndarray]:
     return image, mask
 
 
+def tile_cache_dir() -> Path:
+    """Folder of the decoded-tile cache of :func:`load_tile_mapped`: ``$LOSSNET_TILE_CACHE``, else
+    ``<user cache>/lossnet/tiles`` (``~/.cache/lossnet/tiles`` on Linux). Per user, not a shared
+    temporary folder: another user must not be able to plant arrays that a run would read."""
+    env = os.environ.get("LOSSNET_TILE_CACHE")
+    if env:
+        return Path(env).expanduser()
+    from lossnet.datasets.store import data_root
+
+    return data_root().parent / "tiles" if not os.environ.get("LOSSNET_DATA") else data_root() / ".tiles"
+
+
+def load_tile_mapped(tile: RoadTile) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`load_tile` through a disk cache of decoded arrays, memory-mapped read-only.
+
+    DataLoader workers cannot share an in-process cache (each would hold its own copy of the decoded
+    tiles, about 10 GB for the 1,108 training tiles), and decoding a 1500 x 1500 tile for every
+    224 px crop makes data loading the bottleneck of a GPU step. The first read of a tile writes
+    ``<cache>/<hash>.{img,mask}.npy`` (keyed by path, size and modification time; written
+    atomically); later reads map them, so a crop reads only its pages and the OS page cache is
+    shared by all workers.
+    """
+    import hashlib
+
+    stats = [(p, p.stat()) for p in (tile.image, tile.mask)]
+    key = hashlib.sha1(repr([(str(p.resolve()), st.st_size, st.st_mtime_ns) for p, st in stats]).encode()).hexdigest()[:20]
+    folder = tile_cache_dir()
+    img_path, mask_path = folder / f"{key}.img.npy", folder / f"{key}.mask.npy"
+    if not (img_path.exists() and mask_path.exists()):
+        image, mask = load_tile(tile)
+        folder.mkdir(parents=True, exist_ok=True)
+        for path, arr in ((img_path, image), (mask_path, mask)):
+            tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+            with open(tmp, "wb") as fh:
+                np.save(fh, arr)
+            os.replace(tmp, path)
+        return image, mask
+    return np.load(img_path, mmap_mode="r"), np.load(mask_path, mmap_mode="r")
+
+
 def nodata_fraction(image: np.ndarray, white: int = 250) -> float:
     """Fraction of pixels that are white no-data (every channel >= ``white``)."""
     return float((image >= white).all(axis=-1).mean())
@@ -169,7 +209,7 @@ class RandomCrops(torch.utils.data.Dataset):
     def _tile(self, i: int) -> tuple[np.ndarray, np.ndarray]:
         if i in self._cache:
             return self._cache[i]
-        image, mask = load_tile(self.tiles[i])
+        image, mask = load_tile(self.tiles[i]) if self.cache else load_tile_mapped(self.tiles[i])
         if min(mask.shape) < self.crop:
             raise DataError(f"tile {self.tiles[i].image} ({mask.shape[1]}x{mask.shape[0]}) is smaller than the {self.crop} px crop")
         if self.cache:

@@ -119,7 +119,8 @@ class RoadsTask(TrainingTask):
         c = self.config
         length = None if c["steps_per_epoch"] is None else c["steps_per_epoch"] * c["batch_size"]
         # decoded tiles are cached in memory in-process; DataLoader workers would each hold a copy
-        # (about 10 GB for the 1,108 full-size training tiles), so with workers tiles are read per crop
+        # (about 10 GB for the 1,108 full-size training tiles), so with workers tiles are decoded once
+        # into a disk cache and memory-mapped (data.load_tile_mapped): a crop reads only its pages
         cache = not c.get("num_workers")
         if c.get("sampler", "random") == "reference":
             self.crops = TileEpochCrops(self.tiles, c["crop"], length, seed=c["seed"], cache=cache)
@@ -138,22 +139,29 @@ class RoadsTask(TrainingTask):
         sums = {"bce": 0.0, "perceptual": 0.0}
         t0, steps = time.perf_counter(), 0
         bar = self.steps(loader, f"roads epoch {epoch + 1}/{epochs}")
-        for image, mask in bar:
-            image, mask = image.to(self.device), mask.to(self.device)
-            outputs = self.model(image, k_train)
-            if not all(bool(torch.isfinite(p.sum())) for p in outputs):
-                return None  # BCE refuses NaN probabilities with an exception; report divergence instead
-            target_feats = self.perceptual.target_features(mask) if self.perceptual is not None else None  # once per batch
-            loss, bce, pl = iteration_loss(outputs, mask, self.perceptual, target_feats, lam)
+        timer = self.timer
+        for image, mask in timer.iterate(bar):
+            with timer.phase("data"):
+                image, mask = image.to(self.device, non_blocking=True), mask.to(self.device, non_blocking=True)
+            with timer.phase("model"):
+                outputs = self.model(image, k_train)
+                if not all(bool(torch.isfinite(p.sum())) for p in outputs):
+                    return None  # BCE refuses NaN probabilities with an exception; report divergence instead
+            with timer.phase("loss_net"):
+                target_feats = self.perceptual.target_features(mask) if self.perceptual is not None else None  # once per batch
+                loss, bce, pl = iteration_loss(outputs, mask, self.perceptual, target_feats, lam)
             if not torch.isfinite(loss):
                 return None
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            self.optimizer.step()
+            with timer.phase("backward"):
+                self.optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                self.optimizer.step()
             sums["bce"] += float(bce.detach())
             sums["perceptual"] += float(pl.detach())
             steps += 1
             bar.set_postfix(bce=f"{float(bce.detach()):.3f}", pl=f"{float(pl.detach()):.3f}")
+            if timer.end_step():
+                break
         return {
             "steps": steps,
             "bce": sums["bce"] / max(steps, 1),

@@ -21,7 +21,7 @@ from typing import Sequence
 
 import numpy as np
 
-__all__ = ["write_synthetic_bapps"]
+__all__ = ["write_synthetic_bapps", "save_png", "save_scalar"]
 
 _SIZE = 64
 
@@ -68,14 +68,14 @@ def _strong(ref: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return np.clip(noisy, 0, 255).round().astype(np.uint8)
 
 
-def _save_png(path: Path, array: np.ndarray) -> None:
+def save_png(path: Path, array: np.ndarray) -> None:
     from PIL import Image
 
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(array).save(path, format="PNG")
 
 
-def _save_scalar(path: Path, value: float) -> None:
+def save_scalar(path: Path, value: float) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "wb") as fh:
         np.save(fh, np.array([value], dtype=np.float64))
@@ -121,10 +121,10 @@ def write_synthetic_bapps(
             h = prefer_mild if mild_is_p1 else 1.0 - prefer_mild
             p0, p1 = (strong, mild) if mild_is_p1 else (mild, strong)
             name = f"{i:06d}"
-            _save_png(d / "ref" / f"{name}.png", ref)
-            _save_png(d / "p0" / f"{name}.png", p0)
-            _save_png(d / "p1" / f"{name}.png", p1)
-            _save_scalar(d / "judge" / f"{name}.npy", float(h))
+            save_png(d / "ref" / f"{name}.png", ref)
+            save_png(d / "p0" / f"{name}.png", p0)
+            save_png(d / "p1" / f"{name}.png", p1)
+            save_scalar(d / "judge" / f"{name}.npy", float(h))
     if split == "val":
         for subset in subsets_jnd:
             d = root / "jnd" / "val" / subset
@@ -134,7 +134,7 @@ def write_synthetic_bapps(
                 other = _mild(ref) if is_mild else _strong(ref, rng)
                 same = rng.uniform(0.6, 1.0) if is_mild else rng.uniform(0.0, 0.4)
                 name = f"{i:06d}"
-                _save_png(d / "p0" / f"{name}.png", ref)
-                _save_png(d / "p1" / f"{name}.png", other)
-                _save_scalar(d / "same" / f"{name}.npy", float(same))
+                save_png(d / "p0" / f"{name}.png", ref)
+                save_png(d / "p1" / f"{name}.png", other)
+                save_scalar(d / "same" / f"{name}.npy", float(same))
     return root

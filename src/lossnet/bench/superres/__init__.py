@@ -223,6 +223,18 @@ class Superres(Benchmark):
                 raise DataError(f"superres: folder not found: {folder}")
         config["test_sets"] = sorted(config["test"])
 
+    def training_setup(self, config: dict[str, Any]):
+        if config["baseline"] is not None:
+            return None  # nothing is trained: one run is timed whole
+        from .train import training_setup
+
+        return training_setup(config)
+
+    def reduced_config(self, config: dict[str, Any]) -> dict[str, Any] | None:
+        if config["baseline"] is not None:
+            return None
+        return dict(config, epochs=1, iters_per_epoch=1, _reduced={"steps": 1, "vals": 1})
+
     def run(self, config: dict[str, Any], workdir: str | Path, *, progress: bool = True) -> BenchResult:
         """Train (resuming from ``workdir``), then evaluate the best weights on every test set."""
         from .train import evaluate, train

@@ -28,7 +28,7 @@ from .degrade import crop_to_multiple, degrade
 from .metrics import quantize, y_psnr
 from .model import TransformNet
 
-__all__ = ["SuperresTask", "build_model", "train", "evaluate", "learning_rate", "validate"]
+__all__ = ["SuperresTask", "build_model", "prepare_data", "training_setup", "train", "evaluate", "learning_rate", "validate"]
 
 
 def build_model(config: dict[str, Any]) -> TransformNet:
@@ -151,22 +151,52 @@ class SuperresTask(TrainingTask):
         config = self.config
         total = 0.0
         bar = self.steps(self._batches(), f"epoch {epoch + 1}/{epochs}", total=config["iters_per_epoch"])
-        for step, (lr_img, hr) in enumerate(bar):
+        timer = self.timer
+        for step, (lr_img, hr) in enumerate(timer.iterate(bar)):
             for group in self.opt.param_groups:
                 group["lr"] = learning_rate(config, epoch * config["iters_per_epoch"] + step)
-            lr_img = lr_img.to(self.device)
-            hr = hr.to(self.device)
+            with timer.phase("data"):
+                lr_img = lr_img.to(self.device, non_blocking=True)
+                hr = hr.to(self.device, non_blocking=True)
             with self.autocast():
-                loss = self.loss_fn(self.model(lr_img), hr)
+                with timer.phase("model"):
+                    sr = self.model(lr_img)
+                with timer.phase("loss_net"):
+                    loss = self.loss_fn(sr, hr)
             if not torch.isfinite(loss):
                 return None
-            self.optimize(loss, self.opt)
+            with timer.phase("backward"):
+                self.optimize(loss, self.opt)
             total += loss.item()
             bar.set_postfix(loss=f"{loss.item():.4g}")
+            if timer.end_step():
+                break
         return {"train_loss": total / config["iters_per_epoch"]}
 
     def score(self, epoch: int) -> float:
         return validate(self.model, self.val, self.config["scale"], self.device)
+
+
+def prepare_data(config: dict[str, Any]) -> tuple[list, list[tuple[torch.Tensor, torch.Tensor]]]:
+    """``(training items, validation (lr, hr) pairs)`` of the config's pipeline."""
+    if config["pipeline"] == "reference":
+        return _reference_data(config)
+    pool = load_folder(config["train"], min_size=config["crop"])
+    pool = select(pool, config.get("train_images"), config["seed"])
+    return _val_images(config, pool)
+
+
+def training_setup(config: dict[str, Any]):
+    """The :class:`lossnet.bench.profile.TrainingSetup` of ``config`` (for step timing)."""
+    from lossnet.bench.profile import TrainingSetup
+    from lossnet.bench.trainer import configure_precision
+
+    device = resolve_device(config)
+    train_items, val = prepare_data(config)
+    torch.manual_seed(config["seed"])
+    task = SuperresTask(config, train_items, val, device, progress=False)
+    configure_precision(task, config, device)
+    return TrainingSetup(task, int(config["iters_per_epoch"]), int(config["epochs"]))
 
 
 def train(config: dict[str, Any], workdir: Path, *, progress: bool = True, log: Callable[[str], None] | None = None) -> tuple[SuperresTask, FitOutcome]:
@@ -179,12 +209,7 @@ def train(config: dict[str, Any], workdir: Path, *, progress: bool = True, log: 
     from lossnet.bench.superres import BENCHMARK
 
     device = resolve_device(config)
-    if config["pipeline"] == "reference":
-        train_items, val = _reference_data(config)
-    else:
-        pool = load_folder(config["train"], min_size=config["crop"])
-        pool = select(pool, config.get("train_images"), config["seed"])
-        train_items, val = _val_images(config, pool)
+    train_items, val = prepare_data(config)
     return fit(lambda: SuperresTask(config, train_items, val, device, progress), config, workdir,
                resumable=BENCHMARK.resumable_keys(config), device=device, log=log, name="superres")
 
