@@ -254,3 +254,13 @@ def test_cli_full_pipeline_json_and_skip_bad(root, tmp_path, capsys, shared_weig
     assert str(bad) in capsys.readouterr().err
     assert main(argv2 + ["--skip-bad", "--json", str(tmp_path / "skip.json")]) == 0
     assert json.loads((tmp_path / "skip.json").read_text())["metrics"]["bapps/n_bad"] == 1.0
+
+
+def test_result_carries_the_metric_signature(root, tmp_path):
+    """The run's signature (stored with it in the results store) names the metric it scored with."""
+    from lossnet.signature import parse_signature
+
+    config = sim.resolve_config({"data": str(root), "net": "alexnet", "layer": "M", "weights": "none", "distance": "mse",
+                                 "subsets_2afc": ["cnn"], "subsets_jnd": []})
+    sig = parse_signature(sim.run(config, tmp_path, progress=False).signature)
+    assert (sig["arch"], sig["layers"], sig["distance"], sig["w"].split(":")[0]) == ("alexnet", "M", "mse", "none")

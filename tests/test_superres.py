@@ -300,8 +300,14 @@ def test_perceptual_loss_training_step(tiny):
     tmp, partial = tiny
     cfg = superres.resolve_config({**partial, "loss": "perceptual", "net": "vgg16", "layer": "E", "weights": "none", "epochs": 1})
     assert cfg["net"] == "vgg16" and cfg["distance"] == "mse"
-    _, out = train_mod.train(cfg, tmp / "w", progress=False)
+    task, out = train_mod.train(cfg, tmp / "w", progress=False)
     assert out.status == "done" and math.isfinite(out.history[0]["train_loss"])
+    # the result carries the training loss's signature (stored with the run)
+    from lossnet.signature import parse_signature
+
+    res = train_mod.evaluate(cfg, tmp / "w", task, out, progress=False)
+    sig = parse_signature(res.signature)
+    assert (sig["arch"], sig["layers"], sig["distance"]) == ("vgg16", "E", "mse")
 
 
 @pytest.mark.slow

@@ -79,6 +79,8 @@ class BenchResult:
         status: ``"done"``, or ``"diverged"`` (training loss became non-finite; metrics are those
             of the best weights so far, if any).
         details: optional extra rows for the printed summary (e.g. per-epoch or per-MLP table).
+        signature: the reproducibility signature (:mod:`lossnet.signature`) of the perceptual
+            metric or training loss the run used (stored with the run in the results store).
     """
 
     config: dict[str, Any]
@@ -86,6 +88,7 @@ class BenchResult:
     artifacts: dict[str, str] = field(default_factory=dict)
     status: str = "done"
     details: list[dict[str, Any]] = field(default_factory=list)
+    signature: str | None = None
 
 
 # -- config fields ------------------------------------------------------------------------------

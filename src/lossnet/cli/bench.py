@@ -78,6 +78,8 @@ def _run(args: argparse.Namespace) -> int:
                 print()
             if record.metrics:
                 print_table([{"metric": k, "value": v} for k, v in record.metrics.items()])
+            if record.signature:
+                print(f"signature: {record.signature}")
             if store is not None:
                 print(f"recorded run {key} in {args.store}")
     finally:

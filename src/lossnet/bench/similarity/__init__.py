@@ -289,7 +289,8 @@ def _run(config: dict[str, Any], workdir: str | Path, *, progress: bool = True) 
     artifacts["subsets_csv"] = str(workdir / "subsets.csv")
     weights_name = config["weights"] if config["weights"] in ("imagenet", "none") else Path(config["weights"]).name
     details = [{"net": config["net"], "layer": config["layer"], "weights": weights_name, **r} for r in rows]
-    return BenchResult(config=config, metrics=metrics, artifacts=artifacts, status="done", details=details)
+    return BenchResult(config=config, metrics=metrics, artifacts=artifacts, status="done", details=details,
+                       signature=metric.signature)
 
 
 def _score_subsets(config: dict[str, Any], features, compare, device, layerwise: bool, progress: bool):
