@@ -152,7 +152,7 @@ def test_decompression_bomb_header_is_a_data_error(tmp_path):
     import struct
     import zlib
 
-    from lossnet.bench.similarity.bapps import _load_png
+    from lossnet.bench.similarity.bapps import load_patch
     from lossnet.errors import DataError
 
     def chunk(kind: bytes, data: bytes) -> bytes:
@@ -161,7 +161,7 @@ def test_decompression_bomb_header_is_a_data_error(tmp_path):
     bomb = tmp_path / "bomb.png"
     bomb.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 20000, 20000, 8, 2, 0, 0, 0)) + chunk(b"IEND", b""))
     with pytest.raises(DataError, match="bomb.png.*decompression bomb"):
-        _load_png(bomb, 64)
+        load_patch(bomb, 64)
 
 
 def test_decoded_patches_equal_per_file_decode_and_are_channels_last(root):
@@ -173,7 +173,7 @@ def test_decoded_patches_equal_per_file_decode_and_are_channels_last(root):
     assert data.images["ref"].is_contiguous(memory_format=torch.channels_last)
     for name in ("ref", "p0", "p1"):
         for i, path in enumerate(items.files[name]):
-            assert torch.equal(data.images[name][i], bapps._load_png(path, 64))
+            assert torch.equal(data.images[name][i], bapps.load_patch(path, 64))
     judged = [float(np.load(p).reshape(-1)[0]) for p in items.files["judge"]]
     np.testing.assert_array_equal(data.judgments, judged)
 

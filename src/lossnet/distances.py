@@ -306,16 +306,20 @@ MAP_DISTANCES = ("spatial", "mse", "l1")
 CHANNEL_WEIGHTED = ("spatial", "dists")
 
 
+def _layer_channel_weights(name: str, feats_a, channel_weights, validated: bool) -> list:
+    """Per-layer channel weights checked against the features (``[None] * L`` without any)."""
+    if channel_weights is None:
+        return [None] * len(feats_a)
+    if len(channel_weights) != len(feats_a):
+        raise InputError(f"{name}: {len(channel_weights)} channel-weight entries for {len(feats_a)} layers")
+    check = _channel_weight if name == "spatial" else _dists_weight
+    return [None if w is None else check(w, a.shape[1], i, check_sign=not validated) for i, (w, a) in enumerate(zip(channel_weights, feats_a))]
+
+
 def _combine(name: str, feats_a, feats_b, layer_weights, channel_weights, masks, per_layer: bool, validated: bool):
     lw = _check(name, feats_a, feats_b, layer_weights)
     fn = _LAYER_FNS[name]
-    cws: list = [None] * len(feats_a)
-    if channel_weights is not None:
-        if len(channel_weights) != len(feats_a):
-            raise InputError(f"{name}: {len(channel_weights)} channel-weight entries for {len(feats_a)} layers")
-        check = _channel_weight if name == "spatial" else _dists_weight
-        cws = [None if w is None else check(w, a.shape[1], i, check_sign=not validated)
-               for i, (w, a) in enumerate(zip(channel_weights, feats_a))]
+    cws = _layer_channel_weights(name, feats_a, channel_weights, validated)
     ms = layer_masks(masks, feats_a) if masks is not None else [None] * len(feats_a)
     if per_layer:
         return torch.stack([w * fn(a, b, cw, m) for w, a, b, cw, m in zip(lw, feats_a, feats_b, cws, ms)], dim=1)
@@ -550,12 +554,7 @@ def distance_map(
 def _map(name, feats_a, feats_b, layer_weights, channel_weights, size, per_layer, validated):
     lw = _check(name, feats_a, feats_b, layer_weights)
     fn = _LAYER_FNS[name]
-    cws: list = [None] * len(feats_a)
-    if channel_weights is not None:
-        if len(channel_weights) != len(feats_a):
-            raise InputError(f"{name}: {len(channel_weights)} channel-weight entries for {len(feats_a)} layers")
-        cws = [None if w is None else _channel_weight(w, a.shape[1], i, check_sign=not validated)
-               for i, (w, a) in enumerate(zip(channel_weights, feats_a))]
+    cws = _layer_channel_weights(name, feats_a, channel_weights, validated)
     if size is None:
         size = max((tuple(f.shape[-2:]) for f in feats_a), key=lambda s: s[0] * s[1])
     size = (int(size[0]), int(size[1]))

@@ -22,7 +22,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-import numpy as np
 import torch
 from torch.utils.data import ConcatDataset, DataLoader, Dataset
 
@@ -35,17 +34,9 @@ _IMAGES = ("ref", "p0", "p1")
 
 def load_triplet_image(path: Path, size: int) -> torch.Tensor:
     """An image file as uint8 ``(3, size, size)`` (bilinear resize as BAPPS's loader)."""
-    from PIL import Image, UnidentifiedImageError
+    from lossnet.bench.similarity.bapps import load_patch
 
-    try:
-        with Image.open(path) as img:
-            img = img.convert("RGB")
-            if img.size != (size, size):
-                img = img.resize((size, size), Image.BILINEAR)
-            arr = np.asarray(img, dtype=np.uint8)
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
-        raise DataError(f"cannot decode image {path}: {exc}") from exc
-    return torch.from_numpy(arr.transpose(2, 0, 1).copy())
+    return load_patch(path, size, what="image")
 
 
 def read_judgments_csv(path: str | os.PathLike) -> list[tuple[Path, Path, Path, float]]:

@@ -300,6 +300,7 @@ def store_scores(
     skipped: dict[str, int] = defaultdict(int)
     groups: dict[tuple, list[float]] = defaultdict(list)
     variants: dict[tuple[str, str], set] = defaultdict(set)
+    protocols: dict[str, str] = {}  # paper benchmark -> its runs' superres test protocol
     runs = set()
     for row in metric_rows:
         config = row.get("config") or {}
@@ -310,11 +311,14 @@ def store_scores(
         if cell is None:
             skipped[reason] += 1
             continue
-        if protocol is not None and _protocol(cell["benchmark"], config) not in (None, protocol):
+        used = _protocol(cell["benchmark"], config)
+        if protocol is not None and used not in (None, protocol):
             skipped["filtered out"] += 1
             continue
         runs.add(row["run_key"])
         variant = _variant(config, cell["benchmark"])
+        if used is not None:
+            protocols[cell["benchmark"]] = used  # one per benchmark: runs of several are refused below
         variants[(cell["benchmark"], variant)].add(row["run_key"])
         groups[(variant, cell["benchmark"], cell["metric"], cell["dataset"], cell["arch"], cell["layer"])].append(cell["value"])
     per_bench: dict[str, list[str]] = defaultdict(list)
@@ -335,12 +339,9 @@ def store_scores(
     ]
     rows.sort(key=_sort_key)
     variant_text = "; ".join(f"{b}: {vs[0]}" for b, vs in per_bench.items())
-    notes = []
-    for bench, (variant,) in per_bench.items():
-        used = variant.rpartition("protocol=")[2] if "protocol=" in variant else None
-        if used is not None:
-            notes.append(f"{bench}: test protocol {used} = {_PROTOCOL_NOTES.get(used, 'unknown protocol')}.")
-    info = LoadInfo(len(runs), len(rows), dict(skipped), variant_text, tuple(notes))
+    notes = tuple(f"{bench}: test protocol {used} = {_PROTOCOL_NOTES.get(used, 'unknown protocol')}."
+                  for bench, used in sorted(protocols.items()))
+    info = LoadInfo(len(runs), len(rows), dict(skipped), variant_text, notes)
     return rows, info
 
 

@@ -44,6 +44,8 @@ __all__ = [
     "load_subset",
     "load_subsets",
     "clear_cache",
+    "read_patch",
+    "load_patch",
 ]
 
 #: 2AFC validation subsets, in the LPIPS authors' order (``test_dataset_model.py``).
@@ -118,8 +120,12 @@ def list_items(root: str | os.PathLike, kind: str, split: str, subset: str) -> B
     return BappsItems(kind=kind, root=base, files=files)
 
 
-def _read_png(path: Path, size: int) -> np.ndarray:
-    """One patch as an ``(S, S, 3)`` uint8 array (RGB; other sizes resized bilinearly)."""
+def read_patch(path: Path, size: int, what: str = "BAPPS image") -> np.ndarray:
+    """One patch as an ``(S, S, 3)`` uint8 array (RGB; other sizes resized bilinearly).
+
+    Raises:
+        DataError: ``"cannot decode <what> <path>: ..."`` (a decompression-bomb header included).
+    """
     from PIL import Image, UnidentifiedImageError
 
     try:
@@ -131,12 +137,12 @@ def _read_png(path: Path, size: int) -> np.ndarray:
             return np.asarray(img, dtype=np.uint8)
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
         # a decompression-bomb header is a bad file like any other (--skip-bad skips it), not a crash
-        raise DataError(f"cannot decode BAPPS image {path}: {exc}") from exc
+        raise DataError(f"cannot decode {what} {path}: {exc}") from exc
 
 
-def _load_png(path: Path, size: int) -> torch.Tensor:
-    """One patch as a ``(3, S, S)`` uint8 tensor."""
-    return torch.from_numpy(_read_png(path, size).transpose(2, 0, 1).copy())
+def load_patch(path: Path, size: int, what: str = "BAPPS image") -> torch.Tensor:
+    """One patch as a ``(3, S, S)`` uint8 tensor (:func:`read_patch`)."""
+    return torch.from_numpy(read_patch(path, size, what).transpose(2, 0, 1).copy())
 
 
 def _load_scalar(path: Path) -> float:
@@ -178,7 +184,7 @@ class BappsDataset(Dataset):
         for name, ext in _FOLDERS[self.items.kind]:
             path = self.items.files[name][index]
             try:
-                out[name] = _load_png(path, self.size) if ext == "png" else _load_scalar(path)
+                out[name] = load_patch(path, self.size) if ext == "png" else _load_scalar(path)
             except DataError as exc:
                 # Reported, not raised: an exception inside a DataLoader worker reaches the caller
                 # wrapped in a multi-line traceback; the caller raises the clean message instead.
@@ -215,7 +221,7 @@ def _read_item(items: BappsItems, index: int, size: int, images: dict[str, np.nd
         path = items.files[name][index]
         try:
             if ext == "png":
-                images[name][slot] = _read_png(path, size)
+                images[name][slot] = read_patch(path, size)
             else:
                 judgment = _load_scalar(path)
         except DataError as exc:

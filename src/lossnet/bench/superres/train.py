@@ -247,4 +247,4 @@ def evaluate(config: dict[str, Any], workdir: Path, task: SuperresTask | None, o
                 "best": "*" if h["epoch"] == outcome.best_epoch else ""} for h in outcome.history]
     artifacts["history"] = str(write_history(workdir, outcome))
     return BenchResult(config=config, metrics=metrics, artifacts=artifacts, status=outcome.status, details=details,
-                       signature=getattr(task.loss_fn, "signature", None) if task is not None else None)
+                       signature=getattr(task.loss_fn, "signature", None))
