@@ -166,7 +166,7 @@ def load_tile_mapped(tile: RoadTile) -> tuple[np.ndarray, np.ndarray]:
                 np.save(fh, arr)
             os.replace(tmp, path)
         return image, mask
-    return np.load(img_path, mmap_mode="r"), np.load(mask_path, mmap_mode="r")
+    return np.load(img_path, mmap_mode="r", allow_pickle=False), np.load(mask_path, mmap_mode="r", allow_pickle=False)
 
 
 def nodata_fraction(image: np.ndarray, white: int = 250) -> float:
