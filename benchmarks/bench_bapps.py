@@ -12,11 +12,13 @@ github.com/richzhang/PerceptualSimilarity ``data/dataset/twoafc_dataset.py``) in
 batch 50 (``test_dataset_model.py``'s default), and ``lpips.trainer.score_2afc_dataset`` calling
 the model twice per triplet (4 backbone passes).
 
-Ours ("lossnet"): ``bapps.load_subsets`` (PNG decode straight into uint8 NHWC arrays, the next
-subset decoded in a background thread while the current one is scored; ``--workers`` decoding
-threads) + ``distances_2afc`` (3 backbone passes per triplet, ``torch.inference_mode``) +
-``scores.score_2afc``; "cold" includes decoding the files, "warm" reuses the in-process decoded
-cache (what a 56-configuration sweep sees after the first run).
+Ours ("lossnet"): ``bapps.load_subsets`` (PNG decode straight into uint8 NHWC arrays -- libpng
+through imagecodecs when installed, ``lossnet[fast-png]``, else Pillow; ``LOSSNET_PNG_DECODER=pillow``
+forces Pillow --, judgment .npy headers parsed once, the next subset decoded in a background thread
+while the current one is scored; ``--workers`` decoding threads) + ``distances_2afc`` (3 backbone
+passes per triplet, ``torch.inference_mode``) + ``scores.score_2afc``; "cold" includes decoding the
+files, "warm" reuses the in-process decoded cache (what a 56-configuration sweep sees after the
+first run).
 
 Usage:  OMP_NUM_THREADS=2 python benchmarks/bench_bapps.py [--n 200] [--repeats 3] [--batch 50]
 """
@@ -175,6 +177,7 @@ def main(argv=None) -> int:
     print(f"BAPPS 2AFC evaluation, synthetic val set: {n} triplets (6 subsets x {args.n}), 64x64, alexnet relu1-5 spatial,")
     print(f"batch {args.batch}, workers {args.workers}, torch threads {torch.get_num_threads()}, "
           f"weights {wfile.name}, {args.repeats} interleaved repeats")
+    print(f"lossnet PNG decoder: {'libpng (imagecodecs)' if bapps.png_codec() else 'Pillow'}")
     print("speed-up = median over repeats of t(lpips) / t(loop) within the repeat [min-max]")
     print()
     print(f"{'loop':<14} {'median s':>8} {'triplets/s':>11} {'speed-up':>9} {'range':>13} {'mean 2AFC':>10}")

@@ -69,6 +69,11 @@ def test_cli_end_to_end_perceptual_random_alexnet(svhn_dir, tmp_path):
     res = json.loads(js.read_text())
     assert res["config"]["net"] == "alexnet" and res["config"]["layer"] == "relu1" and res["config"]["weights"] == "none"
     assert 0.0 <= res["metrics"]["svhn/accuracy"] <= 1.0 and res["metrics"]["svhn/ae_loss"] > 0
+    # the run names the loss network it trained with (the same signature PerceptualLoss reports)
+    from lossnet.signature import parse_signature
+
+    sig = parse_signature(res["signature"])
+    assert (sig["arch"], sig["layers"], sig["distance"], sig["w"].split(":")[0]) == ("alexnet", "E", res["config"]["distance"], "none")  # relu1 is E
 
 
 def test_cli_errors_are_one_line(tmp_path, capsys):

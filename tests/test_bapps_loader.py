@@ -192,3 +192,108 @@ def test_load_subsets_prefetches_in_order_and_raises_at_the_bad_subset(root):
         for d in bapps.load_subsets(root, requests, progress=False):
             seen.append(d.subset)
     assert seen == ["cnn", "traditional"]  # the first two subsets were delivered before the error
+
+
+# ---- fast paths: libpng through imagecodecs, and .npy headers parsed once --------------------
+
+
+def _pillow_rgb(path: Path, size: int = 64) -> np.ndarray:
+    with Image.open(path) as im:
+        im = im.convert("RGB")
+        if im.size != (size, size):
+            im = im.resize((size, size), Image.BILINEAR)
+        return np.asarray(im)
+
+
+@pytest.fixture()
+def pillow_only(monkeypatch):
+    monkeypatch.setenv("LOSSNET_PNG_DECODER", "pillow")
+    bapps.png_codec.cache_clear()
+    yield
+    bapps.png_codec.cache_clear()
+
+
+def test_png_codec_gives_pillows_pixels_on_real_patches(root, tmp_path):
+    pytest.importorskip("imagecodecs")
+    bapps.png_codec.cache_clear()
+    assert bapps.png_codec() is not None
+    paths = [p for name in ("ref", "p0", "p1") for p in bapps.list_items(root, "2afc", "val", "cnn").files[name]]
+    if BSD100.is_dir():  # real photographs, cropped to patches (the synthetic ones come from them too)
+        for k, src in enumerate(sorted(BSD100.iterdir())[:4]):
+            with Image.open(src) as im:
+                p = tmp_path / f"real{k}.png"
+                im.convert("RGB").crop((k * 7, k * 5, k * 7 + 64, k * 5 + 64)).save(p)
+                paths.append(p)
+    for p in paths:
+        fast = bapps._read_png_rgb8(p, 64)
+        assert fast is not None, p
+        np.testing.assert_array_equal(fast, _pillow_rgb(p))
+        np.testing.assert_array_equal(bapps.read_patch(p, 64), fast)
+
+
+@pytest.mark.parametrize("kind", ["rgb16", "palette", "grey", "rgba", "other-size", "corrupt-body", "not-png"])
+def test_unusual_pngs_go_to_pillow(tmp_path, kind):
+    """Anything but an 8-bit RGB patch of the right size is left to Pillow (same pixels, same errors)."""
+    rng = np.random.default_rng(1)
+    rgb = rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    p = tmp_path / f"{kind}.png"
+    if kind == "rgb16":
+        Image.fromarray((rgb[..., 0].astype(np.uint16) * 257)).save(p)  # 16-bit grey
+    elif kind == "palette":
+        Image.fromarray(rgb).convert("P").save(p)
+    elif kind == "grey":
+        Image.fromarray(rgb[..., 0]).save(p)
+    elif kind == "rgba":
+        Image.fromarray(np.dstack([rgb, rgb[..., :1]])).save(p)
+    elif kind == "other-size":
+        Image.fromarray(np.zeros((70, 64, 3), np.uint8)).save(p)
+    elif kind == "corrupt-body":  # a valid 64x64 RGB header, then garbage
+        Image.fromarray(rgb).save(p)
+        data = bytearray(p.read_bytes())
+        data[60:400] = bytes(340)
+        p.write_bytes(bytes(data))
+    else:
+        p.write_bytes(b"JFIF" + bytes(100))
+    assert bapps._read_png_rgb8(p, 64) is None
+    if kind in ("corrupt-body", "not-png"):
+        with pytest.raises(DataError, match=f"cannot decode BAPPS image {p}"):
+            bapps.read_patch(p, 64)
+    else:
+        np.testing.assert_array_equal(bapps.read_patch(p, 64), _pillow_rgb(p))
+
+
+def test_pillow_only_decoding_gives_the_same_subset(root, pillow_only):
+    assert bapps.png_codec() is None
+    data = bapps.load_subset(root, "2afc", "val", "cnn", progress=False)
+    items = bapps.list_items(root, "2afc", "val", "cnn")
+    for name in ("ref", "p0", "p1"):
+        for i, path in enumerate(items.files[name]):
+            np.testing.assert_array_equal(data.images[name][i].permute(1, 2, 0).numpy(), _pillow_rgb(path))
+
+
+@pytest.mark.parametrize("value", [np.array([0.25]), np.array([0.75], dtype=np.float32), np.array(0.5),
+                                   np.array([[1.0]], dtype=">f8"), np.array([1], dtype=np.int64)])
+def test_judgment_files_read_twice_equal_np_load(tmp_path, value):
+    """The second file with a header already parsed takes the frombuffer path: same value as np.load."""
+    bapps._NPY_HEADERS.clear()
+    first, second = tmp_path / "a.npy", tmp_path / "b.npy"
+    np.save(first, value)
+    np.save(second, value * 0 + (value.dtype.type(1) if value.dtype.kind == "i" else value.dtype.type(0.125)))
+    assert bapps._load_scalar(first) == float(np.load(first).reshape(-1)[0])
+    assert len(bapps._NPY_HEADERS) == 1
+    assert bapps._load_scalar(second) == float(np.load(second).reshape(-1)[0])
+
+
+def test_judgment_with_known_header_but_wrong_length_or_pickle_is_refused(tmp_path):
+    bapps._NPY_HEADERS.clear()
+    good = tmp_path / "good.npy"
+    np.save(good, np.array([0.5]))
+    bapps._load_scalar(good)
+    truncated = tmp_path / "truncated.npy"
+    truncated.write_bytes(good.read_bytes()[:-3])  # known header, 5 of 8 value bytes
+    with pytest.raises(DataError, match="truncated.npy"):
+        bapps._load_scalar(truncated)
+    pickled = tmp_path / "pickled.npy"
+    np.save(pickled, np.array([{"x": 1}], dtype=object), allow_pickle=True)
+    with pytest.raises(DataError, match="pickled.npy"):
+        bapps._load_scalar(pickled)

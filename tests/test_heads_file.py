@@ -142,3 +142,25 @@ def test_random_resnet18_heads_fit_and_load(tmp_path, shared_dir):
     ref = lossnet.PerceptualMetric(net="resnet18", layers="E,S,M,L", channel_weights=h.weights, weights=None)
     ref.network.load_state_dict(m.network.state_dict())
     assert torch.equal(m(x, y), ref(x, y))
+
+
+def test_perceptual_distance_takes_heads_and_rereads_a_rewritten_file(tmp_path):
+    """``perceptual_distance(heads=FILE)`` equals ``PerceptualMetric(heads=FILE)``; a file rewritten in
+    place (other weights) is not served from the functional API's cache."""
+    import os
+
+    from lossnet.network import LossNetwork
+    from lossnet.weights import save_safetensors
+
+    torch.manual_seed(0)
+    wfile = tmp_path / "alexnet-random.safetensors"  # one fixed backbone for every metric built here
+    save_safetensors(wfile, dict(LossNetwork("alexnet", "relu5", weights=None).body.state_dict()))
+    path = export_lpips_heads("alex", tmp_path / "alex.safetensors")
+    a, b = torch.rand(2, 3, 64, 64), torch.rand(2, 3, 64, 64)
+    d = lossnet.perceptual_distance(a, b, heads=path, weights=str(wfile))
+    torch.testing.assert_close(d, lossnet.PerceptualMetric(heads=path, weights=str(wfile))(a, b), rtol=0, atol=0)
+    h = load_heads(path)
+    stat = path.stat()
+    save_heads(path, Heads(h.net, h.layers, [2 * w for w in h.weights], h.normalize, h.meta))
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000))  # a distinct mtime even on coarse clocks
+    torch.testing.assert_close(lossnet.perceptual_distance(a, b, heads=path, weights=str(wfile)), 2 * d)

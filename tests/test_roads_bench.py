@@ -141,7 +141,7 @@ def test_end_to_end_tiny_run_resume_and_artifacts(tmp_path):
     )
     work = tmp_path / "work"
     result = roads.run(config, work, progress=False)
-    assert result.status == "done"
+    assert result.status == "done" and result.signature is None  # BCE only: no loss network
     assert result.metrics["mrd/test_tiles"] == 3.0 and result.metrics["mrd.full/test_tiles"] == 3.0
     for k in ("correctness", "completeness", "quality"):
         assert 0 <= result.metrics[f"mrd/{k}"] <= 100
@@ -186,6 +186,10 @@ def test_perceptual_term_is_logged(tmp_path):
     assert float(row["weighted_perceptual"]) == pytest.approx(0.5 * float(row["perceptual"]))
     assert float(row["total"]) == pytest.approx(float(row["bce"]) + 0.5 * float(row["perceptual"]))
     assert result.status == "done"
+    from lossnet.signature import parse_signature
+
+    sig = parse_signature(result.signature)  # the loss network the run trained with
+    assert (sig["arch"], sig["layers"], sig["distance"], sig["w"].split(":")[0]) == ("alexnet", "E", config["distance"], "none")  # relu1 is E
 
 
 def _proba_tile(root: Path) -> Path:

@@ -45,6 +45,7 @@ from __future__ import annotations
 import math
 import os
 import warnings
+from pathlib import Path
 from typing import Mapping, Sequence
 
 import torch
@@ -363,9 +364,8 @@ class _Perceptual(nn.Module):
             raise InputError(f"{name}: got a {'meta' if x.is_meta else x.device.type} tensor; this needs {where}")
         batched = x.ndim == 4
         x = self.network.prepare(x, dtype_checked=True)
-        if self.channels_last and batched:
-            x = x.contiguous(memory_format=torch.channels_last)
-        return list(self.network(x, prepared=True).values())
+        layout = torch.channels_last if self.channels_last and batched else None
+        return list(self.network(x, prepared=True, memory_format=layout).values())
 
     def compare(self, feats_a: Features, feats_b: Features, *, mask: torch.Tensor | None = None,
                 per_layer: bool = False) -> torch.Tensor:
@@ -593,6 +593,19 @@ _CACHE: dict[tuple, _Perceptual] = {}
 _CACHE_SIZE = 4
 
 
+def _file_identity(path: str | os.PathLike | None) -> tuple | None:
+    """``(resolved path, size, mtime_ns)`` of a file, so a cache keyed on it misses when the file
+    changes; a missing file keys by its path alone (building the metric then reports it)."""
+    if path is None:
+        return None
+    p = Path(path).expanduser()
+    try:
+        st = p.stat()
+    except OSError:
+        return (str(p),)
+    return (str(p.resolve()), st.st_size, st.st_mtime_ns)
+
+
 def _cached_metric(key: tuple, **kwargs) -> PerceptualMetric:
     m = _CACHE.pop(key, None)
     if m is None:
@@ -619,6 +632,7 @@ def perceptual_distance(
     mask: torch.Tensor | None = None,
     per_layer: bool = False,
     spatial: bool = False,
+    heads: str | os.PathLike | None = None,
 ) -> torch.Tensor:
     """Perceptual distance between image batches ``a`` and ``b``: ``(N,)``.
 
@@ -632,6 +646,8 @@ def perceptual_distance(
         mask: spatial weights ``(N, 1, H, W)`` (masked mean over space).
         per_layer: return the ``(N, L)`` per-layer terms.
         spatial: return the ``(N, 1, H, W)`` map (``(N, L, H, W)`` with ``per_layer``) instead.
+        heads: a heads file (:mod:`lossnet.heads`), as :class:`PerceptualMetric`; a file rewritten
+            in place is read again (its size and modification time are part of the cache key).
 
     Returns:
         ``(N,)`` distances (or as above).
@@ -639,10 +655,10 @@ def perceptual_distance(
     layers_key = tuple(layers.split(",")) if isinstance(layers, str) else (None if layers is None else tuple(layers))
     weights = WeightsSpec.parse(weights, check=False)  # the file is checked when the network is built
     key = (net, layers_key, distance, preset, weights.label, str(weights_dir), tuple(input_range),
-           None if layer_weights is None else tuple(layer_weights), range_check)
+           None if layer_weights is None else tuple(layer_weights), range_check, _file_identity(heads))
     m = _cached_metric(key, net=net, layers=layers_key, distance=distance, preset=preset, weights=weights,
                        weights_dir=weights_dir, input_range=input_range, layer_weights=layer_weights,
-                       range_check=range_check)
+                       range_check=range_check, heads=heads)
     m = m.to(a.device)
     _check_pair(a, b)
     fa, fb = m._features(a, "a"), m._features(b, "b")

@@ -107,6 +107,11 @@ class TrainingTask:
     def after_epoch(self, history: list[dict[str, Any]]) -> None:
         """Called after each epoch's checkpoint is written (e.g. to write a CSV log)."""
 
+    def loss_signature(self) -> str | None:
+        """Signature (:mod:`lossnet.signature`) of the perceptual loss this task trains with; None
+        for a pixel loss. :func:`fit` puts it into :attr:`FitOutcome.signature`."""
+        return None
+
     def steps(self, n: Iterable | int, desc: str, total: int | None = None):
         """A progress bar over one epoch's steps (``n`` steps, or an iterable of ``total`` items)."""
         from tqdm.auto import tqdm
@@ -128,6 +133,8 @@ class FitOutcome:
     checkpoint_path: Path | None = None
     log: list[str] = field(default_factory=list)
     has_weights: bool = True
+    #: :meth:`TrainingTask.loss_signature` of the task
+    signature: str | None = None
 
     @property
     def epochs_done(self) -> int:
@@ -219,7 +226,7 @@ def fit(
     start, history, best_score, best_epoch = _resume(task, ckpt_path, fp, device, name)
     if start:
         say(f"resuming after epoch {start} from {ckpt_path}")
-    outcome = FitOutcome("done", start, history, best_epoch, best_score, None, None, lines)
+    outcome = FitOutcome("done", start, history, best_epoch, best_score, None, None, lines, signature=task.loss_signature())
     epochs = int(config["epochs"])
     if start < epochs:
         task.begin(start)

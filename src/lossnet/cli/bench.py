@@ -90,11 +90,13 @@ def _run(args: argparse.Namespace) -> int:
                 "benchmark": bench.name,
                 "runs": {r.key: {"status": r.status, "error": r.error, "config": r.config,
                                  "metrics": r.metrics, "artifacts": r.artifacts,
-                                 "duration_s": r.duration_s, "device": r.device, "details": r.details}
+                                 "duration_s": r.duration_s, "device": r.device, "details": r.details,
+                                 "signature": r.signature}
                          for r in records},
             }
             if len(records) == 1:  # one run: its config and metrics also at the top level
-                payload.update(config=records[0].config, metrics=payload["runs"][records[0].key]["metrics"], status=records[0].status)
+                payload.update(config=records[0].config, metrics=payload["runs"][records[0].key]["metrics"], status=records[0].status,
+                               signature=records[0].signature)
             atomic_write_json(Path(json_path), payload)
             print(f"wrote {json_path}")
     if len(records) > 1:

@@ -258,7 +258,8 @@ class Autoencoder(Benchmark):
                                      "test_accuracy": float(sel.test_accuracy), "mlps": details})
             artifacts["mlps"] = str(mlps)
         artifacts["history"] = str(write_history(workdir, outcome, mlps=details))
-        return BenchResult(config=config, metrics=metrics, artifacts=artifacts, status=outcome.status, details=details)
+        return BenchResult(config=config, metrics=metrics, artifacts=artifacts, status=outcome.status, details=details,
+                           signature=outcome.signature)
 
 
 BENCHMARK = Autoencoder()

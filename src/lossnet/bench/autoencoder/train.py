@@ -79,6 +79,9 @@ class AutoencoderTask(TrainingTask):
         self.gen: torch.Generator | None = None
         self._val_loss: float | None = None
 
+    def loss_signature(self) -> str | None:
+        return getattr(self.loss_fn, "signature", None)  # None: a pixel loss
+
     def _loss_net_stats(self) -> dict[str, torch.Tensor]:
         return {k: v.detach().cpu().clone() for k, v in self.loss_fn.named_buffers() if k.rsplit(".", 1)[-1] in _STAT_BUFFERS}
 

@@ -410,7 +410,7 @@ def _run(config: dict[str, Any], workdir: str | Path, *, progress: bool = True) 
                 **({"val_bce": round(-r["neg_val_bce"], 4)} if "neg_val_bce" in r else {}), "s": r["seconds"]}
                for r in outcome.history]
     if not outcome.has_weights:
-        return BenchResult(config, {}, artifacts, outcome.status, details)
+        return BenchResult(config, {}, artifacts, outcome.status, details, signature=outcome.signature)
     with atomic_path(workdir / "model.pt") as tmp:
         torch.save(model.state_dict(), tmp)
     artifacts["model"] = str(workdir / "model.pt")
@@ -452,7 +452,7 @@ def _run(config: dict[str, Any], workdir: str | Path, *, progress: bool = True) 
         metrics["mrd/val_bce"] = float(-outcome.best_score)
     if config["baselines"]:
         metrics.update(run_baselines(config, train_tiles, test_tiles, progress=progress, protocols=protocols))
-    return BenchResult(config, metrics, artifacts, outcome.status, details)
+    return BenchResult(config, metrics, artifacts, outcome.status, details, signature=outcome.signature)
 
 
 BENCHMARK = Roads()

@@ -109,6 +109,9 @@ class RoadsTask(TrainingTask):
         self._val_views: list[tuple[torch.Tensor, torch.Tensor]] | None = None
         self._last_val: float | None = None
 
+    def loss_signature(self) -> str | None:
+        return getattr(self.perceptual, "signature", None)  # None: BCE only
+
     def state(self) -> dict[str, Any]:
         return {"optimizer": self.optimizer.state_dict()}
 

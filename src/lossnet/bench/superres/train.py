@@ -117,6 +117,9 @@ class SuperresTask(TrainingTask):
         self.train_items = train_items  # crops: [(path, array)]; reference: [path]
         self.crops: RandomCrops | None = None
 
+    def loss_signature(self) -> str | None:
+        return getattr(self.loss_fn, "signature", None)  # None: a pixel loss
+
     def state(self) -> dict[str, Any]:
         return {"optimizer": self.opt.state_dict(), "generator": self.gen.get_state(), "torch_rng": torch.get_rng_state()}
 
@@ -247,4 +250,4 @@ def evaluate(config: dict[str, Any], workdir: Path, task: SuperresTask | None, o
                 "best": "*" if h["epoch"] == outcome.best_epoch else ""} for h in outcome.history]
     artifacts["history"] = str(write_history(workdir, outcome))
     return BenchResult(config=config, metrics=metrics, artifacts=artifacts, status=outcome.status, details=details,
-                       signature=getattr(task.loss_fn, "signature", None))
+                       signature=outcome.signature)
