@@ -185,7 +185,7 @@ def load_state_dict_file(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     except WeightsError:
         raise
     except Exception as exc:  # safetensors/pickle errors have many types; all mean "unreadable"
-        raise WeightsError(f"cannot read weights file {p}: {type(exc).__name__}: {exc}") from exc
+        raise WeightsError(f"cannot read weights file {p}: {_load_error(exc)}") from exc
     for key in ("state_dict", "model", "model_state_dict"):
         if isinstance(state, dict) and isinstance(state.get(key), dict):
             state = state[key]
@@ -193,6 +193,22 @@ def load_state_dict_file(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise WeightsError(f"weights file {p} does not hold a state dict of tensors")
     return state
+
+
+def _load_error(exc: Exception) -> str:
+    """One line for a failed load. torch's weights_only refusal is several lines that end in
+    advice to load with ``weights_only=False`` -- the unpickling lossnet refuses on principle -- so
+    only its reason is kept."""
+    import pickle
+
+    text = str(exc)
+    if isinstance(exc, pickle.UnpicklingError) or "weights_only" in text:
+        reason = text.rsplit("WeightsUnpickler error:", 1)[-1].strip().splitlines()[0] if "WeightsUnpickler error:" in text else ""
+        return ("not a PyTorch file of tensors only (lossnet reads .pth/.pt with weights_only=True and never unpickles "
+                f"other objects{': ' + reason if reason else ''}); re-save it with torch.save(model.state_dict(), ...) "
+                "or as .safetensors")
+    first = text.strip().splitlines()[0] if text.strip() else ""
+    return f"{type(exc).__name__}: {first}"
 
 
 def imagenet_state_dict(arch: str, weights_dir: str | os.PathLike | None = None) -> tuple[dict[str, torch.Tensor], str]:

@@ -140,15 +140,17 @@ def _check_field(bench: str, f: dataclasses.Field, value: Any) -> Any:
     """``value`` checked against the declaration of ``f`` (ints accepted for floats, as floats)."""
     m = f.metadata
     kind = m.get("kind", "any")
+    # the config key, and the CLI flag when it is spelled differently (lam is --lambda)
+    name = f"{f.name} ({m['flag']})" if m.get("flag") and m["flag"].lstrip("-").replace("-", "_") != f.name else f.name
     if m.get("normalize") is not None and value is not None:
         try:
             value = m["normalize"](value)
         except (TypeError, ValueError) as exc:
-            raise LossnetError(f"{bench}: {f.name}: {exc}") from None
+            raise LossnetError(f"{bench}: {name}: {exc}") from None
     if value is None:
         if m.get("nullable") or kind == "any":
             return None
-        raise LossnetError(f"{bench}: {f.name} must be set (got null)")
+        raise LossnetError(f"{bench}: {name} must be set (got null)")
     bad = None
     if kind == "int" and (not isinstance(value, int) or isinstance(value, bool)):
         bad = "an integer"
@@ -166,14 +168,14 @@ def _check_field(bench: str, f: dataclasses.Field, value: Any) -> Any:
     elif kind == "dict" and not isinstance(value, dict):
         bad = "a table NAME = VALUE"
     if bad:
-        raise LossnetError(f"{bench}: {f.name} must be {bad}, got {value!r}")
+        raise LossnetError(f"{bench}: {name} must be {bad}, got {value!r}")
     if kind in ("int", "float"):
         if m.get("positive") and not value > 0:
-            raise LossnetError(f"{bench}: {f.name} must be positive, got {value!r}")
+            raise LossnetError(f"{bench}: {name} must be positive, got {value!r}")
         if m.get("minimum") is not None and value < m["minimum"]:
-            raise LossnetError(f"{bench}: {f.name} must be >= {m['minimum']:g}, got {value!r}")
+            raise LossnetError(f"{bench}: {name} must be >= {m['minimum']:g}, got {value!r}")
     if m.get("choices") and value not in m["choices"]:
-        raise LossnetError(f"{bench}: unknown {f.name} {value!r}; choose one of {', '.join(map(str, m['choices']))}")
+        raise LossnetError(f"{bench}: unknown {name} {value!r}; choose one of {', '.join(map(str, m['choices']))}")
     return value
 
 
@@ -290,6 +292,7 @@ class Benchmark:
             config.update(net=None, layer=None, weights=None, distance=None, normalize=None, transform_input=None, loss_net_mode=None)
             return
         from lossnet import distances
+        from lossnet.errors import UnknownLayerError
         from lossnet.registry import get_spec, resolve_layer
         from lossnet.weights import WeightsSpec
 
@@ -303,8 +306,23 @@ class Benchmark:
         get_spec(config["net"])  # UnknownNetworkError names the architecture
         if str(config["layer"]).strip().lower() != "all" or not self.allows_all_layers:
             for layer in str(config["layer"]).split(","):
-                resolve_layer(config["net"], layer.strip())  # UnknownLayerError lists the choices
+                try:
+                    resolve_layer(config["net"], layer.strip())  # UnknownLayerError lists the choices
+                except UnknownLayerError:
+                    self._explain_default_layer(config)
+                    raise
         config["weights"] = WeightsSpec.parse(config["weights"]).label
+
+    def _explain_default_layer(self, config: dict[str, Any]) -> None:
+        """A layer the user never gave -- the preset's default, named for its default network (vgg16's
+        relu2_2) -- is missing from another network: say so instead of naming an unknown layer."""
+        preset = config.get("preset") or "quick"
+        defaults = self.defaults(preset) if preset in self.PRESETS else {}
+        if defaults.get("layer") and defaults.get("net") and config["layer"] == defaults["layer"] and config["net"] != defaults["net"]:
+            raise LossnetError(
+                f"{self.name}: {config['net']} has no layer {config['layer']!r} (the {preset} preset's default layer is "
+                f"{defaults['net']}'s); give --layer: E, S, M or L (the paper's extraction points), "
+                f"E,S,M,L to run each, or a layer name (lossnet nets show {config['net']})")
 
     # -- CLI ------------------------------------------------------------------------------------
 

@@ -128,7 +128,7 @@ def _threshold_arg(value: str) -> float | str:
 
 def _loss(value: Any) -> str:
     if str(value) not in LOSSES:
-        raise ValueError(f"unknown loss {value!r}; choose bce or bce+perceptual")
+        raise ValueError(f"unknown loss {value!r}; choose bce, or perceptual (BCE + lambda * perceptual; also spelled bce+perceptual)")
     return LOSSES[str(value)]
 
 
@@ -159,7 +159,7 @@ class RoadsConfig(CommonConfig):
     distance: str | None = option("mse", "feature distance of the perceptual term (Eq. 5: mse)", kind="str", nullable=True)
     data: str | None = option(None, "Massachusetts Roads folder ({train,valid,test}/{sat,map}, {train,val,test}/{input,output} "
                               "or tiff/...); required", kind="str", nullable=True)
-    loss: str = option("perceptual", "bce (pixel baseline) or bce+perceptual", kind="str", choices=("bce", "perceptual"),
+    loss: str = option("perceptual", "bce (pixel baseline) or perceptual (BCE + lambda * perceptual; also bce+perceptual)", kind="str", choices=("bce", "perceptual"),
                        normalize=_loss, parse=str)
     lam: float = option(0.01, "weight lambda of the perceptual term", kind="float", minimum=0.0, flag="--lambda")
     model: str = option("reference", "U-net: reference (the authors' pix2pix-style net, 64.5 k parameters) or ronneberger "

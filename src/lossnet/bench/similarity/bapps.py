@@ -220,7 +220,14 @@ def _npy_header(data: bytes) -> bytes | None:
 
 def _load_scalar(path: Path) -> float:
     try:
-        data = Path(path).read_bytes() if os.path.getsize(path) <= 4096 else None
+        with open(path, "rb") as f:
+            data = f.read(4097)  # a judgment file is ~136 bytes
+        if data[:6] != b"\x93NUMPY":
+            # not np.load: on a non-.npy file it falls back to pickle and its refusal advises
+            # allow_pickle=True, which a judgment file never needs
+            raise DataError(f"cannot read BAPPS judgment {path}: not a .npy file")
+        if len(data) > 4096:
+            data = None  # large: leave it to np.load
         header = _npy_header(data) if data is not None else None
         dtype = _NPY_HEADERS.get(header) if header is not None else None
         if dtype is not None and len(data) == len(header) + dtype.itemsize:

@@ -237,11 +237,14 @@ class Superres(Benchmark):
 
     def run(self, config: dict[str, Any], workdir: str | Path, *, progress: bool = True) -> BenchResult:
         """Train (resuming from ``workdir``), then evaluate the best weights on every test set."""
+        from .evaluate import check_test_set
         from .train import evaluate, train
 
         workdir = Path(workdir)
         if config["baseline"] == "bicubic":
             return evaluate(config, workdir, None, None, progress=progress)
+        for name, folder in config["test"].items():  # test images are read at the end: check them first
+            check_test_set(folder, name, config["scale"])
         task, outcome = train(config, workdir, progress=progress, log=print if progress else None)
         return evaluate(config, workdir, task, outcome, progress=progress)
 

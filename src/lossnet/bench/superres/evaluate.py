@@ -14,7 +14,7 @@ from lossnet.imageio import list_images, load_image, save_image
 from .degrade import bicubic_upsample, crop_to_multiple, degrade
 from .metrics import quantize, y_psnr, y_ssim
 
-__all__ = ["evaluate_set", "comparison_grid"]
+__all__ = ["check_test_set", "evaluate_set", "comparison_grid"]
 
 
 def comparison_grid(rows: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]], pad: int = 4) -> torch.Tensor:
@@ -28,6 +28,25 @@ def comparison_grid(rows: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]],
 
 
 @torch.no_grad()
+def check_test_set(folder: str | Path, name: str, scale: int) -> int:
+    """Decode every image of a test folder once, before training: a corrupt or too small test image
+    is reported now, not after hours of training. Returns the number of images.
+
+    Raises:
+        DataError: no images, an undecodable file (named), or an image smaller than ``scale`` pixels.
+    """
+    from lossnet.imageio import load_image_array
+
+    paths = list_images(folder)
+    if not paths:
+        raise DataError(f"test set {name!r}: no images in {folder}")
+    for path in paths:
+        arr = load_image_array(path, "RGB")  # DataError names the file
+        if min(arr.shape[:2]) < scale:
+            raise DataError(f"test set {name!r}: {path} is {arr.shape[1]}x{arr.shape[0]}, smaller than the scale factor {scale}")
+    return len(paths)
+
+
 def evaluate_set(
     model: nn.Module | None,
     folder: str | Path,
