@@ -234,8 +234,8 @@ def imagenet_state_dict(arch: str, weights_dir: str | os.PathLike | None = None)
             f"no local weights for {arch} and the download of torchvision's {arch} {WEIGHTS_TAG} failed "
             f"({type(exc).__name__}: {exc}). Either connect to the internet once (the file is cached in "
             f"{torch.hub.get_dir()}), or put a file named '{arch}-imagenet1k-v1<anything>.safetensors' (or .pth) "
-            f"into a folder and pass --weights-dir FOLDER / weights_dir= / set {ENV_VAR}, or use weights=None "
-            f"for random initialisation."
+            f"into a folder and pass --weights-dir FOLDER (weights_dir= in Python) or set {ENV_VAR}, or use "
+            f"--weights none (weights=None) for random initialisation."
         ) from exc
     return state, f"torchvision:{arch}.{WEIGHTS_TAG}"
 

@@ -72,12 +72,28 @@ def register(subparsers) -> None:
     p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
 
 
+def _check_root(args) -> None:
+    """A data root that exists but is a file would otherwise surface as an "unreadable completion
+    marker <file>/bapps/.lossnet/..." (or a failed mkdir): say what is wrong instead."""
+    import os
+    from pathlib import Path
+
+    from lossnet.datasets import data_root
+    from lossnet.errors import DataError
+
+    root = Path(args.root).expanduser() if args.root else data_root()
+    if root.exists() and not root.is_dir():
+        given = "--root" if args.root else ("data root ($LOSSNET_DATA)" if os.environ.get("LOSSNET_DATA") else "data root")
+        raise DataError(f"{given} {root} is not a directory; give the folder that holds (or will hold) the datasets")
+
+
 def _list(args) -> int:
     from lossnet.cli.common import print_table
     from lossnet.datasets import DATASETS, data_root
     from lossnet.datasets.download import format_bytes
     from lossnet.datasets.store import part_status
 
+    _check_root(args)
     root = args.root or data_root()
     rows = []
     for ds in DATASETS.values():
@@ -118,6 +134,7 @@ def _fetch(args) -> int:
     from lossnet.datasets.download import format_bytes
     from lossnet.datasets.fetch import fetch, parse_subset
 
+    _check_root(args)
     results = fetch(args.name, args.parts, root=args.root, mirror=args.mirror, subset=parse_subset(args.subset), seed=args.seed,
                     source=args.source, retries=args.retries, progress=False if args.no_progress else None, force=args.force,
                     keep_downloads=args.keep_downloads, space_check=not args.no_space_check)
@@ -131,6 +148,7 @@ def _verify(args) -> int:
     from lossnet.datasets import verify
     from lossnet.errors import DataError
 
+    _check_root(args)
     report = verify(args.name, args.parts or None, root=args.root, progress=False if args.no_progress else None)
     bad = 0
     for part, problems in report.items():
@@ -152,6 +170,7 @@ def _verify(args) -> int:
 def _path(args) -> int:
     from lossnet.datasets import locate, missing_error
 
+    _check_root(args)
     path = locate(args.name, args.part, root=args.root)
     if path is None:
         raise missing_error(args.name, "lossnet data path", args.part, root=args.root)

@@ -67,8 +67,23 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 
 def _fit(args: argparse.Namespace) -> int:
-    from lossnet.heads.fit import fit_heads
+    from pathlib import Path
 
+    from lossnet.bench.base import resolve_device
+    from lossnet.errors import DataError
+    from lossnet.heads.fit import fit_heads
+    from lossnet.outputs import check_output_dir, check_output_file
+
+    # outputs, device and inputs are checked before any work (weights, decoding, epochs), as lossnet
+    # bench does: a bad -o must not cost a finished fit, nor --device end in a raw torch error
+    check_output_file(args.out, "-o/--out")
+    check_output_dir(args.workdir or f"{args.out}.run", "--workdir" if args.workdir else "checkpoint folder")
+    if args.device:  # not given: fit_heads uses the CPU
+        resolve_device({"device": args.device})
+    if args.judgments is not None and not Path(args.judgments).is_file():
+        raise DataError(f"judgments CSV not found: {args.judgments}")
+    if args.data is not None and not Path(args.data).is_dir():
+        raise DataError(f"BAPPS folder not found: {args.data}")
     subsets = [s.strip() for s in args.subsets.split(",") if s.strip()] if args.subsets else None
     result = fit_heads(
         dict(net=args.net, layers=args.layers, weights=args.weights, weights_dir=args.weights_dir, normalize=args.normalize,
@@ -88,7 +103,9 @@ def _fit(args: argparse.Namespace) -> int:
 
 def _export(args: argparse.Namespace) -> int:
     from lossnet.heads.file import export_lpips_heads
+    from lossnet.outputs import check_output_file
 
+    check_output_file(args.out, "-o/--out")  # before the lpips heads are read, as lossnet bench checks first
     path = export_lpips_heads(args.net, args.out)
     print(f"lossnet heads: wrote {path}", file=sys.stderr)
     return 0

@@ -60,6 +60,18 @@ def split_debug(argv: Sequence[str]) -> tuple[bool, list[str]]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from lossnet.cli.common import stdout_closed
+
+    try:
+        try:
+            return _main(argv)
+        finally:  # also after --help (SystemExit): a reader that went away (| head) shows up here, not at exit
+            sys.stdout.flush()
+    except BrokenPipeError:
+        return stdout_closed()
+
+
+def _main(argv: Sequence[str] | None) -> int:
     import lossnet  # noqa: F401  (installs the torchvision compatibility hook first)
     from lossnet.errors import LossnetError
 
@@ -81,6 +93,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"lossnet: error: {_one_line(exc)}", file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        raise  # stdout was closed by its reader: main() exits quietly, this is no error
     except Exception as exc:  # an unexpected failure still gets one readable line
         if debug:
             raise

@@ -63,8 +63,9 @@ def run(args: argparse.Namespace) -> int:
         notes.extend(info.notes)
         if info.skipped:
             notes.append("Metric rows not used: " + ", ".join(f"{k}: {v}" for k, v in sorted(info.skipped.items())) + ".")
+        notes.extend(f"{n}." for n in info.skip_notes)
         if not rows:
-            raise InputError(f"{args.store}: no paper-comparable results (E/S/M/L layers of the 14 paper architectures)")
+            raise InputError(f"{args.store}: no paper-comparable results: {_why_none(info)}")
     paths = build_report(
         rows, args.out, source=label, compare_paper=args.compare_paper,
         structure=not args.no_structure, make_figures=not args.no_figures, notes=notes,
@@ -76,3 +77,14 @@ def run(args: argparse.Namespace) -> int:
         print(note)
     print(f"wrote {paths['md']}, {paths['html']}, {paths['tables']}/*.csv")
     return 0
+
+
+def _why_none(info) -> str:
+    """The loader's skip reasons with counts: the store may hold E/S/M/L runs of paper networks whose
+    metrics still match no paper cell (a stand-in dataset, a filter), and only the counts say which."""
+    if not info.skipped:
+        return "the store has no finished (done) runs with metrics"
+    total = sum(info.skipped.values())
+    reasons = [f"{reason}: {n}" + (f" ({'; '.join(info.skip_notes)})" if reason == "not a paper metric" and info.skip_notes else "")
+               for reason, n in sorted(info.skipped.items(), key=lambda kv: -kv[1])]
+    return f"{total} metric rows of done runs skipped: {', '.join(reasons)}"

@@ -8,7 +8,7 @@ import io
 import json
 import sys
 
-from lossnet.cli.common import format_value, print_table
+from lossnet.cli.common import format_time, format_value, print_table
 from lossnet.sweep.store import STATUSES
 
 EXPORT_COLUMNS = ("run_key", "benchmark", "net", "layer", "preset", "seed", "distance", "weights", "dataset", "metric", "value")
@@ -75,8 +75,9 @@ def _show(args: argparse.Namespace) -> int:
     if run is None:
         raise LossnetError(f"no run {args.key!r} in {args.store}")
     print(f"run {run['key']}  benchmark {run['benchmark']}  status {run['status']}  attempts {run['attempts']}")
-    for k in ("started_at", "duration_s", "host", "device", "owner", "lossnet_version", "signature"):
-        print(f"  {k}: {format_value(run.get(k))}")
+    for k in ("started_at", "ended_at", "duration_s", "host", "device", "owner", "lossnet_version", "signature"):
+        # *_at columns are Unix times: a date-time, not format_value's 4 significant digits
+        print(f"  {k}: {(format_time if k.endswith('_at') else format_value)(run.get(k))}")
     print("config:")
     print("  " + json.dumps(run["config"], indent=2, sort_keys=True).replace("\n", "\n  "))
     print("metrics:")

@@ -106,8 +106,9 @@ def _load_pair(path0: Path, path1: Path, resize: bool, input_range: tuple[float,
     a, b = load_image(path0), load_image(path1)
     if a.shape[-2:] != b.shape[-2:]:
         if not resize:
+            # full paths: in folder mode both files have the same name, only the folders tell them apart
             raise InputError(
-                f"images differ in size: {path0.name} is {a.shape[2]}x{a.shape[1]}, {path1.name} is "
+                f"images differ in size: {path0} is {a.shape[2]}x{a.shape[1]}, {path1} is "
                 f"{b.shape[2]}x{b.shape[1]} (pass --resize to resize the second to the first)"
             )
         b = torch.nn.functional.interpolate(b[None], size=a.shape[-2:], mode="bilinear", antialias=True, align_corners=False)[0]
@@ -119,19 +120,30 @@ def _load_pair(path0: Path, path1: Path, resize: bool, input_range: tuple[float,
 
 
 def run(args: argparse.Namespace) -> int:
+    from lossnet.bench.base import resolve_device
+    from lossnet.outputs import check_output_file
+
     folder_mode = args.dir0 is not None or args.dir1 is not None
     if folder_mode:
         if args.images:
             raise InputError("give either two IMAGE files or --dir0/--dir1, not both")
         if args.dir0 is None or args.dir1 is None:
             raise InputError("folder mode needs both --dir0 and --dir1")
-        return _run_folders(args)
-    if len(args.images) != 2:
-        raise InputError(f"expected two image files (or --dir0/--dir1), got {len(args.images)}")
+    else:
+        if len(args.images) != 2:
+            raise InputError(f"expected two image files (or --dir0/--dir1), got {len(args.images)}")
+        if args.out:
+            raise InputError("-o/--out applies to folder mode (--dir0/--dir1)")
+    # the output path and the device are checked before any work (weights, every pair), as lossnet
+    # bench does: a bad -o must not cost a finished comparison, nor --device end in a raw torch error
     if args.out:
-        raise InputError("-o/--out applies to folder mode (--dir0/--dir1)")
+        check_output_file(args.out, "-o/--out")
+    resolve_device({"device": args.device})
+    if folder_mode:
+        return _run_folders(args)
+    # the images before the metric: a missing file is reported before weights are loaded or downloaded
+    a, b = _load_pair(Path(args.images[0]), Path(args.images[1]), args.resize, _INPUT_RANGES[args.input_range], args.device)
     metric = _build_metric(args)
-    a, b = _load_pair(Path(args.images[0]), Path(args.images[1]), args.resize, metric.input_range, args.device)
     print(f"{float(metric(a, b)[0]):.6f}")
     print(f"signature: {metric.signature}", file=sys.stderr)
     return 0

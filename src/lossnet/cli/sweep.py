@@ -7,7 +7,7 @@ import argparse
 import contextlib
 from pathlib import Path
 
-from lossnet.cli.common import print_table
+from lossnet.cli.common import print_table, stdout_closed
 
 _EPILOG = """grid file (TOML):
   [sweep]                      # defaults for all benchmarks
@@ -92,31 +92,118 @@ def _overrides(args: argparse.Namespace) -> dict:
     return {"device": args.device, "weights_dir": weights_dir}
 
 
+def _check_grid(path: str) -> None:
+    """A folder given as the grid would read "grid file X does not exist" (load_grid only knows files)."""
+    from lossnet.errors import LossnetError
+
+    if Path(path).is_dir():
+        tomls = sorted(p.name for p in Path(path).glob("*.toml"))
+        hint = f" (grid files in it: {', '.join(tomls[:5])}{', ...' if len(tomls) > 5 else ''})" if tomls else ""
+        raise LossnetError(f"{path} is a directory, not a grid file; give a grid TOML file{hint}")
+
+
 def _plan_runs(args: argparse.Namespace):
     from lossnet.sweep.grid import plan_file
 
+    _check_grid(args.grid)
     return plan_file(args.grid, overrides=_overrides(args), allow_modules=args.allow_module)
 
 
+#: status of a listed run whose dataset is missing (its run key depends on the data folder, so it has none yet)
+NO_DATA = "no data"
+
+
+def _data_error(exc: BaseException):
+    """The DataError behind a planning error (plan_grid chains the benchmark's), as sweep estimate tests it; else None."""
+    from lossnet.errors import DataError
+
+    return exc if isinstance(exc, DataError) else exc.__cause__ if isinstance(exc.__cause__, DataError) else None
+
+
+def _plan_listing(args: argparse.Namespace) -> tuple[list, list[dict], list[str]]:
+    """Planned runs for 'sweep plan', which lists a grid even when a dataset is missing.
+
+    Like sweep estimate (lossnet.sweep.estimate._plan), each benchmark is planned on its own and only a
+    missing-data error is tolerated; instead of synthetic data, the points that need the missing data are
+    returned unresolved. 'sweep run' keeps the strict _plan_runs. Returns ``(runs, unresolved points,
+    missing-data messages)``; the messages end with the ``lossnet data fetch`` command.
+    """
+    from lossnet.errors import LossnetError
+    from lossnet.sweep.grid import expand_grid, load_grid, plan_grid
+
+    _check_grid(args.grid)
+    grid, where = load_grid(args.grid), str(args.grid)
+    plan = {"overrides": _overrides(args), "allow_modules": args.allow_module}
+    runs, unresolved, missing = {}, [], {}
+    for bench, table in grid["benchmarks"].items():
+        sub = {"sweep": grid.get("sweep", {}), "benchmarks": {bench: table}}
+        try:
+            planned = plan_grid(sub, where=where, **plan)
+        except LossnetError as exc:
+            if _data_error(exc) is None:
+                raise
+            # point by point: the points whose data is there keep their run keys (and store statuses)
+            planned = []
+            for point in expand_grid(sub, where):
+                one = {"benchmarks": {bench: {k: v for k, v in point.items() if k != "benchmark"}}}
+                try:
+                    planned += plan_grid(one, where=where, **plan)
+                except LossnetError as point_exc:
+                    err = _data_error(point_exc)
+                    if err is None:
+                        raise
+                    missing.setdefault(" ".join(str(err).split()), None)
+                    if point not in unresolved:  # equal points are one run, as plan_grid collapses them
+                        unresolved.append(point)
+        for r in planned:
+            runs.setdefault(r.key, r)
+    return list(runs.values()), unresolved, list(missing)
+
+
+def _unresolved_row(point: dict) -> dict:
+    from lossnet.bench.base import get_benchmark
+    from lossnet.errors import LossnetError
+
+    distance = point.get("distance")
+    if distance is None and point.get("net") is not None:
+        try:  # the preset's distance, as the resolved run would have it (a module benchmark may have no defaults)
+            distance = get_benchmark(point["benchmark"]).defaults(point.get("preset") or "quick").get("distance")
+        except (LossnetError, AttributeError):
+            pass
+    return {"key": None, "benchmark": point["benchmark"], "preset": point.get("preset") or "quick", "net": point.get("net"),
+            "layer": point.get("layer"), "distance": distance, "seed": point.get("seed"), "status": NO_DATA}
+
+
 def _plan(args: argparse.Namespace) -> int:
+    import sys
+
     from lossnet.atomic import atomic_write_json
     from lossnet.outputs import check_output_file
     from lossnet.sweep.store import ResultsStore
 
     if args.json_path:
         check_output_file(args.json_path, "--json")
-    runs = _plan_runs(args)
+    runs, unresolved, missing = _plan_listing(args)
     statuses: dict[str, str] = {}
     if Path(args.store).exists():
         with ResultsStore(args.store, readonly=True, what="--store") as store:
             statuses = store.statuses()
     rows = [dict(r.summary(), status=statuses.get(r.key, "new")) for r in runs]
-    print_table(rows)
-    counts = {s: sum(1 for r in rows if r["status"] == s) for s in ("done", "failed", "running", "interrupted", "queued", "new")}
-    print(f"{len(rows)} runs in {args.grid}: " + ", ".join(f"{n} {s}" for s, n in counts.items() if n)
+    pending = [_unresolved_row(p) for p in unresolved]
+    print_table(rows + pending)
+    counts = {s: sum(1 for r in rows + pending if r["status"] == s)
+              for s in ("done", "failed", "running", "interrupted", "queued", "new", NO_DATA)}
+    print(f"{len(rows) + len(pending)} runs in {args.grid}: " + ", ".join(f"{n} {s}" for s, n in counts.items() if n)
           + f" (store {args.store}{'' if statuses or Path(args.store).exists() else ', not created yet'})")
+    # warnings, not an error: plan only lists; 'sweep run' still refuses until the data are fetched
+    for message in missing:
+        print(f"lossnet: warning: {message}", file=sys.stderr)
+    if missing:
+        print(f"lossnet: warning: {len(pending)} runs need missing data (listed without a run key, status '{NO_DATA}'); "
+              "'lossnet sweep run' refuses the grid until it is fetched", file=sys.stderr)
     if args.json_path:
-        atomic_write_json(args.json_path, [dict(row, config=r.config) for row, r in zip(rows, runs)])
+        atomic_write_json(args.json_path, [dict(row, config=r.config) for row, r in zip(rows, runs)]
+                          + [dict(row, config=p) for row, p in zip(pending, unresolved)])
     return 0
 
 
@@ -153,6 +240,7 @@ def _estimate(args: argparse.Namespace) -> int:
 
     if args.json_path:
         check_output_file(args.json_path, "--json")
+    _check_grid(args.grid)
     est = estimate_grid(args.grid, device=args.device, width=args.width, steps=args.steps, weights_dir=args.weights_dir,
                         allow_modules=args.allow_module, progress=not args.no_progress)
     print_table([p.row() for p in est.points])
@@ -213,7 +301,11 @@ def standalone_main(register_fn, prog: str, argv=None) -> int:
         parser.print_help()
         return 2
     try:
-        return int(args.func(args) or 0)
+        code = int(args.func(args) or 0)
+        sys.stdout.flush()  # a reader that went away (| head) shows up here, not at interpreter exit
+        return code
+    except BrokenPipeError:
+        return stdout_closed()
     except KeyboardInterrupt:
         print("lossnet: interrupted", file=sys.stderr)
         return 130

@@ -101,6 +101,7 @@ class LoadInfo(NamedTuple):
     skipped: dict[str, int]
     variant: str  # "benchmark: preset=..., weights=..., distance=..." per paper benchmark
     notes: tuple[str, ...] = ()  # how comparable the runs are with the paper (test protocols)
+    skip_notes: tuple[str, ...] = ()  # why rows were skipped, where the reason alone misleads (stand-in datasets)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -301,6 +302,7 @@ def store_scores(
     groups: dict[tuple, list[float]] = defaultdict(list)
     variants: dict[tuple[str, str], set] = defaultdict(set)
     protocols: dict[str, str] = {}  # paper benchmark -> its runs' superres test protocol
+    stand_ins: set[tuple[str, str]] = set()  # (paper benchmark, a dataset the paper did not use for it)
     runs = set()
     for row in metric_rows:
         config = row.get("config") or {}
@@ -310,6 +312,8 @@ def store_scores(
         cell, reason = map_metric_row(row)
         if cell is None:
             skipped[reason] += 1
+            if reason == "not a paper metric":
+                _note_stand_in(row, config, stand_ins)
             continue
         used = _protocol(cell["benchmark"], config)
         if protocol is not None and used not in (None, protocol):
@@ -341,8 +345,30 @@ def store_scores(
     variant_text = "; ".join(f"{b}: {vs[0]}" for b, vs in per_bench.items())
     notes = tuple(f"{bench}: test protocol {used} = {_PROTOCOL_NOTES.get(used, 'unknown protocol')}."
                   for bench, used in sorted(protocols.items()))
-    info = LoadInfo(len(runs), len(rows), dict(skipped), variant_text, notes)
+    skip_notes = tuple(
+        f"{dataset} is a stand-in dataset; the paper's {bench} datasets are {', '.join(_paper_datasets().get(bench, ()))}"
+        for bench, dataset in sorted(stand_ins))
+    info = LoadInfo(len(runs), len(rows), dict(skipped), variant_text, notes, skip_notes)
     return rows, info
+
+
+@lru_cache(maxsize=1)
+def _paper_datasets() -> dict[str, tuple[str, ...]]:
+    """Paper benchmark -> the datasets of its published scores (autoencoder: stl10, svhn)."""
+    out: dict[str, set[str]] = defaultdict(set)
+    for key in _paper_score_keys():
+        out[key.benchmark].add(key.dataset)
+    return {b: tuple(sorted(ds)) for b, ds in out.items()}
+
+
+def _note_stand_in(row: dict[str, Any], config: dict[str, Any], stand_ins: set[tuple[str, str]]) -> None:
+    """Record a "not a paper metric" row whose dataset the paper never used for its benchmark (digits
+    for the autoencoder): the reason alone does not tell the user why nothing matched."""
+    bench = _paper_benchmark(row.get("benchmark") or config.get("benchmark", ""), config)
+    dataset = row.get("dataset") or ""
+    # "bapps.traditional" is a per-subset breakdown of a paper dataset, not a stand-in
+    if bench is not None and dataset and dataset.split(".")[0] not in _paper_datasets().get(bench, ()):
+        stand_ins.add((bench, dataset))
 
 
 def _sort_key(row: dict[str, Any]) -> tuple:
