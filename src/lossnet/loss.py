@@ -206,14 +206,64 @@ def _apply_range(x: torch.Tensor, input_range: tuple[float, float], name: str, m
     return x
 
 
+#: The network and layer used when neither a preset, a heads file, ``net`` nor ``layers`` is given.
+DEFAULT_NET = "vgg16"
+DEFAULT_LAYER = "relu2_2"
+
+
+def _check_default_layer(net: str) -> None:
+    """``net`` given without ``layers``: the default layer relu2_2 is a VGG alias (vgg16/vgg19, not
+    vgg11/vgg13), so for other nets say that no layers were given rather than let the registry
+    complain about a layer the caller never named."""
+    from lossnet.registry import get_spec
+
+    spec = get_spec(net)  # an unknown net raises its own error here
+    if DEFAULT_LAYER in spec.aliases:
+        return
+    points = f"layers='E'/'S'/'M'/'L' ({net}'s extraction points, see lossnet.registry) or " if spec.layers else ""
+    raise InputError(f"no layers given for net={net!r}, and the default layer {DEFAULT_LAYER} exists only in VGG16/VGG19; "
+                     f"pass {points}layers=<node name> ('lossnet nets show {net} --nodes' lists them)")
+
+
+def _layer_weight_values(layer_weights) -> list[float] | None:
+    """``layer_weights`` as a list of floats (InputError for a scalar, a string, None entries ...)."""
+    if layer_weights is None:
+        return None
+    if isinstance(layer_weights, (str, bytes)) or not hasattr(layer_weights, "__iter__"):
+        raise InputError(f"layer_weights must be a sequence of numbers, one per layer, got {type(layer_weights).__name__}")
+    values = []
+    for w in layer_weights:
+        try:
+            values.append(float(w))
+        except (TypeError, ValueError, RuntimeError):  # None, a string, a tensor of several values
+            raise InputError(f"layer_weights must be numbers, got {repr(w).splitlines()[0]}") from None
+    return values
+
+
+def _parse_layer_weights(layer_weights, layers: Sequence[str]) -> list[float] | None:
+    """``layer_weights`` as floats, one per layer, finite and >= 0 (a NaN weight gives a NaN loss
+    and a negative one a loss that training would drive to -inf; both are caught here, once)."""
+    values = _layer_weight_values(layer_weights)
+    if values is None:
+        return None
+    if len(values) != len(layers):
+        raise InputError(f"{len(values)} layer weights for {len(layers)} layers ({', '.join(layers)})")
+    if not all(math.isfinite(w) and w >= 0 for w in values):
+        raise InputError(f"layer_weights must be finite and >= 0, got {values}")
+    return values
+
+
 def _resolve_preset(preset: str, net, layers, distance, channel_weights) -> dict:
     """The network/layers/distance/heads a preset fixes (errors when the arguments contradict it)."""
     from lossnet.dists_preset import DISTS_ARCH, DISTS_LAYERS, DISTS_PRESET, dists_channel_weights, dists_version
-    from lossnet.lpips_presets import get_preset, lpips_heads
+    from lossnet.lpips_presets import PRESETS, get_preset, lpips_heads
     from lossnet.registry import resolve_layers
 
     if preset == DISTS_PRESET:
         arch, p_layers, p_distance, pooling = DISTS_ARCH, DISTS_LAYERS, "dists", "l2"
+    elif preset not in PRESETS:
+        # get_preset's own message lists the LPIPS presets only; "dists" is accepted here too
+        raise InputError(f"unknown preset {preset!r}; choose one of {', '.join([*PRESETS, DISTS_PRESET])}")
     else:
         p = get_preset(preset)
         arch, p_layers, p_distance, pooling = p.arch, p.layers, "spatial", "max"
@@ -313,14 +363,15 @@ class _Perceptual(nn.Module):
 
             self.heads_label = "custom:" + tensors_digest({str(i): torch.as_tensor(w) for i, w in enumerate(channel_weights)
                                                             if w is not None})[:16]
-        net = net or "vgg16"
+        if layers is None and net:
+            _check_default_layer(net)
+        net = net or DEFAULT_NET
         normalize = normalize or "imagenet"
-        layers = list(layers) if layers is not None else ["relu2_2"]
+        layers = list(layers) if layers is not None else [DEFAULT_LAYER]
         distance = distance or default_distance
         if distance not in DISTANCES:
             raise InputError(f"unknown distance {distance!r}; choose one of {', '.join(DISTANCES)}")
-        if layer_weights is not None and len(layer_weights) != len(layers):
-            raise InputError(f"{len(layer_weights)} layer weights for {len(layers)} layers ({', '.join(layers)})")
+        layer_weights = _parse_layer_weights(layer_weights, layers)
         self.network = LossNetwork(net, layers, weights=weights, weights_dir=weights_dir, transform_input=transform_input,
                                    normalize=normalize, loss_net_mode=loss_net_mode, pooling=pooling)
         if channels_last is None:
@@ -390,20 +441,51 @@ def _as_list(feats: Features, n_layers: int) -> list[torch.Tensor]:
     return out
 
 
-def _check_pair(a: torch.Tensor, b: torch.Tensor, names: tuple[str, str] = ("images", "")) -> None:
-    if isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor) and a.shape[-2:] != b.shape[-2:]:
+def _check_is_tensor(x, name: str) -> None:
+    # isinstance only (no host sync, no graph break): a list or array must not get as far as
+    # .device/.shape (AttributeError) or be taken for a list of per-layer features
+    if not isinstance(x, torch.Tensor):
+        raise InputError(f"{name}: expected a torch.Tensor, got {type(x).__name__}")
+
+
+def _check_pair(a: torch.Tensor, b: torch.Tensor, names: tuple[str, str] = ("a", "b")) -> None:
+    _check_is_tensor(a, names[0])
+    _check_is_tensor(b, names[1])
+    if a.shape[-2:] != b.shape[-2:]:
         raise InputError(f"images differ in size: {tuple(a.shape)} vs {tuple(b.shape)} (resize them first)")
+
+
+def _check_loss_inputs(pred, target) -> None:
+    """``pred`` a tensor; ``target`` a tensor or per-layer feature tensors (a list/tuple/dict)."""
+    _check_is_tensor(pred, "pred")
+    if isinstance(target, torch.Tensor):
+        return
+    got = type(target).__name__
+    if isinstance(target, (list, tuple, Mapping)):
+        # precomputed features: one tensor per layer (a nested list of pixels is not that)
+        for f in (target.values() if isinstance(target, Mapping) else target):
+            if not isinstance(f, torch.Tensor):
+                break
+        else:
+            return
+        got += f" of {type(f).__name__}"
+    raise InputError(f"target: expected a torch.Tensor (or its features from target_features), got {got}")
 
 
 class PerceptualLoss(_Perceptual):
     """Deep perceptual loss: distance between loss-network features of ``pred`` and ``target``.
 
     Args:
-        net: torchvision architecture of the loss network.
-        layers: extraction layers (E/S/M/L, aliases like ``"relu2_2"``, or FX nodes).
-        distance: ``"mse"`` (Eq. 3 of Pihlgren et al.), ``"spatial"`` (Eq. 1 / LPIPS), ``"l1"``,
-            ``"gram"``, ``"meanpool"`` or ``"dists"`` (:mod:`lossnet.distances`).
-        layer_weights: per-layer factors :math:`\\lambda_l` (default 1).
+        net: torchvision architecture of the loss network (default ``"vgg16"``; taken from
+            ``preset`` / ``heads`` when given).
+        layers: extraction layers (E/S/M/L, aliases like ``"relu2_2"``, or FX nodes). Default
+            ``("relu2_2",)`` (the preset's / heads file's when given); a net other than
+            VGG16/VGG19 needs explicit layers (:class:`InputError` otherwise).
+        distance: ``"mse"`` (default; Eq. 3 of Pihlgren et al.), ``"spatial"`` (Eq. 1 / LPIPS),
+            ``"l1"``, ``"gram"``, ``"meanpool"`` or ``"dists"`` (:mod:`lossnet.distances`); the
+            preset's when given. Explicit ``net``/``layers``/``distance`` that contradict ``preset``
+            raise :class:`InputError`.
+        layer_weights: per-layer factors :math:`\\lambda_l` (default 1), finite and >= 0, one per layer.
         reduction: ``"mean"`` | ``"sum"`` over the batch, or ``"none"`` for ``(N,)``.
         weights: ``"imagenet"``, ``None``/``"none"`` (random init) or a state-dict path
             (:meth:`lossnet.weights.WeightsSpec.parse`).
@@ -442,9 +524,9 @@ class PerceptualLoss(_Perceptual):
 
     def __init__(
         self,
-        net: str = "vgg16",
-        layers: Sequence[str] | str = ("relu2_2",),
-        distance: str = "mse",
+        net: str | None = None,
+        layers: Sequence[str] | str | None = None,
+        distance: str | None = None,
         layer_weights: Sequence[float] | None = None,
         reduction: str = "mean",
         weights: WeightsSpec | str | os.PathLike | None = "imagenet",
@@ -461,12 +543,8 @@ class PerceptualLoss(_Perceptual):
     ) -> None:
         if reduction not in REDUCTIONS:
             raise InputError(f"reduction must be one of {', '.join(REDUCTIONS)}, got {reduction!r}")
-        if preset is not None or heads is not None:
-            # A preset fixes net, layers and distance; the class defaults must not contradict it.
-            net = None if net == "vgg16" else net
-            names = [n.strip() for n in layers.split(",")] if isinstance(layers, str) else list(layers)
-            layers = None if names == ["relu2_2"] else names
-            distance = None if distance == "mse" else distance
+        # net/layers/distance default to None (= vgg16, relu2_2, mse, resolved in _Perceptual) so that
+        # an explicit value which contradicts a preset or heads file is told apart from the default
         super().__init__(net, layers, distance, layer_weights, weights, weights_dir, input_range, preset, channel_weights, "mse",
                          channels_last, range_check, normalize, transform_input, loss_net_mode, heads)
         self.reduction = reduction
@@ -482,6 +560,7 @@ class PerceptualLoss(_Perceptual):
         return [f.detach() for f in self._features(target, "target")]
 
     def _target(self, pred: torch.Tensor, target: torch.Tensor | Features) -> list[torch.Tensor]:
+        _check_loss_inputs(pred, target)
         if isinstance(target, torch.Tensor):
             if target.shape[-2:] != pred.shape[-2:] and target.ndim == pred.ndim:
                 raise InputError(f"pred {tuple(pred.shape)} and target {tuple(target.shape)} differ in size")
@@ -516,7 +595,8 @@ class PerceptualMetric(_Perceptual):
 
     Args:
         net: architecture (default ``"vgg16"``; taken from ``preset`` when given).
-        layers: extraction layers (default ``("relu2_2",)``; the preset's when given).
+        layers: extraction layers (default ``("relu2_2",)``, a VGG16/VGG19 layer: other nets need
+            explicit layers; the preset's when given).
         distance: a name in :data:`lossnet.distances.DISTANCES` (default ``"spatial"``).
         preset: ``None``, ``"lpips-alex"`` / ``"lpips-vgg"`` / ``"lpips-squeeze"`` (LPIPS v0.1:
             the lpips package's layers and linear heads; backbone weights from ``weights``), or
@@ -652,15 +732,16 @@ def perceptual_distance(
     Returns:
         ``(N,)`` distances (or as above).
     """
+    _check_pair(a, b)  # before a.device is read and before a network is built
     layers_key = tuple(layers.split(",")) if isinstance(layers, str) else (None if layers is None else tuple(layers))
     weights = WeightsSpec.parse(weights, check=False)  # the file is checked when the network is built
+    layer_weights = _layer_weight_values(layer_weights)  # floats: hashable for the cache key (checked in full when built)
     key = (net, layers_key, distance, preset, weights.label, str(weights_dir), tuple(input_range),
            None if layer_weights is None else tuple(layer_weights), range_check, _file_identity(heads))
     m = _cached_metric(key, net=net, layers=layers_key, distance=distance, preset=preset, weights=weights,
                        weights_dir=weights_dir, input_range=input_range, layer_weights=layer_weights,
                        range_check=range_check, heads=heads)
     m = m.to(a.device)
-    _check_pair(a, b)
     fa, fb = m._features(a, "a"), m._features(b, "b")
     if spatial:
         return _Perceptual.compare_map(m, fa, fb, tuple(a.shape[-2:]), per_layer=per_layer)
