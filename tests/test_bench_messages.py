@@ -83,3 +83,20 @@ def test_corrupt_test_image_is_refused_before_training(tmp_path, monkeypatch):
     monkeypatch.setattr(train_mod, "train", no_training)
     with pytest.raises(DataError, match="im1.png"):
         superres.run(config, tmp_path / "w", progress=False)
+
+
+def test_superres_default_data_folder_is_the_real_path(tmp_path, monkeypatch):
+    """The default ../shared folder goes into the run key: reached through a symlink it is the same key."""
+    from lossnet.runkey import run_key
+
+    for name in ("t91", "bsd200", "set5", "set14", "bsd100"):
+        (tmp_path / "real" / "data" / "sr" / name).mkdir(parents=True)
+    (tmp_path / "link").symlink_to(tmp_path / "real")
+    superres = get_benchmark("superres")
+    keys = []
+    for shared in (tmp_path / "real", tmp_path / "link"):
+        monkeypatch.setenv("LOSSNET_SHARED", str(shared))
+        config = superres.resolve_config({"loss": "pixel"})
+        assert config["train"][0] == str((tmp_path / "real" / "data" / "sr" / "t91").resolve())
+        keys.append(run_key(config))
+    assert keys[0] == keys[1]

@@ -194,6 +194,11 @@ def test_layer_all_writes_curve(root, tmp_path):
     png = Path(result.artifacts["layers_plot"])
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert len(Path(result.artifacts["layers_csv"]).read_text().splitlines()) == 1 + len(nodes)
+    # the per-subset rows name each subset's own best node (not a score of "layer all")
+    for row in result.details:
+        assert "score" not in row and row["best_node"] in nodes
+        key = "2afc" if row["kind"] == "2afc" else "jnd_map"
+        assert row["best_node_score"] == pytest.approx(result.metrics[f"bapps/{key}@{row['best_node']}"], abs=1e-12)  # one subset each
 
     # the curve's value at the L node equals a single-layer run at L
     single = sim.run(dict(config, layer="L"), tmp_path / "single", progress=False)

@@ -277,7 +277,8 @@ def _run(config: dict[str, Any], workdir: str | Path, *, progress: bool = True) 
     metric = build_metric(config["net"], layers, config["distance"], preset=config.get("metric_preset"), weights=config["weights"],
                           weights_dir=config.get("weights_dir"), device=device, **knobs)
     compare = LayerwiseDistance(config["distance"]) if layerwise else metric.compare
-    per_2afc, per_jnd, rows, jnd_pairs = _score_subsets(config, metric.features, compare, device, layerwise, progress)
+    per_2afc, per_jnd, rows, jnd_pairs = _score_subsets(config, metric.features, compare, device, layers if layerwise else None,
+                                                        progress)
 
     artifacts: dict[str, str] = {}
     if layerwise:
@@ -293,10 +294,11 @@ def _run(config: dict[str, Any], workdir: str | Path, *, progress: bool = True) 
                        signature=metric.signature)
 
 
-def _score_subsets(config: dict[str, Any], features, compare, device, layerwise: bool, progress: bool):
-    """``(per_2afc, per_jnd, rows, jnd_pairs)``: the score of every subset (an array over nodes
-    when ``layerwise``), one summary row per subset, and ``[(distances, same)]`` of each JND subset
-    (for the pooled mAP)."""
+def _score_subsets(config: dict[str, Any], features, compare, device, nodes: list[str] | None, progress: bool):
+    """``(per_2afc, per_jnd, rows, jnd_pairs)``: the score of every subset (an array over ``nodes``
+    when given: ``layer="all"``), one summary row per subset, and ``[(distances, same)]`` of each
+    JND subset (for the pooled mAP). With ``nodes`` a row holds the subset's own best node and its
+    score (``best_node``, ``best_node_score``), labelled so: it is not one layer's score."""
     import numpy as np
 
     from lossnet.bench.similarity import scores
@@ -312,6 +314,7 @@ def _score_subsets(config: dict[str, Any], features, compare, device, layerwise:
     jnd_pairs: list[tuple[Any, Any]] = []
     # One queue over every subset: the next one decodes in the background while this one is scored.
     requests = [("2afc", config["split"], s) for s in config["subsets_2afc"]] + [("jnd", "val", s) for s in config["subsets_jnd"]]
+    layerwise = nodes is not None
     for data in load_subsets(config["data"], requests, **load):
         subset = data.subset
         if data.kind == "2afc":
@@ -329,8 +332,13 @@ def _score_subsets(config: dict[str, Any], features, compare, device, layerwise:
             else:
                 per_jnd[subset] = scores.jnd_map(ds, data.judgments)
             score = per_jnd[subset]
-        rows.append({"kind": data.kind, "subset": subset, "n": len(data), "n_bad": data.n_bad,
-                     "score": float(np.max(score) if layerwise else np.mean(score))})
+        row = {"kind": data.kind, "subset": subset, "n": len(data), "n_bad": data.n_bad}
+        if layerwise:  # each subset's best node differs: name it (layers.csv has every node's mean)
+            best = int(np.argmax(score))
+            row.update(best_node=nodes[best], best_node_score=float(score[best]))
+        else:
+            row["score"] = float(np.mean(score))
+        rows.append(row)
     return per_2afc, per_jnd, rows, jnd_pairs
 
 

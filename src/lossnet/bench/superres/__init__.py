@@ -144,11 +144,14 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 
 def shared_data_dir() -> Path | None:
-    """``<shared>/data/sr`` of this project's ../shared folder, or None when absent."""
+    """``<shared>/data/sr`` of this project's ../shared folder (the real path), or None when absent.
+
+    Resolved: the folder goes into the run key, and ``cwd/../shared`` reached through a symlink or
+    from another directory must give the key of the runs already done on the same data."""
     candidates = [os.environ.get("LOSSNET_SHARED"), Path.cwd().parent / "shared", Path(__file__).resolve().parents[5] / "shared"]
     for c in candidates:
         if c and (Path(c) / "data" / "sr").is_dir():
-            return Path(c) / "data" / "sr"
+            return (Path(c) / "data" / "sr").resolve()
     return None
 
 
