@@ -89,6 +89,21 @@ def test_data_list_root_that_is_a_file(tmp_path, capsys):
     assert f"--root {root} is not a directory" in err and "completion marker" not in err
 
 
+def test_data_list_sizes_what_fetch_downloads_and_all_parts(tmp_path, capsys):
+    """BAPPS: `data fetch bapps` takes the default parts (2AFC val + JND val); the 2AFC train split is extra."""
+    from lossnet.datasets import DATASETS
+    from lossnet.datasets.download import format_bytes
+
+    assert main(["data", "list", "--root", str(tmp_path)]) == 0
+    row = next(line.split() for line in capsys.readouterr().out.splitlines() if line.startswith("bapps "))
+    bapps = DATASETS["bapps"]
+    default = sum(r.nbytes for p in bapps.default_parts for r in p.remotes)
+    total = sum(r.nbytes for p in bapps.parts for r in p.remotes)
+    assert default < total
+    assert row[2].lstrip("~") + " " + row[3] == format_bytes(default)  # "~1.3 GB"
+    assert row[4].lstrip("~") + " " + row[5] == format_bytes(total)
+
+
 GRID = """
 [sweep]
 archs = ["alexnet"]

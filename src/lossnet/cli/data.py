@@ -96,21 +96,24 @@ def _list(args) -> int:
     _check_root(args)
     root = args.root or data_root()
     rows = []
-    for ds in DATASETS.values():
-        seen, size = set(), 0
-        exact = True
-        for p in ds.parts:
+    def download_size(parts) -> str:
+        seen, size, exact = set(), 0, True
+        for p in parts:
             for r in p.remotes:
-                if r.filename not in seen:
+                if r.filename not in seen:  # parts may share an archive
                     seen.add(r.filename)
                     size += r.nbytes
                     exact &= r.size is not None
+        return ("" if exact else "~") + format_bytes(size)
+
+    for ds in DATASETS.values():
         parts = []
         for p in ds.parts:
             st = part_status(ds, p, args.root)
             parts.append(f"{p.name}{'' if p.default else '*'}:{st}")
-        rows.append({"name": ds.name, "benchmark": ds.benchmark, "download": ("" if exact else "~") + format_bytes(size),
-                     "parts (status; * = not default)": " ".join(parts)})
+        # what `lossnet data fetch NAME` downloads (the default parts), and every part together
+        rows.append({"name": ds.name, "benchmark": ds.benchmark, "fetch": download_size(ds.default_parts),
+                     "all parts": download_size(ds.parts), "parts (status; * = not default)": " ".join(parts)})
     print(f"data root: {root}")
     print_table(rows)
     for ds in DATASETS.values():
