@@ -7,6 +7,7 @@ import csv
 import io
 import json
 import sys
+from typing import Any, Iterable, Sequence
 
 from lossnet.cli.common import format_time, format_value, print_table
 from lossnet.sweep.store import STATUSES
@@ -41,6 +42,36 @@ def register(subparsers) -> None:
     parser.set_defaults(func=lambda args: (parser.print_help(), 2)[1])
 
 
+#: config keys ``runs list`` always shows as columns of their own
+LIST_CONFIG_KEYS = ("benchmark", "preset", "net", "layer", "seed")
+
+
+def _config_cell(value: Any) -> Any:
+    """A config value as a table/CSV cell: scalars as they are, anything else JSON-encoded."""
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    return json.dumps(value, sort_keys=True, default=str)
+
+
+def differing_keys(configs: Iterable[dict], exclude: Iterable[str] = ()) -> list[str]:
+    """Sorted config keys whose value differs among ``configs`` (a key missing from some counts as
+    differing), leaving out ``exclude`` (keys already shown as columns of their own)."""
+    configs = list(configs)
+    skip = set(exclude)
+    keys = sorted({k for c in configs for k in c} - skip)
+    out = []
+    for k in keys:
+        seen = {(k in c, json.dumps(c.get(k), sort_keys=True, default=str)) for c in configs}
+        if len(seen) > 1:
+            out.append(k)
+    return out
+
+
+def _variant(config: dict, keys: Sequence[str]) -> str:
+    """``"scale=8 loss=lpips"``: the run's values of the ``keys`` that tell the listed runs apart."""
+    return " ".join(f"{k}={_config_cell(config[k])}" for k in keys if k in config)
+
+
 def _open(args: argparse.Namespace):
     from lossnet.sweep.store import ResultsStore
 
@@ -52,19 +83,30 @@ def _list(args: argparse.Namespace) -> int:
         runs = store.runs(status=args.status)
     if args.benchmark:
         runs = [r for r in runs if r["benchmark"] == args.benchmark]
+    variant_keys = differing_keys((r["config"] for r in runs), exclude=LIST_CONFIG_KEYS)
     rows = []
     for r in runs:
         c = r["config"]
-        error = (r.get("error") or "").strip().splitlines()
         rows.append({
             "key": r["key"], "benchmark": r["benchmark"], "preset": c.get("preset"), "net": c.get("net"), "layer": c.get("layer"),
             "seed": c.get("seed"), "status": r["status"], "attempts": r["attempts"],
             "seconds": round(r["duration_s"], 1) if r["duration_s"] is not None else None,
-            "error": (error[-1][:60] if error else None),
+            "error": (_error_cause(r.get("error"))[:60] or None),
         })
+        if variant_keys:
+            rows[-1]["variant"] = _variant(c, variant_keys)
     print_table(rows)
     print(f"{len(rows)} run(s) in {args.store}")
     return 0
+
+
+def _error_cause(error: str | None) -> str:
+    """One line saying why a run failed: the first line of its stored error (e.g. "worker process
+    died (signal SIGKILL) ..." before the log tail), or a traceback's last line (the exception)."""
+    lines = [line.strip() for line in (error or "").strip().splitlines() if line.strip()]
+    if not lines:
+        return ""
+    return lines[-1] if lines[0].startswith("Traceback") else lines[0]
 
 
 def _show(args: argparse.Namespace) -> int:
@@ -91,16 +133,34 @@ def _show(args: argparse.Namespace) -> int:
     return 0
 
 
+def export_columns(rows: Sequence[dict]) -> list[str]:
+    """CSV header of ``rows`` (from :func:`export_rows`): :data:`EXPORT_COLUMNS`, then the extra
+    config-key columns the rows carry, in their order."""
+    cols = list(EXPORT_COLUMNS)
+    for row in rows[:1]:
+        cols += [k for k in row if k not in EXPORT_COLUMNS]
+    return cols
+
+
 def export_rows(store, include_failed: bool = False) -> list[dict]:
-    """Rows of ``lossnet runs export``: one per run x metric with the config's identifying keys."""
+    """Rows of ``lossnet runs export``: one per run x metric with the config's identifying keys,
+    plus one column per other config key whose value differs among the exported runs (named after
+    the key, ``config.<key>`` where that clashes with a standard column; non-scalar values
+    JSON-encoded), so runs that differ only there (super-resolution ``scale``...) stay apart."""
+    metric_rows = store.metric_rows(status=None if include_failed else "done")
+    configs = {r["run_key"]: r["config"] for r in metric_rows}
+    extra = differing_keys(configs.values(), exclude=EXPORT_COLUMNS[1:8])  # benchmark ... weights
     rows = []
-    for r in store.metric_rows(status=None if include_failed else "done"):
+    for r in metric_rows:
         c = r["config"]
-        rows.append({
+        row = {
             "run_key": r["run_key"], "benchmark": r["benchmark"], "net": c.get("net"), "layer": c.get("layer"),
             "preset": c.get("preset"), "seed": c.get("seed"), "distance": c.get("distance"), "weights": c.get("weights"),
             "dataset": r["dataset"], "metric": r["name"], "value": r["value"],
-        })
+        }
+        for k in extra:
+            row[f"config.{k}" if k in EXPORT_COLUMNS else k] = _config_cell(c.get(k))
+        rows.append(row)
     return rows
 
 
@@ -113,7 +173,7 @@ def _export(args: argparse.Namespace) -> int:
     with _open(args) as store:
         rows = export_rows(store, include_failed=args.all)
     buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=EXPORT_COLUMNS, lineterminator="\n")
+    writer = csv.DictWriter(buf, fieldnames=export_columns(rows), lineterminator="\n")
     writer.writeheader()
     writer.writerows({k: ("" if v is None else v) for k, v in row.items()} for row in rows)
     if args.output:

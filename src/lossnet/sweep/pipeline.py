@@ -25,7 +25,7 @@ from typing import Any
 
 from lossnet.errors import LossnetError
 
-__all__ = ["RunRecord", "FINISHED", "execute_in_process", "execute_point", "metric_value"]
+__all__ = ["RunRecord", "FINISHED", "absolute_artifacts", "execute_in_process", "execute_point", "metric_value"]
 
 #: ``RunRecord.status`` values that mean "the run did not produce a benchmark result"; every other
 #: status (``"done"``, or a benchmark's own such as ``"diverged"``) came from a returned BenchResult.
@@ -132,6 +132,19 @@ class RunRecord:
                    duration_s=duration_s, host=host, device=device)
 
 
+def absolute_artifacts(artifacts: dict[str, Any]) -> dict[str, str]:
+    """``{name: path}`` with every relative path made absolute (against the current directory, the
+    one the run's relative paths were written against), so a stored path resolves from anywhere.
+    Absolute paths, URLs (``scheme://...``) and empty values are kept as they are."""
+    out = {}
+    for name, path in dict(artifacts).items():
+        p = "" if path is None else str(path)
+        if p and "://" not in p and not os.path.isabs(p):
+            p = os.path.abspath(os.path.expanduser(p))
+        out[str(name)] = p
+    return out
+
+
 def _set_threads(threads: int | None) -> None:
     """Pin torch's intra-op threads: directly when torch is loaded, else through the OpenMP/MKL
     environment torch reads when it is imported (a torch-free benchmark does not import it)."""
@@ -221,7 +234,8 @@ def execute_in_process(
         record = RunRecord(  # the config as planned: the one its run key was computed from
             key=key, benchmark=benchmark, config=config,
             status=getattr(result, "status", "done") or "done",
-            metrics=dict(getattr(result, "metrics", {}) or {}), artifacts=dict(getattr(result, "artifacts", {}) or {}),
+            metrics=dict(getattr(result, "metrics", {}) or {}),
+            artifacts=absolute_artifacts(getattr(result, "artifacts", {}) or {}),
             details=list(getattr(result, "details", None) or []),
             signature=getattr(result, "signature", None),
         )
