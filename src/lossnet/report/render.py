@@ -264,12 +264,11 @@ def _correlation_sections(rows, arch_attrs, layer_attrs, notes, csvs) -> list[Se
     ]
     cross = Section("Cross-benchmark correlation (Spearman rho of best-layer scores)")
     short = [f"s{i + 1}" for i in range(len(labels))]
-    cross.text.append("Columns: " + "; ".join(f"s{i + 1} = {l}" for i, l in enumerate(labels)) + ".")
-    cross.tables.append(("", ["score", *short], [[f"s{i + 1} {labels[i]}", *[fmt(r[i, j], 2) for j in range(len(labels))]] for i in range(len(labels))]))
+    # each explanation is its table's caption, so that it sits right above that table
+    cross.tables.append(("Columns: " + "; ".join(f"s{i + 1} = {l}" for i, l in enumerate(labels)) + ".", ["score", *short], [[f"s{i + 1} {labels[i]}", *[fmt(r[i, j], 2) for j in range(len(labels))]] for i in range(len(labels))]))
     blabels, brho, bp = corr.benchmark_rank_matrix(rows)
     if len(blabels) > 1:
-        cross.text.append("Between benchmarks (Spearman rho of the Table III average ranks, p in brackets):")
-        cross.tables.append(("", ["", *blabels], [[a, *[f"{fmt(brho[i, j], 2)} ({_fmt_p(bp[i, j])})" for j in range(len(blabels))]] for i, a in enumerate(blabels)]))
+        cross.tables.append(("Between benchmarks (Spearman rho of the Table III average ranks, p in brackets):", ["", *blabels], [[a, *[f"{fmt(brho[i, j], 2)} ({_fmt_p(bp[i, j])})" for j in range(len(blabels))]] for i, a in enumerate(blabels)]))
         csvs["correlations_benchmarks.csv"] = [
             {"benchmark": a, **{b: (None if not math.isfinite(brho[i, j]) else float(brho[i, j])) for j, b in enumerate(blabels)}}
             for i, a in enumerate(blabels)

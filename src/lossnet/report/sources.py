@@ -258,8 +258,36 @@ def _PAPER_KEYS() -> frozenset[ScoreKey]:  # noqa: N802
     return frozenset(_paper_score_keys())
 
 
-def _variant(config: dict[str, Any], benchmark: str = "") -> str:
-    """What distinguishes runs that must not be averaged together (everything but the seed)."""
+#: Config keys that pick the paper cell (or the replicate) rather than the variant of a run.
+_CELL_KEYS = frozenset({"benchmark", "net", "layer", "loss", "seed"})
+
+
+def _runtime_keys() -> frozenset[str]:
+    from lossnet.bench.base import RUNTIME_KEYS
+
+    return frozenset(RUNTIME_KEYS)
+
+
+def _identity(config: dict[str, Any], benchmark: str = "") -> dict[str, str]:
+    """The settings that make a run's numbers what they are: the config without the runtime keys
+    (:data:`lossnet.bench.base.RUNTIME_KEYS`) and the keys naming its cell and seed, as canonical
+    JSON values (defaults of old runs filled in: weights ``imagenet``, superres protocol ``full``)."""
+    skip = _runtime_keys() | _CELL_KEYS
+    out = {k: json.dumps(v, sort_keys=True, default=str) for k, v in config.items() if k not in skip}
+    out["weights"] = json.dumps(config.get("weights", "imagenet"), default=str)
+    protocol = _protocol(benchmark, config)
+    if protocol is not None:
+        out["protocol"] = json.dumps(protocol)
+    return out
+
+
+def _identity_key(identity: dict[str, str]) -> tuple:
+    return tuple(sorted(identity.items()))
+
+
+def _variant(config: dict[str, Any], benchmark: str = "", extra: Iterable[str] = ()) -> str:
+    """Label of a variant: preset, weights, distance, the loss-network knobs, the superres protocol,
+    then the other config keys named in ``extra`` (those that differ between the variants)."""
     parts = [f"preset={config.get('preset')}", f"weights={config.get('weights', 'imagenet')}"]
     if config.get("distance") is not None:
         parts.append(f"distance={config.get('distance')}")
@@ -269,6 +297,10 @@ def _variant(config: dict[str, Any], benchmark: str = "") -> str:
     protocol = _protocol(benchmark, config)
     if protocol is not None:
         parts.append(f"protocol={protocol}")
+    shown = {"preset", "weights", "distance", "normalize", "loss_net_mode", "protocol"}
+    for key in sorted(set(extra) - shown):
+        value = config.get(key)
+        parts.append(f"{key}={value if isinstance(value, str) else json.dumps(value, default=str)}")
     return ", ".join(parts)
 
 
@@ -299,8 +331,10 @@ def store_scores(
     metric_rows = read_store_metric_rows(path)
     filters = {"preset": preset, "weights": weights, "distance": distance}
     skipped: dict[str, int] = defaultdict(int)
-    groups: dict[tuple, list[float]] = defaultdict(list)
-    variants: dict[tuple[str, str], set] = defaultdict(set)
+    # (identity, benchmark, metric, dataset, arch, layer) -> seed -> values of the runs with that seed
+    groups: dict[tuple, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+    identities: dict[tuple[str, tuple], tuple[dict[str, str], dict[str, Any]]] = {}  # -> (identity, a config)
+    variant_runs: dict[tuple[str, tuple], set] = defaultdict(set)
     protocols: dict[str, str] = {}  # paper benchmark -> its runs' superres test protocol
     stand_ins: set[tuple[str, str]] = set()  # (paper benchmark, a dataset the paper did not use for it)
     runs = set()
@@ -320,31 +354,56 @@ def store_scores(
             skipped["filtered out"] += 1
             continue
         runs.add(row["run_key"])
-        variant = _variant(config, cell["benchmark"])
+        identity = _identity(config, cell["benchmark"])
+        ident = _identity_key(identity)
         if used is not None:
             protocols[cell["benchmark"]] = used  # one per benchmark: runs of several are refused below
-        variants[(cell["benchmark"], variant)].add(row["run_key"])
-        groups[(variant, cell["benchmark"], cell["metric"], cell["dataset"], cell["arch"], cell["layer"])].append(cell["value"])
+        identities.setdefault((cell["benchmark"], ident), (identity, config))
+        variant_runs[(cell["benchmark"], ident)].add(row["run_key"])
+        seed = json.dumps(config.get("seed"), default=str)
+        groups[(ident, cell["benchmark"], cell["metric"], cell["dataset"], cell["arch"], cell["layer"])][seed].append(cell["value"])
+    # label each benchmark's variants by the keys where they differ
+    by_bench: dict[str, list[tuple]] = defaultdict(list)
+    for bench, ident in identities:
+        by_bench[bench].append(ident)
+    labels: dict[tuple[str, tuple], str] = {}
+    for bench, idents in by_bench.items():
+        dicts = [identities[(bench, i)][0] for i in idents]
+        keys = set().union(*dicts)
+        differing = {k for k in keys if len({d.get(k) for d in dicts}) > 1}
+        for ident in idents:
+            labels[(bench, ident)] = _variant(identities[(bench, ident)][1], bench, differing)
     per_bench: dict[str, list[str]] = defaultdict(list)
-    for bench, variant in sorted(variants):
-        per_bench[bench].append(variant)
-    mixed = {b: v for b, v in per_bench.items() if len(v) > 1}
+    for bench, ident in sorted(labels, key=lambda bi: (bi[0], labels[bi])):
+        per_bench[bench].append(labels[(bench, ident)])
+    mixed = {b: by_bench[b] for b, v in per_bench.items() if len(v) > 1}
     if mixed:
         listing = "; ".join(
-            f"{b}: " + " | ".join(f"{v} ({len(variants[(b, v)])} runs)" for v in vs) for b, vs in mixed.items()
+            f"{b}: " + " | ".join(f"{labels[(b, i)]} ({len(variant_runs[(b, i)])} runs)"
+                                  for i in sorted(idents, key=lambda i: labels[(b, i)]))
+            for b, idents in sorted(mixed.items())
         )
         raise InputError(
             f"{path}: runs of several variants would be mixed ({listing}). "
-            "Select one with --preset / --weights / --distance / --protocol."
+            "Select one with --preset / --weights / --distance / --protocol, or report from a store "
+            "holding one variant per benchmark."
         )
-    rows = [
-        {"benchmark": b, "metric": m, "dataset": d, "arch": a, "layer": l, "value": statistics.fmean(vals), "n": len(vals)}
-        for (_, b, m, d, a, l), vals in groups.items()
-    ]
+    rows = []
+    duplicated: dict[str, int] = defaultdict(int)  # paper benchmark -> cells with a repeated seed
+    for (_, b, m, d, a, l), by_seed in groups.items():
+        # runs of one config and seed are not replicates: one value (their mean) per seed
+        per_seed = [statistics.fmean(vals) for vals in by_seed.values()]
+        if any(len(vals) > 1 for vals in by_seed.values()):
+            duplicated[b] += 1
+        rows.append({"benchmark": b, "metric": m, "dataset": d, "arch": a, "layer": l,
+                     "value": statistics.fmean(per_seed), "n": len(per_seed)})
     rows.sort(key=_sort_key)
     variant_text = "; ".join(f"{b}: {vs[0]}" for b, vs in per_bench.items())
     notes = tuple(f"{bench}: test protocol {used} = {_PROTOCOL_NOTES.get(used, 'unknown protocol')}."
                   for bench, used in sorted(protocols.items()))
+    notes += tuple(f"{bench}: {k} score(s) have several runs of the same config and seed; they are not "
+                   "replicates, so each seed counts once (the mean of its runs) in the value and n."
+                   for bench, k in sorted(duplicated.items()))
     skip_notes = tuple(
         f"{dataset} is a stand-in dataset; the paper's {bench} datasets are {', '.join(_paper_datasets().get(bench, ()))}"
         for bench, dataset in sorted(stand_ins))
@@ -366,6 +425,8 @@ def _note_stand_in(row: dict[str, Any], config: dict[str, Any], stand_ins: set[t
     for the autoencoder): the reason alone does not tell the user why nothing matched."""
     bench = _paper_benchmark(row.get("benchmark") or config.get("benchmark", ""), config)
     dataset = row.get("dataset") or ""
+    if dataset.split(".")[0] == "val":  # the validation split of the training data, not a test set
+        return
     # "bapps.traditional" is a per-subset breakdown of a paper dataset, not a stand-in
     if bench is not None and dataset and dataset.split(".")[0] not in _paper_datasets().get(bench, ()):
         stand_ins.add((bench, dataset))
