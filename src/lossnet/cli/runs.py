@@ -10,6 +10,7 @@ import sys
 from typing import Any, Iterable, Sequence
 
 from lossnet.cli.common import format_time, format_value, print_table
+from lossnet.sweep.pipeline import error_line
 from lossnet.sweep.store import STATUSES
 
 EXPORT_COLUMNS = ("run_key", "benchmark", "net", "layer", "preset", "seed", "distance", "weights", "dataset", "metric", "value")
@@ -91,22 +92,13 @@ def _list(args: argparse.Namespace) -> int:
             "key": r["key"], "benchmark": r["benchmark"], "preset": c.get("preset"), "net": c.get("net"), "layer": c.get("layer"),
             "seed": c.get("seed"), "status": r["status"], "attempts": r["attempts"],
             "seconds": round(r["duration_s"], 1) if r["duration_s"] is not None else None,
-            "error": (_error_cause(r.get("error"))[:60] or None),
+            "error": (error_line(r.get("error"))[:60] or None),
         })
         if variant_keys:
             rows[-1]["variant"] = _variant(c, variant_keys)
     print_table(rows)
     print(f"{len(rows)} run(s) in {args.store}")
     return 0
-
-
-def _error_cause(error: str | None) -> str:
-    """One line saying why a run failed: the first line of its stored error (e.g. "worker process
-    died (signal SIGKILL) ..." before the log tail), or a traceback's last line (the exception)."""
-    lines = [line.strip() for line in (error or "").strip().splitlines() if line.strip()]
-    if not lines:
-        return ""
-    return lines[-1] if lines[0].startswith("Traceback") else lines[0]
 
 
 def _show(args: argparse.Namespace) -> int:

@@ -92,32 +92,14 @@ def _overrides(args: argparse.Namespace) -> dict:
     return {"device": args.device, "weights_dir": weights_dir}
 
 
-def _check_grid(path: str) -> None:
-    """A folder given as the grid would read "grid file X does not exist" (load_grid only knows files)."""
-    from lossnet.errors import LossnetError
-
-    if Path(path).is_dir():
-        tomls = sorted(p.name for p in Path(path).glob("*.toml"))
-        hint = f" (grid files in it: {', '.join(tomls[:5])}{', ...' if len(tomls) > 5 else ''})" if tomls else ""
-        raise LossnetError(f"{path} is a directory, not a grid file; give a grid TOML file{hint}")
-
-
 def _plan_runs(args: argparse.Namespace):
     from lossnet.sweep.grid import plan_file
 
-    _check_grid(args.grid)
     return plan_file(args.grid, overrides=_overrides(args), allow_modules=args.allow_module)
 
 
 #: status of a listed run whose dataset is missing (its run key depends on the data folder, so it has none yet)
 NO_DATA = "no data"
-
-
-def _data_error(exc: BaseException):
-    """The DataError behind a planning error (plan_grid chains the benchmark's), as sweep estimate tests it; else None."""
-    from lossnet.errors import DataError
-
-    return exc if isinstance(exc, DataError) else exc.__cause__ if isinstance(exc.__cause__, DataError) else None
 
 
 def _plan_listing(args: argparse.Namespace) -> tuple[list, list[dict], list[str]]:
@@ -129,18 +111,16 @@ def _plan_listing(args: argparse.Namespace) -> tuple[list, list[dict], list[str]
     missing-data messages)``; the messages end with the ``lossnet data fetch`` command.
     """
     from lossnet.errors import LossnetError
-    from lossnet.sweep.grid import expand_grid, load_grid, plan_grid
+    from lossnet.sweep.grid import benchmark_grids, expand_grid, load_grid, missing_data, plan_grid
 
-    _check_grid(args.grid)
     grid, where = load_grid(args.grid), str(args.grid)
     plan = {"overrides": _overrides(args), "allow_modules": args.allow_module}
     runs, unresolved, missing = {}, [], {}
-    for bench, table in grid["benchmarks"].items():
-        sub = {"sweep": grid.get("sweep", {}), "benchmarks": {bench: table}}
+    for bench, sub in benchmark_grids(grid):
         try:
             planned = plan_grid(sub, where=where, **plan)
         except LossnetError as exc:
-            if _data_error(exc) is None:
+            if missing_data(exc) is None:
                 raise
             # point by point: the points whose data is there keep their run keys (and store statuses)
             planned = []
@@ -149,7 +129,7 @@ def _plan_listing(args: argparse.Namespace) -> tuple[list, list[dict], list[str]
                 try:
                     planned += plan_grid(one, where=where, **plan)
                 except LossnetError as point_exc:
-                    err = _data_error(point_exc)
+                    err = missing_data(point_exc)
                     if err is None:
                         raise
                     missing.setdefault(" ".join(str(err).split()), None)
@@ -240,7 +220,6 @@ def _estimate(args: argparse.Namespace) -> int:
 
     if args.json_path:
         check_output_file(args.json_path, "--json")
-    _check_grid(args.grid)
     est = estimate_grid(args.grid, device=args.device, width=args.width, steps=args.steps, weights_dir=args.weights_dir,
                         allow_modules=args.allow_module, progress=not args.no_progress)
     print_table([p.row() for p in est.points])

@@ -247,17 +247,17 @@ def _plan(grid_path: str, overrides: dict[str, Any], allow_modules: bool, synth_
     """Planned runs of the grid, benchmark by benchmark; a benchmark whose data is missing is
     planned again on synthetic data. Returns ``(runs, {benchmark: real sizes}, notes)``."""
     from lossnet.bench.base import get_benchmark
-    from lossnet.sweep.grid import load_grid, plan_grid
+    from lossnet.sweep.grid import benchmark_grids, load_grid, missing_data, plan_grid
 
     grid = load_grid(grid_path)
     runs, real, notes = [], {}, []
-    for bench, table in grid["benchmarks"].items():
-        sub = {"sweep": grid.get("sweep", {}), "benchmarks": {bench: table}}
+    for bench, sub in benchmark_grids(grid):
+        table = sub["benchmarks"][bench]
         try:
             runs += plan_grid(sub, where=grid_path, overrides=overrides, allow_modules=allow_modules)
             continue
         except LossnetError as exc:  # plan_grid names the point and chains the benchmark's error
-            if not isinstance(exc, DataError) and not isinstance(exc.__cause__, DataError):
+            if missing_data(exc) is None:
                 raise
             missing = str(exc.__cause__ or exc)
         b = get_benchmark(bench)

@@ -44,7 +44,8 @@ from typing import Any, Iterable
 
 from lossnet.errors import LossnetError
 
-__all__ = ["PlannedRun", "load_grid", "expand_grid", "plan_grid", "plan_file", "PAPER", "ALL", "builtin_benchmarks"]
+__all__ = ["PlannedRun", "load_grid", "expand_grid", "plan_grid", "plan_file", "missing_data", "benchmark_grids", "PAPER", "ALL",
+           "builtin_benchmarks"]
 
 PAPER = "paper"
 ALL = "all"  # the CLI's spelling of "every paper architecture / layer"; PAPER is kept as an alias
@@ -82,6 +83,10 @@ def load_grid(path: str | Path) -> dict[str, Any]:
         LossnetError: missing, unreadable or invalid TOML, or no ``[benchmarks.*]`` table.
     """
     path = Path(path)
+    if path.is_dir():
+        tomls = sorted(p.name for p in path.glob("*.toml"))
+        hint = f" (grid files in it: {', '.join(tomls[:5])}{', ...' if len(tomls) > 5 else ''})" if tomls else ""
+        raise LossnetError(f"{path} is a directory, not a grid file; give a grid TOML file{hint}")
     if not path.is_file():
         raise LossnetError(f"grid file {path} does not exist")
     try:
@@ -308,6 +313,21 @@ def _suggest(word: str, choices: list[str]) -> list[str]:
         ratio = [difflib.SequenceMatcher(None, word, c).ratio() for c in close]
         close = close if ratio[1] >= ratio[0] - 0.1 else close[:1]
     return close
+
+
+def missing_data(exc: BaseException):
+    """The :class:`~lossnet.errors.DataError` behind a planning error (:func:`plan_grid` chains the
+    benchmark's error under one naming the point), or None when the error is not missing data."""
+    from lossnet.errors import DataError
+
+    return exc if isinstance(exc, DataError) else exc.__cause__ if isinstance(exc.__cause__, DataError) else None
+
+
+def benchmark_grids(grid: dict[str, Any]) -> Iterable[tuple[str, dict[str, Any]]]:
+    """``(benchmark, grid of that benchmark alone)`` for each ``[benchmarks.NAME]`` table, the
+    ``[sweep]`` defaults kept: planned one by one, a benchmark's missing data stops only its runs."""
+    for bench, table in grid["benchmarks"].items():
+        yield bench, {"sweep": grid.get("sweep", {}), "benchmarks": {bench: table}}
 
 
 def plan_file(path: str | Path, *, overrides: dict[str, Any] | None = None, allow_modules: bool = False) -> list[PlannedRun]:

@@ -25,7 +25,7 @@ from typing import Any
 
 from lossnet.errors import LossnetError
 
-__all__ = ["RunRecord", "FINISHED", "absolute_artifacts", "execute_in_process", "execute_point", "metric_value"]
+__all__ = ["RunRecord", "FINISHED", "absolute_artifacts", "error_line", "execute_in_process", "execute_point", "metric_value"]
 
 #: ``RunRecord.status`` values that mean "the run did not produce a benchmark result"; every other
 #: status (``"done"``, or a benchmark's own such as ``"diverged"``) came from a returned BenchResult.
@@ -102,8 +102,7 @@ class RunRecord:
             return ""
         if self.finished:
             return f"benchmark status {self.status}"
-        lines = str(self.error or self.status).strip().splitlines() or [self.status]
-        return lines[-1] if lines[0].startswith("Traceback") else lines[0]
+        return error_line(self.error or self.status) or self.status
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -130,6 +129,15 @@ class RunRecord:
         """A run that produced no result (``status`` failed or interrupted)."""
         return cls(key=key, benchmark=benchmark, config=config, status=status, error=error, started_at=started_at,
                    duration_s=duration_s, host=host, device=device)
+
+
+def error_line(error: str | None) -> str:
+    """One line of a stored error: a traceback's last line (the exception), else the first line
+    (e.g. "worker process died (signal SIGKILL) ..." before the log tail); "" for none."""
+    lines = [line.strip() for line in str(error or "").strip().splitlines() if line.strip()]
+    if not lines:
+        return ""
+    return lines[-1] if lines[0].startswith("Traceback") else lines[0]
 
 
 def absolute_artifacts(artifacts: dict[str, Any]) -> dict[str, str]:
