@@ -15,11 +15,11 @@ import hashlib
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 from lossnet.errors import LossnetError
 
-__all__ = ["run_key", "canonical_json", "weights_digest", "WEIGHT_LABELS"]
+__all__ = ["run_key", "canonical_json", "weights_digest", "differing_keys", "WEIGHT_LABELS"]
 
 #: ``weights`` values that name a source, not a file (compared case-insensitively).
 WEIGHT_LABELS = ("imagenet", "none")
@@ -91,3 +91,17 @@ def run_key(config: dict[str, Any], version: str | None = None) -> str:
     if digest is not None:  # keys of configs without a weights file are unchanged
         payload["weights_sha256"] = digest
     return hashlib.sha256(canonical_json(payload).encode("ascii")).hexdigest()[:16]
+
+
+def differing_keys(configs: Iterable[dict], exclude: Iterable[str] = ()) -> list[str]:
+    """Sorted config keys whose value differs among ``configs`` (a key missing from some counts as
+    differing), leaving out ``exclude``: what tells runs apart in ``runs list``/``export`` and the report."""
+    configs = list(configs)
+    skip = set(exclude)
+    keys = sorted({k for c in configs for k in c} - skip)
+    out = []
+    for k in keys:
+        seen = {(k in c, json.dumps(c.get(k), sort_keys=True, default=str)) for c in configs}
+        if len(seen) > 1:
+            out.append(k)
+    return out

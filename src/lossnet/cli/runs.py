@@ -7,9 +7,10 @@ import csv
 import io
 import json
 import sys
-from typing import Any, Iterable, Sequence
+from typing import Any, Sequence
 
 from lossnet.cli.common import format_time, format_value, print_table
+from lossnet.runkey import differing_keys
 from lossnet.sweep.pipeline import error_line
 from lossnet.sweep.store import STATUSES
 
@@ -52,20 +53,6 @@ def _config_cell(value: Any) -> Any:
     if value is None or isinstance(value, (str, int, float, bool)):
         return value
     return json.dumps(value, sort_keys=True, default=str)
-
-
-def differing_keys(configs: Iterable[dict], exclude: Iterable[str] = ()) -> list[str]:
-    """Sorted config keys whose value differs among ``configs`` (a key missing from some counts as
-    differing), leaving out ``exclude`` (keys already shown as columns of their own)."""
-    configs = list(configs)
-    skip = set(exclude)
-    keys = sorted({k for c in configs for k in c} - skip)
-    out = []
-    for k in keys:
-        seen = {(k in c, json.dumps(c.get(k), sort_keys=True, default=str)) for c in configs}
-        if len(seen) > 1:
-            out.append(k)
-    return out
 
 
 def _variant(config: dict, keys: Sequence[str]) -> str:

@@ -32,6 +32,7 @@ from typing import Any, Iterable, NamedTuple
 
 from lossnet import paper
 from lossnet.errors import DataError, InputError, LossnetError
+from lossnet.runkey import differing_keys
 
 __all__ = [
     "ScoreKey",
@@ -368,9 +369,7 @@ def store_scores(
         by_bench[bench].append(ident)
     labels: dict[tuple[str, tuple], str] = {}
     for bench, idents in by_bench.items():
-        dicts = [identities[(bench, i)][0] for i in idents]
-        keys = set().union(*dicts)
-        differing = {k for k in keys if len({d.get(k) for d in dicts}) > 1}
+        differing = differing_keys(identities[(bench, i)][0] for i in idents)
         for ident in idents:
             labels[(bench, ident)] = _variant(identities[(bench, ident)][1], bench, differing)
     per_bench: dict[str, list[str]] = defaultdict(list)
