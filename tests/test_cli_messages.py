@@ -89,6 +89,25 @@ def test_data_list_root_that_is_a_file(tmp_path, capsys):
     assert f"--root {root} is not a directory" in err and "completion marker" not in err
 
 
+@pytest.mark.parametrize("call", ["fetch", "status", "verify", "env"])
+def test_library_data_root_that_is_a_file(tmp_path, monkeypatch, call):
+    # the same refusal without the CLI: lossnet.datasets' own functions, root given or from $LOSSNET_DATA
+    import lossnet.datasets as ds
+    from lossnet.errors import DataError
+
+    root = tmp_path / "existing.txt"
+    root.write_text("x")
+    if call == "env":
+        monkeypatch.setenv("LOSSNET_DATA", str(root))
+        fn, kwargs, given = ds.status, {}, "data root ($LOSSNET_DATA)"
+    else:
+        fn, kwargs, given = getattr(ds, call), {"root": str(root)}, "root"
+    with pytest.raises(DataError, match="not a directory") as info:
+        fn("set5", **kwargs)
+    assert str(info.value).startswith(f"{given} {root} is not a directory")
+    assert root.read_text() == "x"
+
+
 def test_data_list_sizes_what_fetch_downloads_and_all_parts(tmp_path, capsys):
     """BAPPS: `data fetch bapps` takes the default parts (2AFC val + JND val); the 2AFC train split is extra."""
     from lossnet.datasets import DATASETS

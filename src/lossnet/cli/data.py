@@ -73,18 +73,9 @@ def register(subparsers) -> None:
 
 
 def _check_root(args) -> None:
-    """A data root that exists but is a file would otherwise surface as an "unreadable completion
-    marker <file>/bapps/.lossnet/..." (or a failed mkdir): say what is wrong instead."""
-    import os
-    from pathlib import Path
+    from lossnet.datasets.store import check_root
 
-    from lossnet.datasets import data_root
-    from lossnet.errors import DataError
-
-    root = Path(args.root).expanduser() if args.root else data_root()
-    if root.exists() and not root.is_dir():
-        given = "--root" if args.root else ("data root ($LOSSNET_DATA)" if os.environ.get("LOSSNET_DATA") else "data root")
-        raise DataError(f"{given} {root} is not a directory; give the folder that holds (or will hold) the datasets")
+    check_root(args.root, "--root" if args.root else None)
 
 
 def _list(args) -> int:

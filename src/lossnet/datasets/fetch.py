@@ -163,9 +163,9 @@ def fetch(dataset: str | Dataset, parts: Iterable[str] | None = None, *, root: s
     ds = dataset if isinstance(dataset, Dataset) else get_dataset(dataset)
     say = log or (lambda _m: None)
     root = Path(root).expanduser() if root is not None else None
-    from .store import data_root
+    from .store import check_root
 
-    base_root = root if root is not None else data_root()
+    base_root = check_root(root)
     chosen = resolve_parts(ds, parts)
     if subset is not None and not isinstance(subset, Mapping) and not parts:
         capable = [p for p in chosen if p.subset_ok]

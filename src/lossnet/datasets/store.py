@@ -52,8 +52,23 @@ def data_root() -> Path:
     return base / "data"
 
 
+def check_root(root: str | os.PathLike | None, given: str | None = None) -> Path:
+    """The data root (``root``, else :func:`data_root`), refused when it exists and is not a folder.
+
+    A file in its place would otherwise surface much later as an "unreadable completion marker
+    <file>/<dataset>/.lossnet/..." or a failed mkdir. ``given`` names where the path came from in
+    the message (the CLI passes ``"--root"``).
+    """
+    p = Path(root).expanduser() if root is not None else data_root()
+    if p.exists() and not p.is_dir():
+        if given is None:
+            given = "root" if root is not None else ("data root ($LOSSNET_DATA)" if os.environ.get("LOSSNET_DATA") else "data root")
+        raise DataError(f"{given} {p} is not a directory; give the folder that holds (or will hold) the datasets")
+    return p
+
+
 def _root(root: str | os.PathLike | None) -> Path:
-    return Path(root).expanduser() if root is not None else data_root()
+    return check_root(root)
 
 
 def dataset_dir(dataset: Dataset | str, root: str | os.PathLike | None = None) -> Path:
