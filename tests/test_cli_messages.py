@@ -93,6 +93,7 @@ def test_data_list_root_that_is_a_file(tmp_path, capsys):
 def test_library_data_root_that_is_a_file(tmp_path, monkeypatch, call):
     # the same refusal without the CLI: lossnet.datasets' own functions, root given or from $LOSSNET_DATA
     import lossnet.datasets as ds
+    import lossnet.datasets.fetch  # noqa: F401  (a loaded submodule must not shadow the function ds.fetch)
     from lossnet.errors import DataError
 
     root = tmp_path / "existing.txt"

@@ -35,11 +35,16 @@ __all__ = [
 ]
 
 
+# The submodule is loaded here, before the function below takes its name: Python binds a package
+# attribute to a submodule when that submodule is first imported, so a later
+# ``import lossnet.datasets.fetch`` (the CLI, user code) would otherwise replace this function
+# with the module and ``lossnet.datasets.fetch(...)`` would fail with "'module' object is not callable".
+from . import fetch as _fetch_module  # noqa: E402  (stdlib-only imports; no network libraries)
+
+
 def fetch(*args, **kwargs):
     """See :func:`lossnet.datasets.fetch.fetch`."""
-    from .fetch import fetch as _fetch
-
-    return _fetch(*args, **kwargs)
+    return _fetch_module.fetch(*args, **kwargs)
 
 
 def verify(name: str, parts=None, root=None, progress=None) -> dict[str, list[str]]:
