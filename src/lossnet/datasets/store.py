@@ -67,13 +67,9 @@ def check_root(root: str | os.PathLike | None, given: str | None = None) -> Path
     return p
 
 
-def _root(root: str | os.PathLike | None) -> Path:
-    return check_root(root)
-
-
 def dataset_dir(dataset: Dataset | str, root: str | os.PathLike | None = None) -> Path:
     name = dataset.name if isinstance(dataset, Dataset) else get_dataset(dataset).name
-    return _root(root) / name
+    return check_root(root) / name
 
 
 def _safe_part_name(part: str) -> str:
@@ -193,7 +189,7 @@ def missing_error(name: str, what: str, part: str | None = None, *, root: str | 
         extra: options appended to the command (e.g. ``"--subset paper --seed 42"``).
     """
     dataset = get_dataset(name)
-    where = _root(root)
+    where = check_root(root)
     cmd = fetch_command(dataset.name, [part] if part else [], root, extra)
     source = "--root" if root is not None else ("$LOSSNET_DATA" if os.environ.get("LOSSNET_DATA") else "the per-user cache; set LOSSNET_DATA to use another folder")
     return DataError(f"{what}: dataset {dataset.name!r}{f' part {part!r}' if part else ''} is not in {where} ({source}); "
@@ -222,7 +218,7 @@ def part_status(dataset: Dataset, part: Part, root: str | os.PathLike | None = N
     """``complete``, ``partial`` (a resumable download or staging folder exists) or ``absent``."""
     if is_complete(dataset, part, root):
         return "complete"
-    r = _root(root)
+    r = check_root(root)
     staging = r / STAGING / f"{dataset.name}-{_safe_part_name(part.name)}"
     downloads = r / DOWNLOADS / dataset.name
     if staging.exists() or any((downloads / f"{rem.filename}.part").exists() or (downloads / rem.filename).exists()
