@@ -32,27 +32,33 @@ def _python(code: str, *args: str) -> subprocess.CompletedProcess:
 
 # --- public names -------------------------------------------------------------------------------
 
-def test_public_api_names_are_the_real_objects():
-    from lossnet import distances, errors, loss, lpips_presets, network, registry
+#: The face (issue #27): the loss, metric and network, the registry, weights, presets and heads
+#: files, signatures and the base error; everything else is reachable from its module.
+FACE = {
+    "__version__", "LossNetwork", "PerceptualLoss", "PerceptualMetric", "perceptual_distance", "check_range",
+    "DISTANCES", "distance_map", "list_models", "get_spec", "list_nodes", "build_feature_extractor", "WeightsSpec",
+    "PRESETS", "Heads", "load_heads", "save_heads", "parse_signature", "LossnetError",
+}
 
+
+def test_public_api_names_are_the_real_objects():
+    import importlib
+
+    from lossnet import errors, loss, network
+    from lossnet.models import layers, registry
+
+    assert set(lossnet.__all__) == FACE and len(FACE) <= 20
+    for name, module in lossnet._LAZY.items():  # each name is its module's object, not a copy
+        assert getattr(lossnet, name) is getattr(importlib.import_module(module), name), name
     assert lossnet.LossNetwork is network.LossNetwork
     assert lossnet.PerceptualLoss is loss.PerceptualLoss
-    assert lossnet.PerceptualMetric is loss.PerceptualMetric
     assert lossnet.perceptual_distance is loss.perceptual_distance
-    for name in distances.__all__:
-        assert getattr(lossnet, name) is getattr(distances, name), name
-        assert name in lossnet.__all__
-    for name in lpips_presets.__all__:
-        assert getattr(lossnet, name) is getattr(lpips_presets, name), name
-    for name in ("list_models", "get_spec", "list_nodes"):
-        assert getattr(lossnet, name) is getattr(registry, name)
-    error_types = [n for n, v in vars(errors).items() if isinstance(v, type) and issubclass(v, LossnetError)]
-    assert {"LossnetError", "InputError", "UnknownLayerError", "UnknownNetworkError", "WeightsError", "DataError"} <= set(error_types)
-    for name in error_types:
-        assert getattr(lossnet, name) is getattr(errors, name)
-        assert name in lossnet.__all__
+    assert lossnet.list_nodes is layers.list_nodes and lossnet.get_spec is registry.get_spec
+    assert lossnet.LossnetError is errors.LossnetError
     assert lossnet.WeightsSpec is WeightsSpec
     assert isinstance(lossnet.__version__, str)
+    for tuning_constant in ("EPS", "DISTS_C1", "DISTS_C2", "fit_heads"):  # reachable from their modules only
+        assert tuning_constant not in lossnet.__all__
 
 
 def test_all_and_dir_and_star_import():
@@ -68,7 +74,7 @@ def test_all_and_dir_and_star_import():
 
 
 def test_submodules_reachable_as_attributes():
-    out = _python("import lossnet; print(lossnet.registry.get_spec('vgg16').name, lossnet.errors.WeightsError.__name__)")
+    out = _python("import lossnet; print(lossnet.models.registry.get_spec('vgg16').name, lossnet.errors.WeightsError.__name__)")
     assert out.stdout.split() == ["vgg16", "WeightsError"]
 
 

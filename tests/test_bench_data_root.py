@@ -25,7 +25,7 @@ def test_fetched_bapps_is_found(tmp_path, monkeypatch):
     """A BAPPS root installed by `lossnet data fetch` (from a loopback server) is the default --data."""
     from lossnet.datasets import locate
     from lossnet.datasets.fetch import fetch
-    from lossnet.datasets.testing import LoopbackServer, serve_dataset
+    from _helpers.loopback import LoopbackServer, serve_dataset
 
     root = tmp_path / "data"
     monkeypatch.setenv("LOSSNET_DATA", str(root))

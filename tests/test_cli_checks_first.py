@@ -13,7 +13,7 @@ import torch
 from PIL import Image
 
 import lossnet.heads.file
-import lossnet.heads.fit
+import lossnet.bench.heads.fit
 import lossnet.loss
 import lossnet.weights
 from lossnet.cli import main as cli_main
@@ -37,7 +37,7 @@ def _never(name):
 def no_work(monkeypatch):
     """The heavy steps of the three commands, each failing the test if it is reached."""
     monkeypatch.setattr(lossnet.loss, "PerceptualMetric", _never("PerceptualMetric"))
-    monkeypatch.setattr(lossnet.heads.fit, "fit_heads", _never("fit_heads"))
+    monkeypatch.setattr(lossnet.bench.heads.fit, "fit_heads", _never("fit_heads"))
     monkeypatch.setattr(lossnet.heads.file, "export_lpips_heads", _never("export_lpips_heads"))
     monkeypatch.setattr(lossnet.weights, "imagenet_state_dict", _never("imagenet_state_dict (weights download)"))
 

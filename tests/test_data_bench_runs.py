@@ -10,7 +10,7 @@ import pytest
 from lossnet.cli.main import main
 from lossnet.datasets import locate
 from lossnet.datasets.fetch import fetch
-from lossnet.datasets.testing import LoopbackServer, serve_dataset
+from _helpers.loopback import LoopbackServer, serve_dataset
 
 pytestmark = pytest.mark.slow
 

@@ -16,7 +16,7 @@ from lossnet.datasets import locate, missing_error, part_info
 from lossnet.datasets.download import ChecksumError, DiskSpaceError, InterruptedDownload, OfflineError
 from lossnet.datasets.fetch import fetch
 from lossnet.datasets.store import verify_part
-from lossnet.datasets.testing import LoopbackServer, serve_dataset, with_remote
+from _helpers.loopback import LoopbackServer, serve_dataset, with_remote
 from lossnet.errors import DataError, LossnetError
 
 

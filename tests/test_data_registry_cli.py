@@ -13,7 +13,7 @@ import pytest
 from lossnet.cli.main import main
 from lossnet.datasets import DATASETS, get_dataset, locate
 from lossnet.datasets.registry import NO_CHECKSUM
-from lossnet.datasets.testing import LoopbackServer, serve_dataset
+from _helpers.loopback import LoopbackServer, serve_dataset
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -13,7 +13,7 @@ import pytest
 from lossnet.datasets import locate
 from lossnet.datasets.extract import UnsafeArchiveError, extract_archive, safe_relpath
 from lossnet.datasets.fetch import fetch
-from lossnet.datasets.testing import LoopbackServer, serve_dataset, tar_bytes, zip_bytes
+from _helpers.loopback import LoopbackServer, serve_dataset, tar_bytes, zip_bytes
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from lossnet.errors import DataError
-from lossnet.heads.data import CsvJudgments, read_judgments_csv
+from lossnet.bench.heads.data import CsvJudgments, read_judgments_csv
 
 
 def _png(path, seed):
@@ -74,7 +74,8 @@ def test_fit_from_csv_judgments(tmp_path, shared_dir, shared_weights_dir):
     copy, p0 the noisy one, people prefer p1) and the file loads into a metric."""
     from scipy.ndimage import gaussian_filter
 
-    from lossnet.heads import fit_heads, load_heads
+    from lossnet.bench.heads import fit_heads
+    from lossnet.heads import load_heads
     from lossnet.imageio import list_images, load_image_array
     from lossnet.loss import PerceptualMetric
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from lossnet.heads.fit import HeadsModel, epoch_order, fit_heads, lr_at
+from lossnet.bench.heads.fit import HeadsModel, epoch_order, fit_heads, lr_at
 
 LPIPS_LAYERS = {"alexnet": ("alex", "features.1,features.4,features.7,features.9,features.11"),
                 "vgg16": ("vgg", "features.3,features.8,features.15,features.22,features.29")}
@@ -50,7 +50,7 @@ def _lpips_trainer(lpips_net: str, weights_file, init: HeadsModel):
 
 @pytest.mark.parametrize("net", ["alexnet", pytest.param("vgg16", marks=pytest.mark.slow)])
 def test_one_epoch_equals_lpips_trainer(net, tmp_path, shared_dir, shared_weights_dir):
-    from lossnet.heads.data import bapps_2afc
+    from lossnet.bench.heads.data import bapps_2afc
 
     lpips_net, layers = LPIPS_LAYERS[net]
     root = _synthetic_train(tmp_path / "bapps", shared_dir)
@@ -115,7 +115,7 @@ def test_rerun_resumes_and_other_config_is_refused(tmp_path, shared_dir, shared_
 
 
 def test_resume_after_kill_matches_uninterrupted(tmp_path, shared_dir, shared_weights_dir, monkeypatch):
-    from lossnet.heads import fit as fitmod
+    from lossnet.bench.heads import fit as fitmod
 
     root = _synthetic_train(tmp_path / "bapps", shared_dir, n=8)
     wfile = str(shared_weights_dir / "alexnet-imagenet1k-v1-features.safetensors")
@@ -152,7 +152,7 @@ def test_planted_heads_are_recovered(tmp_path, shared_dir, shared_weights_dir):
     One layer (alexnet relu1, 64 channels), 1600 training triplets, lr 1e-2, 10 + 10 epochs and no
     dropout: ~1300 steps. (Measured: 0.996 with 20 + 20 epochs and batch 50.)
     """
-    from lossnet.heads.planted import planted_heads, write_planted_bapps
+    from _helpers.planted import planted_heads, write_planted_bapps
     from lossnet.loss import PerceptualMetric
 
     wfile = str(shared_weights_dir / "alexnet-imagenet1k-v1-features.safetensors")

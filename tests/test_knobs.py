@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from lossnet.backbone import build_backbone
+from lossnet.models.builder import build_backbone
 from lossnet.network import LossNetwork
 
 MEAN = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)

@@ -177,7 +177,7 @@ def test_mask_errors():
 
 
 def test_functional_form_maps_and_per_layer(monkeypatch):
-    from lossnet import loss as loss_mod
+    from lossnet.loss import functional as loss_mod
 
     monkeypatch.setattr(loss_mod, "_CACHE", {})
     a, b = torch.rand(2, 3, 32, 32), torch.rand(2, 3, 32, 32)

@@ -7,7 +7,7 @@ import warnings
 import pytest
 import torch
 
-from lossnet import loss as loss_mod
+from lossnet.loss import ranges as loss_mod
 from lossnet.errors import InputError
 from lossnet.loss import RANGE_CHECKS, PerceptualLoss, PerceptualMetric, RangeWarning, check_range
 

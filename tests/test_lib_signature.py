@@ -34,7 +34,7 @@ def test_fields():
 
 
 def test_same_config_same_signature_layer_names_canonical():
-    from lossnet.registry import list_nodes
+    from lossnet.models.layers import list_nodes
 
     list_nodes("alexnet")  # resolving an FX node name builds the model once (cached); keep the RNG streams aligned
     assert _metric(layers=["L"]).signature == _metric(layers=["features.11"]).signature == _metric(layers=["relu5"]).signature

@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from lossnet import loss as loss_mod
+from lossnet.loss import functional as loss_mod
 from lossnet.errors import InputError
 from lossnet.loss import PerceptualLoss, PerceptualMetric, perceptual_distance
 

@@ -1,4 +1,4 @@
-"""The phase timer and ``Benchmark.time_steps``: phases sum to the step, warm-up is skipped, a
+"""The phase timer and ``time_benchmark``: phases sum to the step, warm-up is skipped, a
 disabled timer costs nothing, and the training benchmarks' profiles describe their real runs."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from lossnet.bench.base import get_benchmark
-from lossnet.bench.profile import PhaseTimer, format_profile
+from lossnet.bench.profile import PhaseTimer, format_profile, time_benchmark
 
 
 def test_disabled_timer_is_free():
@@ -62,7 +62,7 @@ def _superres(tmp_path):
 
 def test_superres_time_steps_profiles_a_real_config(tmp_path):
     bench, config = _superres(tmp_path)
-    t = bench.time_steps(config, None, steps=4, warmup=1, fixed=False)
+    t = time_benchmark(bench, config, None, steps=4, warmup=1, fixed=False)
     assert t.steps_timed == 4 and t.steps_per_run == 21 and t.epochs == 3
     assert set(t.phases) == {"data", "model", "loss_net", "backward", "other"}
     assert sum(t.phases.values()) == pytest.approx(t.step_s, rel=1e-9)
@@ -77,7 +77,7 @@ def test_superres_fixed_cost_runs_the_reduced_config(tmp_path, monkeypatch):
     monkeypatch.setattr(profile, "process_start_seconds", lambda: 0.0)
     monkeypatch.setattr(profile, "REDUCED_RUN_IN_SUBPROCESS", False)  # in-process: a closed form without interpreter start
     bench, config = _superres(tmp_path)
-    t = bench.time_steps(config, tmp_path / "work", steps=4, warmup=1)
+    t = time_benchmark(bench, config, tmp_path / "work", steps=4, warmup=1)
     assert t.setup_s > 0
     assert t.eval_s == pytest.approx(t.setup_s + 3 * t.val_s)
     assert t.run_s == pytest.approx(21 * t.step_s + t.eval_s)
@@ -93,7 +93,7 @@ def test_autoencoder_steps_per_run_and_training_not_changed(tmp_path):
     config = bench.resolve_config(dict(dataset="digits", loss="pixel", model="compact", ae_images=100, ae_val_fraction=0.2,
                                        train_images=60, test_images=30, epochs=2, batch_size=16, mlp_epochs=2, image_size=32,
                                        embedding=8, device="cpu"))
-    t = bench.time_steps(config, None, steps=2, warmup=1, fixed=False)
+    t = time_benchmark(bench, config, None, steps=2, warmup=1, fixed=False)
     assert t.steps_per_run == 2 * 5  # 80 training images / 16
     assert t.val_s > 0 and "data" in t.phases  # the held-out pass (run inside train_epoch) is timed
     from lossnet.bench.trainer import TrainingTask
@@ -109,7 +109,7 @@ def test_time_steps_default_times_a_whole_run(tmp_path, monkeypatch):
     monkeypatch.setattr(profile, "REDUCED_RUN_IN_SUBPROCESS", False)  # in-process: a closed form without interpreter start
     bench = get_benchmark("example_bench")
     config = bench.resolve_config(dict(loss="pixel", epochs=1, steps=2, size=16, device="cpu"))
-    t = bench.time_steps(config, tmp_path, steps=3)
+    t = time_benchmark(bench, config, tmp_path, steps=3)
     assert t.steps_per_run == 1 and t.steps_timed == 1 and t.step_s > 0 and "run" in t.phases
 
 

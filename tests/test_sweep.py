@@ -21,7 +21,7 @@ import pytest
 
 import fake_bench
 from lossnet.errors import LossnetError
-from lossnet.registry import PAPER_ARCHS
+from lossnet.models.registry import PAPER_ARCHS
 from lossnet.runkey import run_key
 from lossnet.sweep import ResultsStore, RunRecord, run_sweep
 from lossnet.sweep import plan_file as _plan_file

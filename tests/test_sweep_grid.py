@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from lossnet.errors import LossnetError
-from lossnet.registry import PAPER_ARCHS
+from lossnet.models.registry import PAPER_ARCHS
 from lossnet.runkey import run_key
 from lossnet.sweep.grid import plan_file
 

@@ -1,16 +1,24 @@
-"""lossnet: deep perceptual loss networks, distances and benchmarks.
+"""lossnet: deep perceptual loss networks and distances (the core), and the Pihlgren et al. /
+Kumar et al. benchmark harness (the application, ``pip install "lossnet[bench]"``).
 
-The public API is available from the package itself::
+The public face is small; everything else is reachable from its module::
 
     import lossnet
 
     loss = lossnet.PerceptualLoss(net="vgg16", layers=("relu2_2",), distance="mse")
     metric = lossnet.PerceptualMetric(preset="lpips-alex")
+    lossnet.distances.gram, lossnet.models.registry.EXTRA_LAYERS, lossnet.errors.WeightsError
 
 Names are loaded on first use (PEP 562), so ``import lossnet`` does not import torch or
 torchvision. It does install the torchvision compatibility hook (:mod:`lossnet._torchvision_compat`):
 import ``lossnet`` before torchvision / lpips / piq and torchvision's missing op schemas are
 defined right before torchvision is first imported.
+
+Layers (imports only go down; ``tests/test_layering.py`` enforces it): the core -- ``loss``,
+``network``, ``distances``, ``models``, ``weights``, ``presets`` (``lpips_presets``,
+``dists_preset``, ``heads``), ``imageio``, ``signature``, ``errors`` -- needs torch, torchvision,
+numpy, safetensors and pillow only; the application -- ``bench``, ``sweep``, ``report``,
+``datasets``, ``cli`` -- sits above it.
 """
 
 from __future__ import annotations
@@ -18,19 +26,10 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from lossnet import errors as _errors
 from lossnet._torchvision_compat import install_import_hook as _install_import_hook
-
-__version__ = "0.1.0"
+from lossnet._version import __version__
 
 _install_import_hook()  # must happen before anything imports torchvision; imports nothing itself
-
-#: The error types: every exception class of :mod:`lossnet.errors` (LossnetError and subclasses).
-_ERROR_NAMES = tuple(
-    name for name, obj in vars(_errors).items()
-    if isinstance(obj, type) and issubclass(obj, BaseException) and obj.__module__ == _errors.__name__
-)
-globals().update({name: getattr(_errors, name) for name in _ERROR_NAMES})
 
 #: public name -> module that defines it (imported on first attribute access).
 _LAZY: dict[str, str] = {
@@ -40,65 +39,34 @@ _LAZY: dict[str, str] = {
     "PerceptualMetric": "lossnet.loss",
     "perceptual_distance": "lossnet.loss",
     "check_range": "lossnet.loss",
-    "RANGE_CHECKS": "lossnet.loss",
-    "RangeWarning": "lossnet.loss",
-    # distances (lossnet.distances.__all__)
-    "EPS": "lossnet.distances",
+    # distances (the rest: lossnet.distances)
     "DISTANCES": "lossnet.distances",
-    "unit_normalize": "lossnet.distances",
-    "spatial": "lossnet.distances",
-    "mse": "lossnet.distances",
-    "l1": "lossnet.distances",
-    "gram": "lossnet.distances",
-    "gram_matrix": "lossnet.distances",
-    "meanpool": "lossnet.distances",
-    "compute_distance": "lossnet.distances",
-    "Distance": "lossnet.distances",
-    "DISTS_C1": "lossnet.distances",
-    "DISTS_C2": "lossnet.distances",
-    "MAP_DISTANCES": "lossnet.distances",
-    "CHANNEL_WEIGHTED": "lossnet.distances",
-    "dists": "lossnet.distances",
-    "layer_masks": "lossnet.distances",
     "distance_map": "lossnet.distances",
-    # architecture registry
-    "list_models": "lossnet.registry",
-    "get_spec": "lossnet.registry",
-    "list_nodes": "lossnet.registry",
-    "EXTRA_LAYERS": "lossnet.registry",
-    # backbones
-    "build_backbone": "lossnet.backbone",
-    "build_feature_extractor": "lossnet.backbone",
-    # weights
+    # architecture registry and builder (the rest: lossnet.models)
+    "list_models": "lossnet.models.registry",
+    "get_spec": "lossnet.models.registry",
+    "list_nodes": "lossnet.models.layers",
+    "build_feature_extractor": "lossnet.models.builder",
+    # weights, presets, heads files
     "WeightsSpec": "lossnet.weights",
-    # LPIPS presets (lossnet.lpips_presets.__all__)
-    "LpipsPreset": "lossnet.lpips_presets",
     "PRESETS": "lossnet.lpips_presets",
-    "get_preset": "lossnet.lpips_presets",
-    "lpips_version": "lossnet.lpips_presets",
-    "lpips_heads": "lossnet.lpips_presets",
-    "lpips_head_path": "lossnet.lpips_presets",
-    # DISTS preset
-    "DISTS_PRESET": "lossnet.dists_preset",
-    "dists_channel_weights": "lossnet.dists_preset",
+    "Heads": "lossnet.heads.file",
+    "load_heads": "lossnet.heads.file",
+    "save_heads": "lossnet.heads.file",
     # reproducibility signatures
     "parse_signature": "lossnet.signature",
-    # calibrated heads (lossnet.heads)
-    "Heads": "lossnet.heads",
-    "load_heads": "lossnet.heads",
-    "save_heads": "lossnet.heads",
-    "export_lpips_heads": "lossnet.heads",
-    "fit_heads": "lossnet.heads",
-    "HeadsFitConfig": "lossnet.heads",
+    # the base of every lossnet error (the subclasses: lossnet.errors)
+    "LossnetError": "lossnet.errors",
 }
 
-#: Submodules reachable as attributes (``lossnet.loss``) without an explicit import.
+#: Core submodules reachable as attributes (``lossnet.distances``) without an explicit import. The
+#: application packages (bench, sweep, report, datasets, cli) are imported explicitly.
 _SUBMODULES = frozenset({
-    "adapters", "atomic", "backbone", "bench", "cli", "distances", "dists_preset", "errors", "heads", "imageio", "loss",
-    "lpips_presets", "network", "paper", "registry", "report", "runkey", "signature", "structure", "sweep", "weights",
+    "atomic", "distances", "dists_preset", "errors", "heads", "imageio", "loss", "lpips_presets", "models", "network",
+    "paper", "signature", "structure", "weights",
 })
 
-__all__ = ["__version__", *_LAZY, *_ERROR_NAMES]
+__all__ = ["__version__", *_LAZY]
 
 
 def __getattr__(name: str) -> Any:
@@ -117,33 +85,14 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # static analysers and IDEs see the real names (re-exports)
-    from lossnet.backbone import build_backbone, build_feature_extractor  # noqa: F401
-    from lossnet.distances import (  # noqa: F401
-        CHANNEL_WEIGHTED,
-        DISTANCES,
-        DISTS_C1,
-        DISTS_C2,
-        EPS,
-        MAP_DISTANCES,
-        Distance,
-        compute_distance,
-        distance_map,
-        dists,
-        gram,
-        gram_matrix,
-        l1,
-        layer_masks,
-        meanpool,
-        mse,
-        spatial,
-        unit_normalize,
-    )
-    from lossnet.dists_preset import DISTS_PRESET, dists_channel_weights  # noqa: F401
-    from lossnet.heads import Heads, HeadsFitConfig, export_lpips_heads, fit_heads, load_heads, save_heads  # noqa: F401
-    from lossnet.errors import DataError, InputError, LossnetError, UnknownLayerError, UnknownNetworkError, WeightsError  # noqa: F401
-    from lossnet.loss import RANGE_CHECKS, PerceptualLoss, PerceptualMetric, RangeWarning, check_range, perceptual_distance  # noqa: F401
-    from lossnet.lpips_presets import PRESETS, LpipsPreset, get_preset, lpips_head_path, lpips_heads, lpips_version  # noqa: F401
+    from lossnet.distances import DISTANCES, distance_map  # noqa: F401
+    from lossnet.errors import LossnetError  # noqa: F401
+    from lossnet.heads.file import Heads, load_heads, save_heads  # noqa: F401
+    from lossnet.loss import PerceptualLoss, PerceptualMetric, check_range, perceptual_distance  # noqa: F401
+    from lossnet.lpips_presets import PRESETS  # noqa: F401
+    from lossnet.models.builder import build_feature_extractor  # noqa: F401
+    from lossnet.models.layers import list_nodes  # noqa: F401
+    from lossnet.models.registry import get_spec, list_models  # noqa: F401
     from lossnet.network import LossNetwork  # noqa: F401
-    from lossnet.registry import EXTRA_LAYERS, get_spec, list_models, list_nodes  # noqa: F401
     from lossnet.signature import parse_signature  # noqa: F401
     from lossnet.weights import WeightsSpec  # noqa: F401

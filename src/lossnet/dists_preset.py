@@ -9,9 +9,10 @@ features, after replacing VGG's max pooling by a Hanning-window L2 pooling:
               \\beta_{l,c}\\, s_c(\\phi_l(x), \\phi_l(y))\\right)
 
 with :math:`\\phi_0` the [0, 1] image itself and :math:`\\phi_{1..5}` = relu1_2, relu2_2, relu3_3,
-relu4_3, relu5_3 (``features.3/8/15/22/29``). The weights are those shipped inside the
-``dists-pytorch`` wheel (``DISTS_pytorch/weights.pt``); they are read from the installed package,
-nothing is downloaded. The backbone gets the ordinary torchvision VGG16 ImageNet weights
+relu4_3, relu5_3 (``features.3/8/15/22/29``). The weights are those of the
+``dists-pytorch`` 0.1 wheel (``DISTS_pytorch/weights.pt``, MIT licence), converted unchanged into
+``lossnet/data/presets/dists-alpha-beta.safetensors`` by ``scripts/convert_presets.py`` and shipped
+inside lossnet: nothing is downloaded and ``dists-pytorch`` is not needed. The backbone gets the ordinary torchvision VGG16 ImageNet weights
 (:mod:`lossnet.weights`), as ``DISTS_pytorch.DISTS`` does with ``vgg16(pretrained=True)``.
 
 ``PerceptualMetric(preset="dists")`` equals ``DISTS_pytorch.DISTS()`` (to ~1e-6, gradients
@@ -24,7 +25,6 @@ References:
 
 from __future__ import annotations
 
-import importlib.util
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -44,36 +44,35 @@ DISTS_ARCH = "vgg16"
 DISTS_LAYERS = ("input", "features.3", "features.8", "features.15", "features.22", "features.29")
 DISTS_CHANNELS = (3, 64, 128, 256, 512, 512)
 
-_INSTALL = "the DISTS preset needs the 'dists-pytorch' package for its alpha/beta weights (pip install dists-pytorch)"
+#: The shipped alpha/beta (``scripts/convert_presets.py``).
+_WEIGHTS = Path(__file__).resolve().parent / "data" / "presets" / "dists-alpha-beta.safetensors"
 
 
 def dists_weights_path() -> Path:
-    """``weights.pt`` inside the installed ``DISTS_pytorch`` package."""
-    spec = importlib.util.find_spec("DISTS_pytorch")
-    if spec is None or not spec.submodule_search_locations:
-        raise WeightsError(_INSTALL)
-    path = Path(list(spec.submodule_search_locations)[0]) / "weights.pt"
-    if not path.is_file():
-        raise WeightsError(f"DISTS weights not found: {path} ({_INSTALL})")
-    return path
+    """The shipped ``lossnet/data/presets/dists-alpha-beta.safetensors`` (the ``dists-pytorch``
+    wheel's ``DISTS_pytorch/weights.pt``, converted unchanged)."""
+    if not _WEIGHTS.is_file():
+        raise WeightsError(f"DISTS weights not found: {_WEIGHTS} (a broken lossnet install? reinstall lossnet)")
+    return _WEIGHTS
 
 
 def dists_version() -> str:
-    """Version of the installed ``dists-pytorch`` distribution."""
-    from importlib.metadata import PackageNotFoundError, version
+    """Version of the ``dists-pytorch`` package the shipped alpha/beta were converted from (``0.1``)."""
+    from safetensors import safe_open
 
     try:
-        return version("DISTS-pytorch")
-    except PackageNotFoundError:
-        raise WeightsError(_INSTALL) from None
+        with safe_open(str(dists_weights_path()), framework="pt") as fh:
+            return (fh.metadata() or {}).get("source_version", "unknown")
+    except Exception as exc:
+        raise WeightsError(f"cannot read DISTS weights {_WEIGHTS}: {exc}") from exc
 
 
 @lru_cache(maxsize=None)
 def _load(path: str) -> tuple[torch.Tensor, torch.Tensor]:
-    import torch
+    from safetensors.torch import load_file
 
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = load_file(path)
         alpha, beta = state["alpha"], state["beta"]
     except Exception as exc:  # corrupt / truncated file, other layout
         raise WeightsError(f"cannot read DISTS weights {path}: {type(exc).__name__}: {exc}") from exc

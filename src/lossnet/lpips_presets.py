@@ -7,8 +7,10 @@ fixed layer set with non-negative per-channel weights :math:`w_{l,c}` learned on
     d(x, x_0) = \\sum_l \\frac{1}{H_l W_l} \\sum_{h,w}
         \\lVert w_l \\odot (\\hat y^l_{hw} - \\hat y^l_{0,hw}) \\rVert_2^2
 
-The heads are read from the installed ``lpips`` package's data files
-(``lpips/weights/v0.1/<net>.pth``); nothing is downloaded. lpips scales [-1, 1] input with
+The heads ship inside lossnet (``lossnet/data/presets/lpips-v0.1-<net>.safetensors``, converted
+unchanged from the ``lpips`` 0.1.4 wheel's ``lpips/weights/v0.1/<net>.pth`` by
+``scripts/convert_presets.py``; BSD-2-Clause, notice in ``data/presets/LICENSES.md``), so the
+presets need neither ``lpips`` nor a download. lpips scales [-1, 1] input with
 ``ScalingLayer`` (shift ``[-.030, -.088, -.188]``, scale ``[.458, .448, .450]``), which is exactly
 the ImageNet mean/std normalisation of [0, 1] input that :class:`lossnet.network.LossNetwork`
 applies: ``(2x - 1 - shift) / scale = (x - (1 + shift)/2) / (scale/2)`` and
@@ -21,7 +23,6 @@ References:
 
 from __future__ import annotations
 
-import importlib.util
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -82,33 +83,41 @@ def get_preset(name: str) -> LpipsPreset:
         raise InputError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}") from None
 
 
-def lpips_version() -> str:
-    """Version of the installed ``lpips`` package (it has no ``__version__`` attribute)."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("lpips")
-    except PackageNotFoundError:
-        raise WeightsError("the LPIPS presets need the 'lpips' package for its linear-head files (pip install lpips)") from None
+#: Folder of the preset weights shipped inside lossnet (``scripts/convert_presets.py``).
+PRESETS_DIR = Path(__file__).resolve().parent / "data" / "presets"
 
 
 def lpips_head_path(lpips_net: str, version: str = "0.1") -> Path:
-    """Path of ``lpips/weights/v<version>/<lpips_net>.pth`` inside the installed package."""
-    spec = importlib.util.find_spec("lpips")
-    if spec is None or not spec.submodule_search_locations:
-        raise WeightsError("the LPIPS presets need the 'lpips' package for its linear-head files (pip install lpips)")
-    path = Path(list(spec.submodule_search_locations)[0]) / "weights" / f"v{version}" / f"{lpips_net}.pth"
+    """The shipped heads file ``lossnet/data/presets/lpips-v<version>-<lpips_net>.safetensors``
+    (the ``lpips`` wheel's ``lpips/weights/v<version>/<lpips_net>.pth``, converted unchanged)."""
+    path = PRESETS_DIR / f"lpips-v{version}-{lpips_net}.safetensors"
     if not path.is_file():
-        raise WeightsError(f"LPIPS linear-head file not found: {path}")
+        raise WeightsError(f"LPIPS linear-head file not found: {path} (a broken lossnet install? reinstall lossnet)")
     return path
+
+
+def _metadata(path: Path) -> dict[str, str]:
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as fh:
+            return dict(fh.metadata() or {})
+    except Exception as exc:  # corrupt / truncated file
+        raise WeightsError(f"cannot read {path}: {exc}") from exc
+
+
+def lpips_version() -> str:
+    """Version of the ``lpips`` package the shipped heads were converted from (``0.1.4``): the
+    heads' provenance, recorded in signatures whether or not ``lpips`` is installed."""
+    return _metadata(lpips_head_path("alex")).get("source_version", "unknown")
 
 
 @lru_cache(maxsize=None)
 def _load_heads(path: str) -> tuple[torch.Tensor, ...]:
-    import torch
+    from safetensors.torch import load_file
 
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = load_file(path)
     except Exception as exc:  # corrupt / truncated file
         raise WeightsError(f"cannot read LPIPS linear heads {path}: {exc}") from exc
     heads = []
@@ -125,7 +134,7 @@ def lpips_heads(preset: str | LpipsPreset) -> list[torch.Tensor]:
     """The calibrated v0.1 channel weights of ``preset``: one ``(C_l,)`` float32 tensor per layer.
 
     Raises:
-        WeightsError: lpips not installed, or its head file is missing/corrupt/does not fit.
+        WeightsError: the shipped head file is missing/corrupt/does not fit.
     """
     p = get_preset(preset) if isinstance(preset, str) else preset
     heads = _load_heads(str(lpips_head_path(p.lpips_net)))

@@ -1,6 +1,6 @@
 """``LossNetwork``: a frozen, truncated torchvision classifier that returns feature maps.
 
-The model is built and cut by :func:`lossnet.backbone.build_feature_extractor`
+The model is built and cut by :func:`lossnet.models.builder.build_feature_extractor`
 (``torchvision.models.get_model`` + ``create_feature_extractor``): the FX graph is pruned to the
 nodes the requested outputs depend on, so nothing past the deepest requested node executes (and
 its parameters are not even kept).
@@ -15,10 +15,11 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from lossnet.adapters import feature_layout, to_nchw
-from lossnet.backbone import POOLINGS, TRANSFORM_INPUT_ARCHS, build_feature_extractor
+from lossnet.models.adapters import feature_layout, to_nchw
+from lossnet.models.builder import POOLINGS, TRANSFORM_INPUT_ARCHS, build_feature_extractor
 from lossnet.errors import InputError
-from lossnet.registry import INPUT_LAYER, get_spec, resolve_layers
+from lossnet.models.registry import INPUT_LAYER, get_spec
+from lossnet.models.layers import resolve_layers
 from lossnet.weights import WeightsSpec, load_weights
 
 __all__ = ["LossNetwork", "IMAGENET_MEAN", "IMAGENET_STD", "NORMALIZATIONS", "LOSS_NET_MODES"]
@@ -63,7 +64,7 @@ class LossNetwork(nn.Module):
     Layers may include ``"input"``: the image itself in [0, 1] (after the grey-to-RGB repeat,
     before normalisation), as DISTS uses it. Transformer outputs are converted to feature maps:
     ViT tokens to ``(N, C, H/p, W/p)`` (class token dropped) and Swin's NHWC to NCHW
-    (:func:`lossnet.adapters.to_nchw`).
+    (:func:`lossnet.models.adapters.to_nchw`).
 
     Input: ``(N, C, H, W)`` (or ``(C, H, W)``) float tensor, RGB in [0, 1] (C = 1 is repeated to 3);
     float32/float16/bfloat16. ImageNet normalisation is applied inside.

@@ -19,7 +19,11 @@ from typing import Any, Iterable
 
 from lossnet.errors import LossnetError
 
-__all__ = ["run_key", "canonical_json", "weights_digest", "differing_keys", "WEIGHT_LABELS"]
+__all__ = ["run_key", "canonical_json", "weights_digest", "differing_keys", "WEIGHT_LABELS", "RUNTIME_KEYS"]
+
+#: Config keys that describe where/how a run executes, not what it computes. They are kept in the
+#: stored config but excluded from the run key and from checkpoint fingerprints.
+RUNTIME_KEYS = frozenset({"device", "weights_dir", "num_workers", "progress", "threads"})
 
 #: ``weights`` values that name a source, not a file (compared case-insensitively).
 WEIGHT_LABELS = ("imagenet", "none")
@@ -64,15 +68,9 @@ def weights_digest(weights: Any) -> str | None:
     return digest
 
 
-def _runtime_keys() -> frozenset[str]:
-    from lossnet.bench.base import RUNTIME_KEYS
-
-    return frozenset(RUNTIME_KEYS)
-
-
 def run_key(config: dict[str, Any], version: str | None = None) -> str:
     """16 hex digits of sha256 over the config (without the runtime keys of
-    :data:`lossnet.bench.base.RUNTIME_KEYS`), the weights file's sha256 (when ``weights`` is a
+    :data:`RUNTIME_KEYS`), the weights file's sha256 (when ``weights`` is a
     file) and the version.
 
     Args:
@@ -83,8 +81,8 @@ def run_key(config: dict[str, Any], version: str | None = None) -> str:
         LossnetError: ``config["weights"]`` names a missing or unreadable file.
     """
     if version is None:
-        from lossnet import __version__ as version
-    runtime = _runtime_keys()
+        from lossnet._version import __version__ as version
+    runtime = RUNTIME_KEYS
     identity = {k: v for k, v in config.items() if k not in runtime}
     payload: dict[str, Any] = {"config": identity, "lossnet": version}
     digest = weights_digest(config.get("weights"))

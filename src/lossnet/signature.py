@@ -79,7 +79,7 @@ def _fmt(v: float) -> str:
 
 
 def _layers_field(model) -> str:
-    from lossnet.registry import get_spec
+    from lossnet.models.registry import get_spec
 
     if model.preset is not None:
         return f"preset={model.preset}"
@@ -105,7 +105,7 @@ def _weights_digest(model) -> str:
 
 def signature(model) -> str:
     """The signature of a :class:`~lossnet.loss.PerceptualMetric` / :class:`~lossnet.loss.PerceptualLoss`."""
-    from lossnet import __version__
+    from lossnet._version import __version__
 
     net = model.network
     fields = [f"lossnet {__version__}", net.arch + (":l2pool" if getattr(net, "pooling", "max") == "l2" else "")]

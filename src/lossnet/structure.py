@@ -27,7 +27,7 @@ __all__ = ["arch_attributes", "layer_stats"]
 
 
 def _cache_file() -> Path:
-    from lossnet import __version__
+    from lossnet._version import __version__
 
     root = Path(os.environ.get("LOSSNET_CACHE", Path.home() / ".cache" / "lossnet"))
     return root / f"structure-{__version__}-torch{torch.__version__.split('+')[0]}.json"
@@ -51,8 +51,8 @@ def _cached(key: str, compute):
 
 
 def _traced(arch: str):
-    from lossnet.backbone import build_backbone, build_feature_extractor
-    from lossnet.registry import list_nodes
+    from lossnet.models.builder import build_backbone, build_feature_extractor
+    from lossnet.models.layers import list_nodes
 
     model = build_backbone(arch)
     return model, build_feature_extractor(arch, [list_nodes(arch)[-1]], model=model)

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Mapping
 
 from lossnet.errors import WeightsError
-from lossnet.registry import WEIGHTS_TAG
+from lossnet.models.registry import WEIGHTS_TAG
 
 if TYPE_CHECKING:  # torch is imported where it is used, so WeightsSpec stays cheap to import
     import torch

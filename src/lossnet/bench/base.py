@@ -30,6 +30,8 @@ from pathlib import Path
 from typing import Any, Callable, ClassVar
 
 from lossnet.errors import LossnetError
+from lossnet.devices import check_device, resolve_device
+from lossnet.runkey import RUNTIME_KEYS
 
 __all__ = [
     "BenchResult",
@@ -39,7 +41,6 @@ __all__ = [
     "BENCHMARKS",
     "get_benchmark",
     "list_benchmarks",
-    "RUNTIME_KEYS",
     "resolve_device",
     "check_device",
     "build_training_loss",
@@ -58,10 +59,6 @@ BENCHMARKS = {
     "roads": "lossnet.bench.roads",
     "autoencoder": "lossnet.bench.autoencoder",
 }
-
-#: Config keys that describe where/how a run executes, not what it computes. They are kept in the
-#: stored config but excluded from the run key and from checkpoint fingerprints.
-RUNTIME_KEYS = frozenset({"device", "weights_dir", "num_workers", "progress", "threads"})
 
 #: Keys the extraction-point expansion understands (``--net all``, ``--layer E,S,M,L``).
 _ESML = ("E", "S", "M", "L")
@@ -293,7 +290,8 @@ class Benchmark:
             return
         from lossnet import distances
         from lossnet.errors import UnknownLayerError
-        from lossnet.registry import get_spec, resolve_layer
+        from lossnet.models.registry import get_spec
+        from lossnet.models.layers import resolve_layer
         from lossnet.weights import WeightsSpec
 
         if not config.get("net"):
@@ -393,7 +391,7 @@ class Benchmark:
     def run(self, config: dict[str, Any], workdir: str | Path, *, progress: bool = True) -> BenchResult:
         raise NotImplementedError
 
-    # -- timing (lossnet.bench.profile; `lossnet bench NAME --profile K`, `lossnet sweep estimate`) --
+    # -- timing hooks, read by lossnet.bench.profile.time_benchmark (`lossnet sweep estimate`) --
 
     def training_setup(self, config: dict[str, Any]):
         """Hook: a :class:`lossnet.bench.profile.TrainingSetup` (the built training task of
@@ -405,15 +403,6 @@ class Benchmark:
         """Hook: ``config`` cut to one epoch of one training step (everything else, evaluation
         included, as in the full run), whose wall time gives the run's fixed cost; None: none."""
         return None
-
-    def time_steps(self, config: dict[str, Any], workdir: str | Path | None = None, steps: int = 5, *, warmup: int = 2,
-                   fixed: bool = True):
-        """Time ``steps`` training steps of a resolved config (after ``warmup``) and, with ``fixed``,
-        the run's non-training costs: a :class:`lossnet.bench.profile.StepTiming` (per-phase
-        seconds per step, steps of a full run, setup/validation/evaluation seconds)."""
-        from lossnet.bench.profile import time_benchmark
-
-        return time_benchmark(self, config, workdir, steps, warmup=warmup, fixed=fixed)
 
     def __repr__(self) -> str:
         return f"<benchmark {self.name}>"
@@ -469,7 +458,7 @@ def expand_nets(net: str | None) -> list[str | None]:
     """``--net``: "all" = the paper's 14, a comma list = one run each, nothing = [None]."""
     names = split_names(net)
     if [n.lower() for n in names] == ["all"]:
-        from lossnet.registry import PAPER_ARCHS
+        from lossnet.models.registry import PAPER_ARCHS
 
         return list(PAPER_ARCHS)
     return names or [None]
@@ -491,43 +480,6 @@ def default_workdir(benchmark: str, key: str) -> Path:
 
 
 # -- devices and losses ----------------------------------------------------------------------------
-
-
-def check_device(device: str) -> None:
-    """A device string torch understands (availability is checked when the run starts).
-
-    Raises:
-        LossnetError: not a device name.
-    """
-    import torch
-
-    try:
-        torch.device(device)
-    except (RuntimeError, TypeError) as exc:
-        raise LossnetError(f"unknown device {device!r}; use cpu, cuda, cuda:N or mps") from exc
-
-
-def resolve_device(config: dict[str, Any]):
-    """The run's torch device: ``config["device"]``, else CUDA when available, else CPU.
-
-    Raises:
-        LossnetError: an unknown device, or CUDA/MPS asked for but not available here.
-    """
-    import torch
-
-    name = config.get("device")
-    if not name:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    check_device(name)
-    device = torch.device(name)
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise LossnetError(f"device {name!r} requested but CUDA is not available on this machine")
-        if device.index is not None and device.index >= torch.cuda.device_count():
-            raise LossnetError(f"device {name!r} requested but this machine has {torch.cuda.device_count()} CUDA device(s)")
-    if device.type == "mps" and not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
-        raise LossnetError(f"device {name!r} requested but MPS is not available on this machine")
-    return device
 
 
 def build_training_loss(config: dict[str, Any], *, pixel: Callable | None = None):

@@ -10,7 +10,7 @@ Two pieces, shared by ``lossnet bench NAME --profile K``, ``benchmarks/profile_s
   enabled one synchronises CUDA at each phase boundary (kernels are asynchronous, so without it a
   phase would be charged to the next one), skips the first ``warmup`` steps, and asks the loop to
   stop after ``warmup + steps`` steps (:meth:`PhaseTimer.end_step` returns True).
-- :func:`time_benchmark` (the default of :meth:`lossnet.bench.base.Benchmark.time_steps`): time K
+- :func:`time_benchmark` (what :mod:`lossnet.sweep.estimate` calls): time K
   steps of one resolved config without a full run, plus the run's non-training costs, returned as a
   :class:`StepTiming`. A training benchmark provides :meth:`Benchmark.training_setup` (its task,
   steps per epoch, epochs) and :meth:`Benchmark.reduced_config` (the same config cut to one epoch
@@ -258,7 +258,7 @@ def time_training(setup: TrainingSetup, steps: int, *, warmup: int = 2, device: 
 
 def time_benchmark(bench: Any, config: dict[str, Any], workdir: str | os.PathLike | None = None, steps: int = 5, *,
                    warmup: int = 2, fixed: bool = True) -> StepTiming:
-    """The default of ``Benchmark.time_steps``: time ``steps`` steps of ``config`` (after ``warmup``)
+    """Time ``steps`` steps of ``config`` (after ``warmup``)
     and, with ``fixed``, the run's non-training costs (see the module docstring).
 
     ``workdir`` receives the reduced run's files (a temporary folder when None).
@@ -363,7 +363,8 @@ def time_similarity(config: dict[str, Any], steps: int = 5, *, warmup: int = 1, 
     import numpy as np
     import torch
 
-    from lossnet.bench.base import loss_network_knobs, resolve_device
+    from lossnet.bench.base import loss_network_knobs
+    from lossnet.devices import resolve_device
     from lossnet.bench.similarity import bapps, scores
     from lossnet.bench.similarity.evaluate import build_metric, distances_2afc
 

@@ -1,7 +1,7 @@
 """``lossnet demo``: perceptual distances on reference / distorted image triplets (the README's first command).
 
-Without a folder the triplets are built from photographs that scikit-image (a dependency) ships
-in its wheel, so the demo runs on any machine: a 64x64 reference crop, a mildly blurred copy
+Without a folder the triplets are built from photographs that scikit-image (``lossnet[bench]``)
+ships in its wheel: a 64x64 reference crop, a mildly blurred copy
 (``p0``) and a noisy copy (``p1``). With a folder it reads ``ex_ref.png``, ``ex_p0.png``,
 ``ex_p1.png`` (the LPIPS example triplet layout). Weights: ``--weights-dir`` /
 ``$LOSSNET_WEIGHTS_DIR`` / torchvision's download (``--weights none`` runs offline with random
@@ -30,6 +30,10 @@ def builtin_triplets():
     import numpy as np
     import torch
     import torch.nn.functional as F
+
+    from lossnet.extras import require
+
+    require("bench", "lossnet demo without a folder (scikit-image's sample photographs)", ["skimage"])
     from skimage import data
 
     out = {}
@@ -56,8 +60,6 @@ def _folder_triplet(folder: str):
 
 
 def _demo(args) -> int:
-    import importlib.util
-
     import torch
 
     from lossnet.cli.common import print_table
@@ -68,8 +70,7 @@ def _demo(args) -> int:
     configs = [("alexnet", "spatial", layer, None) for layer in "ESML"]
     configs += [("vgg16", "spatial", layer, None) for layer in "ESML"]
     configs += [(None, None, None, "lpips-alex"), (None, None, None, "lpips-vgg")]
-    if importlib.util.find_spec("DISTS_pytorch") is not None:
-        configs.append((None, None, None, "dists"))
+    configs.append((None, None, None, "dists"))  # alpha/beta ship inside lossnet
     rows, signatures = [], {}
     for net, distance, layer, preset in configs:
         if preset:

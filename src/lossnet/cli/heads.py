@@ -69,9 +69,12 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
 def _fit(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from lossnet.bench.base import resolve_device
+    from lossnet.extras import require
+
+    require("bench", "lossnet heads fit")  # fitting is a training task of the application
+    from lossnet.devices import resolve_device
     from lossnet.errors import DataError
-    from lossnet.heads.fit import fit_heads
+    from lossnet.bench.heads.fit import fit_heads
     from lossnet.outputs import check_output_dir, check_output_file
 
     # outputs, device and inputs are checked before any work (weights, decoding, epochs), as lossnet

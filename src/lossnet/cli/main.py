@@ -28,8 +28,34 @@ SUBCOMMAND_MODULES = (
 )
 
 
+#: Subcommands of the application (``lossnet[bench]``): without that extra each is registered as a
+#: stub whose every use, ``--help`` included, says in one line what to install.
+APPLICATION_COMMANDS = {
+    "lossnet.cli.bench": ("bench", "run one benchmark"),
+    "lossnet.cli.sweep": ("sweep", "plan, estimate and run a grid of benchmark runs"),
+    "lossnet.cli.runs": ("runs", "list, show and export the runs of a results store"),
+    "lossnet.cli.report": ("report", "tables and figures from a results store or the paper"),
+    "lossnet.cli.data": ("data", "fetch, verify and locate the benchmark datasets"),
+}
+
+
+def _register_missing_extra(subparsers, command: str, help_text: str, gone: list[str]) -> None:
+    """``lossnet COMMAND ...`` (any arguments, ``--help`` too) answers with the install line."""
+    message = (f"lossnet {command} needs the [bench] extra: pip install \"lossnet[bench]\" "
+               f"(missing: {', '.join(gone)})")
+    p = subparsers.add_parser(command, help=f"{help_text} (needs lossnet[bench])", add_help=False)
+    p.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+
+    def _refuse(args) -> int:
+        from lossnet.extras import MissingExtraError
+
+        raise MissingExtraError(message)
+
+    p.set_defaults(func=_refuse)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    from lossnet import __version__
+    from lossnet._version import __version__
 
     parser = argparse.ArgumentParser(
         prog="lossnet",
@@ -39,8 +65,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true",
                         help="show full tracebacks on errors; accepted anywhere on the command line (or set LOSSNET_DEBUG=1)")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    from lossnet.extras import EXTRAS, missing
+
+    gone = missing(EXTRAS["bench"])
     for name in SUBCOMMAND_MODULES:
-        importlib.import_module(name).register(subparsers)
+        if gone and name in APPLICATION_COMMANDS:
+            _register_missing_extra(subparsers, *APPLICATION_COMMANDS[name], gone)
+        else:
+            importlib.import_module(name).register(subparsers)
     return parser
 
 

@@ -22,7 +22,7 @@ def register(subparsers) -> None:
 
 
 def _list(args) -> int:
-    from lossnet.registry import get_spec, list_models
+    from lossnet.models.registry import get_spec, list_models
     from lossnet.weights import find_local_weights
 
     rows = []
@@ -42,7 +42,8 @@ def _list(args) -> int:
 
 
 def _show(args) -> int:
-    from lossnet.registry import get_spec, list_nodes
+    from lossnet.models.registry import get_spec
+    from lossnet.models.layers import list_nodes
 
     spec = get_spec(args.arch)
     print(f"{spec.name}: torchvision weights {spec.weights_tag}")

@@ -120,7 +120,7 @@ def _load_pair(path0: Path, path1: Path, resize: bool, input_range: tuple[float,
 
 
 def run(args: argparse.Namespace) -> int:
-    from lossnet.bench.base import resolve_device
+    from lossnet.devices import resolve_device
     from lossnet.outputs import check_output_file
 
     folder_mode = args.dir0 is not None or args.dir1 is not None

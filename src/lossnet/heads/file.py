@@ -52,7 +52,7 @@ class Heads:
 
     def metadata(self) -> dict[str, Any]:
         """The full JSON metadata as written to the file."""
-        from lossnet import __version__
+        from lossnet._version import __version__
 
         out = {"format": HEADS_FORMAT, "net": self.net, "layers": list(self.layers),
                "channels": [int(w.numel()) for w in self.weights], "normalize": self.normalize, "distance": "spatial",
@@ -137,13 +137,13 @@ def heads_digest(path: str | os.PathLike) -> str:
 def export_lpips_heads(net: str, path: str | os.PathLike) -> Path:
     """Write the ``lpips`` package's v0.1 heads of ``net`` (``alex``, ``vgg``, ``squeeze`` or a
     preset name ``lpips-alex`` ...) as a heads file."""
-    from lossnet.lpips_presets import PRESETS, get_preset, lpips_head_path, lpips_heads, lpips_version
+    from lossnet.lpips_presets import PRESETS, get_preset, lpips_heads, lpips_version
 
     name = net if net in PRESETS else f"lpips-{net}"
     if name not in PRESETS:
         raise InputError(f"unknown LPIPS net {net!r}; choose one of alex, vgg, squeeze")
     preset = get_preset(name)
     heads = Heads(preset.arch, list(preset.layers), lpips_heads(preset), "imagenet",
-                  {"data": f"BAPPS 2afc/train (lpips {lpips_version()} v0.1 weights: {lpips_head_path(preset.lpips_net).name})",
+                  {"data": f"BAPPS 2afc/train (lpips {lpips_version()} v0.1 weights: {preset.lpips_net}.pth)",
                    "source": f"lpips-v0.1:{preset.lpips_net}", "epochs": 10})
     return save_heads(path, heads)

@@ -10,7 +10,7 @@ the number of runs averaged (seeds). Rows from a store are mapped with the cross
 - metric ``"<dataset>/<name>"`` -> ``dataset``, ``metric`` (so ``bapps/2afc``, ``set5/psnr``,
   ``mrd/quality``, ``svhn/accuracy``); only the paper-comparable metrics are kept.
 - layer: ``config["layer"]`` when it is E/S/M/L or resolves to the same node as one of them
-  (:func:`lossnet.registry.layer_key`); runs at other layers are not paper cells and are skipped.
+  (:func:`lossnet.models.registry.layer_key`); runs at other layers are not paper cells and are skipped.
 - the paper's JND score is one AP over the pooled cnn + traditional pairs (how Pihlgren et al.'s
   code scores it), so ``bapps/jnd_map_pooled`` is compared with it; ``bapps/jnd_map`` (the mean of
   the per-subset APs) is a different number and is not used.
@@ -193,7 +193,7 @@ def _paper_benchmark(benchmark: str, config: dict[str, Any]) -> str | None:
 def _layer_key(arch: str, layer: Any) -> str | None:
     if not isinstance(layer, str) or not layer or "," in layer:
         return None
-    from lossnet.registry import layer_key
+    from lossnet.models.registry import layer_key
 
     try:
         return layer_key(arch, layer)
@@ -264,14 +264,14 @@ _CELL_KEYS = frozenset({"benchmark", "net", "layer", "loss", "seed"})
 
 
 def _runtime_keys() -> frozenset[str]:
-    from lossnet.bench.base import RUNTIME_KEYS
+    from lossnet.runkey import RUNTIME_KEYS
 
     return frozenset(RUNTIME_KEYS)
 
 
 def _identity(config: dict[str, Any], benchmark: str = "") -> dict[str, str]:
     """The settings that make a run's numbers what they are: the config without the runtime keys
-    (:data:`lossnet.bench.base.RUNTIME_KEYS`) and the keys naming its cell and seed, as canonical
+    (:data:`lossnet.runkey.RUNTIME_KEYS`) and the keys naming its cell and seed, as canonical
     JSON values (defaults of old runs filled in: weights ``imagenet``, superres protocol ``full``)."""
     skip = _runtime_keys() | _CELL_KEYS
     out = {k: json.dumps(v, sort_keys=True, default=str) for k, v in config.items() if k not in skip}

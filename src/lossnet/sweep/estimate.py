@@ -2,7 +2,7 @@
 
 For every distinct (benchmark, net, layer, preset) of the grid -- seeds and other repeats share
 one timing -- a few steps are timed on the current device with the benchmark's own code
-(:meth:`lossnet.bench.base.Benchmark.time_steps`), and the run's non-training costs are added:
+(:func:`lossnet.bench.profile.time_benchmark`), and the run's non-training costs are added:
 
 - **steps**: ``steps_per_run x s/step``, the step time measured over ``--steps K`` steps after 2
   warm-up steps, with the threads a run of the sweep gets (CPU: cores // width);
@@ -305,8 +305,9 @@ def estimate_grid(grid_path: str | os.PathLike, *, device: str | None = None, wi
     import torch
     from tqdm.auto import tqdm
 
-    from lossnet.bench.base import get_benchmark, resolve_device
-    from lossnet.bench.profile import time_similarity
+    from lossnet.bench.base import get_benchmark
+    from lossnet.devices import resolve_device
+    from lossnet.bench.profile import time_benchmark, time_similarity
 
     if width < 1 or steps < 1:
         raise LossnetError("--width and --steps must be >= 1")
@@ -346,7 +347,7 @@ def estimate_grid(grid_path: str | os.PathLike, *, device: str | None = None, wi
             if bench.name == "similarity":
                 timing = time_similarity(config, steps, warmup=1, counts=sizes.get("counts"))
             else:
-                timing = bench.time_steps(config, None, steps, warmup=warmup, fixed=False)
+                timing = time_benchmark(bench, config, None, steps, warmup=warmup, fixed=False)
                 _apply_real_sizes(bench.name, config, timing, sizes)
                 gkey = _group_key(config, _LOSS_KEYS)
                 if gkey not in fixed_cache:

@@ -24,7 +24,7 @@ the working directory of ``lossnet sweep run``).
 Every grid point is turned into a partial config and resolved by the benchmark's own
 ``resolve_config``; option names are checked against the benchmark's presets (an unknown option,
 e.g. ``epoch`` for ``epochs``, is an error with a suggestion), architecture and layer names against
-:mod:`lossnet.registry`, all before anything runs. Points with equal resolved configs share one run
+:mod:`lossnet.models.registry`, all before anything runs. Points with equal resolved configs share one run
 key and collapse into one run.
 
 Trust: a benchmark named by a module path instead of a built-in name is Python code that planning
@@ -117,7 +117,7 @@ def _as_list(value: Any, axis: str, where: str) -> list[Any]:
 
 
 def _expand_archs(value: Any, where: str) -> list[str]:
-    from lossnet.registry import PAPER_ARCHS
+    from lossnet.models.registry import PAPER_ARCHS
 
     out: list[str] = []
     for v in _as_list(value, "archs", where):
@@ -183,7 +183,8 @@ def expand_grid(grid: dict[str, Any], where: str = "grid") -> list[dict[str, Any
 
 
 def _validate_net_layer(point: dict[str, Any], where: str) -> None:
-    from lossnet.registry import get_spec, resolve_layer
+    from lossnet.models.registry import get_spec
+    from lossnet.models.layers import resolve_layer
 
     net = point.get("net")
     if net is None:
@@ -207,7 +208,7 @@ def _known_options(bench: Any) -> set[str] | None:
     """Config keys a benchmark accepts: its config fields (``config_keys()``) or else the union of
     its presets' keys, plus the runtime keys, ``benchmark`` and ``preset``; None when there is
     nothing to check against."""
-    from lossnet.bench.base import RUNTIME_KEYS
+    from lossnet.runkey import RUNTIME_KEYS
 
     keys: set[str] = set()
     config_keys = getattr(bench, "config_keys", None)

@@ -165,7 +165,7 @@ def _set_threads(threads: int | None) -> None:
 
 
 def _device(config: dict[str, Any], *, after_run: bool = False) -> str | None:
-    """``str`` of the run's torch device (:func:`lossnet.bench.base.resolve_device`).
+    """``str`` of the run's torch device (:func:`lossnet.devices.resolve_device`).
 
     Before the run (``after_run=False``) it is resolved only when it can fail -- a device was asked
     for (unavailable CUDA is a LossnetError before any work) -- or torch is loaded anyway; else None,
@@ -174,7 +174,7 @@ def _device(config: dict[str, Any], *, after_run: bool = False) -> str | None:
     """
     if not (config.get("device") or "torch" in sys.modules):
         return "cpu" if after_run else None
-    from lossnet.bench.base import resolve_device
+    from lossnet.devices import resolve_device
 
     try:
         return str(resolve_device(config))

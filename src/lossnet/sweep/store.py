@@ -99,7 +99,7 @@ def split_metric(metric: str) -> tuple[str, str]:
 
 
 def _version() -> str:
-    from lossnet import __version__
+    from lossnet._version import __version__
 
     return __version__
 

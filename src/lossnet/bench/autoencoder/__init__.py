@@ -184,7 +184,7 @@ class Autoencoder(Benchmark):
 
         import torch
 
-        from lossnet.bench.base import resolve_device
+        from lossnet.devices import resolve_device
         from lossnet.bench.profile import TrainingSetup
 
         from .datasets import load_dataset
@@ -229,7 +229,8 @@ class Autoencoder(Benchmark):
         workdir = Path(workdir)
         data = load_dataset(config["dataset"], config.get("data"), seed=config["seed"], ae_images=config["ae_images"],
                             train_images=config["train_images"], test_images=config["test_images"])
-        model, outcome = train_autoencoder(config, data.unlabeled, workdir, progress=progress, log=print if progress else None)
+        model, outcome = train_autoencoder(config, data.unlabeled, workdir, progress=progress, log=print if progress else None,
+                                           resumable=self.resumable_keys(config))
         name, size = data.name, config["image_size"]
         artifacts = {"checkpoint": str(outcome.checkpoint_path)} if outcome.checkpoint_path else {}
         if outcome.best_path:

@@ -282,7 +282,7 @@ class Roads(Benchmark):
 
         import torch
 
-        from lossnet.bench.base import resolve_device
+        from lossnet.devices import resolve_device
         from lossnet.bench.profile import TrainingSetup
         from lossnet.bench.roads.train import RoadsTask
 
@@ -390,7 +390,7 @@ def _run(config: dict[str, Any], workdir: str | Path, *, progress: bool = True) 
     import torch
 
     from lossnet.atomic import atomic_path, atomic_write_text
-    from lossnet.bench.base import resolve_device
+    from lossnet.devices import resolve_device
     from lossnet.bench.roads.evaluate import METRIC_PREFIX
     from lossnet.bench.roads.train import fit_threshold, predict_tile, save_overlay, train
 
@@ -399,7 +399,8 @@ def _run(config: dict[str, Any], workdir: str | Path, *, progress: bool = True) 
     if config.get("threads"):
         torch.set_num_threads(int(config["threads"]))
     train_tiles, val_tiles, test_tiles = split_tiles(config)
-    model, outcome = train(config, train_tiles, workdir, device=device, progress=progress, val_tiles=val_tiles)
+    model, outcome = train(config, train_tiles, workdir, device=device, progress=progress, val_tiles=val_tiles,
+                           resumable=BENCHMARK.resumable_keys(config))
     artifacts = {"train_log": str(workdir / "train_log.csv"), "history": str(workdir / "history.json")}
     if outcome.checkpoint_path is not None:
         artifacts["checkpoint"] = str(outcome.checkpoint_path)

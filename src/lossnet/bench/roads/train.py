@@ -203,24 +203,24 @@ def train(
     device: torch.device,
     progress: bool = True,
     val_tiles: list[RoadTile] | None = None,
+    resumable: Iterable[str] = (),
 ) -> tuple[IterativeUNet, FitOutcome]:
     """Train (or resume) the iterative U-net with the trainer core (:func:`lossnet.bench.trainer.fit`).
 
     With ``selection = val_bce`` the validation BCE on ``val_tiles`` is computed after every epoch,
     and the returned model holds the weights of the epoch with the lowest value (``best.pt``); with
     ``last`` it holds the last epoch's weights. A checkpoint whose config differs in more than
-    evaluation-only keys and ``epochs`` is refused, naming the keys.
+    evaluation-only keys and ``epochs`` is refused, naming the keys (``resumable``: the keys it may
+    differ in, the benchmark's ``resumable_keys``).
 
     Returns:
         the model (eval mode; the best weights so far if training diverged) and the outcome
         (per-epoch rows also in ``workdir/train_log.csv``).
     """
-    from lossnet.bench.roads import BENCHMARK
-
     if config.get("selection") == "val_bce" and not val_tiles:
         raise ValueError("selection val_bce needs validation tiles")
     task, outcome = fit(lambda: RoadsTask(config, tiles, workdir, device, progress, val_tiles), config, workdir,
-                        resumable=BENCHMARK.resumable_keys(config), device=device, name="roads")
+                        resumable=frozenset(resumable), device=device, name="roads")
     if config.get("selection") == "val_bce" and outcome.status == "done" and (Path(workdir) / BEST).exists():
         task.model.load_state_dict(load_checkpoint(Path(workdir) / BEST, device)["model"])
         task.model.eval()

@@ -63,8 +63,8 @@ def feature_nodes(arch: str, size: int = 64) -> list[str]:
     classifier part are left out (they are not feature maps, and the ../shared weights hold only
     the convolutional part).
     """
-    from lossnet.backbone import build_feature_extractor
-    from lossnet.registry import list_nodes
+    from lossnet.models.builder import build_feature_extractor
+    from lossnet.models.layers import list_nodes
 
     nodes = list(list_nodes(arch))
     body = build_feature_extractor(arch, nodes)

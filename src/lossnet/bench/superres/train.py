@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 import torch
 from torch import nn
 
 from lossnet.bench.base import build_training_loss as build_loss
-from lossnet.bench.base import resolve_device
+from lossnet.devices import resolve_device
 from lossnet.bench.trainer import FitOutcome, TrainingTask, fit
 from lossnet.errors import LossnetError
 
@@ -202,19 +202,19 @@ def training_setup(config: dict[str, Any]):
     return TrainingSetup(task, int(config["iters_per_epoch"]), int(config["epochs"]))
 
 
-def train(config: dict[str, Any], workdir: Path, *, progress: bool = True, log: Callable[[str], None] | None = None) -> tuple[SuperresTask, FitOutcome]:
+def train(config: dict[str, Any], workdir: Path, *, progress: bool = True, log: Callable[[str], None] | None = None,
+          resumable: Iterable[str] = ()) -> tuple[SuperresTask, FitOutcome]:
     """Train (or resume training) the super-resolution network of ``config`` in ``workdir``.
 
     Returns:
         ``(task, outcome)`` of :func:`lossnet.bench.trainer.fit`; ``outcome.status`` is ``"done"``
         or ``"diverged"``; ``best.pt`` holds the weights with the best validation Y-PSNR.
+        ``resumable``: config keys a checkpoint may differ in (the benchmark's ``resumable_keys``).
     """
-    from lossnet.bench.superres import BENCHMARK
-
     device = resolve_device(config)
     train_items, val = prepare_data(config)
     return fit(lambda: SuperresTask(config, train_items, val, device, progress), config, workdir,
-               resumable=BENCHMARK.resumable_keys(config), device=device, log=log, name="superres")
+               resumable=frozenset(resumable), device=device, log=log, name="superres")
 
 
 def evaluate(config: dict[str, Any], workdir: Path, task: SuperresTask | None, outcome: FitOutcome | None, *, progress: bool = True):

@@ -23,7 +23,7 @@ import threading
 import zipfile
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from .registry import Dataset, Part, get_dataset
+from lossnet.datasets.registry import Dataset, Part, get_dataset
 
 __all__ = ["LoopbackServer", "serve_dataset", "tar_bytes", "zip_bytes", "png_bytes", "jpeg_bytes", "svhn_mat_bytes",
            "tiff_bytes", "SYNTHETIC_BUILDERS"]

@@ -29,11 +29,9 @@ __all__ = [
     "ArchSpec",
     "get_spec",
     "paper_layers",
-    "resolve_layer",
-    "resolve_layers",
+    "named_layer",
     "layer_key",
     "list_models",
-    "list_nodes",
     "aliases",
     "WEIGHTS_TAG",
 ]
@@ -265,35 +263,13 @@ def paper_layers(arch: str) -> dict[str, str]:
     return dict(PAPER_LAYERS[arch])
 
 
-@lru_cache(maxsize=None)
-def list_nodes(arch: str) -> tuple[str, ...]:
-    """Every FX node of ``arch`` in eval mode (what ``create_feature_extractor`` accepts), in execution order."""
-    from torchvision.models.feature_extraction import get_graph_node_names
-
-    from lossnet.backbone import build_backbone
-
-    _, eval_nodes = get_graph_node_names(build_backbone(arch))
-    return tuple(n for n in eval_nodes if n != "x")
-
-
-def _module_prefixes(nodes: tuple[str, ...]) -> set[str]:
-    prefixes = set()
-    for n in nodes:
-        parts = n.split(".")
-        for i in range(1, len(parts) + 1):
-            prefixes.add(".".join(parts[:i]))
-    return prefixes
-
-
-def resolve_layer(arch: str, name: str, *, validate: bool = True) -> str:
-    """Map a layer name to the FX node / module name torchvision's feature extractor takes.
-
-    Accepted, in this order: an extraction point ``E``/``S``/``M``/``L`` (case-insensitive; the
-    paper's, or lossnet's for :data:`EXTRA_LAYERS`), ``"input"`` (the image itself, returned as
-    is), a readable alias (``relu2_2``), or an FX node / module name (``features.8``, ``layer1``).
+def named_layer(arch: str, name: str) -> str | None:
+    """The node a *name* of the registry stands for: ``E``/``S``/``M``/``L`` (case-insensitive),
+    ``"input"`` or a readable alias; None for anything else (an FX node name, or a typo: telling
+    them apart needs the built graph, :func:`lossnet.models.layers.resolve_layer`).
 
     Raises:
-        UnknownLayerError: none of the above; the message lists the valid choices.
+        UnknownLayerError: an extraction point asked of an architecture that has none.
     """
     spec = get_spec(arch)
     key = name.strip()
@@ -306,29 +282,7 @@ def resolve_layer(arch: str, name: str, *, validate: bool = True) -> str:
         return spec.layers[key.upper()]
     if key.lower() == INPUT_LAYER:
         return INPUT_LAYER
-    if key in spec.aliases:
-        return spec.aliases[key]
-    if not validate:
-        return key
-    nodes = list_nodes(arch)
-    if key in nodes or key in _module_prefixes(nodes):
-        return key
-    choices = list(spec.layers) + list(spec.aliases)
-    close = difflib.get_close_matches(key, choices + list(nodes), n=3)
-    hint = f" Did you mean {', '.join(close)}?" if close else ""
-    raise UnknownLayerError(
-        f"unknown layer {name!r} for {arch}: use E/S/M/L, an alias ({', '.join(spec.aliases) or 'none'}) "
-        f"or an FX node name (lossnet nets show {arch} --nodes).{hint}"
-    )
-
-
-def resolve_layers(arch: str, names) -> list[str]:
-    """:func:`resolve_layer` for a string (comma-separated allowed) or a sequence of names."""
-    if isinstance(names, str):
-        names = [n for n in names.split(",") if n.strip()]
-    if not names:
-        raise UnknownLayerError(f"no layer given for {arch}")
-    return [resolve_layer(arch, n) for n in names]
+    return spec.aliases.get(key)
 
 
 def layer_key(arch: str, name: str) -> str | None:
@@ -337,7 +291,7 @@ def layer_key(arch: str, name: str) -> str | None:
         return None
     if name.strip().upper() in LAYER_KEYS and len(name.strip()) == 1:
         return name.strip().upper()
-    node = resolve_layer(arch, name, validate=False)
+    node = named_layer(arch, name) or name.strip()
     for k, v in PAPER_LAYERS[arch].items():
         if v == node:
             return k

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Mapping, Sequence
 
-from lossnet.registry import get_spec
+from lossnet.models.registry import get_spec
 
 if TYPE_CHECKING:
     from torch import fx, nn
@@ -52,14 +52,14 @@ def builder_kwargs(arch: str, *, transform_input: bool | None = None) -> dict:
 def build_backbone(arch: str, *, transform_input: bool | None = None, pooling: str = "max") -> "nn.Module":
     """The full torchvision classifier ``arch`` with random weights, in eval mode.
 
-    Vision transformers (``vit_*``) are made size-flexible (:func:`lossnet.adapters.make_flexible_vit`:
+    Vision transformers (``vit_*``) are made size-flexible (:func:`lossnet.models.adapters.make_flexible_vit`:
     any input divisible by the patch size; identical to torchvision's at the training size).
 
     Args:
         arch: torchvision classification model name.
         transform_input: see :func:`builder_kwargs`.
         pooling: ``"max"`` (the architecture as defined) or ``"l2"`` (every ``MaxPool2d``
-            replaced by DISTS's L2 pooling, :class:`lossnet.adapters.L2Pool`).
+            replaced by DISTS's L2 pooling, :class:`lossnet.models.adapters.L2Pool`).
 
     Raises:
         UnknownNetworkError: ``arch`` is not a torchvision classification model.
@@ -73,11 +73,11 @@ def build_backbone(arch: str, *, transform_input: bool | None = None, pooling: s
     kwargs = builder_kwargs(arch, transform_input=transform_input)
     model = get_model(arch, weights=None, **kwargs).eval()
     if arch.startswith("vit_"):
-        from lossnet.adapters import make_flexible_vit
+        from lossnet.models.adapters import make_flexible_vit
 
         model = make_flexible_vit(model)
     if pooling == "l2":
-        from lossnet.adapters import replace_max_pooling
+        from lossnet.models.adapters import replace_max_pooling
 
         if not replace_max_pooling(model):
             raise ValueError(f"pooling='l2' replaces max pooling, and {arch} has none")
@@ -113,7 +113,7 @@ def build_feature_extractor(
         return_nodes = {n: n for n in dict.fromkeys(return_nodes)}
     kwargs = {}
     if pooling == "l2" or any(type(m).__name__ == "L2Pool" for m in model.modules()):
-        from lossnet.adapters import L2Pool
+        from lossnet.models.adapters import L2Pool
 
         # a leaf: its filter stays a non-persistent buffer (plain VGG16 weight files load)
         kwargs["tracer_kwargs"] = {"leaf_modules": [L2Pool]}

@@ -78,7 +78,8 @@ class HeadsFitConfig:
 
     def check(self) -> "HeadsFitConfig":
         """Validate and normalise in place (paths resolved, network and layers checked)."""
-        from lossnet.registry import get_spec, resolve_layers
+        from lossnet.models.registry import get_spec
+        from lossnet.models.layers import resolve_layers
 
         if (self.data is None) == (self.judgments is None):
             raise InputError("heads fit: give exactly one of --data (a BAPPS folder) or --judgments (a CSV)")
@@ -249,7 +250,7 @@ class HeadsTask(TrainingTask):
     def train_epoch(self, epoch: int, epochs: int) -> dict[str, Any] | None:
         from torch.utils.data import DataLoader
 
-        from lossnet.heads.data import check_batch
+        from lossnet.bench.heads.data import check_batch
 
         c = self.config
         lr = lr_at(epoch, c.lr, c.epochs, c.decay_epochs)
@@ -323,7 +324,7 @@ def _datasets(c: HeadsFitConfig, progress: bool):
     """``(train_set, [validation Triplets])``."""
     from torch.utils.data import Subset
 
-    from lossnet.heads.data import CsvJudgments, bapps_2afc, decode_triplets
+    from lossnet.bench.heads.data import CsvJudgments, bapps_2afc, decode_triplets
 
     full = CsvJudgments(c.judgments, c.size) if c.judgments is not None else bapps_2afc(c.data, c.split, c.subsets, c.size)
     if len(full) == 0:

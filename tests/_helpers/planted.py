@@ -9,7 +9,7 @@ patches, and writes the judgment :math:`h = \\sigma((d_0 - d_1)/T)` (the fractio
 in the BAPPS layout ``ROOT/2afc/{train,val}/planted/{ref,p0,p1,judge}``. A fit that recovers
 :math:`w^*` (up to scale) must reach the judgments' own 2AFC ceiling on the held-out items.
 
-``python -m lossnet.heads.planted --weights-dir ../shared/weights --images ../shared/data/sr/bsd100``
+``python tests/_helpers/planted.py --weights-dir ../shared/weights --images ../shared/data/sr/bsd100``
 prints the 2AFC table (unweighted vs fitted heads vs the lpips preset) for alexnet and vgg16.
 """
 
@@ -128,7 +128,7 @@ def _main() -> None:  # pragma: no cover - the report's table
     from lossnet.bench.similarity.bapps import load_subset
     from lossnet.bench.similarity.evaluate import distances_2afc
     from lossnet.bench.similarity.scores import score_2afc
-    from lossnet.heads.fit import fit_heads
+    from lossnet.bench.heads.fit import fit_heads
     from lossnet.loss import PerceptualMetric
     from lossnet.lpips_presets import get_preset
 

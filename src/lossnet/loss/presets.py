@@ -1,0 +1,94 @@
+"""What a preset (LPIPS, DISTS) or a heads file fixes of a loss/metric: the network, layers,
+distance, channel weights and pooling, with an error when an explicit argument contradicts it."""
+
+from __future__ import annotations
+
+import os
+
+from lossnet.errors import InputError
+
+__all__ = ["DEFAULT_NET", "DEFAULT_LAYER"]
+
+#: The network and layer used when neither a preset, a heads file, ``net`` nor ``layers`` is given.
+DEFAULT_NET = "vgg16"
+DEFAULT_LAYER = "relu2_2"
+
+
+def _check_default_layer(net: str) -> None:
+    """``net`` given without ``layers``: the default layer relu2_2 is a VGG alias (vgg16/vgg19, not
+    vgg11/vgg13), so for other nets say that no layers were given rather than let the registry
+    complain about a layer the caller never named."""
+    from lossnet.models.registry import get_spec
+
+    spec = get_spec(net)  # an unknown net raises its own error here
+    if DEFAULT_LAYER in spec.aliases:
+        return
+    points = f"layers='E'/'S'/'M'/'L' ({net}'s extraction points, see lossnet.models.registry) or " if spec.layers else ""
+    raise InputError(f"no layers given for net={net!r}, and the default layer {DEFAULT_LAYER} exists only in VGG16/VGG19; "
+                     f"pass {points}layers=<node name> ('lossnet nets show {net} --nodes' lists them)")
+
+
+def _resolve_preset(preset: str, net, layers, distance, channel_weights) -> dict:
+    """The network/layers/distance/heads a preset fixes (errors when the arguments contradict it)."""
+    from lossnet.dists_preset import DISTS_ARCH, DISTS_LAYERS, DISTS_PRESET, dists_channel_weights, dists_version
+    from lossnet.lpips_presets import PRESETS, get_preset, lpips_heads
+    from lossnet.models.layers import resolve_layers
+
+    if preset == DISTS_PRESET:
+        arch, p_layers, p_distance, pooling = DISTS_ARCH, DISTS_LAYERS, "dists", "l2"
+    elif preset not in PRESETS:
+        # get_preset's own message lists the LPIPS presets only; "dists" is accepted here too
+        raise InputError(f"unknown preset {preset!r}; choose one of {', '.join([*PRESETS, DISTS_PRESET])}")
+    else:
+        p = get_preset(preset)
+        arch, p_layers, p_distance, pooling = p.arch, p.layers, "spatial", "max"
+    if net is not None and net != arch:
+        raise InputError(f"preset {preset!r} uses {arch}, not net={net!r}")
+    if layers is not None and list(resolve_layers(arch, list(layers))) != list(p_layers):
+        raise InputError(f"preset {preset!r} uses layers {', '.join(p_layers)}, not {', '.join(layers)}")
+    if distance not in (None, p_distance):
+        raise InputError(f"preset {preset!r} uses the {p_distance!r} distance, not {distance!r}")
+    if channel_weights is not None:
+        raise InputError(f"preset {preset!r} brings its own channel weights; do not pass channel_weights")
+    if preset == DISTS_PRESET:
+        return dict(net=arch, layers=list(layers) if layers is not None else list(p_layers), distance=p_distance,
+                    channel_weights=dists_channel_weights(), pooling=pooling, heads=f"dists-{dists_version()}",
+                    lpips_version=None)
+    from lossnet.lpips_presets import lpips_version
+
+    version = lpips_version()
+    return dict(net=arch, layers=list(layers) if layers is not None else list(p_layers), distance=p_distance,
+                channel_weights=lpips_heads(p), pooling=pooling, heads="lpips-v0.1", lpips_version=version)
+
+
+def _resolve_heads(heads, preset, net, layers, distance, channel_weights, normalize) -> dict:
+    """The network/layers/normalisation/channel weights a heads file fixes (errors when the
+    arguments contradict it). ``heads``: a path or a :class:`lossnet.heads.Heads`."""
+    from lossnet.heads.file import Heads, heads_digest, load_heads
+    from lossnet.models.registry import get_spec
+    from lossnet.models.layers import resolve_layers
+
+    if isinstance(heads, Heads):
+        h, where = heads, "heads"
+        from lossnet.signature import tensors_digest
+
+        label = "custom:" + tensors_digest({str(i): w for i, w in enumerate(h.weights)})[:16]
+    else:
+        h, where = load_heads(heads), f"heads file {os.fspath(heads)}"
+        label = "file:" + heads_digest(heads)[:16]
+    if preset is not None:
+        raise InputError(f"pass either preset={preset!r} or heads=, not both")
+    if channel_weights is not None:
+        raise InputError(f"{where} brings its own channel weights; do not pass channel_weights")
+    if net is not None and get_spec(net).name != get_spec(h.net).name:
+        raise InputError(f"{where} is for net {h.net}, not net={net!r}")
+    if layers is not None and list(resolve_layers(h.net, list(layers))) != list(resolve_layers(h.net, list(h.layers))):
+        raise InputError(f"{where} is for layers {','.join(h.layers)}, not {','.join(layers)}")
+    if distance not in (None, "spatial"):
+        raise InputError(f"{where} calibrates the 'spatial' distance, not {distance!r}")
+    if normalize not in (None, h.normalize):
+        raise InputError(f"{where} was fitted with normalize={h.normalize!r}, not {normalize!r}")
+    return dict(net=h.net, layers=list(h.layers), distance="spatial", channel_weights=[w.clone() for w in h.weights],
+                normalize=h.normalize, heads=label)
+
+
