@@ -44,7 +44,7 @@ from typing import Any, Iterable, Sequence
 from lossnet import paper
 from lossnet.errors import InputError
 
-__all__ = ["TASKS", "Choice", "Recommendation", "recommend"]
+__all__ = ["TASKS", "Choice", "Recommendation", "recommend", "from_rows", "score_label"]
 
 LAYERS = paper.LAYER_KEYS
 
@@ -140,6 +140,7 @@ class Recommendation:
     choices: tuple[Choice, ...]
     caveats: tuple[str, ...]
     notes: tuple[str, ...] = ()
+    published: bool = False  # ranked by the published Table III (else computed from the rows)
 
     @property
     def best(self) -> Choice:
@@ -253,7 +254,7 @@ def _arch_ranks_rows(rows: list[dict[str, Any]], column: str) -> list[tuple[str,
     return sorted(ranked, key=lambda ar: ar[1])
 
 
-def _caveats(task: str, spec: _Task, choices: Sequence[Choice], source: str) -> list[str]:
+def _caveats(task: str, spec: _Task, choices: Sequence[Choice], published: bool) -> list[str]:
     out = []
     t3 = {r["arch"]: float(r["all"]) for r in paper.read_csv("table3_average_ranking.csv")}
     top3 = sorted(t3, key=t3.get)[:3]
@@ -288,7 +289,7 @@ def _caveats(task: str, spec: _Task, choices: Sequence[Choice], source: str) -> 
             "past a mid-accuracy point, better ImageNet classifiers give worse BAPPS perceptual scores, and shallow ResNets "
             "or ResNets trained for under 5 epochs match networks trained on human similarity judgments."
         )
-    if source == "paper":
+    if published:
         out.append(
             "These are the paper's benchmark setups (datasets, models and training: docs/fidelity.md); on other data "
             "the order can change: rank your own runs with `lossnet recommend TASK --store results.db`."
@@ -333,7 +334,6 @@ def recommend(
             raise InputError("preset/weights/distance/protocol select runs of a results store; give store= as well")
         rows = paper.scores()
         source = "paper"
-        ranked = _arch_ranks_paper(spec.column)
         notes.append("Source: the published tables of Pihlgren et al. (2024), shipped in lossnet/data/paper.")
     else:
         from lossnet.report.sources import store_scores
@@ -344,9 +344,37 @@ def recommend(
             raise InputError(f"{store}: no finished paper-comparable runs for task {task!r} "
                              f"(benchmarks {', '.join(spec.benchmarks)}; see `lossnet report {store}` for what the store holds)")
         source = os.fspath(store)
-        ranked = _arch_ranks_rows(rows, spec.column)
         notes.append(f"Source: {source}: {info.runs} runs ({info.variant}).")
         notes.extend(info.notes)
+    return from_rows(task, rows, source=source, published=store is None, notes=notes)
+
+
+def from_rows(task: str, rows: Sequence[dict[str, Any]], *, source: str, published: bool = False,
+              notes: Sequence[str] = ()) -> Recommendation:
+    """The answer for ``task`` from tidy score rows (:mod:`lossnet.report.sources`), e.g. for a report.
+
+    Args:
+        task: as :func:`recommend`.
+        rows: tidy scores.
+        source: what the rows are (``"paper"`` or a store path), for the text.
+        published: the rows are the paper's: order the architectures by the published Table III
+            column (those present in ``rows``) instead of computing their average ranks.
+        notes: lines for the text.
+
+    Raises:
+        InputError: an unknown task, or no rows of the task's benchmarks.
+    """
+    if task not in _TASKS:
+        raise InputError(f"unknown task {task!r}; choose one of {', '.join(TASKS)}")
+    spec = _TASKS[task]
+    rows = [r for r in rows if r["benchmark"] in spec.benchmarks]
+    if not rows:
+        raise InputError(f"{source}: no results for task {task!r} (benchmarks {', '.join(spec.benchmarks)})")
+    if published:
+        present = {r["arch"] for r in rows}
+        ranked = [(a, v) for a, v in _arch_ranks_paper(spec.column) if a in present]
+    else:
+        ranked = _arch_ranks_rows(list(rows), spec.column)
     cells = _cells(rows)
     keys = [k for k in cells if k[0] in spec.benchmarks]
     choices = []
@@ -366,7 +394,7 @@ def recommend(
                               {c: _best_layers(arch, cells, c) for c in spec.headline}, task_layers,
                               _code(arch, layer, spec.distance)))
     return Recommendation(task, source, spec.title, spec.column, spec.distance, spec.headline, tuple(choices),
-                          tuple(_caveats(task, spec, choices, source)), tuple(notes))
+                          tuple(_caveats(task, spec, choices, published)), tuple(notes), published)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -402,7 +430,7 @@ def _text(rec: Recommendation, top: int | None) -> str:
     # 'all' shows each task's layer instead of the seven scores (each task's own answer has those)
     headline = () if rec.task == "all" else rec.headline
     heads = [_head_label(c) for c in headline]
-    rank_head = f"avg rank ({'Table III ' if rec.source == 'paper' else ''}{rec.column})"
+    rank_head = f"avg rank ({'Table III ' if rec.published else ''}{rec.column})"
     header = ["#", "arch", rank_head, "layer"]
     if rec.task == "all":
         header += [f"{t} layer" for t in _TASKS if t != "all"]
