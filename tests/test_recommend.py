@@ -1,4 +1,4 @@
-"""`lossnet recommend` / `lossnet.recommend.recommend`: its answers against the published CSVs,
+"""`lossnet recommend` / `lossnet.recommendation.recommend` (the lead exports it as `lossnet.recommend`): its answers against the published CSVs,
 read here independently with the csv module, and against hand-made results stores."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import pytest
 
 from lossnet.cli.main import main
 from lossnet.errors import DataError, InputError
-from lossnet.recommend import TASKS, recommend
+from lossnet.recommendation import TASKS, recommend
 
 PAPER_DIR = Path(__file__).resolve().parents[1] / "src" / "lossnet" / "data" / "paper"
 COLUMNS = {"similarity": "b1", "superres": "b2", "roads": "b3", "autoencoder": "b4", "all": "all"}
@@ -159,7 +159,7 @@ def test_code_line_builds_a_working_loss():
 
 
 def test_import_reads_no_torch():
-    code = ("import sys, lossnet.recommend as r; r.recommend('all'); "
+    code = ("import sys, lossnet.recommendation as r; r.recommend('all'); "
             "print(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'numpy', 'scipy') "
             "or m.startswith(('lossnet.bench', 'lossnet.report', 'lossnet.sweep'))))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,

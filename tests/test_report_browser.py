@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lossnet.recommend import recommend
+from lossnet.recommendation import recommend
 from lossnet.report.render import _heat_range, build_report
 from lossnet.report.sources import paper_scores
 

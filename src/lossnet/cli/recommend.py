@@ -15,7 +15,7 @@ import argparse
 
 __all__ = ["register", "run"]
 
-TASK_CHOICES = ("similarity", "superres", "roads", "autoencoder", "all")  # = lossnet.recommend.TASKS (cheap --help)
+TASK_CHOICES = ("similarity", "superres", "roads", "autoencoder", "all")  # = lossnet.recommendation.TASKS (cheap --help)
 
 
 def register(subparsers) -> None:
@@ -42,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
 
     from lossnet.atomic import atomic_write_text
     from lossnet.errors import InputError
-    from lossnet.recommend import recommend
+    from lossnet.recommendation import recommend
 
     if args.top is not None and args.top < 1:
         raise InputError(f"--top must be at least 1, got {args.top}")

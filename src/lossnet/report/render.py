@@ -272,7 +272,7 @@ def _score_sections(rows, paper_rows, csvs, *, published: bool = False) -> list[
 def _recommend_section(rows, *, published: bool, source: str) -> Section | None:
     """``lossnet recommend``'s answer for every task the rows cover: it heads the report."""
     from lossnet.errors import InputError
-    from lossnet.recommend import TASKS, from_rows
+    from lossnet.recommendation import TASKS, from_rows
 
     s = Section("Recommendation: which loss network and layer")
     benchmarks = {r["benchmark"] for r in rows}

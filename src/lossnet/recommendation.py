@@ -1,5 +1,8 @@
 """Which loss network and layer to use for a task: the answer of Pihlgren et al.'s published tables.
 
+(The module is ``recommendation``, not ``recommend``: the function :func:`recommend` is meant to be
+exported as ``lossnet.recommend``, and a submodule of that name would replace it on import.)
+
 :func:`recommend` ranks the 14 architectures for one of the paper's four tasks (``similarity``,
 ``superres``, ``roads``, ``autoencoder``) or for all of them (``all``), names the extraction layer
 to use with each, shows the published scores at that layer, states the caveats the paper gives,
