@@ -33,7 +33,11 @@ from typing import Any, Callable, Sequence
 
 import lossnet  # noqa: F401  (before torchmetrics: installs the torchvision shim torchmetrics' import needs)
 import torch
-from torchmetrics import Metric
+
+try:
+    from torchmetrics import Metric
+except ImportError as exc:  # torchmetrics may become an optional extra (issue #27): say what to install
+    raise ImportError(f"lossnet.integrations.torchmetrics needs the torchmetrics package (pip install torchmetrics): {exc}") from exc
 
 from lossnet.errors import InputError
 
