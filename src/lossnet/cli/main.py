@@ -24,6 +24,7 @@ SUBCOMMAND_MODULES = (
     "lossnet.cli.sweep",
     "lossnet.cli.runs",
     "lossnet.cli.report",
+    "lossnet.cli.recommend",
     "lossnet.cli.data",
 )
 

@@ -24,7 +24,8 @@ from lossnet import paper  # noqa: E402
 from lossnet.report.sources import ScoreKey, paper_score_keys  # noqa: E402
 from lossnet.report.tables import TABLE4_COLUMNS, arch_order, best_scores, cell_values  # noqa: E402
 
-__all__ = ["Figure", "fig_score_vs_layer", "fig_svhn_vs_stl10", "fig_2afc_vs_flops", "fig_best_vs_top1", "all_figures"]
+__all__ = ["Figure", "fig_score_vs_layer", "fig_svhn_vs_stl10", "fig_2afc_vs_flops", "fig_best_vs_top1", "all_figures",
+           "HEAT_CMAP", "heat_colors", "heat_gradient_css"]
 
 LAYERS = paper.LAYER_KEYS
 LAYER_COLORS = {"E": "#1b9e77", "S": "#d95f02", "M": "#7570b3", "L": "#e7298a"}
@@ -168,3 +169,56 @@ def all_figures(
     figs = [fig_score_vs_layer(rows, b, source=source) for b in _TITLES]
     figs += [fig_svhn_vs_stl10(rows, source=source), fig_2afc_vs_flops(rows, layer_attrs, source=source), fig_best_vs_top1(rows, source=source)]
     return [f for f in figs if f is not None]
+
+
+# --------------------------------------------------------------------------------------------------
+# heatmap colours for the HTML score tables (one colour scale per score)
+
+#: Colour map of the score heatmaps: light (low) to dark blue (high); every paper score is higher-is-better.
+HEAT_CMAP = "YlGnBu"
+# The map's two ends are cut off: its white end would vanish on the page, its darkest end hides black text
+# (the text turns white on dark cells anyway, see heat_colors).
+_HEAT_RANGE = (0.08, 0.92)
+
+
+def _heat_rgb(t: float) -> tuple[float, float, float]:
+    lo, hi = _HEAT_RANGE
+    r, g, b, _ = plt.get_cmap(HEAT_CMAP)(lo + (hi - lo) * t)
+    return r, g, b
+
+
+def _hex(rgb: tuple[float, float, float]) -> str:
+    return "#" + "".join(f"{round(255 * c):02x}" for c in rgb)
+
+
+def heat_colors(values: Iterable[float | None], lo: float | None = None, hi: float | None = None) -> list[tuple[str, str] | None]:
+    """``(background, text colour)`` hex pairs for values on one linear scale from ``lo`` to ``hi``
+    (default: the finite values' min and max), or None for a missing / non-finite value.
+
+    The text colour is the one of higher contrast (WCAG 2): white where the background's relative
+    luminance L is below 0.179, where (1.05 / (L + 0.05)) = ((L + 0.05) / 0.05).
+    """
+    values = list(values)
+    finite = [float(v) for v in values if v is not None and math.isfinite(float(v))]
+    if not finite:
+        return [None] * len(values)
+    lo = min(finite) if lo is None else lo
+    hi = max(finite) if hi is None else hi
+    span = hi - lo
+    out: list[tuple[str, str] | None] = []
+    for v in values:
+        if v is None or not math.isfinite(float(v)):
+            out.append(None)
+            continue
+        t = 0.5 if span <= 0 else min(1.0, max(0.0, (float(v) - lo) / span))
+        rgb = _heat_rgb(t)
+        lin = [c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4 for c in rgb]
+        lum = 0.2126 * lin[0] + 0.7152 * lin[1] + 0.0722 * lin[2]
+        out.append((_hex(rgb), "#fff" if lum < 0.179 else "#000"))
+    return out
+
+
+def heat_gradient_css(steps: int = 8) -> str:
+    """A CSS ``linear-gradient`` of the heatmap scale, low (left) to high (right), for the legend."""
+    stops = ", ".join(_hex(_heat_rgb(i / (steps - 1))) for i in range(steps))
+    return f"linear-gradient(to right, {stops})"

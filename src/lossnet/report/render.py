@@ -29,6 +29,7 @@ from lossnet.report import correlations as corr
 from lossnet.report import figures as figs
 from lossnet.report.sources import ScoreKey, key_of, paper_score_keys
 from lossnet.report.tables import (
+    BENCHMARK_GROUPS,
     TABLE4_COLUMNS,
     best_layer_table,
     comparison_table,
@@ -36,7 +37,7 @@ from lossnet.report.tables import (
     score_table,
 )
 
-__all__ = ["Section", "build_report", "fmt"]
+__all__ = ["Cell", "Section", "build_report", "fmt"]
 
 LAYERS = paper.LAYER_KEYS
 
@@ -62,14 +63,43 @@ def _fmt_p(p: float) -> str:
     return f"{p:.2g}" if p < 0.001 else f"{p:.3f}"
 
 
+class Cell(str):
+    """A table cell's text with how the HTML shows it: a heatmap colour, a hover title, a best mark.
+    It is a ``str`` (its text), so Markdown and CSV see only the text."""
+
+    def __new__(cls, text: str, *, bg: str | None = None, fg: str | None = None, title: str | None = None,
+                best: bool = False, code: bool = False) -> "Cell":
+        cell = super().__new__(cls, text)
+        cell.bg, cell.fg, cell.title, cell.best, cell.code = bg, fg, title, best, code
+        return cell
+
+    def html(self) -> str:
+        """The ``<td>`` element."""
+        attrs = []
+        classes = [c for c, on in (("best", self.best), ("code", self.code)) if on]
+        if classes:
+            attrs.append(f'class="{" ".join(classes)}"')
+        if self.bg:
+            attrs.append(f'style="background:{self.bg};color:{self.fg or "#000"}"')
+        if self.title:
+            attrs.append(f'title="{html.escape(self.title, quote=True)}"')
+        return f"<td{' ' if attrs else ''}{' '.join(attrs)}>{html.escape(str(self))}</td>"
+
+
 @dataclass
 class Section:
-    """A report section: title, paragraphs, tables (header + string rows), figures."""
+    """A report section: title, paragraphs, tables (header + string rows), figures.
+
+    ``legends`` maps a table's index to the ``(low, high, clipped)`` values of its heatmap colour scale
+    (``clipped``: values below ``low`` exist and share its colour).
+    """
 
     title: str
     text: list[str] = field(default_factory=list)
     tables: list[tuple[str, list[str], list[list[str]]]] = field(default_factory=list)
     figures: list[figs.Figure] = field(default_factory=list)
+    legends: dict[int, tuple[float, float, bool]] = field(default_factory=dict)
+    after: list[str] = field(default_factory=list)  # paragraphs after the tables
 
 
 # --------------------------------------------------------------------------------------------------
@@ -177,28 +207,102 @@ def _table4_section(rows, paper_rows, csvs, *, published: bool) -> Section:
     return s
 
 
-def _score_sections(rows, paper_rows, csvs) -> list[Section]:
+def _heat_range(values: list[float]) -> tuple[float, float, bool]:
+    """``(low, high, clipped)`` of a score's colour scale: its lowest to its highest value, except that
+    low outliers (below Q1 - 1.5 IQR, e.g. a collapsed training run) would leave every other cell at the
+    dark end: the scale then starts at the lowest value inside that fence, and the outliers get its
+    lightest colour (``clipped``)."""
+    if not values:
+        return 0.0, 0.0, False
+    q1, q3 = (float(q) for q in np.percentile(values, [25, 75]))
+    fence = q1 - 1.5 * (q3 - q1)
+    inside = [v for v in values if v >= fence]
+    lo = min(inside)
+    return lo, max(values), lo > min(values)
+
+
+def _score_sections(rows, paper_rows, csvs, *, published: bool = False) -> list[Section]:
+    """One section per benchmark, one table per score. In the HTML each table is a heatmap: one colour
+    scale per score (its lowest to its highest value), each architecture's best layer boxed, and the
+    cell's value -- with the paper's and the difference where compared -- in its hover title."""
     present = {key_of(r) for r in rows}
     ref = {(key_of(r), r["arch"], r["layer"]): r["value"] for r in paper_rows or []}
     by_bench: dict[str, Section] = {}
     for key in [k for k in paper_score_keys() if k in present]:
         table = score_table(rows, key)
         csvs[f"scores_{key.slug}.csv"] = table
-        sec = by_bench.setdefault(key.benchmark, Section(f"Scores: {key.benchmark}"))
+        if key.benchmark not in by_bench:
+            sec = by_bench[key.benchmark] = Section(f"Scores: {key.benchmark}")
+            sec.text.append(
+                "Each table is a heatmap of one score (darker = higher = better; its own colour scale, from its lowest "
+                "to its highest cell -- '≤' marks a scale that starts above a few outlying low cells, which get its "
+                "lightest colour); the boxed cell is the architecture's best layer. Hover a cell for its value"
+                + (" and the paper's." if paper_rows is not None else ".")
+            )
+        sec = by_bench[key.benchmark]
+        values = [v for r in table for v in (r[l] for l in LAYERS) if v is not None and math.isfinite(v)]
+        lo, hi, clipped = _heat_range(values)
         body = []
         for r in table:
+            colours = figs.heat_colors([r[l] for l in LAYERS], lo, hi)
+            best = set(r["best"].split("/")) if r["best"] else set()
             cells = []
-            for l in LAYERS:
+            for l, colour in zip(LAYERS, colours):
                 v = r[l]
+                where = f"{r['arch']} at {l} ({key.label})"
                 if paper_rows is not None and v is not None:
                     p = ref.get((key, r["arch"], l))
-                    cells.append(f"{fmt(v)} / {fmt(p)} ({'' if p is None else f'{v - p:+.3f}'})")
+                    text = f"{fmt(v)} / {fmt(p)} ({'' if p is None else f'{v - p:+.3f}'})"
+                    title = f"{where}: ours {fmt(v)}; paper {fmt(p)}" + ("" if p is None else f"; ours - paper {v - p:+.3f}")
                 else:
-                    cells.append(fmt(v))
+                    text = fmt(v)
+                    title = f"{where}: {fmt(v)}" + (" (published)" if published and v is not None else "")
+                if l in best:
+                    title += "; best layer of " + r["arch"]
+                bg, fg = colour if colour else (None, None)
+                cells.append(Cell(text, bg=bg, fg=fg, title=title if v is not None else f"{where}: not run", best=l in best))
             body.append([r["arch"], *cells, r["best"]])
         caption = f"{key.metric} on {key.dataset}" + (" -- cells: ours / paper (ours - paper)" if paper_rows is not None else "")
+        if values:
+            sec.legends[len(sec.tables)] = (lo, hi, clipped)
         sec.tables.append((caption, ["arch", *LAYERS, "best"], body))
     return list(by_bench.values())
+
+
+def _recommend_section(rows, *, published: bool, source: str) -> Section | None:
+    """``lossnet recommend``'s answer for every task the rows cover: it heads the report."""
+    from lossnet.errors import InputError
+    from lossnet.recommendation import TASKS, from_rows
+
+    s = Section("Recommendation: which loss network and layer")
+    benchmarks = {r["benchmark"] for r in rows}
+    body, caveats = [], None
+    for task in TASKS:
+        if task == "all" and len(benchmarks) < len({b for group in BENCHMARK_GROUPS.values() for b in group}):
+            continue  # 'all' weights the four tasks equally: only meaningful with all four
+        try:
+            rec = from_rows(task, rows, source=source, published=published)
+        except InputError:
+            continue  # no rows of this task
+        if not rec.choices:
+            continue
+        b = rec.best
+        nxt = ", ".join(f"{c.arch} {c.layer} ({fmt(c.rank, 2)})" for c in rec.choices[1:3]) or "-"
+        body.append([task, f"{b.arch} at {b.layer}", fmt(b.rank, 2), nxt, Cell(b.code, code=True)])
+        if caveats is None or task == "all":
+            caveats = rec.caveats
+    if not body:
+        return None
+    s.text.append(
+        "What `lossnet recommend TASK` answers (run it for the scores behind each answer) from "
+        + ("the published tables: architectures by their published average rank for the task (Table III; 1 = best), "
+           if published else "these results: architectures by their average rank for the task (Table III's rule; 1 = best), ")
+        + "each with the layer of best mean rank among its layers over the task's scores. "
+        "The PerceptualLoss line uses the distance of the paper's benchmark (MSE; spatial for similarity)."
+    )
+    s.tables.append(("", ["task", "use", "avg rank", "next best (avg rank)", "loss"], body))
+    s.after += list(caveats or ())
+    return s
 
 
 def _compare_section(rows, paper_rows, csvs) -> Section:
@@ -288,15 +392,16 @@ def _md_table(header: list[str], body: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
-def _markdown(title: str, intro: list[str], sections: list[Section]) -> str:
+def _markdown(title: str, intro: list[str], sections: list[Section], lead: Section | None = None) -> str:
     parts = [f"# {title}", *intro]
-    for s in sections:
+    for s in ([lead] if lead else []) + sections:
         parts.append(f"## {s.title}")
         parts += s.text
         for caption, header, body in s.tables:
             if caption:
                 parts.append(f"**{caption}**")
             parts.append(_md_table(header, body))
+        parts += s.after
         for f in s.figures:
             parts.append(f"![{f.caption}](figures/{f.name}.png)\n\n*{f.caption}* ([SVG](figures/{f.name}.svg))")
     return "\n\n".join(parts) + "\n"
@@ -308,6 +413,12 @@ _CSS = (
     "th,td{border:1px solid #ccc;padding:2px 6px;text-align:right}th{background:#eee}"
     "td:first-child,th:first-child{text-align:left}img{max-width:100%}figure{margin:1em 0}"
     "figcaption{font-style:italic;font-size:13px}.cap{font-weight:bold;margin-top:1em}"
+    "td.best{font-weight:bold;outline:2px solid #d7301f;outline-offset:-2px}"
+    "td.code,code{font-family:monospace;text-align:left;font-size:12px}"
+    ".legend{font-size:12px;margin:.2em 0}.legend span.bar{display:inline-block;width:140px;height:10px;"
+    "vertical-align:middle;margin:0 .4em;border:1px solid #999}"
+    ".tile{display:inline-block;vertical-align:top;margin-right:1.5em}"
+    ".lead{border:2px solid #225ea8;border-radius:6px;padding:.2em 1em;background:#f5f9ff;margin:1em 0}"
 )
 
 
@@ -315,10 +426,37 @@ def _md_inline(text: str) -> str:
     out = html.escape(text)
     # only **bold** and *italic* are used in our paragraphs
     out = re.sub(r"\*\*(.+?)\*\*", r"<b>\1</b>", out)
+    out = re.sub(r"`(.+?)`", r"<code>\1</code>", out)
     return re.sub(r"\*(.+?)\*", r"<i>\1</i>", out)
 
 
-def _html(title: str, intro: list[str], sections: list[Section]) -> str:
+def _html_section(s: Section, anchor: str) -> list[str]:
+    parts = [f'<h2 id="{anchor}">{html.escape(s.title)}</h2>']
+    parts += [f"<p>{_md_inline(t)}</p>" for t in s.text]
+    for i, (caption, header, body) in enumerate(s.tables):
+        if i in s.legends:  # heatmaps of one benchmark sit side by side where the page is wide enough
+            parts.append('<div class="tile">')
+        if caption:
+            parts.append(f'<div class="cap">{html.escape(caption)}</div>')
+        if i in s.legends:
+            lo, hi, clipped = s.legends[i]
+            parts.append(f'<div class="legend">{"≤ " if clipped else ""}{html.escape(fmt(lo))}<span class="bar" '
+                         f'style="background:{figs.heat_gradient_css()}"></span>{html.escape(fmt(hi))}</div>')
+        rows = "".join("<tr>" + "".join(c.html() if isinstance(c, Cell) else f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>"
+                       for row in body)
+        table_tag = '<table class="heat">' if i in s.legends else "<table>"
+        parts.append(table_tag + "<thead><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in header) + f"</tr></thead><tbody>{rows}</tbody></table>")
+        if i in s.legends:
+            parts.append("</div>")
+    if s.after:
+        parts.append("<ul>" + "".join(f"<li>{_md_inline(t)}</li>" for t in s.after) + "</ul>")
+    for f in s.figures:
+        data = base64.b64encode(f.png).decode("ascii")
+        parts.append(f'<figure><img alt="{html.escape(f.caption)}" src="data:image/png;base64,{data}"><figcaption>{html.escape(f.caption)}</figcaption></figure>')
+    return parts
+
+
+def _html(title: str, intro: list[str], sections: list[Section], lead: Section | None = None) -> str:
     parts = [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
@@ -326,18 +464,13 @@ def _html(title: str, intro: list[str], sections: list[Section]) -> str:
         f"<h1>{html.escape(title)}</h1>",
     ]
     parts += [f"<p>{_md_inline(t)}</p>" for t in intro]
+    if lead is not None:  # the answer heads the page, above the contents
+        parts.append('<div class="lead" id="recommendation">')
+        parts += _html_section(lead, "lead")
+        parts.append("</div>")
     parts.append("<ul>" + "".join(f'<li><a href="#s{i}">{html.escape(s.title)}</a></li>' for i, s in enumerate(sections)) + "</ul>")
     for i, s in enumerate(sections):
-        parts.append(f'<h2 id="s{i}">{html.escape(s.title)}</h2>')
-        parts += [f"<p>{_md_inline(t)}</p>" for t in s.text]
-        for caption, header, body in s.tables:
-            if caption:
-                parts.append(f'<div class="cap">{html.escape(caption)}</div>')
-            rows = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>" for row in body)
-            parts.append("<table><thead><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in header) + f"</tr></thead><tbody>{rows}</tbody></table>")
-        for f in s.figures:
-            data = base64.b64encode(f.png).decode("ascii")
-            parts.append(f'<figure><img alt="{html.escape(f.caption)}" src="data:image/png;base64,{data}"><figcaption>{html.escape(f.caption)}</figcaption></figure>')
+        parts += _html_section(s, f"s{i}")
     parts.append("</body></html>")
     return "\n".join(parts) + "\n"
 
@@ -390,7 +523,7 @@ def build_report(
     sections = [_table3_section(rows, t_ref, csvs, published=published), _table4_section(rows, t_ref, csvs, published=published)]
     if compare_paper:
         sections.append(_compare_section(rows, paper_rows, csvs))
-    sections += _score_sections(rows, paper_rows, csvs)
+    sections += _score_sections(rows, paper_rows, csvs, published=published)
     sections += _correlation_sections(rows, arch_attrs, layer_attrs, [arch_note, layer_note], csvs)
     fig_list: list[figs.Figure] = []
     if make_figures:
@@ -415,6 +548,7 @@ def build_report(
         atomic_write_text(out / "figures" / f"{f.name}.svg", f.svg)
     for name, table in csvs.items():
         atomic_write_text(out / "tables" / name, _csv_text(table))
-    atomic_write_text(out / "report.md", _markdown(title, intro, sections))
-    atomic_write_text(out / "report.html", _html(title, intro, sections))
+    lead = _recommend_section(rows, published=published, source=source)
+    atomic_write_text(out / "report.md", _markdown(title, intro, sections, lead))
+    atomic_write_text(out / "report.html", _html(title, intro, sections, lead))
     return {"md": out / "report.md", "html": out / "report.html", "tables": out / "tables", "figures": out / "figures"}
