@@ -37,7 +37,7 @@ def _python(code: str, *args: str) -> subprocess.CompletedProcess:
 FACE = {
     "__version__", "LossNetwork", "PerceptualLoss", "PerceptualMetric", "perceptual_distance", "check_range",
     "DISTANCES", "distance_map", "list_models", "get_spec", "list_nodes", "build_feature_extractor", "WeightsSpec",
-    "PRESETS", "Heads", "load_heads", "save_heads", "parse_signature", "LossnetError",
+    "PRESETS", "Heads", "load_heads", "save_heads", "parse_signature", "LossnetError", "recommend",
 }
 
 

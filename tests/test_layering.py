@@ -1,5 +1,9 @@
 """The core stays below the application (issue #27): imports only go down, and none goes round.
 
+``lossnet.recommendation`` is application (with ``store=`` it reads a results store through the
+report); the face still names ``lossnet.recommend``, loaded on first use: from the published
+tables it needs only :mod:`lossnet.paper` (checked by ``test_recommend_from_the_paper_needs_no_application``).
+
 Read from the source with :mod:`ast` (``tests/_helpers/imports.py``): every import counts, at module
 level or inside a function, except under ``if TYPE_CHECKING:``.
 """
@@ -56,6 +60,18 @@ def test_core_never_imports_the_application_or_its_dependencies():
             elif top in APPLICATION_ONLY_PACKAGES or (top not in stdlib and top not in CORE_PACKAGES and top != "__future__"):
                 offenders.append(where)
     assert offenders == []
+
+
+def test_recommend_from_the_paper_needs_no_application():
+    """At module level, lossnet.recommendation imports only the core (the store path is lazy)."""
+    import ast
+
+    mods = modules()
+    path = mods["lossnet.recommendation"]
+    top_level = [n for n in ast.parse(path.read_text()).body if isinstance(n, (ast.Import, ast.ImportFrom))]
+    names = {(n.module if isinstance(n, ast.ImportFrom) else n.names[0].name) for n in top_level}
+    assert all(not _is_application(m) for m in names if m and m.startswith("lossnet")), names
+    assert not names & APPLICATION_ONLY_PACKAGES
 
 
 def test_no_import_cycle_among_lossnet_modules():

@@ -57,6 +57,8 @@ _LAZY: dict[str, str] = {
     "parse_signature": "lossnet.signature",
     # the base of every lossnet error (the subclasses: lossnet.errors)
     "LossnetError": "lossnet.errors",
+    # which network and layer to use: Pihlgren et al.'s published tables (or your results store)
+    "recommend": "lossnet.recommendation",
 }
 
 #: Core submodules reachable as attributes (``lossnet.distances``) without an explicit import. The
@@ -94,5 +96,6 @@ if TYPE_CHECKING:  # static analysers and IDEs see the real names (re-exports)
     from lossnet.models.layers import list_nodes  # noqa: F401
     from lossnet.models.registry import get_spec, list_models  # noqa: F401
     from lossnet.network import LossNetwork  # noqa: F401
+    from lossnet.recommendation import recommend  # noqa: F401
     from lossnet.signature import parse_signature  # noqa: F401
     from lossnet.weights import WeightsSpec  # noqa: F401

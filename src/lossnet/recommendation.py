@@ -339,6 +339,9 @@ def recommend(
         source = "paper"
         notes.append("Source: the published tables of Pihlgren et al. (2024), shipped in lossnet/data/paper.")
     else:
+        from lossnet.extras import require
+
+        require("bench", "recommend(store=...) (reading a results store)")
         from lossnet.report.sources import store_scores
 
         rows, info = store_scores(store, preset=preset, weights=weights, distance=distance, protocol=protocol)
