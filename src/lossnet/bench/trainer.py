@@ -37,7 +37,7 @@ from lossnet.runkey import RUNTIME_KEYS
 from lossnet.bench.profile import PhaseTimer
 from lossnet.errors import CheckpointError
 
-__all__ = ["TrainingTask", "FitOutcome", "fit", "configure_precision", "load_checkpoint", "fingerprint", "CHECKPOINT", "BEST", "HISTORY"]
+__all__ = ["TrainingTask", "FitOutcome", "fit", "configure_precision", "load_checkpoint", "fingerprint", "resumable_keys", "CHECKPOINT", "BEST", "HISTORY"]
 
 CHECKPOINT = "checkpoint.pt"
 BEST = "best.pt"
@@ -139,6 +139,17 @@ class FitOutcome:
     @property
     def epochs_done(self) -> int:
         return self.history[-1]["epoch"] if self.history else self.start_epoch
+
+
+def resumable_keys(benchmark: str, config: dict[str, Any], resumable: Iterable[str] | None = None) -> frozenset:
+    """``resumable``, or the keys the registered ``benchmark`` lets a checkpoint differ in (its
+    ``resumable_keys``), looked up by name in the registry: a benchmark's training module does not
+    import its own package (the package imports it)."""
+    if resumable is not None:
+        return frozenset(resumable)
+    from lossnet.bench.base import get_benchmark
+
+    return frozenset(get_benchmark(benchmark).resumable_keys(config))
 
 
 def fingerprint(config: dict[str, Any], resumable: Iterable[str] = ()) -> dict[str, Any]:

@@ -9,7 +9,6 @@ import difflib
 from functools import lru_cache
 
 from lossnet.errors import UnknownLayerError
-from lossnet.models.builder import build_backbone
 from lossnet.models.registry import get_spec, named_layer
 
 __all__ = ["list_nodes", "resolve_layer", "resolve_layers"]
@@ -20,7 +19,9 @@ def list_nodes(arch: str) -> tuple[str, ...]:
     """Every FX node of ``arch`` in eval mode (what ``create_feature_extractor`` accepts), in execution order."""
     from torchvision.models.feature_extraction import get_graph_node_names
 
-    _, eval_nodes = get_graph_node_names(build_backbone(arch))
+    from lossnet.models import builder  # looked up at call time: one build path, patchable in tests
+
+    _, eval_nodes = get_graph_node_names(builder.build_backbone(arch))
     return tuple(n for n in eval_nodes if n != "x")
 
 

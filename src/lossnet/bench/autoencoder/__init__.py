@@ -229,8 +229,7 @@ class Autoencoder(Benchmark):
         workdir = Path(workdir)
         data = load_dataset(config["dataset"], config.get("data"), seed=config["seed"], ae_images=config["ae_images"],
                             train_images=config["train_images"], test_images=config["test_images"])
-        model, outcome = train_autoencoder(config, data.unlabeled, workdir, progress=progress, log=print if progress else None,
-                                           resumable=self.resumable_keys(config))
+        model, outcome = train_autoencoder(config, data.unlabeled, workdir, progress=progress, log=print if progress else None)
         name, size = data.name, config["image_size"]
         artifacts = {"checkpoint": str(outcome.checkpoint_path)} if outcome.checkpoint_path else {}
         if outcome.best_path:

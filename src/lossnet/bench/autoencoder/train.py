@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 
 from lossnet.bench.base import build_training_loss as build_loss
 from lossnet.devices import resolve_device
-from lossnet.bench.trainer import FitOutcome, TrainingTask, fit, load_checkpoint
+from lossnet.bench.trainer import FitOutcome, TrainingTask, fit, load_checkpoint, resumable_keys
 
 from .datasets import to_input
 from .mlp import split_indices
@@ -159,16 +159,16 @@ class AutoencoderTask(TrainingTask):
 
 
 def train_autoencoder(config: dict[str, Any], images: torch.Tensor, workdir: Path, *, progress: bool = True,
-                      log: Callable[[str], None] | None = None, resumable: Iterable[str] = ()) -> tuple[nn.Module, FitOutcome]:
+                      log: Callable[[str], None] | None = None, resumable: Iterable[str] | None = None) -> tuple[nn.Module, FitOutcome]:
     """Train (or resume) the autoencoder on uint8 ``images`` with the trainer core
     (:func:`lossnet.bench.trainer.fit`): checkpoint every epoch, resume, divergence policy, and --
     with held-out images -- the best validation epoch's weights (``best.pt``) in the returned model.
-    ``resumable``: config keys a checkpoint may differ in (the benchmark's ``resumable_keys``)."""
+    ``resumable``: config keys a checkpoint may differ in (default: the registered benchmark's ``resumable_keys``)."""
     device = resolve_device(config)
     tr, val = split_ae_images(len(images), config)
     train_images, val_images = (images, None) if not len(val) else (images[tr], images[val])
     task, outcome = fit(lambda: AutoencoderTask(config, train_images, val_images, device, progress), config, workdir,
-                        resumable=frozenset(resumable), device=device, log=log, name="autoencoder")
+                        resumable=resumable_keys("autoencoder", config, resumable), device=device, log=log, name="autoencoder")
     if outcome.status == "done" and outcome.best_path is not None:
         # fit leaves the last epoch's weights in a finished run; the held-out loss chose another
         task.model.load_state_dict(load_checkpoint(outcome.best_path, device)["model"])

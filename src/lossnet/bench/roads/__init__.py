@@ -399,8 +399,7 @@ def _run(config: dict[str, Any], workdir: str | Path, *, progress: bool = True) 
     if config.get("threads"):
         torch.set_num_threads(int(config["threads"]))
     train_tiles, val_tiles, test_tiles = split_tiles(config)
-    model, outcome = train(config, train_tiles, workdir, device=device, progress=progress, val_tiles=val_tiles,
-                           resumable=BENCHMARK.resumable_keys(config))
+    model, outcome = train(config, train_tiles, workdir, device=device, progress=progress, val_tiles=val_tiles)
     artifacts = {"train_log": str(workdir / "train_log.csv"), "history": str(workdir / "history.json")}
     if outcome.checkpoint_path is not None:
         artifacts["checkpoint"] = str(outcome.checkpoint_path)

@@ -33,7 +33,7 @@ from lossnet.bench.roads.data import RandomCrops, RoadTile, TileEpochCrops, load
 from lossnet.bench.roads.evaluate import as_float_image, macro_scores, reference_view, validation_bce
 from lossnet.bench.roads.metrics import RoadCounts, road_counts
 from lossnet.bench.roads.unet import IterativeUNet, build_model
-from lossnet.bench.trainer import BEST, FitOutcome, TrainingTask, fit, load_checkpoint
+from lossnet.bench.trainer import BEST, FitOutcome, TrainingTask, fit, load_checkpoint, resumable_keys
 
 __all__ = ["build_perceptual", "iteration_weights", "iteration_loss", "RoadsTask", "train", "evaluate_tiles",
            "evaluate_tiles_reference", "reference_view_fn", "fit_threshold", "predict_tile", "save_overlay", "LOG_FIELDS", "THRESHOLD_GRID",
@@ -203,7 +203,7 @@ def train(
     device: torch.device,
     progress: bool = True,
     val_tiles: list[RoadTile] | None = None,
-    resumable: Iterable[str] = (),
+    resumable: Iterable[str] | None = None,
 ) -> tuple[IterativeUNet, FitOutcome]:
     """Train (or resume) the iterative U-net with the trainer core (:func:`lossnet.bench.trainer.fit`).
 
@@ -220,7 +220,7 @@ def train(
     if config.get("selection") == "val_bce" and not val_tiles:
         raise ValueError("selection val_bce needs validation tiles")
     task, outcome = fit(lambda: RoadsTask(config, tiles, workdir, device, progress, val_tiles), config, workdir,
-                        resumable=frozenset(resumable), device=device, name="roads")
+                        resumable=resumable_keys("roads", config, resumable), device=device, name="roads")
     if config.get("selection") == "val_bce" and outcome.status == "done" and (Path(workdir) / BEST).exists():
         task.model.load_state_dict(load_checkpoint(Path(workdir) / BEST, device)["model"])
         task.model.eval()

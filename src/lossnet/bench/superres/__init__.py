@@ -248,8 +248,7 @@ class Superres(Benchmark):
             return evaluate(config, workdir, None, None, progress=progress)
         for name, folder in config["test"].items():  # test images are read at the end: check them first
             check_test_set(folder, name, config["scale"])
-        task, outcome = train(config, workdir, progress=progress, log=print if progress else None,
-                              resumable=self.resumable_keys(config))
+        task, outcome = train(config, workdir, progress=progress, log=print if progress else None)
         return evaluate(config, workdir, task, outcome, progress=progress)
 
 

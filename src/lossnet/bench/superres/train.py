@@ -20,7 +20,7 @@ from torch import nn
 
 from lossnet.bench.base import build_training_loss as build_loss
 from lossnet.devices import resolve_device
-from lossnet.bench.trainer import FitOutcome, TrainingTask, fit
+from lossnet.bench.trainer import FitOutcome, TrainingTask, fit, resumable_keys
 from lossnet.errors import LossnetError
 
 from .data import RandomCrops, center_crop, load_folder, select
@@ -203,18 +203,18 @@ def training_setup(config: dict[str, Any]):
 
 
 def train(config: dict[str, Any], workdir: Path, *, progress: bool = True, log: Callable[[str], None] | None = None,
-          resumable: Iterable[str] = ()) -> tuple[SuperresTask, FitOutcome]:
+          resumable: Iterable[str] | None = None) -> tuple[SuperresTask, FitOutcome]:
     """Train (or resume training) the super-resolution network of ``config`` in ``workdir``.
 
     Returns:
         ``(task, outcome)`` of :func:`lossnet.bench.trainer.fit`; ``outcome.status`` is ``"done"``
         or ``"diverged"``; ``best.pt`` holds the weights with the best validation Y-PSNR.
-        ``resumable``: config keys a checkpoint may differ in (the benchmark's ``resumable_keys``).
+        ``resumable``: config keys a checkpoint may differ in (default: the registered benchmark's ``resumable_keys``).
     """
     device = resolve_device(config)
     train_items, val = prepare_data(config)
     return fit(lambda: SuperresTask(config, train_items, val, device, progress), config, workdir,
-               resumable=frozenset(resumable), device=device, log=log, name="superres")
+               resumable=resumable_keys("superres", config, resumable), device=device, log=log, name="superres")
 
 
 def evaluate(config: dict[str, Any], workdir: Path, task: SuperresTask | None, outcome: FitOutcome | None, *, progress: bool = True):
