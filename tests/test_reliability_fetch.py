@@ -627,3 +627,21 @@ def test_l7_oversized_subset_is_reported(srv, root):
     (r,) = fetch(ds, ["train"], root=root, subset=50, progress=False, log=said.append, space_check=False)
     assert r.files == 5
     assert any("--subset 50 asked for more members" in m and "fetching all 5" in m for m in said)
+
+
+# ------------------------------------------------------------------------------------------------
+# L5: verify reports added files, and its advice keeps --root
+# ------------------------------------------------------------------------------------------------
+def test_l5_verify_reports_extra_files_and_its_advice_keeps_root(srv, root, capsys):
+    from lossnet.cli.main import main
+
+    srv.files["BSDS300-images.tgz"] = _tar(_bsds_members())
+    fetch("bsds300", ["test"], root=root, mirror=srv.url("plain"), **_quiet())  # the registry entry, bytes from the mirror
+    test_dir = root / "bsds300" / "images" / "test"
+    assert main(["data", "verify", "bsds300", "test", "--root", str(root), "--no-progress"]) == 0
+    (test_dir / "extra.jpg").write_bytes(b"added later")
+    rc = main(["data", "verify", "bsds300", "test", "--root", str(root), "--no-progress"])
+    cap = capsys.readouterr()
+    assert rc != 0
+    assert "extra.jpg: extra file" in cap.out
+    assert f"lossnet data fetch bsds300 test --root {root} --force" in cap.err
