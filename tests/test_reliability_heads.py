@@ -102,3 +102,18 @@ def test_l8_duplicate_csv_columns_are_refused(tmp_path):
     path.write_text("\n".join(lines) + "\n")
     with pytest.raises(DataError, match="header names 'judgment' more than once"):
         CsvJudgments(str(path), 32)
+
+
+def test_last_round_weights_trim_stores_no_absolute_path(tmp_path, shared_weights_dir, capsys):
+    from safetensors import safe_open
+
+    from lossnet.cli.main import main
+    from lossnet.weights import sha256_file
+
+    out = tmp_path / "alexnet-relu1.safetensors"
+    assert main(["weights", "trim", "alexnet", "--layer", "E", "--weights-dir", str(shared_weights_dir), "-o", str(out)]) == 0
+    with safe_open(str(out), framework="pt") as fh:
+        meta = fh.metadata()
+    src = shared_weights_dir / "alexnet-imagenet1k-v1-features.safetensors"
+    assert meta["source"] == f"{src.name} (sha256:{sha256_file(src)})"
+    assert str(shared_weights_dir) not in out.read_bytes().decode("latin-1")
