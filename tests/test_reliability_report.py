@@ -96,3 +96,13 @@ def test_last_round_compare_paper_of_quick_two_subset_runs_has_a_caveat(tmp_path
     text = (tmp_path / "rep" / "report.md").read_text()
     for where in (out, text):
         assert "CAVEAT: these runs use preset 'quick', not 'paper'; 2 of 6 BAPPS 2AFC subsets (traditional, cnn)" in where
+
+
+def test_last_round_runs_export_needs_no_csv_flag(tmp_path, capsys):
+    from lossnet.cli.main import main
+
+    path = _store(tmp_path, n=2)
+    assert main(["runs", "export", "--store", str(path), "-o", str(tmp_path / "a.csv")]) == 0
+    assert main(["runs", "export", "--store", str(path), "--csv", "-o", str(tmp_path / "b.csv")]) == 0
+    a = (tmp_path / "a.csv").read_text()
+    assert a == (tmp_path / "b.csv").read_text() and a.count("\n") == 3  # header + 2 runs x 1 metric
