@@ -18,6 +18,9 @@ strings in lists and dict values) that name an existing file or folder are repla
   config's ``weights_dir``, then ``$LOSSNET_WEIGHTS_DIR``); without a local file, torchvision's
   hash-checked download, named by its enum.
 
+The ``layer`` enters as the FX nodes it names, so an alias (``relu1``) and its E/S/M/L name (``E``)
+give one key.
+
 Digests are cached per process: files by ``(absolute path, size, mtime_ns)``, folders by absolute path.
 """
 
@@ -158,7 +161,25 @@ def content_identity(config: dict[str, Any]) -> dict[str, Any]:
     w = config.get("weights")
     if isinstance(w, str) and w.strip().lower() == "imagenet":
         out["weights"] = _imagenet_identity(config)
+    layer = _layer_nodes(config.get("net"), config.get("layer"))
+    if layer is not None:
+        out["layer"] = layer
     return out
+
+
+def _layer_nodes(net: Any, layer: Any) -> str | None:
+    """``layer`` as the FX nodes it names (``E`` and ``relu1`` of alexnet are both ``features.1``), so
+    an alias and its E/S/M/L name are one run; None when it cannot be mapped (the value stays)."""
+    if not isinstance(net, str) or not isinstance(layer, str) or not layer.strip():
+        return None
+    try:
+        try:
+            from lossnet.models.registry import resolve_layer  # after the core's move (issue #27)
+        except ImportError:
+            from lossnet.registry import resolve_layer
+        return ",".join(resolve_layer(net, n, validate=False) for n in layer.split(",") if n.strip())
+    except Exception:  # noqa: BLE001 - an unknown arch/layer is reported by the benchmark's own checks
+        return None
 
 
 def _runtime_keys() -> frozenset[str]:
