@@ -34,3 +34,25 @@ def test_l10_layer_alias_and_its_esml_name_are_one_run(tmp_path):
     runs = plan_file(g)
     assert len(runs) == 2  # E = relu1 = features.1, and L
     assert sorted(r.config["layer"] for r in runs) == ["E", "L"]
+
+
+def test_l12_sweep_estimate_says_what_it_times_before_timing(tmp_path, monkeypatch):
+    from lossnet.bench import profile
+    from lossnet.sweep.estimate import estimate_grid
+
+    g = tmp_path / "g.toml"
+    g.write_text('[sweep]\narchs = ["alexnet", "vgg16"]\nlayers = ["E", "L"]\nseeds = [0, 1, 2]\n[benchmarks.similarity]\n'
+                 'subsets_2afc = ["traditional"]\nsubsets_jnd = ["traditional"]\n')
+    said = []
+
+    class Stop(Exception):
+        pass
+
+    def first_point(*a, **k):
+        assert said, "nothing was said before the first point was timed"
+        raise Stop
+
+    monkeypatch.setattr(profile, "time_similarity", first_point)
+    with pytest.raises(Stop):
+        estimate_grid(g, progress=False, log=said.append, synthetic_root=tmp_path / "synth")
+    assert said[0].startswith("timing 4 point(s) (distinct benchmark, net, layer, preset) for 12 runs")
