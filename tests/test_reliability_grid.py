@@ -56,3 +56,14 @@ def test_l12_sweep_estimate_says_what_it_times_before_timing(tmp_path, monkeypat
     with pytest.raises(Stop):
         estimate_grid(g, progress=False, log=said.append, synthetic_root=tmp_path / "synth")
     assert said[0].startswith("timing 4 point(s) (distinct benchmark, net, layer, preset) for 12 runs")
+
+
+def test_last_round_json_to_an_unwritable_pseudo_fs_is_refused_up_front(tmp_path):
+    from lossnet.outputs import check_output_dir, check_output_file
+
+    with pytest.raises(LossnetError, match=r"--json /proc/x.json: folder /proc is not writable"):
+        check_output_file("/proc/x.json", "--json")  # root passes os.access here
+    with pytest.raises(LossnetError, match="not writable"):
+        check_output_dir("/proc/newdir", "-o/--out")
+    check_output_file(tmp_path / "ok.json", "--json")
+    assert list(tmp_path.iterdir()) == []  # the probe leaves nothing
