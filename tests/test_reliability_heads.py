@@ -117,3 +117,17 @@ def test_last_round_weights_trim_stores_no_absolute_path(tmp_path, shared_weight
     src = shared_weights_dir / "alexnet-imagenet1k-v1-features.safetensors"
     assert meta["source"] == f"{src.name} (sha256:{sha256_file(src)})"
     assert str(shared_weights_dir) not in out.read_bytes().decode("latin-1")
+
+
+def test_l8_a_fit_failing_on_a_bad_row_leaves_no_empty_run_folder(tmp_path):
+    from lossnet.heads.fit import fit_heads
+
+    csv_path = _judgments(tmp_path / "j")
+    (tmp_path / "j" / "p1_3.png").write_text("this is text, not an image")
+    lines = csv_path.read_text().splitlines()
+    lines[4] = "ref3.png,p03.png,p1_3.png,1.0"
+    csv_path.write_text("\n".join(lines) + "\n")
+    out = tmp_path / "out_x.safetensors"
+    with pytest.raises(Exception, match="p1_3.png"):
+        fit_heads(_cfg(csv_path), out, progress=False)
+    assert not (tmp_path / "out_x.safetensors.run").exists() and not out.exists()

@@ -433,7 +433,13 @@ def fit_heads(
     def make_task() -> HeadsTask:
         return HeadsTask(c, network, channels, train, val, device, progress)
 
-    task, outcome = fit(make_task, fit_config, workdir, device=device, log=log, name="heads fit")
+    fresh = not workdir.exists()
+    try:
+        task, outcome = fit(make_task, fit_config, workdir, device=device, log=log, name="heads fit")
+    except BaseException:
+        if fresh and workdir.is_dir() and not any(workdir.iterdir()):
+            workdir.rmdir()  # a fit that failed before its first checkpoint leaves no empty run folder (issue #32 L8)
+        raise
     if outcome.best_path is not None and outcome.status == "done":
         task.model.load_state_dict(load_checkpoint(outcome.best_path, device)["model"])
     heads = task.model.head_tensors()
