@@ -75,21 +75,21 @@ def test_subset_resumes_after_an_interruption(server, tmp_path, monkeypatch):
     ds, files = _coco(server)
     root = tmp_path / "root"
     calls = {"n": 0}
-    real_read = RemoteZip.read
+    real_read = RemoteZip.extract  # the fetch streams each member to a file
 
-    def flaky(self, entry, session=None):
+    def flaky(self, entry, out, session=None, stop=None):
         calls["n"] += 1
         if calls["n"] > 8:
             raise DataError("simulated failure")
-        return real_read(self, entry, session)
+        return real_read(self, entry, out, session, stop)
 
-    monkeypatch.setattr(RemoteZip, "read", flaky)
+    monkeypatch.setattr(RemoteZip, "extract", flaky)
     with pytest.raises(DataError, match="simulated"):
         fetch(ds, ["train"], root=root, subset=20, seed=1, progress=False, log=None)
     assert locate("coco2014", "train", root=root) is None
     staged = list((root / ".lossnet-staging").rglob("*.jpg"))
     assert 1 <= len(staged) <= 8
-    monkeypatch.setattr(RemoteZip, "read", real_read)
+    monkeypatch.setattr(RemoteZip, "extract", real_read)
     member_gets_before = _member_gets(server)
     fetch(ds, ["train"], root=root, subset=20, seed=1, progress=False, log=None)
     # The rest of the members, plus one read of the central directory.

@@ -353,6 +353,10 @@ def test_a_complete_part_file_is_finished_by_a_416_answer(server, root):
     part = root / ".lossnet-downloads" / "svhn" / "test_32x32.mat.part"
     part.parent.mkdir(parents=True)
     part.write_bytes(blob)  # everything arrived, but the run died before the rename
+    # ... with the resume record the transfer wrote when it started (a .part without one is not trusted)
+    import json
+    part.with_name(part.name + ".json").write_text(json.dumps({"url": ds.part("test").remotes[0].urls[0], "etag": None,
+                                                                "last_modified": None, "total": len(blob)}))
     fetch(ds, ["test"], root=root, progress=False, log=None)
     assert locate("svhn", "test").read_bytes() == blob
     assert server.served.get("/svhn/test_32x32.mat", 0) == 0

@@ -99,5 +99,5 @@ def test_fit_from_csv_judgments(tmp_path, shared_dir, shared_weights_dir):
     res = fit_heads(dict(net="alexnet", layers="E,S", weights=wfile, judgments=str(f), epochs=2, decay_epochs=0, batch_size=4,
                          val="holdout", val_fraction=0.25, lr=1e-2), tmp_path / "mine.safetensors", progress=False)
     h = load_heads(res.path)
-    assert h.meta["data"] == str(f) and res.val_2afc == pytest.approx(0.9)  # every held-out item agrees with 90 % of people
+    assert h.meta["data"] == f.name and res.val_2afc == pytest.approx(0.9)  # every held-out item agrees with 90 % of people
     PerceptualMetric(heads=res.path, weights=wfile)

@@ -101,9 +101,9 @@ def test_run_key_follows_weight_file_content(tmp_path):
     a.write_bytes(b"weights v1")
     os.utime(a, ns=(1, 1))  # new mtime: the cache is not trusted, the content decides
     assert run_key(config) == k1
-    # same content at another path: the path is part of the config, so the key differs
+    # same content at another path: no path enters the key (issue #32), so the key is the same
     b.write_bytes(b"weights v1")
-    assert run_key(dict(config, weights=str(b))) != k1
+    assert run_key(dict(config, weights=str(b))) == k1
     # labels are not files
     assert run_key(dict(config, weights="imagenet")) == run_key(dict(config, weights="imagenet"))
     assert run_key(dict(config, weights="none")) != run_key(dict(config, weights="imagenet"))

@@ -65,4 +65,4 @@ def test_sweep_with_unreachable_ray_touches_no_run(tmp_path):
     with ResultsStore(tmp_path / "r.db") as store:
         with pytest.raises(LossnetError, match="cannot reach the Ray cluster"):
             run_sweep([run], store, tmp_path / "runs", executor="ray", address=f"127.0.0.1:{_free_port()}", progress=False, log=None)
-        assert store.status(run.key) == "queued" and store.get_run(run.key)["attempts"] == 0
+        assert store.status(run.key) is None  # no row at all (issue #32: no 'queued' rows left behind)

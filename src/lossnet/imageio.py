@@ -10,6 +10,12 @@ Pillow cannot (multi-channel float TIFF). Values are scaled by the file's bit de
 - float (``F`` TIFF, float TIFF via tifffile): used as is; values must lie in [0, 1] (a
   :class:`DataError` names the file and its range otherwise).
 
+EXIF orientation is applied (``PIL.ImageOps.exif_transpose``): a phone photo stored sideways with
+orientation 6 reads as every viewer shows it. An animated image (GIF, APNG, WebP) uses its first
+frame, with a warning naming the file; a 32-bit integer TIFF is refused (its scale is unknown: 0-255,
+0-65535 and full range all occur) rather than read as 16-bit; an image over :data:`LARGE_PIXELS`
+pixels warns with the memory a comparison needs and points to ``--resize``.
+
 Greyscale and palette images are converted on request; RGBA is composited onto white (what a
 viewer shows) rather than dropping alpha silently. Decompression bombs (more pixels than
 ``PIL.Image.MAX_IMAGE_PIXELS`` allows), symlink loops and broken symlinks are :class:`DataError`\\ s
@@ -20,6 +26,7 @@ from __future__ import annotations
 
 import errno
 import os
+import warnings
 from pathlib import Path
 from typing import Iterable
 
@@ -44,6 +51,19 @@ __all__ = [
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".ppm", ".pgm", ".webp")
 
 _TIFF = (".tif", ".tiff")
+
+#: Above this many pixels a warning gives the memory estimate and the ``--resize`` hint (a 100 Mpx
+#: pair needs tens of GB of activations in a VGG/AlexNet forward pass).
+LARGE_PIXELS = 40_000_000
+
+
+def _check_pixels(p: Path, width: int, height: int) -> None:
+    pixels = width * height
+    if pixels > LARGE_PIXELS:
+        # float32 RGB input plus the first conv block's activations (64 channels) dominate
+        need = pixels * 4 * (3 + 64 * 2)
+        warnings.warn(f"image {p} is {width}x{height} ({pixels / 1e6:.0f} Mpx): comparing it needs roughly "
+                      f"{need / 1e9:.0f} GB of memory; downscale it first or pass --resize", stacklevel=3)
 
 
 def check_file(path: str | os.PathLike, what: str = "file") -> Path:
@@ -161,6 +181,23 @@ def _tiff_deeper_than_8_bits(img) -> bool:
     return max(bits) > 8
 
 
+def _tiff_bits(img) -> int:
+    bits = img.tag_v2.get(258, (0,)) if hasattr(img, "tag_v2") else (0,)
+    bits = bits if isinstance(bits, tuple) else (bits,)
+    return max(bits) if bits else 0
+
+
+def _upright(img):
+    """The image as displayed: EXIF orientation applied (a no-op without the tag)."""
+    from PIL import ImageOps
+
+    try:
+        out = ImageOps.exif_transpose(img)
+    except (ValueError, SyntaxError, OSError, KeyError, TypeError):  # a corrupt EXIF block: use the stored pixels
+        return img
+    return img if out is None else out
+
+
 def decode_image(path: str | os.PathLike, mode: str = "RGB") -> np.ndarray:
     """Decode an image file at its own bit depth: ``uint8`` (8-bit), ``uint16`` (16-bit) or
     ``float32`` in [0, 1] (float files); HxWx3 for ``mode="RGB"``, HxW for ``"L"``.
@@ -180,7 +217,15 @@ def decode_image(path: str | os.PathLike, mode: str = "RGB") -> np.ndarray:
                 array = _decode_tifffile(p, mode)  # Pillow would keep only the high byte of each channel
                 if array is not None:
                     return array
+            frames = getattr(img, "n_frames", 1) or 1
+            if frames > 1 and getattr(img, "is_animated", False):
+                warnings.warn(f"image {p} is animated ({frames} frames); only the first frame is used", stacklevel=2)
+            _check_pixels(p, *img.size)
+            if img.mode == "I" and getattr(img, "format", None) == "TIFF" and _tiff_bits(img) == 32:
+                raise DataError(f"cannot decode image {p}: 32-bit integer TIFF samples have no known scale "
+                                "(0-255? 0-65535? full range?); save it as 8-bit, 16-bit or float TIFF")
             img.load()
+            img = _upright(img)
             if img.mode.startswith("I;16") or img.mode == "I":
                 array = np.asarray(img)
                 if img.mode == "I" and array.size and (array.min() < 0 or array.max() > 65535):

@@ -14,7 +14,9 @@ Directories (:func:`check_output_dir`):
   writable (again: one level, no silent trees).
 
 Errors are :class:`~lossnet.errors.LossnetError` naming the option (``what``) and the user's path
-exactly as given. Nothing is created or modified by the checks.
+exactly as given. Nothing is left behind by the checks: besides ``os.access``, which trusts root
+everywhere (``--json /proc/x.json`` passed it and failed after the run), a probe file is created in
+the folder and removed at once.
 """
 
 from __future__ import annotations
@@ -40,6 +42,23 @@ def _check_parent(path: Path, label: str) -> None:
         raise LossnetError(f"{label}: {shown} is not a folder")
     if not os.access(parent, os.W_OK | os.X_OK):
         raise LossnetError(f"{label}: folder {shown} is not writable")
+    _probe(parent, shown, label)
+
+
+def _probe(parent: Path, shown, label: str) -> None:
+    """Create and remove a file in ``parent``: the one test that holds for root, read-only mounts and
+    pseudo file systems (/proc, /sys) alike."""
+    import tempfile
+
+    try:
+        fd, name = tempfile.mkstemp(prefix=".lossnet-write-probe-", dir=parent)
+    except OSError as exc:
+        raise LossnetError(f"{label}: folder {shown} is not writable ({exc.strerror or exc})") from None
+    os.close(fd)
+    try:
+        os.unlink(name)
+    except OSError:
+        pass
 
 
 def _check_name(path: str | os.PathLike, what: str) -> Path:

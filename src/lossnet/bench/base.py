@@ -198,7 +198,7 @@ class CommonConfig:
     loss_net_mode: str | None = option("eval", "eval (frozen network in eval mode), or train: BatchNorm uses batch statistics "
                                        "and stochastic depth is active, as in the reference's roads and autoencoder code",
                                        kind="str", nullable=True, choices=("eval", "train"))
-    seed: int = option(0, "random seed", kind="int")
+    seed: int = option(0, "random seed (>= 0: numpy, sklearn and torch generators take no negative seeds)", kind="int", minimum=0)
     # runtime keys: where/how the run executes, not part of the run key
     device: str | None = option(None, "torch device (default: cuda if available, else cpu)", kind="str", nullable=True)
     weights_dir: str | None = option(None, "folder searched for <arch>-imagenet1k-v1*.safetensors before downloading "

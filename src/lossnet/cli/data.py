@@ -145,9 +145,11 @@ def _verify(args) -> int:
     _check_root(args)
     report = verify(args.name, args.parts or None, root=args.root, progress=False if args.no_progress else None)
     bad = 0
+    bad_parts = []
     for part, problems in report.items():
         if problems:
             bad += len(problems)
+            bad_parts.append(part)
             print(f"{args.name} {part}: {len(problems)} problem{'s' if len(problems) != 1 else ''}")
             for line in problems[:20]:
                 print(f"  {line}")
@@ -156,8 +158,10 @@ def _verify(args) -> int:
         else:
             print(f"{args.name} {part}: ok")
     if bad:
+        from lossnet.datasets.store import fetch_command
+
         raise DataError(f"{args.name}: {bad} file{'s' if bad != 1 else ''} failed verification (listed above); "
-                        f"fetch again with: lossnet data fetch {args.name} --force")
+                        f"fetch again with: {fetch_command(args.name, bad_parts, args.root, '--force')}")
     return 0
 
 

@@ -45,6 +45,9 @@ def run(args: argparse.Namespace) -> int:
     from lossnet.report.sources import paper_scores, store_scores
     from lossnet.report.tables import ranking_table
 
+    from lossnet.outputs import check_output_dir
+
+    check_output_dir(args.out, "-o/--out")  # before any work (issue #32 L14)
     source = args.source or ("store" if args.store else None)
     if source is None:
         raise InputError("give a results store (lossnet report results.db -o DIR) or --source paper")

@@ -37,7 +37,7 @@ def register(subparsers) -> None:
 
     p = sub.add_parser("export", help="one CSV row per run x metric")
     store_arg(p)
-    p.add_argument("--csv", action="store_true", required=True, help="CSV format (the only format)")
+    p.add_argument("--csv", action="store_true", help="CSV format (the only format, and the default; accepted for scripts)")
     p.add_argument("-o", "--output", help="output file (written atomically; default stdout)")
     p.add_argument("--all", action="store_true", help="include metrics of failed runs (default: done runs only)")
     p.set_defaults(func=_export)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import sys
 from pathlib import Path
 
 from lossnet.cli.common import print_table, stdout_closed
@@ -221,7 +222,8 @@ def _estimate(args: argparse.Namespace) -> int:
     if args.json_path:
         check_output_file(args.json_path, "--json")
     est = estimate_grid(args.grid, device=args.device, width=args.width, steps=args.steps, weights_dir=args.weights_dir,
-                        allow_modules=args.allow_module, progress=not args.no_progress)
+                        allow_modules=args.allow_module, progress=not args.no_progress,
+                        log=lambda m: print(m, file=sys.stderr, flush=True))
     print_table([p.row() for p in est.points])
     wall = est.wall_s
     print(f"{len(est.run_seconds)} runs in {args.grid} on {est.device}: {est.total_run_hours:.3g} run-hours; projected wall time "

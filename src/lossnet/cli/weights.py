@@ -16,6 +16,19 @@ def register(subparsers) -> None:
     p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
 
 
+def source_label(source: str | None) -> str:
+    """Where trimmed weights came from, without a local path (issue #32): a file as its name and
+    sha256, a label (``torchvision:...``, ``none``) as it is."""
+    import os
+    from pathlib import Path
+
+    from lossnet.weights import sha256_file
+
+    if source and os.path.isfile(source):
+        return f"{Path(source).name} (sha256:{sha256_file(source)})"
+    return str(source)
+
+
 def _trim(args) -> int:
     from pathlib import Path
 
@@ -30,7 +43,8 @@ def _trim(args) -> int:
         raise LossnetError(f"output folder does not exist: {out.parent}")
     net = LossNetwork(args.arch, layers=args.layer, weights=args.weights, weights_dir=args.weights_dir)
     state = net.body.state_dict()
-    save_safetensors(out, state, metadata={"arch": args.arch, "layers": ",".join(net.nodes), "source": net.weights_source})
+    save_safetensors(out, state, metadata={"arch": args.arch, "layers": ",".join(net.nodes),
+                                           "source": source_label(net.weights_source)})
     n = sum(v.numel() for k, v in state.items() if not k.endswith("num_batches_tracked"))
     print(f"wrote {out}: {len(state)} tensors, {n:,} values, {out.stat().st_size:,} bytes, sha256 {sha256_file(out)}")
     return 0

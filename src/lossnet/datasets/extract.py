@@ -8,6 +8,10 @@ Python has it. Links are refused even when they point inside the root: the datas
 link is the usual way to make a later member land outside. File modes from the archive are ignored
 (0644). The caller unpacks into a fresh staging folder and removes it on any error, so a refused
 archive leaves nothing behind, inside or outside the root.
+
+Size bound: with ``limit``, the bytes written are counted as they stream (and each member's declared
+size is checked before it is written); an archive that would unpack to more is refused with
+:class:`UnpackLimitError` before the disk fills (a gzip bomb of 0.5 MB can hold 500 MB of zeros).
 """
 
 from __future__ import annotations
@@ -23,13 +27,35 @@ from pathlib import Path, PurePosixPath
 
 from lossnet.errors import DataError
 
-__all__ = ["UnsafeArchiveError", "safe_relpath", "extract_archive", "is_zip"]
+__all__ = ["UnsafeArchiveError", "UnpackLimitError", "safe_relpath", "extract_archive", "is_zip"]
 
 _CHUNK = 1 << 20
 
 
 class UnsafeArchiveError(DataError):
     """An archive member would write outside the target folder, or is a link or device."""
+
+
+class UnpackLimitError(UnsafeArchiveError):
+    """An archive unpacks to more bytes than its bound (a possible decompression bomb)."""
+
+
+class _Budget:
+    """Bytes still allowed to be written (None: unbounded)."""
+
+    def __init__(self, archive: Path, limit: int | None, why: str) -> None:
+        self.archive, self.limit, self.why, self.used = archive, limit, why, 0
+
+    def check(self, more: int) -> None:
+        if self.limit is not None and self.used + more > self.limit:
+            from .download import format_bytes
+
+            raise UnpackLimitError(f"{self.archive}: unpacks to more than {format_bytes(self.limit)}"
+                                   f"{f' ({self.why})' if self.why else ''}; refused as a possible decompression bomb")
+
+    def add(self, n: int) -> None:
+        self.check(n)
+        self.used += n
 
 
 def safe_relpath(name: str, archive: str | os.PathLike = "") -> str | None:
@@ -65,7 +91,7 @@ def _target(dest: Path, rel: str) -> Path:
     return target
 
 
-def _write(stream, target: Path, bar) -> tuple[str, int]:
+def _write(stream, target: Path, bar, budget: _Budget | None = None) -> tuple[str, int]:
     target.parent.mkdir(parents=True, exist_ok=True)
     if target.is_symlink():
         raise UnsafeArchiveError(f"refusing to write through the symbolic link {target}")
@@ -76,6 +102,8 @@ def _write(stream, target: Path, bar) -> tuple[str, int]:
             block = stream.read(_CHUNK)
             if not block:
                 break
+            if budget is not None:
+                budget.add(len(block))  # counted as it streams: a lying header cannot get past it
             out.write(block)
             h.update(block)
             n += len(block)
@@ -111,7 +139,8 @@ def _place(rel: str | None, members: str, tops: list[str]) -> str | None:
 
 
 def extract_archive(archive: str | os.PathLike, dest: str | os.PathLike, members: str = "", *,
-                    progress: bool | None = None, desc: str | None = None) -> tuple[dict[str, str], int, list[str]]:
+                    progress: bool | None = None, desc: str | None = None, limit: int | None = None,
+                    limit_why: str = "") -> tuple[dict[str, str], int, list[str]]:
     """Unpack the members of ``archive`` under the prefix ``members`` into ``dest`` (prefix removed).
 
     Args:
@@ -119,12 +148,15 @@ def extract_archive(archive: str | os.PathLike, dest: str | os.PathLike, members
         dest: an existing, empty staging folder.
         members: member-name prefix (folder) to take; ``""`` takes everything.
         progress: tqdm bar (None: on a terminal only).
+        limit: most bytes the unpacked members may hold (None: no bound); ``limit_why`` says where it
+            comes from, for the message.
 
     Returns:
         ``({relative path: sha256}, bytes written, top-level names of the archive)``.
 
     Raises:
         UnsafeArchiveError: a member is unsafe (the archive is refused as a whole).
+        UnpackLimitError: the members taken hold more than ``limit`` bytes.
         DataError: the file is neither tar nor zip, or is corrupt.
     """
     archive, dest = Path(archive), Path(dest)
@@ -133,18 +165,19 @@ def extract_archive(archive: str | os.PathLike, dest: str | os.PathLike, members
 
     bar = tqdm(unit="B", unit_scale=True, desc=desc or f"unpack {archive.name}", leave=False,
                disable=None if progress is None else not progress)
+    budget = _Budget(archive, limit, limit_why)
     try:
         if zipfile.is_zipfile(archive):
-            return _extract_zip(archive, dest, members, bar)
+            return _extract_zip(archive, dest, members, bar, budget)
         try:
-            return _extract_tar(archive, dest, members, bar)
+            return _extract_tar(archive, dest, members, bar, budget)
         except tarfile.ReadError as exc:
             raise DataError(f"{archive}: not a readable tar or zip archive ({exc})") from exc
     finally:
         bar.close()
 
 
-def _extract_tar(archive: Path, dest: Path, members: str, bar) -> tuple[dict[str, str], int, list[str]]:
+def _extract_tar(archive: Path, dest: Path, members: str, bar, budget: _Budget) -> tuple[dict[str, str], int, list[str]]:
     files: dict[str, str] = {}
     total = 0
     tops: list[str] = []
@@ -171,10 +204,11 @@ def _extract_tar(archive: Path, dest: Path, members: str, bar) -> tuple[dict[str
                 if m.isdir():
                     target.mkdir(parents=True, exist_ok=True)
                     continue
+                budget.check(m.size)  # the declared size, before a byte is written
                 src = tf.extractfile(m)
                 if src is None:  # pragma: no cover - isfile() members always have data
                     raise DataError(f"{archive}: cannot read member {m.name!r}")
-                digest, n = _write(src, target, bar)
+                digest, n = _write(src, target, bar, budget)
                 files[out] = digest
                 total += n
     except (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile) as exc:
@@ -184,7 +218,7 @@ def _extract_tar(archive: Path, dest: Path, members: str, bar) -> tuple[dict[str
     return files, total, tops
 
 
-def _extract_zip(archive: Path, dest: Path, members: str, bar) -> tuple[dict[str, str], int, list[str]]:
+def _extract_zip(archive: Path, dest: Path, members: str, bar, budget: _Budget) -> tuple[dict[str, str], int, list[str]]:
     files: dict[str, str] = {}
     total = 0
     tops: list[str] = []
@@ -206,13 +240,14 @@ def _extract_zip(archive: Path, dest: Path, members: str, bar) -> tuple[dict[str
                 if out is not None:
                     plan.append((info, out))
             bar.total = sum(i.file_size for i, _ in plan)
+            budget.check(bar.total)  # declared sizes first; the streamed bytes are counted too
             for info, out in plan:
                 target = _target(dest, out)
                 if info.is_dir():
                     target.mkdir(parents=True, exist_ok=True)
                     continue
                 with zf.open(info) as src:  # zipfile checks the CRC-32 at the end of the member
-                    digest, n = _write(src, target, bar)
+                    digest, n = _write(src, target, bar, budget)
                 files[out] = digest
                 total += n
     except (zipfile.BadZipFile, EOFError, zlib.error) as exc:

@@ -4,19 +4,29 @@ Every part goes through the same steps: free-space check (before any transfer) -
 resume and checksum (:mod:`.download`) -> safe unpacking into a staging folder under the root
 (:mod:`.extract`) -> published per-file checksums where they exist -> move into place -> manifest
 and completion marker (written last). Any failure removes the staging folder, so a part is either
-complete and verified or absent; only an interrupted download's ``.part`` file is kept, to resume.
+complete and verified or absent. What is kept for the rerun: an interrupted download's ``.part`` (with
+its resume record), and a complete archive whose unpack was interrupted or hit an I/O error (Ctrl-C,
+disk full): it is deleted only after its part was installed, or when it proved corrupt or unsafe.
+
+Unpacking is bounded by :data:`UNPACK_FACTOR` times the registry's ``extracted_size`` of the part.
+
+Concurrency: one fetch per dataset and root (a lock file that only its holder removes); fetches of
+other datasets into the same root run beside it and touch only their own downloads and staging folders.
 """
 
 from __future__ import annotations
 
 import contextlib
 import datetime as _dt
+import errno
 import hashlib
 import json
 import os
 import posixpath
+import queue
 import sys
-from concurrent.futures import ThreadPoolExecutor
+import threading
+import time
 from dataclasses import dataclass
 from html.parser import HTMLParser
 from pathlib import Path
@@ -26,7 +36,8 @@ from urllib.parse import unquote, urljoin, urlparse
 from lossnet.errors import DataError
 
 from .download import (
-    OfflineError, check_free_space, download_remote, format_bytes, mirror_urls, thread_session,
+    DiskSpaceError, DownloadCancelled, OfflineError, check_free_space, check_mirror, download_remote, format_bytes, mirror_urls, source_path,
+    thread_session,
 )
 from .extract import UnsafeArchiveError, extract_archive, safe_relpath
 from .registry import Dataset, Part, Remote, get_dataset
@@ -36,7 +47,11 @@ from .store import (
 )
 from .subset import SUBSET_RULE, coco_subset
 
-__all__ = ["fetch", "PartResult", "parse_subset"]
+__all__ = ["fetch", "PartResult", "parse_subset", "UNPACK_FACTOR"]
+
+#: An archive part may unpack to at most this many times the registry's ``extracted_size`` (an
+#: estimate, so a margin; a gzip bomb goes far beyond it) before the unpack is stopped and refused.
+UNPACK_FACTOR = 4
 
 _IMAGE_EXT = (".jpg", ".jpeg", ".png")
 
@@ -110,24 +125,54 @@ def _subset_for(part: Part, subset, dataset: Dataset) -> int | None:
 
 @contextlib.contextmanager
 def _lock(root: Path, name: str):
-    """One fetch of a dataset at a time under a root (advisory lock; no-op where fcntl is missing)."""
+    """One fetch of a dataset at a time under a root (advisory ``flock``; no-op where fcntl is missing).
+
+    Only the holder removes the lock file, and only while it holds it; a fetch that is refused touches
+    nothing. A holder that dies (kill -9, power loss) leaves the file but not the lock: the kernel
+    releases a ``flock`` with its last descriptor, so the next fetch takes the stale file over. After
+    taking the lock, the file is checked to still be the one at the path (a holder may have just
+    removed it); if not, the lock is taken again on the new file.
+    """
     try:
         import fcntl
     except ImportError:  # pragma: no cover - Windows
         yield
         return
     path = root / f".lossnet-lock-{name}"
-    fh = open(path, "a+")
-    try:
+    while True:
+        try:
+            fh = open(path, "a+")
+        except OSError as exc:
+            raise _write_error(exc, root) from exc
         try:
             fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
+            fh.close()
             raise DataError(f"another 'lossnet data fetch {name}' is running on {root} (lock {path}); wait for it to finish") from None
+        try:
+            same = os.path.samestat(os.fstat(fh.fileno()), os.stat(path))
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        fh.close()  # the previous holder removed this file as we opened it: lock the current one
+    try:
         yield
     finally:
         with contextlib.suppress(OSError):
-            path.unlink()
+            path.unlink()  # still held here, so no other fetch is using this file
         fh.close()
+
+
+def _write_error(exc: OSError, root: Path) -> DataError:
+    """One line for a data root that cannot be written (read-only file system, permissions, full disk)."""
+    if exc.errno == errno.ENOSPC:
+        return DiskSpaceError(f"disk full under {root} ({exc.filename or root}); free some space or choose another folder with "
+                              "--root DIR or LOSSNET_DATA, then run the same command again")
+    if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+        why = "is on a read-only file system" if exc.errno == errno.EROFS else "is not writable (permission denied)"
+        return DataError(f"data root {root} {why}: {exc.filename or root}; choose a writable folder with --root DIR or LOSSNET_DATA")
+    return DataError(f"cannot write under the data root {root}: {exc.strerror or exc} ({exc.filename or root})")
 
 
 def fetch(dataset: str | Dataset, parts: Iterable[str] | None = None, *, root: str | os.PathLike | None = None,
@@ -166,6 +211,7 @@ def fetch(dataset: str | Dataset, parts: Iterable[str] | None = None, *, root: s
     from .store import check_root
 
     base_root = check_root(root)
+    check_mirror(mirror)
     chosen = resolve_parts(ds, parts)
     if subset is not None and not isinstance(subset, Mapping) and not parts:
         capable = [p for p in chosen if p.subset_ok]
@@ -179,15 +225,23 @@ def fetch(dataset: str | Dataset, parts: Iterable[str] | None = None, *, root: s
             raise DataError(f"{ds.name} has no Kaggle mirror; use the default source")
         if any(wanted.values()):
             raise DataError("--subset cannot be combined with --source kaggle")
-    base_root.mkdir(parents=True, exist_ok=True)
     results: list[PartResult] = []
+    if not force:  # every part already there: report it without a lock (a read-only root works too)
+        present = _present(ds, chosen, base_root, wanted, seed)
+        if len(present) == len(chosen):
+            for p, marker in present:
+                say(f"{ds.name} {p.name}: already complete in {dataset_dir(ds, base_root)}")
+            return [_result(ds, p, base_root, "present", m) for p, m in present]
+    try:
+        base_root.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise _write_error(exc, base_root) from exc
     with _lock(base_root, ds.name):
         todo: list[Part] = []
+        done = dict((p.name, m) for p, m in ([] if force else _present(ds, chosen, base_root, wanted, seed)))
         for p in chosen:
-            marker = read_marker(ds, p, base_root)
-            if (marker is not None and is_complete(ds, p, base_root) and not force
-                    and _satisfies(marker, wanted[p.name], seed + p.subset_seed_offset)):
-                results.append(_result(ds, p, base_root, "present", marker))
+            if p.name in done:
+                results.append(_result(ds, p, base_root, "present", done[p.name]))
                 say(f"{ds.name} {p.name}: already complete in {dataset_dir(ds, base_root)}")
                 continue
             todo.append(p)
@@ -196,7 +250,8 @@ def fetch(dataset: str | Dataset, parts: Iterable[str] | None = None, *, root: s
         if space_check:
             need = _space_needed(ds, todo, base_root, wanted, source)
             check_free_space(base_root, need, f"{ds.name} {' '.join(p.name for p in todo)}")
-        used_archives: set[Path] = set()
+        installed: set[Path] = set()  # archives whose part was installed
+        unfinished = list(todo)
         try:
             if source == "kaggle":
                 results += _fetch_kaggle(ds, todo, base_root, progress, say, keep_downloads)
@@ -208,30 +263,54 @@ def fetch(dataset: str | Dataset, parts: Iterable[str] | None = None, *, root: s
                         results.append(_fetch_subset(ds, p, base_root, n, seed + p.subset_seed_offset, mirror, retries, progress,
                                                      say, space_check))
                     elif p.kind == "archive":
-                        results.append(_fetch_archive(ds, p, base_root, mirror, retries, progress, say, used_archives, backoff))
+                        results.append(_fetch_archive(ds, p, base_root, mirror, retries, progress, say, installed, backoff))
                     elif p.kind == "file":
                         results.append(_fetch_files(ds, p, base_root, mirror, retries, progress, say, backoff))
                     elif p.kind == "listing":
                         results.append(_fetch_listing(ds, p, base_root, mirror, retries, progress, say, backoff))
                     else:  # pragma: no cover - registry error
                         raise DataError(f"{ds.name} {p.name}: unknown part kind {p.kind!r}")
+                    unfinished.remove(p)
+        except OSError as exc:
+            if exc.errno in (errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EPERM):
+                raise _write_error(exc, base_root) from exc
+            raise
         finally:
-            if not keep_downloads:
-                for a in used_archives:
-                    with contextlib.suppress(OSError):
-                        a.unlink()
+            if not keep_downloads:  # an archive still needed by a part not installed stays for the rerun
+                needed = {r.filename for p in unfinished for r in p.remotes}
+                for a in installed:
+                    if a.name not in needed:
+                        _drop_archive(a)
             _prune(base_root, ds)
     return results
 
 
+def _present(ds: Dataset, chosen: list[Part], root: Path, wanted: dict, seed: int) -> list[tuple[Part, dict]]:
+    """The parts already complete (and serving the request), with their markers."""
+    out = []
+    for p in chosen:
+        marker = read_marker(ds, p, root)
+        if marker is not None and is_complete(ds, p, root) and _satisfies(marker, wanted[p.name], seed + p.subset_seed_offset):
+            out.append((p, marker))
+    return out
+
+
 def _prune(root: Path, ds: Dataset) -> None:
-    """Remove the empty folders a fetch may leave (downloads, staging, dataset), so a failed fetch of
-    a new dataset leaves nothing under the root."""
-    for top in (root / DOWNLOADS, root / STAGING):
+    """Remove the empty folders this fetch may leave: its dataset's downloads folder, the staging
+    folders of its parts, then the two top folders when empty, so a failed fetch of a new dataset
+    leaves nothing under the root. Other datasets' folders are never walked: a concurrent fetch of
+    another dataset may have just created an (empty) staging folder."""
+    mine = [root / DOWNLOADS / ds.name]
+    for p in ds.parts:
+        mine += [_staging(root, ds, p), _staging(root, ds, p, "-subset")]
+    for top in mine:
         if top.is_dir():
             for dirpath, _dirs, _files in os.walk(top, topdown=False):
                 with contextlib.suppress(OSError):
                     os.rmdir(dirpath)
+    for top in (root / DOWNLOADS, root / STAGING):
+        with contextlib.suppress(OSError):
+            top.rmdir()  # only when empty
     ddir = dataset_dir(ds, root)
     prune_empty(ddir / META, root)
     prune_empty(ddir, root)
@@ -350,8 +429,14 @@ def _install(ds: Dataset, p: Part, root: Path, content: Path, files: dict[str, s
     return _result(ds, p, root, "fetched", marker)
 
 
-def _source_record(remote: Remote, path: Path | None, url: str | None = None) -> dict:
-    rec = {"file": remote.filename, "urls": list(remote.urls) if url is None else [url]}
+def _source_record(remote: Remote, path: Path | None, url: str | None = None, used: dict | None = None) -> dict:
+    """What the marker says about one downloaded file: the URL its bytes came from (``url``, or
+    ``used`` as filled by :func:`download_remote`), its size and sha256, the published checksums."""
+    if used is not None:
+        url = used.get("url")
+    rec = {"file": remote.filename, "urls": [url] if url else ([] if used is not None else list(remote.urls))}
+    if used is not None and not url:
+        rec["origin"] = "a file found in the downloads folder (placed by hand); its URL is unknown"
     if path is not None and path.exists():
         rec["size"] = path.stat().st_size
         rec["sha256"] = sha256_file(path)
@@ -367,27 +452,50 @@ def _staging(root: Path, ds: Dataset, p: Part, suffix: str = "") -> Path:
     return root / STAGING / f"{ds.name}-{p.name.replace('/', '_')}{suffix}"
 
 
-def _fetch_archive(ds: Dataset, p: Part, root: Path, mirror, retries, progress, say, used: set, backoff) -> PartResult:
+def _fetch_archive(ds: Dataset, p: Part, root: Path, mirror, retries, progress, say, installed: set, backoff) -> PartResult:
     remote = p.remotes[0]
     downloads = root / DOWNLOADS / ds.name
     say(f"{ds.name} {p.name}: downloading {remote.filename} ({format_bytes(remote.nbytes)}{'' if remote.size else ', estimate'})")
+    used: dict = {}
     archive = download_remote(remote, downloads, mirror=mirror, retries=retries, progress=progress, what=f"{ds.name} {p.name}",
-                              command=fetch_command(ds.name, [p.name], root), backoff=backoff)
-    used.add(archive)
-    source = _source_record(remote, archive)
+                              command=fetch_command(ds.name, [p.name], root), backoff=backoff, source=used)
+    source = _source_record(remote, archive, used=used)
     staging = _staging(root, ds, p)
     remove_tree(staging)
     content = staging / "content"
+    limit = UNPACK_FACTOR * p.extracted_size if p.extracted_size else None
     try:
         say(f"{ds.name} {p.name}: unpacking {archive.name}")
-        files, nbytes, tops = extract_archive(archive, content, p.members, progress=progress, desc=f"unpack {ds.name} {p.name}")
+        files, nbytes, tops = extract_archive(
+            archive, content, p.members, progress=progress, desc=f"unpack {ds.name} {p.name}", limit=limit,
+            limit_why=f"{UNPACK_FACTOR}x the registry's estimate of {format_bytes(p.extracted_size)} for {ds.name} {p.name}")
         if not files:
             raise DataError(f"{archive}: no files under {p.members or '/'!r} (top-level entries: {', '.join(tops) or 'none'}); "
                             "the archive does not have the expected layout")
         _check_member_md5(p, content, archive)
-        return _install(ds, p, root, content, files, nbytes, [source])
+        result = _install(ds, p, root, content, files, nbytes, [source])
+    except DataError:
+        # The archive itself is bad (corrupt, unsafe, too large, wrong layout or member checksums):
+        # keeping it would only reuse it on the next run.
+        _drop_archive(archive)
+        raise
+    except OSError as exc:
+        if exc.errno == errno.ENOSPC:
+            raise DiskSpaceError(f"disk full while unpacking {archive.name} into {staging}; the downloaded archive is kept "
+                                 f"({archive}): free some space and run {fetch_command(ds.name, [p.name], root)} again "
+                                 "(no new download)") from exc
+        raise  # kept, like after Ctrl-C: the rerun unpacks it without a download
     finally:
         remove_tree(staging)
+    installed.add(archive)  # deleted by fetch() once no other part of this run needs it
+    return result
+
+
+def _drop_archive(archive: Path) -> None:
+    with contextlib.suppress(OSError):
+        archive.unlink()
+    with contextlib.suppress(OSError):
+        source_path(archive).unlink()
 
 
 def _check_member_md5(p: Part, content: Path, archive: Path) -> None:
@@ -411,27 +519,46 @@ def _fetch_files(ds: Dataset, p: Part, root: Path, mirror, retries, progress, sa
     say(f"{ds.name} {p.name}: downloading {len(p.remotes)} file{'s' if len(p.remotes) != 1 else ''} "
         f"({format_bytes(p.download_size)})")
     sources = []
+    origins = _read_origins(staging)
     try:
         for remote in p.remotes:
             target = content / remote.filename
             if not target.exists():  # files are moved here only after their checksum passed
+                used: dict = {}
                 path = download_remote(remote, downloads, mirror=mirror, retries=retries, progress=progress,
                                        what=f"{ds.name} {p.name}", command=fetch_command(ds.name, [p.name], root),
                                        manual_hint=(f"The part has {len(p.remotes)} files (every URL: lossnet data list --sources); "
                                                     f"place each in {downloads}" if len(p.remotes) > 1 else ""),
-                                       backoff=backoff)
+                                       backoff=backoff, source=used)
                 os.replace(path, target)
-            sources.append(_source_record(remote, target))
+                source_path(path).unlink(missing_ok=True)
+                origins[remote.filename] = used
+                _write_origins(staging, origins)  # a later run that finds the file staged still knows its URL
+            sources.append(_source_record(remote, target, used=origins.get(remote.filename, {})))
         files = {r.filename: s["sha256"] for r, s in zip(p.remotes, sources)}
         nbytes = sum(s["size"] for s in sources)
         result = _install(ds, p, root, content, files, nbytes, sources)
-    except (OfflineError, KeyboardInterrupt):
+    except (OfflineError, KeyboardInterrupt, DownloadCancelled):
         raise  # verified files already staged are kept: the next run continues with the rest
     except BaseException:
         remove_tree(staging)
         raise
     remove_tree(staging)
     return result
+
+
+def _read_origins(staging: Path) -> dict:
+    try:
+        data = json.loads((staging / "origins.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _write_origins(staging: Path, origins: dict) -> None:
+    from lossnet.atomic import atomic_write_text
+
+    atomic_write_text(staging / "origins.json", json.dumps(origins, sort_keys=True))
 
 
 class _Links(HTMLParser):
@@ -478,7 +605,15 @@ def _get_index(urls: list[str], what: str, manual: str) -> tuple[str, str]:
                        f"Manual steps: {manual}")
 
 
-def _parallel(fn, items: list, workers: int, bar=None) -> None:
+def _parallel(fn, items: list, workers: int, bar=None, stop: threading.Event | None = None, grace: float = 2.0) -> None:
+    """Run ``fn(item)`` for every item on ``workers`` threads; the first error (or Ctrl-C) stops the rest.
+
+    Why not ThreadPoolExecutor: its worker threads are joined at interpreter exit, so after Ctrl-C
+    the process waited for every in-flight transfer (57 s at 50 KB/s, up to the 60 s read timeout per
+    thread on a stalled server). Here the workers are daemon threads that check ``stop`` between two
+    reads; on an error the event is set, the workers get ``grace`` seconds to leave their files
+    consistent, and the error is raised at once after that.
+    """
     if not items:
         return
     if workers <= 1 or len(items) == 1:
@@ -487,17 +622,48 @@ def _parallel(fn, items: list, workers: int, bar=None) -> None:
             if bar is not None:
                 bar.update(1)
         return
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        futures = [pool.submit(fn, it) for it in items]
-        try:
-            for f in futures:
-                f.result()
-                if bar is not None:
-                    bar.update(1)
-        except BaseException:
-            for f in futures:
-                f.cancel()
-            raise
+    stop = stop or threading.Event()
+    todo: queue.SimpleQueue = queue.SimpleQueue()
+    for it in items:
+        todo.put(it)
+    done: queue.SimpleQueue = queue.SimpleQueue()
+
+    def work() -> None:
+        while not stop.is_set():
+            try:
+                it = todo.get_nowait()
+            except queue.Empty:
+                return
+            try:
+                fn(it)
+            except BaseException as exc:  # handed to the caller's thread
+                done.put(exc)
+                return
+            done.put(None)
+
+    threads = [threading.Thread(target=work, daemon=True, name=f"lossnet-fetch-{i}") for i in range(min(workers, len(items)))]
+    for t in threads:
+        t.start()
+    try:
+        finished = 0
+        while finished < len(items):
+            try:
+                exc = done.get(timeout=0.2)  # a timeout keeps the wait interruptible by Ctrl-C
+            except queue.Empty:
+                if not any(t.is_alive() for t in threads) and done.empty():
+                    raise DataError("fetch workers stopped without finishing")  # pragma: no cover - defensive
+                continue
+            if exc is not None:
+                raise exc
+            finished += 1
+            if bar is not None:
+                bar.update(1)
+    except BaseException:
+        stop.set()
+        deadline = time.monotonic() + grace
+        for t in threads:
+            t.join(timeout=max(0.0, deadline - time.monotonic()))
+        raise
 
 
 def _fetch_listing(ds: Dataset, p: Part, root: Path, mirror, retries, progress, say, backoff, workers: int = 4) -> PartResult:
@@ -521,16 +687,19 @@ def _fetch_listing(ds: Dataset, p: Part, root: Path, mirror, retries, progress, 
         todo = [(n, u) for n, u in entries if not (sub / n).exists()]
         say(f"{ds.name} {p.name}/{remote.filename}: {len(entries)} files listed, {len(todo)} to download")
 
-        def one(item, sub=sub):
+        stop = threading.Event()
+
+        def one(item, sub=sub, stop=stop):
             name, url = item
             r = Remote(name, (url,))
             path = download_remote(r, downloads / remote.filename, retries=retries, progress=False, what=f"{ds.name} {p.name} {name}",
-                                   backoff=backoff)
+                                   backoff=backoff, stop=stop)
             os.replace(path, sub / name)
+            source_path(path).unlink(missing_ok=True)
 
         with tqdm(total=len(todo), unit="file", desc=f"{ds.name} {p.name}/{remote.filename}", leave=False,
                   disable=None if progress is None else not progress) as bar:
-            _parallel(one, todo, workers, bar)
+            _parallel(one, todo, workers, bar, stop)
         sources.append({"file": remote.filename, "urls": [index_url], "listed": len(entries),
                         "checksum_source": remote.checksum_source})
         for name, _ in entries:
@@ -556,10 +725,10 @@ def _fetch_subset(ds: Dataset, p: Part, root: Path, n: int, seed: int, mirror, r
             rz = RemoteZip(url)
             entries = rz.entries()
             break
-        except (requests.ConnectionError, requests.Timeout) as exc:
-            failures.append(f"{url} ({type(exc).__name__})")
         except requests.HTTPError as exc:
             failures.append(f"{url} ({exc.response.status_code if exc.response is not None else 'HTTP error'})")
+        except requests.RequestException as exc:  # refused, timeout, invalid URL or redirect, redirect loop
+            failures.append(f"{url} ({type(exc).__name__})")
     if entries is None:
         raise OfflineError(f"cannot read the member list of {remote.filename} ({ds.name} {p.name} --subset {n}): no source reachable "
                            f"(offline?). Tried: {'; '.join(failures)}. Manual steps: download {remote.filename} from {remote.urls[0]}, "
@@ -578,6 +747,9 @@ def _fetch_subset(ds: Dataset, p: Part, root: Path, n: int, seed: int, mirror, r
         candidates[e.name] = e
     if not candidates:
         raise DataError(f"{rz.url}: no image members under {p.members!r}")
+    if n > len(candidates):
+        say(f"{ds.name} {p.name}: --subset {n} asked for more members than {remote.filename} has under {p.members!r} "
+            f"({len(candidates)}): fetching all {len(candidates)}")
     chosen = coco_subset(list(candidates), n, seed)
     need = sum(candidates[c].file_size for c in chosen)
     staging = _staging(root, ds, p, "-subset")
@@ -600,26 +772,32 @@ def _fetch_subset(ds: Dataset, p: Part, root: Path, n: int, seed: int, mirror, r
     say(f"{ds.name} {p.name}: {len(chosen)} of {len(candidates)} members (seed {seed}), {len(todo)} to download "
         f"({format_bytes(sum(candidates[c].compressed_size for c in todo))}) by range requests from {rz.url}")
 
+    stop = threading.Event()
+
     def one(name: str) -> None:
         e = candidates[name]
         target = content / _strip(name, prefix)
         target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f".{target.name}.tmp")
         last = None
         for _ in range(retries + 1):
             try:
-                data = rz.read(e, session=thread_session())
+                with open(tmp, "wb") as fh:  # streamed: memory stays a few blocks per member
+                    rz.extract(e, fh, session=thread_session(), stop=stop)
                 break
             except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError) as exc:
                 last = exc
+            except BaseException:
+                tmp.unlink(missing_ok=True)
+                raise
         else:
+            tmp.unlink(missing_ok=True)
             raise DataError(f"{rz.url}: member {name} failed {retries + 1} times ({last}); run the same command again to resume")
-        tmp = target.with_name(f".{target.name}.tmp")
-        tmp.write_bytes(data)
         os.replace(tmp, target)
 
     with tqdm(total=len(todo), unit="file", desc=f"{ds.name} {p.name} subset", leave=False,
               disable=None if progress is None else not progress) as bar:
-        _parallel(one, todo, workers, bar)
+        _parallel(one, todo, workers, bar, stop)
     files = {_strip(c, prefix): sha256_file(content / _strip(c, prefix)) for c in chosen}
     nbytes = sum(candidates[c].file_size for c in chosen)
     subset = {"n": len(chosen), "seed": seed, "of": len(candidates), "rule": SUBSET_RULE, "requested": n}

@@ -264,6 +264,18 @@ def verify_part(dataset: Dataset, part: Part, root: str | os.PathLike | None = N
             bar.update(path.stat().st_size)
             if actual != expected:
                 problems.append(f"{path}: sha256 {actual}, expected {expected}")
+    # Files added to the part's folders since the fetch: the benchmark would read them too.
+    listed = {rel for _, rel in entries}
+    for top in marker.get("paths", []):
+        start = base / top
+        if not start.is_dir():
+            continue
+        for dirpath, dirs, names in os.walk(start):
+            dirs[:] = [d for d in dirs if not d.startswith(".")]
+            for name in names:
+                rel = (Path(dirpath) / name).relative_to(base).as_posix()
+                if rel not in listed:
+                    problems.append(f"{base / rel}: extra file, not in the manifest (added after the fetch)")
     return problems
 
 

@@ -116,6 +116,14 @@ def load_heads(path: str | os.PathLike) -> Heads:
     keys = [f"head.{i}" for i in range(len(layers))]
     if sorted(tensors) != sorted(keys):
         raise WeightsError(f"{p}: expected tensors {', '.join(keys)}, found {', '.join(sorted(tensors)) or 'none'}")
+    distance = meta.get("distance", "spatial")
+    if distance != "spatial":
+        raise WeightsError(f"{p}: its heads calibrate the {distance!r} distance; lossnet heads files hold weights of the "
+                           "'spatial' (Eq. 1 / LPIPS) distance only")
+    for k in keys:
+        if not tensors[k].is_floating_point():
+            raise WeightsError(f"{p}: tensor {k} has dtype {str(tensors[k].dtype).removeprefix('torch.')}; heads are "
+                               "floating-point channel weights")
     rest = {k: v for k, v in meta.items() if k not in ("format", "net", "layers", "normalize", "channels", "distance")}
     heads = Heads(meta["net"], list(layers), [tensors[k] for k in keys], str(meta.get("normalize", "imagenet")), rest)
     _check(heads, str(p))

@@ -12,7 +12,8 @@ from torch import nn
 
 from lossnet.distances import DISTANCES, Distance
 from lossnet.errors import InputError
-from lossnet.loss.presets import DEFAULT_LAYER, DEFAULT_NET, _check_default_layer, _resolve_heads, _resolve_preset
+from lossnet.loss.presets import (DEFAULT_LAYER, DEFAULT_NET, _check_default_layer, _resolve_heads, _resolve_preset,
+                                   check_heads_backbone)
 from lossnet.loss.ranges import _apply_range, _parse_mode, _parse_range, _RangeState
 from lossnet.weights import WeightsSpec
 
@@ -83,12 +84,14 @@ class _Perceptual(nn.Module):
         self.lpips_version: str | None = None
         self.heads_label = "none"
         pooling = "max"
+        heads_backbone = (None, "")
         if isinstance(layers, str):
             layers = [n.strip() for n in layers.split(",") if n.strip()]
         if heads is not None:
             r = _resolve_heads(heads, preset, net, layers, distance, channel_weights, normalize)
             net, layers, distance, channel_weights, normalize = r["net"], r["layers"], r["distance"], r["channel_weights"], r["normalize"]
             self.heads_label = r["heads"]
+            heads_backbone = (r["backbone_sha256"], r["where"])
         elif preset is not None:
             r = _resolve_preset(preset, net, layers, distance, channel_weights)
             net, layers, distance, channel_weights, pooling = r["net"], r["layers"], r["distance"], r["channel_weights"], r["pooling"]
@@ -109,6 +112,7 @@ class _Perceptual(nn.Module):
         layer_weights = _parse_layer_weights(layer_weights, layers)
         self.network = LossNetwork(net, layers, weights=weights, weights_dir=weights_dir, transform_input=transform_input,
                                    normalize=normalize, loss_net_mode=loss_net_mode, pooling=pooling)
+        check_heads_backbone(self.network, *heads_backbone)
         if channels_last is None:
             # NHWC everywhere except DISTS: its L2 pooling's 1/sqrt amplifies the NHWC kernels' other
             # rounding in the gradient (max |error| vs float64 ~9x NCHW's); NCHW matches dists-pytorch

@@ -89,6 +89,22 @@ def _resolve_heads(heads, preset, net, layers, distance, channel_weights, normal
     if normalize not in (None, h.normalize):
         raise InputError(f"{where} was fitted with normalize={h.normalize!r}, not {normalize!r}")
     return dict(net=h.net, layers=list(h.layers), distance="spatial", channel_weights=[w.clone() for w in h.weights],
-                normalize=h.normalize, heads=label)
+                normalize=h.normalize, heads=label, backbone_sha256=h.meta.get("backbone_sha256"), where=where)
+
+
+def check_heads_backbone(network, recorded: str | None, where: str) -> None:
+    """Warn when the loss network is not the backbone the heads were fitted on (``backbone_sha256``
+    in the heads file: e.g. fitted with ``--weights none`` and loaded on another random init)."""
+    if not recorded:
+        return
+    from lossnet.signature import tensors_digest
+
+    current = tensors_digest(network.state_dict())
+    if current != recorded:
+        import warnings
+
+        warnings.warn(f"{where} was fitted on another backbone (sha256 {recorded[:16]}, this network's {current[:16]}): "
+                      "its calibration does not apply to these weights (pass the weights it was fitted with)",
+                      UserWarning, stacklevel=4)
 
 

@@ -327,6 +327,23 @@ def _corr_body(rows: list[dict[str, Any]]) -> list[list[str]]:
     ]
 
 
+#: Fewer architectures than this give no verdict (with 2 points r is always +-1).
+MIN_CORRELATION_N = 3
+
+
+def _verdict(n: int, r: float, p: float) -> str:
+    """What the headline correlation allows to say: a conclusion only from a defined, significant r."""
+    import math
+
+    if n < MIN_CORRELATION_N or r is None or p is None or not (math.isfinite(r) and math.isfinite(p)):
+        return f"no conclusion: not enough architectures (n={n}; at least {MIN_CORRELATION_N} with distinct values are needed)"
+    if p >= 0.05:
+        return "no significant relation (p >= 0.05): these runs neither confirm nor refute the paper's finding"
+    if r < 0:
+        return "negative: architectures that classify ImageNet better make *worse* perceptual-similarity loss networks"
+    return "positive"
+
+
 def _correlation_sections(rows, arch_attrs, layer_attrs, notes, csvs) -> list[Section]:
     header = ["score", "attribute", "n", "pearson r", "p", "spearman rho", "p"]
     out = []
@@ -336,13 +353,7 @@ def _correlation_sections(rows, arch_attrs, layer_attrs, notes, csvs) -> list[Se
     headline = [r for r in ac if r["score"] == ScoreKey("similarity", "2afc", "bapps").label and r["attribute"] == "imagenet_top1"]
     if headline:
         h = headline[0]
-        verdict = (
-            "negative: architectures that classify ImageNet better make *worse* perceptual-similarity loss networks"
-            if h["pearson_r"] < 0 and h["pearson_p"] < 0.05
-            else "not a positive relation: better ImageNet accuracy does not give a better perceptual-similarity loss network"
-            if not (h["pearson_r"] > 0 and h["pearson_p"] < 0.05)
-            else "positive"
-        )
+        verdict = _verdict(h["n"], h["pearson_r"], h["pearson_p"])
         head.text.append(
             f"**Best-layer BAPPS 2AFC vs ImageNet top-1** over {h['n']} architectures: Pearson r = {h['pearson_r']:.3f} "
             f"(p = {_fmt_p(h['pearson_p'])}), Spearman rho = {h['spearman_rho']:.3f} (p = {_fmt_p(h['spearman_p'])}) -- {verdict}."
@@ -505,7 +516,9 @@ def build_report(
     Returns:
         ``{"md": path, "html": path, "tables": folder, "figures": folder}``.
     """
-    out = Path(out_dir)
+    from lossnet.outputs import check_output_dir
+
+    out = check_output_dir(out_dir, "-o/--out")  # an existing file or a missing parent is refused, nothing created
     (out / "tables").mkdir(parents=True, exist_ok=True)
     from lossnet.report.sources import paper_scores
 

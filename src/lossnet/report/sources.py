@@ -233,7 +233,12 @@ def map_metric_row(row: dict[str, Any]) -> tuple[dict[str, Any] | None, str | No
     value = row.get("value")
     if value is None:
         return None, "no value"
-    return {**key._asdict(), "arch": arch, "layer": layer, "value": float(value)}, None
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        raise DataError(f"run {row.get('run_key')}: metric {row.get('dataset')}/{row.get('name')} has the non-numeric value "
+                        f"{value!r}; fix or delete that row") from None
+    return {**key._asdict(), "arch": arch, "layer": layer, "value": value}, None
 
 
 #: store metric -> paper metric where the names differ (None: not the paper's number).
@@ -403,11 +408,31 @@ def store_scores(
     notes += tuple(f"{bench}: {k} score(s) have several runs of the same config and seed; they are not "
                    "replicates, so each seed counts once (the mean of its runs) in the value and n."
                    for bench, k in sorted(duplicated.items()))
+    notes += _comparability_notes(identities)
     skip_notes = tuple(
         f"{dataset} is a stand-in dataset; the paper's {bench} datasets are {', '.join(_paper_datasets().get(bench, ()))}"
         for bench, dataset in sorted(stand_ins))
     info = LoadInfo(len(runs), len(rows), dict(skipped), variant_text, notes, skip_notes)
     return rows, info
+
+
+def _comparability_notes(identities: dict) -> tuple[str, ...]:
+    """Caveats for runs that are not the paper's set-up (a quick preset, fewer BAPPS subsets): their
+    difference to the published numbers is not a replication result (issue #32, --compare-paper)."""
+    out = []
+    for (bench, _), (_, config) in sorted(identities.items(), key=lambda kv: kv[0][0]):
+        why = []
+        preset = config.get("preset")
+        if preset not in (None, "paper"):
+            why.append(f"preset {preset!r}, not 'paper'")
+        for key, full in (("subsets_2afc", 6), ("subsets_jnd", 2)):
+            subsets = config.get(key)
+            if isinstance(subsets, (list, tuple)) and 0 < len(subsets) < full:
+                why.append(f"{len(subsets)} of {full} BAPPS {key.split('_')[1].upper()} subsets ({', '.join(map(str, subsets))})")
+        if why:
+            out.append(f"{bench}: CAVEAT: these runs use {'; '.join(why)}; their scores and any difference to the paper's "
+                       "numbers are indicative only, not a replication result.")
+    return tuple(dict.fromkeys(out))
 
 
 @lru_cache(maxsize=1)

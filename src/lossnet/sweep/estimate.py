@@ -326,6 +326,9 @@ def estimate_grid(grid_path: str | os.PathLike, *, device: str | None = None, wi
     for r in runs:
         c = r.config
         groups.setdefault((r.benchmark, c.get("net"), c.get("layer"), c.get("preset")), []).append(r)
+    if log:  # said up front: a large grid takes minutes to time (issue #32 L12)
+        log(f"timing {len(groups)} point(s) (distinct benchmark, net, layer, preset) for {len(runs)} runs of {grid_path}, "
+            f"{steps} step(s) each after warm-up; this takes a few seconds per point")
     fixed_cache: dict[str, float] = {}
     points: list[PointEstimate] = []
     random_weights: set[str] = set()

@@ -226,10 +226,44 @@ def check_ray_address(address: str | None, timeout: float = 5.0) -> None:
         socket.create_connection((host, int(port)), timeout=timeout).close()
     except OSError as exc:
         reason = "timed out" if isinstance(exc, socket.timeout) else (exc.strerror or str(exc))
-        raise LossnetError(
-            f"cannot reach the Ray cluster at --address {address}: {reason} "
-            f"(start it with 'ray start --head', or check the address and port)"
-        ) from exc
+        hint = "start it with 'ray start --head', or check the address and port"
+        if host in ("127.0.0.1", "localhost", "::1"):
+            # 'ray start --head --port P' listens on the node's IP, not on the loopback address
+            ip = _node_ip()
+            hint = (f"'ray start --head' listens on this node's IP address, not on {host}: use the address 'ray start' "
+                    f"printed{f' (probably {ip}:{port})' if ip else ''}, or --address auto for a cluster started on this machine")
+        raise LossnetError(f"cannot reach the Ray cluster at --address {address}: {reason} ({hint})") from exc
+
+
+def _node_ip() -> str | None:
+    """This machine's outward IP address (what Ray's head binds to), without sending anything."""
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.connect(("10.255.255.255", 1))
+            ip = s.getsockname()[0]
+    except OSError:
+        return None
+    return None if ip.startswith("127.") else ip
+
+
+def check_fits(nodes: list[dict[str, Any]], cpus_per_run: float, gpus_per_run: float) -> None:
+    """Refuse a run size no node of the cluster can ever schedule (Ray would queue it forever).
+
+    Args:
+        nodes: ``ray.nodes()`` entries (``Alive``, ``Resources``).
+
+    Raises:
+        LossnetError: naming the option, what one run asks and what the largest node has.
+    """
+    alive = [n.get("Resources", {}) for n in nodes if n.get("Alive", True)]
+    for option, kind, amount in (("--gpus-per-run", "GPU", gpus_per_run), ("--cpus-per-run", "CPU", cpus_per_run)):
+        if not amount:
+            continue
+        most = max((float(r.get(kind, 0)) for r in alive), default=0.0)
+        if most < amount:
+            total = sum(float(r.get(kind, 0)) for r in alive)
+            raise LossnetError(f"{option} {amount:g}: no node of the Ray cluster has {amount:g} {kind}(s) (largest node: {most:g}, "
+                               f"cluster: {total:g}); the runs would wait forever: lower {option} or add such nodes")
 
 
 class RayExecutor:
@@ -278,10 +312,19 @@ class RayExecutor:
                 else:
                     ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False)
             except Exception as exc:  # noqa: BLE001  (ConnectionError, RuntimeError, ValueError, ray's own)
-                raise LossnetError(f"cannot start/connect Ray (address {address or 'local'}): {type(exc).__name__}: {exc}") from exc
+                hint = ("; for a cluster started on this machine with 'ray start --head', try --address auto"
+                        if address and address not in ("auto", "local") else "")
+                raise LossnetError(f"cannot start/connect Ray (address {address or 'local'}): {type(exc).__name__}: "
+                                   f"{' '.join(str(exc).split())[:300]}{hint}") from exc
             self._started = True
         self.cpus_per_run = cpus_per_run
         self.gpus_per_run = gpus_per_run
+        try:
+            check_fits(ray.nodes(), cpus_per_run, gpus_per_run)
+        except LossnetError:
+            if self._started:
+                ray.shutdown()
+            raise
         total = ray.cluster_resources().get("CPU", 1)
         self.max_in_flight = max_in_flight or max(1, int(total // max(cpus_per_run, 1e-9)))
         self.progress = progress

@@ -118,17 +118,23 @@ def run_sweep(
         planned=len(runs), skipped_done=[r.key for r in groups["skip_done"]], skipped_failed=[r.key for r in groups["skip_failed"]],
         busy=[r.key for r in groups["busy"]],
     )
-    for run in groups["todo"]:
-        store.mark_queued(run.key, run.config, benchmark=run.benchmark)
     pending = collections.deque(Job(r.key, r.benchmark, r.config, runs_dir / r.key) for r in groups["interrupted"] + groups["todo"])
+    # The executor first: a bad set-up (Ray address, a run size no node has) fails with no row written.
+    ex = make_executor(executor, progress=False, **executor_kwargs) if pending else None
+    try:
+        for run in groups["todo"]:
+            store.mark_queued(run.key, run.config, benchmark=run.benchmark)
+    except BaseException:
+        if ex is not None:
+            ex.shutdown()
+        raise
     say(
         f"sweep: {len(runs)} runs planned, {len(summary.skipped_done)} already done, "
         f"{len(summary.skipped_failed)} failed (skipped{'' if retry_failed else '; --retry-failed to rerun'}), "
         + (f"{len(summary.busy)} running in another driver (left to it), " if summary.busy else "")
         + f"{len(groups['interrupted'])} interrupted (resuming), {len(groups['todo'])} to run"
     )
-    if pending:  # before claiming anything: a bad executor set-up (Ray address) fails with no run touched
-        ex = make_executor(executor, progress=False, **executor_kwargs)
+    if ex is not None:
         say(ex.describe())
         _Driver(store, ex, summary, pending, len(runs), retry_before=t0 if retry_failed else None, progress=progress).drive()
     if summary.busy:

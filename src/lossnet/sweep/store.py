@@ -220,7 +220,13 @@ class ResultsStore:
         if not has_meta:
             return None
         row = self._db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
-        return int(row[0]) if row else None
+        if not row:
+            return None
+        try:
+            return int(row[0])
+        except (TypeError, ValueError):
+            raise LossnetError(f"{self.what} {self.path}: its schema_version {row[0]!r} is not a number (meta table); "
+                               "the file is damaged or not a lossnet store") from None
 
     def _check_version(self, version: int | None) -> None:
         if version is not None and version > SCHEMA_VERSION:
@@ -485,7 +491,7 @@ class ResultsStore:
         out = []
         for r in self._db.execute(sql, (status,) if status else ()):
             row = dict(r)
-            row["config"] = json.loads(row["config"]) if row["config"] else {}
+            row["config"] = _config_of(row["config"], row["run_key"], self.path)
             out.append(row)
         return out
 
@@ -499,10 +505,26 @@ class ResultsStore:
     @staticmethod
     def _run_dict(row: sqlite3.Row, status: str | None = None) -> dict[str, Any]:
         d = dict(row)
-        d["config"] = json.loads(d["config"]) if d.get("config") else {}
+        d["config"] = _config_of(d.get("config"), d.get("key"), None)
         if status is not None:
             d["status"] = status
         return d
+
+
+def _config_of(raw: Any, key: Any, path: Any) -> dict[str, Any]:
+    """A row's config as a dict; a damaged one is an error naming the run (one bad row used to make
+    every read fail with a bare JSONDecodeError)."""
+    if not raw:
+        return {}
+    try:
+        config = json.loads(raw)
+    except (TypeError, ValueError) as exc:
+        where = f"results store {path}: " if path else ""
+        raise LossnetError(f"{where}run {key}: its config is not valid JSON ({exc}); fix or delete that row "
+                           f"(DELETE FROM runs WHERE key='{key}')") from None
+    if not isinstance(config, dict):
+        raise LossnetError(f"{'results store ' + str(path) + ': ' if path else ''}run {key}: its config is not a JSON object")
+    return config
 
 
 class _Heartbeat:

@@ -56,6 +56,9 @@ def read_judgments_csv(path: str | os.PathLike) -> list[tuple[Path, Path, Path, 
         raise DataError(f"cannot read judgments CSV {p}: {exc}") from None
     reader = csv.DictReader(text.splitlines())
     fields = [f.strip().lower() for f in (reader.fieldnames or [])]
+    dupes = sorted({f for f in fields if f and fields.count(f) > 1})
+    if dupes:  # csv.DictReader would silently keep the last of them
+        raise DataError(f"{p}: the header names {', '.join(repr(d) for d in dupes)} more than once; keep one column each")
     jcol = "judgment" if "judgment" in fields else ("judge" if "judge" in fields else None)
     missing = [c for c in _IMAGES if c not in fields] + ([] if jcol else ["judgment"])
     if missing:

@@ -118,6 +118,26 @@ class HeadsFitConfig:
         return {k: v for k, v in asdict(self).items() if k not in ("device", "weights_dir", "num_workers")}
 
 
+def _data_identity(c: "HeadsFitConfig") -> str:
+    """``sha256:<hex>`` of the judgments CSV, or ``listing:<hex>`` of the BAPPS folder (names + sizes,
+    :func:`lossnet.runkey.folder_digest`)."""
+    from lossnet.runkey import folder_digest
+    from lossnet.weights import sha256_file
+
+    if c.judgments is not None:
+        return f"sha256:{sha256_file(c.judgments)}"
+    return f"listing:{folder_digest(c.data)}"
+
+
+def _backbone_digest(network) -> str:
+    """sha256 over the loss network's tensors (:func:`lossnet.signature.tensors_digest`): recorded
+    as ``backbone_sha256``, so a load on another backbone (another random init with --weights none,
+    other weights) is told apart (:class:`lossnet.loss.PerceptualLoss` warns)."""
+    from lossnet.signature import tensors_digest
+
+    return tensors_digest(network.state_dict())
+
+
 def lr_at(epoch: int, lr: float, epochs: int, decay_epochs: int) -> float:
     """Learning rate during 0-based ``epoch``: lpips's ``update_learning_rate`` after every epoch
     past ``epochs`` (the same float subtractions, so the values equal lpips's)."""
@@ -402,20 +422,31 @@ def fit_heads(
     channels = _channels(network.cpu(), c.size)
     network.to(device)
     train, val = _datasets(c, progress)
-    fit_config = {**c.fingerprint_dict(), "epochs": c.epochs + c.decay_epochs, "fit_epochs": c.epochs}
+    # The training data's content is part of the resumable config (issue #32 M6): a changed judgments
+    # CSV or BAPPS folder makes the checkpoint "a different configuration" instead of being reused.
+    data_id = _data_identity(c)
+    fit_config = {**c.fingerprint_dict(), "epochs": c.epochs + c.decay_epochs, "fit_epochs": c.epochs, "data_content": data_id}
 
     def make_task() -> HeadsTask:
         return HeadsTask(c, network, channels, train, val, device, progress)
 
-    task, outcome = fit(make_task, fit_config, workdir, device=device, log=log, name="heads fit")
+    fresh = not workdir.exists()
+    try:
+        task, outcome = fit(make_task, fit_config, workdir, device=device, log=log, name="heads fit")
+    except BaseException:
+        if fresh and workdir.is_dir() and not any(workdir.iterdir()):
+            workdir.rmdir()  # a fit that failed before its first checkpoint leaves no empty run folder (issue #32 L8)
+        raise
     if outcome.best_path is not None and outcome.status == "done":
         task.model.load_state_dict(load_checkpoint(outcome.best_path, device)["model"])
     heads = task.model.head_tensors()
     val_2afc = None if outcome.best_score == -math.inf else float(outcome.best_score)
     path = None
     if out is not None and outcome.has_weights:
-        data = c.judgments if c.judgments is not None else f"{c.data} (2afc/{c.split}{'/' + ','.join(c.subsets) if c.subsets else ''})"
-        meta = {"data": data, "epochs": c.epochs, "decay_epochs": c.decay_epochs, "epochs_done": outcome.epochs_done,
+        # No absolute path in the file: the data's name and its content digest.
+        data = (Path(c.judgments).name if c.judgments is not None
+                else f"{Path(c.data).name} (2afc/{c.split}{'/' + ','.join(c.subsets) if c.subsets else ''})")
+        meta = {"data": data, "data_content": data_id, "backbone_sha256": _backbone_digest(network), "epochs": c.epochs, "decay_epochs": c.decay_epochs, "epochs_done": outcome.epochs_done,
                 "best_epoch": outcome.best_epoch, "val_2afc": val_2afc, "val": c.val, "weights": c.weights, "lr": c.lr,
                 "batch_size": c.batch_size, "seed": c.seed, "size": c.size, "status": outcome.status}
         path = save_heads(out, Heads(c.net, c.layers.split(","), heads, c.normalize, meta))
