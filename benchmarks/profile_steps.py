@@ -49,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     from lossnet.bench.profile import format_profile, time_similarity
     from lossnet.cli.common import print_table
     from lossnet.errors import DataError
-    from lossnet.sweep.estimate import REAL_SIZES, synthetic_data
+    from lossnet.runs.estimate import REAL_SIZES, synthetic_data
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--bench", action="append", help="benchmark(s) to profile (default all)")

@@ -114,9 +114,9 @@ def test_cli_options_come_from_the_config(name, data):
 
 @pytest.mark.parametrize("name", ALL)
 def test_tiny_config_runs_and_reaches_a_store_like_a_sweep(name, data, tmp_path):
-    from lossnet.runkey import run_key
-    from lossnet.sweep.pipeline import execute_point
-    from lossnet.sweep.store import ResultsStore
+    from lossnet.runs.identity import run_key
+    from lossnet.runs.execute import execute_point
+    from lossnet.runs.store import ResultsStore
 
     b = bench(name)
     config = b.resolve_config(tiny(name, data))
@@ -217,7 +217,7 @@ def test_non_finite_loss_gives_diverged_with_best_so_far_metrics(name, data, tmp
 @pytest.mark.parametrize("name", TRAINING)
 def test_planted_pickle_checkpoint_is_never_executed(name, data, tmp_path):
     from lossnet.bench.base import default_workdir
-    from lossnet.runkey import run_key
+    from lossnet.runs.identity import run_key
 
     b = bench(name)
     config = b.resolve_config(tiny(name, data))
@@ -262,7 +262,7 @@ def test_bad_devices_and_values_are_one_line_errors(data):
 
 def test_roads_distance_is_used_and_splits_runs(data):
     from lossnet.bench.roads.train import build_perceptual
-    from lossnet.runkey import run_key
+    from lossnet.runs.identity import run_key
 
     b = bench("roads")
     mse = b.resolve_config(tiny("roads", data, loss="perceptual", net="alexnet", layer="relu1", weights="none", distance="mse"))

@@ -87,7 +87,7 @@ def test_corrupt_test_image_is_refused_before_training(tmp_path, monkeypatch):
 
 def test_superres_default_data_folder_is_the_real_path(tmp_path, monkeypatch):
     """The default ../shared folder goes into the run key: reached through a symlink it is the same key."""
-    from lossnet.runkey import run_key
+    from lossnet.runs.identity import run_key
 
     for name in ("t91", "bsd200", "set5", "set14", "bsd100"):
         (tmp_path / "real" / "data" / "sr" / name).mkdir(parents=True)

@@ -62,7 +62,7 @@ def test_json_holds_every_run_keyed_by_run_key_with_status(bapps, tmp_path):
 
 
 def test_store_records_like_a_sweep(bapps, tmp_path):
-    from lossnet.sweep.store import ResultsStore
+    from lossnet.runs.store import ResultsStore
 
     db = tmp_path / "results.db"
     assert main(_argv(bapps, "--store", str(db), "--out", str(tmp_path / "w"))) == 0

@@ -106,7 +106,7 @@ def test_cli_similarity_heads_equals_preset(tmp_path, shared_weights_dir, lpips_
 def test_bench_similarity_heads_run_key_follows_content(tmp_path, shared_dir):
     from lossnet.bench.similarity import BENCHMARK
     from lossnet.bench.similarity.synthetic import write_synthetic_bapps
-    from lossnet.runkey import run_key
+    from lossnet.runs.identity import run_key
 
     data = write_synthetic_bapps(tmp_path / "bapps", n_2afc=4, n_jnd=4)
     path = tmp_path / "h.safetensors"

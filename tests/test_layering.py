@@ -14,8 +14,8 @@ import pytest
 from _helpers.imports import PKG, cycles, graph, imports, modules
 
 #: The application: packages and modules above the core (``lossnet[bench]``).
-APPLICATION = ("lossnet.bench", "lossnet.sweep", "lossnet.report", "lossnet.datasets", "lossnet.cli",
-               "lossnet.runkey", "lossnet.outputs", "lossnet.recommendation", "lossnet.integrations", "lossnet.__main__")
+APPLICATION = ("lossnet.bench", "lossnet.runs", "lossnet.report", "lossnet.datasets", "lossnet.cli",
+               "lossnet.runs.identity", "lossnet.outputs", "lossnet.recommendation", "lossnet.integrations", "lossnet.__main__")
 
 #: Third-party packages only the application may import (the [bench], [ray], [kaggle] extras and
 #: the reference packages of the tests).

@@ -55,7 +55,7 @@ def test_unwritable_targets(tmp_path):
 
 
 def test_results_store_uses_the_same_rule(tmp_path):
-    from lossnet.sweep.store import ResultsStore
+    from lossnet.runs.store import ResultsStore
 
     with pytest.raises(LossnetError, match=f"--store {tmp_path / 'no' / 'r.db'}: folder {tmp_path / 'no'} does not exist"):
         ResultsStore(tmp_path / "no" / "r.db", what="--store")
@@ -67,7 +67,7 @@ def test_results_store_uses_the_same_rule(tmp_path):
 def test_cli_outputs_checked_before_work(tmp_path, capsys):
     from lossnet.cli.runs import register
     from lossnet.cli.sweep import standalone_main
-    from lossnet.sweep.store import ResultsStore
+    from lossnet.runs.store import ResultsStore
 
     ResultsStore(tmp_path / "r.db").close()
     out = tmp_path / "missing" / "out.csv"

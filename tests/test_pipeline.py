@@ -18,10 +18,10 @@ import pytest
 
 import fake_bench
 from lossnet.errors import LossnetError
-from lossnet.runkey import run_key
-from lossnet.sweep import ResultsStore, RunRecord, execute_point, run_sweep
-from lossnet.sweep.grid import PlannedRun
-from lossnet.sweep.store import SCHEMA_VERSION
+from lossnet.runs.identity import run_key
+from lossnet.runs import ResultsStore, RunRecord, execute_point, run_sweep
+from lossnet.runs.plan import PlannedRun
+from lossnet.runs.store import SCHEMA_VERSION
 
 TESTS_DIR = Path(__file__).resolve().parent
 HOST = socket.gethostname()
@@ -143,7 +143,7 @@ def test_keyboard_interrupt_is_recorded_not_left_running(tmp_path, monkeypatch):
 
 
 def test_sweep_interrupted_by_ctrl_c_frees_its_runs(tmp_path, monkeypatch):
-    from lossnet.sweep.executors import LocalExecutor
+    from lossnet.runs.executors import LocalExecutor
 
     def ctrl_c(self, timeout=0.5):
         raise KeyboardInterrupt
@@ -293,7 +293,7 @@ def test_signature_travels_from_the_benchmark_result_to_the_store(tmp_path, monk
 
     monkeypatch.setattr(fake_bench, "run", run_with_signature)
     p = _planned()
-    from lossnet.sweep.pipeline import execute_in_process
+    from lossnet.runs.execute import execute_in_process
 
     record, exc = execute_in_process("fake_bench", p.config, tmp_path / "w", p.key)
     assert exc is None and record.signature == sig

@@ -134,3 +134,22 @@ def test_roads_worker_crops_read_the_mapped_tile_cache(tmp_path, monkeypatch):
         assert torch.equal(a, b) and torch.equal(am, bm)
     assert isinstance(load_tile_mapped(tiles[0])[0], np.memmap)
     assert len(list((tmp_path / "cache").glob("*.npy"))) == 4
+
+
+def test_bench_profile_flag_prints_the_phase_table(capsys, tmp_path):
+    """``lossnet bench NAME --profile K`` (documented in lossnet.bench.profile) times K steps of the
+    planned run and prints its phases, which sum to the step; K < 1 is refused in one line."""
+    from lossnet.cli.main import main
+
+    data = tmp_path / "train"
+    data.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(4):
+        Image.fromarray(rng.integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(data / f"{i}.png")
+    argv = ["bench", "superres", "--preset", "quick", "--net", "alexnet", "--layer", "relu1", "--weights", "none",
+            "--train", str(data), "--val", str(data), "--test", f"t={data}", "--crop", "32", "--batch-size", "2"]
+    assert main([*argv, "--profile", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "2 timed step(s)" in out and "loss_net" in out and "100.0 %" in out
+    assert main([*argv, "--profile", "0"]) == 2
+    assert "--profile must be at least 1" in capsys.readouterr().err

@@ -161,7 +161,7 @@ def test_code_line_builds_a_working_loss():
 def test_import_reads_no_torch():
     code = ("import sys, lossnet.recommendation as r; r.recommend('all'); "
             "print(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'numpy', 'scipy') "
-            "or m.startswith(('lossnet.bench', 'lossnet.report', 'lossnet.sweep'))))")
+            "or m.startswith(('lossnet.bench', 'lossnet.report', 'lossnet.runs'))))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          env={"PYTHONPATH": str(PAPER_DIR.parents[2]), "PATH": "/usr/bin:/bin"})
     assert out.stdout.strip() == "[]"

@@ -17,7 +17,7 @@ def test_l9_negative_seed_is_refused_when_resolving(bench):
 
 
 def test_l9_negative_seed_in_a_grid_is_refused_at_plan_time(tmp_path):
-    from lossnet.sweep import plan_file
+    from lossnet.runs import plan_file
 
     g = tmp_path / "g.toml"
     g.write_text('[sweep]\narchs = ["alexnet"]\nlayers = ["E"]\nseeds = [-1]\n[benchmarks.autoencoder]\n')
@@ -26,7 +26,7 @@ def test_l9_negative_seed_in_a_grid_is_refused_at_plan_time(tmp_path):
 
 
 def test_l10_layer_alias_and_its_esml_name_are_one_run(tmp_path):
-    from lossnet.sweep import plan_file
+    from lossnet.runs import plan_file
 
     g = tmp_path / "g.toml"
     g.write_text('[sweep]\narchs = ["alexnet"]\nlayers = ["E", "E", "relu1", "features.1", "L"]\nseeds = [0]\n'
@@ -38,7 +38,7 @@ def test_l10_layer_alias_and_its_esml_name_are_one_run(tmp_path):
 
 def test_l12_sweep_estimate_says_what_it_times_before_timing(tmp_path, monkeypatch):
     from lossnet.bench import profile
-    from lossnet.sweep.estimate import estimate_grid
+    from lossnet.runs.estimate import estimate_grid
 
     g = tmp_path / "g.toml"
     g.write_text('[sweep]\narchs = ["alexnet", "vgg16"]\nlayers = ["E", "L"]\nseeds = [0, 1, 2]\n[benchmarks.similarity]\n'

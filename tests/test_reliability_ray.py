@@ -10,7 +10,7 @@ import time
 import pytest
 
 from lossnet.errors import LossnetError
-from lossnet.sweep.executors import check_fits, check_ray_address
+from lossnet.runs.executors import check_fits, check_ray_address
 
 
 def _free_port() -> int:
@@ -39,9 +39,9 @@ def test_ray_loopback_address_suggests_the_node_address_and_auto():
 def test_m9_sweep_with_gpus_per_run_on_a_cpu_only_ray_fails_fast_and_leaves_no_rows(tmp_path):
     pytest.importorskip("ray")
     import fake_bench
-    from lossnet.runkey import run_key
-    from lossnet.sweep import ResultsStore, run_sweep
-    from lossnet.sweep.grid import PlannedRun
+    from lossnet.runs.identity import run_key
+    from lossnet.runs import ResultsStore, run_sweep
+    from lossnet.runs.plan import PlannedRun
 
     config = fake_bench.resolve_config({"net": "alexnet", "layer": "E"})
     run = PlannedRun(run_key(config), "fake_bench", config)

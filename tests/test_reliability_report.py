@@ -12,7 +12,7 @@ import pytest
 
 from lossnet.errors import LossnetError
 from lossnet.report.render import _verdict
-from lossnet.sweep import ResultsStore, RunRecord
+from lossnet.runs import ResultsStore, RunRecord
 
 
 def _store(tmp_path, n=1, subsets=("traditional", "cnn")):

@@ -19,9 +19,9 @@ from typing import Any
 import pytest
 
 from lossnet.bench.base import Benchmark, BenchResult, CommonConfig, option
-from lossnet.runkey import content_identity, folder_digest, run_key
-from lossnet.sweep import ResultsStore, run_sweep
-from lossnet.sweep import plan_file
+from lossnet.runs.identity import content_identity, folder_digest, run_key
+from lossnet.runs import ResultsStore, run_sweep
+from lossnet.runs import plan_file
 
 
 @dataclass
@@ -82,7 +82,7 @@ def test_l11_two_copies_of_a_synthetic_bapps_folder_give_one_run_key(tmp_path):
     assert str(tmp_path) not in identity and identity.count("listing:") == 1
     # a changed listing is another key: a file added, or a file of another size
     (b / "2afc" / "val" / "cnn" / "p0" / "extra.png").write_bytes(b"x")
-    from lossnet import runkey
+    from lossnet.runs import identity as runkey
 
     runkey._FOLDERS.clear()
     assert _similarity_key(b)[0] != ka
@@ -94,7 +94,7 @@ def test_l11_symlink_and_hidden_marker_files_do_not_change_the_key(tmp_path):
     link.symlink_to(a)
     k = _similarity_key(a)[0]
     assert _similarity_key(link)[0] == k
-    from lossnet import runkey
+    from lossnet.runs import identity as runkey
 
     (a / ".lossnet").mkdir()
     (a / ".lossnet" / "2afc-val.json").write_text('{"completed": "now"}')  # lossnet data fetch's marker
@@ -130,7 +130,7 @@ def test_l11_a_sweep_whose_data_moved_reports_every_run_already_done(tmp_path):
         moved = tmp_path / "second" / "place" / "bapps"
         moved.parent.mkdir(parents=True)
         shutil.move(str(data), str(moved))  # the data moved (or: another machine, another $LOSSNET_DATA)
-        from lossnet import runkey
+        from lossnet.runs import identity as runkey
 
         runkey._FOLDERS.clear()
         runs2 = plan_file(_grid(tmp_path, moved, "grid2.toml"), allow_modules=True)

@@ -215,19 +215,10 @@ def test_cli_report_from_store(store, tmp_path, capsys):
         args.func(args)
 
 
-def test_sqlite_fallback_reads_the_same_rows(store, monkeypatch):
-    import sys
-
-    via_api, _ = store_scores(store)
-    monkeypatch.setitem(sys.modules, "lossnet.sweep.store", None)  # import now raises ImportError
-    via_sqlite, _ = store_scores(store)
-    assert via_sqlite == via_api
-
-
 def test_store_written_by_results_store_api(tmp_path):
-    store_mod = pytest.importorskip("lossnet.sweep.store")
-    from lossnet.runkey import run_key
-    from lossnet.sweep.pipeline import RunRecord
+    import lossnet.runs.store as store_mod
+    from lossnet.runs.identity import run_key
+    from lossnet.runs.record import RunRecord
 
     path = tmp_path / "api.db"
     with store_mod.ResultsStore(path) as st:

@@ -8,8 +8,8 @@ import pytest
 
 from lossnet.atomic import atomic_path, atomic_write_json
 from lossnet.errors import LossnetError
-from lossnet.sweep.pipeline import RunRecord
-from lossnet.sweep.store import ResultsStore
+from lossnet.runs.record import RunRecord
+from lossnet.runs.store import ResultsStore
 
 
 @pytest.mark.parametrize("name", ["a#b.db", "what?.db", "100%.db", "x%23y?mode=rw#f.db", "sp ace.db"])

@@ -22,10 +22,10 @@ import pytest
 import fake_bench
 from lossnet.errors import LossnetError
 from lossnet.models.registry import PAPER_ARCHS
-from lossnet.runkey import run_key
-from lossnet.sweep import ResultsStore, RunRecord, run_sweep
-from lossnet.sweep import plan_file as _plan_file
-from lossnet.sweep.store import SCHEMA_VERSION
+from lossnet.runs.identity import run_key
+from lossnet.runs import ResultsStore, RunRecord, run_sweep
+from lossnet.runs import plan_file as _plan_file
+from lossnet.runs.store import SCHEMA_VERSION
 
 TESTS_DIR = Path(__file__).resolve().parent
 

@@ -90,7 +90,7 @@ def _grid(tmp_path: Path, body: str) -> Path:
 
 
 def test_makespan_closed_form():
-    from lossnet.sweep.estimate import makespan
+    from lossnet.runs.estimate import makespan
 
     assert makespan([3, 1, 1, 1], 2) == 3  # slots: 3 | 1+1+1
     assert makespan([2, 2, 2], 1) == 6
@@ -99,7 +99,7 @@ def test_makespan_closed_form():
 
 
 def test_estimate_matches_closed_form(tmp_path):
-    from lossnet.sweep.estimate import estimate_grid
+    from lossnet.runs.estimate import estimate_grid
 
     grid = _grid(tmp_path, '[sweep]\narchs = ["alexnet", "vgg16"]\nlayers = ["E"]\nseeds = [0, 1]\n'
                            '[benchmarks.test_sweep_estimate]\nsteps = 8\nepochs = 3\n')
@@ -118,7 +118,7 @@ def test_estimate_matches_closed_form(tmp_path):
 
 def test_run_without_hooks_is_timed_whole(tmp_path):
     """fake_bench (tests/fake_bench.py) has no training hooks: one whole run is one step."""
-    from lossnet.sweep.estimate import estimate_grid
+    from lossnet.runs.estimate import estimate_grid
 
     grid = _grid(tmp_path, '[sweep]\narchs = ["alexnet"]\nlayers = ["E"]\n[benchmarks.fake_bench]\nsteps = 3\nstep_seconds = 0.05\n')
     est = estimate_grid(grid, device="cpu", width=1, steps=2, allow_modules=True, progress=False)
@@ -156,7 +156,7 @@ def test_module_benchmark_needs_allow_module(tmp_path, capsys):
 def test_missing_data_and_weights_fall_back(tmp_path, monkeypatch):
     """A missing BAPPS folder is replaced by synthetic data with the real item counts, and a network
     without local weights is timed with random weights; nothing is downloaded."""
-    import lossnet.sweep.estimate as E
+    import lossnet.runs.estimate as E
 
     monkeypatch.setitem(E.REAL_SIZES, "bapps", {"2afc/traditional": 640})
     grid = _grid(tmp_path, '[sweep]\narchs = ["squeezenet1_1"]\nlayers = ["E"]\npreset = "paper"\n'

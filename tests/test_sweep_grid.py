@@ -12,8 +12,8 @@ import pytest
 
 from lossnet.errors import LossnetError
 from lossnet.models.registry import PAPER_ARCHS
-from lossnet.runkey import run_key
-from lossnet.sweep.grid import plan_file
+from lossnet.runs.identity import run_key
+from lossnet.runs.plan import plan_file
 
 TESTS_DIR = Path(__file__).resolve().parent
 

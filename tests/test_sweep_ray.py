@@ -9,7 +9,7 @@ import time
 import pytest
 
 from lossnet.errors import LossnetError
-from lossnet.sweep.executors import check_ray_address, ray_runtime_env
+from lossnet.runs.executors import check_ray_address, ray_runtime_env
 
 
 def test_runtime_env_forwards_weights_and_shared_folders(tmp_path, monkeypatch):
@@ -45,7 +45,7 @@ def test_unreachable_address_fails_fast():
 
 def test_ray_executor_with_unreachable_address_fails_fast():
     pytest.importorskip("ray")
-    from lossnet.sweep.executors import RayExecutor
+    from lossnet.runs.executors import RayExecutor
 
     t0 = time.monotonic()
     with pytest.raises(LossnetError, match="cannot reach the Ray cluster"):
@@ -56,9 +56,9 @@ def test_ray_executor_with_unreachable_address_fails_fast():
 def test_sweep_with_unreachable_ray_touches_no_run(tmp_path):
     pytest.importorskip("ray")
     import fake_bench
-    from lossnet.runkey import run_key
-    from lossnet.sweep import ResultsStore, run_sweep
-    from lossnet.sweep.grid import PlannedRun
+    from lossnet.runs.identity import run_key
+    from lossnet.runs import ResultsStore, run_sweep
+    from lossnet.runs.plan import PlannedRun
 
     config = fake_bench.resolve_config({"net": "alexnet", "layer": "E"})
     run = PlannedRun(run_key(config), "fake_bench", config)

@@ -31,7 +31,7 @@ from typing import Any, Callable, ClassVar
 
 from lossnet.errors import LossnetError
 from lossnet.devices import check_device, resolve_device
-from lossnet.runkey import RUNTIME_KEYS
+from lossnet.runs.identity import RUNTIME_KEYS
 
 __all__ = [
     "BenchResult",
@@ -368,6 +368,8 @@ class Benchmark:
         out.add_argument("--no-progress", action="store_true", help="disable progress bars")
         out.add_argument("--print-config", action="store_true", help="print the resolved config of every run (JSON, keyed by "
                          "run key) and exit without running")
+        out.add_argument("--profile", type=int, metavar="K", help="time K training steps of every run (per phase: data, "
+                         "loss network, model, optimiser...) and print where a step spends its time, without a full run")
 
     def add_extra_arguments(self, group) -> None:
         """Options that are not config fields (e.g. ones that expand into several runs)."""

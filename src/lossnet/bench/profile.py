@@ -10,7 +10,7 @@ Two pieces, shared by ``lossnet bench NAME --profile K``, ``benchmarks/profile_s
   enabled one synchronises CUDA at each phase boundary (kernels are asynchronous, so without it a
   phase would be charged to the next one), skips the first ``warmup`` steps, and asks the loop to
   stop after ``warmup + steps`` steps (:meth:`PhaseTimer.end_step` returns True).
-- :func:`time_benchmark` (what :mod:`lossnet.sweep.estimate` calls): time K
+- :func:`time_benchmark` (what :mod:`lossnet.runs.estimate` calls): time K
   steps of one resolved config without a full run, plus the run's non-training costs, returned as a
   :class:`StepTiming`. A training benchmark provides :meth:`Benchmark.training_setup` (its task,
   steps per epoch, epochs) and :meth:`Benchmark.reduced_config` (the same config cut to one epoch
@@ -40,7 +40,7 @@ from typing import Any, Iterable, Iterator
 __all__ = ["PhaseTimer", "StepTiming", "TrainingSetup", "time_benchmark", "time_training", "process_start_seconds",
            "PHASES", "format_profile"]
 
-#: Time the reduced run of :func:`fixed_cost` in a fresh ``python -m lossnet.sweep.worker`` process
+#: Time the reduced run of :func:`fixed_cost` in a fresh ``python -m lossnet.runs.worker`` process
 #: (as a sweep runs it: interpreter start, imports, first-call set-up included); False: in this
 #: process, plus :func:`process_start_seconds`.
 REDUCED_RUN_IN_SUBPROCESS = True
@@ -215,10 +215,10 @@ class StepTiming:
 
 
 def process_start_seconds(_cache: dict = {}) -> float:  # noqa: B006 - deliberate per-process cache
-    """Wall seconds of starting a sweep worker process (``python -m lossnet.sweep.worker`` imports
+    """Wall seconds of starting a sweep worker process (``python -m lossnet.runs.worker`` imports
     lossnet, torch and torchvision before it runs anything), measured once per process."""
     if "s" not in _cache:
-        code = "import lossnet, torch, torchvision, lossnet.sweep.worker, lossnet.bench.base"
+        code = "import lossnet, torch, torchvision, lossnet.runs.worker, lossnet.bench.base"
         t0 = time.perf_counter()
         subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, env=dict(os.environ))
         _cache["s"] = time.perf_counter() - t0
@@ -305,22 +305,19 @@ def _spent(meta: dict[str, Any], timing: StepTiming) -> float:
 
 
 def _worker_wall(bench: Any, config: dict[str, Any], workdir: Path) -> float:
-    """Wall seconds of ``python -m lossnet.sweep.worker`` running ``config`` in ``workdir`` (as
+    """Wall seconds of ``python -m lossnet.runs.worker`` running ``config`` in ``workdir`` (as
     ``lossnet sweep run`` starts it: OMP/MKL threads = the config's ``threads``)."""
-    import json
-
-    from lossnet.runkey import run_key
+    from lossnet.runs.identity import run_key
+    from lossnet.runs.worker import command, write_spec
 
     threads = config.get("threads")
-    spec = {"key": run_key(config), "benchmark": bench.name if bench.name in _builtin() else type(bench).__module__,
-            "config": config, "workdir": str(workdir), "threads": threads, "progress": False,
-            "sys_path": [p for p in sys.path if p and Path(p).is_dir()]}
-    (workdir / "spec.json").write_text(json.dumps(spec, default=str))
+    spec = write_spec(workdir, key=run_key(config), benchmark=bench.name if bench.name in _builtin() else type(bench).__module__,
+                      config=config, threads=threads, progress=False, sys_path=[p for p in sys.path if p and Path(p).is_dir()])
     env = dict(os.environ)
     if threads:
         env["OMP_NUM_THREADS"] = env["MKL_NUM_THREADS"] = str(threads)
     t0 = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "lossnet.sweep.worker", str(workdir / "spec.json")], env=env,
+    proc = subprocess.run(command(spec), env=env,
                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
     wall = time.perf_counter() - t0
     if proc.returncode != 0:

@@ -33,7 +33,7 @@ from typing import Any, Callable, Iterable
 import torch
 
 from lossnet.atomic import atomic_save, atomic_write_json
-from lossnet.runkey import RUNTIME_KEYS
+from lossnet.runs.identity import RUNTIME_KEYS
 from lossnet.bench.profile import PhaseTimer
 from lossnet.errors import CheckpointError
 

@@ -27,14 +27,11 @@ def register(subparsers) -> None:
 
 
 def plan_runs(bench, args: argparse.Namespace) -> list[tuple[str, dict]]:
-    """``[(run key, resolved config)]`` of a command line, each key once, in command-line order."""
-    from lossnet.runkey import run_key
+    """``[(run key, resolved config)]`` of a command line, each key once, in command-line order
+    (:func:`lossnet.runs.plan.plan_partials`, the planner the grids use too)."""
+    from lossnet.runs.plan import plan_partials
 
-    runs: dict[str, dict] = {}
-    for partial in bench.partials_from_args(args):
-        config = bench.resolve_config(partial)  # validate every run before running any
-        runs.setdefault(run_key(config), config)
-    return list(runs.items())
+    return [(run.key, run.config) for run in plan_partials(bench, bench.partials_from_args(args))]
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -43,7 +40,7 @@ def _run(args: argparse.Namespace) -> int:
     from lossnet.atomic import atomic_write_json
     from lossnet.cli.common import print_table
     from lossnet.outputs import check_output_dir, check_output_file
-    from lossnet.sweep.pipeline import execute_point
+    from lossnet.runs.execute import execute_point
 
     bench = args.bench
     runs = plan_runs(bench, args)
@@ -52,12 +49,14 @@ def _run(args: argparse.Namespace) -> int:
 
         print(json.dumps(dict(runs), indent=2, sort_keys=True))
         return 0
+    if args.profile is not None:
+        return _profile(bench, runs, args.profile)
     # every output is checked before any work: a bad path must not cost a finished run
     json_path = check_output_file(args.json_path, "--json") if args.json_path else None
     out = check_output_dir(args.out, "--out") if args.out else None
     store = None
     if args.store:
-        from lossnet.sweep.store import ResultsStore
+        from lossnet.runs.store import ResultsStore
 
         check_output_file(args.store, "--store")
         store = ResultsStore(args.store)
@@ -104,3 +103,23 @@ def _run(args: argparse.Namespace) -> int:
         print_table([{"run key": r.key, "status": r.status, "net": r.config.get("net"), "layer": r.config.get("layer"),
                       "weights": Path(str(r.config.get("weights"))).name, **r.metrics} for r in records])
     return 0 if all(r.status == "done" for r in records) else 1
+
+
+def _profile(bench, runs: list[tuple[str, dict]], steps: int) -> int:
+    """``--profile K``: time K steps of each run (:func:`lossnet.bench.profile.time_benchmark`; the
+    similarity benchmark's steps are evaluation batches) and print the phase table of each."""
+    from lossnet.bench.profile import format_profile, time_benchmark, time_similarity
+    from lossnet.cli.common import print_table
+    from lossnet.errors import InputError
+
+    if steps < 1:
+        raise InputError(f"--profile must be at least 1 step, got {steps}")
+    for key, config in runs:
+        if bench.name == "similarity":
+            timing = time_similarity(config, steps, warmup=1)
+        else:
+            timing = time_benchmark(bench, config, None, steps, warmup=1, fixed=False)
+        print(f"{bench.name} run {key}: {timing.steps_timed} timed step(s), {timing.step_s * 1000:.1f} ms per step, "
+              f"{timing.steps_per_run} steps in a full run")
+        print_table(format_profile(timing))
+    return 0

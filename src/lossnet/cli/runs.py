@@ -10,9 +10,9 @@ import sys
 from typing import Any, Sequence
 
 from lossnet.cli.common import format_time, format_value, print_table
-from lossnet.runkey import differing_keys
-from lossnet.sweep.pipeline import error_line
-from lossnet.sweep.store import STATUSES
+from lossnet.runs.identity import differing_keys
+from lossnet.runs.record import error_line
+from lossnet.runs.store import STATUSES
 
 EXPORT_COLUMNS = ("run_key", "benchmark", "net", "layer", "preset", "seed", "distance", "weights", "dataset", "metric", "value")
 
@@ -61,7 +61,7 @@ def _variant(config: dict, keys: Sequence[str]) -> str:
 
 
 def _open(args: argparse.Namespace):
-    from lossnet.sweep.store import ResultsStore
+    from lossnet.runs.store import ResultsStore
 
     return ResultsStore(args.store, readonly=True, what="--store")
 

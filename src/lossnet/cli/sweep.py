@@ -21,7 +21,7 @@ _EPILOG = """grid file (TOML):
 
   # an unknown option (epoch = 1 for epochs) is an error naming the closest known one
 
-store: SQLite, one row per run (see lossnet.sweep.store); runs/<key>/ holds each run's
+store: SQLite, one row per run (see lossnet.runs.store); runs/<key>/ holds each run's
 checkpoints, artifacts and run.log. Rerunning the same command resumes the sweep. Several
 'sweep run' drivers may share one store (even on several machines): each run is leased to one
 driver, runs another live driver holds are left to it, and runs of a dead driver are resumed.
@@ -94,7 +94,7 @@ def _overrides(args: argparse.Namespace) -> dict:
 
 
 def _plan_runs(args: argparse.Namespace):
-    from lossnet.sweep.grid import plan_file
+    from lossnet.runs.plan import plan_file
 
     return plan_file(args.grid, overrides=_overrides(args), allow_modules=args.allow_module)
 
@@ -106,13 +106,13 @@ NO_DATA = "no data"
 def _plan_listing(args: argparse.Namespace) -> tuple[list, list[dict], list[str]]:
     """Planned runs for 'sweep plan', which lists a grid even when a dataset is missing.
 
-    Like sweep estimate (lossnet.sweep.estimate._plan), each benchmark is planned on its own and only a
+    Like sweep estimate (lossnet.runs.estimate._plan), each benchmark is planned on its own and only a
     missing-data error is tolerated; instead of synthetic data, the points that need the missing data are
     returned unresolved. 'sweep run' keeps the strict _plan_runs. Returns ``(runs, unresolved points,
     missing-data messages)``; the messages end with the ``lossnet data fetch`` command.
     """
     from lossnet.errors import LossnetError
-    from lossnet.sweep.grid import benchmark_grids, expand_grid, load_grid, missing_data, plan_grid
+    from lossnet.runs.plan import benchmark_grids, expand_grid, load_grid, missing_data, plan_grid
 
     grid, where = load_grid(args.grid), str(args.grid)
     plan = {"overrides": _overrides(args), "allow_modules": args.allow_module}
@@ -160,7 +160,7 @@ def _plan(args: argparse.Namespace) -> int:
 
     from lossnet.atomic import atomic_write_json
     from lossnet.outputs import check_output_file
-    from lossnet.sweep.store import ResultsStore
+    from lossnet.runs.store import ResultsStore
 
     if args.json_path:
         check_output_file(args.json_path, "--json")
@@ -191,8 +191,8 @@ def _plan(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     from lossnet.errors import LossnetError
     from lossnet.outputs import check_output_dir, check_output_file
-    from lossnet.sweep.runner import run_sweep
-    from lossnet.sweep.store import ResultsStore
+    from lossnet.runs.runner import run_sweep
+    from lossnet.runs.store import ResultsStore
 
     if args.workers < 1 or (args.threads is not None and args.threads < 1):
         raise LossnetError("--workers and --threads must be >= 1")
@@ -217,7 +217,7 @@ def _run(args: argparse.Namespace) -> int:
 def _estimate(args: argparse.Namespace) -> int:
     from lossnet.atomic import atomic_write_json
     from lossnet.outputs import check_output_file
-    from lossnet.sweep.estimate import estimate_grid
+    from lossnet.runs.estimate import estimate_grid
 
     if args.json_path:
         check_output_file(args.json_path, "--json")
@@ -239,14 +239,14 @@ def _estimate(args: argparse.Namespace) -> int:
 def _sigterm_as_interrupt():
     """SIGTERM raises KeyboardInterrupt while the block runs (main thread only).
 
-    The handler also sets :data:`lossnet.sweep.runner.STOP`: an exception raised inside a callback
+    The handler also sets :data:`lossnet.runs.runner.STOP`: an exception raised inside a callback
     whose exceptions Python ignores (an at-fork hook while a worker process is being started) would
     otherwise be lost, and the driver would run on; the runner checks the flag every loop.
     """
     import signal
     import threading
 
-    from lossnet.sweep.runner import STOP
+    from lossnet.runs.runner import STOP
 
     def handler(signum, frame):
         STOP.set()

@@ -32,7 +32,7 @@ from typing import Any, Iterable, NamedTuple
 
 from lossnet import paper
 from lossnet.errors import DataError, InputError, LossnetError
-from lossnet.runkey import differing_keys
+from lossnet.runs.identity import differing_keys
 
 __all__ = [
     "ScoreKey",
@@ -111,64 +111,25 @@ class LoadInfo(NamedTuple):
 
 def read_store_metric_rows(path: str | Path) -> list[dict[str, Any]]:
     """Metric rows of a results store: dicts with run_key, benchmark, config (dict), dataset, name,
-    value, of runs with status "done". Uses :class:`lossnet.sweep.store.ResultsStore` (read-only),
-    or reads the schema-1 SQLite tables directly when that module is absent.
+    value, of runs with status "done" (:meth:`lossnet.runs.store.ResultsStore.metric_rows`, read-only).
 
     Raises:
         DataError: the file is missing, not SQLite, or not a lossnet results store.
     """
+    from lossnet.runs.store import ResultsStore
+
     path = Path(path)
     if not path.is_file():
         raise DataError(f"results store not found: {path}")
     try:
-        from lossnet.sweep.store import ResultsStore  # the sweep helper's API, when present
-    except ImportError:
-        ResultsStore = None  # noqa: N806
-    if ResultsStore is not None:
-        try:
-            with ResultsStore(path, readonly=True) as store:
-                return store.metric_rows(status="done")
-        except DataError:
-            raise
-        except LossnetError as exc:  # the store names the path; keep one error type for callers
-            raise DataError(str(exc)) from exc
-        except sqlite3.DatabaseError as exc:
-            raise DataError(f"{path}: not a lossnet results store ({exc})") from exc
-    return _read_sqlite(path)
-
-
-def _read_sqlite(path: Path) -> list[dict[str, Any]]:
-    try:
-        con = sqlite3.connect(Path(path).resolve().as_uri() + "?mode=ro", uri=True)  # as_uri escapes #, ? and %
-    except sqlite3.Error as exc:
-        raise DataError(f"{path}: cannot open results store ({exc})") from exc
-    try:
-        try:
-            tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-        except sqlite3.DatabaseError as exc:
-            raise DataError(f"{path}: not an SQLite results store ({exc})") from exc
-        if not {"runs", "metrics"} <= tables:
-            raise DataError(f"{path}: not a lossnet results store (no runs/metrics tables)")
-        if "meta" in tables:
-            row = con.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
-            if row is not None and str(row[0]) != "1":
-                raise DataError(f"{path}: results store schema version {row[0]} is not supported (expected 1)")
-        query = (
-            "SELECT m.run_key, r.benchmark, r.config, m.dataset, m.name, m.value "
-            "FROM metrics m JOIN runs r ON r.key = m.run_key WHERE r.status = 'done'"
-        )
-        out = []
-        for run_key, benchmark, config, dataset, name, value in con.execute(query):
-            try:
-                cfg = json.loads(config) if config else {}
-            except json.JSONDecodeError as exc:
-                raise DataError(f"{path}: run {run_key} has an unreadable config ({exc})") from exc
-            out.append(
-                {"run_key": run_key, "benchmark": benchmark, "config": cfg, "dataset": dataset, "name": name, "value": value}
-            )
-        return out
-    finally:
-        con.close()
+        with ResultsStore(path, readonly=True) as store:
+            return store.metric_rows(status="done")
+    except DataError:
+        raise
+    except LossnetError as exc:  # the store names the path; keep one error type for callers
+        raise DataError(str(exc)) from exc
+    except sqlite3.DatabaseError as exc:
+        raise DataError(f"{path}: not a lossnet results store ({exc})") from exc
 
 
 # --------------------------------------------------------------------------------------------------
@@ -269,14 +230,14 @@ _CELL_KEYS = frozenset({"benchmark", "net", "layer", "loss", "seed"})
 
 
 def _runtime_keys() -> frozenset[str]:
-    from lossnet.runkey import RUNTIME_KEYS
+    from lossnet.runs.identity import RUNTIME_KEYS
 
     return frozenset(RUNTIME_KEYS)
 
 
 def _identity(config: dict[str, Any], benchmark: str = "") -> dict[str, str]:
     """The settings that make a run's numbers what they are: the config without the runtime keys
-    (:data:`lossnet.runkey.RUNTIME_KEYS`) and the keys naming its cell and seed, as canonical
+    (:data:`lossnet.runs.identity.RUNTIME_KEYS`) and the keys naming its cell and seed, as canonical
     JSON values (defaults of old runs filled in: weights ``imagenet``, superres protocol ``full``)."""
     skip = _runtime_keys() | _CELL_KEYS
     out = {k: json.dumps(v, sort_keys=True, default=str) for k, v in config.items() if k not in skip}
@@ -321,7 +282,7 @@ def store_scores(
     """Paper-comparable scores of a results store, averaged over seeds.
 
     Args:
-        path: SQLite results store (schema version 1).
+        path: SQLite results store (:mod:`lossnet.runs.store`, schema version 1 to 3).
         preset, weights, distance: keep only runs whose config has this value.
         protocol: keep only super-resolution runs of this test protocol (other benchmarks are kept).
 

@@ -120,8 +120,8 @@ class HeadsFitConfig:
 
 def _data_identity(c: "HeadsFitConfig") -> str:
     """``sha256:<hex>`` of the judgments CSV, or ``listing:<hex>`` of the BAPPS folder (names + sizes,
-    :func:`lossnet.runkey.folder_digest`)."""
-    from lossnet.runkey import folder_digest
+    :func:`lossnet.runs.identity.folder_digest`)."""
+    from lossnet.runs.identity import folder_digest
     from lossnet.weights import sha256_file
 
     if c.judgments is not None:

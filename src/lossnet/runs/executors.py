@@ -1,7 +1,7 @@
 """Where sweep runs execute: local worker processes or Ray tasks.
 
 Both executors take :class:`Job` objects and hand back :class:`Outcome` objects -- each holding the
-run's :class:`~lossnet.sweep.pipeline.RunRecord` -- to the driver, which alone writes the results
+run's :class:`~lossnet.runs.record.RunRecord` -- to the driver, which alone writes the results
 store. A worker that dies (segfault, OOM kill, ``kill -9``) produces a failed record for its own run
 only.
 """
@@ -19,8 +19,9 @@ from pathlib import Path
 from typing import Any
 
 from lossnet.errors import LossnetError
-from lossnet.sweep.pipeline import RunRecord
-from lossnet.sweep.worker import LOG_FILE, SPEC_FILE, read_result
+from lossnet.runs.record import RunRecord
+from lossnet.runs.worker import LOG_FILE, read_result, write_spec
+from lossnet.runs.worker import command as worker_command
 
 __all__ = [
     "Job", "Outcome", "LocalExecutor", "RayExecutor", "make_executor", "EXECUTORS", "ray_runtime_env",
@@ -95,7 +96,7 @@ def _die_with_parent() -> None:  # pragma: no cover - runs in the child between 
 
 
 class LocalExecutor:
-    """Runs each job in its own ``python -m lossnet.sweep.worker`` process.
+    """Runs each job in its own ``python -m lossnet.runs.worker`` process.
 
     Args:
         workers: concurrent runs.
@@ -134,13 +135,8 @@ class LocalExecutor:
         slot = next(i for i in range(self.workers) if i not in self._procs)
         job.submitted_at = job.submitted_at or time.time()
         job.workdir.mkdir(parents=True, exist_ok=True)
-        from lossnet.atomic import atomic_write_json
-
-        spec = {
-            "key": job.key, "benchmark": job.benchmark, "config": job.config, "workdir": str(job.workdir),
-            "threads": self.threads, "progress": self.progress, "sys_path": self._sys_path,
-        }
-        atomic_write_json(job.workdir / SPEC_FILE, spec)
+        spec = write_spec(job.workdir, key=job.key, benchmark=job.benchmark, config=job.config, threads=self.threads,
+                          progress=self.progress, sys_path=self._sys_path)
         env = dict(os.environ)
         env["OMP_NUM_THREADS"] = env["MKL_NUM_THREADS"] = str(self.threads)
         env["PYTHONUNBUFFERED"] = "1"
@@ -151,7 +147,7 @@ class LocalExecutor:
             env["CUDA_VISIBLE_DEVICES"] = ids[slot % self.gpus]
         log = open(job.workdir / LOG_FILE, "ab")
         proc = subprocess.Popen(
-            [sys.executable, "-m", "lossnet.sweep.worker", str(job.workdir / SPEC_FILE)],
+            worker_command(spec),
             stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env,
             preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
         )
@@ -188,7 +184,7 @@ class LocalExecutor:
 def _ray_execute(benchmark, config, workdir, key, threads, progress, sys_path):  # runs in a Ray worker
     import contextlib
 
-    from lossnet.sweep.worker import execute
+    from lossnet.runs.worker import execute
 
     Path(workdir).mkdir(parents=True, exist_ok=True)
     with open(Path(workdir) / LOG_FILE, "a", encoding="utf-8") as log, contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):

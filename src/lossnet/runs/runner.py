@@ -1,6 +1,6 @@
 """The sweep driver: decide which planned runs still need running, claim them, run them, record them.
 
-Resumption rules (the store is the single source of truth; see :mod:`lossnet.sweep.store`):
+Resumption rules (the store is the single source of truth; see :mod:`lossnet.runs.store`):
 
 - ``done`` -> skipped;
 - ``failed`` -> skipped unless ``retry_failed`` (then retried if it failed before this sweep began);
@@ -28,11 +28,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
-from lossnet.sweep.executors import Job, Outcome, make_executor
-from lossnet.sweep.grid import PlannedRun
-from lossnet.sweep.pipeline import RunRecord
-from lossnet.sweep.store import ResultsStore
-from lossnet.sweep.worker import RESULT_FILE, read_result
+from lossnet.runs.executors import Job, Outcome, make_executor
+from lossnet.runs.plan import PlannedRun
+from lossnet.runs.record import RunRecord
+from lossnet.runs.store import ResultsStore
+from lossnet.runs.worker import RESULT_FILE, read_result
 
 #: Set by a signal handler that asked the driver to stop (checked every loop of :func:`run_sweep`).
 STOP = threading.Event()
@@ -97,7 +97,7 @@ def run_sweep(
     """Run every planned run that is not finished (nor running elsewhere) and record each outcome.
 
     Args:
-        runs: planned runs (:func:`lossnet.sweep.grid.plan_file`).
+        runs: planned runs (:func:`lossnet.runs.plan.plan_file`).
         store: the results store (other drivers may use it at the same time).
         runs_dir: per-run folders ``runs_dir/<key>/`` (checkpoints, artifacts, ``run.log``).
         executor: ``"local"`` or ``"ray"``; ``executor_kwargs`` go to it (``workers``, ``threads``,

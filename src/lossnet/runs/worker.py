@@ -1,10 +1,10 @@
 """Execute one sweep run: the code that runs inside a worker process (local subprocess or Ray task).
 
-The driver writes ``runs/<key>/spec.json`` and starts ``python -m lossnet.sweep.worker SPEC`` with
+The driver writes ``runs/<key>/spec.json`` and starts ``python -m lossnet.runs.worker SPEC`` with
 stdout/stderr appended to ``runs/<key>/run.log``. The worker runs the benchmark through
-:func:`lossnet.sweep.pipeline.execute_in_process` -- in the same workdir on every attempt, so a
+:func:`lossnet.runs.execute.execute_in_process` -- in the same workdir on every attempt, so a
 benchmark that checkpoints there resumes -- and writes the run's
-:class:`~lossnet.sweep.pipeline.RunRecord` as ``runs/<key>/result.json`` (atomically). The driver
+:class:`~lossnet.runs.record.RunRecord` as ``runs/<key>/result.json`` (atomically). The driver
 alone writes the results store, recording that record unchanged.
 """
 
@@ -17,13 +17,31 @@ import time
 from pathlib import Path
 from typing import Any
 
-from lossnet.sweep.pipeline import RunRecord, execute_in_process
+from lossnet.runs.execute import execute_in_process
+from lossnet.runs.record import RunRecord
 
-__all__ = ["execute", "RESULT_FILE", "SPEC_FILE", "LOG_FILE", "read_result"]
+__all__ = ["execute", "RESULT_FILE", "SPEC_FILE", "LOG_FILE", "read_result", "write_spec", "command"]
 
 RESULT_FILE = "result.json"
 SPEC_FILE = "spec.json"
 LOG_FILE = "run.log"
+
+
+def write_spec(workdir: str | os.PathLike, *, key: str, benchmark: str, config: dict[str, Any], threads: int | None,
+               progress: bool = False, sys_path: list[str] | None = None) -> Path:
+    """Write ``workdir/spec.json`` (atomically) for :func:`main`: the one place a worker spec is
+    written (the local executor and the estimate's timed worker both call it). Returns its path."""
+    from lossnet.atomic import atomic_write_json
+
+    path = Path(workdir) / SPEC_FILE
+    atomic_write_json(path, {"key": key, "benchmark": benchmark, "config": config, "workdir": str(workdir),
+                             "threads": threads, "progress": progress, "sys_path": sys_path})
+    return path
+
+
+def command(spec_path: str | os.PathLike) -> list[str]:
+    """The worker's command line: this interpreter, ``-m lossnet.runs.worker SPEC``."""
+    return [sys.executable, "-m", "lossnet.runs.worker", str(spec_path)]
 
 
 def execute(
@@ -87,7 +105,7 @@ def read_result(workdir: str | os.PathLike, key: str) -> RunRecord | None:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if len(argv) != 1:
-        print("usage: python -m lossnet.sweep.worker SPEC_JSON", file=sys.stderr)
+        print("usage: python -m lossnet.runs.worker SPEC_JSON", file=sys.stderr)
         return 2
     spec = json.loads(Path(argv[0]).read_text(encoding="utf-8"))
     record = execute(

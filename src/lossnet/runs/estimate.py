@@ -247,7 +247,7 @@ def _plan(grid_path: str, overrides: dict[str, Any], allow_modules: bool, synth_
     """Planned runs of the grid, benchmark by benchmark; a benchmark whose data is missing is
     planned again on synthetic data. Returns ``(runs, {benchmark: real sizes}, notes)``."""
     from lossnet.bench.base import get_benchmark
-    from lossnet.sweep.grid import benchmark_grids, load_grid, missing_data, plan_grid
+    from lossnet.runs.plan import benchmark_grids, load_grid, missing_data, plan_grid
 
     grid = load_grid(grid_path)
     runs, real, notes = [], {}, []

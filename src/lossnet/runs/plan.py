@@ -208,7 +208,7 @@ def _known_options(bench: Any) -> set[str] | None:
     """Config keys a benchmark accepts: its config fields (``config_keys()``) or else the union of
     its presets' keys, plus the runtime keys, ``benchmark`` and ``preset``; None when there is
     nothing to check against."""
-    from lossnet.runkey import RUNTIME_KEYS
+    from lossnet.runs.identity import RUNTIME_KEYS
 
     keys: set[str] = set()
     config_keys = getattr(bench, "config_keys", None)
@@ -244,7 +244,6 @@ def plan_grid(
             the message names the grid table or point. Nothing is run before every point is valid.
     """
     from lossnet.bench.base import get_benchmark
-    from lossnet.runkey import run_key
 
     builtins = set(builtin_benchmarks())
     if not allow_modules:
@@ -275,18 +274,41 @@ def plan_grid(
         point["benchmark"] = getattr(modules[bench], "name", None) or bench
         try:
             _validate_net_layer(point, where)
-            config = modules[bench].resolve_config(dict(point))
+            run = plan_point(modules[bench], point, bench)
         except LossnetError as exc:
             raise LossnetError(f"{where}: benchmark {bench} ({desc}): {exc}") from exc
-        if not isinstance(config, dict):
-            raise LossnetError(f"{where}: benchmark {bench}.resolve_config returned {type(config).__name__}, not a dict")
-        config.setdefault("benchmark", bench)
-        wdir = config.get("weights_dir")
+        wdir = run.config.get("weights_dir")
         if isinstance(wdir, str) and wdir and not os.path.isabs(wdir):
             # runtime key (not in the run key): absolute, so Ray workers elsewhere find the same folder
-            config["weights_dir"] = os.path.abspath(wdir)
-        key = run_key(config)
-        planned.setdefault(key, PlannedRun(key=key, benchmark=bench, config=config))
+            run.config["weights_dir"] = os.path.abspath(wdir)
+        planned.setdefault(run.key, run)
+    return list(planned.values())
+
+
+def plan_point(bench: Any, partial: dict[str, Any], name: str | None = None) -> PlannedRun:
+    """One run: ``bench.resolve_config(partial)`` (validated) and its run key -- what every planner
+    (a grid point here, a command line in :func:`plan_partials`) does for each run.
+
+    Raises:
+        LossnetError: the benchmark rejects the config, or its ``resolve_config`` returns no dict.
+    """
+    from lossnet.runs.identity import run_key
+
+    name = name or bench.name
+    config = bench.resolve_config(dict(partial))
+    if not isinstance(config, dict):
+        raise LossnetError(f"benchmark {name}.resolve_config returned {type(config).__name__}, not a dict")
+    config.setdefault("benchmark", name)
+    return PlannedRun(key=run_key(config), benchmark=name, config=config)
+
+
+def plan_partials(bench: Any, partials: Iterable[dict[str, Any]]) -> list[PlannedRun]:
+    """The runs of partial configs (``lossnet bench``'s command line: ``bench.partials_from_args``),
+    each run key once, in order; every one is validated before any runs."""
+    planned: dict[str, PlannedRun] = {}
+    for partial in partials:
+        run = plan_point(bench, partial)
+        planned.setdefault(run.key, run)
     return list(planned.values())
 
 

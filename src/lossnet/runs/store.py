@@ -1,10 +1,10 @@
-"""SQLite results store of benchmark runs (schema version 2).
+"""SQLite results store of benchmark runs (schema version 3).
 
 One file (default ``results.db``) holds every run of ``lossnet sweep run`` and
 ``lossnet bench ... --store``. Schema::
 
-    meta(key TEXT PRIMARY KEY, value TEXT)              -- schema_version = 2
-    runs(key TEXT PRIMARY KEY,                          -- lossnet.runkey.run_key(config)
+    meta(key TEXT PRIMARY KEY, value TEXT)              -- schema_version = 3
+    runs(key TEXT PRIMARY KEY,                          -- lossnet.runs.identity.run_key(config)
          benchmark TEXT,
          config TEXT,                                   -- resolved config as JSON
          status TEXT,                                   -- queued | running | done | failed | interrupted
@@ -15,7 +15,9 @@ One file (default ``results.db``) holds every run of ``lossnet sweep run`` and
          lossnet_version TEXT,
          owner TEXT,                                    -- v2: driver holding the lease, "host:pid"
          lease_token TEXT,                              -- v2: that driver's store instance
-         heartbeat_at REAL)                             -- v2: last heartbeat of the lease
+         heartbeat_at REAL,                             -- v2: last heartbeat of the lease
+         signature TEXT)                                -- v3: reproducibility signature of the run's
+                                                        --     perceptual loss/metric (lossnet.signature)
     metrics(run_key TEXT, dataset TEXT, name TEXT, value REAL,
             PRIMARY KEY (run_key, dataset, name))       -- "set5/psnr" -> ("set5", "psnr");
                                                         -- a key without "/" -> dataset ""
@@ -34,8 +36,9 @@ store instance that is closed), or -- on any host -- its heartbeat is older than
 (10 min). A dead owner's run reads as ``interrupted`` and is reclaimed and resumed.
 
 A store written by a newer lossnet (higher ``schema_version``) is refused with a
-:class:`~lossnet.errors.LossnetError` rather than silently misread; a version-1 store is migrated
-to version 2 (three columns added) when opened for writing, and read as it is when read-only.
+:class:`~lossnet.errors.LossnetError` rather than silently misread; a version-1 or -2 store is migrated
+to version 3 (the v2 lease columns and the v3 ``signature`` column added, none changed) when opened
+for writing, and read as it is when read-only.
 """
 
 from __future__ import annotations
@@ -53,7 +56,7 @@ from typing import TYPE_CHECKING, Any, Iterator
 from lossnet.errors import LossnetError
 
 if TYPE_CHECKING:
-    from lossnet.sweep.pipeline import RunRecord
+    from lossnet.runs.record import RunRecord
 
 __all__ = [
     "ResultsStore", "SCHEMA_VERSION", "STATUSES", "split_metric", "DEFAULT_STORE", "LEASE_TIMEOUT_S", "HEARTBEAT_S",
@@ -385,7 +388,7 @@ class ResultsStore:
         """Store a run's outcome with all its metrics and artifacts in one transaction.
 
         Args:
-            record: the :class:`~lossnet.sweep.pipeline.RunRecord` of the run. Status ``"done"``,
+            record: the :class:`~lossnet.runs.record.RunRecord` of the run. Status ``"done"``,
                 ``"failed"`` and ``"interrupted"`` are stored as they are; a benchmark's own status
                 (e.g. ``"diverged"``) is stored as ``failed`` with error "benchmark status: ...";
                 its metrics are kept.
@@ -395,7 +398,7 @@ class ResultsStore:
             process lost it (e.g. it was presumed dead), so its result must not overwrite the run --
             or when an ``"interrupted"`` record would overwrite a finished (done/failed) run.
         """
-        from lossnet.sweep.pipeline import RunRecord
+        from lossnet.runs.record import RunRecord
 
         if not isinstance(record, RunRecord):
             raise TypeError(f"ResultsStore.record takes a RunRecord, not {type(record).__name__}")
