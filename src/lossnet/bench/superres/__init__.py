@@ -60,6 +60,7 @@ LOSSES = ("perceptual", "pixel")
 LR_SCHEDULES = ("constant", "cosine")
 PIPELINES = ("crops", "reference")
 PROTOCOLS = ("full", "reference")
+VAL_METRICS = ("lossnet", "reference")
 SKIPS = ("none", "bicubic")  # TransformNet's skip modes (kept here so the CLI needs no torch)
 
 
@@ -123,6 +124,9 @@ class SuperresConfig(CommonConfig):
     protocol: str = option("full", "test protocol: full = whole images, BT.601 Y, scale-px border, Gaussian SSIM; reference = "
                            "the reference code's 288 centre crop, its degradation, Y' of 8-bit RGB, 2-px shave, skimage "
                            "PSNR/SSIM", kind="str", choices=PROTOCOLS)
+    val_metric: str = option("lossnet", "checkpoint-selection PSNR: lossnet = per-image BT.601 Y-PSNR, scale-px border, 8-bit "
+                             "output, peak 255; reference = the reference's torchmetrics PSNR per batch on unquantised, unshaved "
+                             "Y, range inferred", kind="str", choices=VAL_METRICS)
     baseline: str | None = option(None, "bicubic: evaluate bicubic upsampling alone, without training", kind="str",
                                   nullable=True, choices=("bicubic",))
     amp: str = option("off", "mixed precision of the training passes: off, bf16, or fp16 (with a gradient scaler); "
@@ -135,7 +139,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     # pipeline and test protocol, BN before the output tanh, raw [0, 1] into the loss network,
     # googlenet/inception_v3 without transform_input
     "paper": {"train_images": 10000, "epochs": 80, "seed": 42, "pipeline": "reference", "protocol": "reference", "output_bn": True,
-              "normalize": "none", "transform_input": False},
+              "normalize": "none", "transform_input": False, "val_metric": "reference"},
     "quick": {
         "skip": "bicubic", "lr": 5e-4, "lr_schedule": "cosine", "crop": 48, "epochs": 3, "iters_per_epoch": 300,
         "val_images": 8, "val_crop": 96, "test_sets": ["set5", "set14"],
