@@ -27,13 +27,18 @@ def register(subparsers) -> None:
 
 
 def plan_runs(bench, args: argparse.Namespace) -> list[tuple[str, dict]]:
-    """``[(run key, resolved config)]`` of a command line, each key once, in command-line order."""
+    """``[(run key, resolved config)]`` of a command line, each key once, in command-line order.
+    With ``--print-config`` the configs resolve without the data (missing data left null)."""
+    import contextlib
+
+    from lossnet.bench.base import resolving_without_data
     from lossnet.runkey import run_key
 
     runs: dict[str, dict] = {}
-    for partial in bench.partials_from_args(args):
-        config = bench.resolve_config(partial)  # validate every run before running any
-        runs.setdefault(run_key(config), config)
+    with resolving_without_data() if getattr(args, "print_config", False) else contextlib.nullcontext():
+        for partial in bench.partials_from_args(args):
+            config = bench.resolve_config(partial)  # validate every run before running any
+            runs.setdefault(run_key(config), config)
     return list(runs.items())
 
 

@@ -83,7 +83,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lossnet.bench.base import Benchmark, BenchResult, CommonConfig, option
+from lossnet.bench.base import Benchmark, BenchResult, CommonConfig, TrainingConfig, check_stand_ins, data_optional, option
 
 __all__ = ["BENCHMARK", "RoadsConfig", "PRESETS", "LOSSES", "resolve_config", "run"]
 
@@ -155,7 +155,7 @@ _LAYER_HELP = CommonConfig.__dataclass_fields__["layer"].metadata["help"]
 
 
 @dataclass
-class RoadsConfig(CommonConfig):
+class RoadsConfig(TrainingConfig):
     net: str | None = option("vgg16", _NET_HELP, kind="str", nullable=True)
     layer: str | None = option("relu2_2", _LAYER_HELP, kind="str", nullable=True)
     distance: str | None = option("mse", "feature distance of the perceptual term (Eq. 5: mse)", kind="str", nullable=True)
@@ -221,7 +221,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     "paper": {"model": "reference", "down_activation": "relu", "sampler": "reference", "crop": 224, "batch_size": 8,
               "epochs": 100, "steps_per_epoch": None, "lr": 1e-3, "lam": 0.01, "iterations": 3, "train_iterations": 1,
               "test_bn": "batch", "selection": "val_bce", "val_split": "valid", "test_split": "test", "protocol": "reference",
-              "threshold": 0.3, "normalize": "imagenet", "loss_net_mode": "train", "transform_input": False},
+              "threshold": 0.3, "normalize": "imagenet", "loss_net_mode": "train", "transform_input": False, "deterministic": True},
     "quick": {"model": QUICK_MODEL, "width": 8, "depth": 3, "sampler": "reference", "crop": 64, "batch_size": 8, "epochs": 20,
               "steps_per_epoch": 24, "val_split": AUTO_VAL_SPLIT, "threshold": FIT_THRESHOLD, "init_prior": 0.05,
               "baselines": True, "protocol": "both", "normalize": "imagenet", "loss_net_mode": "train", "transform_input": False},
@@ -244,11 +244,12 @@ class Roads(Benchmark):
             from lossnet.datasets import locate, missing_error
 
             found = locate("mrd")  # the data root of `lossnet data`
-            if found is None:
+            if found is None and not data_optional():
                 raise missing_error("mrd", "roads benchmark (no --data DIR given: Massachusetts Roads, {train,valid,test}/{sat,map} "
                                     "or {train,val,test}/{input,output})")
-            config["data"] = str(found)
-        config["data"] = str(Path(config["data"]).expanduser().resolve())
+            config["data"] = str(found) if found is not None else None
+        if config["data"] is not None:
+            config["data"] = str(Path(config["data"]).expanduser().resolve())
         if config["model"] == "reference":
             # the authors' net has fixed channels: the Ronneberger keys cannot split identical runs
             config.update(width=None, depth=None)
@@ -263,16 +264,28 @@ class Roads(Benchmark):
             raise LossnetError(f"roads: crop {config['crop']} must be divisible by {multiple} (the {config['model']} U-net's down-sampling)")
         if config["train_iterations"] is None:
             config["train_iterations"] = config["iterations"]
+        stand_ins = []
         if config["selection"] == "last":
             config["val_split"] = None  # no validation: nothing is held out either
         elif config["val_split"] == AUTO_VAL_SPLIT:
             from lossnet.bench.roads.data import has_split
 
-            config["val_split"] = "valid" if has_split(config["data"], "valid") else f"holdout:{AUTO_HOLDOUT}"
+            config["val_split"] = "valid" if config["data"] and has_split(config["data"], "valid") else f"holdout:{AUTO_HOLDOUT}"
         elif not config["val_split"]:
             raise LossnetError("roads: selection val_bce needs --val-split (a split name or holdout:N)")
         # val_split == test_split is allowed: it is the authors' configuration (their test script scores
         # `val`, their checkpoint split); the paper preset reports it anyway as mrd.val/...
+        if config["val_split"] and config["val_split"].startswith("holdout:"):
+            stand_ins.append(f"validation {config['val_split']} held out of the training tiles (the paper: the valid split)")
+        elif config["val_split"] and config["data"] and Path(config["data"]).is_dir():
+            from lossnet.bench.roads.data import has_split
+
+            if not has_split(config["data"], config["val_split"]):
+                import warnings
+
+                warnings.warn(f"roads: {config['data']} has no {config['val_split']!r} split; the run will fail when it looks for "
+                              f"the validation tiles (use --val-split holdout:N, or data with that split)", stacklevel=2)
+        check_stand_ins(config, stand_ins)
         if config["sampler"] == "reference":
             config["max_nodata"] = None  # the authors' sampler keeps every crop
         elif config["max_nodata"] is None:
