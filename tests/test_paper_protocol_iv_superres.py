@@ -108,7 +108,37 @@ def test_reference_validation_psnr_is_torchmetrics_per_batch(tmp_path):
 
 
 def test_paper_preset_selects_with_the_reference_validation_psnr():
-    p = superres.resolve_config({"preset": "paper", "train": ["."], "test": {"x": "."}})
+    p = superres.resolve_config({"preset": "paper", "train": ["."], "test": {"x": "."}, "val": "."})
     assert p["val_metric"] == "reference" and p["protocol"] == "reference"
     q = superres.resolve_config({"preset": "quick", "train": ["."], "test": {"x": "."}})
     assert q["val_metric"] == "lossnet"
+
+
+def test_evaluate_set_builds_no_graph(tmp_path, monkeypatch):
+    """Test scoring runs under no_grad: a forward that records a graph would hold every activation."""
+    import lossnet.bench.superres.evaluate as ev
+
+    folder = _images(tmp_path / "set", n=1, size=(64, 64))
+    model = _model()
+    seen = []
+    real = ev.quantize
+
+    def spy(x):
+        seen.append(x.requires_grad or torch.is_grad_enabled())
+        return real(x)
+
+    monkeypatch.setattr(ev, "quantize", spy)
+    evaluate_set(model, folder, 4, name="s", progress=False, protocol="full")
+    assert seen and not any(seen)
+
+
+def test_help_states_the_paper_step_count():
+    """`lossnet bench superres --help` prints the module docstring: its paper step count is the preset's."""
+    import re
+
+    p = superres.BENCHMARK.defaults("paper")
+    doc = superres.__doc__.split("quick   ")[0]
+    epochs, iters, steps = re.search(r"(\d+) epochs x ([\d,]+) iterations = ([\d,]+) steps", doc).groups()
+    assert (int(epochs), int(iters.replace(",", "")), int(steps.replace(",", ""))) == (
+        p["epochs"], p["iters_per_epoch"], p["epochs"] * p["iters_per_epoch"])
+    assert "25,000" not in superres.__doc__ and "seed 42" in doc
