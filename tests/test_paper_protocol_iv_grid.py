@@ -53,3 +53,17 @@ def test_a_benchmark_takes_an_array_of_variant_tables(tmp_path):
                     '[[benchmarks.superres]]\nscale = 8\nloss = "pixel"\ntest = {x = "."}\ntrain = ["."]\n')
     runs = plan_grid(load_grid(grid), where="g")
     assert sorted(r.config["scale"] for r in runs) == [4, 8]
+
+
+def test_estimate_plans_paper_presets_on_synthetic_stand_ins(tmp_path, monkeypatch):
+    """`sweep estimate` times a paper grid without its data on synthetic images, which the paper
+    preset would refuse as stand-ins: the estimate allows them (the plan is only timed)."""
+    from lossnet.sweep.estimate import _plan
+
+    monkeypatch.setenv("LOSSNET_DATA", str(tmp_path / "empty"))
+    monkeypatch.setenv("LOSSNET_SHARED", str(tmp_path / "no-shared"))
+    grid = tmp_path / "g.toml"
+    grid.write_text('[sweep]\narchs = ["alexnet"]\nlayers = ["E"]\npreset = "paper"\n[benchmarks.superres]\nscale = 4\n')
+    runs, _, notes = _plan(str(grid), {}, False, tmp_path / "synth")
+    (run,) = runs
+    assert run.config["seed"] == 42 and run.config["stand_in"] and any("synthetic" in n for n in notes)
