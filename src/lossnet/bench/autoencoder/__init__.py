@@ -45,7 +45,8 @@ Presets:
           to pick the best epoch by validation loss; loss network fed raw [0, 1] (normalize none),
           in train mode, googlenet/inception_v3 without transform_input; the reference classifier
           protocol with up to 100 epochs (the paper's; the code's default is 500), batch 256; all
-          images.
+          images; deterministic. Needs --dataset svhn or stl10: digits is a stand-in, refused
+          without --allow-stand-in (which marks the run not paper-comparable).
   quick   CPU minutes on digits, lossnet's earlier setup: the compact model trained on every AE
           image (5 epochs, batch 32, ImageNet-normalised eval-mode loss network), the ce protocol
           (up to 60 epochs, patience 8, batch 64); at most 3000 AE / 2000 labelled / 1000 test
@@ -53,7 +54,7 @@ Presets:
 
 Examples:
   lossnet bench autoencoder --dataset digits --net alexnet --layer relu2 --weights-dir ../shared/weights
-  lossnet bench autoencoder --dataset digits --loss pixel --preset paper
+  lossnet bench autoencoder --dataset digits --loss pixel --preset paper --allow-stand-in   (not paper-comparable)
   lossnet bench autoencoder --dataset svhn --data ~/svhn --net vgg16 --layer E,S,M,L --preset paper   (4 runs)
 
 Metrics: ``<dataset>/accuracy`` (test accuracy of the selected MLP, in [0, 1]),
@@ -122,7 +123,7 @@ class AutoencoderConfig(TrainingConfig):
 
 
 PRESETS: dict[str, dict[str, Any]] = {
-    # as the reference code runs it (docs/fidelity.md, ../shared/reference/AUDIT.md section 5), with
+    # as the reference code runs it (docs/fidelity.md), with
     # the paper's epoch counts (AE 10, MLPs 100) where the code's defaults differ (50, 500)
     "paper": {"model": "reference", "batch_size": 256, "ae_val_fraction": 0.2, "mlp_protocol": "reference",
               "mlp_batch_size": 256, "normalize": "none", "loss_net_mode": "train", "transform_input": False, "deterministic": True},

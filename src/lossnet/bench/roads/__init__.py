@@ -20,14 +20,15 @@ in the down path as their code builds it, see :mod:`lossnet.bench.roads.unet`); 
 Ronneberger et al.'s U-net (``--width``/``--depth``; 31.0 M parameters at 64/4).
 
 Presets:
-  paper   as the authors' code: the reference U-net, Adam 1e-3, batch 8, 100 epochs of one 224 px
-          crop of every training tile (shuffled, horizontal flips), lambda 0.01, ImageNet
-          normalisation, the loss network in train mode, no transform_input; checkpoint with the
-          lowest validation BCE on ``valid``; threshold 0.3; ``reference`` protocol on ``test``.
-          K = 3 in training and testing, as the paper's text says (the authors' code trains with
-          K = 1: ``--train-iterations 1``). It departs from their code in two places: it
-          evaluates on the ``test`` split (the paper's text; their test script scores ``val``,
-          which is also their checkpoint split), and it scores the U-net in eval mode.
+  paper   as the authors' experiments ran: the reference U-net, Adam 1e-3, batch 8, 100 epochs of one
+          224 px crop of every training tile (shuffled, horizontal flips), lambda 0.01, ImageNet
+          normalisation, the loss network in train mode, no transform_input; K = 1 in training and
+          validation (their main.py; the paper's text says 3: ``--train-iterations 3``) and K = 3
+          at test; checkpoint with the lowest validation BCE on ``valid``; at test every BatchNorm
+          uses the tile's own statistics (``--test-bn batch``: their test script never calls
+          .eval()); threshold 0.3; ``reference`` protocol on ``test`` (the paper's text) and, as
+          ``mrd.val/...``, on the validation split (what their test script scores); deterministic.
+          Refuses validation tiles held out of training (``holdout:N``) without --allow-stand-in.
   quick   CPU minutes: the same, except the Ronneberger U-net at width 8 / depth 3 (121 k
           parameters; in 20 quick epochs on ../shared it learned more than the reference net), 64 px
           crops, 20 epochs x 24 steps of 8 crops (several shuffled passes over the tiles), validation
@@ -60,7 +61,10 @@ Metrics (percent): per protocol ``<prefix>/correctness``, ``/completeness``, ``/
 also ``_rho3``), ``<prefix>/threshold`` and ``<prefix>/test_tiles``, with prefix ``mrd``
 (reference) or ``mrd.full`` (full); with baselines also ``<prefix>.<baseline>/<metric>`` for
 baseline in background, intensity, edges. ``mrd/selected_epoch`` (the epoch evaluated) and, with
-validation, ``mrd/val_bce`` (its validation BCE, lower is better).
+validation, ``mrd/val_bce`` (its validation BCE, lower is better). Beside the reference protocol's
+test scores: ``mrd.bn_<other>/...`` (the test split with the other ``--test-bn`` setting) and, with
+validation tiles, ``mrd.val/...`` and ``mrd.val.bn_<other>/...`` (the selected epoch on the
+validation split), each with ``/tiles``.
 
 Workdir: ``checkpoint.pt`` (atomic, every epoch; a rerun with the same config resumes), ``best.pt``
 (the lowest validation BCE so far), ``train_log.csv`` (per epoch: the iteration-weighted BCE,
