@@ -109,7 +109,7 @@ def test_resolve_config_validation(tmp_path):
         resolve_config({"net": "alexnet", "layer": "relu99"})
     with pytest.raises(LossnetError, match="image_size"):
         resolve_config({"loss": "pixel", "image_size": 96})  # digits 32x32 cannot be reflect-padded to 96
-    c = resolve_config({"loss": "pixel", "preset": "paper"})
+    c = resolve_config({"loss": "pixel", "preset": "paper", "allow_stand_in": True})
     assert c["epochs"] == 10 and c["embedding"] == 64 and c["mlp_epochs"] == 100 and c["net"] is None
     assert c["ae_images"] is None and c["kl_weight"] is None
 

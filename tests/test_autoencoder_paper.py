@@ -85,15 +85,15 @@ def test_reference_model_sizes_and_selection():
 
 
 def test_paper_preset_is_the_reference_setup():
-    c = resolve_config({"preset": "paper", "net": "vgg16", "layer": "relu2_2"})
+    c = resolve_config({"preset": "paper", "net": "vgg16", "layer": "relu2_2", "allow_stand_in": True})
     assert (c["model"], c["epochs"], c["batch_size"], c["lr"], c["ae_val_fraction"]) == ("reference", 10, 256, 1e-3, 0.2)
     assert (c["normalize"], c["loss_net_mode"], c["transform_input"]) == ("none", "train", False)
     assert (c["mlp_protocol"], c["mlp_epochs"], c["mlp_patience"], c["mlp_batch_size"], c["mlp_lr"]) == ("reference", 100, 10, 256, 1e-3)
     assert c["embedding"] == 64 and c["variational"] is False and c["val_fraction"] == 0.2
-    assert resolve_config({"preset": "paper", "loss": "pixel", "mlp_epochs": 500})["mlp_patience"] == 25  # the code's default
+    assert resolve_config({"preset": "paper", "loss": "pixel", "mlp_epochs": 500, "allow_stand_in": True})["mlp_patience"] == 25  # the code's default
     q = resolve_config({"loss": "pixel"})  # quick: lossnet's earlier setup
     assert (q["model"], q["mlp_protocol"], q["ae_val_fraction"], q["mlp_patience"]) == ("compact", "ce", 0.0, 8)
-    assert resolve_config({"loss": "pixel", "mlp_protocol": "reference", "mlp_patience": None, "preset": "paper",
+    assert resolve_config({"loss": "pixel", "mlp_protocol": "reference", "mlp_patience": None, "preset": "paper", "allow_stand_in": True,
                            "mlp_epochs": 210})["mlp_patience"] == 11
     with pytest.raises(LossnetError, match="ae_val_fraction"):
         resolve_config({"loss": "pixel", "ae_val_fraction": 1.0})

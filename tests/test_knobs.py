@@ -49,7 +49,7 @@ def test_paper_configs_pass_their_knobs_to_the_loss(tmp_path):
     from lossnet.bench.superres import BENCHMARK as superres
 
     (tmp_path / "tr").mkdir()
-    paper = superres.resolve_config({"preset": "paper", "train": [str(tmp_path / "tr")], "test": {"x": str(tmp_path / "tr")},
+    paper = superres.resolve_config({"preset": "paper", "allow_stand_in": True, "train": [str(tmp_path / "tr")], "test": {"x": str(tmp_path / "tr")},
                                      "weights": "none", "net": "googlenet", "layer": "E"})
     assert loss_network_knobs(paper) == {"normalize": "none", "transform_input": False}
     loss = build_training_loss(paper)

@@ -21,6 +21,8 @@ This module imports neither torch nor numpy, so building ``lossnet --help`` stay
 from __future__ import annotations
 
 import argparse
+import contextlib
+import contextvars
 import dataclasses
 import difflib
 import importlib
@@ -37,6 +39,10 @@ __all__ = [
     "BenchResult",
     "Benchmark",
     "CommonConfig",
+    "TrainingConfig",
+    "check_stand_ins",
+    "resolving_without_data",
+    "data_optional",
     "option",
     "BENCHMARKS",
     "get_benchmark",
@@ -205,6 +211,53 @@ class CommonConfig:
                                      "(default: $LOSSNET_WEIGHTS_DIR)", kind="str", nullable=True)
     num_workers: int | None = option(None, "DataLoader worker processes (default 0)", kind="int", nullable=True, minimum=0)
     threads: int | None = option(None, "torch intra-op threads (default: torch's)", kind="int", nullable=True, minimum=1, cli=False)
+
+
+@dataclass
+class TrainingConfig(CommonConfig):
+    """Keys of the training benchmarks (superres, roads, autoencoder): stand-in data and determinism."""
+
+    allow_stand_in: bool = option(False, "with --preset paper, run on stand-in data (digits, the ../shared test crops, "
+                                  "validation held out of the training images) instead of refusing; the run is stored and "
+                                  "reported as not paper-comparable", kind="bool")
+    stand_in: list | None = option(None, "the stand-ins a paper-preset run used (set when the config is resolved)",
+                                   kind="list", nullable=True, cli=False)
+    deterministic: bool | None = option(None, "deterministic algorithms (cuDNN deterministic, no autotuning), as the "
+                                        "reference's super-resolution code; off: cuDNN autotuning on CUDA", kind="bool", nullable=True)
+
+
+_WITHOUT_DATA: contextvars.ContextVar[bool] = contextvars.ContextVar("lossnet_resolve_without_data", default=False)
+
+
+@contextlib.contextmanager
+def resolving_without_data():
+    """Resolve configs (``--print-config``) without the data: a missing dataset leaves its keys
+    unset (null) instead of raising, and stand-ins are recorded in ``stand_in`` instead of refused."""
+    token = _WITHOUT_DATA.set(True)
+    try:
+        yield
+    finally:
+        _WITHOUT_DATA.reset(token)
+
+
+def data_optional() -> bool:
+    """True inside :func:`resolving_without_data`."""
+    return _WITHOUT_DATA.get()
+
+
+def check_stand_ins(config: dict[str, Any], reasons: list[str]) -> None:
+    """Record or refuse the stand-in data of a resolved config: a ``paper`` preset run on stand-ins
+    (``reasons``, one phrase each) is refused unless ``allow_stand_in``, which marks it in
+    ``config["stand_in"]`` (stored with the run; the report lists it as not paper-comparable).
+
+    Raises:
+        LossnetError: one line naming the stand-ins and the flag.
+    """
+    reasons = list(reasons) if config.get("preset") == "paper" else []
+    if reasons and not config.get("allow_stand_in") and not data_optional():
+        raise LossnetError(f"{config['benchmark']}: --preset paper would run on stand-in data ({'; '.join(reasons)}); "
+                           f"give the paper's data, or pass --allow-stand-in to run anyway (marked not paper-comparable)")
+    config["stand_in"] = reasons or None
 
 
 # -- the benchmark base class -------------------------------------------------------------------

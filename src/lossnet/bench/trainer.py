@@ -37,7 +37,8 @@ from lossnet.runs.identity import RUNTIME_KEYS
 from lossnet.bench.profile import PhaseTimer
 from lossnet.errors import CheckpointError
 
-__all__ = ["TrainingTask", "FitOutcome", "fit", "configure_precision", "load_checkpoint", "fingerprint", "resumable_keys", "CHECKPOINT", "BEST", "HISTORY"]
+__all__ = ["TrainingTask", "FitOutcome", "fit", "configure_precision", "configure_determinism", "load_checkpoint", "fingerprint",
+           "resumable_keys", "CHECKPOINT", "BEST", "HISTORY"]
 
 CHECKPOINT = "checkpoint.pt"
 BEST = "best.pt"
@@ -307,8 +308,17 @@ def configure_precision(task: TrainingTask, config: dict[str, Any], device: Any)
     task.scaler = torch.amp.GradScaler(device.type) if task.amp == "fp16" else None
     if config.get("channels_last"):
         task.model.to(memory_format=torch.channels_last)
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True
+    configure_determinism(config, device)
+
+
+def configure_determinism(config: dict[str, Any], device: Any) -> None:
+    """``deterministic`` (the paper presets): cuDNN deterministic without autotuning and torch's
+    deterministic algorithms (warning where an op has none), as the reference's super-resolution code
+    sets cuDNN; otherwise cuDNN autotuning on CUDA. Set per run: a sweep's runs do not inherit it."""
+    deterministic = bool(config.get("deterministic"))
+    torch.backends.cudnn.deterministic = deterministic
+    torch.backends.cudnn.benchmark = not deterministic and torch.device(device).type == "cuda"
+    torch.use_deterministic_algorithms(deterministic, warn_only=True)
 
 
 def write_history(workdir: Path, outcome: FitOutcome, **extra: Any) -> Path:

@@ -28,10 +28,15 @@ def register(subparsers) -> None:
 
 def plan_runs(bench, args: argparse.Namespace) -> list[tuple[str, dict]]:
     """``[(run key, resolved config)]`` of a command line, each key once, in command-line order
-    (:func:`lossnet.runs.plan.plan_partials`, the planner the grids use too)."""
+    (:func:`lossnet.runs.plan.plan_partials`, the planner the grids use too). With ``--print-config``
+    the configs resolve without the data (missing data left null)."""
+    import contextlib
+
+    from lossnet.bench.base import resolving_without_data
     from lossnet.runs.plan import plan_partials
 
-    return [(run.key, run.config) for run in plan_partials(bench, bench.partials_from_args(args))]
+    with resolving_without_data() if getattr(args, "print_config", False) else contextlib.nullcontext():
+        return [(run.key, run.config) for run in plan_partials(bench, bench.partials_from_args(args))]
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -33,6 +33,12 @@ def register(subparsers) -> None:
     p.add_argument("--distance", help="use only runs with this distance")
     p.add_argument("--protocol", choices=("reference", "full"),
                    help="use only super-resolution runs of this test protocol (the paper's numbers are 'reference')")
+    p.add_argument("--sr-metric", choices=("skimage", "torchmetrics"), default="skimage",
+                   help="super-resolution numbers compared with the paper's: skimage (the reference's PSNR_2 with a 2 px shave "
+                        "and 7x7 SSIM; default) or torchmetrics (its unshaved torchmetrics PSNR and SSIM)")
+    p.add_argument("--roads-split", choices=("val", "test"), default="val",
+                   help="roads scores compared with the paper's: val (mrd.val/..., the split the authors' test script scores; "
+                        "default) or test (mrd/..., the paper text's)")
     p.add_argument("--no-structure", action="store_true",
                    help="skip parameter counts / layer statistics (no models are built; no Fig. 4, no layer correlations)")
     p.add_argument("--no-figures", action="store_true", help="skip the figures")
@@ -60,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
         if not args.store:
             raise InputError("--source store needs a results store path")
         rows, info = store_scores(args.store, preset=args.preset, weights=args.weights, distance=args.distance,
-                                  protocol=args.protocol)
+                                  protocol=args.protocol, sr_metric=args.sr_metric, roads_split=args.roads_split)
         label = str(args.store)
         notes.append(f"{info.runs} runs used ({info.variant or 'no runs'}).")
         notes.extend(info.notes)
@@ -85,9 +91,10 @@ def run(args: argparse.Namespace) -> int:
 def _why_none(info) -> str:
     """The loader's skip reasons with counts: the store may hold E/S/M/L runs of paper networks whose
     metrics still match no paper cell (a stand-in dataset, a filter), and only the counts say which."""
+    marked = "".join(f" {n}" for n in info.notes if "NOT paper-comparable" in n)
     if not info.skipped:
-        return "the store has no finished (done) runs with metrics"
+        return "the store has no finished (done) runs with metrics" + marked
     total = sum(info.skipped.values())
     reasons = [f"{reason}: {n}" + (f" ({'; '.join(info.skip_notes)})" if reason == "not a paper metric" and info.skip_notes else "")
                for reason, n in sorted(info.skipped.items(), key=lambda kv: -kv[1])]
-    return f"{total} metric rows of done runs skipped: {', '.join(reasons)}"
+    return f"{total} metric rows of done runs skipped: {', '.join(reasons)}" + (f";{marked}" if marked else "")

@@ -43,6 +43,8 @@ __all__ = [
     "read_store_metric_rows",
     "map_metric_row",
     "LoadInfo",
+    "SR_METRICS",
+    "ROADS_SPLITS",
 ]
 
 #: The paper's benchmark names, in its order.
@@ -162,8 +164,42 @@ def _layer_key(arch: str, layer: Any) -> str | None:
         return None
 
 
-def map_metric_row(row: dict[str, Any]) -> tuple[dict[str, Any] | None, str | None]:
+#: ``sr_metric`` choices: which of the reference's super-resolution numbers are compared with the paper's.
+SR_METRICS = ("skimage", "torchmetrics")
+#: ``roads_split`` choices: which split's roads scores are compared with the paper's.
+ROADS_SPLITS = ("val", "test")
+
+
+def _choose_variant(benchmark: str, dataset: str, name: str, sr_metric: str, roads_split: str) -> tuple[str, str] | str:
+    """``(dataset, name)`` of a row under the chosen SR metric / roads split, or the reason it is not used.
+
+    Super-resolution (protocol ``reference``): ``psnr``/``ssim`` are the reference's "PSNR_2" and
+    skimage SSIM, ``psnr_torchmetrics``/``ssim_torchmetrics`` its torchmetrics numbers; the paper does
+    not say which fed its tables. Roads: ``mrd.val/...`` is the validation split, which the authors'
+    test script scores; ``mrd/...`` the test split, which the paper's text names."""
+    if benchmark.startswith("superres") and sr_metric == "torchmetrics":
+        if name in ("psnr", "ssim"):
+            return "the other SR metric variant (skimage; --sr-metric skimage)"
+        if name in ("psnr_torchmetrics", "ssim_torchmetrics"):
+            return dataset, name.split("_")[0]
+    if benchmark == "segmentation":
+        if roads_split == "val":
+            if dataset == "mrd":
+                return "roads test split (the report compares the validation split, mrd.val; --roads-split test)"
+            if dataset == "mrd.val":
+                return "mrd", name
+        elif dataset == "mrd.val":
+            return "roads validation split (the report compares the test split; --roads-split val)"
+    return dataset, name
+
+
+def map_metric_row(row: dict[str, Any], *, sr_metric: str = "skimage", roads_split: str = "val") -> tuple[dict[str, Any] | None, str | None]:
     """Map one store metric row to a paper cell.
+
+    Args:
+        row: a store metric row.
+        sr_metric, roads_split: which super-resolution numbers (:data:`SR_METRICS`) and which roads
+            split (:data:`ROADS_SPLITS`) stand for the paper's cells.
 
     Returns:
         ``(cell, None)`` with keys benchmark, metric, dataset, arch, layer, value; or
@@ -178,7 +214,11 @@ def map_metric_row(row: dict[str, Any]) -> tuple[dict[str, Any] | None, str | No
         name = _RENAMED[(benchmark, row["dataset"], name)]
         if name is None:
             return None, "JND mean of per-subset APs (the paper's is the pooled AP, bapps/jnd_map_pooled)"
-    key = ScoreKey(benchmark, name, row["dataset"])
+    chosen = _choose_variant(benchmark, row["dataset"], name, sr_metric, roads_split)
+    if isinstance(chosen, str):
+        return None, chosen
+    dataset, name = chosen
+    key = ScoreKey(benchmark, name, dataset)
     if key not in _PAPER_KEYS():
         return None, "not a paper metric"
     arch = config.get("net")
@@ -278,6 +318,8 @@ def store_scores(
     weights: str | None = None,
     distance: str | None = None,
     protocol: str | None = None,
+    sr_metric: str = "skimage",
+    roads_split: str = "val",
 ) -> tuple[list[dict[str, Any]], LoadInfo]:
     """Paper-comparable scores of a results store, averaged over seeds.
 
@@ -285,6 +327,10 @@ def store_scores(
         path: SQLite results store (:mod:`lossnet.runs.store`, schema version 1 to 3).
         preset, weights, distance: keep only runs whose config has this value.
         protocol: keep only super-resolution runs of this test protocol (other benchmarks are kept).
+        sr_metric: ``skimage`` (the reference's PSNR_2 and skimage SSIM) or ``torchmetrics`` (its
+            torchmetrics PSNR and SSIM) as the paper's super-resolution numbers.
+        roads_split: ``val`` (the split the authors' test script scores, ``mrd.val/...``) or ``test``
+            (the paper text's, ``mrd/...``) as the paper's segmentation numbers.
 
     Returns:
         ``(rows, info)``: tidy rows (``n`` = number of runs averaged) and what was kept/skipped.
@@ -305,12 +351,18 @@ def store_scores(
     protocols: dict[str, str] = {}  # paper benchmark -> its runs' superres test protocol
     stand_ins: set[tuple[str, str]] = set()  # (paper benchmark, a dataset the paper did not use for it)
     runs = set()
+    stand_in_runs: dict[str, set] = defaultdict(set)  # benchmark -> runs marked not paper-comparable
+    stand_in_reasons: dict[str, set] = defaultdict(set)
     for row in metric_rows:
         config = row.get("config") or {}
         if any(v is not None and str(config.get(k, "imagenet" if k == "weights" else None)) != v for k, v in filters.items()):
             skipped["filtered out"] += 1
             continue
-        cell, reason = map_metric_row(row)
+        if config.get("stand_in"):
+            bench_name = row.get("benchmark") or config.get("benchmark", "")
+            stand_in_runs[bench_name].add(row["run_key"])
+            stand_in_reasons[bench_name].update(map(str, config["stand_in"]))
+        cell, reason = map_metric_row(row, sr_metric=sr_metric, roads_split=roads_split)
         if cell is None:
             skipped[reason] += 1
             if reason == "not a paper metric":
@@ -366,6 +418,18 @@ def store_scores(
     variant_text = "; ".join(f"{b}: {vs[0]}" for b, vs in per_bench.items())
     notes = tuple(f"{bench}: test protocol {used} = {_PROTOCOL_NOTES.get(used, 'unknown protocol')}."
                   for bench, used in sorted(protocols.items()))
+    notes += tuple(f"{bench}: {len(keys)} run(s) NOT paper-comparable: run with --allow-stand-in on stand-in data "
+                   f"({'; '.join(sorted(stand_in_reasons[bench]))})" for bench, keys in sorted(stand_in_runs.items()))
+    if any(r["benchmark"] == "segmentation" for r in rows):
+        split = ("validation split (mrd.val/..., the split the authors' test script scores)" if roads_split == "val"
+                 else "test split (mrd/..., the split the paper's text names)")
+        other = "test" if roads_split == "val" else "val"
+        notes += (f"segmentation: scores of the {split} are compared; --roads-split {other} for the other",)
+    if any(r["benchmark"].startswith("superres") for r in rows):
+        which = ("PSNR_2 (skimage, 2 px shave) and skimage 7x7 SSIM" if sr_metric == "skimage"
+                 else "torchmetrics PSNR (unshaved Y, inferred range) and torchmetrics SSIM")
+        other = "torchmetrics" if sr_metric == "skimage" else "skimage"
+        notes += (f"superres: {which} of the reference protocol are compared; --sr-metric {other} for the other",)
     notes += tuple(f"{bench}: {k} score(s) have several runs of the same config and seed; they are not "
                    "replicates, so each seed counts once (the mean of its runs) in the value and n."
                    for bench, k in sorted(duplicated.items()))

@@ -266,6 +266,8 @@ def _plan(grid_path: str, overrides: dict[str, Any], allow_modules: bool, synth_
         preset = presets[0] if isinstance(presets, list) else presets
         values = {**b.defaults(preset), **{k: v for k, v in table.items()}}
         options, sizes, note = synthetic_data(b.name, table, values, synth_root)
+        if "allow_stand_in" in b.config_keys():
+            options["allow_stand_in"] = True  # synthetic data are stand-ins, which a paper preset otherwise refuses
         patched = dict(table, **options)
         runs += plan_grid({"sweep": sub["sweep"], "benchmarks": {bench: patched}}, where=grid_path, overrides=overrides,
                           allow_modules=allow_modules)

@@ -39,7 +39,7 @@ __all__ = ["run_key", "canonical_json", "weights_digest", "folder_digest", "cont
 
 #: Config keys that describe where/how a run executes, not what it computes. They are kept in the
 #: stored config but excluded from the run key and from checkpoint fingerprints.
-RUNTIME_KEYS = frozenset({"device", "weights_dir", "num_workers", "progress", "threads"})
+RUNTIME_KEYS = frozenset({"device", "weights_dir", "num_workers", "progress", "threads", "deterministic"})
 
 #: ``weights`` values that name a source, not a file (compared case-insensitively).
 WEIGHT_LABELS = ("imagenet", "none")

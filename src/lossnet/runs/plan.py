@@ -15,6 +15,9 @@ A grid file::
     distances = ["mse"]        # axes may be overridden per benchmark
     data = "/work/shared/data/superres"
 
+A benchmark run with several fixed-option variants (super-resolution x4 and x8, the autoencoder on
+SVHN and STL-10) takes an array of tables, one per variant: ``[[benchmarks.superres]]`` twice.
+
 Axis keys (singular or plural): ``archs``/``arch``/``nets``/``net``, ``layers``/``layer``,
 ``distances``/``distance``, ``seeds``/``seed``, ``presets``/``preset``, ``weights``. A benchmark
 without ``archs`` (and no default) runs once per remaining point with ``net`` unset (a
@@ -101,6 +104,11 @@ def load_grid(path: str | Path) -> dict[str, Any]:
     return data
 
 
+def _tables(value: Any) -> list[Any]:
+    """The variant tables of a ``[benchmarks.NAME]`` entry: one table, or an array of tables."""
+    return list(value) if isinstance(value, list) else [value]
+
+
 def _axis(table: dict[str, Any], axis: str, where: str) -> tuple[bool, Any]:
     found = [k for k in _AXES[axis] if k in table]
     if len(found) > 1:
@@ -146,9 +154,9 @@ def expand_grid(grid: dict[str, Any], where: str = "grid") -> list[dict[str, Any
     if not isinstance(defaults, dict):
         raise LossnetError(f"{where}: [sweep] must be a table")
     points: list[dict[str, Any]] = []
-    for bench, table in grid["benchmarks"].items():
+    for bench, table in ((b, t) for b, value in grid["benchmarks"].items() for t in _tables(value)):
         if not isinstance(table, dict):
-            raise LossnetError(f"{where}: [benchmarks.{bench}] must be a table")
+            raise LossnetError(f"{where}: [benchmarks.{bench}] must be a table or an array of tables")
         w = f"{where} [benchmarks.{bench}]"
         axes: dict[str, list[Any]] = {}
         for axis in _AXES:
@@ -269,7 +277,8 @@ def plan_grid(
         except LossnetError as exc:
             raise LossnetError(f"{where}: benchmark {bench}: {exc}") from exc
         if known[bench] is not None:
-            _check_known(point, known[bench], grid["benchmarks"][bench], sweep_defaults, where, bench)
+            tables = [t for t in _tables(grid["benchmarks"][bench]) if isinstance(t, dict)]
+            _check_known(point, known[bench], {k: v for t in tables for k, v in t.items()}, sweep_defaults, where, bench)
         # a Benchmark object resolves configs of its own name (a module path may differ from it)
         point["benchmark"] = getattr(modules[bench], "name", None) or bench
         try:
@@ -349,8 +358,9 @@ def missing_data(exc: BaseException):
 def benchmark_grids(grid: dict[str, Any]) -> Iterable[tuple[str, dict[str, Any]]]:
     """``(benchmark, grid of that benchmark alone)`` for each ``[benchmarks.NAME]`` table, the
     ``[sweep]`` defaults kept: planned one by one, a benchmark's missing data stops only its runs."""
-    for bench, table in grid["benchmarks"].items():
-        yield bench, {"sweep": grid.get("sweep", {}), "benchmarks": {bench: table}}
+    for bench, value in grid["benchmarks"].items():
+        for table in _tables(value):  # each variant table alone (its data may be missing alone)
+            yield bench, {"sweep": grid.get("sweep", {}), "benchmarks": {bench: table}}
 
 
 def plan_file(path: str | Path, *, overrides: dict[str, Any] | None = None, allow_modules: bool = False) -> list[PlannedRun]:

@@ -45,7 +45,8 @@ Presets:
           to pick the best epoch by validation loss; loss network fed raw [0, 1] (normalize none),
           in train mode, googlenet/inception_v3 without transform_input; the reference classifier
           protocol with up to 100 epochs (the paper's; the code's default is 500), batch 256; all
-          images.
+          images; deterministic. Needs --dataset svhn or stl10: digits is a stand-in, refused
+          without --allow-stand-in (which marks the run not paper-comparable).
   quick   CPU minutes on digits, lossnet's earlier setup: the compact model trained on every AE
           image (5 epochs, batch 32, ImageNet-normalised eval-mode loss network), the ce protocol
           (up to 60 epochs, patience 8, batch 64); at most 3000 AE / 2000 labelled / 1000 test
@@ -53,7 +54,7 @@ Presets:
 
 Examples:
   lossnet bench autoencoder --dataset digits --net alexnet --layer relu2 --weights-dir ../shared/weights
-  lossnet bench autoencoder --dataset digits --loss pixel --preset paper
+  lossnet bench autoencoder --dataset digits --loss pixel --preset paper --allow-stand-in   (not paper-comparable)
   lossnet bench autoencoder --dataset svhn --data ~/svhn --net vgg16 --layer E,S,M,L --preset paper   (4 runs)
 
 Metrics: ``<dataset>/accuracy`` (test accuracy of the selected MLP, in [0, 1]),
@@ -77,7 +78,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lossnet.bench.base import Benchmark, BenchResult, CommonConfig, option
+from lossnet.bench.base import Benchmark, BenchResult, CommonConfig, TrainingConfig, check_stand_ins, data_optional, option
 from lossnet.errors import DataError, LossnetError
 
 __all__ = ["BENCHMARK", "AutoencoderConfig", "PRESETS", "resolve_config", "run"]
@@ -89,7 +90,7 @@ MLP_PROTOCOLS = ("reference", "ce")  # lossnet.bench.autoencoder.mlp.PROTOCOLS
 
 
 @dataclass
-class AutoencoderConfig(CommonConfig):
+class AutoencoderConfig(TrainingConfig):
     net: str | None = option("vgg16", CommonConfig.__dataclass_fields__["net"].metadata["help"], kind="str", nullable=True)
     layer: str | None = option("relu2_2", CommonConfig.__dataclass_fields__["layer"].metadata["help"], kind="str", nullable=True)
     distance: str | None = option("mse", "feature distance of the perceptual loss (Eq. 6: mse)", kind="str", nullable=True)
@@ -122,10 +123,10 @@ class AutoencoderConfig(CommonConfig):
 
 
 PRESETS: dict[str, dict[str, Any]] = {
-    # as the reference code runs it (docs/fidelity.md, ../shared/reference/AUDIT.md section 5), with
+    # as the reference code runs it (docs/fidelity.md), with
     # the paper's epoch counts (AE 10, MLPs 100) where the code's defaults differ (50, 500)
     "paper": {"model": "reference", "batch_size": 256, "ae_val_fraction": 0.2, "mlp_protocol": "reference",
-              "mlp_batch_size": 256, "normalize": "none", "loss_net_mode": "train", "transform_input": False},
+              "mlp_batch_size": 256, "normalize": "none", "loss_net_mode": "train", "transform_input": False, "deterministic": True},
     "quick": {"epochs": 5, "batch_size": 32, "mlp_epochs": 60, "mlp_patience": 8, "mlp_batch_size": 64,
               "ae_images": 3000, "train_images": 2000, "test_images": 1000},
 }
@@ -162,6 +163,8 @@ class Autoencoder(Benchmark):
             config["kl_weight"] = None  # irrelevant; must not split identical runs
         elif config["kl_weight"] is None:
             raise LossnetError("autoencoder: --variational needs a kl_weight")
+        check_stand_ins(config, ["dataset digits, scikit-learn's 8x8 digits (the paper: --dataset svhn or stl10)"]
+                        if config["dataset"] == "digits" else [])
         if config["dataset"] == "digits":
             config["data"] = None
         else:
@@ -169,6 +172,8 @@ class Autoencoder(Benchmark):
                 from lossnet.datasets import locate, missing_error
 
                 found = locate(config["dataset"])  # the data root of `lossnet data`
+                if found is None and data_optional():
+                    return  # --print-config without the data: data stays null
                 if found is None:
                     raise missing_error(config["dataset"], f"autoencoder benchmark (no --data DIR given for {config['dataset']})")
                 config["data"] = str(found)

@@ -20,14 +20,15 @@ in the down path as their code builds it, see :mod:`lossnet.bench.roads.unet`); 
 Ronneberger et al.'s U-net (``--width``/``--depth``; 31.0 M parameters at 64/4).
 
 Presets:
-  paper   as the authors' code: the reference U-net, Adam 1e-3, batch 8, 100 epochs of one 224 px
-          crop of every training tile (shuffled, horizontal flips), lambda 0.01, ImageNet
-          normalisation, the loss network in train mode, no transform_input; checkpoint with the
-          lowest validation BCE on ``valid``; threshold 0.3; ``reference`` protocol on ``test``.
-          K = 3 in training and testing, as the paper's text says (the authors' code trains with
-          K = 1: ``--train-iterations 1``). It departs from their code in two places: it
-          evaluates on the ``test`` split (the paper's text; their test script scores ``val``,
-          which is also their checkpoint split), and it scores the U-net in eval mode.
+  paper   as the authors' experiments ran: the reference U-net, Adam 1e-3, batch 8, 100 epochs of one
+          224 px crop of every training tile (shuffled, horizontal flips), lambda 0.01, ImageNet
+          normalisation, the loss network in train mode, no transform_input; K = 1 in training and
+          validation (their main.py; the paper's text says 3: ``--train-iterations 3``) and K = 3
+          at test; checkpoint with the lowest validation BCE on ``valid``; at test every BatchNorm
+          uses the tile's own statistics (``--test-bn batch``: their test script never calls
+          .eval()); threshold 0.3; ``reference`` protocol on ``test`` (the paper's text) and, as
+          ``mrd.val/...``, on the validation split (what their test script scores); deterministic.
+          Refuses validation tiles held out of training (``holdout:N``) without --allow-stand-in.
   quick   CPU minutes: the same, except the Ronneberger U-net at width 8 / depth 3 (121 k
           parameters; in 20 quick epochs on ../shared it learned more than the reference net), 64 px
           crops, 20 epochs x 24 steps of 8 crops (several shuffled passes over the tiles), validation
@@ -60,7 +61,10 @@ Metrics (percent): per protocol ``<prefix>/correctness``, ``/completeness``, ``/
 also ``_rho3``), ``<prefix>/threshold`` and ``<prefix>/test_tiles``, with prefix ``mrd``
 (reference) or ``mrd.full`` (full); with baselines also ``<prefix>.<baseline>/<metric>`` for
 baseline in background, intensity, edges. ``mrd/selected_epoch`` (the epoch evaluated) and, with
-validation, ``mrd/val_bce`` (its validation BCE, lower is better).
+validation, ``mrd/val_bce`` (its validation BCE, lower is better). Beside the reference protocol's
+test scores: ``mrd.bn_<other>/...`` (the test split with the other ``--test-bn`` setting) and, with
+validation tiles, ``mrd.val/...`` and ``mrd.val.bn_<other>/...`` (the selected epoch on the
+validation split), each with ``/tiles``.
 
 Workdir: ``checkpoint.pt`` (atomic, every epoch; a rerun with the same config resumes), ``best.pt``
 (the lowest validation BCE so far), ``train_log.csv`` (per epoch: the iteration-weighted BCE,
@@ -83,7 +87,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lossnet.bench.base import Benchmark, BenchResult, CommonConfig, option
+from lossnet.bench.base import Benchmark, BenchResult, CommonConfig, TrainingConfig, check_stand_ins, data_optional, option
 
 __all__ = ["BENCHMARK", "RoadsConfig", "PRESETS", "LOSSES", "resolve_config", "run"]
 
@@ -98,6 +102,8 @@ THRESHOLD_FIT_TILES = 8
 THRESHOLD_FIT_RHO = 3
 #: ``protocol`` choices (``both`` evaluates ``reference`` and ``full``).
 PROTOCOL_CHOICES = ("reference", "full", "both")
+#: ``test_bn`` choices: BatchNorm with running statistics (eval mode) or with each test tile's own.
+TEST_BN_CHOICES = ("running", "batch")
 #: Ronneberger U-net defaults when ``width`` / ``depth`` are not given.
 RONNEBERGER_WIDTH, RONNEBERGER_DEPTH = 64, 4
 
@@ -153,7 +159,7 @@ _LAYER_HELP = CommonConfig.__dataclass_fields__["layer"].metadata["help"]
 
 
 @dataclass
-class RoadsConfig(CommonConfig):
+class RoadsConfig(TrainingConfig):
     net: str | None = option("vgg16", _NET_HELP, kind="str", nullable=True)
     layer: str | None = option("relu2_2", _LAYER_HELP, kind="str", nullable=True)
     distance: str | None = option("mse", "feature distance of the perceptual term (Eq. 5: mse)", kind="str", nullable=True)
@@ -187,7 +193,12 @@ class RoadsConfig(CommonConfig):
     lr: float = option(1e-3, "Adam learning rate", kind="float", positive=True)
     iterations: int = option(3, "refinement iterations K at test time", kind="int", minimum=1)
     train_iterations: int | None = option(None, "refinement iterations K in training and validation (none: --iterations, "
-                                          "as the paper's text; the authors' code trains with 1)", kind="int", nullable=True, minimum=1)
+                                          "as the paper's text; the authors' experiments trained with 1)", kind="int", nullable=True,
+                                          minimum=1)
+    test_bn: str = option("running", "U-net BatchNorm at test: running (eval mode, the running statistics) or batch (each "
+                          "tile's own statistics: the authors' test script never calls .eval() and tests one tile at a time); "
+                          "the other setting's reference-protocol scores are reported beside as <prefix>.bn_<other>/...",
+                          kind="str", choices=TEST_BN_CHOICES)
     protocol: str = option("reference", "test protocol: reference (224 px bilinear resize, mask > 0.5, per-tile ratios "
                            "averaged; compare these with the paper), full (native tiles, counts summed, rho 0 and 3) or both",
                            kind="str", choices=PROTOCOL_CHOICES)
@@ -208,11 +219,13 @@ class RoadsConfig(CommonConfig):
 QUICK_MODEL = "ronneberger"
 
 PRESETS: dict[str, dict[str, Any]] = {
-    # as the authors' code, except K = 3 in training (the paper's text) and the test split
+    # as the authors' experiments ran (their main.py trains and validates with K = 1, their test.py tests
+    # with K = 3 and never calls .eval()); scored on `test` (the paper's text) and, as mrd.val/..., on
+    # the validation split their test script scores
     "paper": {"model": "reference", "down_activation": "relu", "sampler": "reference", "crop": 224, "batch_size": 8,
-              "epochs": 100, "steps_per_epoch": None, "lr": 1e-3, "lam": 0.01, "iterations": 3, "train_iterations": None,
-              "selection": "val_bce", "val_split": "valid", "test_split": "test", "protocol": "reference", "threshold": 0.3,
-              "normalize": "imagenet", "loss_net_mode": "train", "transform_input": False},
+              "epochs": 100, "steps_per_epoch": None, "lr": 1e-3, "lam": 0.01, "iterations": 3, "train_iterations": 1,
+              "test_bn": "batch", "selection": "val_bce", "val_split": "valid", "test_split": "test", "protocol": "reference",
+              "threshold": 0.3, "normalize": "imagenet", "loss_net_mode": "train", "transform_input": False, "deterministic": True},
     "quick": {"model": QUICK_MODEL, "width": 8, "depth": 3, "sampler": "reference", "crop": 64, "batch_size": 8, "epochs": 20,
               "steps_per_epoch": 24, "val_split": AUTO_VAL_SPLIT, "threshold": FIT_THRESHOLD, "init_prior": 0.05,
               "baselines": True, "protocol": "both", "normalize": "imagenet", "loss_net_mode": "train", "transform_input": False},
@@ -226,21 +239,21 @@ class Roads(Benchmark):
     BASELINE_LOSS = "bce"
     #: evaluation-only keys, and ``epochs`` (the learning rate is constant: more epochs continue).
     #: ``eval_size``/``eval_antialias`` are not among them: validation (the checkpoint choice) uses them.
-    RESUMABLE_KEYS = frozenset({"threshold", "baselines", "overlays", "test_split", "epochs", "protocol", "iterations"})
+    RESUMABLE_KEYS = frozenset({"threshold", "baselines", "overlays", "test_split", "epochs", "protocol", "iterations", "test_bn"})
 
     def validate(self, config: dict[str, Any]) -> None:
-        from lossnet.bench.roads.data import canonical_split
         from lossnet.errors import LossnetError
 
         if not config.get("data"):
             from lossnet.datasets import locate, missing_error
 
             found = locate("mrd")  # the data root of `lossnet data`
-            if found is None:
+            if found is None and not data_optional():
                 raise missing_error("mrd", "roads benchmark (no --data DIR given: Massachusetts Roads, {train,valid,test}/{sat,map} "
                                     "or {train,val,test}/{input,output})")
-            config["data"] = str(found)
-        config["data"] = str(Path(config["data"]).expanduser().resolve())
+            config["data"] = str(found) if found is not None else None
+        if config["data"] is not None:
+            config["data"] = str(Path(config["data"]).expanduser().resolve())
         if config["model"] == "reference":
             # the authors' net has fixed channels: the Ronneberger keys cannot split identical runs
             config.update(width=None, depth=None)
@@ -255,17 +268,28 @@ class Roads(Benchmark):
             raise LossnetError(f"roads: crop {config['crop']} must be divisible by {multiple} (the {config['model']} U-net's down-sampling)")
         if config["train_iterations"] is None:
             config["train_iterations"] = config["iterations"]
+        stand_ins = []
         if config["selection"] == "last":
             config["val_split"] = None  # no validation: nothing is held out either
         elif config["val_split"] == AUTO_VAL_SPLIT:
             from lossnet.bench.roads.data import has_split
 
-            config["val_split"] = "valid" if has_split(config["data"], "valid") else f"holdout:{AUTO_HOLDOUT}"
+            config["val_split"] = "valid" if config["data"] and has_split(config["data"], "valid") else f"holdout:{AUTO_HOLDOUT}"
         elif not config["val_split"]:
             raise LossnetError("roads: selection val_bce needs --val-split (a split name or holdout:N)")
-        elif canonical_split(config["val_split"]) == canonical_split(config["test_split"]):
-            raise LossnetError(f"roads: val_split and test_split are both {config['test_split']!r}: the checkpoint would be "
-                               f"chosen on the evaluation split; use another split, holdout:N or --selection last")
+        # val_split == test_split is allowed: it is the authors' configuration (their test script scores
+        # `val`, their checkpoint split); the paper preset reports it anyway as mrd.val/...
+        if config["val_split"] and config["val_split"].startswith("holdout:"):
+            stand_ins.append(f"validation {config['val_split']} held out of the training tiles (the paper: the valid split)")
+        elif config["val_split"] and config["data"] and Path(config["data"]).is_dir():
+            from lossnet.bench.roads.data import has_split
+
+            if not has_split(config["data"], config["val_split"]):
+                import warnings
+
+                warnings.warn(f"roads: {config['data']} has no {config['val_split']!r} split; the run will fail when it looks for "
+                              f"the validation tiles (use --val-split holdout:N, or data with that split)", stacklevel=2)
+        check_stand_ins(config, stand_ins)
         if config["sampler"] == "reference":
             config["max_nodata"] = None  # the authors' sampler keeps every crop
         elif config["max_nodata"] is None:
@@ -385,6 +409,23 @@ def split_tiles(config: dict[str, Any]) -> tuple[list, list, list]:
     return train_tiles, val_tiles, find_tiles(config["data"], config["test_split"])
 
 
+def _reference_extras(config: dict[str, Any], test_tiles, val_tiles, proba, threshold: float, test_bn: str,
+                      other_bn: str) -> dict[str, float]:
+    """Reference-protocol scores beside the main ones, so that both the paper text's and the authors'
+    code's numbers exist: the test split with the other ``test_bn`` setting (``mrd.bn_<other>/...``),
+    and the validation split -- which the authors' test script scores -- with both settings
+    (``mrd.val/...``, ``mrd.val.bn_<other>/...``), all at the reference protocol's threshold."""
+    out: dict[str, float] = {}
+    runs = [(f"mrd.bn_{other_bn}", test_tiles, other_bn)]
+    if val_tiles:
+        runs += [("mrd.val", val_tiles, test_bn), (f"mrd.val.bn_{other_bn}", val_tiles, other_bn)]
+    for prefix, tiles, bn in runs:
+        scores = _score("reference", config, tiles, lambda im, b=bn: proba(im, b) > threshold)
+        out.update({f"{prefix}/{name}": v for name, v in scores.items() if name != "test_tiles"})
+        out[f"{prefix}/tiles"] = scores["test_tiles"]
+    return out
+
+
 def _run(config: dict[str, Any], workdir: str | Path, *, progress: bool = True) -> BenchResult:
     """Train the iterative U-net, keep the chosen epoch, evaluate the test tiles, write overlays."""
     import torch
@@ -426,11 +467,14 @@ def _run(config: dict[str, Any], workdir: str | Path, *, progress: bool = True) 
             artifacts[f"overlay_{tile.name}"] = str(path)
 
     k = int(config["iterations"])
+    test_bn = config.get("test_bn") or "running"
+    other_bn = next(b for b in TEST_BN_CHOICES if b != test_bn)
 
-    def proba(im):
-        return predict_tile(model, im, device, k)
+    def proba(im, bn=test_bn):
+        return predict_tile(model, im, device, k, test_bn=bn)
 
     metrics: dict[str, float] = {}
+    thresholds: dict[str, float] = {}
     for protocol in protocols:
         prefix = METRIC_PREFIX[protocol]
         threshold = config["threshold"]
@@ -446,6 +490,9 @@ def _run(config: dict[str, Any], workdir: str | Path, *, progress: bool = True) 
                         on_tile=on_tile if protocol == overlay_protocol else None, progress=progress)
         metrics.update({f"{prefix}/{name}": v for name, v in scores.items()})
         metrics[f"{prefix}/threshold"] = float(threshold)
+        thresholds[protocol] = float(threshold)
+    if "reference" in thresholds:
+        metrics.update(_reference_extras(config, test_tiles, val_tiles, proba, thresholds["reference"], test_bn, other_bn))
     if outcome.best_epoch is not None:
         metrics["mrd/selected_epoch"] = float(outcome.best_epoch)
     if config["selection"] == "val_bce" and outcome.best_path is not None:

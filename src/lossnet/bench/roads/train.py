@@ -18,6 +18,7 @@ weights sum to 1, so the loss of K = 1 is plain BCE + lambda * perceptual.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import time
@@ -36,7 +37,7 @@ from lossnet.bench.roads.unet import IterativeUNet, build_model
 from lossnet.bench.trainer import BEST, FitOutcome, TrainingTask, fit, load_checkpoint, resumable_keys
 
 __all__ = ["build_perceptual", "iteration_weights", "iteration_loss", "RoadsTask", "train", "evaluate_tiles",
-           "evaluate_tiles_reference", "reference_view_fn", "fit_threshold", "predict_tile", "save_overlay", "LOG_FIELDS", "THRESHOLD_GRID",
+           "evaluate_tiles_reference", "reference_view_fn", "fit_threshold", "predict_tile", "batch_statistics", "TEST_BN", "save_overlay", "LOG_FIELDS", "THRESHOLD_GRID",
            "SELECTIONS", "SAMPLERS"]
 
 #: Candidate road-probability thresholds of :func:`fit_threshold`: 0.05, 0.10, ..., 0.95.
@@ -227,12 +228,44 @@ def train(
     return task.model, outcome
 
 
-def predict_tile(model: IterativeUNet, image: np.ndarray, device: torch.device, iterations: int | None = None) -> np.ndarray:
+@contextlib.contextmanager
+def batch_statistics(model: torch.nn.Module) -> Iterator[torch.nn.Module]:
+    """``model`` in eval mode except its BatchNorm layers, which normalise with the statistics of
+    the batch they see, as in the authors' roads test (it never calls ``.eval()`` and passes one tile
+    at a time). The running statistics are neither used nor updated; every mode is restored after."""
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    saved = model.training, [(m.training, m.track_running_stats) for m in norms]
+    model.eval()
+    for m in norms:
+        # training with track_running_stats off: batch statistics, running buffers untouched
+        m.train()
+        m.track_running_stats = False
+    try:
+        yield model
+    finally:
+        model.train(saved[0])
+        for m, (training, track) in zip(norms, saved[1]):
+            m.train(training)
+            m.track_running_stats = track
+
+
+#: ``test_bn`` values: BatchNorm with its running statistics (eval mode) or each tile's own.
+TEST_BN = ("running", "batch")
+
+
+def predict_tile(model: IterativeUNet, image: np.ndarray, device: torch.device, iterations: int | None = None,
+                 test_bn: str = "running") -> np.ndarray:
     """Final-iteration road probability ``(H, W)`` of a whole tile: ``uint8 (H, W, 3)``, or
     float in [0, 1] (a :func:`~lossnet.bench.roads.evaluate.reference_view`); K = ``iterations``
-    (default: the model's)."""
+    (default: the model's); ``test_bn`` ``running`` (eval mode) or ``batch`` (:func:`batch_statistics`:
+    the BatchNorm layers normalise with this tile's statistics). The model is left in eval mode."""
+    if test_bn not in TEST_BN:
+        raise ValueError(f"test_bn must be one of {', '.join(TEST_BN)}, got {test_bn!r}")
     x = torch.from_numpy(np.ascontiguousarray(as_float_image(image).transpose(2, 0, 1)))[None].to(device)
     model.eval()
+    if test_bn == "batch":
+        with batch_statistics(model):
+            return model.predict(x, iterations)[0, 0].cpu().numpy()
     return model.predict(x, iterations)[0, 0].cpu().numpy()
 
 

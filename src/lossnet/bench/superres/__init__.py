@@ -4,18 +4,22 @@ An image transformation network (Johnson et al. 2016; :class:`~lossnet.bench.sup
 learns to upscale LR images made by Gaussian blur (sigma 1) + bicubic downsampling of HR crops. It is
 trained with the perceptual loss of Eq. 3 of Pihlgren et al. -- MSE between the loss network's
 features of the output and of the HR image at one extraction layer -- or, as the baseline, with
-pixel MSE (``--loss pixel``). The weights with the best validation Y-PSNR are evaluated on Set5,
-Set14 and BSD100: PSNR and SSIM on the BT.601 Y channel, ``scale`` border pixels cropped, next to
-bicubic upsampling.
+pixel MSE (``--loss pixel``). The weights with the best validation PSNR are evaluated on Set5,
+Set14 and BSD100 (``--protocol full``: PSNR and SSIM on the BT.601 Y channel, ``scale`` border
+pixels cropped; ``reference``: the reference code's test), next to bicubic upsampling.
 
 Presets:
-  paper   10,000 training images (seeded random choice from the --train folders; MS-COCO
-          train2014 in the paper), 100 validation images (--val, val2014 in the paper; else held
-          out of the pool), 288x288 HR crops, batch 4, Adam lr 1e-3, 4 residual blocks,
-          10 epochs x 2,500 iterations (one pass over the 10,000 images per epoch; 25,000
-          iterations, the order of Johnson et al.'s 40,000 -- our choice, the text we have gives no
-          count), constant learning rate, Johnson's network without skip (--skip none),
-          validation on 288x288 centre crops, test on Set5, Set14, BSD100.
+  paper   as the reference code trains and tests: 10,000 training images (a seeded choice from the
+          --train folders; MS-COCO train2014 in the paper, `lossnet data fetch coco2014 --subset
+          10000 --seed 42` -- seed 42 as the reference, but not its subset: it split os.listdir
+          order with scikit-learn), 100 validation images from --val (val2014), the reference data
+          pipeline (shorter side to 288 + centre crop; LR by PIL blur radius 1 + antialiased bicubic),
+          batch 4, Adam lr 1e-3 constant, Johnson's network with 4 residual blocks and a BatchNorm
+          before the output tanh, 80 epochs x 2,500 iterations = 200,000 steps, seed 42, raw [0, 1]
+          into the loss network, no transform_input, checkpoint on the reference's validation PSNR
+          (--val-metric reference), deterministic, test on Set5, Set14, BSD100 (the BSDS300 test
+          images) under --protocol reference (all four of its printed numbers). Refuses stand-in data
+          (the ../shared test crops, validation held out of --train) without --allow-stand-in.
   quick   CPU minutes (about 5 min per run on one core): 48x48 HR crops, batch 4, Adam lr 5e-4 with
           cosine decay to 0 (--lr-schedule cosine), 4 residual blocks, 3 epochs x 300 iterations,
           8 held-out validation images (96x96 centre crops), test on Set5 and Set14. The network
@@ -30,11 +34,15 @@ Examples:
   lossnet bench superres --scale 4 --loss pixel
   lossnet bench superres --scale 8 --net vgg16 --layer E,S,M,L --preset paper      (4 runs)
 
-Without --train/--test, the ../shared folder of this project is used when present ($LOSSNET_SHARED,
-./../shared); explicit flags always win.
+Without --train/--test, the quick preset uses the ../shared folder of this project when present
+($LOSSNET_SHARED, ./../shared), else the data root of `lossnet data`; the paper preset reads the data
+root (COCO train2014 and val2014, set5, set14, bsds300). Explicit flags always win.
 
 Metrics: ``<set>/psnr``, ``<set>/ssim`` (model), ``<set>/psnr_bicubic``, ``<set>/ssim_bicubic``,
-``val/psnr`` (best validation Y-PSNR). Artifacts: ``best_checkpoint``, ``checkpoint``,
+``val/psnr`` (best validation PSNR of --val-metric). Under ``--protocol reference``: ``psnr`` is the
+reference's "PSNR_2" (skimage, 2 px shave), ``ssim`` its skimage 7x7 SSIM, and also
+``<set>/psnr_torchmetrics`` ("Test PSNR": torchmetrics on unshaved Y, range inferred) and
+``<set>/ssim_torchmetrics`` ("Tensor MSSIM"); the paper does not say which fed its tables. Artifacts: ``best_checkpoint``, ``checkpoint``,
 ``grid_<set>`` (PNG: bicubic | model | HR). Status ``diverged`` when the training loss became
 non-finite (metrics then come from the best checkpoint so far, if any).
 
@@ -51,7 +59,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lossnet.bench.base import Benchmark, BenchResult, CommonConfig, option
+from lossnet.bench.base import Benchmark, BenchResult, CommonConfig, TrainingConfig, check_stand_ins, data_optional, option
 from lossnet.errors import DataError, LossnetError
 
 __all__ = ["BENCHMARK", "SuperresConfig", "PRESETS", "resolve_config", "run", "shared_data_dir"]
@@ -60,6 +68,7 @@ LOSSES = ("perceptual", "pixel")
 LR_SCHEDULES = ("constant", "cosine")
 PIPELINES = ("crops", "reference")
 PROTOCOLS = ("full", "reference")
+VAL_METRICS = ("lossnet", "reference")
 SKIPS = ("none", "bicubic")  # TransformNet's skip modes (kept here so the CLI needs no torch)
 
 
@@ -88,7 +97,7 @@ def _parse_test(item: str) -> str:
 
 
 @dataclass
-class SuperresConfig(CommonConfig):
+class SuperresConfig(TrainingConfig):
     net: str | None = option("vgg16", CommonConfig.__dataclass_fields__["net"].metadata["help"], kind="str", nullable=True)
     layer: str | None = option("relu2_2", CommonConfig.__dataclass_fields__["layer"].metadata["help"], kind="str", nullable=True)
     distance: str | None = option("mse", "feature distance of the perceptual loss (Eq. 3: mse)", kind="str", nullable=True)
@@ -123,6 +132,9 @@ class SuperresConfig(CommonConfig):
     protocol: str = option("full", "test protocol: full = whole images, BT.601 Y, scale-px border, Gaussian SSIM; reference = "
                            "the reference code's 288 centre crop, its degradation, Y' of 8-bit RGB, 2-px shave, skimage "
                            "PSNR/SSIM", kind="str", choices=PROTOCOLS)
+    val_metric: str = option("lossnet", "checkpoint-selection PSNR: lossnet = per-image BT.601 Y-PSNR, scale-px border, 8-bit "
+                             "output, peak 255; reference = the reference's torchmetrics PSNR per batch on unquantised, unshaved "
+                             "Y, range inferred", kind="str", choices=VAL_METRICS)
     baseline: str | None = option(None, "bicubic: evaluate bicubic upsampling alone, without training", kind="str",
                                   nullable=True, choices=("bicubic",))
     amp: str = option("off", "mixed precision of the training passes: off, bf16, or fp16 (with a gradient scaler); "
@@ -135,7 +147,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     # pipeline and test protocol, BN before the output tanh, raw [0, 1] into the loss network,
     # googlenet/inception_v3 without transform_input
     "paper": {"train_images": 10000, "epochs": 80, "seed": 42, "pipeline": "reference", "protocol": "reference", "output_bn": True,
-              "normalize": "none", "transform_input": False},
+              "normalize": "none", "transform_input": False, "val_metric": "reference", "deterministic": True},
     "quick": {
         "skip": "bicubic", "lr": 5e-4, "lr_schedule": "cosine", "crop": 48, "epochs": 3, "iters_per_epoch": 300,
         "val_images": 8, "val_crop": 96, "test_sets": ["set5", "set14"],
@@ -179,18 +191,51 @@ def _default_train(config: dict[str, Any]) -> list[str]:
 _TEST_SETS = {"set5": ("set5", None), "set14": ("set14", None), "bsd100": ("bsds300", "test")}
 
 
-def _default_test(name: str) -> Path:
-    """A test set's folder when no --test is given: ../shared when present, else the data root."""
+def _default_test(name: str, preset: str = "quick") -> Path:
+    """A test set's folder when no --test is given: ../shared when present, else the data root; for
+    the paper preset the data root first (its BSD100 is the BSDS300 test images the authors used; the
+    ../shared BSD100 are SelfExSR crops, a stand-in the paper preset refuses)."""
     from lossnet.datasets import locate, missing_error
 
     shared = shared_data_dir()
+    dataset, part = _TEST_SETS.get(name, (name, None))
+    found = locate(dataset, part) if preset == "paper" else None
+    if found is not None:
+        return found
     if shared is not None and (shared / name).is_dir():
         return shared / name
-    dataset, part = _TEST_SETS.get(name, (name, None))
     found = locate(dataset, part)
     if found is None:
         raise missing_error(dataset, f"superres test set {name} (no --test given)", part)
     return found
+
+
+def _optional(find, missing):
+    """``find()``, or ``missing`` when its dataset is missing and configs resolve without data."""
+    try:
+        return find()
+    except DataError:
+        if data_optional():
+            return missing
+        raise
+
+
+def _stand_ins(config: dict[str, Any]) -> list[str]:
+    """What a superres config uses in place of the paper's data: test or training folders of this
+    project's ../shared (its BSD100 are SelfExSR crops, not the BSDS300 originals), and validation
+    images held out of the training images instead of val2014."""
+    out = []
+    shared = shared_data_dir()
+    if shared is not None:
+        crops = [name for name, folder in config["test"].items() if Path(folder).resolve().is_relative_to(shared)]
+        if crops:
+            out.append(f"test sets {', '.join(crops)} from {shared} (the paper: Set5, Set14 and the BSDS300 test images; "
+                       f"lossnet data fetch set5 set14 bsds300)")
+        if any(Path(t).resolve().is_relative_to(shared) for t in config["train"]):
+            out.append(f"training images from {shared} (the paper: 10,000 COCO train2014 images)")
+    if config["baseline"] is None and config["train"] and not config.get("val"):
+        out.append("validation images held out of the training images (the paper: val2014, --val DIR)")
+    return out
 
 
 class Superres(Benchmark):
@@ -215,16 +260,18 @@ class Superres(Benchmark):
         if config["crop"] % config["scale"]:
             raise LossnetError(f"superres: crop {config['crop']} must be a multiple of scale {config['scale']}")
         if not config.get("train") and config["baseline"] is None:
-            config["train"] = _default_train(config)
+            config["train"] = _optional(lambda: _default_train(config), [])
         config["train"] = [str(t) for t in config["train"]]
         test = config.get("test")
         if not test:
-            test = {name: str(_default_test(name)) for name in config["test_sets"]}
+            test = {name: _optional(lambda n=name: str(_default_test(n, config["preset"])), None) for name in config["test_sets"]}
+            test = {k: v for k, v in test.items() if v is not None}
         config["test"] = {str(k): str(v) for k, v in test.items()}
         for folder in [*config["train"], *config["test"].values(), *([config["val"]] if config.get("val") else [])]:
             if not Path(folder).is_dir():
                 raise DataError(f"superres: folder not found: {folder}")
         config["test_sets"] = sorted(config["test"])
+        check_stand_ins(config, _stand_ins(config))
 
     def training_setup(self, config: dict[str, Any]):
         if config["baseline"] is not None:

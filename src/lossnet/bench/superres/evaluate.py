@@ -47,6 +47,7 @@ def check_test_set(folder: str | Path, name: str, scale: int) -> int:
     return len(paths)
 
 
+@torch.no_grad()  # without it every test image's forward keeps its graph: ~5 GB peak RSS on a quick run
 def evaluate_set(
     model: nn.Module | None,
     folder: str | Path,
@@ -70,7 +71,11 @@ def evaluate_set(
 
     Returns:
         ``{"<name>/psnr", "<name>/ssim", "<name>/psnr_bicubic", "<name>/ssim_bicubic"}``
-        (model keys absent when ``model`` is None).
+        (model keys absent when ``model`` is None); under ``reference`` also
+        ``<name>/psnr_torchmetrics`` and ``<name>/ssim_torchmetrics`` (and their ``_bicubic``): the
+        reference's four printed numbers, see :mod:`~lossnet.bench.superres.reference`
+        (``psnr`` = its "PSNR_2", ``ssim`` = "Test MSSIM", ``psnr_torchmetrics`` = "Test PSNR",
+        ``ssim_torchmetrics`` = "Tensor MSSIM").
     """
     from tqdm.auto import tqdm
 
@@ -83,7 +88,7 @@ def evaluate_set(
         raise DataError(f"test set {name!r}: no images in {folder}")
     if protocol not in ("full", "reference"):
         raise ValueError(f"unknown test protocol {protocol!r}; use full or reference")
-    from .reference import reference_metrics, reference_pair
+    from .reference import reference_metrics_all, reference_pair
 
     for i, path in enumerate(tqdm(paths, desc=f"test {name}", disable=not progress, leave=False)):
         if protocol == "reference":
@@ -91,16 +96,18 @@ def evaluate_set(
         else:
             hr = crop_to_multiple(load_image(path, "RGB"), scale)
             lr = degrade(hr, scale)
-        outs = {"_bicubic": quantize(bicubic_upsample(lr, scale))}
+        raws = {"_bicubic": bicubic_upsample(lr, scale).clamp(0, 1)}
         if model is not None:
-            outs[""] = quantize(model(lr[None].to(device))[0].cpu())
+            raws[""] = model(lr[None].to(device))[0].cpu()
+        outs = {suffix: quantize(raw) for suffix, raw in raws.items()}
         for suffix, sr in outs.items():
             if protocol == "reference":
-                psnr, ssim = reference_metrics(sr, hr)
+                scores = reference_metrics_all(sr, hr, raws[suffix])
             else:
-                psnr, ssim = y_psnr(sr, hr, border=scale), y_ssim(sr, hr, border=scale)
-            sums[f"{name}/psnr{suffix}"] = sums.get(f"{name}/psnr{suffix}", 0.0) + psnr
-            sums[f"{name}/ssim{suffix}"] = sums.get(f"{name}/ssim{suffix}", 0.0) + ssim
+                scores = {"psnr": y_psnr(sr, hr, border=scale), "ssim": y_ssim(sr, hr, border=scale)}
+            for metric, value in scores.items():
+                key = f"{name}/{metric}{suffix}"
+                sums[key] = sums.get(key, 0.0) + value
         if grid_path is not None and i < grid_images:
             rows.append((outs["_bicubic"], outs.get("", outs["_bicubic"]), hr))
     if grid_path is not None and rows:

@@ -28,7 +28,8 @@ from .degrade import crop_to_multiple, degrade
 from .metrics import quantize, y_psnr
 from .model import TransformNet
 
-__all__ = ["SuperresTask", "build_model", "prepare_data", "training_setup", "train", "evaluate", "learning_rate", "validate"]
+__all__ = ["SuperresTask", "build_model", "prepare_data", "training_setup", "train", "evaluate", "learning_rate", "validate",
+           "validate_reference"]
 
 
 def build_model(config: dict[str, Any]) -> TransformNet:
@@ -100,6 +101,32 @@ def validate(model: nn.Module, val: list[tuple[torch.Tensor, torch.Tensor]], sca
         scores.append(y_psnr(quantize(sr), hr, border=scale))
     model.train(was_training)
     return float(sum(scores) / len(scores))
+
+
+@torch.no_grad()
+def validate_reference(model: nn.Module, val: list[tuple[torch.Tensor, torch.Tensor]], batch_size: int, device: torch.device) -> float:
+    """The reference's validation PSNR (``R:src/super_res/train.py:87-127``): torchmetrics' PSNR of
+    each batch of ``batch_size`` consecutive pairs (:func:`~lossnet.bench.superres.reference.torchmetrics_psnr`:
+    Y with +16 of the raw output, unshaved, unquantised, range inferred from the batch's HR Y), averaged
+    over the batches weighted by their sizes (its ``AverageMeter``). Pairs of different sizes are not
+    batched together."""
+    from .reference import torchmetrics_psnr
+
+    was_training = model.training
+    model.eval()
+    total, count = 0.0, 0
+    i = 0
+    while i < len(val):
+        j = i + 1
+        while j < len(val) and j - i < batch_size and val[j][0].shape == val[i][0].shape and val[j][1].shape == val[i][1].shape:
+            j += 1
+        lr = torch.stack([p[0] for p in val[i:j]]).to(device)
+        hr = torch.stack([p[1] for p in val[i:j]])
+        total += torchmetrics_psnr(model(lr).cpu(), hr) * (j - i)
+        count += j - i
+        i = j
+    model.train(was_training)
+    return total / max(count, 1)
 
 
 class SuperresTask(TrainingTask):
@@ -177,6 +204,8 @@ class SuperresTask(TrainingTask):
         return {"train_loss": total / config["iters_per_epoch"]}
 
     def score(self, epoch: int) -> float:
+        if self.config.get("val_metric") == "reference":
+            return validate_reference(self.model, self.val, int(self.config["batch_size"]), self.device)
         return validate(self.model, self.val, self.config["scale"], self.device)
 
 
