@@ -138,7 +138,7 @@ paths, val = _reference_data(c)
 assert len(paths) == 196, len(paths)
 task = SuperresTask(c, paths, val, torch.device("cpu"), False)
 task.begin(0)
-n = sum(1 for _ in task._batches())
+n = sum(1 for _ in task.batches(0, 1))
 print(n, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
 """
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600, check=True).stdout.split()

@@ -215,7 +215,8 @@ class CommonConfig:
 
 @dataclass
 class TrainingConfig(CommonConfig):
-    """Keys of the training benchmarks (superres, roads, autoencoder): stand-in data and determinism."""
+    """Keys of the training benchmarks (superres, roads, autoencoder): stand-in data, determinism,
+    and the trainer's mixed precision and memory format."""
 
     allow_stand_in: bool = option(False, "with --preset paper, run on stand-in data (digits, the ../shared test crops, "
                                   "validation held out of the training images) instead of refusing; the run is stored and "
@@ -224,6 +225,10 @@ class TrainingConfig(CommonConfig):
                                    kind="list", nullable=True, cli=False)
     deterministic: bool | None = option(None, "deterministic algorithms (cuDNN deterministic, no autotuning), as the "
                                         "reference's super-resolution code; off: cuDNN autotuning on CUDA", kind="bool", nullable=True)
+    # the trainer's (lossnet.bench.trainer): every training benchmark has them
+    amp: str = option("off", "mixed precision of the training passes: off, bf16, or fp16 (with a gradient scaler); "
+                      "validation and test metrics are always fp32", kind="str", choices=("off", "bf16", "fp16"))
+    channels_last: bool = option(False, "NHWC memory format for the trained network (faster convolutions on GPUs)", kind="bool")
 
 
 _WITHOUT_DATA: contextvars.ContextVar[bool] = contextvars.ContextVar("lossnet_resolve_without_data", default=False)

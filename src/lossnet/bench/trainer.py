@@ -96,10 +96,88 @@ class TrainingTask:
     def begin(self, start_epoch: int) -> None:
         """Called once before the first epoch of this call to :func:`fit` (after any resume)."""
 
-    def train_epoch(self, epoch: int, epochs: int) -> dict[str, Any] | None:
-        """Train epoch ``epoch`` (0-based); return its history row, or None when the training loss
-        became non-finite (checked before the optimiser step, so the weights stay finite)."""
+    # -- the step: what a task supplies; the loop below owns everything around it --------------------
+
+    #: the optimiser :meth:`train_epoch` steps (through :meth:`optimize`: the fp16 scaler lives there)
+    optimizer: Any = None
+
+    def batches(self, epoch: int, epochs: int) -> Iterable:
+        """The batches of epoch ``epoch`` (0-based), as the task's data pipeline yields them (on the CPU)."""
         raise NotImplementedError
+
+    def batch_count(self, epoch: int) -> int | None:
+        """Batches in epoch ``epoch`` when :meth:`batches` has no ``len`` (the progress bar's total)."""
+        return None
+
+    def before_step(self, epoch: int, step: int) -> None:
+        """Called before each step (e.g. a per-step learning-rate schedule)."""
+
+    def to_device(self, batch: Any) -> Any:
+        """``batch`` on :attr:`device` (the ``data`` phase): tensors of a tuple/list/dict moved, non-blocking."""
+        if isinstance(batch, torch.Tensor):
+            return batch.to(self.device, non_blocking=True)
+        if isinstance(batch, (tuple, list)):
+            return type(batch)(self.to_device(b) for b in batch)
+        if isinstance(batch, dict):
+            return {k: self.to_device(v) for k, v in batch.items()}
+        return batch
+
+    def step(self, batch: Any) -> dict[str, Any] | None:
+        """Forward pass and loss of one batch (run under :meth:`autocast`): ``{"loss": tensor, **logs}``
+        (logs: tensors or numbers, recorded as floats), or None when the forward pass itself diverged."""
+        raise NotImplementedError
+
+    def after_optimize(self) -> None:
+        """Called after each optimiser step (e.g. projecting weights onto a constraint set)."""
+
+    def epoch_row(self, epoch: int, records: list[dict[str, float]]) -> dict[str, Any]:
+        """The history row of an epoch from its steps' records (``loss`` and the logs, as floats)."""
+        return {"train_loss": sum(r["loss"] for r in records) / max(len(records), 1)}
+
+    def end_epoch(self, epoch: int, row: dict[str, Any]) -> dict[str, Any]:
+        """The row after a whole epoch (e.g. with a validation value); not called when a step timer
+        stopped the epoch early."""
+        return row
+
+    def postfix(self, record: dict[str, float]) -> dict[str, str]:
+        """What the progress bar shows after a step."""
+        return {"loss": f"{record['loss']:.4g}"}
+
+    def train_epoch(self, epoch: int, epochs: int) -> dict[str, Any] | None:
+        """Train epoch ``epoch`` (0-based) -- the loop the trainer owns: per batch ``before_step``,
+        ``to_device`` (phase ``data``), ``step`` under :meth:`autocast`, the non-finite check before
+        the optimiser step (so the weights stay finite), :meth:`optimize` (phase ``backward``, the
+        fp16 scaler), ``after_optimize``, the step's record, progress and the phase timer. Returns
+        the history row, or None when the training loss became non-finite."""
+        timer = self.timer
+        it = self.batches(epoch, epochs)
+        total = len(it) if hasattr(it, "__len__") else self.batch_count(epoch)
+        bar = self.steps(it, self.epoch_label(epoch, epochs), total=total)
+        records: list[dict[str, float]] = []
+        for i, batch in enumerate(timer.iterate(bar)):
+            self.before_step(epoch, i)
+            with timer.phase("data"):
+                batch = self.to_device(batch)
+            with self.autocast():
+                out = self.step(batch)
+            if out is None:
+                return None
+            loss = out["loss"]
+            if not torch.isfinite(loss):
+                return None
+            with timer.phase("backward"):
+                self.optimize(loss, self.optimizer)
+                self.after_optimize()
+            record = {k: (float(v.detach()) if isinstance(v, torch.Tensor) else float(v)) for k, v in out.items()}
+            records.append(record)
+            bar.set_postfix(**self.postfix(record))
+            if timer.end_step():
+                return self.epoch_row(epoch, records) if records else None
+        return self.end_epoch(epoch, self.epoch_row(epoch, records))
+
+    def epoch_label(self, epoch: int, epochs: int) -> str:
+        """The progress bar's description of an epoch."""
+        return f"epoch {epoch + 1}/{epochs}"
 
     def score(self, epoch: int) -> float | None:
         """Validation score after ``epoch`` (higher is better), or None when the task has none."""

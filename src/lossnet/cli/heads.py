@@ -51,6 +51,10 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     f.add_argument("--device", help="torch device (default cpu)")
     f.add_argument("--num-workers", type=int, help="DataLoader worker processes (default 0)")
     f.add_argument("--no-progress", action="store_true", help="no progress bars")
+    f.add_argument("--amp", default="off", choices=("off", "bf16", "fp16"),
+                   help="mixed precision of the training passes (fp16 with a gradient scaler; default off)")
+    f.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=True,
+                   help="NHWC memory format for the backbone (default on)")
     f.set_defaults(func=_fit)
 
     e = sub.add_parser("export-lpips", help="write the lpips package's v0.1 heads as a heads file")
@@ -93,7 +97,8 @@ def _fit(args: argparse.Namespace) -> int:
              data=args.data, judgments=args.judgments, split=args.split, subsets=subsets, epochs=args.epochs,
              decay_epochs=args.decay_epochs, lr=args.lr, beta1=args.beta1, batch_size=args.batch_size, dropout=args.dropout,
              size=args.size, seed=args.seed, val=args.val, val_fraction=args.val_fraction, val_max_items=args.val_max_items,
-             skip_bad=args.skip_bad, device=args.device, num_workers=args.num_workers),
+             skip_bad=args.skip_bad, device=args.device, num_workers=args.num_workers, amp=args.amp,
+             channels_last=args.channels_last),
         args.out, workdir=args.workdir, progress=not args.no_progress, log=lambda line: print(f"lossnet heads: {line}", file=sys.stderr),
     )
     val = f", validation 2AFC {result.val_2afc:.4f}" if result.val_2afc is not None else ""

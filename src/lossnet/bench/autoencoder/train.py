@@ -17,7 +17,7 @@ import math
 from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Iterable
 
 import torch
 from torch import nn
@@ -66,7 +66,7 @@ class AutoencoderTask(TrainingTask):
     """The autoencoder on shuffled uint8 images, reconstruction loss (+ KL for the VAE); scored by
     the held-out images' loss when there are any."""
 
-    #: history rows hold ``val_loss`` (from :meth:`train_epoch`) and this score, its negative
+    #: history rows hold ``val_loss`` (from :meth:`end_epoch`) and this score, its negative
     score_name = "neg_val_loss"
 
     def __init__(self, config: dict[str, Any], images: torch.Tensor, val_images: torch.Tensor | None, device: torch.device,
@@ -74,7 +74,7 @@ class AutoencoderTask(TrainingTask):
         self.config, self.images, self.device, self.progress = config, images, device, progress
         self.val_images = val_images if val_images is not None and len(val_images) else None
         self.model = build_model(config).to(device)
-        self.opt = torch.optim.Adam(self.model.parameters(), lr=config["lr"])
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config["lr"])
         self.loss_fn = build_loss(config).to(device)
         self.gen: torch.Generator | None = None
         self._val_loss: float | None = None
@@ -87,10 +87,10 @@ class AutoencoderTask(TrainingTask):
 
     def state(self) -> dict[str, Any]:
         # a loss network in train mode updates its BatchNorm statistics: they belong to the run's state
-        return {"optimizer": self.opt.state_dict(), "loss_net_stats": self._loss_net_stats()}
+        return {"optimizer": self.optimizer.state_dict(), "loss_net_stats": self._loss_net_stats()}
 
     def load_state(self, state: dict[str, Any], start_epoch: int) -> None:
-        self.opt.load_state_dict(state["optimizer"])
+        self.optimizer.load_state_dict(state["optimizer"])
         stats = state.get("loss_net_stats") or {}
         if stats:
             buffers = dict(self.loss_fn.named_buffers())
@@ -108,33 +108,40 @@ class AutoencoderTask(TrainingTask):
             loss = loss + self.config["kl_weight"] * self.model.kl_divergence(mu, logvar)
         return loss
 
-    def train_epoch(self, epoch: int, epochs: int) -> dict[str, Any] | None:
-        bs, size, images = self.config["batch_size"], self.config["image_size"], self.images
+    def batches(self, epoch: int, epochs: int):
+        """uint8 image batches of a seeded shuffle (the task's own generator, checkpoint-independent)."""
+        bs, images = self.config["batch_size"], self.images
         perm = torch.randperm(len(images), generator=self.gen)
+        for i in range(math.ceil(len(images) / bs)):
+            yield images[perm[i * bs : (i + 1) * bs]]
+
+    def batch_count(self, epoch: int) -> int:
+        return math.ceil(len(self.images) / self.config["batch_size"])
+
+    def epoch_label(self, epoch: int, epochs: int) -> str:
+        return f"AE epoch {epoch + 1}/{epochs}"
+
+    def to_device(self, batch: torch.Tensor) -> torch.Tensor:
+        return to_input(batch, self.config["image_size"]).to(self.device, non_blocking=True)
+
+    def step(self, x: torch.Tensor) -> dict[str, Any]:
+        with self.timer.phase("model"):
+            recon, mu, logvar = self.model(x)
+        with self.timer.phase("loss_net"):
+            loss = self.loss_fn(recon, x)
+            if logvar is not None:
+                loss = loss + self.config["kl_weight"] * self.model.kl_divergence(mu, logvar)
+        return {"loss": loss, "count": len(x)}
+
+    def epoch_row(self, epoch: int, records: list[dict[str, float]]) -> dict[str, Any]:
+        # per-batch means weighted by batch size, summed in step order (as the loop always did)
         total, count = 0.0, 0
-        bar = self.steps(math.ceil(len(images) / bs), f"AE epoch {epoch + 1}/{epochs}")
-        timer = self.timer
-        for i in bar:
-            with timer.phase("data"):
-                x = to_input(images[perm[i * bs : (i + 1) * bs]], size).to(self.device, non_blocking=True)
-            with timer.phase("model"):
-                recon, mu, logvar = self.model(x)
-            with timer.phase("loss_net"):
-                loss = self.loss_fn(recon, x)
-                if logvar is not None:
-                    loss = loss + self.config["kl_weight"] * self.model.kl_divergence(mu, logvar)
-            if not torch.isfinite(loss):
-                return None
-            with timer.phase("backward"):
-                self.opt.zero_grad(set_to_none=True)
-                loss.backward()
-                self.opt.step()
-            total += float(loss.detach()) * len(x)
-            count += len(x)
-            bar.set_postfix(loss=f"{total / count:.4g}")
-            if timer.end_step():
-                return None if not count else {"train_loss": total / count}
-        row = {"train_loss": total / max(count, 1)}
+        for r in records:
+            total += r["loss"] * r["count"]
+            count += int(r["count"])
+        return {"train_loss": total / max(count, 1)}
+
+    def end_epoch(self, epoch: int, row: dict[str, Any]) -> dict[str, Any]:
         self._val_loss = None
         if self.val_images is not None:
             self._val_loss = row["val_loss"] = self.validation_loss()

@@ -71,6 +71,7 @@ class HeadsFitConfig:
     val_max_items: int | None = None
     skip_bad: bool = False
     channels_last: bool = True
+    amp: str = "off"                 # mixed precision of the training passes: off | bf16 | fp16 (the trainer's)
     # runtime keys (not part of the fingerprint)
     device: str | None = None
     weights_dir: str | None = None
@@ -96,6 +97,8 @@ class HeadsFitConfig:
             raise InputError(f"heads fit: val must be auto, split, holdout or none, got {self.val!r}")
         if not 0.0 < self.val_fraction < 1.0:
             raise InputError(f"heads fit: val_fraction must be in (0, 1), got {self.val_fraction!r}")
+        if self.amp not in ("off", "bf16", "fp16"):
+            raise InputError(f"heads fit: amp must be off, bf16 or fp16, got {self.amp!r}")
         if self.normalize not in ("imagenet", "none"):
             raise InputError(f"heads fit: normalize must be imagenet or none, got {self.normalize!r}")
         self.net = get_spec(self.net).name
@@ -251,46 +254,57 @@ class HeadsTask(TrainingTask):
         with torch.no_grad():
             return list(self.network(x).values())
 
-    def step(self, ref: torch.Tensor, p0: torch.Tensor, p1: torch.Tensor, judge: torch.Tensor) -> float | None:
-        """One optimiser step on a batch (uint8 images, judgments in [0, 1]); the loss, or None
-        when it is not finite (nothing is updated then)."""
+    def batches(self, epoch: int, epochs: int):
+        """The epoch's BAPPS batches (lr of the epoch set; bad items dropped, all-bad batches skipped)
+        as ``(ref, p0, p1, judge)``."""
+        from torch.utils.data import DataLoader
+
+        from lossnet.bench.heads.data import check_batch
+
+        c = self.config
+        self._lr = lr_at(epoch, c.lr, c.epochs, c.decay_epochs)
+        for group in self.optimizer.param_groups:
+            group["lr"] = self._lr
+        order = epoch_order(len(self.train_set), c.seed, epoch)
+        loader = DataLoader(self.train_set, batch_size=c.batch_size, sampler=order, num_workers=c.num_workers or 0,
+                            generator=torch.Generator().manual_seed(0))
+        self._batches_total = len(loader)
+        for batch in loader:
+            ok = check_batch(batch, c.skip_bad)
+            if not bool(ok.any()):
+                continue
+            yield batch["ref"][ok], batch["p0"][ok], batch["p1"][ok], torch.as_tensor(batch["judge"])[ok]
+
+    def batch_count(self, epoch: int) -> int:
+        return math.ceil(len(self.train_set) / self.config.batch_size)
+
+    def epoch_label(self, epoch: int, epochs: int) -> str:
+        return f"heads epoch {epoch + 1}/{epochs}"
+
+    def to_device(self, batch):
+        return batch  # uint8 images go to the device in features(), after concatenation
+
+    def step(self, batch) -> dict[str, Any]:
+        """The 2AFC ranking loss of a batch (uint8 images, judgments in [0, 1])."""
+        ref, p0, p1, judge = batch
         n = ref.shape[0]
         f = self.features(torch.cat([ref, p0, p1]))
         fr, f0, f1 = [x[:n] for x in f], [x[n:2 * n] for x in f], [x[2 * n:] for x in f]
         d0 = self.model.distance(fr, f0, self.generator)
         d1 = self.model.distance(fr, f1, self.generator)
         target = ((judge.to(self.device).float() * 2.0 - 1.0) + 1.0) / 2.0  # lpips: judge*2-1, then (j+1)/2
-        loss = self.bce(self.model.rank(d0, d1), target)
-        if not bool(torch.isfinite(loss)):
-            return None
-        self.optimize(loss, self.optimizer)
+        with torch.autocast(device_type=self.device.type, enabled=False):  # BCE in fp32 even under --amp
+            loss = self.bce(self.model.rank(d0.float(), d1.float()), target)
+        return {"loss": loss, "items": n}
+
+    def after_optimize(self) -> None:
         self.model.clamp_()
-        return float(loss.detach())
 
-    def train_epoch(self, epoch: int, epochs: int) -> dict[str, Any] | None:
-        from torch.utils.data import DataLoader
-
-        from lossnet.bench.heads.data import check_batch
-
-        c = self.config
-        lr = lr_at(epoch, c.lr, c.epochs, c.decay_epochs)
-        for group in self.optimizer.param_groups:
-            group["lr"] = lr
-        order = epoch_order(len(self.train_set), c.seed, epoch)
-        loader = DataLoader(self.train_set, batch_size=c.batch_size, sampler=order, num_workers=c.num_workers or 0,
-                            generator=torch.Generator().manual_seed(0))
-        losses, seen = [], 0
-        for batch in self.steps(loader, f"heads epoch {epoch + 1}/{epochs}", total=len(loader)):
-            ok = check_batch(batch, c.skip_bad)
-            if not bool(ok.any()):
-                continue
-            loss = self.step(batch["ref"][ok], batch["p0"][ok], batch["p1"][ok], torch.as_tensor(batch["judge"])[ok])
-            if loss is None:
-                return None
-            losses.append(loss)
-            seen += int(ok.sum())
+    def epoch_row(self, epoch: int, records: list[dict[str, float]]) -> dict[str, Any]:
+        losses = [r["loss"] for r in records]
         self.losses += losses
-        return {"loss": float(np.mean(losses)) if losses else float("nan"), "lr": lr, "items": seen}
+        return {"loss": float(np.mean(losses)) if losses else float("nan"), "lr": self._lr,
+                "items": int(sum(r["items"] for r in records))}
 
     def val_distances(self, data) -> tuple[np.ndarray, np.ndarray]:
         self.model.eval()

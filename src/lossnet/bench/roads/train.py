@@ -66,6 +66,13 @@ def iteration_weights(k: int) -> list[float]:
     return [i / z for i in range(1, k + 1)]
 
 
+def _bce(p: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """BCE in fp32 even under ``--amp``: autocast refuses binary_cross_entropy (its log saturates in
+    half precision); in fp32 runs the casts are no-ops."""
+    with torch.autocast(device_type=p.device.type, enabled=False):
+        return F.binary_cross_entropy(p.float(), mask.float())
+
+
 def iteration_loss(
     outputs: list[torch.Tensor], mask: torch.Tensor, perceptual: torch.nn.Module | None, target_feats: Any, lam: float
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -75,7 +82,7 @@ def iteration_loss(
     features of ``mask`` (computed once per batch), ignored when ``perceptual`` is None.
     """
     weights = iteration_weights(len(outputs))
-    bce = sum(w * F.binary_cross_entropy(p, mask) for w, p in zip(weights, outputs))
+    bce = sum(w * _bce(p, mask) for w, p in zip(weights, outputs))
     if perceptual is None:
         pl = torch.zeros((), device=mask.device)
     else:
@@ -133,47 +140,46 @@ class RoadsTask(TrainingTask):
                 length = max(1, len(self.tiles) // c["batch_size"]) * c["batch_size"]
             self.crops = RandomCrops(self.tiles, c["crop"], length, seed=c["seed"], max_nodata=c["max_nodata"], cache=cache)
 
-    def train_epoch(self, epoch: int, epochs: int) -> dict[str, Any] | None:
-        config, crops, lam = self.config, self.crops, float(self.config["lam"])
+    def batches(self, epoch: int, epochs: int):
+        """The epoch's crops (seeded per epoch, so a resumed run sees the same ones), in a DataLoader."""
+        config, crops = self.config, self.crops
         crops.epoch, crops.rejected = epoch, 0
         torch.manual_seed(config["seed"] * 100003 + epoch)
-        loader = torch.utils.data.DataLoader(crops, batch_size=config["batch_size"], shuffle=False, drop_last=False,
-                                             num_workers=int(config.get("num_workers") or 0))
-        k_train = int(config["train_iterations"])
+        self._t0 = time.perf_counter()
+        return torch.utils.data.DataLoader(crops, batch_size=config["batch_size"], shuffle=False, drop_last=False,
+                                           num_workers=int(config.get("num_workers") or 0))
+
+    def epoch_label(self, epoch: int, epochs: int) -> str:
+        return f"roads epoch {epoch + 1}/{epochs}"
+
+    def step(self, batch) -> dict[str, Any] | None:
+        image, mask = batch
+        with self.timer.phase("model"):
+            outputs = self.model(image, int(self.config["train_iterations"]))
+            if not all(bool(torch.isfinite(p.sum())) for p in outputs):
+                return None  # BCE refuses NaN probabilities with an exception; report divergence instead
+        with self.timer.phase("loss_net"):
+            target_feats = self.perceptual.target_features(mask) if self.perceptual is not None else None  # once per batch
+            loss, bce, pl = iteration_loss(outputs, mask, self.perceptual, target_feats, float(self.config["lam"]))
+        return {"loss": loss, "bce": bce, "perceptual": pl}
+
+    def postfix(self, record: dict[str, float]) -> dict[str, str]:
+        return {"bce": f"{record['bce']:.3f}", "pl": f"{record['perceptual']:.3f}"}
+
+    def epoch_row(self, epoch: int, records: list[dict[str, float]]) -> dict[str, Any]:
+        lam, steps = float(self.config["lam"]), len(records)
         sums = {"bce": 0.0, "perceptual": 0.0}
-        t0, steps = time.perf_counter(), 0
-        bar = self.steps(loader, f"roads epoch {epoch + 1}/{epochs}")
-        timer = self.timer
-        for image, mask in timer.iterate(bar):
-            with timer.phase("data"):
-                image, mask = image.to(self.device, non_blocking=True), mask.to(self.device, non_blocking=True)
-            with timer.phase("model"):
-                outputs = self.model(image, k_train)
-                if not all(bool(torch.isfinite(p.sum())) for p in outputs):
-                    return None  # BCE refuses NaN probabilities with an exception; report divergence instead
-            with timer.phase("loss_net"):
-                target_feats = self.perceptual.target_features(mask) if self.perceptual is not None else None  # once per batch
-                loss, bce, pl = iteration_loss(outputs, mask, self.perceptual, target_feats, lam)
-            if not torch.isfinite(loss):
-                return None
-            with timer.phase("backward"):
-                self.optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                self.optimizer.step()
-            sums["bce"] += float(bce.detach())
-            sums["perceptual"] += float(pl.detach())
-            steps += 1
-            bar.set_postfix(bce=f"{float(bce.detach()):.3f}", pl=f"{float(pl.detach()):.3f}")
-            if timer.end_step():
-                break
+        for r in records:
+            sums["bce"] += r["bce"]
+            sums["perceptual"] += r["perceptual"]
         return {
             "steps": steps,
             "bce": sums["bce"] / max(steps, 1),
             "perceptual": sums["perceptual"] / max(steps, 1),
             "weighted_perceptual": lam * sums["perceptual"] / max(steps, 1),
             "total": (sums["bce"] + lam * sums["perceptual"]) / max(steps, 1),
-            "seconds": round(time.perf_counter() - t0, 2),
-            "rejected_crops": getattr(crops, "rejected", 0),
+            "seconds": round(time.perf_counter() - self._t0, 2),
+            "rejected_crops": getattr(self.crops, "rejected", 0),
         }
 
     def _views(self) -> list[tuple[torch.Tensor, torch.Tensor]]:

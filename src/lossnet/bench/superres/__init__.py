@@ -137,9 +137,6 @@ class SuperresConfig(TrainingConfig):
                              "Y, range inferred", kind="str", choices=VAL_METRICS)
     baseline: str | None = option(None, "bicubic: evaluate bicubic upsampling alone, without training", kind="str",
                                   nullable=True, choices=("bicubic",))
-    amp: str = option("off", "mixed precision of the training passes: off, bf16, or fp16 (with a gradient scaler); "
-                      "validation and test metrics are always fp32 on 8-bit outputs", kind="str", choices=("off", "bf16", "fp16"))
-    channels_last: bool = option(False, "NHWC memory format for the transformation network (faster convolutions on GPUs)", kind="bool")
 
 
 PRESETS: dict[str, dict[str, Any]] = {

@@ -139,7 +139,7 @@ class SuperresTask(TrainingTask):
         self.config, self.val, self.device, self.progress = config, val, device, progress
         self.model = build_model(config).to(device)
         self.loss_fn = build_loss(config).to(device)
-        self.opt = torch.optim.Adam(self.model.parameters(), lr=config["lr"])
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config["lr"])
         self.gen = torch.Generator().manual_seed(config["seed"])
         self.train_items = train_items  # crops: [(path, array)]; reference: [path]
         self.crops: RandomCrops | None = None
@@ -148,10 +148,10 @@ class SuperresTask(TrainingTask):
         return getattr(self.loss_fn, "signature", None)  # None: a pixel loss
 
     def state(self) -> dict[str, Any]:
-        return {"optimizer": self.opt.state_dict(), "generator": self.gen.get_state(), "torch_rng": torch.get_rng_state()}
+        return {"optimizer": self.optimizer.state_dict(), "generator": self.gen.get_state(), "torch_rng": torch.get_rng_state()}
 
     def load_state(self, state: dict[str, Any], start_epoch: int) -> None:
-        self.opt.load_state_dict(state["optimizer"])
+        self.optimizer.load_state_dict(state["optimizer"])
         self.gen.set_state(state["generator"])
         torch.set_rng_state(state["torch_rng"])
 
@@ -159,7 +159,7 @@ class SuperresTask(TrainingTask):
         if self.config["pipeline"] == "crops":
             self.crops = RandomCrops([a for _, a in self.train_items], self.config["crop"], self.config["batch_size"], self.gen)
 
-    def _batches(self):
+    def batches(self, epoch: int, epochs: int):
         """``(lr, hr)`` batches of one epoch: random crops degraded in torch, or the reference pairs
         through a DataLoader (lazy decoding, workers, pinned memory; order drawn from the checkpointed
         generator, so a resumed run sees the same batches)."""
@@ -177,31 +177,26 @@ class SuperresTask(TrainingTask):
         yield from torch.utils.data.DataLoader(data, batch_size=config["batch_size"], sampler=sampler, num_workers=workers,
                                                pin_memory=self.device.type == "cuda", persistent_workers=False)
 
-    def train_epoch(self, epoch: int, epochs: int) -> dict[str, Any] | None:
-        config = self.config
+    def batch_count(self, epoch: int) -> int:
+        return int(self.config["iters_per_epoch"])
+
+    def before_step(self, epoch: int, step: int) -> None:
+        for group in self.optimizer.param_groups:
+            group["lr"] = learning_rate(self.config, epoch * self.config["iters_per_epoch"] + step)
+
+    def step(self, batch) -> dict[str, Any]:
+        lr_img, hr = batch
+        with self.timer.phase("model"):
+            sr = self.model(lr_img)
+        with self.timer.phase("loss_net"):
+            loss = self.loss_fn(sr, hr)
+        return {"loss": loss}
+
+    def epoch_row(self, epoch: int, records: list[dict[str, float]]) -> dict[str, Any]:
         total = 0.0
-        bar = self.steps(self._batches(), f"epoch {epoch + 1}/{epochs}", total=config["iters_per_epoch"])
-        timer = self.timer
-        for step, (lr_img, hr) in enumerate(timer.iterate(bar)):
-            for group in self.opt.param_groups:
-                group["lr"] = learning_rate(config, epoch * config["iters_per_epoch"] + step)
-            with timer.phase("data"):
-                lr_img = lr_img.to(self.device, non_blocking=True)
-                hr = hr.to(self.device, non_blocking=True)
-            with self.autocast():
-                with timer.phase("model"):
-                    sr = self.model(lr_img)
-                with timer.phase("loss_net"):
-                    loss = self.loss_fn(sr, hr)
-            if not torch.isfinite(loss):
-                return None
-            with timer.phase("backward"):
-                self.optimize(loss, self.opt)
-            total += loss.item()
-            bar.set_postfix(loss=f"{loss.item():.4g}")
-            if timer.end_step():
-                break
-        return {"train_loss": total / config["iters_per_epoch"]}
+        for r in records:
+            total += r["loss"]
+        return {"train_loss": total / self.config["iters_per_epoch"]}
 
     def score(self, epoch: int) -> float:
         if self.config.get("val_metric") == "reference":
