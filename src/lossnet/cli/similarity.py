@@ -4,6 +4,7 @@
     lossnet similarity A.png B.png --net vgg16 --layer relu2_2,relu3_3 --distance mse
     lossnet similarity --dir0 D0 --dir1 D1 -o out.csv    # pairs files by name (stem)
     lossnet similarity A.png B.png --preset dists         # DISTS (needs dists-pytorch)
+    lossnet similarity A.png B.png --preset lpips-vgg --tile 256   # a large image, exactly, in tiles
 
 Every score comes with the metric's reproducibility signature (:mod:`lossnet.signature`): on
 stderr for a pair, in a ``signature`` column of the folder-mode CSV.
@@ -61,6 +62,9 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
                    help="values outside the input range: error (default), warn, clamp or off; NaN/Inf always fail")
     p.add_argument("--resize", action="store_true", help="resize the second image to the first's size instead of failing")
     p.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    p.add_argument("--tile", type=int, metavar="T",
+                   help="evaluate in T x T tiles with a receptive-field halo: the whole-image value in the memory of one "
+                        "tile (large images; T a multiple of the network's stride, e.g. 256)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar in folder mode")
     p.set_defaults(func=run)
     return p
@@ -77,7 +81,7 @@ def _build_metric(args):
         return PerceptualMetric(net=args.net, layers=args.layer, distance=args.distance, heads=heads,
                                 weights=WeightsSpec.parse(args.weights), weights_dir=args.weights_dir,
                                 input_range=_INPUT_RANGES[args.input_range], range_check=getattr(args, "range_check", "error"),
-                                ).to(args.device)
+                                tile=getattr(args, "tile", None)).to(args.device)
     custom = any(v is not None for v in (args.net, args.layer, args.distance))
     fixed = "dists" if args.preset == "dists" else "spatial"
     if args.preset and custom and (args.distance not in (None, fixed)):
@@ -95,6 +99,7 @@ def _build_metric(args):
         weights_dir=args.weights_dir,
         input_range=_INPUT_RANGES[args.input_range],
         range_check=getattr(args, "range_check", "error"),
+        tile=getattr(args, "tile", None),
     ).to(args.device)
 
 

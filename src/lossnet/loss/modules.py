@@ -343,6 +343,11 @@ class PerceptualMetric(_Perceptual):
         weights, weights_dir, input_range, layer_weights, channel_weights, channels_last,
             normalize, transform_input, loss_net_mode: as :class:`PerceptualLoss`.
         range_check: ``"error"`` (default), ``"warn"``, ``"clamp"`` or ``"off"``.
+        tile: evaluate large images exactly in ``tile x tile`` crops with a receptive-field halo
+            (:mod:`lossnet.loss.tiled`: the same value as the whole image, the memory of one crop;
+            ``tile`` a multiple of the network's total stride). Refused at construction where it
+            cannot be exact (global pooling, attention, BatchNorm in train mode); not with masks;
+            :meth:`spatial_map` and :meth:`features` still see the whole image.
 
     ``metric(a, b)`` returns ``(N,)``; ``metric(a, b, per_layer=True)`` the ``(N, L)`` per-layer
     terms; ``metric(a, b, mask=w)`` the masked distance (``w``: ``(N, 1, H, W)`` weights);
@@ -368,9 +373,16 @@ class PerceptualMetric(_Perceptual):
         transform_input: bool | None = None,
         loss_net_mode: str = "eval",
         heads: str | os.PathLike | None = None,
+        tile: int | None = None,
     ) -> None:
         super().__init__(net, layers, distance, layer_weights, weights, weights_dir, input_range, preset, channel_weights, "spatial",
                          channels_last, range_check, normalize, transform_input, loss_net_mode, heads)
+        self.tile = None
+        if tile is not None:
+            from lossnet.loss.tiled import tile_plan
+
+            self._tile_plan = tile_plan(self, tile)
+            self.tile = tile
 
     def features(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Per-layer features ``[(N, C_l, H_l, W_l), ...]`` of a batch ``x``."""
@@ -390,6 +402,13 @@ class PerceptualMetric(_Perceptual):
     def forward(self, a: torch.Tensor, b: torch.Tensor, *, mask: torch.Tensor | None = None,
                 per_layer: bool = False) -> torch.Tensor:
         _check_pair(a, b)
+        if self.tile is not None:
+            if mask is not None:
+                raise InputError("mask is not supported with tile= (evaluate masked distances on the whole image)")
+            from lossnet.loss.tiled import tiled_distance
+
+            with torch.inference_mode():
+                return tiled_distance(self, a, b, self._tile_plan, per_layer=per_layer)
         return self.compare(self.features(a), self.features(b), mask=mask, per_layer=per_layer)
 
     def spatial_map(self, a: torch.Tensor, b: torch.Tensor, *, per_layer: bool = False) -> torch.Tensor:
