@@ -240,6 +240,10 @@ class PerceptualLoss(_Perceptual):
         normalize: ``"imagenet"`` (default; None means it) or ``"none"`` (:class:`~lossnet.network.LossNetwork`).
         transform_input: googlenet / inception_v3 only; None = torchvision's default for the weights.
         loss_net_mode: ``"eval"`` (default) or ``"train"`` (:class:`~lossnet.network.LossNetwork`).
+        ensemble: None, or N (an int), a dict of :class:`lossnet.loss.ensemble.Ensemble` arguments or an
+            ``Ensemble``: the loss is the mean over N seeded random transforms (shifts, flips, small
+            scales, colour changes) applied identically to ``pred`` and ``target`` (E-LPIPS-style,
+            differentiable; :mod:`lossnet.loss.ensemble`); ``target`` must then be an image.
 
     Shape:
         ``pred``: ``(N, C, H, W)`` with C in {1, 3}; ``target`` the same, or precomputed features
@@ -275,6 +279,7 @@ class PerceptualLoss(_Perceptual):
         transform_input: bool | None = None,
         loss_net_mode: str = "eval",
         heads: str | os.PathLike | None = None,
+        ensemble=None,
     ) -> None:
         if reduction not in REDUCTIONS:
             raise InputError(f"reduction must be one of {', '.join(REDUCTIONS)}, got {reduction!r}")
@@ -283,6 +288,9 @@ class PerceptualLoss(_Perceptual):
         super().__init__(net, layers, distance, layer_weights, weights, weights_dir, input_range, preset, channel_weights, "mse",
                          channels_last, range_check, normalize, transform_input, loss_net_mode, heads)
         self.reduction = reduction
+        from lossnet.loss.ensemble import make_ensemble
+
+        self.ensemble = make_ensemble(ensemble)
 
     def features(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Per-layer features of ``x`` (autograd enabled: gradients flow to ``x``)."""
@@ -314,9 +322,16 @@ class PerceptualLoss(_Perceptual):
 
     def forward(self, pred: torch.Tensor, target: torch.Tensor | Features, *, mask: torch.Tensor | None = None,
                 per_layer: bool = False) -> torch.Tensor:
+        if self.ensemble is not None:
+            _check_loss_inputs(pred, target)
+            if not isinstance(target, torch.Tensor):
+                raise InputError("ensemble= transforms both images: pass the target image, not precomputed features")
+            return self._reduce(self.ensemble(self._single, pred, target, mask, per_layer))
+        return self._reduce(self._single(pred, target, mask, per_layer))
+
+    def _single(self, pred, target, mask=None, per_layer=False) -> torch.Tensor:
         ft = self._target(pred, target)
-        d = self.compare(self.features(pred), ft, mask=mask, per_layer=per_layer)
-        return self._reduce(d)
+        return self.compare(self.features(pred), ft, mask=mask, per_layer=per_layer)
 
     def spatial_map(self, pred: torch.Tensor, target: torch.Tensor | Features, *, per_layer: bool = False) -> torch.Tensor:
         """Per-position distance ``(N, 1, H, W)`` at the size of ``pred`` (``(N, L, H, W)`` per
@@ -348,6 +363,9 @@ class PerceptualMetric(_Perceptual):
             ``tile`` a multiple of the network's total stride). Refused at construction where it
             cannot be exact (global pooling, attention, BatchNorm in train mode); not with masks;
             :meth:`spatial_map` and :meth:`features` still see the whole image.
+        ensemble: as :class:`PerceptualLoss`: the value is the mean over N seeded transforms of both
+            images (:func:`lossnet.loss.ensemble.ensemble_stats` gives mean and std); :meth:`spatial_map`
+            is not ensembled.
 
     ``metric(a, b)`` returns ``(N,)``; ``metric(a, b, per_layer=True)`` the ``(N, L)`` per-layer
     terms; ``metric(a, b, mask=w)`` the masked distance (``w``: ``(N, 1, H, W)`` weights);
@@ -374,6 +392,7 @@ class PerceptualMetric(_Perceptual):
         loss_net_mode: str = "eval",
         heads: str | os.PathLike | None = None,
         tile: int | None = None,
+        ensemble=None,
     ) -> None:
         super().__init__(net, layers, distance, layer_weights, weights, weights_dir, input_range, preset, channel_weights, "spatial",
                          channels_last, range_check, normalize, transform_input, loss_net_mode, heads)
@@ -383,6 +402,9 @@ class PerceptualMetric(_Perceptual):
 
             self._tile_plan = tile_plan(self, tile)
             self.tile = tile
+        from lossnet.loss.ensemble import make_ensemble
+
+        self.ensemble = make_ensemble(ensemble)
 
     def features(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Per-layer features ``[(N, C_l, H_l, W_l), ...]`` of a batch ``x``."""
@@ -401,6 +423,13 @@ class PerceptualMetric(_Perceptual):
 
     def forward(self, a: torch.Tensor, b: torch.Tensor, *, mask: torch.Tensor | None = None,
                 per_layer: bool = False) -> torch.Tensor:
+        _check_pair(a, b)
+        if self.ensemble is not None:
+            with torch.inference_mode():
+                return self.ensemble(self._single, a, b, mask, per_layer)
+        return self._single(a, b, mask, per_layer)
+
+    def _single(self, a, b, mask=None, per_layer=False) -> torch.Tensor:
         _check_pair(a, b)
         if self.tile is not None:
             if mask is not None:
