@@ -108,7 +108,7 @@ def signature(model) -> str:
     from lossnet._version import __version__
 
     net = model.network
-    fields = [f"lossnet {__version__}", net.arch + (":l2pool" if getattr(net, "pooling", "max") == "l2" else "")]
+    fields = [f"lossnet {__version__}", net.arch + {"l2": ":l2pool", "blur": ":blurpool"}.get(getattr(net, "pooling", "max"), "")]
     fields.append(_layers_field(model))
     fields.append(model.distance.name)
     lw = model.distance.layer_weights

@@ -34,6 +34,7 @@ RANGE_CHECK_CHOICES = ("error", "warn", "clamp", "off")
 def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     from lossnet.dists_preset import DISTS_PRESET
     from lossnet.lpips_presets import PRESETS
+    from lossnet.stlpips_preset import STLPIPS_PRESETS
 
     p = subparsers.add_parser(
         "similarity",
@@ -47,8 +48,9 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--dir0", help="first folder (folder mode)")
     p.add_argument("--dir1", help="second folder (folder mode)")
     p.add_argument("-o", "--out", help="CSV written in folder mode (default: stdout)")
-    p.add_argument("--preset", choices=sorted([*PRESETS, DISTS_PRESET]),
-                   help="LPIPS v0.1 preset (layers + calibrated linear heads) or dists (DISTS, needs dists-pytorch)")
+    p.add_argument("--preset", choices=sorted([*PRESETS, *STLPIPS_PRESETS, DISTS_PRESET]),
+                   help="LPIPS v0.1 preset (layers + calibrated linear heads), stlpips-alex/-vgg (shift-tolerant LPIPS, "
+                        "lossnet[stlpips]) or dists (DISTS)")
     p.add_argument("--heads", metavar="FILE", help="heads file (lossnet heads fit / export-lpips): calibrated channel weights "
                    "with the net, layers and normalisation they were fitted for")
     p.add_argument("--net", help="loss-network architecture (default alexnet when --layer/--distance are given)")

@@ -82,7 +82,7 @@ class _Perceptual(nn.Module):
         self.preset = preset
         self.lpips_version: str | None = None
         self.heads_label = "none"
-        pooling = "max"
+        pooling, backbone = "max", None
         if isinstance(layers, str):
             layers = [n.strip() for n in layers.split(",") if n.strip()]
         if heads is not None:
@@ -93,6 +93,7 @@ class _Perceptual(nn.Module):
             r = _resolve_preset(preset, net, layers, distance, channel_weights)
             net, layers, distance, channel_weights, pooling = r["net"], r["layers"], r["distance"], r["channel_weights"], r["pooling"]
             self.heads_label, self.lpips_version = r["heads"], r["lpips_version"]
+            backbone = r.get("backbone")  # a preset's own trained backbone (ST-LPIPS)
         elif channel_weights is not None and any(w is not None for w in channel_weights):
             from lossnet.signature import tensors_digest
 
@@ -107,8 +108,15 @@ class _Perceptual(nn.Module):
         if distance not in DISTANCES:
             raise InputError(f"unknown distance {distance!r}; choose one of {', '.join(DISTANCES)}")
         layer_weights = _parse_layer_weights(layer_weights, layers)
-        self.network = LossNetwork(net, layers, weights=weights, weights_dir=weights_dir, transform_input=transform_input,
-                                   normalize=normalize, loss_net_mode=loss_net_mode, pooling=pooling)
+        own = backbone is not None and WeightsSpec.parse(weights).kind == "imagenet"
+        self.network = LossNetwork(net, layers, weights=None if own else weights, weights_dir=weights_dir,
+                                   transform_input=transform_input, normalize=normalize, loss_net_mode=loss_net_mode,
+                                   pooling=pooling)
+        if own:  # the preset's backbone weights take the place of ImageNet's
+            from lossnet.weights import load_into
+
+            load_into(self.network.body, backbone[0], backbone[1])
+            self.network.weights_spec, self.network.weights_source = WeightsSpec.parse(backbone[1]), backbone[1]
         if channels_last is None:
             # NHWC everywhere except DISTS: its L2 pooling's 1/sqrt amplifies the NHWC kernels' other
             # rounding in the gradient (max |error| vs float64 ~9x NCHW's); NCHW matches dists-pytorch

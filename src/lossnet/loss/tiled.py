@@ -72,25 +72,31 @@ def _pair(v) -> tuple[int, int]:
 
 
 def _window(m: nn.Module, name: str):
-    """(kernel, stride, padding-before, dilation) per axis of a sliding-window module, or None."""
+    """(kernel, stride, padding-before, dilation, reflected) per axis of a sliding-window module, or None.
+    ``reflected``: a reflect padding of that many positions (an output at the border then also
+    depends on that many positions inward, which the halo must cover)."""
+    tw = getattr(m, "tile_window", None)  # lossnet's composite modules (BlurPool, ConvBlur, ...) say it
+    if tw is not None:
+        k, s, p, r = tw
+        return (k, k), (s, s), (p, p), (1, 1), (r, r)
     if isinstance(m, nn.Conv2d):
         k, s, d = _pair(m.kernel_size), _pair(m.stride), _pair(m.dilation)
         if isinstance(m.padding, str):  # 'valid' or 'same' (stride 1): PyTorch pads total//2 before
             p = (0, 0) if m.padding == "valid" else tuple(di * (ki - 1) // 2 for ki, di in zip(k, d))
         else:
             p = _pair(m.padding)
-        return k, s, p, d
+        r = p if m.padding_mode in ("reflect", "replicate", "circular") else (0, 0)
+        return k, s, p, d, r
     if isinstance(m, (nn.MaxPool2d, nn.AvgPool2d)):
         k = _pair(m.kernel_size)
         s = _pair(m.stride if m.stride is not None else m.kernel_size)
         d = _pair(getattr(m, "dilation", 1))
-        return k, s, _pair(m.padding), d
-    # DISTS's L2 pooling and the anti-aliasing blur pool: a depthwise filter with stride/padding
+        return k, s, _pair(m.padding), d, (0, 0)
+    # DISTS's L2 pooling: a depthwise filter with zero padding
     filt = getattr(m, "filter", None)
-    if type(m).__name__ in ("L2Pool", "BlurPool") and isinstance(filt, torch.Tensor):
+    if type(m).__name__ == "L2Pool" and isinstance(filt, torch.Tensor):
         k = (int(filt.shape[-2]), int(filt.shape[-1]))
-        pad = getattr(m, "pad_before", None) or _pair(m.padding)
-        return k, _pair(m.stride), tuple(pad), (1, 1)
+        return k, _pair(m.stride), _pair(m.padding), (1, 1), (0, 0)
     return None
 
 
@@ -141,8 +147,9 @@ def layer_geometry(body: torch.fx.GraphModule, nodes: tuple[str, ...]) -> tuple[
                                   f"differ from the image's (use loss_net_mode='eval')")
             win = _window(m, node.target)
             if win is not None:
-                k, s, p, d = win
-                merged = tuple(Axis(ax.stride * s[i], ax.before + ax.stride * p[i], ax.after + ax.stride * (d[i] * (k[i] - 1) - p[i]))
+                k, s, p, d, r = win
+                merged = tuple(Axis(ax.stride * s[i], ax.before + ax.stride * (p[i] + r[i]),
+                                    ax.after + ax.stride * (d[i] * (k[i] - 1) - p[i] + r[i]))
                                for i, ax in enumerate(merged))
                 strides.update(ax.stride for ax in merged)
             elif not isinstance(m, _POINTWISE):
