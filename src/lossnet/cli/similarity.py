@@ -26,7 +26,7 @@ _INPUT_RANGES = {"0,1": (0.0, 1.0), "-1,1": (-1.0, 1.0)}
 
 #: The keys of :data:`lossnet.distances.DISTANCES`, spelled out so that building the parser does
 #: not import torch (a test checks they agree).
-DISTANCE_CHOICES = ("dists", "gram", "l1", "meanpool", "mse", "spatial")
+DISTANCE_CHOICES = ("adists", "dists", "gram", "l1", "meanpool", "mse", "spatial")
 #: :data:`lossnet.loss.RANGE_CHECKS`, spelled out for the same reason.
 RANGE_CHECK_CHOICES = ("error", "warn", "clamp", "off")
 
@@ -48,9 +48,9 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--dir0", help="first folder (folder mode)")
     p.add_argument("--dir1", help="second folder (folder mode)")
     p.add_argument("-o", "--out", help="CSV written in folder mode (default: stdout)")
-    p.add_argument("--preset", choices=sorted([*PRESETS, *STLPIPS_PRESETS, DISTS_PRESET]),
+    p.add_argument("--preset", choices=sorted([*PRESETS, *STLPIPS_PRESETS, DISTS_PRESET, "adists"]),
                    help="LPIPS v0.1 preset (layers + calibrated linear heads), stlpips-alex/-vgg (shift-tolerant LPIPS, "
-                        "lossnet[stlpips]) or dists (DISTS)")
+                        "lossnet[stlpips]), dists (DISTS) or adists (A-DISTS)")
     p.add_argument("--heads", metavar="FILE", help="heads file (lossnet heads fit / export-lpips): calibrated channel weights "
                    "with the net, layers and normalisation they were fitted for")
     p.add_argument("--net", help="loss-network architecture (default alexnet when --layer/--distance are given)")
@@ -85,7 +85,7 @@ def _build_metric(args):
                                 input_range=_INPUT_RANGES[args.input_range], range_check=getattr(args, "range_check", "error"),
                                 tile=getattr(args, "tile", None)).to(args.device)
     custom = any(v is not None for v in (args.net, args.layer, args.distance))
-    fixed = "dists" if args.preset == "dists" else "spatial"
+    fixed = args.preset if args.preset in ("dists", "adists") else "spatial"
     if args.preset and custom and (args.distance not in (None, fixed)):
         raise InputError(f"--preset {args.preset} fixes the distance to {fixed}; drop --distance {args.distance}")
     preset = args.preset if (args.preset or custom) else "lpips-alex"

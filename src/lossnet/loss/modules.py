@@ -120,7 +120,7 @@ class _Perceptual(nn.Module):
         if channels_last is None:
             # NHWC everywhere except DISTS: its L2 pooling's 1/sqrt amplifies the NHWC kernels' other
             # rounding in the gradient (max |error| vs float64 ~9x NCHW's); NCHW matches dists-pytorch
-            channels_last = preset != "dists"
+            channels_last = preset not in ("dists", "adists")
         self.channels_last = bool(channels_last)
         if self.channels_last:
             # oneDNN's CPU convolutions run ~1.3-1.5x faster in NHWC, forward and backward
@@ -339,6 +339,8 @@ class PerceptualLoss(_Perceptual):
 
     def _single(self, pred, target, mask=None, per_layer=False) -> torch.Tensor:
         ft = self._target(pred, target)
+        if self.distance.name == "adists":  # its first argument is the reference: the target
+            return self.compare(ft, self.features(pred), mask=mask, per_layer=per_layer)
         return self.compare(self.features(pred), ft, mask=mask, per_layer=per_layer)
 
     def spatial_map(self, pred: torch.Tensor, target: torch.Tensor | Features, *, per_layer: bool = False) -> torch.Tensor:

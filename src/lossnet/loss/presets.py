@@ -37,12 +37,14 @@ def _resolve_preset(preset: str, net, layers, distance, channel_weights) -> dict
 
     if preset == DISTS_PRESET:
         arch, p_layers, p_distance, pooling = DISTS_ARCH, DISTS_LAYERS, "dists", "l2"
+    elif preset == "adists":  # A-DISTS (lossnet.adists): the DISTS network, no channel weights
+        arch, p_layers, p_distance, pooling = DISTS_ARCH, DISTS_LAYERS, "adists", "l2"
     elif preset in STLPIPS_PRESETS:
         arch, _, lpips_name = STLPIPS_PRESETS[preset]
         p_layers, p_distance, pooling = get_preset(lpips_name).layers, "spatial", "blur"
     elif preset not in PRESETS:
         # get_preset's own message lists the LPIPS presets only; "dists" and ST-LPIPS are accepted here too
-        raise InputError(f"unknown preset {preset!r}; choose one of {', '.join([*PRESETS, *STLPIPS_PRESETS, DISTS_PRESET])}")
+        raise InputError(f"unknown preset {preset!r}; choose one of {', '.join([*PRESETS, *STLPIPS_PRESETS, DISTS_PRESET, 'adists'])}")
     else:
         p = get_preset(preset)
         arch, p_layers, p_distance, pooling = p.arch, p.layers, "spatial", "max"
@@ -54,6 +56,9 @@ def _resolve_preset(preset: str, net, layers, distance, channel_weights) -> dict
         raise InputError(f"preset {preset!r} uses the {p_distance!r} distance, not {distance!r}")
     if channel_weights is not None:
         raise InputError(f"preset {preset!r} brings its own channel weights; do not pass channel_weights")
+    if preset == "adists":
+        return dict(net=arch, layers=list(layers) if layers is not None else list(p_layers), distance=p_distance,
+                    channel_weights=None, pooling=pooling, heads="none", lpips_version=None)
     if preset in STLPIPS_PRESETS:
         from lossnet.stlpips_preset import stlpips_state, stlpips_version
 

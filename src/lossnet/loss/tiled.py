@@ -37,7 +37,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from lossnet.distances import _LAYER_FNS, _layer_channel_weights, unit_normalize, DISTS_C1, DISTS_C2
+from lossnet.distances import DISTS_C1, DISTS_C2, checked_channel_weights, layer_positions, unit_normalize
 from lossnet.errors import InputError
 
 __all__ = ["TilingError", "TilePlan", "tile_plan", "tiled_distance", "layer_geometry"]
@@ -224,7 +224,7 @@ class _Sums:
             a, b = torch.broadcast_tensors(a, b)
         self.count += a.shape[-1] * a.shape[-2]
         if self.name in ("spatial", "mse", "l1"):
-            pos = _LAYER_FNS[self.name](a, b, self.cw, None, position=True)
+            pos = layer_positions(self.name, a, b, self.cw)
             self._add([pos.double().sum((1, 2))])
             return
         x, y = a.double().flatten(2), b.double().flatten(2)  # (N, C, P)
@@ -278,7 +278,7 @@ def tiled_distance(metric, a: torch.Tensor, b: torch.Tensor, plan: TilePlan, *, 
             fa = metric._features(a[..., c0:c1, d0:d1], "a")
             fb = metric._features(b[..., c0:c1, d0:d1], "b")
             if sums is None:
-                cws = _layer_channel_weights(dist.name, fa, dist.channel_weights, True)
+                cws = checked_channel_weights(dist.name, fa, dist.channel_weights)
                 sums = [_Sums(dist.name, cw) for cw in cws]
             for acc, (ay, ax), f, g in zip(sums, plan.axes, fa, fb):
                 rows = slice(y0 // ay.stride - c0 // ay.stride, None if y1 == h else y1 // ay.stride - c0 // ay.stride)
