@@ -63,6 +63,14 @@ def test_image_smaller_than_tile_is_one_tile():
     assert torch.allclose(tiled(a, b), whole(a, b), atol=1e-7)
 
 
+def test_a_sliver_at_the_end_joins_the_previous_tile():
+    # AlexNet relu1 (11x11, stride 4): halo 4 before, 8 after; a 1-pixel last tile alone would give
+    # a 5-pixel crop, smaller than the kernel
+    whole, tiled = _twins(32, net="alexnet", layers=["relu1"], distance="spatial")
+    a, b = _pair(7, size=(65, 97))
+    assert torch.allclose(tiled(a, b), whole(a, b), atol=1e-6)
+
+
 def test_without_the_halo_the_value_differs():
     # the test can fail: drop the halo and the interior tile edges see zero padding
     whole, tiled = _twins(64, net="vgg16", layers="L", distance="spatial")

@@ -258,7 +258,12 @@ class _Sums:
 
 
 def _starts(size: int, tile: int):
-    return [(t0, min(t0 + tile, size)) for t0 in range(0, size, tile)]
+    spans = [(t0, min(t0 + tile, size)) for t0 in range(0, size, tile)]
+    if len(spans) > 1 and spans[-1][1] - spans[-1][0] < tile // 2:
+        # a sliver at the end joins the previous tile: alone, its crop (sliver + halo) can be
+        # smaller than a kernel of a network with a small halo, though it owns no features
+        spans[-2:] = [(spans[-2][0], size)]
+    return spans
 
 
 def tiled_distance(metric, a: torch.Tensor, b: torch.Tensor, plan: TilePlan, *, per_layer: bool = False) -> torch.Tensor:
