@@ -58,7 +58,10 @@ __all__ = [
     "gram_matrix",
     "meanpool",
     "dists",
+    "adists",
     "layer_masks",
+    "layer_positions",
+    "checked_channel_weights",
     "compute_distance",
     "distance_map",
     "Distance",
@@ -316,8 +319,29 @@ def _layer_channel_weights(name: str, feats_a, channel_weights, validated: bool)
     return [None if w is None else check(w, a.shape[1], i, check_sign=not validated) for i, (w, a) in enumerate(zip(channel_weights, feats_a))]
 
 
+def layer_positions(name: str, a: torch.Tensor, b: torch.Tensor, channel_weight: torch.Tensor | None = None) -> torch.Tensor:
+    """Per-position value ``(N, H, W)`` of one layer for a position-wise distance (:data:`MAP_DISTANCES`):
+    the quantity whose spatial mean is :math:`d_l` (``channel_weight`` as from :func:`checked_channel_weights`)."""
+    if name not in MAP_DISTANCES:
+        raise InputError(f"the {name!r} distance has no per-position value; those exist for {', '.join(MAP_DISTANCES)}")
+    return _LAYER_FNS[name](a, b, channel_weight, None, position=True)
+
+
+def checked_channel_weights(name: str, feats, channel_weights) -> list:
+    """Per-layer channel weights of ``name`` checked and shaped against the features
+    (``(1, C, 1, 1)`` for spatial, ``(2, C)`` for dists; ``[None] * L`` without any)."""
+    return _layer_channel_weights(name, feats, channel_weights, True)
+
+
 def _combine(name: str, feats_a, feats_b, layer_weights, channel_weights, masks, per_layer: bool, validated: bool):
     lw = _check(name, feats_a, feats_b, layer_weights)
+    if name == "adists":  # layers depend on each other (layer 0 reuses layer 1's adaptive weights)
+        if masks is not None:
+            raise InputError("adists: masks are not supported (its local statistics use sliding windows)")
+        from lossnet.adists import adists_terms
+
+        terms = adists_terms(feats_a, feats_b, lw)
+        return terms if per_layer else terms.sum(1)
     fn = _LAYER_FNS[name]
     cws = _layer_channel_weights(name, feats_a, channel_weights, validated)
     ms = layer_masks(masks, feats_a) if masks is not None else [None] * len(feats_a)
@@ -464,6 +488,17 @@ def dists(
     return _combine("dists", feats_a, feats_b, layer_weights, channel_weights, masks, False, False)
 
 
+def adists(feats_a: FeatureList, feats_b: FeatureList, layer_weights: WeightList = None) -> torch.Tensor:
+    """A-DISTS (Ding et al., ACM MM 2021) of the six DISTS feature maps; ``feats_a`` is the
+    reference. Local (21 x 21 Gaussian window) structure and texture terms balanced per position by
+    the reference's variance-to-mean ratio; see :mod:`lossnet.adists` for every formula's source.
+
+    Returns:
+        ``(N,)`` A-DISTS scores (0 for identical inputs).
+    """
+    return _combine("adists", feats_a, feats_b, layer_weights, None, None, False, False)
+
+
 #: Distance name -> function ``f(feats_a, feats_b, layer_weights=None) -> (N,)``.
 DISTANCES: dict[str, Callable[..., torch.Tensor]] = {
     "spatial": spatial,
@@ -472,6 +507,7 @@ DISTANCES: dict[str, Callable[..., torch.Tensor]] = {
     "gram": gram,
     "meanpool": meanpool,
     "dists": dists,
+    "adists": adists,
 }
 
 

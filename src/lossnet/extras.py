@@ -20,6 +20,8 @@ EXTRAS: dict[str, tuple[str, ...]] = {
     "ray": ("ray",),
     "kaggle": ("kaggle",),
     "fast-png": ("imagecodecs",),
+    # the ST-LPIPS presets read their weight files from this wheel (never import it)
+    "stlpips": ("stlpips_pytorch",),
 }
 
 

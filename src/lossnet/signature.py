@@ -108,7 +108,7 @@ def signature(model) -> str:
     from lossnet._version import __version__
 
     net = model.network
-    fields = [f"lossnet {__version__}", net.arch + (":l2pool" if getattr(net, "pooling", "max") == "l2" else "")]
+    fields = [f"lossnet {__version__}", net.arch + {"l2": ":l2pool", "blur": ":blurpool"}.get(getattr(net, "pooling", "max"), "")]
     fields.append(_layers_field(model))
     fields.append(model.distance.name)
     lw = model.distance.layer_weights
@@ -122,6 +122,11 @@ def signature(model) -> str:
         fields.append("ti=1")
     if getattr(net, "loss_net_mode", "eval") != "eval":
         fields.append(f"mode={net.loss_net_mode}")
+    ens = getattr(model, "ensemble", None)
+    if ens is not None:  # the transforms change the value: their count, seed and settings
+        import hashlib
+
+        fields.append(f"ens={ens.n}:{ens.seed}:{hashlib.sha256(repr(sorted(ens.config.items())).encode()).hexdigest()[:8]}")
     fields.append(f"tv={_version('torchvision')}")
     fields.append(f"torch={_version('torch')}")
     fields.append(f"w={net.weights_spec.kind}:sha256:{_weights_digest(model)}")
@@ -141,7 +146,7 @@ def parse_signature(text: str) -> dict[str, str]:
     positional = iter(("arch", "layers", "distance"))
     for p in parts[1:]:
         key, sep, value = p.partition("=")
-        if sep and key in ("preset", "lw", "heads", "range", "norm", "ti", "mode", "tv", "torch", "w"):
+        if sep and key in ("preset", "lw", "heads", "range", "norm", "ti", "mode", "ens", "tv", "torch", "w"):
             out[key] = value
             if key == "preset":
                 next(positional, None)

@@ -4,6 +4,7 @@
     lossnet similarity A.png B.png --net vgg16 --layer relu2_2,relu3_3 --distance mse
     lossnet similarity --dir0 D0 --dir1 D1 -o out.csv    # pairs files by name (stem)
     lossnet similarity A.png B.png --preset dists         # DISTS (needs dists-pytorch)
+    lossnet similarity A.png B.png --preset lpips-vgg --tile 256   # a large image, exactly, in tiles
 
 Every score comes with the metric's reproducibility signature (:mod:`lossnet.signature`): on
 stderr for a pair, in a ``signature`` column of the folder-mode CSV.
@@ -25,7 +26,7 @@ _INPUT_RANGES = {"0,1": (0.0, 1.0), "-1,1": (-1.0, 1.0)}
 
 #: The keys of :data:`lossnet.distances.DISTANCES`, spelled out so that building the parser does
 #: not import torch (a test checks they agree).
-DISTANCE_CHOICES = ("dists", "gram", "l1", "meanpool", "mse", "spatial")
+DISTANCE_CHOICES = ("adists", "dists", "gram", "l1", "meanpool", "mse", "spatial")
 #: :data:`lossnet.loss.RANGE_CHECKS`, spelled out for the same reason.
 RANGE_CHECK_CHOICES = ("error", "warn", "clamp", "off")
 
@@ -33,6 +34,7 @@ RANGE_CHECK_CHOICES = ("error", "warn", "clamp", "off")
 def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     from lossnet.dists_preset import DISTS_PRESET
     from lossnet.lpips_presets import PRESETS
+    from lossnet.stlpips_preset import STLPIPS_PRESETS
 
     p = subparsers.add_parser(
         "similarity",
@@ -46,8 +48,9 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--dir0", help="first folder (folder mode)")
     p.add_argument("--dir1", help="second folder (folder mode)")
     p.add_argument("-o", "--out", help="CSV written in folder mode (default: stdout)")
-    p.add_argument("--preset", choices=sorted([*PRESETS, DISTS_PRESET]),
-                   help="LPIPS v0.1 preset (layers + calibrated linear heads) or dists (DISTS, needs dists-pytorch)")
+    p.add_argument("--preset", choices=sorted([*PRESETS, *STLPIPS_PRESETS, DISTS_PRESET, "adists"]),
+                   help="LPIPS v0.1 preset (layers + calibrated linear heads), stlpips-alex/-vgg (shift-tolerant LPIPS, "
+                        "lossnet[stlpips]), dists (DISTS) or adists (A-DISTS)")
     p.add_argument("--heads", metavar="FILE", help="heads file (lossnet heads fit / export-lpips): calibrated channel weights "
                    "with the net, layers and normalisation they were fitted for")
     p.add_argument("--net", help="loss-network architecture (default alexnet when --layer/--distance are given)")
@@ -61,6 +64,9 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
                    help="values outside the input range: error (default), warn, clamp or off; NaN/Inf always fail")
     p.add_argument("--resize", action="store_true", help="resize the second image to the first's size instead of failing")
     p.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    p.add_argument("--tile", type=int, metavar="T",
+                   help="evaluate in T x T tiles with a receptive-field halo: the whole-image value in the memory of one "
+                        "tile (large images; T a multiple of the network's stride, e.g. 256)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar in folder mode")
     p.set_defaults(func=run)
     return p
@@ -77,9 +83,9 @@ def _build_metric(args):
         return PerceptualMetric(net=args.net, layers=args.layer, distance=args.distance, heads=heads,
                                 weights=WeightsSpec.parse(args.weights), weights_dir=args.weights_dir,
                                 input_range=_INPUT_RANGES[args.input_range], range_check=getattr(args, "range_check", "error"),
-                                ).to(args.device)
+                                tile=getattr(args, "tile", None)).to(args.device)
     custom = any(v is not None for v in (args.net, args.layer, args.distance))
-    fixed = "dists" if args.preset == "dists" else "spatial"
+    fixed = args.preset if args.preset in ("dists", "adists") else "spatial"
     if args.preset and custom and (args.distance not in (None, fixed)):
         raise InputError(f"--preset {args.preset} fixes the distance to {fixed}; drop --distance {args.distance}")
     preset = args.preset if (args.preset or custom) else "lpips-alex"
@@ -95,6 +101,7 @@ def _build_metric(args):
         weights_dir=args.weights_dir,
         input_range=_INPUT_RANGES[args.input_range],
         range_check=getattr(args, "range_check", "error"),
+        tile=getattr(args, "tile", None),
     ).to(args.device)
 
 

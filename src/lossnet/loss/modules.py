@@ -83,7 +83,7 @@ class _Perceptual(nn.Module):
         self.preset = preset
         self.lpips_version: str | None = None
         self.heads_label = "none"
-        pooling = "max"
+        pooling, backbone = "max", None
         heads_backbone = (None, "")
         if isinstance(layers, str):
             layers = [n.strip() for n in layers.split(",") if n.strip()]
@@ -96,6 +96,7 @@ class _Perceptual(nn.Module):
             r = _resolve_preset(preset, net, layers, distance, channel_weights)
             net, layers, distance, channel_weights, pooling = r["net"], r["layers"], r["distance"], r["channel_weights"], r["pooling"]
             self.heads_label, self.lpips_version = r["heads"], r["lpips_version"]
+            backbone = r.get("backbone")  # a preset's own trained backbone (ST-LPIPS)
         elif channel_weights is not None and any(w is not None for w in channel_weights):
             from lossnet.signature import tensors_digest
 
@@ -110,13 +111,20 @@ class _Perceptual(nn.Module):
         if distance not in DISTANCES:
             raise InputError(f"unknown distance {distance!r}; choose one of {', '.join(DISTANCES)}")
         layer_weights = _parse_layer_weights(layer_weights, layers)
-        self.network = LossNetwork(net, layers, weights=weights, weights_dir=weights_dir, transform_input=transform_input,
-                                   normalize=normalize, loss_net_mode=loss_net_mode, pooling=pooling)
+        own = backbone is not None and WeightsSpec.parse(weights).kind == "imagenet"
+        self.network = LossNetwork(net, layers, weights=None if own else weights, weights_dir=weights_dir,
+                                   transform_input=transform_input, normalize=normalize, loss_net_mode=loss_net_mode,
+                                   pooling=pooling)
+        if own:  # the preset's backbone weights take the place of ImageNet's
+            from lossnet.weights import load_into
+
+            load_into(self.network.body, backbone[0], backbone[1])
+            self.network.weights_spec, self.network.weights_source = WeightsSpec.parse(backbone[1]), backbone[1]
         check_heads_backbone(self.network, *heads_backbone)
         if channels_last is None:
             # NHWC everywhere except DISTS: its L2 pooling's 1/sqrt amplifies the NHWC kernels' other
             # rounding in the gradient (max |error| vs float64 ~9x NCHW's); NCHW matches dists-pytorch
-            channels_last = preset != "dists"
+            channels_last = preset not in ("dists", "adists")
         self.channels_last = bool(channels_last)
         if self.channels_last:
             # oneDNN's CPU convolutions run ~1.3-1.5x faster in NHWC, forward and backward
@@ -244,6 +252,10 @@ class PerceptualLoss(_Perceptual):
         normalize: ``"imagenet"`` (default; None means it) or ``"none"`` (:class:`~lossnet.network.LossNetwork`).
         transform_input: googlenet / inception_v3 only; None = torchvision's default for the weights.
         loss_net_mode: ``"eval"`` (default) or ``"train"`` (:class:`~lossnet.network.LossNetwork`).
+        ensemble: None, or N (an int), a dict of :class:`lossnet.loss.ensemble.Ensemble` arguments or an
+            ``Ensemble``: the loss is the mean over N seeded random transforms (shifts, flips, small
+            scales, colour changes) applied identically to ``pred`` and ``target`` (E-LPIPS-style,
+            differentiable; :mod:`lossnet.loss.ensemble`); ``target`` must then be an image.
 
     Shape:
         ``pred``: ``(N, C, H, W)`` with C in {1, 3}; ``target`` the same, or precomputed features
@@ -279,6 +291,7 @@ class PerceptualLoss(_Perceptual):
         transform_input: bool | None = None,
         loss_net_mode: str = "eval",
         heads: str | os.PathLike | None = None,
+        ensemble=None,
     ) -> None:
         if reduction not in REDUCTIONS:
             raise InputError(f"reduction must be one of {', '.join(REDUCTIONS)}, got {reduction!r}")
@@ -287,6 +300,9 @@ class PerceptualLoss(_Perceptual):
         super().__init__(net, layers, distance, layer_weights, weights, weights_dir, input_range, preset, channel_weights, "mse",
                          channels_last, range_check, normalize, transform_input, loss_net_mode, heads)
         self.reduction = reduction
+        from lossnet.loss.ensemble import make_ensemble
+
+        self.ensemble = make_ensemble(ensemble)
 
     def features(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Per-layer features of ``x`` (autograd enabled: gradients flow to ``x``)."""
@@ -318,9 +334,18 @@ class PerceptualLoss(_Perceptual):
 
     def forward(self, pred: torch.Tensor, target: torch.Tensor | Features, *, mask: torch.Tensor | None = None,
                 per_layer: bool = False) -> torch.Tensor:
+        if self.ensemble is not None:
+            _check_loss_inputs(pred, target)
+            if not isinstance(target, torch.Tensor):
+                raise InputError("ensemble= transforms both images: pass the target image, not precomputed features")
+            return self._reduce(self.ensemble(self._single, pred, target, mask, per_layer))
+        return self._reduce(self._single(pred, target, mask, per_layer))
+
+    def _single(self, pred, target, mask=None, per_layer=False) -> torch.Tensor:
         ft = self._target(pred, target)
-        d = self.compare(self.features(pred), ft, mask=mask, per_layer=per_layer)
-        return self._reduce(d)
+        if self.distance.name == "adists":  # its first argument is the reference: the target
+            return self.compare(ft, self.features(pred), mask=mask, per_layer=per_layer)
+        return self.compare(self.features(pred), ft, mask=mask, per_layer=per_layer)
 
     def spatial_map(self, pred: torch.Tensor, target: torch.Tensor | Features, *, per_layer: bool = False) -> torch.Tensor:
         """Per-position distance ``(N, 1, H, W)`` at the size of ``pred`` (``(N, L, H, W)`` per
@@ -347,6 +372,14 @@ class PerceptualMetric(_Perceptual):
         weights, weights_dir, input_range, layer_weights, channel_weights, channels_last,
             normalize, transform_input, loss_net_mode: as :class:`PerceptualLoss`.
         range_check: ``"error"`` (default), ``"warn"``, ``"clamp"`` or ``"off"``.
+        tile: evaluate large images exactly in ``tile x tile`` crops with a receptive-field halo
+            (:mod:`lossnet.loss.tiled`: the same value as the whole image, the memory of one crop;
+            ``tile`` a multiple of the network's total stride). Refused at construction where it
+            cannot be exact (global pooling, attention, BatchNorm in train mode); not with masks;
+            :meth:`spatial_map` and :meth:`features` still see the whole image.
+        ensemble: as :class:`PerceptualLoss`: the value is the mean over N seeded transforms of both
+            images (:func:`lossnet.loss.ensemble.ensemble_stats` gives mean and std); :meth:`spatial_map`
+            is not ensembled.
 
     ``metric(a, b)`` returns ``(N,)``; ``metric(a, b, per_layer=True)`` the ``(N, L)`` per-layer
     terms; ``metric(a, b, mask=w)`` the masked distance (``w``: ``(N, 1, H, W)`` weights);
@@ -372,9 +405,20 @@ class PerceptualMetric(_Perceptual):
         transform_input: bool | None = None,
         loss_net_mode: str = "eval",
         heads: str | os.PathLike | None = None,
+        tile: int | None = None,
+        ensemble=None,
     ) -> None:
         super().__init__(net, layers, distance, layer_weights, weights, weights_dir, input_range, preset, channel_weights, "spatial",
                          channels_last, range_check, normalize, transform_input, loss_net_mode, heads)
+        self.tile = None
+        if tile is not None:
+            from lossnet.loss.tiled import tile_plan
+
+            self._tile_plan = tile_plan(self, tile)
+            self.tile = tile
+        from lossnet.loss.ensemble import make_ensemble
+
+        self.ensemble = make_ensemble(ensemble)
 
     def features(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Per-layer features ``[(N, C_l, H_l, W_l), ...]`` of a batch ``x``."""
@@ -394,6 +438,20 @@ class PerceptualMetric(_Perceptual):
     def forward(self, a: torch.Tensor, b: torch.Tensor, *, mask: torch.Tensor | None = None,
                 per_layer: bool = False) -> torch.Tensor:
         _check_pair(a, b)
+        if self.ensemble is not None:
+            with torch.inference_mode():
+                return self.ensemble(self._single, a, b, mask, per_layer)
+        return self._single(a, b, mask, per_layer)
+
+    def _single(self, a, b, mask=None, per_layer=False) -> torch.Tensor:
+        _check_pair(a, b)
+        if self.tile is not None:
+            if mask is not None:
+                raise InputError("mask is not supported with tile= (evaluate masked distances on the whole image)")
+            from lossnet.loss.tiled import tiled_distance
+
+            with torch.inference_mode():
+                return tiled_distance(self, a, b, self._tile_plan, per_layer=per_layer)
         return self.compare(self.features(a), self.features(b), mask=mask, per_layer=per_layer)
 
     def spatial_map(self, a: torch.Tensor, b: torch.Tensor, *, per_layer: bool = False) -> torch.Tensor:

@@ -33,12 +33,18 @@ def _resolve_preset(preset: str, net, layers, distance, channel_weights) -> dict
     from lossnet.dists_preset import DISTS_ARCH, DISTS_LAYERS, DISTS_PRESET, dists_channel_weights, dists_version
     from lossnet.lpips_presets import PRESETS, get_preset, lpips_heads
     from lossnet.models.layers import resolve_layers
+    from lossnet.stlpips_preset import STLPIPS_PRESETS
 
     if preset == DISTS_PRESET:
         arch, p_layers, p_distance, pooling = DISTS_ARCH, DISTS_LAYERS, "dists", "l2"
+    elif preset == "adists":  # A-DISTS (lossnet.adists): the DISTS network, no channel weights
+        arch, p_layers, p_distance, pooling = DISTS_ARCH, DISTS_LAYERS, "adists", "l2"
+    elif preset in STLPIPS_PRESETS:
+        arch, _, lpips_name = STLPIPS_PRESETS[preset]
+        p_layers, p_distance, pooling = get_preset(lpips_name).layers, "spatial", "blur"
     elif preset not in PRESETS:
-        # get_preset's own message lists the LPIPS presets only; "dists" is accepted here too
-        raise InputError(f"unknown preset {preset!r}; choose one of {', '.join([*PRESETS, DISTS_PRESET])}")
+        # get_preset's own message lists the LPIPS presets only; "dists" and ST-LPIPS are accepted here too
+        raise InputError(f"unknown preset {preset!r}; choose one of {', '.join([*PRESETS, *STLPIPS_PRESETS, DISTS_PRESET, 'adists'])}")
     else:
         p = get_preset(preset)
         arch, p_layers, p_distance, pooling = p.arch, p.layers, "spatial", "max"
@@ -50,6 +56,16 @@ def _resolve_preset(preset: str, net, layers, distance, channel_weights) -> dict
         raise InputError(f"preset {preset!r} uses the {p_distance!r} distance, not {distance!r}")
     if channel_weights is not None:
         raise InputError(f"preset {preset!r} brings its own channel weights; do not pass channel_weights")
+    if preset == "adists":
+        return dict(net=arch, layers=list(layers) if layers is not None else list(p_layers), distance=p_distance,
+                    channel_weights=None, pooling=pooling, heads="none", lpips_version=None)
+    if preset in STLPIPS_PRESETS:
+        from lossnet.stlpips_preset import stlpips_state, stlpips_version
+
+        backbone, heads, source = stlpips_state(preset)
+        return dict(net=arch, layers=list(layers) if layers is not None else list(p_layers), distance=p_distance,
+                    channel_weights=heads, pooling=pooling, heads=f"stlpips-{stlpips_version()}", lpips_version=None,
+                    backbone=(backbone, source))
     if preset == DISTS_PRESET:
         return dict(net=arch, layers=list(layers) if layers is not None else list(p_layers), distance=p_distance,
                     channel_weights=dists_channel_weights(), pooling=pooling, heads=f"dists-{dists_version()}",

@@ -2,6 +2,9 @@
 
 - :class:`L2Pool`: the Hanning-window L2 pooling of DISTS (Ding et al. 2020), which replaces
   VGG's max pooling (``LossNetwork(..., pooling="l2")``).
+- :class:`BlurPool`, :class:`MaxBlurPool`, :class:`ConvBlur` and :func:`make_shift_tolerant`: the
+  anti-aliased ("blur pool", Zhang 2019) AlexNet/VGG16 of ST-LPIPS (Ghildyal & Liu 2022), as the
+  ``stlpips-pytorch`` wheel builds them (``LossNetwork(..., pooling="blur")``).
 - :func:`make_flexible_vit`: torchvision's ``VisionTransformer`` accepting any input whose sides
   are multiples of the patch size (the position embeddings are resized bicubically, as timm and
   DINO do); at the training size the graph computes exactly what torchvision computes.
@@ -14,6 +17,8 @@
 References:
     Ding, Ma, Wang, Simoncelli. "Image Quality Assessment: Unifying Structure and Texture
     Similarity", TPAMI 2020 (DISTS, L2 pooling).
+    Zhang. "Making Convolutional Networks Shift-Invariant Again", ICML 2019 (BlurPool).
+    Ghildyal, Liu. "Shift-tolerant Perceptual Similarity Metric", ECCV 2022 (ST-LPIPS).
     Dosovitskiy et al. "An Image is Worth 16x16 Words", ICLR 2021 (ViT).
     Liu et al. "Swin Transformer", ICCV 2021.
 """
@@ -28,7 +33,7 @@ import torch.nn.functional as F
 from torch import nn
 from torchvision.models.vision_transformer import VisionTransformer
 
-__all__ = ["L2Pool", "replace_max_pooling", "make_flexible_vit", "FlexibleVisionTransformer", "feature_layout", "to_nchw", "LAYOUTS"]
+__all__ = ["L2Pool", "replace_max_pooling", "BlurPool", "MaxBlurPool", "ConvBlur", "make_shift_tolerant", "make_flexible_vit", "FlexibleVisionTransformer", "feature_layout", "to_nchw", "LAYOUTS"]
 
 #: Layouts of a node's output: plain feature map, channels-last map, or ViT tokens with a class token.
 LAYOUTS = ("nchw", "nhwc", "tokens")
@@ -72,6 +77,101 @@ def replace_max_pooling(model: nn.Module) -> int:
         else:
             count += replace_max_pooling(child)
     return count
+
+
+class BlurPool(nn.Module):
+    """Anti-aliased downsampling: reflect padding, a normalised binomial filter, stride 2.
+
+    Computed as ``stlpips_pytorch.models_lpf.downsample.Downsample(filt_size=3, stride=2,
+    pad_more=True)`` (filter ``[1, 2, 1]`` outer itself / 16, reflect padding ``filt_size - 1 = 2`` on
+    every side, a depthwise ``conv2d``); the channel count is taken from the input. ``pad_more=False``
+    pads ``(filt_size - 1) // 2`` instead (the wheel's other option).
+    """
+
+    _TAPS = {1: [1.0], 2: [1.0, 1.0], 3: [1.0, 2.0, 1.0], 4: [1.0, 3.0, 3.0, 1.0], 5: [1.0, 4.0, 6.0, 4.0, 1.0]}
+
+    def __init__(self, filt_size: int = 3, stride: int = 2, pad_more: bool = True) -> None:
+        super().__init__()
+        if filt_size not in self._TAPS:
+            raise ValueError(f"filt_size must be one of {sorted(self._TAPS)}, got {filt_size}")
+        a = np.array(self._TAPS[filt_size])
+        filt = torch.Tensor(a[:, None] * a[None, :])
+        filt = filt / torch.sum(filt)
+        # not persistent: plain AlexNet/VGG weight files load without it
+        self.register_buffer("filter", filt[None, None, :, :], persistent=False)
+        self.stride = stride
+        self.pad = (filt_size - 1) if pad_more else (filt_size - 1) // 2
+        self.pad_after = (filt_size - 1) if pad_more else filt_size // 2
+
+    @property
+    def tile_window(self) -> tuple[int, int, int, int]:
+        """(kernel, stride, padding before, reflected border) for exact tiling (:mod:`lossnet.loss.tiled`)."""
+        return int(self.filter.shape[-1]), self.stride, self.pad, max(self.pad, self.pad_after)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.pad(x, (self.pad, self.pad_after, self.pad, self.pad_after), mode="reflect")
+        w = self.filter.to(x.dtype).expand(x.shape[1], -1, -1, -1)
+        return F.conv2d(x, w, stride=self.stride, groups=x.shape[1])
+
+    def extra_repr(self) -> str:
+        return f"filt_size={self.filter.shape[-1]}, stride={self.stride}, pad=({self.pad}, {self.pad_after})"
+
+
+class MaxBlurPool(nn.Module):
+    """``MaxPool2d(kernel, stride=1)`` followed by :class:`BlurPool` (the anti-aliased max pooling of
+    Zhang 2019; what ST-LPIPS puts in place of every strided max pooling)."""
+
+    def __init__(self, kernel_size: int, filt_size: int = 3, pad_more: bool = True) -> None:
+        super().__init__()
+        self.kernel_size = kernel_size
+        self.blur = BlurPool(filt_size, 2, pad_more)
+
+    @property
+    def tile_window(self) -> tuple[int, int, int, int]:
+        k, s, p, r = self.blur.tile_window
+        return self.kernel_size + k - 1, s, p, r
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.blur(F.max_pool2d(x, self.kernel_size, stride=1))
+
+
+class ConvBlur(nn.Conv2d):
+    """A stride-1 convolution followed by :class:`BlurPool` (ST-LPIPS's AlexNet conv1, in place of
+    the stride-4 one). A ``Conv2d`` subclass: its parameters keep the names of the convolution it
+    replaces, so torchvision AlexNet weight files load."""
+
+    def __init__(self, conv: nn.Conv2d, filt_size: int = 3, pad_more: bool = True) -> None:
+        super().__init__(conv.in_channels, conv.out_channels, conv.kernel_size, stride=1, padding=conv.padding,
+                         dilation=conv.dilation, bias=conv.bias is not None)
+        self.blur = BlurPool(filt_size, 2, pad_more)
+
+    @property
+    def tile_window(self) -> tuple[int, int, int, int]:
+        k, s, p, r = self.blur.tile_window
+        return self.kernel_size[0] + k - 1, s, self.padding[0] + p, r
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.blur(super().forward(x))
+
+
+def make_shift_tolerant(model: nn.Module, arch: str, filt_size: int = 3) -> nn.Module:
+    """ST-LPIPS's anti-aliased ``alexnet`` or ``vgg16`` (in place; returns ``model``).
+
+    As ``stlpips_pytorch.invariant_networks`` builds them with ``variant="shift_tolerant"``:
+    AlexNet's stride-4 conv1 becomes stride 1 + :class:`BlurPool` (before the ReLU) and each
+    ``MaxPool2d(k, stride=2)`` becomes :class:`MaxBlurPool` (``MaxPool2d(k, stride=1)`` + BlurPool);
+    VGG16's max poolings likewise. Module indices (hence FX node names such as ``features.4``
+    and weight keys) stay torchvision's.
+    """
+    if arch not in ("alexnet", "vgg16"):
+        raise ValueError(f"pooling='blur' (ST-LPIPS's anti-aliased backbone) exists for alexnet and vgg16, not {arch}")
+    feats = model.features
+    for i, m in enumerate(list(feats)):
+        if isinstance(m, nn.MaxPool2d):
+            feats[i] = MaxBlurPool(int(np.atleast_1d(m.kernel_size)[0]), filt_size)
+    if arch == "alexnet":
+        feats[0] = ConvBlur(feats[0], filt_size)
+    return model
 
 
 def _vit_position_embedding(pos: torch.Tensor, grid_h: int, grid_w: int) -> torch.Tensor:

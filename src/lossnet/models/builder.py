@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 __all__ = ["TRANSFORM_INPUT_ARCHS", "POOLINGS", "builder_kwargs", "build_backbone", "build_feature_extractor"]
 
 #: ``pooling`` choices: the architecture's own, or DISTS's L2 pooling instead of every max pooling.
-POOLINGS = ("max", "l2")
+POOLINGS = ("max", "l2", "blur")
 
 #: Architectures whose torchvision builder takes ``transform_input`` (re-normalisation of
 #: ImageNet-normalised input to the [-1, 1] scaling of the original Google weights).
@@ -81,6 +81,10 @@ def build_backbone(arch: str, *, transform_input: bool | None = None, pooling: s
 
         if not replace_max_pooling(model):
             raise ValueError(f"pooling='l2' replaces max pooling, and {arch} has none")
+    elif pooling == "blur":  # ST-LPIPS's anti-aliased AlexNet / VGG16
+        from lossnet.models.adapters import make_shift_tolerant
+
+        make_shift_tolerant(model, arch)
     return model
 
 
@@ -112,9 +116,10 @@ def build_feature_extractor(
     if not isinstance(return_nodes, Mapping):
         return_nodes = {n: n for n in dict.fromkeys(return_nodes)}
     kwargs = {}
-    if pooling == "l2" or any(type(m).__name__ == "L2Pool" for m in model.modules()):
-        from lossnet.models.adapters import L2Pool
+    if pooling in ("l2", "blur") or any(type(m).__name__ in ("L2Pool", "MaxBlurPool", "ConvBlur") for m in model.modules()):
+        from lossnet.models.adapters import BlurPool, ConvBlur, L2Pool, MaxBlurPool
 
-        # a leaf: its filter stays a non-persistent buffer (plain VGG16 weight files load)
-        kwargs["tracer_kwargs"] = {"leaf_modules": [L2Pool]}
+        # leaves: their filters stay non-persistent buffers (plain VGG16 weight files load), and
+        # the tiler (lossnet.loss.tiled) reads their window from the module
+        kwargs["tracer_kwargs"] = {"leaf_modules": [L2Pool, BlurPool, MaxBlurPool, ConvBlur]}
     return create_feature_extractor(model, return_nodes=dict(return_nodes), **kwargs).eval()
