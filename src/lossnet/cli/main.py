@@ -44,8 +44,9 @@ def _register_missing_extra(subparsers, command: str, help_text: str, gone: list
     """``lossnet COMMAND ...`` (any arguments, ``--help`` too) answers with the install line."""
     message = (f"lossnet {command} needs the [bench] extra: pip install \"lossnet[bench]\" "
                f"(missing: {', '.join(gone)})")
-    p = subparsers.add_parser(command, help=f"{help_text} (needs lossnet[bench])", add_help=False)
-    p.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+    # no prefix character anyone types: every argument (--help, --source ...) is just "the rest"
+    p = subparsers.add_parser(command, help=f"{help_text} (needs lossnet[bench])", add_help=False, prefix_chars="\x01")
+    p.add_argument("rest", nargs="*", help=argparse.SUPPRESS)
 
     def _refuse(args) -> int:
         from lossnet.extras import MissingExtraError
