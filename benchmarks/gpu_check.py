@@ -145,7 +145,7 @@ def _sr_config(args, net: str, layer: str, amp: str, train_dir: str, test_dir: s
 
 
 def _synthetic_images(folder: Path, n: int, size: int, seed: int = 0) -> None:
-    """Smooth coloured sinusoids (as tests/test_superres.py makes them), PNG (torch + PIL only)."""
+    """Smooth coloured sinusoids (as tests/bench/superres/test_superres.py makes them), PNG (torch + PIL only)."""
     import torch
     from PIL import Image
 

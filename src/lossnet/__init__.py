@@ -14,7 +14,7 @@ torchvision. It does install the torchvision compatibility hook (:mod:`lossnet._
 import ``lossnet`` before torchvision / lpips / piq and torchvision's missing op schemas are
 defined right before torchvision is first imported.
 
-Layers (imports only go down; ``tests/test_layering.py`` enforces it): the core -- ``loss``,
+Layers (imports only go down; ``tests/core/test_layering.py`` enforces it): the core -- ``loss``,
 ``network``, ``distances``, ``models``, ``weights``, ``presets`` (``lpips_presets``,
 ``dists_preset``, ``heads``), ``imageio``, ``signature``, ``errors`` -- needs torch, torchvision,
 numpy, safetensors and pillow only; the application -- ``bench``, ``sweep``, ``report``,

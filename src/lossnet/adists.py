@@ -34,7 +34,7 @@ comes from (``ADISTS(MM21).py`` line numbers at that commit):
 
 Only the reference image ``a`` (the first argument) sets the adaptive weights, so the distance is
 not symmetric. Per-layer terms :math:`d_k = (C_k - \\sum_c \\operatorname{mean}_{hw}(p_t T + p_s S)) /
-\\sum_l C_l` sum to the score. Golden values of the official script are in ``tests/test_adists.py``.
+\\sum_l C_l` sum to the score. Golden values of the official script are in ``tests/distances/test_adists.py``.
 
 Reference:
     Ding, Liu, Zou, Wang, Ma. "Locally Adaptive Structure and Texture Similarity for Image Quality

@@ -14,7 +14,7 @@ The weights -- the whole trained backbone and the five linear heads -- are read 
 (BSD-2-Clause, Ghildyal & Liu; ``pip install "lossnet[stlpips]"``), with ``torch.load(weights_only=True)``;
 lossnet never imports ``stlpips_pytorch`` itself (its ``__init__`` imports IPython and
 torchsummary). ``PerceptualMetric(preset="stlpips-alex")`` equals
-``stlpips_pytorch.stlpips.LPIPS(net="alex", variant="shift_tolerant")`` (``tests/test_stlpips.py``).
+``stlpips_pytorch.stlpips.LPIPS(net="alex", variant="shift_tolerant")`` (``tests/presets/test_stlpips.py``).
 
 References:
     Ghildyal, Liu. "Shift-tolerant Perceptual Similarity Metric", ECCV 2022.

@@ -1,6 +1,6 @@
 """Test helpers: a loopback HTTP server and tiny synthetic datasets in each dataset's real format.
 
-Used by ``tests/test_data_*.py`` (and usable by benchmark tests: fetch a synthetic dataset, then run
+Used by ``tests/datasets/test_data_*.py`` (and usable by benchmark tests: fetch a synthetic dataset, then run
 the benchmark on ``locate(...)``). Nothing here touches the network beyond ``127.0.0.1``.
 
 :class:`LoopbackServer` serves in-memory files, honours ``Range`` (``a-b``, ``a-``, ``-n``), answers

@@ -12,7 +12,7 @@ A benchmark is a module with ``BENCHMARK = MyBenchmark()``, where ``MyBenchmark`
 
 ``lossnet bench NAME``, ``lossnet sweep`` and the Python API all use
 :func:`~lossnet.bench.base.get_benchmark` (built-in names in ``BENCHMARKS``, or a dotted module path).
-``tests/example_bench.py`` is a complete fifth benchmark in one file.
+``tests/example_bench/`` is a complete fifth benchmark in one file.
 """
 
 from lossnet.bench.base import Benchmark, BenchResult, CommonConfig, get_benchmark, list_benchmarks, option

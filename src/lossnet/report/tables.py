@@ -1,6 +1,6 @@
 """The paper's tables from tidy score rows: appendix score tables, Table III, Table IV, comparison.
 
-Ranking rule (Table III, reproduced from the published CSVs -- see tests/test_report_paper.py):
+Ranking rule (Table III, reproduced from the published CSVs -- see tests/report/test_report_paper.py):
 for every performance score, each architecture's value is the score of its *best* extraction
 layer; architectures are ranked 1 (best) .. N by that value, higher is better for every score.
 A benchmark's entry is the mean rank over its performance scores, and ``all`` is the mean of the

@@ -16,7 +16,7 @@ import lossnet
 from lossnet.errors import LossnetError, UnknownNetworkError, WeightsError
 from lossnet.weights import WeightsSpec
 
-SRC = Path(__file__).resolve().parents[1] / "src"
+SRC = Path(__file__).resolve().parents[2] / "src"
 
 # CLI modules that must build their parsers without torch (cli/bench, sweep, runs, report are
 # checked by their owners; the timing test below only reports their cost).

@@ -23,7 +23,7 @@ from lossnet.runs import ResultsStore, RunRecord, execute_point, run_sweep
 from lossnet.runs.plan import PlannedRun
 from lossnet.runs.store import SCHEMA_VERSION
 
-TESTS_DIR = Path(__file__).resolve().parent
+TESTS_DIR = Path(__file__).resolve().parents[1]
 HOST = socket.gethostname()
 
 

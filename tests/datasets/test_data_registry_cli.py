@@ -15,7 +15,7 @@ from lossnet.datasets import DATASETS, get_dataset, locate
 from lossnet.datasets.registry import NO_CHECKSUM
 from _helpers.loopback import LoopbackServer, serve_dataset
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture

@@ -75,7 +75,7 @@ def _configs(shared_weights):
     return out
 
 
-_SHARED_WEIGHTS = Path(os.environ.get("LOSSNET_SHARED", Path(__file__).resolve().parents[2] / "shared")) / "weights"
+_SHARED_WEIGHTS = Path(os.environ.get("LOSSNET_SHARED", Path(__file__).resolve().parents[3] / "shared")) / "weights"
 
 
 @pytest.mark.slow

@@ -16,7 +16,7 @@ from lossnet.recommendation import recommend
 from lossnet.report.render import _heat_range, build_report
 from lossnet.report.sources import paper_scores
 
-PAPER_DIR = Path(__file__).resolve().parents[1] / "src" / "lossnet" / "data" / "paper"
+PAPER_DIR = Path(__file__).resolve().parents[2] / "src" / "lossnet" / "data" / "paper"
 CHROMIUM = Path("/usr/bin/chromium")
 
 

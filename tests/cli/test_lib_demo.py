@@ -12,7 +12,7 @@ import torch
 
 from lossnet.cli.demo import builtin_triplets
 
-SRC = Path(__file__).resolve().parents[1] / "src"
+SRC = Path(__file__).resolve().parents[2] / "src"
 
 
 def test_builtin_triplets_are_real_photos_with_two_distortions():

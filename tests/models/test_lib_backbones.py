@@ -62,7 +62,7 @@ def test_shapes_identical_zero_every_distance(arch):
     fx, fy = list(net(x).values()), list(net(y).values())
     assert [tuple(f.shape[1:]) for f in fx] == EXPECTED[arch]
     for name in DISTANCES:
-        if name == "adists":  # needs the six DISTS layers (tests/test_adists.py)
+        if name == "adists":  # needs the six DISTS layers (tests/distances/test_adists.py)
             continue
         same = compute_distance(name, fx, [f.clone() for f in fx])
         assert torch.equal(same, torch.zeros(2)), (arch, name, same)

@@ -13,7 +13,7 @@ from lossnet.datasets import locate, store
 from lossnet.datasets.registry import get_dataset
 from lossnet.runs.plan import load_grid, plan_grid
 
-GRID = Path(__file__).resolve().parents[1] / "examples" / "sweeps" / "paper_full.toml"
+GRID = Path(__file__).resolve().parents[3] / "examples" / "sweeps" / "paper_full.toml"
 
 
 def _complete_data_root(root: Path) -> None:

@@ -14,7 +14,7 @@ from lossnet.bench.similarity import bapps
 from lossnet.bench.similarity.synthetic import write_synthetic_bapps
 from lossnet.errors import DataError
 
-BSD100 = Path(os.environ.get("LOSSNET_SHARED", Path(__file__).resolve().parents[2] / "shared")) / "data" / "sr" / "bsd100"
+BSD100 = Path(os.environ.get("LOSSNET_SHARED", Path(__file__).resolve().parents[4] / "shared")) / "data" / "sr" / "bsd100"
 
 
 @pytest.fixture()

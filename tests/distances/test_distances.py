@@ -10,7 +10,7 @@ from lossnet.errors import InputError
 
 
 #: The distances these generic tests apply to: A-DISTS needs the six DISTS layers together
-#: (layer 0 reuses layer 1's adaptive weights); tests/test_adists.py covers the same properties.
+#: (layer 0 reuses layer 1's adaptive weights); tests/distances/test_adists.py covers the same properties.
 GENERIC = [n for n in DISTANCES if n != "adists"]
 
 

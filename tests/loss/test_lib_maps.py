@@ -117,7 +117,7 @@ def test_loss_map_has_gradient():
 
 # ---- masks ----------------------------------------------------------------------------------------
 
-#: A-DISTS refuses masks (sliding-window statistics; tests/test_adists.py checks the refusal).
+#: A-DISTS refuses masks (sliding-window statistics; tests/distances/test_adists.py checks the refusal).
 MASKABLE = [n for n in DISTANCES if n != "adists"]
 
 

@@ -27,7 +27,7 @@ from lossnet.runs import ResultsStore, RunRecord, run_sweep
 from lossnet.runs import plan_file as _plan_file
 from lossnet.runs.store import SCHEMA_VERSION
 
-TESTS_DIR = Path(__file__).resolve().parent
+TESTS_DIR = Path(__file__).resolve().parents[1]
 
 
 def plan_file(path, **kwargs):

@@ -17,7 +17,7 @@ from lossnet.cli.main import main
 from lossnet.errors import DataError, InputError
 from lossnet.recommendation import TASKS, recommend
 
-PAPER_DIR = Path(__file__).resolve().parents[1] / "src" / "lossnet" / "data" / "paper"
+PAPER_DIR = Path(__file__).resolve().parents[2] / "src" / "lossnet" / "data" / "paper"
 COLUMNS = {"similarity": "b1", "superres": "b2", "roads": "b3", "autoencoder": "b4", "all": "all"}
 BENCHMARKS = {"similarity": ("similarity",), "superres": ("superres_x4", "superres_x8"),
               "roads": ("segmentation",), "autoencoder": ("autoencoder",)}

@@ -15,7 +15,7 @@ from lossnet.models.registry import PAPER_ARCHS
 from lossnet.runs.identity import run_key
 from lossnet.runs.plan import plan_file
 
-TESTS_DIR = Path(__file__).resolve().parent
+TESTS_DIR = Path(__file__).resolve().parents[1]
 
 
 def _grid(tmp_path: Path, text: str) -> Path:

@@ -4,7 +4,7 @@ against interruptions (Ctrl-C in the unpack and in parallel transfers), concurre
 locks and decompression bombs. Each test names the defect id of ``../shared/reference/UX-TESTS.md``
 it reproduces (``test_h1_...``, ``test_m3_...``, ``test_l2_...``).
 
-Run it alone with ``pytest tests/test_reliability_fetch.py``. The server is the appendix's, adapted:
+Run it alone with ``pytest tests/datasets/test_reliability_fetch.py``. The server is the appendix's, adapted:
 in-process, files from a dict, a strong ``ETag`` and ``Last-Modified`` per file, ``If-Range`` honoured
 (``plain`` mode), and the body bytes it sends counted per file.
 """
