@@ -33,10 +33,10 @@ import tempfile
 import time
 from pathlib import Path
 
-import lossnet  # noqa: F401  (torchvision shim before lpips)
 import numpy as np
 import torch
 
+import lossnet  # noqa: F401  (torchvision shim before lpips)
 from lossnet.bench.similarity import bapps, scores
 from lossnet.bench.similarity.evaluate import build_metric, distances_2afc
 from lossnet.bench.similarity.synthetic import write_synthetic_bapps

@@ -25,9 +25,9 @@ import time
 import warnings
 from pathlib import Path
 
-import lossnet  # noqa: F401  (torchvision shim first)
 import torch
 
+import lossnet  # noqa: F401  (torchvision shim first)
 from lossnet.loss import RANGE_CHECKS, PerceptualLoss
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "weights"

@@ -31,9 +31,9 @@ CONFIGS = {
 
 
 def _child(config: str, size: int, tile: int | None, weights_dir: str | None) -> dict:
-    import lossnet  # noqa: F401  (before torchvision)
     import torch
 
+    import lossnet  # noqa: F401  (before torchvision)
     from lossnet.loss import PerceptualMetric
 
     torch.manual_seed(0)  # the same random init in every process when there are no weights

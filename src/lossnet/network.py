@@ -15,11 +15,11 @@ from typing import Sequence
 import torch
 from torch import nn
 
+from lossnet.errors import InputError
 from lossnet.models.adapters import feature_layout, to_nchw
 from lossnet.models.builder import POOLINGS, TRANSFORM_INPUT_ARCHS, build_feature_extractor
-from lossnet.errors import InputError
-from lossnet.models.registry import INPUT_LAYER, get_spec
 from lossnet.models.layers import resolve_layers
+from lossnet.models.registry import INPUT_LAYER, get_spec
 from lossnet.weights import WeightsSpec, load_weights
 
 __all__ = ["LossNetwork", "IMAGENET_MEAN", "IMAGENET_STD", "NORMALIZATIONS", "LOSS_NET_MODES"]

@@ -176,8 +176,8 @@ def jpeg_bytes(h: int, w: int, seed: int = 0) -> bytes:
 
 
 def tiff_bytes(h: int, w: int, seed: int = 0, mask: bool = False) -> bytes:
-    from PIL import Image
     import numpy as np
+    from PIL import Image
 
     rng = _rng(seed)
     if mask:

@@ -125,10 +125,10 @@ def _main() -> None:  # pragma: no cover - the report's table
     import time
 
     import lossnet  # noqa: F401
+    from lossnet.bench.heads.fit import fit_heads
     from lossnet.bench.similarity.bapps import load_subset
     from lossnet.bench.similarity.evaluate import distances_2afc
     from lossnet.bench.similarity.scores import score_2afc
-    from lossnet.bench.heads.fit import fit_heads
     from lossnet.loss import PerceptualMetric
     from lossnet.lpips_presets import get_preset
 

@@ -116,8 +116,8 @@ def test_cli_options_come_from_the_config(name, data):
 
 @pytest.mark.parametrize("name", ALL)
 def test_tiny_config_runs_and_reaches_a_store_like_a_sweep(name, data, tmp_path):
-    from lossnet.runs.identity import run_key
     from lossnet.runs.execute import execute_point
+    from lossnet.runs.identity import run_key
     from lossnet.runs.store import ResultsStore
 
     b = bench(name)

@@ -23,9 +23,10 @@ def test_missing_datasets_print_the_fetch_command(tmp_path, monkeypatch):
 
 def test_fetched_bapps_is_found(tmp_path, monkeypatch):
     """A BAPPS root installed by `lossnet data fetch` (from a loopback server) is the default --data."""
+    from _helpers.loopback import LoopbackServer, serve_dataset
+
     from lossnet.datasets import locate
     from lossnet.datasets.fetch import fetch
-    from _helpers.loopback import LoopbackServer, serve_dataset
 
     root = tmp_path / "data"
     monkeypatch.setenv("LOSSNET_DATA", str(root))

@@ -25,7 +25,7 @@ def test_disabled_timer_is_free():
 def test_phases_sum_to_step_and_warmup_is_skipped():
     t = PhaseTimer(True, steps=3, warmup=1)
     stopped_at = None
-    for i, x in enumerate(t.iterate(range(10))):
+    for i, _x in enumerate(t.iterate(range(10))):
         time.sleep(0.02)  # "data" is charged by iterate only for next(); this is "other"
         with t.phase("model"):
             time.sleep(0.03 if i else 0.2)  # the warm-up step is slow and must not count

@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import math
 
-import lossnet  # noqa: F401
 import pytest
 import torch
 
+import lossnet  # noqa: F401
 from lossnet.bench.trainer import TrainingTask, fit
 
 

@@ -12,8 +12,8 @@ import pytest
 import torch
 from PIL import Image
 
-import lossnet.heads.file
 import lossnet.bench.heads.fit
+import lossnet.heads.file
 import lossnet.loss
 import lossnet.weights
 from lossnet.cli import main as cli_main

@@ -12,8 +12,8 @@ import pytest
 
 from lossnet.bench.base import get_benchmark
 from lossnet.cli.main import main
-from lossnet.runs.identity import run_key
 from lossnet.runs import ResultsStore, RunRecord, plan_file
+from lossnet.runs.identity import run_key
 
 STARTED = 1796000000.0  # 2026-11-30T00:53:20Z
 

@@ -16,7 +16,14 @@ from PIL import Image
 
 from lossnet.cli import main as cli_main
 from lossnet.errors import DataError
-from lossnet.imageio import decode_image, image_decode_errors, list_images, load_image, load_image_array, load_image_float
+from lossnet.imageio import (
+    decode_image,
+    image_decode_errors,
+    list_images,
+    load_image,
+    load_image_array,
+    load_image_float,
+)
 
 
 @pytest.fixture(autouse=True)

@@ -6,11 +6,11 @@ from __future__ import annotations
 import json
 
 import pytest
+from _helpers.loopback import LoopbackServer, serve_dataset
 
 from lossnet.cli.main import main
 from lossnet.datasets import locate
 from lossnet.datasets.fetch import fetch
-from _helpers.loopback import LoopbackServer, serve_dataset
 
 pytestmark = pytest.mark.slow
 

@@ -9,11 +9,11 @@ import zipfile
 import zlib
 
 import pytest
+from _helpers.loopback import LoopbackServer, jpeg_bytes, serve_dataset, zip_bytes
 
 from lossnet.datasets import coco_subset, locate, part_info
 from lossnet.datasets.fetch import fetch, parse_subset
 from lossnet.datasets.remotezip import RangeNotSupported, RemoteZip, parse_central_directory
-from _helpers.loopback import LoopbackServer, jpeg_bytes, serve_dataset, zip_bytes
 from lossnet.errors import DataError
 
 

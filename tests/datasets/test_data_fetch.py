@@ -11,12 +11,12 @@ from collections import namedtuple
 from pathlib import Path
 
 import pytest
+from _helpers.loopback import LoopbackServer, serve_dataset, with_remote
 
 from lossnet.datasets import locate, missing_error, part_info
 from lossnet.datasets.download import ChecksumError, DiskSpaceError, InterruptedDownload, OfflineError
 from lossnet.datasets.fetch import fetch
 from lossnet.datasets.store import verify_part
-from _helpers.loopback import LoopbackServer, serve_dataset, with_remote
 from lossnet.errors import DataError, LossnetError
 
 

@@ -9,11 +9,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from _helpers.loopback import LoopbackServer, serve_dataset
 
 from lossnet.cli.main import main
 from lossnet.datasets import DATASETS, get_dataset, locate
 from lossnet.datasets.registry import NO_CHECKSUM
-from _helpers.loopback import LoopbackServer, serve_dataset
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -9,11 +9,11 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from _helpers.loopback import LoopbackServer, serve_dataset, tar_bytes, zip_bytes
 
 from lossnet.datasets import locate
 from lossnet.datasets.extract import UnsafeArchiveError, extract_archive, safe_relpath
 from lossnet.datasets.fetch import fetch
-from _helpers.loopback import LoopbackServer, serve_dataset, tar_bytes, zip_bytes
 
 
 @pytest.fixture

@@ -15,6 +15,7 @@ import _thread
 import dataclasses
 import errno
 import hashlib
+import importlib
 import io
 import json
 import os
@@ -33,11 +34,10 @@ from pathlib import Path
 import pytest
 
 from lossnet.datasets import download as dl
-import importlib
-from lossnet.datasets.download import DiskSpaceError, OfflineError, InterruptedDownload
+from lossnet.datasets.download import DiskSpaceError, InterruptedDownload, OfflineError
 from lossnet.datasets.extract import UnpackLimitError
 from lossnet.datasets.fetch import UNPACK_FACTOR, fetch
-from lossnet.datasets.registry import Remote, get_dataset
+from lossnet.datasets.registry import get_dataset
 from lossnet.datasets.store import read_marker
 from lossnet.errors import DataError
 
@@ -528,8 +528,9 @@ def test_m4_a_remote_zip_member_that_inflates_past_its_declared_size_stops_there
 
 
 def test_m4_remote_zip_honest_members_still_read(srv):
-    from lossnet.datasets.remotezip import RemoteZip
     import zipfile
+
+    from lossnet.datasets.remotezip import RemoteZip
 
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:

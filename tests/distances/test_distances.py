@@ -8,7 +8,6 @@ import torch
 from lossnet.distances import DISTANCES, Distance, compute_distance, gram_matrix, unit_normalize
 from lossnet.errors import InputError
 
-
 #: The distances these generic tests apply to: A-DISTS needs the six DISTS layers together
 #: (layer 0 reuses layer 1's adaptive weights); tests/distances/test_adists.py covers the same properties.
 GENERIC = [n for n in DISTANCES if n != "adists"]

@@ -125,8 +125,8 @@ def test_bench_similarity_heads_run_key_follows_content(tmp_path, shared_dir):
 
 def test_random_resnet18_heads_fit_and_load(tmp_path, shared_dir):
     """The path of a user with downloaded weights: any backbone, E,S,M,L, fit -> file -> metric."""
-    from lossnet.bench.similarity.synthetic import write_synthetic_bapps
     from lossnet.bench.heads import fit_heads
+    from lossnet.bench.similarity.synthetic import write_synthetic_bapps
 
     root = write_synthetic_bapps(tmp_path / "bapps", n_2afc=8, subsets_2afc=("traditional",), split="train", seed=0)
     res = fit_heads(dict(net="resnet18", layers="E,S,M,L", weights="none", data=str(root), epochs=1, decay_epochs=1,

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from torchmetrics.utilities.data import dim_zero_sum  # after lossnet (torchvision shim)
 
 import lossnet
 from lossnet.errors import InputError
 from lossnet.integrations.torchmetrics import PerceptualSimilarity
-from torchmetrics.utilities.data import dim_zero_sum  # after lossnet (torchvision shim)
 
 N_PAIRS = 10  # split 6 / 4 over two ranks: unequal counts, so a mean of rank means would be wrong
 SPLIT = (6, 4)

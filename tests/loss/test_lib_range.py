@@ -7,9 +7,9 @@ import warnings
 import pytest
 import torch
 
-from lossnet.loss import ranges as loss_mod
 from lossnet.errors import InputError
 from lossnet.loss import RANGE_CHECKS, PerceptualLoss, PerceptualMetric, RangeWarning, check_range
+from lossnet.loss import ranges as loss_mod
 
 
 def _loss(**kw):

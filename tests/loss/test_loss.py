@@ -6,9 +6,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from lossnet.loss import functional as loss_mod
 from lossnet.errors import InputError
 from lossnet.loss import PerceptualLoss, PerceptualMetric, perceptual_distance
+from lossnet.loss import functional as loss_mod
 
 MEAN = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
 STD = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)

@@ -10,8 +10,8 @@ import pytest
 import torch
 
 import lossnet
-from lossnet.models.builder import TRANSFORM_INPUT_ARCHS, build_backbone, build_feature_extractor, builder_kwargs
 from lossnet.errors import UnknownNetworkError
+from lossnet.models.builder import TRANSFORM_INPUT_ARCHS, build_backbone, build_feature_extractor, builder_kwargs
 
 PKG = Path(lossnet.__file__).resolve().parent
 
@@ -61,8 +61,8 @@ def test_every_model_build_goes_through_build_backbone(monkeypatch, tmp_path):
     build through lossnet.models.builder.build_backbone."""
     import lossnet.models.builder as B
     from lossnet.bench.similarity.evaluate import feature_nodes
-    from lossnet.network import LossNetwork
     from lossnet.models.layers import list_nodes
+    from lossnet.network import LossNetwork
     from lossnet.structure import arch_attributes
 
     seen: list[str] = []

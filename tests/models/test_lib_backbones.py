@@ -8,9 +8,9 @@ import torch
 from lossnet.distances import DISTANCES, compute_distance, unit_normalize
 from lossnet.errors import InputError, UnknownLayerError
 from lossnet.loss import PerceptualLoss
-from lossnet.network import IMAGENET_MEAN, IMAGENET_STD, LossNetwork
-from lossnet.models.registry import EXTRA_LAYERS, PAPER_ARCHS, get_spec
 from lossnet.models.layers import resolve_layer
+from lossnet.models.registry import EXTRA_LAYERS, PAPER_ARCHS, get_spec
+from lossnet.network import IMAGENET_MEAN, IMAGENET_STD, LossNetwork
 
 ARCHS = ("vit_b_16", "swin_t", "convnext_tiny")
 # (C, H, W) of E/S/M/L at a 64x64 input, read off torchvision's definitions: ViT-B/16 has 768-d

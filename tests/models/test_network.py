@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from lossnet.errors import InputError, UnknownLayerError, WeightsError
-from lossnet.network import LossNetwork
-from lossnet.models.registry import PAPER_ARCHS, paper_layers
 from lossnet.models.layers import resolve_layer
+from lossnet.models.registry import PAPER_ARCHS, paper_layers
+from lossnet.network import LossNetwork
 
 # Output channels of E/S/M/L, read off torchvision's architecture definitions (not off our code).
 EXPECTED_CHANNELS = {

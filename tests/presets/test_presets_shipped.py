@@ -10,11 +10,12 @@ import hashlib
 import importlib.util
 from pathlib import Path
 
-import lossnet  # noqa: F401  (torchvision hook first)
 import pytest
 import torch
 from safetensors import safe_open
 from safetensors.torch import load_file
+
+import lossnet  # noqa: F401  (torchvision hook first)
 
 PRESETS = Path(lossnet.__file__).parent / "data" / "presets"
 

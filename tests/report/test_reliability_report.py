@@ -5,7 +5,6 @@ correlation (L15), and a caveat when --compare-paper compares quick / few-subset
 from __future__ import annotations
 
 import argparse
-import json
 import sqlite3
 
 import pytest

@@ -4,11 +4,11 @@ report text (validation PSNR is no stand-in dataset, cross-benchmark prose sits 
 from __future__ import annotations
 
 import pytest
+from test_report_store import StoreBuilder, _fake_arch_attributes, _fake_layer_stats, _paper_value
 
 from lossnet.errors import InputError
 from lossnet.report.render import build_report
 from lossnet.report.sources import store_scores
-from test_report_store import StoreBuilder, _fake_arch_attributes, _fake_layer_stats, _paper_value
 
 SR = {"net": "alexnet", "layer": "E", "scale": 4, "seed": 0, "protocol": "reference"}
 

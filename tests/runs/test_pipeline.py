@@ -14,12 +14,12 @@ import sys
 import time
 from pathlib import Path
 
+import fake_bench
 import pytest
 
-import fake_bench
 from lossnet.errors import LossnetError
-from lossnet.runs.identity import run_key
 from lossnet.runs import ResultsStore, RunRecord, execute_point, run_sweep
+from lossnet.runs.identity import run_key
 from lossnet.runs.plan import PlannedRun
 from lossnet.runs.store import SCHEMA_VERSION
 

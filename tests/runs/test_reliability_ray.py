@@ -39,8 +39,9 @@ def test_ray_loopback_address_suggests_the_node_address_and_auto():
 def test_m9_sweep_with_gpus_per_run_on_a_cpu_only_ray_fails_fast_and_leaves_no_rows(tmp_path):
     pytest.importorskip("ray")
     import fake_bench
-    from lossnet.runs.identity import run_key
+
     from lossnet.runs import ResultsStore, run_sweep
+    from lossnet.runs.identity import run_key
     from lossnet.runs.plan import PlannedRun
 
     config = fake_bench.resolve_config({"net": "alexnet", "layer": "E"})

@@ -10,7 +10,6 @@ is the real one (``plan_file`` -> ``run_key`` -> ``run_sweep`` on a SQLite store
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,9 +18,8 @@ from typing import Any
 import pytest
 
 from lossnet.bench.base import Benchmark, BenchResult, CommonConfig, option
+from lossnet.runs import ResultsStore, plan_file, run_sweep
 from lossnet.runs.identity import content_identity, folder_digest, run_key
-from lossnet.runs import ResultsStore, run_sweep
-from lossnet.runs import plan_file
 
 
 @dataclass

@@ -9,10 +9,11 @@ import os
 from pathlib import Path
 
 import fake_bench
+
 from lossnet.cli.runs import EXPORT_COLUMNS, register
 from lossnet.cli.sweep import standalone_main
-from lossnet.runs.identity import run_key
 from lossnet.runs import ResultsStore, RunRecord, execute_point
+from lossnet.runs.identity import run_key
 
 
 def _config(**extra):

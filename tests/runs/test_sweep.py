@@ -17,14 +17,14 @@ import sys
 import time
 from pathlib import Path
 
+import fake_bench
 import pytest
 
-import fake_bench
 from lossnet.errors import LossnetError
 from lossnet.models.registry import PAPER_ARCHS
-from lossnet.runs.identity import run_key
 from lossnet.runs import ResultsStore, RunRecord, run_sweep
 from lossnet.runs import plan_file as _plan_file
+from lossnet.runs.identity import run_key
 from lossnet.runs.store import SCHEMA_VERSION
 
 TESTS_DIR = Path(__file__).resolve().parents[1]

@@ -56,8 +56,9 @@ def test_ray_executor_with_unreachable_address_fails_fast():
 def test_sweep_with_unreachable_ray_touches_no_run(tmp_path):
     pytest.importorskip("ray")
     import fake_bench
-    from lossnet.runs.identity import run_key
+
     from lossnet.runs import ResultsStore, run_sweep
+    from lossnet.runs.identity import run_key
     from lossnet.runs.plan import PlannedRun
 
     config = fake_bench.resolve_config({"net": "alexnet", "layer": "E"})

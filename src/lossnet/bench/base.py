@@ -31,8 +31,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, ClassVar
 
-from lossnet.errors import LossnetError
 from lossnet.devices import check_device, resolve_device
+from lossnet.errors import LossnetError
 from lossnet.runs.identity import RUNTIME_KEYS
 
 __all__ = [
@@ -348,8 +348,8 @@ class Benchmark:
             return
         from lossnet import distances
         from lossnet.errors import UnknownLayerError
-        from lossnet.models.registry import get_spec
         from lossnet.models.layers import resolve_layer
+        from lossnet.models.registry import get_spec
         from lossnet.weights import WeightsSpec
 
         if not config.get("net"):

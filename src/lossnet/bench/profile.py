@@ -361,9 +361,9 @@ def time_similarity(config: dict[str, Any], steps: int = 5, *, warmup: int = 1, 
     import torch
 
     from lossnet.bench.base import loss_network_knobs
-    from lossnet.devices import resolve_device
     from lossnet.bench.similarity import bapps, scores
     from lossnet.bench.similarity.evaluate import build_metric, distances_2afc
+    from lossnet.devices import resolve_device
 
     _use_threads(config)
     device = resolve_device(config)

@@ -33,9 +33,9 @@ from typing import Any, Callable, Iterable
 import torch
 
 from lossnet.atomic import atomic_save, atomic_write_json
-from lossnet.runs.identity import RUNTIME_KEYS
 from lossnet.bench.profile import PhaseTimer
 from lossnet.errors import CheckpointError
+from lossnet.runs.identity import RUNTIME_KEYS
 
 __all__ = ["TrainingTask", "FitOutcome", "fit", "configure_precision", "configure_determinism", "load_checkpoint", "fingerprint",
            "resumable_keys", "CHECKPOINT", "BEST", "HISTORY"]

@@ -76,9 +76,9 @@ def _fit(args: argparse.Namespace) -> int:
     from lossnet.extras import require
 
     require("bench", "lossnet heads fit")  # fitting is a training task of the application
+    from lossnet.bench.heads.fit import fit_heads
     from lossnet.devices import resolve_device
     from lossnet.errors import DataError
-    from lossnet.bench.heads.fit import fit_heads
     from lossnet.outputs import check_output_dir, check_output_file
 
     # outputs, device and inputs are checked before any work (weights, decoding, epochs), as lossnet

@@ -42,8 +42,8 @@ def _list(args) -> int:
 
 
 def _show(args) -> int:
-    from lossnet.models.registry import get_spec
     from lossnet.models.layers import list_nodes
+    from lossnet.models.registry import get_spec
 
     spec = get_spec(args.arch)
     print(f"{spec.name}: torchvision weights {spec.weights_tag}")

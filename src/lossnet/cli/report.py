@@ -47,11 +47,10 @@ def register(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from lossnet.cli.common import print_table
+    from lossnet.outputs import check_output_dir
     from lossnet.report.render import build_report
     from lossnet.report.sources import paper_scores, store_scores
     from lossnet.report.tables import ranking_table
-
-    from lossnet.outputs import check_output_dir
 
     check_output_dir(args.out, "-o/--out")  # before any work (issue #32 L14)
     source = args.source or ("store" if args.store else None)

@@ -36,14 +36,34 @@ from urllib.parse import unquote, urljoin, urlparse
 from lossnet.errors import DataError
 
 from .download import (
-    DiskSpaceError, DownloadCancelled, OfflineError, check_free_space, check_mirror, download_remote, format_bytes, mirror_urls, source_path,
+    DiskSpaceError,
+    DownloadCancelled,
+    OfflineError,
+    check_free_space,
+    check_mirror,
+    download_remote,
+    format_bytes,
+    mirror_urls,
+    source_path,
     thread_session,
 )
 from .extract import UnsafeArchiveError, extract_archive, safe_relpath
 from .registry import Dataset, Part, Remote, get_dataset
 from .store import (
-    DOWNLOADS, META, MARKER_VERSION, STAGING, dataset_dir, fetch_command, is_complete, manifest_path, marker_path,
-    prune_empty, read_marker, remove_tree, resolve_parts, sha256_file,
+    DOWNLOADS,
+    MARKER_VERSION,
+    META,
+    STAGING,
+    dataset_dir,
+    fetch_command,
+    is_complete,
+    manifest_path,
+    marker_path,
+    prune_empty,
+    read_marker,
+    remove_tree,
+    resolve_parts,
+    sha256_file,
 )
 from .subset import SUBSET_RULE, coco_subset
 
@@ -229,7 +249,7 @@ def fetch(dataset: str | Dataset, parts: Iterable[str] | None = None, *, root: s
     if not force:  # every part already there: report it without a lock (a read-only root works too)
         present = _present(ds, chosen, base_root, wanted, seed)
         if len(present) == len(chosen):
-            for p, marker in present:
+            for p, _marker in present:
                 say(f"{ds.name} {p.name}: already complete in {dataset_dir(ds, base_root)}")
             return [_result(ds, p, base_root, "present", m) for p, m in present]
     try:
@@ -651,7 +671,7 @@ def _parallel(fn, items: list, workers: int, bar=None, stop: threading.Event | N
                 exc = done.get(timeout=0.2)  # a timeout keeps the wait interruptible by Ctrl-C
             except queue.Empty:
                 if not any(t.is_alive() for t in threads) and done.empty():
-                    raise DataError("fetch workers stopped without finishing")  # pragma: no cover - defensive
+                    raise DataError("fetch workers stopped without finishing") from None  # pragma: no cover - defensive
                 continue
             if exc is not None:
                 raise exc

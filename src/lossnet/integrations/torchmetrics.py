@@ -31,8 +31,9 @@ from __future__ import annotations
 import os
 from typing import Any, Callable, Sequence
 
-import lossnet  # noqa: F401  (before torchmetrics: installs the torchvision shim torchmetrics' import needs)
 import torch
+
+import lossnet  # noqa: F401  (before torchmetrics: installs the torchvision shim torchmetrics' import needs)
 
 try:
     from torchmetrics import Metric

@@ -12,8 +12,14 @@ from torch import nn
 
 from lossnet.distances import DISTANCES, Distance
 from lossnet.errors import InputError
-from lossnet.loss.presets import (DEFAULT_LAYER, DEFAULT_NET, _check_default_layer, _resolve_heads, _resolve_preset,
-                                   check_heads_backbone)
+from lossnet.loss.presets import (
+    DEFAULT_LAYER,
+    DEFAULT_NET,
+    _check_default_layer,
+    _resolve_heads,
+    _resolve_preset,
+    check_heads_backbone,
+)
 from lossnet.loss.ranges import _apply_range, _parse_mode, _parse_range, _RangeState
 from lossnet.weights import WeightsSpec
 

@@ -81,8 +81,8 @@ def _resolve_heads(heads, preset, net, layers, distance, channel_weights, normal
     """The network/layers/normalisation/channel weights a heads file fixes (errors when the
     arguments contradict it). ``heads``: a path or a :class:`lossnet.heads.Heads`."""
     from lossnet.heads.file import Heads, heads_digest, load_heads
-    from lossnet.models.registry import get_spec
     from lossnet.models.layers import resolve_layers
+    from lossnet.models.registry import get_spec
 
     if isinstance(heads, Heads):
         h, where = heads, "heads"

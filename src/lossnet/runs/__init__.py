@@ -33,8 +33,8 @@ _WHERE = {
 }
 
 if TYPE_CHECKING:  # pragma: no cover
-    from lossnet.runs.plan import PlannedRun, load_grid, plan_file, plan_grid
     from lossnet.runs.execute import execute_point
+    from lossnet.runs.plan import PlannedRun, load_grid, plan_file, plan_grid
     from lossnet.runs.record import RunRecord
     from lossnet.runs.runner import SweepSummary, run_sweep
     from lossnet.runs.store import ResultsStore

@@ -308,8 +308,8 @@ def estimate_grid(grid_path: str | os.PathLike, *, device: str | None = None, wi
     from tqdm.auto import tqdm
 
     from lossnet.bench.base import get_benchmark
-    from lossnet.devices import resolve_device
     from lossnet.bench.profile import time_benchmark, time_similarity
+    from lossnet.devices import resolve_device
 
     if width < 1 or steps < 1:
         raise LossnetError("--width and --steps must be >= 1")

@@ -174,7 +174,7 @@ class LocalExecutor:
             time.sleep(0.05)
 
     def shutdown(self) -> None:
-        for job, proc, log in self._procs.values():
+        for _job, proc, log in self._procs.values():
             proc.kill()
             proc.wait()
             log.close()

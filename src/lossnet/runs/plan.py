@@ -40,10 +40,11 @@ from __future__ import annotations
 import difflib
 import itertools
 import os
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
+
+import tomllib
 
 from lossnet.errors import LossnetError
 
@@ -191,8 +192,8 @@ def expand_grid(grid: dict[str, Any], where: str = "grid") -> list[dict[str, Any
 
 
 def _validate_net_layer(point: dict[str, Any], where: str) -> None:
-    from lossnet.models.registry import get_spec
     from lossnet.models.layers import resolve_layer
+    from lossnet.models.registry import get_spec
 
     net = point.get("net")
     if net is None:

@@ -7,11 +7,10 @@ import json
 import numpy as np
 import pytest
 import torch
+from test_autoencoder_data import _asymmetric, write_stl10, write_svhn
 
 from lossnet.bench.autoencoder import resolve_config, run
 from lossnet.errors import DataError, LossnetError
-
-from test_autoencoder_data import _asymmetric, write_stl10, write_svhn
 
 TINY = ["--epochs", "1", "--batch-size", "8", "--mlp-epochs", "3", "--mlp-patience", "2", "--mlp-batch-size", "16", "--no-progress"]
 

@@ -9,6 +9,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from test_autoencoder_data import _asymmetric, write_stl10, write_svhn
 from torch import nn
 
 from lossnet.bench.autoencoder import resolve_config, run
@@ -17,8 +18,6 @@ from lossnet.bench.autoencoder.model import ReferenceAutoencoder, build_autoenco
 from lossnet.bench.autoencoder.train import AutoencoderTask, split_ae_images, train_autoencoder
 from lossnet.bench.trainer import load_checkpoint
 from lossnet.errors import LossnetError
-
-from test_autoencoder_data import _asymmetric, write_stl10, write_svhn
 
 # -- the reference autoencoder ----------------------------------------------------------------
 

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from lossnet.errors import DataError
 from lossnet.bench.heads.data import CsvJudgments, read_judgments_csv
+from lossnet.errors import DataError
 
 
 def _png(path, seed):

@@ -153,6 +153,7 @@ def test_planted_heads_are_recovered(tmp_path, shared_dir, shared_weights_dir):
     dropout: ~1300 steps. (Measured: 0.996 with 20 + 20 epochs and batch 50.)
     """
     from _helpers.planted import planted_heads, write_planted_bapps
+
     from lossnet.loss import PerceptualMetric
 
     wfile = str(shared_weights_dir / "alexnet-imagenet1k-v1-features.safetensors")

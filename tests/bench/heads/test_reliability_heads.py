@@ -52,8 +52,8 @@ def test_m6_changed_judgments_are_not_resumed_silently(tmp_path):
 
 
 def test_l8_heads_file_records_digests_and_no_absolute_path(tmp_path):
-    from lossnet.heads.file import load_heads
     from lossnet.bench.heads.fit import fit_heads
+    from lossnet.heads.file import load_heads
     from lossnet.weights import sha256_file
 
     csv_path = _judgments(tmp_path / "j")
@@ -101,7 +101,7 @@ def test_heads_fitted_on_a_random_backbone_warn_on_another(tmp_path):
 def _write_heads(path, dtype=torch.float32, distance="spatial"):
     from safetensors.torch import save_file
 
-    from lossnet.heads.file import HEADS_FORMAT, _META_KEY
+    from lossnet.heads.file import _META_KEY, HEADS_FORMAT
 
     meta = {"format": HEADS_FORMAT, "net": "alexnet", "layers": ["features.1"], "normalize": "imagenet", "channels": [64],
             "distance": distance}

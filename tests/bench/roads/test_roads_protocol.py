@@ -16,7 +16,13 @@ import lossnet.bench.roads as roads
 from lossnet.bench.roads.data import TileEpochCrops, find_tiles, load_tile, split_holdout
 from lossnet.bench.roads.evaluate import macro_scores, reference_view, resize_short_side, validation_bce
 from lossnet.bench.roads.metrics import road_scores
-from lossnet.bench.roads.train import RoadsTask, evaluate_tiles_reference, fit_threshold, iteration_loss, iteration_weights
+from lossnet.bench.roads.train import (
+    RoadsTask,
+    evaluate_tiles_reference,
+    fit_threshold,
+    iteration_loss,
+    iteration_weights,
+)
 from lossnet.bench.roads.unet import IterativeUNet, ReferenceUNet, UNet, build_model, count_parameters
 from lossnet.errors import DataError
 

@@ -12,11 +12,11 @@ from PIL import Image
 
 from lossnet.bench import superres
 from lossnet.bench.superres import train as train_mod
-from lossnet.bench.trainer import BEST, CHECKPOINT
 from lossnet.bench.superres.data import BadImageWarning
 from lossnet.bench.superres.degrade import bicubic_upsample, crop_to_multiple, degrade
 from lossnet.bench.superres.metrics import rgb_to_y, y_psnr, y_ssim
 from lossnet.bench.superres.model import TransformNet
+from lossnet.bench.trainer import BEST, CHECKPOINT
 from lossnet.errors import LossnetError
 
 # --------------------------------------------------------------------------- degradation

@@ -78,7 +78,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lossnet.bench.base import Benchmark, BenchResult, CommonConfig, TrainingConfig, check_stand_ins, data_optional, option
+from lossnet.bench.base import (
+    Benchmark,
+    BenchResult,
+    CommonConfig,
+    TrainingConfig,
+    check_stand_ins,
+    data_optional,
+    option,
+)
 from lossnet.errors import DataError, LossnetError
 
 __all__ = ["BENCHMARK", "AutoencoderConfig", "PRESETS", "resolve_config", "run"]
@@ -189,8 +197,8 @@ class Autoencoder(Benchmark):
 
         import torch
 
-        from lossnet.devices import resolve_device
         from lossnet.bench.profile import TrainingSetup
+        from lossnet.devices import resolve_device
 
         from .datasets import load_dataset
         from .train import AutoencoderTask, split_ae_images

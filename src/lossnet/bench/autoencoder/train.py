@@ -24,8 +24,8 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from lossnet.bench.base import build_training_loss as build_loss
-from lossnet.devices import resolve_device
 from lossnet.bench.trainer import FitOutcome, TrainingTask, fit, load_checkpoint, resumable_keys
+from lossnet.devices import resolve_device
 
 from .datasets import to_input
 from .mlp import split_indices

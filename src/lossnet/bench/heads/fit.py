@@ -79,8 +79,8 @@ class HeadsFitConfig:
 
     def check(self) -> "HeadsFitConfig":
         """Validate and normalise in place (paths resolved, network and layers checked)."""
-        from lossnet.models.registry import get_spec
         from lossnet.models.layers import resolve_layers
+        from lossnet.models.registry import get_spec
 
         if (self.data is None) == (self.judgments is None):
             raise InputError("heads fit: give exactly one of --data (a BAPPS folder) or --judgments (a CSV)")

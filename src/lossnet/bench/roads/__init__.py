@@ -87,7 +87,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lossnet.bench.base import Benchmark, BenchResult, CommonConfig, TrainingConfig, check_stand_ins, data_optional, option
+from lossnet.bench.base import (
+    Benchmark,
+    BenchResult,
+    CommonConfig,
+    TrainingConfig,
+    check_stand_ins,
+    data_optional,
+    option,
+)
 
 __all__ = ["BENCHMARK", "RoadsConfig", "PRESETS", "LOSSES", "resolve_config", "run"]
 
@@ -306,9 +314,9 @@ class Roads(Benchmark):
 
         import torch
 
-        from lossnet.devices import resolve_device
         from lossnet.bench.profile import TrainingSetup
         from lossnet.bench.roads.train import RoadsTask
+        from lossnet.devices import resolve_device
 
         device = resolve_device(config)
         train_tiles, val_tiles, _ = split_tiles(config)
@@ -431,9 +439,9 @@ def _run(config: dict[str, Any], workdir: str | Path, *, progress: bool = True) 
     import torch
 
     from lossnet.atomic import atomic_path, atomic_write_text
-    from lossnet.devices import resolve_device
     from lossnet.bench.roads.evaluate import METRIC_PREFIX
     from lossnet.bench.roads.train import fit_threshold, predict_tile, save_overlay, train
+    from lossnet.devices import resolve_device
 
     workdir = Path(workdir)
     device = resolve_device(config)

@@ -193,8 +193,8 @@ class Similarity(Benchmark):
 
 def _apply_heads(partial: dict[str, Any]) -> dict[str, Any]:
     from lossnet.heads.file import heads_digest, load_heads
-    from lossnet.models.registry import get_spec
     from lossnet.models.layers import resolve_layers
+    from lossnet.models.registry import get_spec
 
     path = Path(str(partial["heads"])).expanduser().resolve()
     h = load_heads(path)
@@ -252,9 +252,9 @@ def _run(config: dict[str, Any], workdir: str | Path, *, progress: bool = True) 
         :class:`BenchResult` with the metrics described in the module docstring, the per-subset
         CSV (``subsets.csv``) and, for ``layer="all"``, ``layers.csv`` and ``layers_2afc.png``.
     """
-    from lossnet.devices import resolve_device
     from lossnet.bench.similarity.bapps import list_items
     from lossnet.bench.similarity.evaluate import LayerwiseDistance, build_metric, feature_nodes
+    from lossnet.devices import resolve_device
 
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)

@@ -31,7 +31,7 @@ from typing import Callable, Iterator, Sequence
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
 from lossnet.errors import DataError
 
@@ -106,7 +106,6 @@ def list_items(root: str | os.PathLike, kind: str, split: str, subset: str) -> B
     files = {name: _list(base / name, ext) for name, ext in _FOLDERS[kind]}
     counts = {name: len(v) for name, v in files.items()}
     if len(set(counts.values())) != 1:
-        n = min(counts.values())
         # Name the first file that has no partner in the other folders.
         for i in range(max(counts.values())):
             stems = {name: (v[i].stem if i < len(v) else None) for name, v in files.items()}

@@ -59,7 +59,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lossnet.bench.base import Benchmark, BenchResult, CommonConfig, TrainingConfig, check_stand_ins, data_optional, option
+from lossnet.bench.base import (
+    Benchmark,
+    BenchResult,
+    CommonConfig,
+    TrainingConfig,
+    check_stand_ins,
+    data_optional,
+    option,
+)
 from lossnet.errors import DataError, LossnetError
 
 __all__ = ["BENCHMARK", "SuperresConfig", "PRESETS", "resolve_config", "run", "shared_data_dir"]

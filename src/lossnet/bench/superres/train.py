@@ -19,8 +19,8 @@ import torch
 from torch import nn
 
 from lossnet.bench.base import build_training_loss as build_loss
-from lossnet.devices import resolve_device
 from lossnet.bench.trainer import FitOutcome, TrainingTask, fit, resumable_keys
+from lossnet.devices import resolve_device
 from lossnet.errors import LossnetError
 
 from .data import RandomCrops, center_crop, load_folder, select
