@@ -2,7 +2,8 @@
 that names the extra to install when they are missing.
 
 The core (``pip install lossnet``) needs torch, torchvision, numpy, safetensors and pillow only;
-the benchmarks, sweep, report and dataset fetching need ``lossnet[bench]``.
+the benchmarks, sweep, report and dataset fetching need ``lossnet[bench]``; ``net="timm:..."``
+loss networks need ``lossnet[timm]``.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ EXTRAS: dict[str, tuple[str, ...]] = {
     "ray": ("ray",),
     "kaggle": ("kaggle",),
     "fast-png": ("imagecodecs",),
+    "timm": ("timm",),
 }
 
 

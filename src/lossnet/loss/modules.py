@@ -72,6 +72,7 @@ class _Perceptual(nn.Module):
         transform_input: bool | None = None,
         loss_net_mode: str = "eval",
         heads=None,
+        model: nn.Module | None = None,
     ) -> None:
         super().__init__()
         from lossnet.network import LossNetwork
@@ -85,8 +86,12 @@ class _Perceptual(nn.Module):
         pooling = "max"
         if isinstance(layers, str):
             layers = [n.strip() for n in layers.split(",") if n.strip()]
+        if model is not None and (net is not None or preset is not None):
+            raise InputError(f"pass model= or {'net' if net is not None else 'preset'}=, not both")
+        if model is not None and layers is None and heads is None:
+            raise InputError("model= needs layers=: FX node names or module paths of the module")
         if heads is not None:
-            r = _resolve_heads(heads, preset, net, layers, distance, channel_weights, normalize)
+            r = _resolve_heads(heads, preset, net, layers, distance, channel_weights, normalize, model)
             net, layers, distance, channel_weights, normalize = r["net"], r["layers"], r["distance"], r["channel_weights"], r["normalize"]
             self.heads_label = r["heads"]
         elif preset is not None:
@@ -100,7 +105,10 @@ class _Perceptual(nn.Module):
                                                             if w is not None})[:16]
         if layers is None and net:
             _check_default_layer(net)
-        net = net or DEFAULT_NET
+        if model is not None:
+            net = None
+        else:
+            net = net or DEFAULT_NET
         normalize = normalize or "imagenet"
         layers = list(layers) if layers is not None else [DEFAULT_LAYER]
         distance = distance or default_distance
@@ -108,7 +116,7 @@ class _Perceptual(nn.Module):
             raise InputError(f"unknown distance {distance!r}; choose one of {', '.join(DISTANCES)}")
         layer_weights = _parse_layer_weights(layer_weights, layers)
         self.network = LossNetwork(net, layers, weights=weights, weights_dir=weights_dir, transform_input=transform_input,
-                                   normalize=normalize, loss_net_mode=loss_net_mode, pooling=pooling)
+                                   model=model, normalize=normalize, loss_net_mode=loss_net_mode, pooling=pooling)
         if channels_last is None:
             # NHWC everywhere except DISTS: its L2 pooling's 1/sqrt amplifies the NHWC kernels' other
             # rounding in the gradient (max |error| vs float64 ~9x NCHW's); NCHW matches dists-pytorch
@@ -237,7 +245,10 @@ class PerceptualLoss(_Perceptual):
             Default (None): True, except for the ``"dists"`` preset, which runs NCHW as
             dists-pytorch does (its gradients then match to ~1e-6).
         range_check: ``"clamp"`` (default), ``"error"``, ``"warn"`` or ``"off"`` (module docstring).
-        normalize: ``"imagenet"`` (default; None means it) or ``"none"`` (:class:`~lossnet.network.LossNetwork`).
+        normalize: ``"imagenet"`` (default; None means it; for ``timm:`` nets the statistics of the
+            model's pretrained config), ``"none"`` or ``(mean, std)`` (:class:`~lossnet.network.LossNetwork`).
+        model: your own ``nn.Module`` as the loss network instead of ``net`` (with ``layers`` = its
+            FX node names or module paths); see :class:`~lossnet.network.LossNetwork`.
         transform_input: googlenet / inception_v3 only; None = torchvision's default for the weights.
         loss_net_mode: ``"eval"`` (default) or ``"train"`` (:class:`~lossnet.network.LossNetwork`).
 
@@ -275,13 +286,15 @@ class PerceptualLoss(_Perceptual):
         transform_input: bool | None = None,
         loss_net_mode: str = "eval",
         heads: str | os.PathLike | None = None,
+        *,
+        model: nn.Module | None = None,
     ) -> None:
         if reduction not in REDUCTIONS:
             raise InputError(f"reduction must be one of {', '.join(REDUCTIONS)}, got {reduction!r}")
         # net/layers/distance default to None (= vgg16, relu2_2, mse, resolved in _Perceptual) so that
         # an explicit value which contradicts a preset or heads file is told apart from the default
         super().__init__(net, layers, distance, layer_weights, weights, weights_dir, input_range, preset, channel_weights, "mse",
-                         channels_last, range_check, normalize, transform_input, loss_net_mode, heads)
+                         channels_last, range_check, normalize, transform_input, loss_net_mode, heads, model)
         self.reduction = reduction
 
     def features(self, x: torch.Tensor) -> list[torch.Tensor]:
@@ -368,9 +381,11 @@ class PerceptualMetric(_Perceptual):
         transform_input: bool | None = None,
         loss_net_mode: str = "eval",
         heads: str | os.PathLike | None = None,
+        *,
+        model: nn.Module | None = None,
     ) -> None:
         super().__init__(net, layers, distance, layer_weights, weights, weights_dir, input_range, preset, channel_weights, "spatial",
-                         channels_last, range_check, normalize, transform_input, loss_net_mode, heads)
+                         channels_last, range_check, normalize, transform_input, loss_net_mode, heads, model)
 
     def features(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Per-layer features ``[(N, C_l, H_l, W_l), ...]`` of a batch ``x``."""

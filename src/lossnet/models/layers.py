@@ -20,6 +20,10 @@ def list_nodes(arch: str) -> tuple[str, ...]:
     """Every FX node of ``arch`` in eval mode (what ``create_feature_extractor`` accepts), in execution order."""
     from torchvision.models.feature_extraction import get_graph_node_names
 
+    if arch.startswith("timm:"):
+        from lossnet.models.extract import node_names
+
+        return node_names(build_backbone(arch))  # FX nodes where it traces, module paths otherwise
     _, eval_nodes = get_graph_node_names(build_backbone(arch))
     return tuple(n for n in eval_nodes if n != "x")
 
