@@ -235,3 +235,118 @@ def test_nets_cli_show_and_list(capsys):
 def test_errors_reach_the_user_as_lossnet_errors():
     with pytest.raises(LossnetError):
         PerceptualLoss("timm:resnet50", ["nope"], weights=None)
+
+
+# --- the application: benchmarks, heads, sweep (need lossnet[bench]) ---------------------------------
+
+
+@pytest.fixture(scope="module")
+def bapps(tmp_path_factory):
+    pytest.importorskip("scipy")
+    from lossnet.bench.similarity.synthetic import write_synthetic_bapps
+
+    root = tmp_path_factory.mktemp("timm_bapps")
+    write_synthetic_bapps(root / "val", n_2afc=4, n_jnd=4, subsets_2afc=("cnn",), subsets_jnd=("cnn",), seed=7)
+    write_synthetic_bapps(root / "train", n_2afc=6, n_jnd=0, subsets_2afc=("cnn",), split="train", seed=8)
+    return root
+
+
+@pytest.mark.parametrize("arch", [DINO, CLIP])
+def test_bench_similarity_with_a_timm_vit_finishes_done(bapps, tmp_path, arch):
+    import json
+
+    from lossnet.cli.main import main
+
+    out = tmp_path / "sim.json"
+    argv = ["bench", "similarity", "--data", str(bapps / "val"), "--net", arch, "--layer", "E,S,M,L", "--weights", "none",
+            "--subsets", "cnn", "--jnd-subsets", "cnn", "--device", "cpu", "--no-progress", "--out", str(tmp_path / "o"),
+            "--json", str(out)]
+    assert main(argv) == 0
+    runs = json.loads(out.read_text())["runs"]
+    assert len(runs) == 4 and all(r["status"] == "done" for r in runs.values())
+    assert all(0 <= r["metrics"]["bapps.cnn/2afc"] <= 1 for r in runs.values())
+
+
+def test_heads_fit_on_a_timm_net_writes_heads_that_load_and_score(bapps, tmp_path):
+    from lossnet.cli.main import main
+    from lossnet.heads.file import load_heads
+
+    out = tmp_path / "dino_heads.safetensors"
+    argv = ["heads", "fit", "--net", DINO, "--layers", "E,S,M,L", "--data", str(bapps / "train"), "--epochs", "1",
+            "--decay-epochs", "0", "--weights", "none", "--batch-size", "4", "--size", "28", "--val", "none",
+            "-o", str(out), "--no-progress"]
+    assert main(argv) == 0
+    h = load_heads(out)
+    assert h.net == DINO and h.layers == ["patch_embed", "blocks.2", "blocks.5", "blocks.11"]
+    assert [tuple(w.shape) for w in h.weights] == [(384,)] * 4
+    torch.manual_seed(0)  # random init: the same seed gives both metrics the same network
+    metric = PerceptualMetric(heads=out, weights=None)
+    torch.manual_seed(0)
+    plain = PerceptualMetric(DINO, "E,S,M,L", weights=None, channel_weights=h.weights)
+    torch.manual_seed(0)
+    a, b = torch.rand(2, 3, 32, 32), torch.rand(2, 3, 32, 32)
+    d = metric(a, b)
+    assert torch.allclose(d, plain(a, b)) and bool((d > 0).all())
+    assert torch.equal(metric(a, a), torch.zeros(2))
+
+
+def test_heads_fit_with_a_users_module(bapps, tmp_path):
+    import torchvision
+
+    from lossnet.bench.heads.fit import fit_heads
+
+    torch.manual_seed(0)
+    m = torchvision.models.resnet18().eval()
+    res = fit_heads(dict(data=str(bapps / "train"), net="ignored", layers="relu,layer1", epochs=1, decay_epochs=0,
+                         batch_size=4, size=32, val="none"), tmp_path / "h.safetensors", progress=False, model=m)
+    assert res.status == "done"
+    metric = PerceptualMetric(model=m, heads=res.path)
+    assert metric.net == "module:ResNet"
+    assert metric(torch.rand(1, 3, 32, 32), torch.rand(1, 3, 32, 32)).item() > 0
+
+
+def test_sweep_grid_with_a_timm_arch_plans_and_runs(bapps, tmp_path):
+    from lossnet.cli.main import main
+
+    grid = tmp_path / "g.toml"
+    grid.write_text(f"""
+[sweep]
+archs = ["{DINO}", "vgg16"]
+layers = ["E"]
+seeds = [0]
+preset = "quick"
+weights = "none"
+
+[benchmarks.similarity]
+data = "{bapps / 'val'}"
+subsets_2afc = ["cnn"]
+subsets_jnd = ["cnn"]
+""")
+    assert main(["sweep", "plan", str(grid)]) == 0
+    store = tmp_path / "r.db"
+    assert main(["sweep", "run", str(grid), "--store", str(store), "--runs-dir", str(tmp_path / "runs"), "--workers", "1"]) == 0
+    import sqlite3
+
+    with sqlite3.connect(store) as db:
+        rows = db.execute("select * from runs").fetchall()
+    assert len(rows) == 2
+    text = repr(rows)
+    assert DINO in text and "'done'" in text and "failed" not in text
+
+
+@pytest.mark.slow
+def test_bench_superres_quick_with_a_clip_vit_finishes_done(tmp_path, shared_dir):
+    import json
+
+    from lossnet.cli.main import main
+
+    sr = shared_dir / "data" / "sr"
+    if not (sr / "t91").is_dir():
+        pytest.skip("no ../shared/data/sr")
+    out = tmp_path / "sr.json"
+    argv = ["bench", "superres", "--preset", "quick", "--scale", "4", "--net", CLIP, "--layer", "S", "--weights", "none",
+            "--train", str(sr / "t91"), "--test", f"set5={sr / 'set5'}", "--epochs", "1", "--iters-per-epoch", "5",
+            "--val-images", "2", "--out", str(tmp_path / "o"), "--json", str(out), "--no-progress"]
+    assert main(argv) == 0
+    runs = json.loads(out.read_text())["runs"]
+    assert [r["status"] for r in runs.values()] == ["done"]
