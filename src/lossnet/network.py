@@ -1,4 +1,6 @@
-"""``LossNetwork``: a frozen, truncated torchvision classifier that returns feature maps.
+"""``LossNetwork``: a frozen, truncated classifier that returns feature maps -- a torchvision model
+of the registry, a timm model (``"timm:<name>"``, :mod:`lossnet.models.timm`) or any ``nn.Module``
+(``model=``, truncated by :func:`lossnet.models.builder.truncate`; see docs/backbones.md).
 
 The model is built and cut by :func:`lossnet.models.builder.build_feature_extractor`
 (``torchvision.models.get_model`` + ``create_feature_extractor``): the FX graph is pruned to the
@@ -67,7 +69,9 @@ class LossNetwork(nn.Module):
     """Feature maps of a pretrained (or random) classifier at one or more extraction layers.
 
     Args:
-        arch: torchvision classification model name (the paper's 14, or any other).
+        arch: torchvision classification model name (the paper's 14, or any other), or
+            ``"timm:<model name>"`` (needs ``lossnet[timm]``; E/S/M/L, weights and normalisation
+            as in docs/backbones.md). None when ``model`` is given.
         layers: layer names: ``"E"``/``"S"``/``"M"``/``"L"`` (the paper's extraction points),
             readable aliases (``"relu2_2"``), or FX node / module names (``"features.8"``);
             a comma-separated string is split.
@@ -89,6 +93,11 @@ class LossNetwork(nn.Module):
             statistics, dropout is active), as in code that never calls ``.eval()`` on it.
             The parameters are frozen either way.
         pooling: ``"max"`` (default) or ``"l2"``: every max pooling replaced by DISTS's L2 pooling.
+        model: your own ``nn.Module`` (its forward takes the image batch) instead of ``arch``:
+            frozen and kept in eval mode in place, truncated after the deepest of ``layers`` (FX
+            node names or module paths; FX where it traces, forward hooks otherwise:
+            :attr:`extraction`); token outputs ``(N, L, C)`` become maps. ``weights`` applies only
+            when it is a file. ``normalize`` may also be ``None`` or a ``(mean, std)`` pair.
 
     Layers may include ``"input"``: the image itself in [0, 1] (after the grey-to-RGB repeat,
     before normalisation), as DISTS uses it. Transformer outputs are converted to feature maps:
