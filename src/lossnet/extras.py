@@ -2,7 +2,8 @@
 that names the extra to install when they are missing.
 
 The core (``pip install lossnet``) needs torch, torchvision, numpy, safetensors and pillow only;
-the benchmarks, sweep, report and dataset fetching need ``lossnet[bench]``.
+the benchmarks, sweep, report and dataset fetching need ``lossnet[bench]``; ``net="timm:..."``
+loss networks need ``lossnet[timm]``.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ EXTRAS: dict[str, tuple[str, ...]] = {
     "fast-png": ("imagecodecs",),
     # the ST-LPIPS presets read their weight files from this wheel (never import it)
     "stlpips": ("stlpips_pytorch",),
+    "timm": ("timm",),
 }
 
 

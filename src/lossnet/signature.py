@@ -9,16 +9,18 @@ v0.1, [0, 1] vs [-1, 1] input, which weights). Every :class:`~lossnet.loss.Perce
 Fields, ``|``-separated, in this order (optional ones only when not the default):
 
 - ``lossnet <version>``
-- the architecture, ``:l2pool`` when DISTS's L2 pooling replaces max pooling
+- the architecture (``timm:<name>`` for timm, ``module:<Class>`` for a user's module passed as
+  ``model=``), ``:l2pool`` when DISTS's L2 pooling replaces max pooling
 - the layers: ``preset=<name>`` for a preset, else ``+``-joined E/S/M/L keys where a layer is an
   extraction point, otherwise the FX node name (so ``relu2_2`` and ``features.8`` sign alike)
 - the distance; ``lw=<l1>,<l2>`` per-layer weights when not all 1
 - ``heads=``: ``none``, ``lpips-v0.1`` (the lpips package's heads), ``dists-<version>``, or
   ``custom:<sha256 prefix>`` for user channel weights
-- ``range=<lo>,<hi>:<range_check mode>``; ``norm=imagenet|none``; ``ti=1`` (googlenet/inception
+- ``range=<lo>,<hi>:<range_check mode>``; ``norm=imagenet|none|custom:<mean>/<std>``; ``ti=1`` (googlenet/inception
   ``transform_input``); ``mode=train`` (``loss_net_mode``)
-- ``tv=`` torchvision and ``torch=`` major.minor versions
-- ``w=<kind>:sha256:<16 hex>``: the weights kind (imagenet / none / file) and a content hash of the
+- ``tv=`` torchvision and ``torch=`` major.minor versions; ``timm=`` its version for timm nets
+- ``w=<kind>:sha256:<16 hex>``: the weights kind (imagenet / none / file; ``module`` for a user's
+  module with its own parameters; imagenet means timm's pretrained weights for timm nets) and a content hash of the
   tensors the truncated loss network holds (name, dtype, shape and bytes of every parameter and
   persistent buffer, sorted by name), so the same weights sign alike whether they came from a
   download, a local file or a trimmed file (and two truncation depths of one file differ).
@@ -83,7 +85,8 @@ def _layers_field(model) -> str:
 
     if model.preset is not None:
         return f"preset={model.preset}"
-    points = {node: key for key, node in get_spec(model.net).layers.items()}
+    # a user's module (model=) has no registry entry: its layers are recorded as given
+    points = {} if model.net.startswith("module:") else {node: key for key, node in get_spec(model.net).layers.items()}
     return "+".join(points.get(node, node) for node in model.network.nodes)
 
 
@@ -129,7 +132,11 @@ def signature(model) -> str:
         fields.append(f"ens={ens.n}:{ens.seed}:{hashlib.sha256(repr(sorted(ens.config.items())).encode()).hexdigest()[:8]}")
     fields.append(f"tv={_version('torchvision')}")
     fields.append(f"torch={_version('torch')}")
-    fields.append(f"w={net.weights_spec.kind}:sha256:{_weights_digest(model)}")
+    if net.arch.startswith("timm:"):
+        fields.append(f"timm={_version('timm', 3)}")
+    # a user's module brings its own weights: "module", with the digest of its (truncated) state dict
+    kind = "module" if net.arch.startswith("module:") and net.weights_spec.kind != "file" else net.weights_spec.kind
+    fields.append(f"w={kind}:sha256:{_weights_digest(model)}")
     return "|".join(fields)
 
 
@@ -146,7 +153,7 @@ def parse_signature(text: str) -> dict[str, str]:
     positional = iter(("arch", "layers", "distance"))
     for p in parts[1:]:
         key, sep, value = p.partition("=")
-        if sep and key in ("preset", "lw", "heads", "range", "norm", "ti", "mode", "ens", "tv", "torch", "w"):
+        if sep and key in ("preset", "lw", "heads", "range", "norm", "ti", "mode", "ens", "tv", "torch", "timm", "w"):
             out[key] = value
             if key == "preset":
                 next(positional, None)

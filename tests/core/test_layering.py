@@ -24,7 +24,10 @@ APPLICATION_ONLY_PACKAGES = {"scipy", "sklearn", "skimage", "matplotlib", "torch
 
 #: What the core may import from outside the standard library: the core install's requirements
 #: (and tifffile, tried and skipped when absent, for TIFFs Pillow cannot read).
-CORE_PACKAGES = {"torch", "torchvision", "numpy", "safetensors", "PIL", "tifffile"}
+CORE_PACKAGES = {"torch", "torchvision", "numpy", "safetensors", "PIL", "tifffile",
+                 # the [timm] extra: imported only inside lossnet.models.timm's functions, after
+                 # lossnet.extras.require("timm", ...) has given the one-line install hint (issue #28)
+                 "timm"}
 
 
 def _is_application(module: str) -> bool:

@@ -12,6 +12,10 @@ def register(subparsers) -> None:
     lp.add_argument("pattern", nargs="?", default="*", help="wildcard filter, e.g. 'vgg*'")
     lp.add_argument("--all", action="store_true", help="include every torchvision classification model")
     lp.add_argument("--weights-dir", help="folder searched for local ImageNet weights")
+    lp.add_argument("--source", choices=("torchvision", "timm", "all"), default="torchvision",
+                    help="torchvision (default), timm (timm:<name>, needs lossnet[timm]) or all")
+    lp.add_argument("--pattern", dest="pattern_opt", help="wildcard filter (same as the positional pattern)")
+    lp.add_argument("--pretrained", action="store_true", help="timm: only names with pretrained weights (name.tag)")
     lp.set_defaults(func=_list)
     sp = sub.add_parser("show", help="details of one architecture")
     sp.add_argument("arch")
@@ -25,8 +29,19 @@ def _list(args) -> int:
     from lossnet.models.registry import get_spec, list_models
     from lossnet.weights import find_local_weights
 
+    pattern = args.pattern_opt or args.pattern
+    if args.source != "torchvision":
+        from lossnet.models.timm import list_names
+
+        # timm has >1000 models: names only (lossnet nets show timm:<name> gives E/S/M/L)
+        names = list_names(pattern, pretrained=args.pretrained)
+        for n in names:
+            print(n)
+        if args.source == "timm":
+            print(f"{len(names)} timm model(s); 'lossnet nets show timm:<name>' lists E/S/M/L")
+            return 0
     rows = []
-    for arch in list_models(args.pattern, paper_only=not args.all):
+    for arch in list_models(pattern, paper_only=not args.all and args.source == "torchvision"):
         spec = get_spec(arch)
         local = find_local_weights(arch, args.weights_dir)
         rows.append({
@@ -46,6 +61,8 @@ def _show(args) -> int:
     from lossnet.models.registry import get_spec
 
     spec = get_spec(args.arch)
+    if args.arch.startswith("timm:"):
+        return _show_timm(args, spec)
     print(f"{spec.name}: torchvision weights {spec.weights_tag}")
     if spec.in_paper:
         print(f"paper Table I: ImageNet top-1 {spec.imagenet_top1}%, depth {spec.depth}, {spec.mflops} MFLOPs")
@@ -60,6 +77,29 @@ def _show(args) -> int:
         print("measured: " + ", ".join(f"{k} {v}" for k, v in attrs.items()))
         if spec.in_paper:
             print_table([{"point": k, **layer_stats(args.arch, k)} for k in spec.layers])
+    if spec.aliases:
+        print("aliases: " + ", ".join(f"{k}={v}" for k, v in spec.aliases.items()))
+    if args.nodes:
+        for n in list_nodes(args.arch):
+            print(n)
+    return 0
+
+
+def _show_timm(args, spec) -> int:
+    from lossnet.models.layers import list_nodes
+    from lossnet.models.timm import describe
+
+    info = describe(args.arch)
+    print(f"{spec.name}: timm model {info.name} ({'plain ViT' if info.kind == 'vit' else 'hierarchical'}); weights: "
+          f"timm pretrained via the Hugging Face cache/download (default), --weights FILE, or --weights none")
+    fmt = lambda v: ",".join(f"{x:.4g}" for x in v)  # noqa: E731
+    print(f"normalisation (timm pretrained config): mean {fmt(info.mean)}, std {fmt(info.std)}; "
+          f"pretrained input size {info.input_size[1]}x{info.input_size[2]}")
+    if info.patch:
+        print(f"patch size {info.patch}, {info.prefix} prefix token(s); other sizes are zero-padded to a multiple "
+              f"of the patch size (timm's dynamic_img_pad)")
+    print("extraction points (lossnet's rule, docs/backbones.md):")
+    print_table([{"point": k, "node": v} for k, v in spec.layers.items()])
     if spec.aliases:
         print("aliases: " + ", ".join(f"{k}={v}" for k, v in spec.aliases.items()))
     if args.nodes:

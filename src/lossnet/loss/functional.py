@@ -57,6 +57,7 @@ def perceptual_distance(
     per_layer: bool = False,
     spatial: bool = False,
     heads: str | os.PathLike | None = None,
+    model: "torch.nn.Module | None" = None,
 ) -> torch.Tensor:
     """Perceptual distance between image batches ``a`` and ``b``: ``(N,)``.
 
@@ -72,6 +73,7 @@ def perceptual_distance(
         spatial: return the ``(N, 1, H, W)`` map (``(N, L, H, W)`` with ``per_layer``) instead.
         heads: a heads file (:mod:`lossnet.heads`), as :class:`PerceptualMetric`; a file rewritten
             in place is read again (its size and modification time are part of the cache key).
+        model: your own ``nn.Module`` instead of ``net`` (cached per module object), as :class:`PerceptualMetric`.
 
     Returns:
         ``(N,)`` distances (or as above).
@@ -81,10 +83,11 @@ def perceptual_distance(
     weights = WeightsSpec.parse(weights, check=False)  # the file is checked when the network is built
     layer_weights = _layer_weight_values(layer_weights)  # floats: hashable for the cache key (checked in full when built)
     key = (net, layers_key, distance, preset, weights.label, str(weights_dir), tuple(input_range),
-           None if layer_weights is None else tuple(layer_weights), range_check, _file_identity(heads))
+           None if layer_weights is None else tuple(layer_weights), range_check, _file_identity(heads),
+           model)  # the module object itself (identity hash): kept alive while cached, so its id is not reused
     m = _cached_metric(key, net=net, layers=layers_key, distance=distance, preset=preset, weights=weights,
                        weights_dir=weights_dir, input_range=input_range, layer_weights=layer_weights,
-                       range_check=range_check, heads=heads)
+                       range_check=range_check, heads=heads, model=model)
     m = m.to(a.device)
     fa, fb = m._features(a, "a"), m._features(b, "b")
     if spatial:

@@ -79,6 +79,7 @@ class _Perceptual(nn.Module):
         transform_input: bool | None = None,
         loss_net_mode: str = "eval",
         heads=None,
+        model: nn.Module | None = None,
     ) -> None:
         super().__init__()
         from lossnet.network import LossNetwork
@@ -93,8 +94,12 @@ class _Perceptual(nn.Module):
         heads_backbone = (None, "")
         if isinstance(layers, str):
             layers = [n.strip() for n in layers.split(",") if n.strip()]
+        if model is not None and (net is not None or preset is not None):
+            raise InputError(f"pass model= or {'net' if net is not None else 'preset'}=, not both")
+        if model is not None and layers is None and heads is None:
+            raise InputError("model= needs layers=: FX node names or module paths of the module")
         if heads is not None:
-            r = _resolve_heads(heads, preset, net, layers, distance, channel_weights, normalize)
+            r = _resolve_heads(heads, preset, net, layers, distance, channel_weights, normalize, model)
             net, layers, distance, channel_weights, normalize = r["net"], r["layers"], r["distance"], r["channel_weights"], r["normalize"]
             self.heads_label = r["heads"]
             heads_backbone = (r["backbone_sha256"], r["where"])
@@ -110,7 +115,10 @@ class _Perceptual(nn.Module):
                                                             if w is not None})[:16]
         if layers is None and net:
             _check_default_layer(net)
-        net = net or DEFAULT_NET
+        if model is not None:
+            net = None
+        else:
+            net = net or DEFAULT_NET
         normalize = normalize or "imagenet"
         layers = list(layers) if layers is not None else [DEFAULT_LAYER]
         distance = distance or default_distance
@@ -119,7 +127,7 @@ class _Perceptual(nn.Module):
         layer_weights = _parse_layer_weights(layer_weights, layers)
         own = backbone is not None and WeightsSpec.parse(weights).kind == "imagenet"
         self.network = LossNetwork(net, layers, weights=None if own else weights, weights_dir=weights_dir,
-                                   transform_input=transform_input, normalize=normalize, loss_net_mode=loss_net_mode,
+                                   transform_input=transform_input, model=model, normalize=normalize, loss_net_mode=loss_net_mode,
                                    pooling=pooling)
         if own:  # the preset's backbone weights take the place of ImageNet's
             from lossnet.weights import load_into
@@ -255,7 +263,10 @@ class PerceptualLoss(_Perceptual):
             Default (None): True, except for the ``"dists"`` preset, which runs NCHW as
             dists-pytorch does (its gradients then match to ~1e-6).
         range_check: ``"clamp"`` (default), ``"error"``, ``"warn"`` or ``"off"`` (module docstring).
-        normalize: ``"imagenet"`` (default; None means it) or ``"none"`` (:class:`~lossnet.network.LossNetwork`).
+        normalize: ``"imagenet"`` (default; None means it; for ``timm:`` nets the statistics of the
+            model's pretrained config), ``"none"`` or ``(mean, std)`` (:class:`~lossnet.network.LossNetwork`).
+        model: your own ``nn.Module`` as the loss network instead of ``net`` (with ``layers`` = its
+            FX node names or module paths); see :class:`~lossnet.network.LossNetwork`.
         transform_input: googlenet / inception_v3 only; None = torchvision's default for the weights.
         loss_net_mode: ``"eval"`` (default) or ``"train"`` (:class:`~lossnet.network.LossNetwork`).
         ensemble: None, or N (an int), a dict of :class:`lossnet.loss.ensemble.Ensemble` arguments or an
@@ -298,13 +309,15 @@ class PerceptualLoss(_Perceptual):
         loss_net_mode: str = "eval",
         heads: str | os.PathLike | None = None,
         ensemble=None,
+        *,
+        model: nn.Module | None = None,
     ) -> None:
         if reduction not in REDUCTIONS:
             raise InputError(f"reduction must be one of {', '.join(REDUCTIONS)}, got {reduction!r}")
         # net/layers/distance default to None (= vgg16, relu2_2, mse, resolved in _Perceptual) so that
         # an explicit value which contradicts a preset or heads file is told apart from the default
         super().__init__(net, layers, distance, layer_weights, weights, weights_dir, input_range, preset, channel_weights, "mse",
-                         channels_last, range_check, normalize, transform_input, loss_net_mode, heads)
+                         channels_last, range_check, normalize, transform_input, loss_net_mode, heads, model)
         self.reduction = reduction
         from lossnet.loss.ensemble import make_ensemble
 
@@ -413,9 +426,11 @@ class PerceptualMetric(_Perceptual):
         heads: str | os.PathLike | None = None,
         tile: int | None = None,
         ensemble=None,
+        *,
+        model: nn.Module | None = None,
     ) -> None:
         super().__init__(net, layers, distance, layer_weights, weights, weights_dir, input_range, preset, channel_weights, "spatial",
-                         channels_last, range_check, normalize, transform_input, loss_net_mode, heads)
+                         channels_last, range_check, normalize, transform_input, loss_net_mode, heads, model)
         self.tile = None
         if tile is not None:
             from lossnet.loss.tiled import tile_plan

@@ -77,7 +77,7 @@ def _resolve_preset(preset: str, net, layers, distance, channel_weights) -> dict
                 channel_weights=lpips_heads(p), pooling=pooling, heads="lpips-v0.1", lpips_version=version)
 
 
-def _resolve_heads(heads, preset, net, layers, distance, channel_weights, normalize) -> dict:
+def _resolve_heads(heads, preset, net, layers, distance, channel_weights, normalize, model=None) -> dict:
     """The network/layers/normalisation/channel weights a heads file fixes (errors when the
     arguments contradict it). ``heads``: a path or a :class:`lossnet.heads.Heads`."""
     from lossnet.heads.file import Heads, heads_digest, load_heads
@@ -96,18 +96,25 @@ def _resolve_heads(heads, preset, net, layers, distance, channel_weights, normal
         raise InputError(f"pass either preset={preset!r} or heads=, not both")
     if channel_weights is not None:
         raise InputError(f"{where} brings its own channel weights; do not pass channel_weights")
-    if net is not None and get_spec(net).name != get_spec(h.net).name:
+    if model is not None:
+        # a user's module: the heads file names its class (module:<Class>); layers are compared as given
+        if h.net != f"module:{type(model).__name__}":
+            raise InputError(f"{where} is for net {h.net}, not a model= of type {type(model).__name__}")
+        if layers is not None and [str(n).strip() for n in layers] != list(h.layers):
+            raise InputError(f"{where} is for layers {','.join(h.layers)}, not {','.join(layers)}")
+    elif h.net.startswith("module:"):
+        raise InputError(f"{where} is for a user's module ({h.net}): pass that module as model=")
+    elif net is not None and get_spec(net).name != get_spec(h.net).name:
         raise InputError(f"{where} is for net {h.net}, not net={net!r}")
-    if layers is not None and list(resolve_layers(h.net, list(layers))) != list(resolve_layers(h.net, list(h.layers))):
+    if model is None and layers is not None and list(resolve_layers(h.net, list(layers))) != list(resolve_layers(h.net, list(h.layers))):
         raise InputError(f"{where} is for layers {','.join(h.layers)}, not {','.join(layers)}")
     if distance not in (None, "spatial"):
         raise InputError(f"{where} calibrates the 'spatial' distance, not {distance!r}")
     if normalize not in (None, h.normalize):
         raise InputError(f"{where} was fitted with normalize={h.normalize!r}, not {normalize!r}")
-    return dict(net=h.net, layers=list(h.layers), distance="spatial", channel_weights=[w.clone() for w in h.weights],
-                normalize=h.normalize, heads=label, backbone_sha256=h.meta.get("backbone_sha256"), where=where)
-
-
+    return dict(net=None if model is not None else h.net, layers=list(h.layers), distance="spatial",
+                channel_weights=[w.clone() for w in h.weights], normalize=h.normalize, heads=label,
+                backbone_sha256=h.meta.get("backbone_sha256"), where=where)
 def check_heads_backbone(network, recorded: str | None, where: str) -> None:
     """Warn when the loss network is not the backbone the heads were fitted on (``backbone_sha256``
     in the heads file: e.g. fitted with ``--weights none`` and loaded on another random init)."""

@@ -33,10 +33,12 @@ import torch.nn.functional as F
 from torch import nn
 from torchvision.models.vision_transformer import VisionTransformer
 
-__all__ = ["L2Pool", "replace_max_pooling", "BlurPool", "MaxBlurPool", "ConvBlur", "make_shift_tolerant", "make_flexible_vit", "FlexibleVisionTransformer", "feature_layout", "to_nchw", "LAYOUTS"]
+__all__ = ["L2Pool", "replace_max_pooling", "BlurPool", "MaxBlurPool", "ConvBlur", "make_shift_tolerant", "make_flexible_vit",
+           "FlexibleVisionTransformer", "feature_layout", "to_nchw", "token_grid", "LAYOUTS"]
 
-#: Layouts of a node's output: plain feature map, channels-last map, or ViT tokens with a class token.
-LAYOUTS = ("nchw", "nhwc", "tokens")
+#: Layouts of a node's output: plain feature map, channels-last map, ViT tokens with prefix (class/register)
+#: tokens, or decided by the output's shape (a user's module, timm).
+LAYOUTS = ("nchw", "nhwc", "tokens", "auto")
 
 
 class L2Pool(nn.Module):
@@ -243,13 +245,24 @@ def feature_layout(arch: str, node: str) -> str:
     return "nchw"
 
 
-def to_nchw(x: torch.Tensor, layout: str, grid: tuple[int, int] | None = None) -> torch.Tensor:
+def to_nchw(x: torch.Tensor, layout: str, grid: tuple[int, int] | None = None, prefix: int | None = None) -> torch.Tensor:
     """Convert a feature of ``layout`` to ``(N, C, H, W)`` (a view; no copy).
 
     Args:
-        layout: ``"nchw"`` (returned as is), ``"nhwc"`` (permuted) or ``"tokens"`` (``(N, 1+h*w, C)``:
-            class token dropped, the rest laid out on the ``grid = (h, w)`` patch grid).
+        layout: ``"nchw"`` (returned as is), ``"nhwc"`` (permuted), ``"tokens"`` (``(N, k+h*w, C)``:
+            the ``k`` prefix tokens -- class and register tokens -- dropped, the rest laid out on the
+            ``grid = (h, w)`` patch grid) or ``"auto"`` (4-D: NCHW; 3-D: tokens, see :func:`token_grid`).
+        prefix: the number ``k`` of prefix tokens; None: 1 for ``"tokens"`` (torchvision's ViT, a
+            class token), inferred from the count for ``"auto"``.
     """
+    if layout == "auto":
+        if x.ndim == 4:
+            return x
+        if x.ndim == 3 and grid is not None:
+            h, w = grid
+            k = x.shape[1] - h * w if prefix is None else prefix
+            return to_nchw(x, "tokens", (h, w), k)
+        return x  # the caller reports a feature that is not a map
     if layout == "nchw":
         return x
     if layout == "nhwc":
@@ -257,6 +270,28 @@ def to_nchw(x: torch.Tensor, layout: str, grid: tuple[int, int] | None = None) -
     if layout == "tokens":
         n, t, c = x.shape
         h, w = grid
-        torch._assert(t == h * w + 1, "ViT token count does not match the patch grid")
-        return x[:, 1:].reshape(n, h, w, c).permute(0, 3, 1, 2)
+        k = 1 if prefix is None else int(prefix)
+        torch._assert(t == h * w + k, "ViT token count does not match the patch grid")
+        return x[:, k:].reshape(n, h, w, c).permute(0, 3, 1, 2)
     raise ValueError(f"unknown layout {layout!r}; one of {', '.join(LAYOUTS)}")
+
+
+def token_grid(tokens: int, height: int, width: int, patch: int = 0, max_prefix: int = 16) -> tuple[int, int] | None:
+    """The patch grid ``(h, w)`` of ``tokens`` tokens for an ``height x width`` input, or None.
+
+    With ``patch`` known: ``(ceil(H/p), ceil(W/p))`` (timm's padded patch embedding). Otherwise the
+    grid with the input's aspect ratio (``h * W == w * H``, ``H`` divisible by ``h``) that leaves the
+    fewest prefix tokens (0 to ``max_prefix``: none, a class token, class + register tokens).
+    """
+    if patch:
+        h, w = -(-height // patch), -(-width // patch)
+        return (h, w) if 0 <= tokens - h * w <= max_prefix else None
+    for k in range(0, min(max_prefix, tokens - 1) + 1):
+        n = tokens - k
+        h = math.isqrt(n * height // width) if width else 0
+        for hh in (h - 1, h, h + 1):
+            if hh > 0 and n % hh == 0:
+                ww = n // hh
+                if hh * width == ww * height and height % hh == 0:
+                    return hh, ww
+    return None

@@ -18,7 +18,7 @@ from lossnet.models.registry import get_spec
 if TYPE_CHECKING:
     from torch import fx, nn
 
-__all__ = ["TRANSFORM_INPUT_ARCHS", "POOLINGS", "builder_kwargs", "build_backbone", "build_feature_extractor"]
+__all__ = ["TRANSFORM_INPUT_ARCHS", "POOLINGS", "builder_kwargs", "build_backbone", "build_feature_extractor", "truncate"]
 
 #: ``pooling`` choices: the architecture's own, or DISTS's L2 pooling instead of every max pooling.
 POOLINGS = ("max", "l2", "blur")
@@ -71,7 +71,12 @@ def build_backbone(arch: str, *, transform_input: bool | None = None, pooling: s
     if pooling not in POOLINGS:
         raise ValueError(f"pooling must be one of {', '.join(POOLINGS)}, got {pooling!r}")
     kwargs = builder_kwargs(arch, transform_input=transform_input)
-    model = get_model(arch, weights=None, **kwargs).eval()
+    if arch.startswith("timm:"):
+        from lossnet.models.timm import create
+
+        model = create(arch, pretrained=False)
+    else:
+        model = get_model(arch, weights=None, **kwargs).eval()
     if arch.startswith("vit_"):
         from lossnet.models.adapters import make_flexible_vit
 
@@ -113,6 +118,9 @@ def build_feature_extractor(
 
     if model is None:
         model = build_backbone(arch, transform_input=transform_input, pooling=pooling)
+    if arch.startswith("timm:"):
+        # FX where the timm model traces (ResNet, ConvNeXt, EfficientNet), forward hooks otherwise (ViTs)
+        return truncate(model, list(return_nodes))[0]
     if not isinstance(return_nodes, Mapping):
         return_nodes = {n: n for n in dict.fromkeys(return_nodes)}
     kwargs = {}
@@ -123,3 +131,28 @@ def build_feature_extractor(
         # the tiler (lossnet.loss.tiled) reads their window from the module
         kwargs["tracer_kwargs"] = {"leaf_modules": [L2Pool, BlurPool, MaxBlurPool, ConvBlur]}
     return create_feature_extractor(model, return_nodes=dict(return_nodes), **kwargs).eval()
+
+
+def truncate(model: nn.Module, nodes: Sequence[str], *, method: str = "auto") -> tuple[nn.Module, str]:
+    """Any module (a user's, a timm model) cut after ``nodes`` (:mod:`lossnet.models.extract`): ``(body, "fx" | "hooks")``; ``body(x)`` returns ``{node: output}``.
+
+    Args:
+        method: ``"auto"`` (FX if the module traces, hooks otherwise), ``"fx"`` or ``"hooks"``.
+    """
+    from lossnet.errors import UnknownLayerError
+
+    nodes = list(dict.fromkeys(nodes))
+    if method in ("auto", "fx"):
+        from torchvision.models.feature_extraction import create_feature_extractor
+
+        try:
+            return create_feature_extractor(model, return_nodes={n: n for n in nodes}).eval(), "fx"
+        except ValueError as exc:  # a node name FX does not know: may still be a module path
+            if method == "fx" or not all(n in dict(model.named_modules()) for n in nodes):
+                raise UnknownLayerError(f"{exc}".splitlines()[0]) from None
+        except Exception:  # not traceable (control flow on the input, untraceable calls)
+            if method == "fx":
+                raise
+    from lossnet.models.extract import HookExtractor
+
+    return HookExtractor(model, nodes).eval(), "hooks"

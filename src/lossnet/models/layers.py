@@ -21,6 +21,10 @@ def list_nodes(arch: str) -> tuple[str, ...]:
 
     from lossnet.models import builder  # looked up at call time: one build path, patchable in tests
 
+    if arch.startswith("timm:"):
+        from lossnet.models.extract import node_names
+
+        return node_names(builder.build_backbone(arch))  # FX nodes where it traces, module paths otherwise
     _, eval_nodes = get_graph_node_names(builder.build_backbone(arch))
     return tuple(n for n in eval_nodes if n != "x")
 

@@ -241,6 +241,11 @@ def get_spec(arch: str) -> ArchSpec:
     Raises:
         UnknownNetworkError: ``arch`` is not a torchvision classification model.
     """
+    if isinstance(arch, str) and arch.startswith("timm:"):
+        from lossnet.models.timm import describe
+
+        info = describe(arch)  # UnknownNetworkError / MissingExtraError name the problem
+        return ArchSpec(name=arch, layers=dict(info.layers), aliases=dict(info.aliases), weights_tag="timm")
     if arch not in PAPER_LAYERS and arch not in _torchvision_classification_models():
         close = difflib.get_close_matches(arch, _torchvision_classification_models(), n=3)
         hint = f"; did you mean {', '.join(close)}?" if close else "; see 'lossnet nets list --all'"
@@ -298,13 +303,22 @@ def layer_key(arch: str, name: str) -> str | None:
     return None
 
 
-def list_models(pattern: str = "*", *, paper_only: bool = False) -> list[str]:
+def list_models(pattern: str = "*", *, paper_only: bool = False, source: str = "torchvision") -> list[str]:
     """Architecture names matching a shell-style wildcard (timm-style), sorted.
 
     Args:
         pattern: e.g. ``"vgg*"``, ``"*resnet*"``.
         paper_only: only the paper's 14 architectures.
+        source: ``"torchvision"`` (default), ``"timm"`` (``timm:<name>`` for every timm model; needs
+            ``lossnet[timm]``) or ``"all"``.
     """
+    if source not in ("torchvision", "timm", "all"):
+        raise ValueError(f"source must be torchvision, timm or all, got {source!r}")
+    if source != "torchvision" and not paper_only:
+        from lossnet.models.timm import list_names
+
+        timm_names = list_names(pattern)
+        return timm_names if source == "timm" else sorted(list_models(pattern) + timm_names)
     names = PAPER_ARCHS if paper_only else tuple(sorted(set(PAPER_ARCHS) | set(_torchvision_classification_models())))
     rx = re.compile(fnmatch.translate(pattern))
     return sorted(n for n in names if rx.match(n))

@@ -77,8 +77,9 @@ class HeadsFitConfig:
     weights_dir: str | None = None
     num_workers: int | None = None
 
-    def check(self) -> "HeadsFitConfig":
-        """Validate and normalise in place (paths resolved, network and layers checked)."""
+    def check(self, model=None) -> "HeadsFitConfig":
+        """Validate and normalise in place (paths resolved, network and layers checked; with a
+        user's ``model``, ``net`` becomes ``module:<Class>`` and the layers are kept as given)."""
         from lossnet.models.layers import resolve_layers
         from lossnet.models.registry import get_spec
 
@@ -101,9 +102,13 @@ class HeadsFitConfig:
             raise InputError(f"heads fit: amp must be off, bf16 or fp16, got {self.amp!r}")
         if self.normalize not in ("imagenet", "none"):
             raise InputError(f"heads fit: normalize must be imagenet or none, got {self.normalize!r}")
-        self.net = get_spec(self.net).name
         names = self.layers if isinstance(self.layers, str) else ",".join(self.layers)
-        self.layers = ",".join(resolve_layers(self.net, names))
+        if model is not None:
+            self.net = f"module:{type(model).__name__}"
+            self.layers = ",".join(n.strip() for n in names.split(",") if n.strip())
+        else:
+            self.net = get_spec(self.net).name  # torchvision names and timm:<name>
+            self.layers = ",".join(resolve_layers(self.net, names))
         from lossnet.weights import WeightsSpec
 
         self.weights = WeightsSpec.parse(self.weights).label
@@ -391,6 +396,7 @@ def fit_heads(
     workdir: str | os.PathLike | None = None,
     progress: bool = True,
     log: Callable[[str], None] | None = None,
+    model: "torch.nn.Module | None" = None,
     **kwargs: Any,
 ) -> HeadsFitResult:
     """Fit heads for ``config.net`` at ``config.layers`` and write them to ``out`` (a heads file).
@@ -402,6 +408,9 @@ def fit_heads(
             killed part-way resumes from it. Default: ``<out>.run/`` next to ``out``.
         progress: tqdm bars.
         log: receives one line per epoch.
+        model: your own ``nn.Module`` as the loss network (``config.net`` is then ignored and
+            recorded as ``module:<Class>``; ``config.layers`` are its FX node names / module paths).
+            The digest of its state dict is part of the run's fingerprint.
 
     Returns:
         :class:`HeadsFitResult`; the heads are those of the best validation epoch (the last epoch
@@ -424,13 +433,17 @@ def fit_heads(
         if unknown:
             raise InputError(f"heads fit: unknown option(s) {', '.join(unknown)}")
         c = HeadsFitConfig(**given)
-    c.check()
+    c.check(model)
     device = torch.device(c.device or "cpu")
     if out is None and workdir is None:
         raise InputError("heads fit: give an output heads file or a workdir")
     workdir = Path(workdir) if workdir is not None else Path(str(out) + ".run")
     weights = None if c.weights == "none" else c.weights
-    network = LossNetwork(c.net, c.layers.split(","), weights=weights, weights_dir=c.weights_dir, normalize=c.normalize).to(device)
+    if model is not None:
+        network = LossNetwork(model=model, layers=c.layers.split(","), normalize=c.normalize).to(device)
+    else:
+        network = LossNetwork(c.net, c.layers.split(","), weights=weights, weights_dir=c.weights_dir,
+                              normalize=c.normalize).to(device)
     if c.channels_last:
         network.to(memory_format=torch.channels_last)
     channels = _channels(network.cpu(), c.size)
@@ -440,6 +453,10 @@ def fit_heads(
     # CSV or BAPPS folder makes the checkpoint "a different configuration" instead of being reused.
     data_id = _data_identity(c)
     fit_config = {**c.fingerprint_dict(), "epochs": c.epochs + c.decay_epochs, "fit_epochs": c.epochs, "data_content": data_id}
+    if model is not None:  # another module (or other weights) must not resume this run
+        from lossnet.signature import state_digest
+
+        fit_config["module_state"] = state_digest(network.body)[:16]
 
     def make_task() -> HeadsTask:
         return HeadsTask(c, network, channels, train, val, device, progress)
