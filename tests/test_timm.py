@@ -350,3 +350,30 @@ def test_bench_superres_quick_with_a_clip_vit_finishes_done(tmp_path, shared_dir
     assert main(argv) == 0
     runs = json.loads(out.read_text())["runs"]
     assert [r["status"] for r in runs.values()] == ["done"]
+
+
+def test_modern_backbones_example_grid_plans_80_runs():
+    pytest.importorskip("scipy")
+    from lossnet.sweep.grid import expand_grid, load_grid
+
+    points = expand_grid(load_grid(ROOT / "examples" / "sweeps" / "modern_backbones.toml"))
+    assert len(points) == 5 * 4 * 4
+    assert {p["net"] for p in points} == {"vgg16", "resnet50", "timm:convnext_tiny", DINO, CLIP}
+    assert {p["benchmark"] for p in points} == {"similarity", "superres", "roads", "autoencoder"}
+    for net in {p["net"] for p in points}:  # every name resolves, E/S/M/L included
+        assert set(get_spec(net).layers) == set("ESML")
+
+
+def test_sweep_estimate_times_a_timm_net_with_random_weights_and_downloads_nothing(tmp_path, monkeypatch):
+    pytest.importorskip("scipy")
+    import lossnet.sweep.estimate as E
+
+    monkeypatch.setitem(E.REAL_SIZES, "bapps", {"2afc/cnn": 16})
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    grid = tmp_path / "g.toml"
+    grid.write_text(f'[sweep]\narchs = ["{DINO}"]\nlayers = ["L"]\npreset = "paper"\nweights = "imagenet"\n'
+                    '[benchmarks.similarity]\nsubsets_2afc = ["cnn"]\nsubsets_jnd = []\nbatch_size = 8\n')
+    est = E.estimate_grid(grid, device="cpu", steps=1, progress=False, synthetic_root=tmp_path / "synth")
+    (p,) = est.points
+    assert p.steps_per_run == 16 // 8 and p.step_s > 0
+    assert any("random weights" in n for n in est.notes)
