@@ -98,7 +98,9 @@ def test_vit_maps_equal_timms_forward_intermediates(arch):
     assert net.extraction == "hooks"  # timm's dynamic-size ViTs branch on the input shape: no FX
     info = describe(arch)
     model = timm.create_model(info.name, **info.kwargs).eval()
-    model.load_state_dict(net.body.state_dict())
+    result = model.load_state_dict(net.body.state_dict(), strict=False)
+    assert not result.unexpected_keys  # the body holds blocks 0..11 and the embeddings, nothing else
+    assert {k.split(".")[0] for k in result.missing_keys} <= {"norm", "fc_norm", "head", "attn_pool"}
     x = torch.rand(2, 3, 64, 80)  # 64 and 80 are not multiples of 14: timm pads (documented)
     out = net(x)
     p = info.patch
@@ -159,6 +161,13 @@ def test_weights_file_round_trip_and_errors(tmp_path):
     pth = tmp_path / "dino.pth"
     torch.save(model.state_dict(), pth)
     assert torch.equal(LossNetwork(DINO, "S", weights=pth).body.state_dict()["pos_embed"], model.state_dict()["pos_embed"])
+    # a trimmed file (patch embedding + blocks 0..2) fits a network cut at S = blocks.2
+    trimmed = {k: v for k, v in model.state_dict().items() if not k.startswith(("blocks.", "norm", "head"))
+               or (k.startswith("blocks.") and int(k.split(".")[1]) <= 2)}
+    cut = LossNetwork(DINO, "S", weights=_save(trimmed, tmp_path / "trimmed.safetensors"))
+    assert not any(k.startswith("blocks.3") for k in cut.body.state_dict())
+    x = torch.rand(1, 3, 28, 28)
+    assert torch.equal(cut(x)["S"], net(x)["S"])
     bad = _save({"pos_embed": torch.zeros(1)}, tmp_path / "bad.safetensors")
     with pytest.raises(WeightsError, match="lack"):
         LossNetwork(DINO, "S", weights=bad)
