@@ -386,3 +386,24 @@ def test_sweep_estimate_times_a_timm_net_with_random_weights_and_downloads_nothi
     (p,) = est.points
     assert p.steps_per_run == 16 // 8 and p.step_s > 0
     assert any("random weights" in n for n in est.notes)
+
+
+def test_fx_traced_vit_dinov3_follows_the_input_size_and_loads_its_weight_file(tmp_path):
+    """timm's DINOv3 (RoPE) traces with FX; the traced graph must not bake the trace-time size in,
+    and the constants FX lifts out (RoPE periods) must not be required from a weight file."""
+    arch = "timm:vit_small_patch16_dinov3"
+    info = describe(arch)
+    torch.manual_seed(0)
+    model = timm.create_model(info.name, **info.kwargs).eval()
+    path = _save(model.state_dict(), tmp_path / "dinov3.safetensors")
+    net = LossNetwork(arch, "S,M,L", weights=path, normalize="none")
+    assert net.extraction == "fx"
+    assert not any("_tensor_constant" in k for k in net.body.state_dict())
+    for size in ((64, 48), (96, 80)):
+        x = torch.rand(1, 3, *size)
+        with torch.no_grad():
+            ref = model.forward_intermediates(x, indices=[2, 5, 11], output_fmt="NCHW", intermediates_only=True)
+        out = net(x)
+        for key, r in zip("SML", ref):
+            assert out[key].shape == r.shape == (1, 384, size[0] // 16, size[1] // 16)
+            assert torch.equal(out[key], r)
