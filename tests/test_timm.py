@@ -407,3 +407,13 @@ def test_fx_traced_vit_dinov3_follows_the_input_size_and_loads_its_weight_file(t
         for key, r in zip("SML", ref):
             assert out[key].shape == r.shape == (1, 384, size[0] // 16, size[1] // 16)
             assert torch.equal(out[key], r)
+
+
+def test_a_timm_size_check_is_a_one_line_input_error():
+    from lossnet.errors import InputError
+
+    net = LossNetwork("timm:swin_tiny_patch4_window7_224", "S", weights=None)
+    with pytest.raises(InputError, match=r"rejects input \(64, 64\)") as info:
+        net(torch.rand(1, 3, 64, 64))
+    assert "\n" not in str(info.value)
+    assert net(torch.rand(1, 3, 224, 224))["S"].shape == (1, 96, 56, 56)  # NHWC stage output laid out NCHW

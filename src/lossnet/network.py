@@ -344,6 +344,13 @@ class LossNetwork(nn.Module):
                                  f"got {tuple(x.shape[-2:])}")
             try:
                 out = self.body(z)
+            except AssertionError as exc:
+                if not self.arch.startswith("timm:"):
+                    raise
+                # timm's size checks (e.g. Swin's window layout): one line naming the input
+                first = (str(exc).strip().splitlines() or [""])[0]
+                raise InputError(f"{self.arch} rejects input {tuple(x.shape[-2:])}: {first} (use the model's pretrained "
+                                 f"input size, lossnet nets show {self.arch})") from exc
             except RuntimeError as exc:
                 msg = str(exc)
                 if not self.arch.startswith("module:") and any(
