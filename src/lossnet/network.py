@@ -222,6 +222,8 @@ class LossNetwork(nn.Module):
 
                 if not replace_max_pooling(model):
                     raise InputError(f"pooling='l2' replaces max pooling, and {arch} has none")
+            if info.kind == "vit":
+                _prune_vit(model, self._net_nodes())
             self.body, self.extraction = truncate(model, self._net_nodes())
             if wspec.kind == "file":
                 from lossnet.weights import load_into, load_state_dict_file
@@ -342,6 +344,13 @@ class LossNetwork(nn.Module):
                                  f"got {tuple(x.shape[-2:])}")
             try:
                 out = self.body(z)
+            except AssertionError as exc:
+                if not self.arch.startswith("timm:"):
+                    raise
+                # timm's size checks (e.g. Swin's window layout): one line naming the input
+                first = (str(exc).strip().splitlines() or [""])[0]
+                raise InputError(f"{self.arch} rejects input {tuple(x.shape[-2:])}: {first} (use the model's pretrained "
+                                 f"input size, lossnet nets show {self.arch})") from exc
             except RuntimeError as exc:
                 msg = str(exc)
                 if not self.arch.startswith("module:") and any(
@@ -377,6 +386,25 @@ class LossNetwork(nn.Module):
                                      f"(N, C, H, W) feature map; pick an earlier node (lossnet nets show {self.arch} --nodes)")
             result[name] = f
         return result
+
+
+def _prune_vit(model: nn.Module, nodes: list[str]) -> None:
+    """Drop the blocks after the deepest requested one, the final norm and the head of a timm ViT
+    (``prune_intermediate_layers``): the hooks stop the forward there anyway, and so the truncated
+    network holds only what it uses (trimmed weight files load; the signature digests those tensors).
+    Nothing is pruned when a layer lies outside ``patch_embed``/``blocks``."""
+    import re
+
+    blocks = []
+    for n in nodes:
+        m = re.match(r"blocks\.(\d+)(\.|$)", n)
+        if m:
+            blocks.append(int(m.group(1)))
+        elif not (n == "patch_embed" or n.startswith("patch_embed.")):
+            return
+    prune = getattr(model, "prune_intermediate_layers", None)
+    if prune is not None:
+        prune([max(blocks, default=0)], prune_norm=True, prune_head=True)
 
 
 def _autocast(x: torch.Tensor) -> bool:

@@ -81,6 +81,14 @@ def test_untraceable_module_uses_hooks_and_stops_after_the_deepest_layer():
         assert torch.equal(out["b"], m.b(torch.relu(m.a(x))))
     # the extractor's state dict has the module's own keys
     assert set(net.body.state_dict()) == set(m.state_dict())
+    # a deep copy has its own hooks: it records into itself, and the original still works
+    import copy
+
+    twin = copy.deepcopy(net)
+    with torch.no_grad():
+        twin.body.a.weight.add_(1.0)
+    assert not torch.equal(twin(x)["a"], out["a"])
+    assert torch.equal(net(x)["a"], out["a"])
 
 
 class _Tokens(nn.Module):

@@ -98,7 +98,9 @@ def test_vit_maps_equal_timms_forward_intermediates(arch):
     assert net.extraction == "hooks"  # timm's dynamic-size ViTs branch on the input shape: no FX
     info = describe(arch)
     model = timm.create_model(info.name, **info.kwargs).eval()
-    model.load_state_dict(net.body.state_dict())
+    result = model.load_state_dict(net.body.state_dict(), strict=False)
+    assert not result.unexpected_keys  # the body holds blocks 0..11 and the embeddings, nothing else
+    assert {k.split(".")[0] for k in result.missing_keys} <= {"norm", "fc_norm", "head", "attn_pool"}
     x = torch.rand(2, 3, 64, 80)  # 64 and 80 are not multiples of 14: timm pads (documented)
     out = net(x)
     p = info.patch
@@ -159,6 +161,13 @@ def test_weights_file_round_trip_and_errors(tmp_path):
     pth = tmp_path / "dino.pth"
     torch.save(model.state_dict(), pth)
     assert torch.equal(LossNetwork(DINO, "S", weights=pth).body.state_dict()["pos_embed"], model.state_dict()["pos_embed"])
+    # a trimmed file (patch embedding + blocks 0..2) fits a network cut at S = blocks.2
+    trimmed = {k: v for k, v in model.state_dict().items() if not k.startswith(("blocks.", "norm", "head"))
+               or (k.startswith("blocks.") and int(k.split(".")[1]) <= 2)}
+    cut = LossNetwork(DINO, "S", weights=_save(trimmed, tmp_path / "trimmed.safetensors"))
+    assert not any(k.startswith("blocks.3") for k in cut.body.state_dict())
+    x = torch.rand(1, 3, 28, 28)
+    assert torch.equal(cut(x)["S"], net(x)["S"])
     bad = _save({"pos_embed": torch.zeros(1)}, tmp_path / "bad.safetensors")
     with pytest.raises(WeightsError, match="lack"):
         LossNetwork(DINO, "S", weights=bad)
@@ -350,3 +359,61 @@ def test_bench_superres_quick_with_a_clip_vit_finishes_done(tmp_path, shared_dir
     assert main(argv) == 0
     runs = json.loads(out.read_text())["runs"]
     assert [r["status"] for r in runs.values()] == ["done"]
+
+
+def test_modern_backbones_example_grid_plans_80_runs():
+    pytest.importorskip("scipy")
+    from lossnet.sweep.grid import expand_grid, load_grid
+
+    points = expand_grid(load_grid(ROOT / "examples" / "sweeps" / "modern_backbones.toml"))
+    assert len(points) == 5 * 4 * 4
+    assert {p["net"] for p in points} == {"vgg16", "resnet50", "timm:convnext_tiny", DINO, CLIP}
+    assert {p["benchmark"] for p in points} == {"similarity", "superres", "roads", "autoencoder"}
+    for net in {p["net"] for p in points}:  # every name resolves, E/S/M/L included
+        assert set(get_spec(net).layers) == set("ESML")
+
+
+def test_sweep_estimate_times_a_timm_net_with_random_weights_and_downloads_nothing(tmp_path, monkeypatch):
+    pytest.importorskip("scipy")
+    import lossnet.sweep.estimate as E
+
+    monkeypatch.setitem(E.REAL_SIZES, "bapps", {"2afc/cnn": 16})
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    grid = tmp_path / "g.toml"
+    grid.write_text(f'[sweep]\narchs = ["{DINO}"]\nlayers = ["L"]\npreset = "paper"\nweights = "imagenet"\n'
+                    '[benchmarks.similarity]\nsubsets_2afc = ["cnn"]\nsubsets_jnd = []\nbatch_size = 8\n')
+    est = E.estimate_grid(grid, device="cpu", steps=1, progress=False, synthetic_root=tmp_path / "synth")
+    (p,) = est.points
+    assert p.steps_per_run == 16 // 8 and p.step_s > 0
+    assert any("random weights" in n for n in est.notes)
+
+
+def test_fx_traced_vit_dinov3_follows_the_input_size_and_loads_its_weight_file(tmp_path):
+    """timm's DINOv3 (RoPE) traces with FX; the traced graph must not bake the trace-time size in,
+    and the constants FX lifts out (RoPE periods) must not be required from a weight file."""
+    arch = "timm:vit_small_patch16_dinov3"
+    info = describe(arch)
+    torch.manual_seed(0)
+    model = timm.create_model(info.name, **info.kwargs).eval()
+    path = _save(model.state_dict(), tmp_path / "dinov3.safetensors")
+    net = LossNetwork(arch, "S,M,L", weights=path, normalize="none")
+    assert net.extraction == "fx"
+    assert not any("_tensor_constant" in k for k in net.body.state_dict())
+    for size in ((64, 48), (96, 80)):
+        x = torch.rand(1, 3, *size)
+        with torch.no_grad():
+            ref = model.forward_intermediates(x, indices=[2, 5, 11], output_fmt="NCHW", intermediates_only=True)
+        out = net(x)
+        for key, r in zip("SML", ref):
+            assert out[key].shape == r.shape == (1, 384, size[0] // 16, size[1] // 16)
+            assert torch.equal(out[key], r)
+
+
+def test_a_timm_size_check_is_a_one_line_input_error():
+    from lossnet.errors import InputError
+
+    net = LossNetwork("timm:swin_tiny_patch4_window7_224", "S", weights=None)
+    with pytest.raises(InputError, match=r"rejects input \(64, 64\)") as info:
+        net(torch.rand(1, 3, 64, 64))
+    assert "\n" not in str(info.value)
+    assert net(torch.rand(1, 3, 224, 224))["S"].shape == (1, 96, 56, 56)  # NHWC stage output laid out NCHW

@@ -146,7 +146,15 @@ def truncate(model: nn.Module, nodes: Sequence[str], *, method: str = "auto") ->
         from torchvision.models.feature_extraction import create_feature_extractor
 
         try:
-            return create_feature_extractor(model, return_nodes={n: n for n in nodes}).eval(), "fx"
+            body = create_feature_extractor(model, return_nodes={n: n for n in nodes}).eval()
+            # tensors FX lifted out of the code (e.g. timm DINOv3's RoPE periods) become buffers named
+            # _tensor_constant<i>: not part of the model's state, so kept out of the state dict (weight
+            # files of the model load, signatures digest the model's own tensors)
+            for gm in [body, *body.children()]:
+                for name in list(getattr(gm, "_buffers", {})):
+                    if name.startswith("_tensor_constant"):
+                        gm._non_persistent_buffers_set.add(name)
+            return body, "fx"
         except ValueError as exc:  # a node name FX does not know: may still be a module path
             if method == "fx" or not all(n in dict(model.named_modules()) for n in nodes):
                 raise UnknownLayerError(f"{exc}".splitlines()[0]) from None

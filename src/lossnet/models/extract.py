@@ -53,8 +53,25 @@ class HookExtractor(nn.Module):
         self._modules = model._modules
         object.__setattr__(self, "_model", model)
         self._out: dict[str, torch.Tensor] = {}
-        for p in self.paths:
-            modules[p].register_forward_hook(self._hook(p))
+        self._register()
+
+    def _register(self) -> None:
+        modules = dict(self._model.named_modules())
+        object.__setattr__(self, "_handles", [modules[p].register_forward_hook(self._hook(p)) for p in self.paths])
+
+    def __deepcopy__(self, memo):
+        # the hooks are closures over this extractor: copy the module without them, hook the copy anew
+        import copy
+
+        for h in self._handles:
+            h.remove()
+        try:
+            model = copy.deepcopy(self._model, memo)
+        finally:
+            self._register()
+        new = HookExtractor(model, self.paths)
+        new.train(self.training)
+        return new
 
     def _hook(self, path: str):
         def hook(module, args, output):
