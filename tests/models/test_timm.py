@@ -363,7 +363,7 @@ def test_bench_superres_quick_with_a_clip_vit_finishes_done(tmp_path, shared_dir
 
 def test_modern_backbones_example_grid_plans_80_runs():
     pytest.importorskip("scipy")
-    from lossnet.sweep.grid import expand_grid, load_grid
+    from lossnet.runs.plan import expand_grid, load_grid
 
     points = expand_grid(load_grid(ROOT / "examples" / "sweeps" / "modern_backbones.toml"))
     assert len(points) == 5 * 4 * 4
@@ -375,7 +375,7 @@ def test_modern_backbones_example_grid_plans_80_runs():
 
 def test_sweep_estimate_times_a_timm_net_with_random_weights_and_downloads_nothing(tmp_path, monkeypatch):
     pytest.importorskip("scipy")
-    import lossnet.sweep.estimate as E
+    import lossnet.runs.estimate as E
 
     monkeypatch.setitem(E.REAL_SIZES, "bapps", {"2afc/cnn": 16})
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
