@@ -40,18 +40,18 @@ APPLICATION_COMMANDS = {
 }
 
 
-def _register_missing_extra(subparsers, command: str, help_text: str, gone: list[str]) -> None:
-    """``lossnet COMMAND ...`` (any arguments, ``--help`` too) answers with the install line."""
-    message = (f"lossnet {command} needs the [bench] extra: pip install \"lossnet[bench]\" "
-               f"(missing: {', '.join(gone)})")
+def _register_missing_extra(subparsers, command: str, help_text: str) -> None:
+    """``lossnet COMMAND ...`` (any arguments, ``--help`` too) answers with the install line of
+    :func:`lossnet.extras.require`."""
     # no prefix character anyone types: every argument (--help, --source ...) is just "the rest"
     p = subparsers.add_parser(command, help=f"{help_text} (needs lossnet[bench])", add_help=False, prefix_chars="\x01")
     p.add_argument("rest", nargs="*", help=argparse.SUPPRESS)
 
     def _refuse(args) -> int:
-        from lossnet.extras import MissingExtraError
+        from lossnet.extras import require
 
-        raise MissingExtraError(message)
+        require("bench", f"lossnet {command}")
+        return 2  # not reached: this stub is registered only while the extra is missing
 
     p.set_defaults(func=_refuse)
 
@@ -72,7 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
     gone = missing(EXTRAS["bench"])
     for name in SUBCOMMAND_MODULES:
         if gone and name in APPLICATION_COMMANDS:
-            _register_missing_extra(subparsers, *APPLICATION_COMMANDS[name], gone)
+            _register_missing_extra(subparsers, *APPLICATION_COMMANDS[name])
         else:
             importlib.import_module(name).register(subparsers)
     return parser

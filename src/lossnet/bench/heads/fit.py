@@ -273,7 +273,6 @@ class HeadsTask(TrainingTask):
         order = epoch_order(len(self.train_set), c.seed, epoch)
         loader = DataLoader(self.train_set, batch_size=c.batch_size, sampler=order, num_workers=c.num_workers or 0,
                             generator=torch.Generator().manual_seed(0))
-        self._batches_total = len(loader)
         for batch in loader:
             ok = check_batch(batch, c.skip_bad)
             if not bool(ok.any()):
