@@ -267,9 +267,8 @@ class HeadsTask(TrainingTask):
         from lossnet.bench.heads.data import check_batch
 
         c = self.config
-        self._lr = lr_at(epoch, c.lr, c.epochs, c.decay_epochs)
         for group in self.optimizer.param_groups:
-            group["lr"] = self._lr
+            group["lr"] = lr_at(epoch, c.lr, c.epochs, c.decay_epochs)
         order = epoch_order(len(self.train_set), c.seed, epoch)
         loader = DataLoader(self.train_set, batch_size=c.batch_size, sampler=order, num_workers=c.num_workers or 0,
                             generator=torch.Generator().manual_seed(0))
@@ -305,9 +304,10 @@ class HeadsTask(TrainingTask):
         self.model.clamp_()
 
     def epoch_row(self, epoch: int, records: list[dict[str, float]]) -> dict[str, Any]:
+        c = self.config
         losses = [r["loss"] for r in records]
         self.losses += losses
-        return {"loss": float(np.mean(losses)) if losses else float("nan"), "lr": self._lr,
+        return {"loss": float(np.mean(losses)) if losses else float("nan"), "lr": lr_at(epoch, c.lr, c.epochs, c.decay_epochs),
                 "items": int(sum(r["items"] for r in records))}
 
     def val_distances(self, data) -> tuple[np.ndarray, np.ndarray]:
