@@ -46,10 +46,9 @@ def configs(preset: str, net: str, layer: str) -> dict[str, dict]:
 
 def main(argv: list[str] | None = None) -> int:
     from lossnet.bench.base import get_benchmark
-    from lossnet.bench.profile import format_profile, time_similarity
+    from lossnet.bench.profile import format_profile, time_benchmark
     from lossnet.cli.common import print_table
     from lossnet.errors import DataError
-    from lossnet.runs.estimate import REAL_SIZES, synthetic_data
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--bench", action="append", help="benchmark(s) to profile (default all)")
@@ -72,20 +71,19 @@ def main(argv: list[str] | None = None) -> int:
             continue
         bench = get_benchmark(name)
         base = dict(partial, preset=args.preset, device=args.device, weights_dir=args.weights_dir)
-        counts = None
+        sizes = None
         try:
             config = bench.resolve_config(base)
-        except DataError as exc:
-            options, sizes, note = synthetic_data(name, {}, bench.defaults(args.preset), synth)
-            print(f"{label}: {' '.join(str(exc).split())[:120]} -> {note}")
-            config = bench.resolve_config({**{k: v for k, v in base.items() if k != "data"}, **options})
-            counts = sizes.get("counts")
+        except DataError as exc:  # the benchmark's synthetic data of the preset's shapes, with the real data's sizes
+            synthetic = bench.synthetic_data(synth, bench.defaults(args.preset))
+            print(f"{label}: {' '.join(str(exc).split())[:120]} -> {synthetic.note}")
+            config = bench.resolve_config({**{k: v for k, v in base.items() if k != "data"}, **synthetic.options})
+            sizes = synthetic.sizes
         for workers in (0, args.workers):
             c = dict(config, num_workers=workers)
-            if name == "similarity":
-                t = time_similarity(c, args.steps, warmup=1, counts=counts or (REAL_SIZES["bapps"] if "synthetic" in str(c["data"]) else None))
-            else:
-                t = bench.time_steps(c, None, args.steps, warmup=args.warmup, fixed=False)
+            t = time_benchmark(bench, c, None, args.steps, warmup=args.warmup, fixed=False, sizes=sizes)
+            if sizes and bench.trains:
+                bench.scale_to_real(bench.config_object(c), t, sizes)
             title = f"{label} ({args.preset}, {c.get('net')} {c.get('layer')}, {c.get('device') or 'default device'}, num_workers {workers})"
             print(f"\n{title}: {t.steps_timed} steps, {t.steps_per_run} steps per run")
             print_table(format_profile(t))

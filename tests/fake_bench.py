@@ -42,42 +42,43 @@ class FakeBench(Benchmark):
     Config = FakeConfig
     PRESETS = {"quick": {}, "paper": {"steps": 10}}
 
-    def validate(self, config: dict[str, Any]) -> None:
-        if config["distance"] not in DISTANCES:
-            raise LossnetError(f"unknown distance {config['distance']!r}; choose one of {', '.join(DISTANCES)}")
+    def validate(self, config: FakeConfig) -> None:
+        if config.distance not in DISTANCES:
+            raise LossnetError(f"unknown distance {config.distance!r}; choose one of {', '.join(DISTANCES)}")
 
-    def check_loss_network(self, config: dict[str, Any]) -> None:
+    def check_loss_network(self, config: FakeConfig) -> None:
         # no real loss network: net/layer are optional labels (the grid checks them against the registry)
         pass
 
-    def run(self, config: dict[str, Any], workdir: str | os.PathLike, *, progress: bool = True) -> BenchResult:
-        return run(config, workdir, progress=progress)
+    def run(self, config: FakeConfig | dict[str, Any], workdir: str | os.PathLike, *, progress: bool = True) -> BenchResult:
+        return run(self.config_object(config), workdir, progress=progress)
 
 
-def score(config: dict[str, Any]) -> float:
-    text = f"{config.get('net') or ''}{config.get('layer') or ''}"
-    return float(sum(map(ord, text)) % 97 + 100 * int(config.get("seed") or 0))
+def score(config: FakeConfig | dict[str, Any]) -> float:
+    config = BENCHMARK.config_object(config)
+    text = f"{config.net or ''}{config.layer or ''}"
+    return float(sum(map(ord, text)) % 97 + 100 * int(config.seed or 0))
 
 
-def run(config: dict[str, Any], workdir: str | os.PathLike, *, progress: bool = True) -> BenchResult:
+def run(config: FakeConfig, workdir: str | os.PathLike, *, progress: bool = True) -> BenchResult:
     workdir = Path(workdir)
     ckpt = workdir / "ckpt.json"
-    if config.get("fail") or (config.get("fail_flag") and Path(config["fail_flag"]).exists()):
-        raise RuntimeError(f"fake failure requested for {config.get('net')}/{config.get('layer')}")
-    if config.get("crash"):
+    if config.fail or (config.fail_flag and Path(config.fail_flag).exists()):
+        raise RuntimeError(f"fake failure requested for {config.net}/{config.layer}")
+    if config.crash:
         os.kill(os.getpid(), signal.SIGKILL)
     start = json.loads(ckpt.read_text())["step"] if ckpt.exists() else 0
-    print(f"fake_bench: starting at step {start} of {config['steps']}", flush=True)
-    for step in range(start, config["steps"]):
-        time.sleep(config["step_seconds"])
+    print(f"fake_bench: starting at step {start} of {config.steps}", flush=True)
+    for step in range(start, config.steps):
+        time.sleep(config.step_seconds)
         atomic_write_json(ckpt, {"step": step + 1})
-    if config.get("counter"):
-        line = json.dumps({"net": config.get("net"), "layer": config.get("layer"), "seed": config.get("seed")}, sort_keys=True)
-        with open(config["counter"], "a", encoding="utf-8") as fh:  # O_APPEND: one whole line per write
+    if config.counter:
+        line = json.dumps({"net": config.net, "layer": config.layer, "seed": config.seed}, sort_keys=True)
+        with open(config.counter, "a", encoding="utf-8") as fh:  # O_APPEND: one whole line per write
             fh.write(line + "\n")
     # what the run's process saw of the forwarded environment (Ray tasks get it via runtime_env)
     atomic_write_json(workdir / "env.json", {k: os.environ.get(k) for k in ("LOSSNET_WEIGHTS_DIR", "LOSSNET_SHARED")})
-    metrics = {"fake/score": score(config), "fake/steps": float(config["steps"]), "fake/resumed_from": float(start), "plain": 1.0}
+    metrics = {"fake/score": score(config), "fake/steps": float(config.steps), "fake/resumed_from": float(start), "plain": 1.0}
     return BenchResult(config=config, metrics=metrics, artifacts={"checkpoint": str(ckpt)})
 
 

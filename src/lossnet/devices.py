@@ -23,15 +23,21 @@ def check_device(device: str) -> None:
         raise LossnetError(f"unknown device {device!r}; use cpu, cuda, cuda:N or mps") from exc
 
 
-def resolve_device(config: dict[str, Any]):
-    """The run's torch device: ``config["device"]``, else CUDA when available, else CPU.
+def resolve_device(config: Any):
+    """The run's torch device: ``config`` is a device name, a run config (object with a ``device``
+    attribute, or a dict with a ``"device"`` key) or None; no device means CUDA when available, else CPU.
 
     Raises:
         LossnetError: an unknown device, or CUDA/MPS asked for but not available here.
     """
     import torch
 
-    name = config.get("device")
+    if config is None or isinstance(config, str):
+        name = config
+    elif isinstance(config, dict):
+        name = config.get("device")
+    else:
+        name = getattr(config, "device", None)
     if not name:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     check_device(name)

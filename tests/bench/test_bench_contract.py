@@ -270,7 +270,7 @@ def test_roads_distance_is_used_and_splits_runs(data):
     mse = b.resolve_config(tiny("roads", data, loss="perceptual", net="alexnet", layer="relu1", weights="none", distance="mse"))
     l1 = b.resolve_config(tiny("roads", data, loss="perceptual", net="alexnet", layer="relu1", weights="none", distance="l1"))
     assert run_key(mse) != run_key(l1)
-    assert build_perceptual(l1).distance.name == "l1" and build_perceptual(mse).distance.name == "mse"
+    assert build_perceptual(b.config_object(l1)).distance.name == "l1" and build_perceptual(b.config_object(mse)).distance.name == "mse"
     # the bce baseline has no loss network: distance cannot split identical runs
     a = b.resolve_config(tiny("roads", data, distance="mse"))
     c = b.resolve_config(tiny("roads", data, distance="l1"))

@@ -34,22 +34,23 @@ class Denoise(Benchmark):
     PRESETS = {"paper": {"epochs": 20, "steps": 100}, "quick": {}}
     BASELINE_LOSS = "pixel"
 
-    def resumable_keys(self, config: dict[str, Any]) -> frozenset:
+    def resumable_keys(self, config: DenoiseConfig) -> frozenset:
         return frozenset({"epochs"})
 
-    def run(self, config: dict[str, Any], workdir: str | Path, *, progress: bool = True) -> BenchResult:
+    def run(self, config: DenoiseConfig | dict[str, Any], workdir: str | Path, *, progress: bool = True) -> BenchResult:
         import torch
 
         from lossnet.bench.trainer import fit
 
         from .task import DenoiseTask, images, noisy
 
+        config = self.config_object(config)
         device = resolve_device(config)
         task, outcome = fit(lambda: DenoiseTask(config, device, progress), config, workdir,
                             resumable=self.resumable_keys(config), device=device, name=self.name)
         metrics = {}
         if outcome.has_weights:
-            clean = images(8, 999, config["size"])
+            clean = images(8, 999, config.size)
             with torch.no_grad():
                 out = task.model(noisy(clean, 999).to(device)).clamp(0, 1).cpu()
             metrics["denoise/psnr"] = float(-10 * math.log10(float(((out - clean) ** 2).mean())))

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from lossnet.bench.base import build_training_loss
 from lossnet.bench.trainer import TrainingTask
+
+if TYPE_CHECKING:  # the package imports this module
+    from . import DenoiseConfig
 
 
 def images(n: int, seed: int, size: int) -> torch.Tensor:
@@ -22,11 +25,11 @@ def noisy(x: torch.Tensor, seed: int) -> torch.Tensor:
 
 
 class DenoiseTask(TrainingTask):
-    def __init__(self, config: dict[str, Any], device: torch.device, progress: bool):
+    def __init__(self, config: DenoiseConfig, device: torch.device, progress: bool):
         self.config, self.device, self.progress = config, device, progress
         self.model = torch.nn.Conv2d(3, 3, 3, padding=1).to(device)
         self.loss_fn = build_training_loss(config).to(device)
-        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config["lr"])
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr)
 
     def state(self) -> dict[str, Any]:
         return {"optimizer": self.optimizer.state_dict()}
@@ -36,13 +39,13 @@ class DenoiseTask(TrainingTask):
 
     def batches(self, epoch: int, epochs: int):
         c = self.config
-        for step in range(c["steps"]):
-            seed = c["seed"] * 1_000_003 + epoch * c["steps"] + step
-            clean = images(4, seed, c["size"])
+        for step in range(c.steps):
+            seed = c.seed * 1_000_003 + epoch * c.steps + step
+            clean = images(4, seed, c.size)
             yield noisy(clean, seed), clean
 
     def batch_count(self, epoch: int) -> int:
-        return int(self.config["steps"])
+        return int(self.config.steps)
 
     def step(self, batch) -> dict[str, Any]:
         noisy_images, clean = batch

@@ -37,7 +37,7 @@ def test_l10_layer_alias_and_its_esml_name_are_one_run(tmp_path):
 
 
 def test_l12_sweep_estimate_says_what_it_times_before_timing(tmp_path, monkeypatch):
-    from lossnet.bench import profile
+    from lossnet.bench.similarity import timing
     from lossnet.runs.estimate import estimate_grid
 
     g = tmp_path / "g.toml"
@@ -52,7 +52,7 @@ def test_l12_sweep_estimate_says_what_it_times_before_timing(tmp_path, monkeypat
         assert said, "nothing was said before the first point was timed"
         raise Stop
 
-    monkeypatch.setattr(profile, "time_similarity", first_point)
+    monkeypatch.setattr(timing, "time_evaluation", first_point)
     with pytest.raises(Stop):
         estimate_grid(g, progress=False, log=said.append, synthetic_root=tmp_path / "synth")
     assert said[0].startswith("timing 4 point(s) (distinct benchmark, net, layer, preset) for 12 runs")

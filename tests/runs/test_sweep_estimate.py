@@ -8,6 +8,7 @@ form ``epochs * steps * step_s + epochs * val_s + setup_s`` (+ the worker start,
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from dataclasses import dataclass
@@ -16,7 +17,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from lossnet.bench.base import Benchmark, BenchResult, CommonConfig, option
+from lossnet.bench.base import Benchmark, BenchResult, CommonConfig, ReducedRun, option
 from lossnet.bench.trainer import TrainingTask, fit
 
 
@@ -36,17 +37,17 @@ class TimedTask(TrainingTask):
 
     def train_epoch(self, epoch, epochs):
         timer = self.timer
-        for _ in range(self.config["steps"]):
+        for _ in range(self.config.steps):
             with timer.phase("data"):
                 pass
             with timer.phase("model"):
-                time.sleep(self.config["step_s"])
+                time.sleep(self.config.step_s)
             if timer.end_step():
                 break
         return {"train_loss": 0.0}
 
     def score(self, epoch):
-        time.sleep(self.config["val_s"])
+        time.sleep(self.config.val_s)
         return 1.0
 
 
@@ -61,13 +62,14 @@ class TimedBench(Benchmark):
     def training_setup(self, config):
         from lossnet.bench.profile import TrainingSetup
 
-        return TrainingSetup(TimedTask(config), config["steps"], config["epochs"])
+        return TrainingSetup(TimedTask(config), config.steps, config.epochs)
 
     def reduced_config(self, config):
-        return dict(config, epochs=1, steps=1, _reduced={"steps": 1, "vals": 1})
+        return ReducedRun(dataclasses.replace(config, epochs=1, steps=1), steps=1, vals=1)
 
     def run(self, config, workdir, *, progress=True):
-        time.sleep(config["setup_s"])
+        config = self.config_object(config)
+        time.sleep(config.setup_s)
         fit(lambda: TimedTask(config), config, workdir)
         return BenchResult(config, {"x": 1.0})
 

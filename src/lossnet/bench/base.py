@@ -6,14 +6,19 @@ A benchmark is a :class:`Benchmark` subclass instance named ``BENCHMARK`` in its
   (type, help text, range, choices, CLI flag). Field defaults are the base values;
 - ``PRESETS``: ``{name: {field: value}}`` overriding the defaults -- at least ``paper`` (the papers'
   hyperparameters, for a GPU) and ``quick`` (CPU minutes);
-- ``validate(config)``: benchmark-specific checks and normalisation (may modify ``config``);
-- ``run(config, workdir, *, progress) -> BenchResult``.
+- ``validate(config)``: benchmark-specific checks and normalisation (may modify ``config``, an
+  instance of ``Config``);
+- ``run(config, workdir, *, progress) -> BenchResult``: ``config`` is an instance of ``Config``.
 
+Configs travel as ``Config`` objects (attributes a type checker and an IDE know); they are dicts
+only at the boundaries -- what a user, CLI or grid gives, and the run key / results store.
 :meth:`Benchmark.resolve_config` merges defaults, preset and a partial config, rejects unknown keys
-with a suggestion, checks every field against its declaration, normalises the loss-network keys and
-returns the resolved config as a JSON-serialisable dict (the run key hashes it). ``lossnet bench``,
-``lossnet sweep`` and the Python API all go through it. :meth:`Benchmark.add_arguments` and
-:meth:`Benchmark.partials_from_args` build the CLI from the config's fields.
+with a suggestion, checks every field against its declaration, builds the ``Config`` object,
+validates it, normalises the loss-network keys and returns it as a JSON-serialisable dict (the run
+key hashes it); :meth:`Benchmark.config_object` turns that dict back into the object that
+:meth:`Benchmark.run` receives. ``lossnet bench``, ``lossnet sweep`` and the Python API all go
+through them. :meth:`Benchmark.add_arguments` and :meth:`Benchmark.partials_from_args` build the
+CLI from the config's fields.
 
 This module imports neither torch nor numpy, so building ``lossnet --help`` stays fast.
 """
@@ -41,6 +46,8 @@ __all__ = [
     "CommonConfig",
     "TrainingConfig",
     "check_stand_ins",
+    "config_dict",
+    "ReducedRun",
     "resolving_without_data",
     "data_optional",
     "option",
@@ -92,6 +99,10 @@ class BenchResult:
     status: str = "done"
     details: list[dict[str, Any]] = field(default_factory=list)
     signature: str | None = None
+
+    def __post_init__(self):
+        if dataclasses.is_dataclass(self.config):  # a run's Config object -> the dict the store keeps
+            self.config = config_dict(self.config)
 
 
 # -- config fields ------------------------------------------------------------------------------
@@ -250,19 +261,34 @@ def data_optional() -> bool:
     return _WITHOUT_DATA.get()
 
 
-def check_stand_ins(config: dict[str, Any], reasons: list[str]) -> None:
-    """Record or refuse the stand-in data of a resolved config: a ``paper`` preset run on stand-ins
-    (``reasons``, one phrase each) is refused unless ``allow_stand_in``, which marks it in
-    ``config["stand_in"]`` (stored with the run; the report lists it as not paper-comparable).
+def check_stand_ins(config: TrainingConfig, reasons: list[str]) -> None:
+    """Record or refuse the stand-in data of a config being resolved: a ``paper`` preset run on
+    stand-ins (``reasons``, one phrase each) is refused unless ``allow_stand_in``, which marks it in
+    ``config.stand_in`` (stored with the run; the report lists it as not paper-comparable).
 
     Raises:
         LossnetError: one line naming the stand-ins and the flag.
     """
-    reasons = list(reasons) if config.get("preset") == "paper" else []
-    if reasons and not config.get("allow_stand_in") and not data_optional():
-        raise LossnetError(f"{config['benchmark']}: --preset paper would run on stand-in data ({'; '.join(reasons)}); "
+    reasons = list(reasons) if config.preset == "paper" else []
+    if reasons and not config.allow_stand_in and not data_optional():
+        raise LossnetError(f"{config.benchmark}: --preset paper would run on stand-in data ({'; '.join(reasons)}); "
                            f"give the paper's data, or pass --allow-stand-in to run anyway (marked not paper-comparable)")
-    config["stand_in"] = reasons or None
+    config.stand_in = reasons or None
+
+
+@dataclass
+class ReducedRun:
+    """A run cut short to time its fixed cost (:meth:`Benchmark.reduced_config`): its config, and how
+    many training steps and validation passes it makes (the estimate counts those separately)."""
+
+    config: Any
+    steps: int = 1
+    vals: int = 0
+
+
+def config_dict(config: Any) -> dict[str, Any]:
+    """A config object as the JSON-serialisable dict of the run key and the store (field order)."""
+    return dataclasses.asdict(config)
 
 
 # -- the benchmark base class -------------------------------------------------------------------
@@ -283,8 +309,11 @@ class Benchmark:
     DISTANCES: ClassVar[tuple | None] = None
     #: ``layer = "all"`` (every feature node) is meaningful for this benchmark.
     allows_all_layers: ClassVar[bool] = False
+    #: the benchmark trains a network (its runs have steps, epochs and a fixed cost); False: it
+    #: only evaluates (similarity), and :meth:`time_steps` times its evaluation batches.
+    trains: ClassVar[bool] = True
 
-    def resumable_keys(self, config: dict[str, Any]) -> frozenset:
+    def resumable_keys(self, config: CommonConfig) -> frozenset:
         """Keys a checkpoint may differ in and still be resumed (default :attr:`RESUMABLE_KEYS`)."""
         return self.RESUMABLE_KEYS
 
@@ -302,8 +331,25 @@ class Benchmark:
     def config_keys(self) -> list[str]:
         return [f.name for f in dataclasses.fields(self.Config)]
 
-    def uses_loss_network(self, config: dict[str, Any]) -> bool:
-        return self.BASELINE_LOSS is None or config.get("loss") != self.BASELINE_LOSS
+    def uses_loss_network(self, config: CommonConfig) -> bool:
+        return self.BASELINE_LOSS is None or getattr(config, "loss", None) != self.BASELINE_LOSS
+
+    def config_object(self, config: dict[str, Any] | CommonConfig) -> CommonConfig:
+        """The ``Config`` object of a resolved config dict (from :meth:`resolve_config`, a plan or a
+        store); an object is returned as is. Keys the dict lacks take the field defaults.
+
+        Raises:
+            LossnetError: a key that is not a field of this benchmark's config.
+        """
+        if isinstance(config, self.Config):
+            return config
+        if dataclasses.is_dataclass(config):
+            raise LossnetError(f"{self.name}: a {type(config).__name__} is not a {self.Config.__name__}")
+        names = {f.name for f in dataclasses.fields(self.Config)}
+        unknown = sorted(set(config) - names)
+        if unknown:
+            raise LossnetError(f"{self.name}: unknown config key(s) {', '.join(map(repr, unknown))}")
+        return self.Config(**config)
 
     def resolve_config(self, partial: dict[str, Any]) -> dict[str, Any]:
         """The full, validated, JSON-serialisable config of one run.
@@ -329,22 +375,24 @@ class Benchmark:
         config.update({k: v for k, v in partial.items() if v is not None})
         for name, f in fields.items():
             config[name] = _check_field(self.name, f, config[name])
-        self.validate(config)
-        if config.get("device"):
-            check_device(config["device"])
-        self.check_loss_network(config)
-        return config
+        cfg = self.Config(**config)
+        self.validate(cfg)
+        if cfg.device:
+            check_device(cfg.device)
+        self.check_loss_network(cfg)
+        return config_dict(cfg)
 
-    def validate(self, config: dict[str, Any]) -> None:
+    def validate(self, config: CommonConfig) -> None:
         """Benchmark-specific checks and normalisation (in place), after the per-field checks and
         before the loss-network checks."""
 
-    def check_loss_network(self, config: dict[str, Any]) -> None:
+    def check_loss_network(self, config: CommonConfig) -> None:
         """Loss-network keys: None for a baseline; otherwise network, every layer, distance and
         weights are checked before any work starts, and the weights spec is normalised.
         (A benchmark without a real loss network may override this.)"""
         if not self.uses_loss_network(config):
-            config.update(net=None, layer=None, weights=None, distance=None, normalize=None, transform_input=None, loss_net_mode=None)
+            for key in ("net", "layer", "weights", "distance", "normalize", "transform_input", "loss_net_mode"):
+                setattr(config, key, None)
             return
         from lossnet import distances
         from lossnet.errors import UnknownLayerError
@@ -352,33 +400,33 @@ class Benchmark:
         from lossnet.models.registry import get_spec
         from lossnet.weights import WeightsSpec
 
-        if not config.get("net"):
+        if not config.net:
             raise LossnetError(f"{self.name}: needs --net (a loss network architecture)")
-        if not config.get("layer"):
+        if not config.layer:
             raise LossnetError(f"{self.name}: needs --layer")
         allowed = self.DISTANCES or tuple(distances.DISTANCES)
-        if config["distance"] not in allowed:
-            raise LossnetError(f"{self.name}: unknown distance {config['distance']!r}; choose one of {', '.join(allowed)}")
-        get_spec(config["net"])  # UnknownNetworkError names the architecture
-        if str(config["layer"]).strip().lower() != "all" or not self.allows_all_layers:
-            for layer in str(config["layer"]).split(","):
+        if config.distance not in allowed:
+            raise LossnetError(f"{self.name}: unknown distance {config.distance!r}; choose one of {', '.join(allowed)}")
+        get_spec(config.net)  # UnknownNetworkError names the architecture
+        if str(config.layer).strip().lower() != "all" or not self.allows_all_layers:
+            for layer in str(config.layer).split(","):
                 try:
-                    resolve_layer(config["net"], layer.strip())  # UnknownLayerError lists the choices
+                    resolve_layer(config.net, layer.strip())  # UnknownLayerError lists the choices
                 except UnknownLayerError:
                     self._explain_default_layer(config)
                     raise
-        config["weights"] = WeightsSpec.parse(config["weights"]).label
+        config.weights = WeightsSpec.parse(config.weights).label
 
-    def _explain_default_layer(self, config: dict[str, Any]) -> None:
+    def _explain_default_layer(self, config: CommonConfig) -> None:
         """A layer the user never gave -- the preset's default, named for its default network (vgg16's
         relu2_2) -- is missing from another network: say so instead of naming an unknown layer."""
-        preset = config.get("preset") or "quick"
+        preset = config.preset or "quick"
         defaults = self.defaults(preset) if preset in self.PRESETS else {}
-        if defaults.get("layer") and defaults.get("net") and config["layer"] == defaults["layer"] and config["net"] != defaults["net"]:
+        if defaults.get("layer") and defaults.get("net") and config.layer == defaults["layer"] and config.net != defaults["net"]:
             raise LossnetError(
-                f"{self.name}: {config['net']} has no layer {config['layer']!r} (the {preset} preset's default layer is "
+                f"{self.name}: {config.net} has no layer {config.layer!r} (the {preset} preset's default layer is "
                 f"{defaults['net']}'s); give --layer: E, S, M or L (the paper's extraction points), "
-                f"E,S,M,L to run each, or a layer name (lossnet nets show {config['net']})")
+                f"E,S,M,L to run each, or a layer name (lossnet nets show {config.net})")
 
     # -- CLI ------------------------------------------------------------------------------------
 
@@ -448,20 +496,50 @@ class Benchmark:
 
     # -- running --------------------------------------------------------------------------------
 
-    def run(self, config: dict[str, Any], workdir: str | Path, *, progress: bool = True) -> BenchResult:
+    def run(self, config: CommonConfig, workdir: str | Path, *, progress: bool = True) -> BenchResult:
+        """One run of ``config`` (a ``Config`` object; implementations start with
+        ``config = self.config_object(config)`` so a resolved dict is accepted too)."""
         raise NotImplementedError
 
     # -- timing hooks, read by lossnet.bench.profile.time_benchmark (`lossnet sweep estimate`) --
 
-    def training_setup(self, config: dict[str, Any]):
+    def training_setup(self, config: CommonConfig):
         """Hook: a :class:`lossnet.bench.profile.TrainingSetup` (the built training task of
         ``config``, steps per epoch, epochs) for timing steps without a full run; None (the
         default) times one whole run instead."""
         return None
 
-    def reduced_config(self, config: dict[str, Any]) -> dict[str, Any] | None:
+    def reduced_config(self, config: CommonConfig) -> CommonConfig | None:
         """Hook: ``config`` cut to one epoch of one training step (everything else, evaluation
-        included, as in the full run), whose wall time gives the run's fixed cost; None: none."""
+        included, as in the full run), whose wall time gives the run's fixed cost, as a
+        :class:`ReducedRun`; None: none."""
+        return None
+
+    def time_steps(self, config: CommonConfig, steps: int, *, warmup: int = 1, sizes: dict[str, Any] | None = None):
+        """Hook: a :class:`lossnet.bench.profile.StepTiming` of ``steps`` steps of ``config`` timed the
+        benchmark's own way (similarity: evaluation batches); None (the default): the training
+        steps of :meth:`training_setup`. ``sizes``: the real data's sizes (:meth:`synthetic_data`)."""
+        return None
+
+    def scale_to_real(self, config: CommonConfig, timing, sizes: dict[str, Any]) -> None:
+        """Hook: rescale ``timing`` (steps per run, validation seconds) from the synthetic data it was
+        measured on to the real data's ``sizes`` (from :meth:`synthetic_data`). Default: nothing."""
+
+    def synthetic_data(self, root: Path, values: dict[str, Any]):
+        """Hook: write synthetic data of the shapes ``values`` (the preset's values with the grid's
+        table over them) need under ``root``; a :class:`lossnet.bench.synthetic.SyntheticData`.
+        ``lossnet sweep estimate`` times a benchmark whose data are missing on them.
+
+        Raises:
+            DataError: the benchmark has no synthetic data (the default).
+        """
+        from lossnet.errors import DataError
+
+        raise DataError(f"{self.name}: no synthetic data for this benchmark")
+
+    def paper_benchmark(self, config: dict[str, Any]) -> str | None:
+        """Hook: the paper's benchmark (table group of :mod:`lossnet.paper`) a stored run of this
+        benchmark is compared with -- ``config`` is the stored dict -- or None (not a paper benchmark)."""
         return None
 
     def __repr__(self) -> str:
@@ -542,11 +620,11 @@ def default_workdir(benchmark: str, key: str) -> Path:
 # -- devices and losses ----------------------------------------------------------------------------
 
 
-def build_training_loss(config: dict[str, Any], *, pixel: Callable | None = None):
+def build_training_loss(config: CommonConfig, *, pixel: Callable | None = None):
     """The training loss of a config: ``pixel()`` (default pixel MSE) when the benchmark's baseline
     uses no loss network, else :class:`lossnet.loss.PerceptualLoss` at the config's
     network/layer(s)/distance (Eq. 3 / Eq. 5 / Eq. 6 of Pihlgren et al.: ``d(phi_l(pred), phi_l(target))``)."""
-    if config.get("net") is None:
+    if config.net is None:
         if pixel is not None:
             return pixel()
         from torch import nn
@@ -554,12 +632,12 @@ def build_training_loss(config: dict[str, Any], *, pixel: Callable | None = None
         return nn.MSELoss()
     from lossnet.loss import PerceptualLoss
 
-    weights = None if config["weights"] in (None, "none") else config["weights"]
-    # the loss-network knobs are passed only when they differ from the defaults, so a config
-    # without them (older stores, custom benchmarks) builds the same loss
+    weights = None if config.weights in (None, "none") else config.weights
+    # the loss-network knobs are passed only when they differ from the defaults, so the loss is
+    # built exactly as before the knobs existed
     return PerceptualLoss(
-        net=config["net"], layers=tuple(split_names(config["layer"])), distance=config["distance"], weights=weights,
-        weights_dir=config.get("weights_dir"), **loss_network_knobs(config),
+        net=config.net, layers=tuple(split_names(config.layer)), distance=config.distance, weights=weights,
+        weights_dir=config.weights_dir, **loss_network_knobs(config),
     )
 
 
@@ -567,7 +645,7 @@ def build_training_loss(config: dict[str, Any], *, pixel: Callable | None = None
 _KNOB_DEFAULTS = {k: CommonConfig.__dataclass_fields__[k].default for k in ("normalize", "transform_input", "loss_net_mode")}
 
 
-def loss_network_knobs(config: dict[str, Any]) -> dict[str, Any]:
+def loss_network_knobs(config: CommonConfig) -> dict[str, Any]:
     """The config's loss-network options that differ from the defaults (``normalize``,
     ``transform_input``, ``loss_net_mode``), as keyword arguments of LossNetwork/PerceptualLoss."""
-    return {k: config[k] for k, default in _KNOB_DEFAULTS.items() if config.get(k, default) != default}
+    return {k: getattr(config, k) for k, default in _KNOB_DEFAULTS.items() if getattr(config, k) != default}

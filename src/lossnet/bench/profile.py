@@ -28,6 +28,7 @@ of the step: bookkeeping, progress bar).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import subprocess
 import sys
@@ -225,11 +226,11 @@ def process_start_seconds(_cache: dict = {}) -> float:  # noqa: B006 - deliberat
     return _cache["s"]
 
 
-def _use_threads(config: dict[str, Any]) -> None:
-    if config.get("threads"):
+def _use_threads(threads: int | None) -> None:
+    if threads:
         import torch
 
-        torch.set_num_threads(int(config["threads"]))
+        torch.set_num_threads(int(threads))
 
 
 def time_training(setup: TrainingSetup, steps: int, *, warmup: int = 2, device: Any = None) -> tuple[PhaseTimer, float]:
@@ -256,19 +257,26 @@ def time_training(setup: TrainingSetup, steps: int, *, warmup: int = 2, device: 
     return timer, val_s
 
 
-def time_benchmark(bench: Any, config: dict[str, Any], workdir: str | os.PathLike | None = None, steps: int = 5, *,
-                   warmup: int = 2, fixed: bool = True) -> StepTiming:
-    """Time ``steps`` steps of ``config`` (after ``warmup``)
-    and, with ``fixed``, the run's non-training costs (see the module docstring).
+def time_benchmark(bench: Any, config: Any, workdir: str | os.PathLike | None = None, steps: int = 5, *,
+                   warmup: int = 2, fixed: bool = True, sizes: dict[str, Any] | None = None) -> StepTiming:
+    """Time ``steps`` steps of ``config`` (a resolved dict or the benchmark's ``Config`` object;
+    after ``warmup``) and, with ``fixed``, the run's non-training costs (see the module docstring).
 
-    ``workdir`` receives the reduced run's files (a temporary folder when None).
+    The benchmark's :meth:`~lossnet.bench.base.Benchmark.time_steps` times it when it has its own
+    kind of step (similarity: evaluation batches); else its :meth:`training_setup`'s training steps.
+    ``sizes``: the real data's sizes when ``config`` points at synthetic data. ``workdir`` receives
+    the reduced run's files (a temporary folder when None).
     """
-    _use_threads(config)
-    setup = bench.training_setup(config) if hasattr(bench, "training_setup") else None
+    config = bench.config_object(config)
+    _use_threads(config.threads)
+    own = bench.time_steps(config, steps, warmup=warmup, sizes=sizes)
+    if own is not None:
+        return own
+    setup = bench.training_setup(config)
     if setup is None:
         return _time_whole_run(bench, config, workdir)
     timer, val_s = time_training(setup, steps, warmup=warmup)
-    timing = StepTiming(bench.name, config, len(timer.step_seconds), timer.mean_step, timer.per_step(),
+    timing = StepTiming(bench.name, _as_dict(config), len(timer.step_seconds), timer.mean_step, timer.per_step(),
                         setup.steps_per_epoch * setup.epochs, setup.epochs, 0.0, val_s if setup.validates else 0.0, list(setup.notes))
     del setup
     if fixed:
@@ -276,37 +284,42 @@ def time_benchmark(bench: Any, config: dict[str, Any], workdir: str | os.PathLik
     return timing
 
 
-def fixed_cost(bench: Any, config: dict[str, Any], workdir: str | os.PathLike | None, timing: StepTiming) -> float:
+def _as_dict(config: Any) -> dict[str, Any]:
+    from lossnet.bench.base import config_dict
+
+    return config_dict(config)
+
+
+def fixed_cost(bench: Any, config: Any, workdir: str | os.PathLike | None, timing: StepTiming) -> float:
     """Seconds of a run besides its steps and per-epoch validation: the wall time of the benchmark's
     reduced run (one epoch of one step, ``Benchmark.reduced_config``) plus a worker process start,
     minus that run's step and validation pass."""
-    reduced = bench.reduced_config(config) if hasattr(bench, "reduced_config") else None
+    reduced = bench.reduced_config(bench.config_object(config))
     if reduced is None:
         return process_start_seconds()
-    meta = reduced.pop("_reduced", {})
     with contextlib.ExitStack() as stack:
         wd = Path(workdir) if workdir is not None else Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="lossnet-reduced-")))
         wd.mkdir(parents=True, exist_ok=True)
         if REDUCED_RUN_IN_SUBPROCESS:
             # exactly what a sweep run costs: a fresh worker process (interpreter, imports of the
             # benchmark's modules, first-call kernel set-up) running the reduced config
-            return max(0.0, _worker_wall(bench, reduced, wd) - _spent(meta, timing))
+            return max(0.0, _worker_wall(bench, _as_dict(reduced.config), wd) - _spent(reduced, timing))
         with open(os.devnull, "w") as null, contextlib.redirect_stdout(null):
             t0 = time.perf_counter()
-            bench.run(reduced, wd, progress=False)
+            bench.run(reduced.config, wd, progress=False)
             wall = time.perf_counter() - t0
-    return max(0.0, wall - _spent(meta, timing)) + process_start_seconds()
+    return max(0.0, wall - _spent(reduced, timing)) + process_start_seconds()
 
 
-def _spent(meta: dict[str, Any], timing: StepTiming) -> float:
-    """Seconds of the reduced run's own steps and validation passes (``_reduced`` of
-    ``reduced_config``): the estimate counts them in its step and validation terms."""
-    return int(meta.get("steps", 1)) * timing.step_s + int(meta.get("vals", 1 if timing.val_s else 0)) * timing.val_s
+def _spent(reduced: Any, timing: StepTiming) -> float:
+    """Seconds of the reduced run's own steps and validation passes (a
+    :class:`lossnet.bench.base.ReducedRun`): the estimate counts them in its step and validation terms."""
+    return int(reduced.steps) * timing.step_s + int(reduced.vals) * timing.val_s
 
 
 def _worker_wall(bench: Any, config: dict[str, Any], workdir: Path) -> float:
-    """Wall seconds of ``python -m lossnet.runs.worker`` running ``config`` in ``workdir`` (as
-    ``lossnet sweep run`` starts it: OMP/MKL threads = the config's ``threads``)."""
+    """Wall seconds of ``python -m lossnet.runs.worker`` running ``config`` (the spec's dict) in
+    ``workdir`` (as ``lossnet sweep run`` starts it: OMP/MKL threads = the config's ``threads``)."""
     from lossnet.runs.identity import run_key
     from lossnet.runs.worker import command, write_spec
 
@@ -334,98 +347,16 @@ def _builtin() -> set[str]:
     return set(BENCHMARKS)
 
 
-def _time_whole_run(bench: Any, config: dict[str, Any], workdir: str | os.PathLike | None) -> StepTiming:
+def _time_whole_run(bench: Any, config: Any, workdir: str | os.PathLike | None) -> StepTiming:
     """A benchmark without the training hooks: one run is one step."""
     with contextlib.ExitStack() as stack:
         wd = Path(workdir) if workdir is not None else Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="lossnet-time-")))
         with open(os.devnull, "w") as null, contextlib.redirect_stdout(null):
             t0 = time.perf_counter()
-            bench.run(dict(config), wd, progress=False)
+            bench.run(dataclasses.replace(config), wd, progress=False)  # a copy: a run may normalise its config
             wall = time.perf_counter() - t0
-    return StepTiming(bench.name, config, 1, wall, {"run": wall}, 1, 1, process_start_seconds(), 0.0,
+    return StepTiming(bench.name, _as_dict(config), 1, wall, {"run": wall}, 1, 1, process_start_seconds(), 0.0,
                       ["no training hooks: one whole run timed"])
-
-
-# -- similarity: a step is one evaluation batch -------------------------------------------------------
-
-
-def time_similarity(config: dict[str, Any], steps: int = 5, *, warmup: int = 1, counts: dict[str, int] | None = None) -> StepTiming:
-    """Time ``steps`` batches of the similarity benchmark's BAPPS evaluation through its public
-    functions: ``data`` (decoding the batch's PNGs, ``bapps.decode``), ``loss_net`` (the network and
-    distances, ``evaluate.distances_2afc``) and ``metric`` (the 2AFC score of the batch).
-
-    ``counts`` (``{"2afc/<subset>": items}``) gives the item counts of the full run when the data
-    folder holds fewer (synthetic data); by default the folder's own counts, capped by ``max_items``.
-    """
-    import numpy as np
-    import torch
-
-    from lossnet.bench.base import loss_network_knobs
-    from lossnet.bench.similarity import bapps, scores
-    from lossnet.bench.similarity.evaluate import build_metric, distances_2afc
-    from lossnet.devices import resolve_device
-
-    _use_threads(config)
-    device = resolve_device(config)
-    bs = int(config["batch_size"])
-    t_setup = time.perf_counter()
-    layers = [n.strip() for n in str(config["layer"]).split(",") if n.strip()]
-    notes: list[str] = []
-    if config["layer"] == "all":
-        from lossnet.bench.similarity.evaluate import feature_nodes
-
-        layers = feature_nodes(config["net"], config["size"])
-    metric = build_metric(config["net"], layers, config["distance"], preset=config.get("metric_preset"), weights=config["weights"],
-                          weights_dir=config.get("weights_dir"), device=device, **loss_network_knobs(config))
-    setup_s = time.perf_counter() - t_setup
-    kinds = [("2afc", config["split"], s) for s in config["subsets_2afc"]] + [("jnd", "val", s) for s in config["subsets_jnd"]]
-    total_items = 0
-    for kind, split, subset in kinds:
-        n = (counts or {}).get(f"{kind}/{subset}")
-        if n is None:
-            n = len(bapps.list_items(config["data"], kind, split, subset))
-        if config.get("max_items"):
-            n = min(n, int(config["max_items"]))
-        total_items += n
-    steps_per_run = sum(-(-min((counts or {}).get(f"{k}/{s}") or len(bapps.list_items(config["data"], k, sp, s)),
-                                  config.get("max_items") or 10**12) // bs) for k, sp, s in kinds)
-    kind, split, subset = next((k for k in kinds if k[0] == "2afc"), kinds[0])
-    items = bapps.list_items(config["data"], kind, split, subset)
-    sync = (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else (lambda: None)
-    totals = {"data": 0.0, "loss_net": 0.0, "metric": 0.0}
-    walls = []
-    n_items = len(items)
-    for i in range(warmup + steps):
-        idx = [(i * bs + j) % n_items for j in range(bs)]
-        sync()
-        t0 = time.perf_counter()
-        data = bapps.decode(items, subset, idx, size=config["size"], skip_bad=config["skip_bad"], batch_size=bs,
-                            num_workers=0, progress=False)
-        t1 = time.perf_counter()
-        if kind == "2afc":
-            d0, d1 = distances_2afc(data, metric.features, metric.compare, batch_size=bs, device=device, progress=False)
-        else:
-            from lossnet.bench.similarity.evaluate import distances_jnd
-
-            d0 = d1 = distances_jnd(data, metric.features, metric.compare, batch_size=bs, device=device, progress=False)
-        sync()
-        t2 = time.perf_counter()
-        if kind == "2afc":
-            scores.score_2afc(np.asarray(d0).reshape(len(data), -1)[:, 0], np.asarray(d1).reshape(len(data), -1)[:, 0], data.judgments)
-        else:
-            scores.jnd_map(np.asarray(d0).reshape(len(data), -1)[:, 0], data.judgments)
-        t3 = time.perf_counter()
-        if i >= warmup:
-            totals["data"] += t1 - t0
-            totals["loss_net"] += t2 - t1
-            totals["metric"] += t3 - t2
-            walls.append(t3 - t0)
-    n = len(walls)
-    phases = {k: v / n for k, v in totals.items()}
-    step_s = sum(walls) / n
-    if config.get("num_workers"):
-        notes.append("decoding timed in-process (the run decodes with num_workers DataLoader workers)")
-    return StepTiming("similarity", config, n, step_s, phases, steps_per_run, 1, setup_s + process_start_seconds(), 0.0, notes)
 
 
 # -- output -------------------------------------------------------------------------------------------

@@ -24,6 +24,7 @@ One policy for all of them:
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 import pickle
 from dataclasses import dataclass, field
@@ -220,7 +221,7 @@ class FitOutcome:
         return self.history[-1]["epoch"] if self.history else self.start_epoch
 
 
-def resumable_keys(benchmark: str, config: dict[str, Any], resumable: Iterable[str] | None = None) -> frozenset:
+def resumable_keys(benchmark: str, config: Any, resumable: Iterable[str] | None = None) -> frozenset:
     """``resumable``, or the keys the registered ``benchmark`` lets a checkpoint differ in (its
     ``resumable_keys``), looked up by name in the registry: a benchmark's training module does not
     import its own package (the package imports it)."""
@@ -231,10 +232,16 @@ def resumable_keys(benchmark: str, config: dict[str, Any], resumable: Iterable[s
     return frozenset(get_benchmark(benchmark).resumable_keys(config))
 
 
-def fingerprint(config: dict[str, Any], resumable: Iterable[str] = ()) -> dict[str, Any]:
+def config_values(config: Any) -> dict[str, Any]:
+    """A run's config as a dict (a benchmark's ``Config`` object, or heads fitting's dict): the
+    checkpoint fingerprint is JSON, the boundary where configs are dicts."""
+    return dataclasses.asdict(config) if dataclasses.is_dataclass(config) else dict(config)
+
+
+def fingerprint(config: Any, resumable: Iterable[str] = ()) -> dict[str, Any]:
     """Config values a checkpoint must share with the run that resumes it."""
     skip = set(RUNTIME_KEYS) | {"preset"} | set(resumable)
-    return {k: v for k, v in sorted(config.items()) if k not in skip}
+    return {k: v for k, v in sorted(config_values(config).items()) if k not in skip}
 
 
 def load_checkpoint(path: Path, map_location: Any = "cpu") -> dict[str, Any]:
@@ -273,7 +280,7 @@ def _differences(stored: dict[str, Any], current: dict[str, Any]) -> str:
 
 def fit(
     make_task: Callable[[], TrainingTask],
-    config: dict[str, Any],
+    config: Any,
     workdir: str | Path,
     *,
     resumable: Iterable[str] = (),
@@ -285,7 +292,7 @@ def fit(
 
     Args:
         make_task: builds the task (model, loss, optimiser); called right after seeding.
-        config: the resolved config (``seed``, ``epochs``).
+        config: the run's ``Config`` object (or a dict: heads fitting), with ``seed`` and ``epochs``.
         workdir: folder of ``checkpoint.pt``, ``best.pt`` and ``history.json``.
         resumable: keys a checkpoint may differ in (see module docstring).
         device: ``map_location`` for checkpoints.
@@ -308,16 +315,17 @@ def fit(
         if log:
             log(line)
 
-    torch.manual_seed(config["seed"])
+    values = config_values(config)
+    torch.manual_seed(values["seed"])
     task = make_task()
-    configure_precision(task, config, device)
-    fp = fingerprint(config, resumable)
+    configure_precision(task, values, device)
+    fp = fingerprint(values, resumable)
     ckpt_path, best_path = workdir / CHECKPOINT, workdir / BEST
     start, history, best_score, best_epoch = _resume(task, ckpt_path, fp, device, name)
     if start:
         say(f"resuming after epoch {start} from {ckpt_path}")
     outcome = FitOutcome("done", start, history, best_epoch, best_score, None, None, lines, signature=task.loss_signature())
-    epochs = int(config["epochs"])
+    epochs = int(values["epochs"])
     if start < epochs:
         task.begin(start)
     for epoch in range(start, epochs):
@@ -376,8 +384,9 @@ def _resume(task: TrainingTask, ckpt_path: Path, fp: dict[str, Any], device: Any
     return start, list(state["history"]), float(state["best_score"]), state["best_epoch"]
 
 
-def configure_precision(task: TrainingTask, config: dict[str, Any], device: Any) -> None:
+def configure_precision(task: TrainingTask, config: Any, device: Any) -> None:
     """``amp`` (off | bf16 | fp16 with a GradScaler), ``channels_last`` and cuDNN autotuning on CUDA."""
+    config = config_values(config)
     device = torch.device(device)
     task.device = getattr(task, "device", None) or device
     task.amp = config.get("amp") or "off"
@@ -389,11 +398,11 @@ def configure_precision(task: TrainingTask, config: dict[str, Any], device: Any)
     configure_determinism(config, device)
 
 
-def configure_determinism(config: dict[str, Any], device: Any) -> None:
+def configure_determinism(config: Any, device: Any) -> None:
     """``deterministic`` (the paper presets): cuDNN deterministic without autotuning and torch's
     deterministic algorithms (warning where an op has none), as the reference's super-resolution code
     sets cuDNN; otherwise cuDNN autotuning on CUDA. Set per run: a sweep's runs do not inherit it."""
-    deterministic = bool(config.get("deterministic"))
+    deterministic = bool(config_values(config).get("deterministic"))
     torch.backends.cudnn.deterministic = deterministic
     torch.backends.cudnn.benchmark = not deterministic and torch.device(device).type == "cuda"
     torch.use_deterministic_algorithms(deterministic, warn_only=True)

@@ -111,19 +111,16 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _profile(bench, runs: list[tuple[str, dict]], steps: int) -> int:
-    """``--profile K``: time K steps of each run (:func:`lossnet.bench.profile.time_benchmark`; the
-    similarity benchmark's steps are evaluation batches) and print the phase table of each."""
-    from lossnet.bench.profile import format_profile, time_benchmark, time_similarity
+    """``--profile K``: time K steps of each run (:func:`lossnet.bench.profile.time_benchmark`; a
+    benchmark that does not train times its evaluation batches) and print the phase table of each."""
+    from lossnet.bench.profile import format_profile, time_benchmark
     from lossnet.cli.common import print_table
     from lossnet.errors import InputError
 
     if steps < 1:
         raise InputError(f"--profile must be at least 1 step, got {steps}")
     for key, config in runs:
-        if bench.name == "similarity":
-            timing = time_similarity(config, steps, warmup=1)
-        else:
-            timing = time_benchmark(bench, config, None, steps, warmup=1, fixed=False)
+        timing = time_benchmark(bench, config, None, steps, warmup=1, fixed=False)
         print(f"{bench.name} run {key}: {timing.steps_timed} timed step(s), {timing.step_s * 1000:.1f} ms per step, "
               f"{timing.steps_per_run} steps in a full run")
         print_table(format_profile(timing))

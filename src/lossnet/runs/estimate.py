@@ -13,8 +13,9 @@ one timing -- a few steps are timed on the current device with the benchmark's o
   minus that step and validation pass, plus the start of a worker process. The fixed cost depends
   on the loss network only through the step it subtracts, so it is measured once per group of
   points that differ only in net/layer/weights/distance/seed, and reused;
-- **similarity** (no training): a step is one batch of BAPPS evaluation (decoding, network,
-  distances, metric), timed through the benchmark's public functions.
+- **a benchmark that does not train** (similarity, ``Benchmark.trains`` False): a step is what its
+  ``time_steps`` hook times -- one batch of BAPPS evaluation (decoding, network, distances, metric),
+  through the benchmark's public functions.
 
 The wall time of the grid for an executor of ``--width N`` is the makespan of the runs handed in
 plan order to the first free of N slots (what ``lossnet sweep run --workers N`` does), plus the
@@ -31,26 +32,16 @@ from __future__ import annotations
 
 import contextlib
 import heapq
-import math
 import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from lossnet.errors import DataError, LossnetError
+from lossnet.bench.synthetic import REAL_SIZES
+from lossnet.errors import LossnetError
 
 __all__ = ["Estimate", "PointEstimate", "estimate_grid", "makespan", "REAL_SIZES"]
-
-#: Sizes of the real datasets, used for step counts and evaluation sizes when timing on synthetic data.
-REAL_SIZES = {
-    "mrd": {"train": 1108, "valid": 14, "test": 49},
-    "svhn": {"extra": 531131, "train": 73257, "test": 26032},
-    "stl10": {"unlabeled": 100000, "train": 5000, "test": 8000},
-    "bapps": {"2afc/traditional": 4720, "2afc/cnn": 4720, "2afc/superres": 10800, "2afc/deblur": 9440, "2afc/color": 4720,
-              "2afc/frameinterp": 1888, "jnd/traditional": 4800, "jnd/cnn": 4800},
-    "superres_tests": {"set5": 5, "set14": 14, "bsd100": 100},
-}
 
 #: keys that do not change a run's fixed cost (data, evaluation) -- only its steps
 _LOSS_KEYS = ("net", "layer", "weights", "distance", "seed", "normalize", "transform_input", "loss_net_mode", "weights_dir")
@@ -145,101 +136,6 @@ def weights_available(arch: str, weights_dir: str | None) -> bool:
         return False
 
 
-def _smooth_image(rng, h: int, w: int):
-    import numpy as np
-    from PIL import Image
-
-    low = rng.integers(0, 255, (max(2, h // 32), max(2, w // 32), 3), dtype=np.uint8)
-    return Image.fromarray(low).resize((w, h), Image.BILINEAR)
-
-
-def _write_images(folder: Path, n: int, size: int, seed: int) -> str:
-    import numpy as np
-
-    folder.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(seed)
-    for i in range(n):
-        path = folder / f"img{i:04d}.png"
-        if not path.exists():
-            _smooth_image(rng, size, size).save(path, compress_level=1)
-    return str(folder)
-
-
-def synthetic_data(bench: str, table: dict[str, Any], preset_values: dict[str, Any], root: Path) -> tuple[dict[str, Any], dict[str, Any], str]:
-    """Options pointing ``bench`` at synthetic data of the preset's shapes under ``root``:
-    ``(options, real sizes, note)``."""
-    import numpy as np
-
-    root.mkdir(parents=True, exist_ok=True)
-    if bench == "superres":
-        size = max(320, int(preset_values.get("crop", 288)) + 32, int(preset_values.get("val_crop", 288)) + 32)
-        n_val = int(preset_values.get("val_images", 100))
-        train = _write_images(root / "sr_train", n_val + 16, size, 0)
-        tests = {name: _write_images(root / f"sr_{name}", REAL_SIZES["superres_tests"].get(name, 5), size, 1)
-                 for name in preset_values.get("test_sets", ["set5"])}
-        return ({"train": [train], "test": tests}, {}, f"superres: synthetic {size}x{size} images ({n_val + 16} train, real test-set counts)")
-    if bench == "roads":
-        from PIL import Image
-
-        real = REAL_SIZES["mrd"]
-        counts = {"train": 8, "valid": real["valid"], "test": real["test"]}
-        rng = np.random.default_rng(0)
-        for split, n in counts.items():
-            for sub in ("sat", "map"):
-                (root / "roads" / split / sub).mkdir(parents=True, exist_ok=True)
-            for i in range(n):
-                sat = root / "roads" / split / "sat" / f"tile{i:03d}.png"
-                if sat.exists():
-                    continue
-                _smooth_image(rng, 1500, 1500).save(sat, compress_level=1)
-                mask = np.zeros((1500, 1500), np.uint8)
-                mask[700:712] = 255
-                mask[:, 300:310] = 255
-                Image.fromarray(mask).save(root / "roads" / split / "map" / f"tile{i:03d}.png", compress_level=1)
-        return ({"data": str(root / "roads")}, {"train_tiles": real["train"]},
-                "roads: synthetic 1500x1500 tiles (8 train; real valid/test counts 14/49), steps per epoch of the real 1108 train tiles")
-    if bench == "autoencoder":
-        dataset = table.get("dataset", preset_values.get("dataset", "digits"))
-        frac = 0.02
-        d = root / dataset
-        d.mkdir(parents=True, exist_ok=True)
-        rng = np.random.default_rng(0)
-        if dataset == "svhn":
-            import scipy.io
-
-            real = REAL_SIZES["svhn"]
-            for part in ("extra", "train", "test"):
-                n = max(256, int(real[part] * frac))
-                p = d / f"{part}_32x32.mat"
-                if not p.exists():
-                    scipy.io.savemat(p, {"X": rng.integers(0, 255, (32, 32, 3, n), dtype=np.uint8),
-                                         "y": rng.integers(1, 11, (n, 1)).astype(np.uint8)})
-            ae_real = real["extra"]
-        else:
-            real = REAL_SIZES["stl10"]
-            for part, bin_name in (("unlabeled", "unlabeled"), ("train", "train"), ("test", "test")):
-                n = max(256, int(real[part] * frac))
-                p = d / f"{bin_name}_X.bin"
-                if not p.exists():
-                    rng.integers(0, 255, (n, 3, 96, 96), dtype=np.uint8).tofile(p)
-                    if part != "unlabeled":
-                        rng.integers(1, 11, n, dtype=np.uint8).tofile(d / f"{bin_name}_y.bin")
-            ae_real = real["unlabeled"]
-        return ({"data": str(d)}, {"ae_images": ae_real, "eval_scale": 1.0 / frac},
-                f"autoencoder: synthetic {dataset} files at {frac:.0%} of the real size; steps of the real "
-                f"{ae_real} AE images, evaluation scaled x{1 / frac:g}")
-    if bench == "similarity":
-        from lossnet.bench.similarity.synthetic import write_synthetic_bapps
-
-        bs = int(preset_values.get("batch_size", 64))
-        path = root / "bapps"
-        if not (path / "2afc").is_dir():
-            write_synthetic_bapps(path, n_2afc=bs, n_jnd=bs, seed=0)
-        return ({"data": str(path)}, {"counts": dict(REAL_SIZES["bapps"])},
-                "similarity: synthetic BAPPS patches (64x64), item counts of the real BAPPS val split")
-    raise DataError(f"{bench}: no synthetic data for this benchmark")
-
-
 # -- planning with fallbacks ----------------------------------------------------------------------------
 
 
@@ -265,7 +161,8 @@ def _plan(grid_path: str, overrides: dict[str, Any], allow_modules: bool, synth_
         presets = table.get("presets", table.get("preset", defaults.get("presets", defaults.get("preset", "quick"))))
         preset = presets[0] if isinstance(presets, list) else presets
         values = {**b.defaults(preset), **{k: v for k, v in table.items()}}
-        options, sizes, note = synthetic_data(b.name, table, values, synth_root)
+        synthetic = b.synthetic_data(synth_root, values)
+        options, sizes, note = dict(synthetic.options), synthetic.sizes, synthetic.note
         if "allow_stand_in" in b.config_keys():
             options["allow_stand_in"] = True  # synthetic data are stand-ins, which a paper preset otherwise refuses
         patched = dict(table, **options)
@@ -308,7 +205,7 @@ def estimate_grid(grid_path: str | os.PathLike, *, device: str | None = None, wi
     from tqdm.auto import tqdm
 
     from lossnet.bench.base import get_benchmark
-    from lossnet.bench.profile import time_benchmark, time_similarity
+    from lossnet.bench.profile import fixed_cost, time_benchmark
     from lossnet.devices import resolve_device
 
     if width < 1 or steps < 1:
@@ -349,15 +246,12 @@ def estimate_grid(grid_path: str | os.PathLike, *, device: str | None = None, wi
                 random_weights.add(config["net"])
                 point_notes.append("random weights (ImageNet weights not on disk)")
             sizes = real.get(bench.name, {})
-            if bench.name == "similarity":
-                timing = time_similarity(config, steps, warmup=1, counts=sizes.get("counts"))
-            else:
-                timing = time_benchmark(bench, config, None, steps, warmup=warmup, fixed=False)
-                _apply_real_sizes(bench.name, config, timing, sizes)
+            timing = time_benchmark(bench, config, None, steps, warmup=warmup, fixed=False, sizes=sizes)
+            if bench.trains:
+                if sizes:
+                    bench.scale_to_real(bench.config_object(config), timing, sizes)
                 gkey = _group_key(config, _LOSS_KEYS)
                 if gkey not in fixed_cache:
-                    from lossnet.bench.profile import fixed_cost
-
                     with _quiet():
                         fixed_cache[gkey] = fixed_cost(bench, config, None, timing) * float(sizes.get("eval_scale", 1.0))
                     if sizes.get("eval_scale", 1.0) != 1.0:
@@ -379,25 +273,6 @@ def estimate_grid(grid_path: str | os.PathLike, *, device: str | None = None, wi
         c = r.config
         run_seconds.append(by_group[(r.benchmark, c.get("net"), c.get("layer"), c.get("preset"))].run_s)
     return Estimate(grid_path, str(dev), width, steps, points, run_seconds, plan_s, notes)
-
-
-def _apply_real_sizes(bench: str, config: dict[str, Any], timing, sizes: dict[str, Any]) -> None:
-    """Step counts of the real dataset when timing ran on synthetic data."""
-    if not sizes:
-        return
-    if bench == "roads" and config.get("steps_per_epoch") is None and "train_tiles" in sizes:
-        from lossnet.bench.roads import steps_per_epoch
-
-        n = sizes["train_tiles"]
-        if str(config.get("val_split") or "").startswith("holdout:"):
-            n -= int(config["val_split"].split(":")[1])
-        timing.steps_per_run = steps_per_epoch(config, n) * timing.epochs
-    if bench == "autoencoder" and "ae_images" in sizes:
-        n = min(sizes["ae_images"], config.get("ae_images") or sizes["ae_images"])
-        n_train = n - math.floor(float(config.get("ae_val_fraction") or 0) * n)
-        timing.steps_per_run = math.ceil(n_train / int(config["batch_size"])) * timing.epochs
-        if timing.val_s:
-            timing.val_s *= sizes.get("eval_scale", 1.0)
 
 
 @contextlib.contextmanager

@@ -12,7 +12,7 @@ import torch
 from test_autoencoder_data import _asymmetric, write_stl10, write_svhn
 from torch import nn
 
-from lossnet.bench.autoencoder import resolve_config, run
+from lossnet.bench.autoencoder import BENCHMARK, AutoencoderConfig, resolve_config, run
 from lossnet.bench.autoencoder.mlp import build_mlp, evaluate_mlps, reference_patience, train_mlp
 from lossnet.bench.autoencoder.model import ReferenceAutoencoder, build_autoencoder
 from lossnet.bench.autoencoder.train import AutoencoderTask, split_ae_images, train_autoencoder
@@ -102,18 +102,18 @@ def test_paper_preset_is_the_reference_setup():
 
 
 def test_ae_split_is_seeded_floor_20_percent():
-    cfg = {"ae_val_fraction": 0.2, "seed": 0}
+    cfg = AutoencoderConfig(ae_val_fraction=0.2, seed=0)
     tr, val = split_ae_images(99, cfg)
     assert len(val) == 19 and len(tr) == 80 and set(tr.tolist()).isdisjoint(val.tolist())
     assert sorted(tr.tolist() + val.tolist()) == list(range(99))
-    assert torch.equal(split_ae_images(99, cfg)[1], val) and not torch.equal(split_ae_images(99, {**cfg, "seed": 1})[1], val)
-    tr0, val0 = split_ae_images(10, {"ae_val_fraction": 0.0, "seed": 0})
+    assert torch.equal(split_ae_images(99, cfg)[1], val) and not torch.equal(split_ae_images(99, AutoencoderConfig(ae_val_fraction=0.2, seed=1))[1], val)
+    tr0, val0 = split_ae_images(10, AutoencoderConfig(ae_val_fraction=0.0, seed=0))
     assert tr0.tolist() == list(range(10)) and len(val0) == 0
 
 
 def _tiny_ae_config(**over):
-    return resolve_config({"loss": "pixel", "model": "reference", "embedding": 8, "epochs": 3, "batch_size": 8,
-                           "ae_val_fraction": 0.25, "device": "cpu", **over})
+    return BENCHMARK.config_object(resolve_config({"loss": "pixel", "model": "reference", "embedding": 8, "epochs": 3, "batch_size": 8,
+                                                   "ae_val_fraction": 0.25, "device": "cpu", **over}))
 
 
 def test_held_out_loss_is_the_mean_reconstruction_loss_in_eval_mode(tmp_path):

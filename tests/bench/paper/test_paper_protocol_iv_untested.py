@@ -75,7 +75,7 @@ def test_superres_scores_the_best_validation_epoch_not_the_last(tmp_path, monkey
     assert result.metrics["val/psnr"] == 30.0
 
     def score_of(path):
-        model = sr_train.build_model(config)
+        model = sr_train.build_model(superres.BENCHMARK.config_object(config))
         model.load_state_dict(load_checkpoint(path)["model"])
         return evaluate_set(model, test, 4, name="t", progress=False, grid_path=None)["t/psnr"]
 

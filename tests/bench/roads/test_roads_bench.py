@@ -282,7 +282,7 @@ def test_run_fits_threshold_on_train_split_and_counts_each_test_tile_once(tmp_pa
     rows = list(csv.DictReader(open(work / "threshold_fit_full.csv")))
     assert [float(r["threshold"]) for r in rows] == list(curve)
     # independent recount: the saved model's predictions on each test tile, summed once per tile
-    model = build_model(config)
+    model = build_model(roads.BENCHMARK.config_object(config))
     model.load_state_dict(torch.load(work / "model.pt", weights_only=True))
     model.eval()
     test_tiles = find_tiles(root, "test")

@@ -65,7 +65,7 @@ def test_reference_unet_parameter_count_and_activations():
     x = torch.rand(2, 4, 32, 32)
     relu.eval(), leaky.eval()
     assert not torch.allclose(relu(x), leaky(x))  # the inverted condition changes the function
-    assert build_model({"model": "reference", "iterations": 3}).unet.multiple == 16
+    assert build_model(roads.RoadsConfig(model="reference", iterations=3)).unet.multiple == 16
 
 
 # -- Mosinska iteration weighting ---------------------------------------------------------------

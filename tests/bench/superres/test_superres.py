@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from pathlib import Path
 
@@ -131,13 +132,18 @@ def test_bicubic_skip_starts_as_bicubic_and_stays_in_range():
         TransformNet(4, skip="nearest")
 
 
+def _train(config, *args, **kwargs):
+    """``train`` takes the benchmark's config object; the tests resolve dicts."""
+    return train_mod.train(superres.BENCHMARK.config_object(config), *args, **kwargs)
+
+
 def test_learning_rate_schedules():
-    cfg = {"lr": 1e-3, "epochs": 2, "iters_per_epoch": 50, "lr_schedule": "cosine"}
+    cfg = superres.SuperresConfig(lr=1e-3, epochs=2, iters_per_epoch=50, lr_schedule="cosine")
     assert train_mod.learning_rate(cfg, 0) == pytest.approx(1e-3)
     assert train_mod.learning_rate(cfg, 50) == pytest.approx(5e-4)  # halfway: (1 + cos(pi / 2)) / 2
     assert train_mod.learning_rate(cfg, 25) == pytest.approx(1e-3 * (1 + math.cos(math.pi / 4)) / 2)
     assert train_mod.learning_rate(cfg, 100) == pytest.approx(0.0, abs=1e-12)
-    assert train_mod.learning_rate({**cfg, "lr_schedule": "constant"}, 77) == 1e-3
+    assert train_mod.learning_rate(dataclasses.replace(cfg, lr_schedule="constant"), 77) == 1e-3
     with pytest.raises(LossnetError, match="lr_schedule"):
         superres.resolve_config({"preset": "quick", "loss": "pixel", "lr_schedule": "step"})
 
@@ -216,7 +222,7 @@ def test_best_checkpoint_is_best_validation_epoch(tiny, monkeypatch):
     scores = iter([10.0, 12.5, 11.0])
     monkeypatch.setattr(train_mod, "validate", lambda *a, **k: next(scores))
     cfg = superres.resolve_config({**partial, "epochs": 3})
-    _, out = train_mod.train(cfg, tmp / "w", progress=False)
+    _, out = _train(cfg, tmp / "w", progress=False)
     assert out.best_epoch == 2 and out.best_score == 12.5
     best = torch.load(tmp / "w" / BEST, weights_only=True)
     last = torch.load(tmp / "w" / CHECKPOINT, weights_only=True)
@@ -228,20 +234,20 @@ def test_best_checkpoint_is_best_validation_epoch(tiny, monkeypatch):
 def test_resume_continues_where_it_stopped(tiny):
     tmp, partial = tiny
     partial = {**partial, "lr_schedule": "constant"}  # a constant rate lets a finished run be extended
-    _, first = train_mod.train(superres.resolve_config({**partial, "epochs": 1}), tmp / "w", progress=False)
+    _, first = _train(superres.resolve_config({**partial, "epochs": 1}), tmp / "w", progress=False)
     assert (first.start_epoch, first.epochs_done) == (0, 1)
-    _, resumed = train_mod.train(superres.resolve_config({**partial, "epochs": 3}), tmp / "w", progress=False)
+    _, resumed = _train(superres.resolve_config({**partial, "epochs": 3}), tmp / "w", progress=False)
     assert (resumed.start_epoch, resumed.epochs_done) == (1, 3)
     assert [h["epoch"] for h in resumed.history] == [1, 2, 3]
     # Same RNG stream as an uninterrupted run: identical weights after 3 epochs.
-    _, straight = train_mod.train(superres.resolve_config({**partial, "epochs": 3}), tmp / "w2", progress=False)
+    _, straight = _train(superres.resolve_config({**partial, "epochs": 3}), tmp / "w2", progress=False)
     a = torch.load(tmp / "w" / CHECKPOINT, weights_only=True)["model"]
     b = torch.load(tmp / "w2" / CHECKPOINT, weights_only=True)["model"]
     assert all(torch.allclose(a[k].float(), b[k].float(), atol=1e-6) for k in a)
     assert [h["val_psnr"] for h in resumed.history] == pytest.approx([h["val_psnr"] for h in straight.history], abs=1e-5)
     # A different configuration in the same workdir is refused, not silently mixed.
     with pytest.raises(LossnetError, match="different configuration"):
-        train_mod.train(superres.resolve_config({**partial, "epochs": 3, "lr": 0.5}), tmp / "w", progress=False)
+        _train(superres.resolve_config({**partial, "epochs": 3, "lr": 0.5}), tmp / "w", progress=False)
 
 
 def test_cosine_run_killed_mid_way_resumes_on_the_same_curve(tiny, monkeypatch):
@@ -260,18 +266,18 @@ def test_cosine_run_killed_mid_way_resumes_on_the_same_curve(tiny, monkeypatch):
 
     monkeypatch.setattr(train_mod, "validate", killed_in_epoch_2)
     with pytest.raises(KeyboardInterrupt):
-        train_mod.train(cfg, tmp / "w", progress=False)
+        _train(cfg, tmp / "w", progress=False)
     monkeypatch.setattr(train_mod, "validate", real_validate)
     seen_lrs.clear()
-    _, resumed = train_mod.train(cfg, tmp / "w", progress=False)
+    _, resumed = _train(cfg, tmp / "w", progress=False)
     assert resumed.start_epoch == 1 and seen_lrs == [2, 3, 4, 5]  # global steps of epochs 2-3, not restarted at 0
-    _, straight = train_mod.train(cfg, tmp / "w2", progress=False)
+    _, straight = _train(cfg, tmp / "w2", progress=False)
     a = torch.load(tmp / "w" / CHECKPOINT, weights_only=True)["model"]
     b = torch.load(tmp / "w2" / CHECKPOINT, weights_only=True)["model"]
     assert all(torch.allclose(a[k].float(), b[k].float(), atol=1e-6) for k in a)
     # the cosine curve depends on the total steps, so a finished run cannot be silently extended
     with pytest.raises(LossnetError, match="different configuration"):
-        train_mod.train({**cfg, "epochs": 4}, tmp / "w", progress=False)
+        _train({**cfg, "epochs": 4}, tmp / "w", progress=False)
 
 
 def test_bad_training_image_is_reported_and_skipped(tiny):
@@ -300,12 +306,12 @@ def test_perceptual_loss_training_step(tiny):
     tmp, partial = tiny
     cfg = superres.resolve_config({**partial, "loss": "perceptual", "net": "vgg16", "layer": "E", "weights": "none", "epochs": 1})
     assert cfg["net"] == "vgg16" and cfg["distance"] == "mse"
-    task, out = train_mod.train(cfg, tmp / "w", progress=False)
+    task, out = _train(cfg, tmp / "w", progress=False)
     assert out.status == "done" and math.isfinite(out.history[0]["train_loss"])
     # the result carries the training loss's signature (stored with the run)
     from lossnet.signature import parse_signature
 
-    res = train_mod.evaluate(cfg, tmp / "w", task, out, progress=False)
+    res = train_mod.evaluate(superres.BENCHMARK.config_object(cfg), tmp / "w", task, out, progress=False)
     sig = parse_signature(res.signature)
     assert (sig["arch"], sig["layers"], sig["distance"]) == ("vgg16", "E", "mse")
 

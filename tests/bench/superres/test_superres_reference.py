@@ -98,7 +98,7 @@ def test_name_first_selection_equals_the_old_rule(tmp_path):
         _photo(folder / f"COCO_{i:04d}.jpg", 64, 48, i)
     config = superres.resolve_config({"preset": "paper", "allow_stand_in": True, "train": [str(folder)], "test": {"x": str(folder)}, "train_images": 12,
                                       "val_images": 3, "seed": 7})
-    train_paths, val = _reference_data(config)
+    train_paths, val = _reference_data(superres.BENCHMARK.config_object(config))
     old = select(load_folder([folder]), 12, 7)  # the eager rule: decode everything, then choose
     held = {str(p) for p, _ in select(old, 3, 8)}
     assert [str(p) for p in train_paths] == [str(p) for p, _ in old if str(p) not in held]

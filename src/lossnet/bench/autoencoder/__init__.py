@@ -74,6 +74,7 @@ References:
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -82,6 +83,7 @@ from lossnet.bench.base import (
     Benchmark,
     BenchResult,
     CommonConfig,
+    ReducedRun,
     TrainingConfig,
     check_stand_ins,
     data_optional,
@@ -149,50 +151,50 @@ class Autoencoder(Benchmark):
     RESUMABLE_KEYS = frozenset({"mlp_protocol", "mlp_epochs", "mlp_patience", "mlp_batch_size", "mlp_lr", "val_fraction",
                                 "train_images", "test_images"})
 
-    def validate(self, config: dict[str, Any]) -> None:
-        if config["image_size"] is None:
-            config["image_size"] = 96 if config["dataset"] == "stl10" else 64
-        if config["image_size"] % 16:
-            raise LossnetError(f"autoencoder: image_size must be divisible by 16, got {config['image_size']}")
-        if config["dataset"] in ("svhn", "digits") and not 32 <= config["image_size"] < 96:
+    def validate(self, config: AutoencoderConfig) -> None:
+        if config.image_size is None:
+            config.image_size = 96 if config.dataset == "stl10" else 64
+        if config.image_size % 16:
+            raise LossnetError(f"autoencoder: image_size must be divisible by 16, got {config.image_size}")
+        if config.dataset in ("svhn", "digits") and not 32 <= config.image_size < 96:
             # Reflect padding needs pad < 32 per side; smaller sizes would crop the digits.
-            raise LossnetError(f"autoencoder: {config['dataset']} images are 32x32, reflect-padded; image_size must be 32..95 "
-                               f"(paper: 64), got {config['image_size']}")
-        if config["model"] == "reference" and not (config["image_size"] >= 64 and (config["image_size"] - 64) % 16 == 0):
+            raise LossnetError(f"autoencoder: {config.dataset} images are 32x32, reflect-padded; image_size must be 32..95 "
+                               f"(paper: 64), got {config.image_size}")
+        if config.model == "reference" and not (config.image_size >= 64 and (config.image_size - 64) % 16 == 0):
             raise LossnetError(f"autoencoder: the reference model takes image sizes 64 + 16 n (64, 80, 96, ...), "
-                               f"got {config['image_size']}; use --model compact for other sizes")
-        if not config["val_fraction"] < 1:
-            raise LossnetError(f"autoencoder: val_fraction must be in (0, 1), got {config['val_fraction']!r}")
-        if not config["ae_val_fraction"] < 1:
-            raise LossnetError(f"autoencoder: ae_val_fraction must be in [0, 1), got {config['ae_val_fraction']!r}")
-        if config["mlp_patience"] is None:  # the protocol's rule, resolved so the stored config says what ran
-            config["mlp_patience"] = max(10, -(-config["mlp_epochs"] // 20)) if config["mlp_protocol"] == "reference" else 10
-        if not config["variational"]:
-            config["kl_weight"] = None  # irrelevant; must not split identical runs
-        elif config["kl_weight"] is None:
+                               f"got {config.image_size}; use --model compact for other sizes")
+        if not config.val_fraction < 1:
+            raise LossnetError(f"autoencoder: val_fraction must be in (0, 1), got {config.val_fraction!r}")
+        if not config.ae_val_fraction < 1:
+            raise LossnetError(f"autoencoder: ae_val_fraction must be in [0, 1), got {config.ae_val_fraction!r}")
+        if config.mlp_patience is None:  # the protocol's rule, resolved so the stored config says what ran
+            config.mlp_patience = max(10, -(-config.mlp_epochs // 20)) if config.mlp_protocol == "reference" else 10
+        if not config.variational:
+            config.kl_weight = None  # irrelevant; must not split identical runs
+        elif config.kl_weight is None:
             raise LossnetError("autoencoder: --variational needs a kl_weight")
         check_stand_ins(config, ["dataset digits, scikit-learn's 8x8 digits (the paper: --dataset svhn or stl10)"]
-                        if config["dataset"] == "digits" else [])
-        if config["dataset"] == "digits":
-            config["data"] = None
+                        if config.dataset == "digits" else [])
+        if config.dataset == "digits":
+            config.data = None
         else:
-            if not config.get("data"):
+            if not config.data:
                 from lossnet.datasets import locate, missing_error
 
-                found = locate(config["dataset"])  # the data root of `lossnet data`
+                found = locate(config.dataset)  # the data root of `lossnet data`
                 if found is None and data_optional():
                     return  # --print-config without the data: data stays null
                 if found is None:
-                    raise missing_error(config["dataset"], f"autoencoder benchmark (no --data DIR given for {config['dataset']})")
-                config["data"] = str(found)
-            if not Path(config["data"]).is_dir():
-                raise DataError(f"autoencoder: data folder not found: {config['data']}")
-            config["data"] = str(config["data"])
+                    raise missing_error(config.dataset, f"autoencoder benchmark (no --data DIR given for {config.dataset})")
+                config.data = str(found)
+            if not Path(config.data).is_dir():
+                raise DataError(f"autoencoder: data folder not found: {config.data}")
+            config.data = str(config.data)
 
     #: validation batches timed by :meth:`training_setup` (the pass is scaled to the held-out count)
     TIMED_VAL_BATCHES = 8
 
-    def training_setup(self, config: dict[str, Any]):
+    def training_setup(self, config: AutoencoderConfig):
         import math
 
         import torch
@@ -204,34 +206,85 @@ class Autoencoder(Benchmark):
         from .train import AutoencoderTask, split_ae_images
 
         device = resolve_device(config)
-        data = load_dataset(config["dataset"], config.get("data"), seed=config["seed"], ae_images=config["ae_images"],
+        data = load_dataset(config.dataset, config.data, seed=config.seed, ae_images=config.ae_images,
                             train_images=1, test_images=1)
         images = data.unlabeled
         tr, val = split_ae_images(len(images), config)
         train_images, val_images = (images, None) if not len(val) else (images[tr], images[val])
         val_scale, notes = 1.0, []
-        cap = self.TIMED_VAL_BATCHES * int(config["batch_size"])
+        cap = self.TIMED_VAL_BATCHES * int(config.batch_size)
         if val_images is not None and len(val_images) > cap:
             val_scale = len(val_images) / cap
             notes.append(f"validation timed on {cap} of {len(val_images)} held-out images, scaled")
             val_images = val_images[:cap]
-        torch.manual_seed(config["seed"])
+        torch.manual_seed(config.seed)
         task = AutoencoderTask(config, train_images, val_images, device, False)
-        return TrainingSetup(task, math.ceil(len(train_images) / int(config["batch_size"])), int(config["epochs"]),
+        return TrainingSetup(task, math.ceil(len(train_images) / int(config.batch_size)), int(config.epochs),
                              validates=val_images is not None, val_scale=val_scale, notes=notes,
                              validate=task.validation_loss if val_images is not None else None)
 
-    def reduced_config(self, config: dict[str, Any]) -> dict[str, Any] | None:
+    def reduced_config(self, config: AutoencoderConfig) -> ReducedRun | None:
         # one step on batch_size images, no held-out validation (its pass is charged per epoch);
         # data loading, embedding and the MLPs as in the full run
-        return dict(config, epochs=1, ae_images=int(config["batch_size"]), ae_val_fraction=0.0, _reduced={"steps": 1, "vals": 0})
+        return ReducedRun(dataclasses.replace(config, epochs=1, ae_images=int(config.batch_size), ae_val_fraction=0.0), steps=1, vals=0)
 
-    def run(self, config: dict[str, Any], workdir: str | Path, *, progress: bool = True) -> BenchResult:
+    def synthetic_data(self, root: Path, values: dict[str, Any]):
+        """SVHN ``.mat`` or STL-10 ``.bin`` files of random images at 2 % of the real sizes; steps of
+        the real autoencoder images, evaluation scaled x50 (:meth:`scale_to_real`)."""
+        import numpy as np
+
+        from lossnet.bench.synthetic import REAL_SIZES, SyntheticData
+
+        dataset = values.get("dataset", "digits")
+        frac = 0.02
+        d = root / dataset
+        d.mkdir(parents=True, exist_ok=True)
+        rng = np.random.default_rng(0)
+        if dataset == "svhn":
+            import scipy.io
+
+            real = REAL_SIZES["svhn"]
+            for part in ("extra", "train", "test"):
+                n = max(256, int(real[part] * frac))
+                p = d / f"{part}_32x32.mat"
+                if not p.exists():
+                    scipy.io.savemat(p, {"X": rng.integers(0, 255, (32, 32, 3, n), dtype=np.uint8),
+                                         "y": rng.integers(1, 11, (n, 1)).astype(np.uint8)})
+            ae_real = real["extra"]
+        else:
+            real = REAL_SIZES["stl10"]
+            for part, bin_name in (("unlabeled", "unlabeled"), ("train", "train"), ("test", "test")):
+                n = max(256, int(real[part] * frac))
+                p = d / f"{bin_name}_X.bin"
+                if not p.exists():
+                    rng.integers(0, 255, (n, 3, 96, 96), dtype=np.uint8).tofile(p)
+                    if part != "unlabeled":
+                        rng.integers(1, 11, n, dtype=np.uint8).tofile(d / f"{bin_name}_y.bin")
+            ae_real = real["unlabeled"]
+        return SyntheticData({"data": str(d)}, {"ae_images": ae_real, "eval_scale": 1.0 / frac},
+                             f"autoencoder: synthetic {dataset} files at {frac:.0%} of the real size; steps of the real "
+                             f"{ae_real} AE images, evaluation scaled x{1 / frac:g}")
+
+    def scale_to_real(self, config: AutoencoderConfig, timing, sizes: dict[str, Any]) -> None:
+        import math
+
+        if "ae_images" in sizes:
+            n = min(sizes["ae_images"], config.ae_images or sizes["ae_images"])
+            n_train = n - math.floor(float(config.ae_val_fraction or 0) * n)
+            timing.steps_per_run = math.ceil(n_train / int(config.batch_size)) * timing.epochs
+            if timing.val_s:
+                timing.val_s *= sizes.get("eval_scale", 1.0)
+
+    def paper_benchmark(self, config: dict[str, Any]) -> str | None:
+        return "autoencoder"
+
+    def run(self, config: AutoencoderConfig | dict[str, Any], workdir: str | Path, *, progress: bool = True) -> BenchResult:
         """Load data, train (resuming from ``workdir``) the autoencoder, embed, select and test the MLPs.
 
         When training diverged, the MLPs are evaluated on the last good epoch's encoder (status stays
         ``diverged``); when it diverged in its first epoch there are no accuracy metrics.
         """
+        config = self.config_object(config)
         from lossnet.atomic import atomic_write_json
         from lossnet.bench.trainer import write_history
 
@@ -240,10 +293,10 @@ class Autoencoder(Benchmark):
         from .train import embed, save_reconstruction_grid, train_autoencoder
 
         workdir = Path(workdir)
-        data = load_dataset(config["dataset"], config.get("data"), seed=config["seed"], ae_images=config["ae_images"],
-                            train_images=config["train_images"], test_images=config["test_images"])
+        data = load_dataset(config.dataset, config.data, seed=config.seed, ae_images=config.ae_images,
+                            train_images=config.train_images, test_images=config.test_images)
         model, outcome = train_autoencoder(config, data.unlabeled, workdir, progress=progress, log=print if progress else None)
-        name, size = data.name, config["image_size"]
+        name, size = data.name, config.image_size
         artifacts = {"checkpoint": str(outcome.checkpoint_path)} if outcome.checkpoint_path else {}
         if outcome.best_path:
             artifacts["best"] = str(outcome.best_path)
@@ -260,14 +313,14 @@ class Autoencoder(Benchmark):
             artifacts["reconstructions"] = str(grid)
             tr = embed(model, data.train_x, size, progress=progress, desc="embed train")
             te = embed(model, data.test_x, size, progress=progress, desc="embed test")
-            sel = evaluate_mlps(tr, data.train_y, te, data.test_y, val_fraction=config["val_fraction"],
-                                epochs=config["mlp_epochs"], patience=config["mlp_patience"], batch_size=config["mlp_batch_size"],
-                                lr=config["mlp_lr"], seed=config["seed"], protocol=config["mlp_protocol"], progress=progress)
+            sel = evaluate_mlps(tr, data.train_y, te, data.test_y, val_fraction=config.val_fraction,
+                                epochs=config.mlp_epochs, patience=config.mlp_patience, batch_size=config.mlp_batch_size,
+                                lr=config.mlp_lr, seed=config.seed, protocol=config.mlp_protocol, progress=progress)
             details = sel.rows
             metrics[f"{name}/accuracy"] = float(sel.test_accuracy)
             metrics[f"{name}/val_accuracy"] = float(max(r["val_accuracy"] for r in sel.rows))
             mlps = workdir / "mlps.json"
-            atomic_write_json(mlps, {"protocol": config["mlp_protocol"], "selected": str(list(sel.selected)),
+            atomic_write_json(mlps, {"protocol": config.mlp_protocol, "selected": str(list(sel.selected)),
                                      "test_accuracy": float(sel.test_accuracy), "mlps": details})
             artifacts["mlps"] = str(mlps)
         artifacts["history"] = str(write_history(workdir, outcome, mlps=details))

@@ -17,7 +17,7 @@ import math
 from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable
 
 import torch
 from torch import nn
@@ -31,22 +31,25 @@ from .datasets import to_input
 from .mlp import split_indices
 from .model import build_autoencoder
 
+if TYPE_CHECKING:  # the package imports this module
+    from lossnet.bench.autoencoder import AutoencoderConfig
+
 __all__ = ["AutoencoderTask", "build_model", "split_ae_images", "train_autoencoder", "embed", "save_reconstruction_grid"]
 
 #: buffers of a loss network in train mode that training changes (BatchNorm statistics)
 _STAT_BUFFERS = ("running_mean", "running_var", "num_batches_tracked")
 
 
-def build_model(config: dict[str, Any]) -> nn.Module:
-    return build_autoencoder(config.get("model", "compact"), config["image_size"], config["embedding"], config["variational"])
+def build_model(config: AutoencoderConfig) -> nn.Module:
+    return build_autoencoder(config.model, config.image_size, config.embedding, config.variational)
 
 
-def split_ae_images(n: int, config: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
+def split_ae_images(n: int, config: AutoencoderConfig) -> tuple[torch.Tensor, torch.Tensor]:
     """Seeded ``(train_idx, val_idx)`` of the AE images: ``floor(ae_val_fraction * n)`` held out."""
-    fraction = float(config.get("ae_val_fraction") or 0.0)
+    fraction = float(config.ae_val_fraction or 0.0)
     if fraction <= 0:
         return torch.arange(n), torch.empty(0, dtype=torch.long)
-    return split_indices(n, fraction, config["seed"] + 7, floor=True)
+    return split_indices(n, fraction, config.seed + 7, floor=True)
 
 
 @contextmanager
@@ -69,12 +72,12 @@ class AutoencoderTask(TrainingTask):
     #: history rows hold ``val_loss`` (from :meth:`end_epoch`) and this score, its negative
     score_name = "neg_val_loss"
 
-    def __init__(self, config: dict[str, Any], images: torch.Tensor, val_images: torch.Tensor | None, device: torch.device,
+    def __init__(self, config: AutoencoderConfig, images: torch.Tensor, val_images: torch.Tensor | None, device: torch.device,
                  progress: bool):
         self.config, self.images, self.device, self.progress = config, images, device, progress
         self.val_images = val_images if val_images is not None and len(val_images) else None
         self.model = build_model(config).to(device)
-        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config["lr"])
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr)
         self.loss_fn = build_loss(config).to(device)
         self.gen: torch.Generator | None = None
         self._val_loss: float | None = None
@@ -99,30 +102,30 @@ class AutoencoderTask(TrainingTask):
                     buffers[k].copy_(v.to(buffers[k].device))
 
     def begin(self, start_epoch: int) -> None:
-        self.gen = torch.Generator().manual_seed(self.config["seed"] + 1000 * start_epoch)
+        self.gen = torch.Generator().manual_seed(self.config.seed + 1000 * start_epoch)
 
     def _loss(self, x: torch.Tensor) -> torch.Tensor:
         recon, mu, logvar = self.model(x)
         loss = self.loss_fn(recon, x)
         if logvar is not None:
-            loss = loss + self.config["kl_weight"] * self.model.kl_divergence(mu, logvar)
+            loss = loss + self.config.kl_weight * self.model.kl_divergence(mu, logvar)
         return loss
 
     def batches(self, epoch: int, epochs: int):
         """uint8 image batches of a seeded shuffle (the task's own generator, checkpoint-independent)."""
-        bs, images = self.config["batch_size"], self.images
+        bs, images = self.config.batch_size, self.images
         perm = torch.randperm(len(images), generator=self.gen)
         for i in range(math.ceil(len(images) / bs)):
             yield images[perm[i * bs : (i + 1) * bs]]
 
     def batch_count(self, epoch: int) -> int:
-        return math.ceil(len(self.images) / self.config["batch_size"])
+        return math.ceil(len(self.images) / self.config.batch_size)
 
     def epoch_label(self, epoch: int, epochs: int) -> str:
         return f"AE epoch {epoch + 1}/{epochs}"
 
     def to_device(self, batch: torch.Tensor) -> torch.Tensor:
-        return to_input(batch, self.config["image_size"]).to(self.device, non_blocking=True)
+        return to_input(batch, self.config.image_size).to(self.device, non_blocking=True)
 
     def step(self, x: torch.Tensor) -> dict[str, Any]:
         with self.timer.phase("model"):
@@ -130,7 +133,7 @@ class AutoencoderTask(TrainingTask):
         with self.timer.phase("loss_net"):
             loss = self.loss_fn(recon, x)
             if logvar is not None:
-                loss = loss + self.config["kl_weight"] * self.model.kl_divergence(mu, logvar)
+                loss = loss + self.config.kl_weight * self.model.kl_divergence(mu, logvar)
         return {"loss": loss, "count": len(x)}
 
     def epoch_row(self, epoch: int, records: list[dict[str, float]]) -> dict[str, Any]:
@@ -150,7 +153,7 @@ class AutoencoderTask(TrainingTask):
     @torch.no_grad()
     def validation_loss(self) -> float:
         """Mean loss over the held-out images (per-batch means weighted by batch size), all in eval mode."""
-        bs, size, images = self.config["batch_size"], self.config["image_size"], self.val_images
+        bs, size, images = self.config.batch_size, self.config.image_size, self.val_images
         total = 0.0
         with _all_eval(self.model, self.loss_fn):
             for i in range(0, len(images), bs):
@@ -165,7 +168,7 @@ class AutoencoderTask(TrainingTask):
         return -self._val_loss if math.isfinite(self._val_loss) else -math.inf
 
 
-def train_autoencoder(config: dict[str, Any], images: torch.Tensor, workdir: Path, *, progress: bool = True,
+def train_autoencoder(config: AutoencoderConfig, images: torch.Tensor, workdir: Path, *, progress: bool = True,
                       log: Callable[[str], None] | None = None, resumable: Iterable[str] | None = None) -> tuple[nn.Module, FitOutcome]:
     """Train (or resume) the autoencoder on uint8 ``images`` with the trainer core
     (:func:`lossnet.bench.trainer.fit`): checkpoint every epoch, resume, divergence policy, and --

@@ -83,6 +83,7 @@ References:
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -91,6 +92,7 @@ from lossnet.bench.base import (
     Benchmark,
     BenchResult,
     CommonConfig,
+    ReducedRun,
     TrainingConfig,
     check_stand_ins,
     data_optional,
@@ -249,67 +251,67 @@ class Roads(Benchmark):
     #: ``eval_size``/``eval_antialias`` are not among them: validation (the checkpoint choice) uses them.
     RESUMABLE_KEYS = frozenset({"threshold", "baselines", "overlays", "test_split", "epochs", "protocol", "iterations", "test_bn"})
 
-    def validate(self, config: dict[str, Any]) -> None:
+    def validate(self, config: RoadsConfig) -> None:
         from lossnet.errors import LossnetError
 
-        if not config.get("data"):
+        if not config.data:
             from lossnet.datasets import locate, missing_error
 
             found = locate("mrd")  # the data root of `lossnet data`
             if found is None and not data_optional():
                 raise missing_error("mrd", "roads benchmark (no --data DIR given: Massachusetts Roads, {train,valid,test}/{sat,map} "
                                     "or {train,val,test}/{input,output})")
-            config["data"] = str(found) if found is not None else None
-        if config["data"] is not None:
-            config["data"] = str(Path(config["data"]).expanduser().resolve())
-        if config["model"] == "reference":
+            config.data = str(found) if found is not None else None
+        if config.data is not None:
+            config.data = str(Path(config.data).expanduser().resolve())
+        if config.model == "reference":
             # the authors' net has fixed channels: the Ronneberger keys cannot split identical runs
-            config.update(width=None, depth=None)
-            config["down_activation"] = config["down_activation"] or "relu"
+            config.width = config.depth = None
+            config.down_activation = config.down_activation or "relu"
             multiple = 16
         else:
-            config["width"] = config["width"] or RONNEBERGER_WIDTH
-            config["depth"] = config["depth"] or RONNEBERGER_DEPTH
-            config["down_activation"] = None
-            multiple = 2 ** config["depth"]
-        if config["crop"] % multiple:
-            raise LossnetError(f"roads: crop {config['crop']} must be divisible by {multiple} (the {config['model']} U-net's down-sampling)")
-        if config["train_iterations"] is None:
-            config["train_iterations"] = config["iterations"]
+            config.width = config.width or RONNEBERGER_WIDTH
+            config.depth = config.depth or RONNEBERGER_DEPTH
+            config.down_activation = None
+            multiple = 2 ** config.depth
+        if config.crop % multiple:
+            raise LossnetError(f"roads: crop {config.crop} must be divisible by {multiple} (the {config.model} U-net's down-sampling)")
+        if config.train_iterations is None:
+            config.train_iterations = config.iterations
         stand_ins = []
-        if config["selection"] == "last":
-            config["val_split"] = None  # no validation: nothing is held out either
-        elif config["val_split"] == AUTO_VAL_SPLIT:
+        if config.selection == "last":
+            config.val_split = None  # no validation: nothing is held out either
+        elif config.val_split == AUTO_VAL_SPLIT:
             from lossnet.bench.roads.data import has_split
 
-            config["val_split"] = "valid" if config["data"] and has_split(config["data"], "valid") else f"holdout:{AUTO_HOLDOUT}"
-        elif not config["val_split"]:
+            config.val_split = "valid" if config.data and has_split(config.data, "valid") else f"holdout:{AUTO_HOLDOUT}"
+        elif not config.val_split:
             raise LossnetError("roads: selection val_bce needs --val-split (a split name or holdout:N)")
         # val_split == test_split is allowed: it is the authors' configuration (their test script scores
         # `val`, their checkpoint split); the paper preset reports it anyway as mrd.val/...
-        if config["val_split"] and config["val_split"].startswith("holdout:"):
-            stand_ins.append(f"validation {config['val_split']} held out of the training tiles (the paper: the valid split)")
-        elif config["val_split"] and config["data"] and Path(config["data"]).is_dir():
+        if config.val_split and config.val_split.startswith("holdout:"):
+            stand_ins.append(f"validation {config.val_split} held out of the training tiles (the paper: the valid split)")
+        elif config.val_split and config.data and Path(config.data).is_dir():
             from lossnet.bench.roads.data import has_split
 
-            if not has_split(config["data"], config["val_split"]):
+            if not has_split(config.data, config.val_split):
                 import warnings
 
-                warnings.warn(f"roads: {config['data']} has no {config['val_split']!r} split; the run will fail when it looks for "
+                warnings.warn(f"roads: {config.data} has no {config.val_split!r} split; the run will fail when it looks for "
                               f"the validation tiles (use --val-split holdout:N, or data with that split)", stacklevel=2)
         check_stand_ins(config, stand_ins)
-        if config["sampler"] == "reference":
-            config["max_nodata"] = None  # the authors' sampler keeps every crop
-        elif config["max_nodata"] is None:
-            config["max_nodata"] = 0.5
-        elif config["max_nodata"] > 1.0:
-            raise LossnetError(f"roads: max_nodata must be in [0, 1], got {config['max_nodata']}")
-        if config["init_prior"] is not None and not config["init_prior"] < 1.0:
-            raise LossnetError(f"roads: init_prior must be in (0, 1) or null, got {config['init_prior']}")
-        if config["loss"] == "bce":
-            config["lam"] = 0.0  # a non-perceptual baseline: the weight cannot split identical runs
+        if config.sampler == "reference":
+            config.max_nodata = None  # the authors' sampler keeps every crop
+        elif config.max_nodata is None:
+            config.max_nodata = 0.5
+        elif config.max_nodata > 1.0:
+            raise LossnetError(f"roads: max_nodata must be in [0, 1], got {config.max_nodata}")
+        if config.init_prior is not None and not config.init_prior < 1.0:
+            raise LossnetError(f"roads: init_prior must be in (0, 1) or null, got {config.init_prior}")
+        if config.loss == "bce":
+            config.lam = 0.0  # a non-perceptual baseline: the weight cannot split identical runs
 
-    def training_setup(self, config: dict[str, Any]):
+    def training_setup(self, config: RoadsConfig):
         import tempfile
 
         import torch
@@ -320,31 +322,68 @@ class Roads(Benchmark):
 
         device = resolve_device(config)
         train_tiles, val_tiles, _ = split_tiles(config)
-        torch.manual_seed(config["seed"])
+        torch.manual_seed(config.seed)
         task = RoadsTask(config, train_tiles, Path(tempfile.gettempdir()), device, False, val_tiles)
-        return TrainingSetup(task, steps_per_epoch(config, len(train_tiles)), int(config["epochs"]),
-                             validates=config["selection"] == "val_bce" and bool(val_tiles))
+        return TrainingSetup(task, steps_per_epoch(config, len(train_tiles)), int(config.epochs),
+                             validates=config.selection == "val_bce" and bool(val_tiles))
 
-    def reduced_config(self, config: dict[str, Any]) -> dict[str, Any] | None:
-        return dict(config, epochs=1, steps_per_epoch=1, _reduced={"steps": 1, "vals": 1 if config["selection"] == "val_bce" else 0})
+    def reduced_config(self, config: RoadsConfig) -> ReducedRun | None:
+        return ReducedRun(dataclasses.replace(config, epochs=1, steps_per_epoch=1), steps=1, vals=1 if config.selection == "val_bce" else 0)
 
-    def run(self, config: dict[str, Any], workdir: str | Path, *, progress: bool = True) -> BenchResult:
-        return _run(config, workdir, progress=progress)
+    def synthetic_data(self, root: Path, values: dict[str, Any]):
+        """1500x1500 smooth tiles with a road cross: 8 training tiles, the real valid/test counts;
+        the steps per epoch are those of the real training tiles (:meth:`scale_to_real`)."""
+        import numpy as np
+        from PIL import Image
+
+        from lossnet.bench.synthetic import REAL_SIZES, SyntheticData, smooth_image
+
+        real = REAL_SIZES["mrd"]
+        counts = {"train": 8, "valid": real["valid"], "test": real["test"]}
+        rng = np.random.default_rng(0)
+        for split, n in counts.items():
+            for sub in ("sat", "map"):
+                (root / "roads" / split / sub).mkdir(parents=True, exist_ok=True)
+            for i in range(n):
+                sat = root / "roads" / split / "sat" / f"tile{i:03d}.png"
+                if sat.exists():
+                    continue
+                smooth_image(rng, 1500, 1500).save(sat, compress_level=1)
+                mask = np.zeros((1500, 1500), np.uint8)
+                mask[700:712] = 255
+                mask[:, 300:310] = 255
+                Image.fromarray(mask).save(root / "roads" / split / "map" / f"tile{i:03d}.png", compress_level=1)
+        return SyntheticData({"data": str(root / "roads")}, {"train_tiles": real["train"]},
+                             "roads: synthetic 1500x1500 tiles (8 train; real valid/test counts 14/49), steps per epoch of "
+                             "the real 1108 train tiles")
+
+    def scale_to_real(self, config: RoadsConfig, timing, sizes: dict[str, Any]) -> None:
+        if config.steps_per_epoch is None and "train_tiles" in sizes:
+            n = sizes["train_tiles"]
+            if str(config.val_split or "").startswith("holdout:"):
+                n -= int(config.val_split.split(":")[1])
+            timing.steps_per_run = steps_per_epoch(config, n) * timing.epochs
+
+    def paper_benchmark(self, config: dict[str, Any]) -> str | None:
+        return "segmentation"
+
+    def run(self, config: RoadsConfig | dict[str, Any], workdir: str | Path, *, progress: bool = True) -> BenchResult:
+        return _run(self.config_object(config), workdir, progress=progress)
 
 
-def steps_per_epoch(config: dict[str, Any], train_tiles: int) -> int:
+def steps_per_epoch(config: RoadsConfig, train_tiles: int) -> int:
     """Optimiser steps of one epoch with ``train_tiles`` training tiles (after any hold-out)."""
-    bs = int(config["batch_size"])
-    if config["steps_per_epoch"] is not None:
-        return int(config["steps_per_epoch"])
-    if config.get("sampler", "random") == "reference":
+    bs = int(config.batch_size)
+    if config.steps_per_epoch is not None:
+        return int(config.steps_per_epoch)
+    if config.sampler == "reference":
         return -(-train_tiles // bs)  # one crop per tile, the last batch smaller
     return max(1, train_tiles // bs)
 
 
-def protocols_of(config: dict[str, Any]) -> list[str]:
+def protocols_of(config: RoadsConfig) -> list[str]:
     """The protocols a config evaluates, in order."""
-    return ["reference", "full"] if config["protocol"] == "both" else [config["protocol"]]
+    return ["reference", "full"] if config.protocol == "both" else [config.protocol]
 
 
 def _prefixed(counts: dict, prefix: str) -> dict[str, float]:
@@ -364,18 +403,18 @@ def threshold_fit_tiles(train_tiles: list) -> list:
     return [train_tiles[round(i * (n - 1) / (THRESHOLD_FIT_TILES - 1))] for i in range(THRESHOLD_FIT_TILES)]
 
 
-def _score(protocol: str, config: dict[str, Any], tiles, predict, *, on_tile=None, progress: bool = False) -> dict[str, float]:
+def _score(protocol: str, config: RoadsConfig, tiles, predict, *, on_tile=None, progress: bool = False) -> dict[str, float]:
     """``{"<prefix>/<metric>": value}`` of ``predict`` (image -> bool mask) on ``tiles`` under ``protocol``."""
     from lossnet.bench.roads.train import evaluate_tiles, evaluate_tiles_reference
 
     if protocol == "reference":
-        s = evaluate_tiles_reference(tiles, predict, config["eval_size"], config["eval_antialias"], on_tile=on_tile, progress=progress)
+        s = evaluate_tiles_reference(tiles, predict, config.eval_size, config.eval_antialias, on_tile=on_tile, progress=progress)
         return {"correctness": s["correctness"], "completeness": s["completeness"], "quality": s["quality"], "test_tiles": s["tiles"]}
     counts = evaluate_tiles(tiles, predict, RHOS, on_tile=on_tile, progress=progress)
     return {**{k.split("/", 1)[1]: v for k, v in _prefixed(counts, "x").items()}, "test_tiles": float(counts[0].tiles)}
 
 
-def run_baselines(config: dict[str, Any], train_tiles, test_tiles, progress: bool = False, protocols: list[str] | None = None) -> dict[str, float]:
+def run_baselines(config: RoadsConfig, train_tiles, test_tiles, progress: bool = False, protocols: list[str] | None = None) -> dict[str, float]:
     """Scores of the trivial baselines on the test tiles under each protocol (intensity thresholds
     fitted on <= 4 training tiles, scored as that protocol scores)."""
     from lossnet.bench.roads import baselines as B
@@ -387,7 +426,7 @@ def run_baselines(config: dict[str, Any], train_tiles, test_tiles, progress: boo
     metrics: dict[str, float] = {}
     for protocol in protocols or protocols_of(config):
         if protocol == "reference":
-            view = reference_view_fn(config["eval_size"], config["eval_antialias"])
+            view = reference_view_fn(config.eval_size, config.eval_antialias)
             params = B.fit_intensity_baseline([view(im, m) for im, m in raw], macro=True)
         else:
             params = B.fit_intensity_baseline(raw, rho=THRESHOLD_FIT_RHO)
@@ -398,7 +437,7 @@ def run_baselines(config: dict[str, Any], train_tiles, test_tiles, progress: boo
     return metrics
 
 
-def split_tiles(config: dict[str, Any]) -> tuple[list, list, list]:
+def split_tiles(config: RoadsConfig) -> tuple[list, list, list]:
     """``(training, validation, test)`` tiles of a config (validation empty with ``selection = last``).
 
     Raises:
@@ -406,18 +445,18 @@ def split_tiles(config: dict[str, Any]) -> tuple[list, list, list]:
     """
     from lossnet.bench.roads.data import find_tiles, parse_holdout, split_holdout
 
-    train_tiles = find_tiles(config["data"], config["train_split"])
+    train_tiles = find_tiles(config.data, config.train_split)
     val_tiles: list = []
-    if config["selection"] == "val_bce":
-        n = parse_holdout(config["val_split"])
+    if config.selection == "val_bce":
+        n = parse_holdout(config.val_split)
         if n is not None:
             train_tiles, val_tiles = split_holdout(train_tiles, n)
         else:
-            val_tiles = find_tiles(config["data"], config["val_split"])
-    return train_tiles, val_tiles, find_tiles(config["data"], config["test_split"])
+            val_tiles = find_tiles(config.data, config.val_split)
+    return train_tiles, val_tiles, find_tiles(config.data, config.test_split)
 
 
-def _reference_extras(config: dict[str, Any], test_tiles, val_tiles, proba, threshold: float, test_bn: str,
+def _reference_extras(config: RoadsConfig, test_tiles, val_tiles, proba, threshold: float, test_bn: str,
                       other_bn: str) -> dict[str, float]:
     """Reference-protocol scores beside the main ones, so that both the paper text's and the authors'
     code's numbers exist: the test split with the other ``test_bn`` setting (``mrd.bn_<other>/...``),
@@ -434,7 +473,7 @@ def _reference_extras(config: dict[str, Any], test_tiles, val_tiles, proba, thre
     return out
 
 
-def _run(config: dict[str, Any], workdir: str | Path, *, progress: bool = True) -> BenchResult:
+def _run(config: RoadsConfig, workdir: str | Path, *, progress: bool = True) -> BenchResult:
     """Train the iterative U-net, keep the chosen epoch, evaluate the test tiles, write overlays."""
     import torch
 
@@ -445,8 +484,8 @@ def _run(config: dict[str, Any], workdir: str | Path, *, progress: bool = True) 
 
     workdir = Path(workdir)
     device = resolve_device(config)
-    if config.get("threads"):
-        torch.set_num_threads(int(config["threads"]))
+    if config.threads:
+        torch.set_num_threads(int(config.threads))
     train_tiles, val_tiles, test_tiles = split_tiles(config)
     model, outcome = train(config, train_tiles, workdir, device=device, progress=progress, val_tiles=val_tiles)
     artifacts = {"train_log": str(workdir / "train_log.csv"), "history": str(workdir / "history.json")}
@@ -466,7 +505,7 @@ def _run(config: dict[str, Any], workdir: str | Path, *, progress: bool = True) 
 
     protocols = protocols_of(config)
     overlay_protocol = "full" if "full" in protocols else protocols[0]
-    overlay_names = {t.name for t in test_tiles[: int(config.get("overlays", 3))]}
+    overlay_names = {t.name for t in test_tiles[: int(config.overlays)]}
 
     def on_tile(tile, image, mask, pred):
         if tile.name in overlay_names:
@@ -474,8 +513,8 @@ def _run(config: dict[str, Any], workdir: str | Path, *, progress: bool = True) 
             save_overlay(path, image, mask, pred)
             artifacts[f"overlay_{tile.name}"] = str(path)
 
-    k = int(config["iterations"])
-    test_bn = config.get("test_bn") or "running"
+    k = int(config.iterations)
+    test_bn = config.test_bn or "running"
     other_bn = next(b for b in TEST_BN_CHOICES if b != test_bn)
 
     def proba(im, bn=test_bn):
@@ -485,11 +524,11 @@ def _run(config: dict[str, Any], workdir: str | Path, *, progress: bool = True) 
     thresholds: dict[str, float] = {}
     for protocol in protocols:
         prefix = METRIC_PREFIX[protocol]
-        threshold = config["threshold"]
+        threshold = config.threshold
         if threshold == FIT_THRESHOLD:
             # chosen on training tiles only, never on the split being evaluated
             threshold, curve = fit_threshold(threshold_fit_tiles(train_tiles), proba, rho=THRESHOLD_FIT_RHO, protocol=protocol,
-                                             size=config["eval_size"], antialias=config["eval_antialias"], progress=progress)
+                                             size=config.eval_size, antialias=config.eval_antialias, progress=progress)
             column = f"quality_rho{THRESHOLD_FIT_RHO}_train" if protocol == "full" else "quality_train"
             lines = [f"threshold,{column}"] + [f"{t:g},{q:.4f}" for t, q in curve.items()]
             atomic_write_text(workdir / f"threshold_fit_{protocol}.csv", "\n".join(lines) + "\n")
@@ -503,9 +542,9 @@ def _run(config: dict[str, Any], workdir: str | Path, *, progress: bool = True) 
         metrics.update(_reference_extras(config, test_tiles, val_tiles, proba, thresholds["reference"], test_bn, other_bn))
     if outcome.best_epoch is not None:
         metrics["mrd/selected_epoch"] = float(outcome.best_epoch)
-    if config["selection"] == "val_bce" and outcome.best_path is not None:
+    if config.selection == "val_bce" and outcome.best_path is not None:
         metrics["mrd/val_bce"] = float(-outcome.best_score)
-    if config["baselines"]:
+    if config.baselines:
         metrics.update(run_baselines(config, train_tiles, test_tiles, progress=progress, protocols=protocols))
     return BenchResult(config, metrics, artifacts, outcome.status, details, signature=outcome.signature)
 

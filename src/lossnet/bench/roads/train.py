@@ -23,7 +23,7 @@ import csv
 import io
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
 
 import numpy as np
 import torch
@@ -35,6 +35,10 @@ from lossnet.bench.roads.evaluate import as_float_image, macro_scores, reference
 from lossnet.bench.roads.metrics import RoadCounts, road_counts
 from lossnet.bench.roads.unet import IterativeUNet, build_model
 from lossnet.bench.trainer import BEST, FitOutcome, TrainingTask, fit, load_checkpoint, resumable_keys
+
+if TYPE_CHECKING:  # the package imports this module
+    from lossnet.bench.roads import RoadsConfig
+
 
 __all__ = ["build_perceptual", "iteration_weights", "iteration_loss", "RoadsTask", "train", "evaluate_tiles",
            "evaluate_tiles_reference", "reference_view_fn", "fit_threshold", "predict_tile", "batch_statistics", "TEST_BN", "save_overlay", "LOG_FIELDS", "THRESHOLD_GRID",
@@ -50,7 +54,7 @@ SAMPLERS = ("reference", "random")
 LOG_FIELDS = ("epoch", "steps", "bce", "perceptual", "weighted_perceptual", "total", "val_bce", "seconds", "rejected_crops")
 
 
-def build_perceptual(config: dict[str, Any]) -> torch.nn.Module | None:
+def build_perceptual(config: RoadsConfig) -> torch.nn.Module | None:
     """The perceptual term (:class:`lossnet.loss.PerceptualLoss` at the config's network, layer(s),
     distance and loss-network knobs), or None for ``loss=bce``."""
     from lossnet.bench.base import build_training_loss
@@ -105,11 +109,11 @@ class RoadsTask(TrainingTask):
 
     score_name = "neg_val_bce"
 
-    def __init__(self, config: dict[str, Any], tiles: list[RoadTile], workdir: Path, device: torch.device, progress: bool,
+    def __init__(self, config: RoadsConfig, tiles: list[RoadTile], workdir: Path, device: torch.device, progress: bool,
                  val_tiles: list[RoadTile] | None = None):
         self.config, self.tiles, self.workdir, self.device, self.progress = config, tiles, workdir, device, progress
         self.model = build_model(config).to(device)
-        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config["lr"])
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr)
         perceptual = build_perceptual(config)
         self.perceptual = perceptual.to(device) if perceptual is not None else None
         self.crops: RandomCrops | None = None
@@ -128,26 +132,26 @@ class RoadsTask(TrainingTask):
 
     def begin(self, start_epoch: int) -> None:
         c = self.config
-        length = None if c["steps_per_epoch"] is None else c["steps_per_epoch"] * c["batch_size"]
+        length = None if c.steps_per_epoch is None else c.steps_per_epoch * c.batch_size
         # decoded tiles are cached in memory in-process; DataLoader workers would each hold a copy
         # (about 10 GB for the 1,108 full-size training tiles), so with workers tiles are decoded once
         # into a disk cache and memory-mapped (data.load_tile_mapped): a crop reads only its pages
-        cache = not c.get("num_workers")
-        if c.get("sampler", "random") == "reference":
-            self.crops = TileEpochCrops(self.tiles, c["crop"], length, seed=c["seed"], cache=cache)
+        cache = not c.num_workers
+        if c.sampler == "reference":
+            self.crops = TileEpochCrops(self.tiles, c.crop, length, seed=c.seed, cache=cache)
         else:
             if length is None:
-                length = max(1, len(self.tiles) // c["batch_size"]) * c["batch_size"]
-            self.crops = RandomCrops(self.tiles, c["crop"], length, seed=c["seed"], max_nodata=c["max_nodata"], cache=cache)
+                length = max(1, len(self.tiles) // c.batch_size) * c.batch_size
+            self.crops = RandomCrops(self.tiles, c.crop, length, seed=c.seed, max_nodata=c.max_nodata, cache=cache)
 
     def batches(self, epoch: int, epochs: int):
         """The epoch's crops (seeded per epoch, so a resumed run sees the same ones), in a DataLoader."""
         config, crops = self.config, self.crops
         crops.epoch, crops.rejected = epoch, 0
-        torch.manual_seed(config["seed"] * 100003 + epoch)
+        torch.manual_seed(config.seed * 100003 + epoch)
         self._t0 = time.perf_counter()
-        return torch.utils.data.DataLoader(crops, batch_size=config["batch_size"], shuffle=False, drop_last=False,
-                                           num_workers=int(config.get("num_workers") or 0))
+        return torch.utils.data.DataLoader(crops, batch_size=config.batch_size, shuffle=False, drop_last=False,
+                                           num_workers=int(config.num_workers or 0))
 
     def epoch_label(self, epoch: int, epochs: int) -> str:
         return f"roads epoch {epoch + 1}/{epochs}"
@@ -155,19 +159,19 @@ class RoadsTask(TrainingTask):
     def step(self, batch) -> dict[str, Any] | None:
         image, mask = batch
         with self.timer.phase("model"):
-            outputs = self.model(image, int(self.config["train_iterations"]))
+            outputs = self.model(image, int(self.config.train_iterations))
             if not all(bool(torch.isfinite(p.sum())) for p in outputs):
                 return None  # BCE refuses NaN probabilities with an exception; report divergence instead
         with self.timer.phase("loss_net"):
             target_feats = self.perceptual.target_features(mask) if self.perceptual is not None else None  # once per batch
-            loss, bce, pl = iteration_loss(outputs, mask, self.perceptual, target_feats, float(self.config["lam"]))
+            loss, bce, pl = iteration_loss(outputs, mask, self.perceptual, target_feats, float(self.config.lam))
         return {"loss": loss, "bce": bce, "perceptual": pl}
 
     def postfix(self, record: dict[str, float]) -> dict[str, str]:
         return {"bce": f"{record['bce']:.3f}", "pl": f"{record['perceptual']:.3f}"}
 
     def epoch_row(self, epoch: int, records: list[dict[str, float]]) -> dict[str, Any]:
-        lam, steps = float(self.config["lam"]), len(records)
+        lam, steps = float(self.config.lam), len(records)
         sums = {"bce": 0.0, "perceptual": 0.0}
         for r in records:
             sums["bce"] += r["bce"]
@@ -184,7 +188,7 @@ class RoadsTask(TrainingTask):
 
     def _views(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
         if self._val_views is None:
-            size, aa = int(self.config["eval_size"]), bool(self.config["eval_antialias"])
+            size, aa = int(self.config.eval_size), bool(self.config.eval_antialias)
             views = []
             for tile in self.val_tiles:
                 image, mask = reference_view(*load_tile(tile), size, aa)
@@ -193,9 +197,9 @@ class RoadsTask(TrainingTask):
         return self._val_views
 
     def score(self, epoch: int) -> float | None:
-        if self.config.get("selection") != "val_bce" or not self.val_tiles:
+        if self.config.selection != "val_bce" or not self.val_tiles:
             return None
-        self._last_val = validation_bce(self.model, self._views(), int(self.config["train_iterations"]), self.device)
+        self._last_val = validation_bce(self.model, self._views(), int(self.config.train_iterations), self.device)
         return -self._last_val
 
     def after_epoch(self, history: list[dict[str, Any]]) -> None:
@@ -203,7 +207,7 @@ class RoadsTask(TrainingTask):
 
 
 def train(
-    config: dict[str, Any],
+    config: RoadsConfig,
     tiles: list[RoadTile],
     workdir: Path,
     *,
@@ -224,11 +228,11 @@ def train(
         the model (eval mode; the best weights so far if training diverged) and the outcome
         (per-epoch rows also in ``workdir/train_log.csv``).
     """
-    if config.get("selection") == "val_bce" and not val_tiles:
+    if config.selection == "val_bce" and not val_tiles:
         raise ValueError("selection val_bce needs validation tiles")
     task, outcome = fit(lambda: RoadsTask(config, tiles, workdir, device, progress, val_tiles), config, workdir,
                         resumable=resumable_keys("roads", config, resumable), device=device, name="roads")
-    if config.get("selection") == "val_bce" and outcome.status == "done" and (Path(workdir) / BEST).exists():
+    if config.selection == "val_bce" and outcome.status == "done" and (Path(workdir) / BEST).exists():
         task.model.load_state_dict(load_checkpoint(Path(workdir) / BEST, device)["model"])
         task.model.eval()
     return task.model, outcome

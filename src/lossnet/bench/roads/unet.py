@@ -30,13 +30,17 @@ References:
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from lossnet.errors import InputError
+
+if TYPE_CHECKING:  # the package imports this module
+    from lossnet.bench.roads import RoadsConfig
+
 
 __all__ = ["UNet", "ReferenceUNet", "IterativeUNet", "build_model", "count_parameters", "MODELS", "DOWN_ACTIVATIONS"]
 
@@ -234,15 +238,15 @@ class IterativeUNet(nn.Module):
         return self(x, iterations)[-1][..., :h, :w]
 
 
-def build_model(config: dict[str, Any]) -> IterativeUNet:
+def build_model(config: RoadsConfig) -> IterativeUNet:
     """The iterative U-net of a roads config (``model``, ``width``/``depth`` or
     ``down_activation``, ``init_prior``, ``iterations``)."""
-    model = config.get("model", "ronneberger")
-    prior = config.get("init_prior")
+    model = config.model
+    prior = config.init_prior
     if model == "reference":
-        unet: nn.Module = ReferenceUNet(4, down_activation=config.get("down_activation") or "relu", prior=prior)
+        unet: nn.Module = ReferenceUNet(4, down_activation=config.down_activation or "relu", prior=prior)
     elif model == "ronneberger":
-        unet = UNet(4, 1, int(config.get("width") or 64), int(config.get("depth") or 4), prior)
+        unet = UNet(4, 1, int(config.width or 64), int(config.depth or 4), prior)
     else:
         raise InputError(f"unknown model {model!r}; choose one of {', '.join(MODELS)}")
-    return IterativeUNet(unet, int(config["iterations"]))
+    return IterativeUNet(unet, int(config.iterations))

@@ -126,6 +126,7 @@ class Similarity(Benchmark):
     PRESETS = PRESETS
     DISTANCES = DISTANCES
     allows_all_layers = True
+    trains = False
 
     def add_extra_arguments(self, group) -> None:
         group.add_argument("--checkpoints", help="folder of .safetensors/.pth checkpoints of --net: one run per file (natural order)")
@@ -153,42 +154,64 @@ class Similarity(Benchmark):
             raise LossnetError("similarity: heads_sha256 is set from heads; pass heads")
         return super().resolve_config(partial)
 
-    def validate(self, config: dict[str, Any]) -> None:
+    def validate(self, config: SimilarityConfig) -> None:
         from lossnet.bench.similarity.bapps import SUBSETS_2AFC_TRAIN, SUBSETS_2AFC_VAL, SUBSETS_JND_VAL
 
-        if not config.get("data"):
+        if not config.data:
             # the data root of `lossnet data` ($LOSSNET_DATA or the per-user cache)
             from lossnet.datasets import locate, missing_error
 
-            part = "2afc-train" if config["split"] == "train" else None
+            part = "2afc-train" if config.split == "train" else None
             found = locate("bapps", part)
             if found is None:
                 raise missing_error("bapps", "similarity benchmark (no --data given)", part)
-            config["data"] = str(found)
-        config["data"] = str(Path(config["data"]).expanduser().resolve())
-        metric_preset = config.get("metric_preset")
+            config.data = str(found)
+        config.data = str(Path(config.data).expanduser().resolve())
+        metric_preset = config.metric_preset
         if metric_preset is not None:
             net, layers = LPIPS_METRICS[metric_preset]
-            if config["net"] != net or config["layer"] != layers:
+            if config.net != net or config.layer != layers:
                 raise LossnetError(f"preset {metric_preset} fixes --net {net} and its LPIPS layers; do not pass --net/--layer with it")
-            config["distance"] = "spatial"
-        if config["subsets_2afc"] is None:
-            config["subsets_2afc"] = list(SUBSETS_2AFC_VAL if config["split"] == "val" else SUBSETS_2AFC_TRAIN)
-        if config["subsets_jnd"] is None:
-            config["subsets_jnd"] = list(SUBSETS_JND_VAL) if config["split"] == "val" else []
-        if config["subsets_jnd"] and config["split"] != "val":
+            config.distance = "spatial"
+        if config.subsets_2afc is None:
+            config.subsets_2afc = list(SUBSETS_2AFC_VAL if config.split == "val" else SUBSETS_2AFC_TRAIN)
+        if config.subsets_jnd is None:
+            config.subsets_jnd = list(SUBSETS_JND_VAL) if config.split == "val" else []
+        if config.subsets_jnd and config.split != "val":
             raise LossnetError("BAPPS has JND judgments only for the val split; pass --jnd-subsets none with --split train")
-        if not config["subsets_2afc"] and not config["subsets_jnd"]:
+        if not config.subsets_2afc and not config.subsets_jnd:
             raise LossnetError("no BAPPS subset selected")
-        if config.get("net") is None:
+        if config.net is None:
             raise LossnetError("similarity: needs --net")
-        if str(config["layer"]).strip().lower() == "all":
-            config["layer"] = "all"
+        if str(config.layer).strip().lower() == "all":
+            config.layer = "all"
             if metric_preset is not None:
                 raise LossnetError("--layer all cannot be combined with an LPIPS preset")
 
-    def run(self, config: dict[str, Any], workdir: str | Path, *, progress: bool = True) -> BenchResult:
-        return _run(config, workdir, progress=progress)
+    def time_steps(self, config: SimilarityConfig, steps: int, *, warmup: int = 1, sizes: dict[str, Any] | None = None):
+        """A step is one batch of BAPPS evaluation (one warm-up batch at most: nothing is trained)."""
+        from lossnet.bench.similarity.timing import time_evaluation
+
+        return time_evaluation(config, steps, warmup=min(warmup, 1), counts=(sizes or {}).get("counts"))
+
+    def synthetic_data(self, root: Path, values: dict[str, Any]):
+        """Synthetic BAPPS patches (one batch per subset); step counts of the real val split."""
+        from lossnet.bench.similarity.synthetic import write_synthetic_bapps
+        from lossnet.bench.synthetic import REAL_SIZES, SyntheticData
+
+        root.mkdir(parents=True, exist_ok=True)
+        bs = int(values.get("batch_size", 64))
+        path = root / "bapps"
+        if not (path / "2afc").is_dir():
+            write_synthetic_bapps(path, n_2afc=bs, n_jnd=bs, seed=0)
+        return SyntheticData({"data": str(path)}, {"counts": dict(REAL_SIZES["bapps"])},
+                             "similarity: synthetic BAPPS patches (64x64), item counts of the real BAPPS val split")
+
+    def paper_benchmark(self, config: dict[str, Any]) -> str | None:
+        return "similarity"
+
+    def run(self, config: SimilarityConfig | dict[str, Any], workdir: str | Path, *, progress: bool = True) -> BenchResult:
+        return _run(self.config_object(config), workdir, progress=progress)
 
 
 def _apply_heads(partial: dict[str, Any]) -> dict[str, Any]:
@@ -245,7 +268,7 @@ def _plot_layers(path: Path, nodes: list[str], two_afc, title: str) -> None:
     plt.close(fig)
 
 
-def _run(config: dict[str, Any], workdir: str | Path, *, progress: bool = True) -> BenchResult:
+def _run(config: SimilarityConfig, workdir: str | Path, *, progress: bool = True) -> BenchResult:
     """Score one (network, layer(s), distance) on the selected BAPPS subsets.
 
     Returns:
@@ -260,24 +283,24 @@ def _run(config: dict[str, Any], workdir: str | Path, *, progress: bool = True) 
     workdir.mkdir(parents=True, exist_ok=True)
     device = resolve_device(config)
     # Check every subset's folders and pairing before building a (possibly large) network.
-    for subset in config["subsets_2afc"]:
-        list_items(config["data"], "2afc", config["split"], subset)
-    for subset in config["subsets_jnd"]:
-        list_items(config["data"], "jnd", "val", subset)
-    layerwise = config["layer"] == "all"
-    layers = feature_nodes(config["net"], config["size"]) if layerwise else [n.strip() for n in str(config["layer"]).split(",") if n.strip()]
+    for subset in config.subsets_2afc:
+        list_items(config.data, "2afc", config.split, subset)
+    for subset in config.subsets_jnd:
+        list_items(config.data, "jnd", "val", subset)
+    layerwise = config.layer == "all"
+    layers = feature_nodes(config.net, config.size) if layerwise else [n.strip() for n in str(config.layer).split(",") if n.strip()]
     from lossnet.bench.base import loss_network_knobs
 
     knobs = loss_network_knobs(config)
-    if config.get("heads"):
+    if config.heads:
         from lossnet.heads.file import heads_digest
 
-        if heads_digest(config["heads"]) != config.get("heads_sha256"):
-            raise LossnetError(f"similarity: heads file {config['heads']} changed since the run was configured (sha256 differs)")
-        knobs["heads"] = config["heads"]
-    metric = build_metric(config["net"], layers, config["distance"], preset=config.get("metric_preset"), weights=config["weights"],
-                          weights_dir=config.get("weights_dir"), device=device, **knobs)
-    compare = LayerwiseDistance(config["distance"]) if layerwise else metric.compare
+        if heads_digest(config.heads) != config.heads_sha256:
+            raise LossnetError(f"similarity: heads file {config.heads} changed since the run was configured (sha256 differs)")
+        knobs["heads"] = config.heads
+    metric = build_metric(config.net, layers, config.distance, preset=config.metric_preset, weights=config.weights,
+                          weights_dir=config.weights_dir, device=device, **knobs)
+    compare = LayerwiseDistance(config.distance) if layerwise else metric.compare
     per_2afc, per_jnd, rows, jnd_pairs = _score_subsets(config, metric.features, compare, device, layers if layerwise else None,
                                                         progress)
 
@@ -289,13 +312,13 @@ def _run(config: dict[str, Any], workdir: str | Path, *, progress: bool = True) 
     metrics["bapps/n_bad"] = float(sum(r["n_bad"] for r in rows))
     _write_csv(workdir / "subsets.csv", rows)
     artifacts["subsets_csv"] = str(workdir / "subsets.csv")
-    weights_name = config["weights"] if config["weights"] in ("imagenet", "none") else Path(config["weights"]).name
-    details = [{"net": config["net"], "layer": config["layer"], "weights": weights_name, **r} for r in rows]
+    weights_name = config.weights if config.weights in ("imagenet", "none") else Path(config.weights).name
+    details = [{"net": config.net, "layer": config.layer, "weights": weights_name, **r} for r in rows]
     return BenchResult(config=config, metrics=metrics, artifacts=artifacts, status="done", details=details,
                        signature=metric.signature)
 
 
-def _score_subsets(config: dict[str, Any], features, compare, device, nodes: list[str] | None, progress: bool):
+def _score_subsets(config: SimilarityConfig, features, compare, device, nodes: list[str] | None, progress: bool):
     """``(per_2afc, per_jnd, rows, jnd_pairs)``: the score of every subset (an array over ``nodes``
     when given: ``layer="all"``), one summary row per subset, and ``[(distances, same)]`` of each
     JND subset (for the pooled mAP). With ``nodes`` a row holds the subset's own best node and its
@@ -306,17 +329,17 @@ def _score_subsets(config: dict[str, Any], features, compare, device, nodes: lis
     from lossnet.bench.similarity.bapps import load_subsets
     from lossnet.bench.similarity.evaluate import distances_2afc, distances_jnd
 
-    load = dict(max_items=config["max_items"], seed=config["seed"], size=config["size"], skip_bad=config["skip_bad"],
-                num_workers=config.get("num_workers") or 0, progress=progress)
-    run_opts = dict(batch_size=config["batch_size"], device=device, progress=progress)
+    load = dict(max_items=config.max_items, seed=config.seed, size=config.size, skip_bad=config.skip_bad,
+                num_workers=config.num_workers or 0, progress=progress)
+    run_opts = dict(batch_size=config.batch_size, device=device, progress=progress)
     rows: list[dict[str, Any]] = []
     per_2afc: dict[str, Any] = {}
     per_jnd: dict[str, Any] = {}
     jnd_pairs: list[tuple[Any, Any]] = []
     # One queue over every subset: the next one decodes in the background while this one is scored.
-    requests = [("2afc", config["split"], s) for s in config["subsets_2afc"]] + [("jnd", "val", s) for s in config["subsets_jnd"]]
+    requests = [("2afc", config.split, s) for s in config.subsets_2afc] + [("jnd", "val", s) for s in config.subsets_jnd]
     layerwise = nodes is not None
-    for data in load_subsets(config["data"], requests, **load):
+    for data in load_subsets(config.data, requests, **load):
         subset = data.subset
         if data.kind == "2afc":
             d0, d1 = distances_2afc(data, features, compare, **run_opts)
@@ -343,7 +366,7 @@ def _score_subsets(config: dict[str, Any], features, compare, device, nodes: lis
     return per_2afc, per_jnd, rows, jnd_pairs
 
 
-def _subset_metrics(config: dict[str, Any], per_2afc: dict, per_jnd: dict, jnd_pairs: list) -> dict[str, float]:
+def _subset_metrics(config: SimilarityConfig, per_2afc: dict, per_jnd: dict, jnd_pairs: list) -> dict[str, float]:
     """Means over the subsets, the pooled JND mAP, Kumar et al.'s perceptual score, and every subset's score.
 
     ``bapps/jnd_map`` is the mean of the per-subset APs (the LPIPS authors' per-subset evaluation);
@@ -362,7 +385,7 @@ def _subset_metrics(config: dict[str, Any], per_2afc: dict, per_jnd: dict, jnd_p
         metrics["bapps/jnd_map"] = float(np.mean(list(per_jnd.values())))
         metrics["bapps/jnd_map_pooled"] = scores.jnd_map(np.concatenate([d for d, _ in jnd_pairs]),
                                                          np.concatenate([s for _, s in jnd_pairs]))
-    if config["split"] == "val":
+    if config.split == "val":
         ps = scores.perceptual_score(per_2afc)
         if np.isfinite(ps):
             metrics["bapps/perceptual_score"] = ps
@@ -373,7 +396,7 @@ def _subset_metrics(config: dict[str, Any], per_2afc: dict, per_jnd: dict, jnd_p
     return metrics
 
 
-def _layerwise_metrics(config: dict[str, Any], layers: list[str], per_2afc: dict, per_jnd: dict, workdir: Path,
+def _layerwise_metrics(config: SimilarityConfig, layers: list[str], per_2afc: dict, per_jnd: dict, workdir: Path,
                        artifacts: dict[str, str]) -> dict[str, float]:
     """``layer="all"``: the subset-mean score per node, the best node, ``layers.csv`` and the curve PNG."""
     import numpy as np
@@ -395,7 +418,7 @@ def _layerwise_metrics(config: dict[str, Any], layers: list[str], per_2afc: dict
         best = int(np.argmax(mean_2afc))
         metrics["bapps/2afc_best"] = float(mean_2afc[best])
         metrics["bapps/2afc_best_index"] = float(best)
-        _plot_layers(workdir / "layers_2afc.png", layers, mean_2afc, f"{config['net']} ({config['distance']}): 2AFC per node; best {layers[best]}")
+        _plot_layers(workdir / "layers_2afc.png", layers, mean_2afc, f"{config.net} ({config.distance}): 2AFC per node; best {layers[best]}")
         artifacts["layers_plot"] = str(workdir / "layers_2afc.png")
     return metrics
 

@@ -54,6 +54,7 @@ References:
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -63,6 +64,7 @@ from lossnet.bench.base import (
     Benchmark,
     BenchResult,
     CommonConfig,
+    ReducedRun,
     TrainingConfig,
     check_stand_ins,
     data_optional,
@@ -172,23 +174,23 @@ def shared_data_dir() -> Path | None:
     return None
 
 
-def _default_train(config: dict[str, Any]) -> list[str]:
+def _default_train(config: SuperresConfig) -> list[str]:
     """Training folders when no --train is given: COCO train2014 from the data root for the paper
     preset (``lossnet data fetch coco2014 --subset 10000 --seed 42``); otherwise this project's
     ../shared T91 + BSD200 when present, else the data root's COCO."""
     from lossnet.datasets import locate, missing_error
 
     shared = shared_data_dir()
-    if config["preset"] != "paper" and shared is not None:
+    if config.preset != "paper" and shared is not None:
         return [str(shared / "t91"), str(shared / "bsd200")]
     found = locate("coco2014", "train")
     if found is None:
         raise missing_error("coco2014", "superres training set (no --train given)", "train",
-                            extra=f"--subset {config['train_images'] or 10000} --seed {config['seed']}")
-    if config.get("val") is None and config["preset"] == "paper":
+                            extra=f"--subset {config.train_images or 10000} --seed {config.seed}")
+    if config.val is None and config.preset == "paper":
         val = locate("coco2014", "val")
         if val is not None:
-            config["val"] = str(val)
+            config.val = str(val)
     return [str(found)]
 
 
@@ -225,20 +227,20 @@ def _optional(find, missing):
         raise
 
 
-def _stand_ins(config: dict[str, Any]) -> list[str]:
+def _stand_ins(config: SuperresConfig) -> list[str]:
     """What a superres config uses in place of the paper's data: test or training folders of this
     project's ../shared (its BSD100 are SelfExSR crops, not the BSDS300 originals), and validation
     images held out of the training images instead of val2014."""
     out = []
     shared = shared_data_dir()
     if shared is not None:
-        crops = [name for name, folder in config["test"].items() if Path(folder).resolve().is_relative_to(shared)]
+        crops = [name for name, folder in config.test.items() if Path(folder).resolve().is_relative_to(shared)]
         if crops:
             out.append(f"test sets {', '.join(crops)} from {shared} (the paper: Set5, Set14 and the BSDS300 test images; "
                        f"lossnet data fetch set5 set14 bsds300)")
-        if any(Path(t).resolve().is_relative_to(shared) for t in config["train"]):
+        if any(Path(t).resolve().is_relative_to(shared) for t in config.train):
             out.append(f"training images from {shared} (the paper: 10,000 COCO train2014 images)")
-    if config["baseline"] is None and config["train"] and not config.get("val"):
+    if config.baseline is None and config.train and not config.val:
         out.append("validation images held out of the training images (the paper: val2014, --val DIR)")
     return out
 
@@ -249,57 +251,80 @@ class Superres(Benchmark):
     PRESETS = PRESETS
     BASELINE_LOSS = "pixel"
 
-    def uses_loss_network(self, config: dict[str, Any]) -> bool:
-        return config.get("baseline") is None and super().uses_loss_network(config)
+    def uses_loss_network(self, config: SuperresConfig) -> bool:
+        return config.baseline is None and super().uses_loss_network(config)
 
-    def resumable_keys(self, config: dict[str, Any]) -> frozenset:
+    def resumable_keys(self, config: SuperresConfig) -> frozenset:
         """Evaluation-only keys; ``epochs`` may grow on resume with a constant learning rate, not
         with the cosine schedule, whose curve depends on the total number of steps."""
         keys = {"test", "grid_images", "test_sets", "protocol"}
-        return frozenset(keys | ({"epochs"} if config["lr_schedule"] == "constant" else set()))
+        return frozenset(keys | ({"epochs"} if config.lr_schedule == "constant" else set()))
 
-    def validate(self, config: dict[str, Any]) -> None:
-        if config["baseline"] is not None:
+    def validate(self, config: SuperresConfig) -> None:
+        if config.baseline is not None:
             # nothing is trained: training keys cannot split identical runs
-            config.update(loss=None, train=[], val=None, train_images=None)
-        if config["crop"] % config["scale"]:
-            raise LossnetError(f"superres: crop {config['crop']} must be a multiple of scale {config['scale']}")
-        if not config.get("train") and config["baseline"] is None:
-            config["train"] = _optional(lambda: _default_train(config), [])
-        config["train"] = [str(t) for t in config["train"]]
-        test = config.get("test")
+            config.loss, config.train, config.val, config.train_images = None, [], None, None
+        if config.crop % config.scale:
+            raise LossnetError(f"superres: crop {config.crop} must be a multiple of scale {config.scale}")
+        if not config.train and config.baseline is None:
+            config.train = _optional(lambda: _default_train(config), [])
+        config.train = [str(t) for t in config.train]
+        test = config.test
         if not test:
-            test = {name: _optional(lambda n=name: str(_default_test(n, config["preset"])), None) for name in config["test_sets"]}
+            test = {name: _optional(lambda n=name: str(_default_test(n, config.preset)), None) for name in config.test_sets}
             test = {k: v for k, v in test.items() if v is not None}
-        config["test"] = {str(k): str(v) for k, v in test.items()}
-        for folder in [*config["train"], *config["test"].values(), *([config["val"]] if config.get("val") else [])]:
+        config.test = {str(k): str(v) for k, v in test.items()}
+        for folder in [*config.train, *config.test.values(), *([config.val] if config.val else [])]:
             if not Path(folder).is_dir():
                 raise DataError(f"superres: folder not found: {folder}")
-        config["test_sets"] = sorted(config["test"])
+        config.test_sets = sorted(config.test)
         check_stand_ins(config, _stand_ins(config))
 
-    def training_setup(self, config: dict[str, Any]):
-        if config["baseline"] is not None:
+    def training_setup(self, config: SuperresConfig):
+        if config.baseline is not None:
             return None  # nothing is trained: one run is timed whole
         from .train import training_setup
 
         return training_setup(config)
 
-    def reduced_config(self, config: dict[str, Any]) -> dict[str, Any] | None:
-        if config["baseline"] is not None:
+    def reduced_config(self, config: SuperresConfig) -> ReducedRun | None:
+        if config.baseline is not None:
             return None
-        return dict(config, epochs=1, iters_per_epoch=1, _reduced={"steps": 1, "vals": 1})
+        return ReducedRun(dataclasses.replace(config, epochs=1, iters_per_epoch=1), steps=1, vals=1)
 
-    def run(self, config: dict[str, Any], workdir: str | Path, *, progress: bool = True) -> BenchResult:
+    def synthetic_data(self, root: Path, values: dict[str, Any]):
+        """Smooth random images larger than the crops: ``val_images`` + 16 training images and test
+        sets of the real sets' image counts."""
+        from lossnet.bench.synthetic import REAL_SIZES, SyntheticData, write_images
+
+        root.mkdir(parents=True, exist_ok=True)
+        size = max(320, int(values.get("crop", 288)) + 32, int(values.get("val_crop", 288)) + 32)
+        n_val = int(values.get("val_images", 100))
+        train = write_images(root / "sr_train", n_val + 16, size, 0)
+        tests = {name: write_images(root / f"sr_{name}", REAL_SIZES["superres_tests"].get(name, 5), size, 1)
+                 for name in values.get("test_sets", ["set5"])}
+        return SyntheticData({"train": [train], "test": tests}, {},
+                             f"superres: synthetic {size}x{size} images ({n_val + 16} train, real test-set counts)")
+
+    def paper_benchmark(self, config: dict[str, Any]) -> str | None:
+        """The paper's tables have x4 and x8 super-resolution."""
+        try:
+            scale = int(config.get("scale"))
+        except (TypeError, ValueError):
+            return None
+        return f"superres_x{scale}" if scale in (4, 8) else None
+
+    def run(self, config: SuperresConfig | dict[str, Any], workdir: str | Path, *, progress: bool = True) -> BenchResult:
         """Train (resuming from ``workdir``), then evaluate the best weights on every test set."""
+        config = self.config_object(config)
         from .evaluate import check_test_set
         from .train import evaluate, train
 
         workdir = Path(workdir)
-        if config["baseline"] == "bicubic":
+        if config.baseline == "bicubic":
             return evaluate(config, workdir, None, None, progress=progress)
-        for name, folder in config["test"].items():  # test images are read at the end: check them first
-            check_test_set(folder, name, config["scale"])
+        for name, folder in config.test.items():  # test images are read at the end: check them first
+            check_test_set(folder, name, config.scale)
         task, outcome = train(config, workdir, progress=progress, log=print if progress else None)
         return evaluate(config, workdir, task, outcome, progress=progress)
 

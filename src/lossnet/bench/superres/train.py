@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 import torch
 from torch import nn
@@ -28,25 +28,29 @@ from .degrade import crop_to_multiple, degrade
 from .metrics import quantize, y_psnr
 from .model import TransformNet
 
+if TYPE_CHECKING:  # the package imports this module
+    from lossnet.bench.superres import SuperresConfig
+
+
 __all__ = ["SuperresTask", "build_model", "prepare_data", "training_setup", "train", "evaluate", "learning_rate", "validate",
            "validate_reference"]
 
 
-def build_model(config: dict[str, Any]) -> TransformNet:
-    return TransformNet(scale=config["scale"], num_blocks=config["num_blocks"], channels=config["channels"], skip=config["skip"],
-                        output_bn=config.get("output_bn", False))
+def build_model(config: SuperresConfig) -> TransformNet:
+    return TransformNet(scale=config.scale, num_blocks=config.num_blocks, channels=config.channels, skip=config.skip,
+                        output_bn=config.output_bn)
 
 
-def _val_images(config: dict[str, Any], train_items: list) -> tuple[list, list]:
+def _val_images(config: SuperresConfig, train_items: list) -> tuple[list, list]:
     """(train arrays, val HR tensors). Without ``val`` folder, ``val_images`` are held out of the pool."""
-    scale, crop = config["scale"], config["val_crop"]
-    if config.get("val"):
-        val_items = select(load_folder(config["val"], min_size=scale * 4), config["val_images"], config["seed"] + 1)
+    scale, crop = config.scale, config.val_crop
+    if config.val:
+        val_items = select(load_folder(config.val, min_size=scale * 4), config.val_images, config.seed + 1)
     else:
         if len(train_items) < 2:
             raise LossnetError("need at least 2 training images to hold out a validation set (or pass --val)")
-        n_val = min(config["val_images"] or 1, len(train_items) - 1)
-        held = {str(p) for p, _ in select(train_items, n_val, config["seed"] + 1)}
+        n_val = min(config.val_images or 1, len(train_items) - 1)
+        held = {str(p) for p, _ in select(train_items, n_val, config.seed + 1)}
         val_items = [it for it in train_items if str(it[0]) in held]
         train_items = [it for it in train_items if str(it[0]) not in held]
     from lossnet.imageio import to_tensor
@@ -55,7 +59,7 @@ def _val_images(config: dict[str, Any], train_items: list) -> tuple[list, list]:
     return train_items, [(degrade(hr, scale), hr) for hr in val]
 
 
-def _reference_data(config: dict[str, Any]) -> tuple[list[Path], list[tuple[torch.Tensor, torch.Tensor]]]:
+def _reference_data(config: SuperresConfig) -> tuple[list[Path], list[tuple[torch.Tensor, torch.Tensor]]]:
     """The reference pipeline's training files and validation pairs, chosen from file *names* (nothing
     is decoded but the validation images): the same seeded rule as :func:`_val_images`, so a folder
     whose images all decode gives the same subsets as the eager crops pipeline."""
@@ -63,20 +67,20 @@ def _reference_data(config: dict[str, Any]) -> tuple[list[Path], list[tuple[torc
 
     from .reference import ReferencePairs
 
-    paths = select([p for folder in config["train"] for p in list_images(folder)], config.get("train_images"), config["seed"])
-    if config.get("val"):
-        val_paths = select(list_images(config["val"]), config["val_images"], config["seed"] + 1)
+    paths = select([p for folder in config.train for p in list_images(folder)], config.train_images, config.seed)
+    if config.val:
+        val_paths = select(list_images(config.val), config.val_images, config.seed + 1)
     else:
         if len(paths) < 2:
             raise LossnetError("need at least 2 training images to hold out a validation set (or pass --val)")
-        held = {str(p) for p in select(paths, min(config["val_images"], len(paths) - 1), config["seed"] + 1)}
+        held = {str(p) for p in select(paths, min(config.val_images, len(paths) - 1), config.seed + 1)}
         val_paths = [p for p in paths if str(p) in held]
         paths = [p for p in paths if str(p) not in held]
-    val_set = ReferencePairs(val_paths, config["scale"])
+    val_set = ReferencePairs(val_paths, config.scale)
     return paths, [val_set[i] for i in range(len(val_set))]
 
 
-def learning_rate(config: dict[str, Any], step: int) -> float:
+def learning_rate(config: SuperresConfig, step: int) -> float:
     """Adam's learning rate at optimiser step ``step`` (0-based).
 
     ``lr_schedule == "constant"``: ``lr`` throughout (the paper). ``"cosine"``: ``lr * (1 + cos(pi t / T)) / 2``
@@ -84,10 +88,10 @@ def learning_rate(config: dict[str, Any], step: int) -> float:
     instead of ending on Adam's step noise. A function of the step alone, so a resumed run continues
     on the same curve.
     """
-    if config["lr_schedule"] == "constant":
-        return config["lr"]
-    total = config["epochs"] * config["iters_per_epoch"]
-    return config["lr"] * 0.5 * (1.0 + math.cos(math.pi * min(step, total) / total))
+    if config.lr_schedule == "constant":
+        return config.lr
+    total = config.epochs * config.iters_per_epoch
+    return config.lr * 0.5 * (1.0 + math.cos(math.pi * min(step, total) / total))
 
 
 @torch.no_grad()
@@ -134,13 +138,13 @@ class SuperresTask(TrainingTask):
 
     score_name = "val_psnr"
 
-    def __init__(self, config: dict[str, Any], train_items: list, val: list[tuple[torch.Tensor, torch.Tensor]], device: torch.device,
+    def __init__(self, config: SuperresConfig, train_items: list, val: list[tuple[torch.Tensor, torch.Tensor]], device: torch.device,
                  progress: bool):
         self.config, self.val, self.device, self.progress = config, val, device, progress
         self.model = build_model(config).to(device)
         self.loss_fn = build_loss(config).to(device)
-        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config["lr"])
-        self.gen = torch.Generator().manual_seed(config["seed"])
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr)
+        self.gen = torch.Generator().manual_seed(config.seed)
         self.train_items = train_items  # crops: [(path, array)]; reference: [path]
         self.crops: RandomCrops | None = None
 
@@ -156,33 +160,33 @@ class SuperresTask(TrainingTask):
         torch.set_rng_state(state["torch_rng"])
 
     def begin(self, start_epoch: int) -> None:
-        if self.config["pipeline"] == "crops":
-            self.crops = RandomCrops([a for _, a in self.train_items], self.config["crop"], self.config["batch_size"], self.gen)
+        if self.config.pipeline == "crops":
+            self.crops = RandomCrops([a for _, a in self.train_items], self.config.crop, self.config.batch_size, self.gen)
 
     def batches(self, epoch: int, epochs: int):
         """``(lr, hr)`` batches of one epoch: random crops degraded in torch, or the reference pairs
         through a DataLoader (lazy decoding, workers, pinned memory; order drawn from the checkpointed
         generator, so a resumed run sees the same batches)."""
         config = self.config
-        if config["pipeline"] == "crops":
-            for _ in range(config["iters_per_epoch"]):
+        if config.pipeline == "crops":
+            for _ in range(config.iters_per_epoch):
                 hr = self.crops.next_batch()
-                yield degrade(hr, config["scale"]), hr
+                yield degrade(hr, config.scale), hr
             return
         from .reference import ReferencePairs
 
-        data = ReferencePairs(self.train_items, config["scale"])
-        sampler = torch.utils.data.RandomSampler(data, num_samples=config["iters_per_epoch"] * config["batch_size"], generator=self.gen)
-        workers = int(config.get("num_workers") or 0)
-        yield from torch.utils.data.DataLoader(data, batch_size=config["batch_size"], sampler=sampler, num_workers=workers,
+        data = ReferencePairs(self.train_items, config.scale)
+        sampler = torch.utils.data.RandomSampler(data, num_samples=config.iters_per_epoch * config.batch_size, generator=self.gen)
+        workers = int(config.num_workers or 0)
+        yield from torch.utils.data.DataLoader(data, batch_size=config.batch_size, sampler=sampler, num_workers=workers,
                                                pin_memory=self.device.type == "cuda", persistent_workers=False)
 
     def batch_count(self, epoch: int) -> int:
-        return int(self.config["iters_per_epoch"])
+        return int(self.config.iters_per_epoch)
 
     def before_step(self, epoch: int, step: int) -> None:
         for group in self.optimizer.param_groups:
-            group["lr"] = learning_rate(self.config, epoch * self.config["iters_per_epoch"] + step)
+            group["lr"] = learning_rate(self.config, epoch * self.config.iters_per_epoch + step)
 
     def step(self, batch) -> dict[str, Any]:
         lr_img, hr = batch
@@ -196,37 +200,37 @@ class SuperresTask(TrainingTask):
         total = 0.0
         for r in records:
             total += r["loss"]
-        return {"train_loss": total / self.config["iters_per_epoch"]}
+        return {"train_loss": total / self.config.iters_per_epoch}
 
     def score(self, epoch: int) -> float:
-        if self.config.get("val_metric") == "reference":
-            return validate_reference(self.model, self.val, int(self.config["batch_size"]), self.device)
-        return validate(self.model, self.val, self.config["scale"], self.device)
+        if self.config.val_metric == "reference":
+            return validate_reference(self.model, self.val, int(self.config.batch_size), self.device)
+        return validate(self.model, self.val, self.config.scale, self.device)
 
 
-def prepare_data(config: dict[str, Any]) -> tuple[list, list[tuple[torch.Tensor, torch.Tensor]]]:
+def prepare_data(config: SuperresConfig) -> tuple[list, list[tuple[torch.Tensor, torch.Tensor]]]:
     """``(training items, validation (lr, hr) pairs)`` of the config's pipeline."""
-    if config["pipeline"] == "reference":
+    if config.pipeline == "reference":
         return _reference_data(config)
-    pool = load_folder(config["train"], min_size=config["crop"])
-    pool = select(pool, config.get("train_images"), config["seed"])
+    pool = load_folder(config.train, min_size=config.crop)
+    pool = select(pool, config.train_images, config.seed)
     return _val_images(config, pool)
 
 
-def training_setup(config: dict[str, Any]):
+def training_setup(config: SuperresConfig):
     """The :class:`lossnet.bench.profile.TrainingSetup` of ``config`` (for step timing)."""
     from lossnet.bench.profile import TrainingSetup
     from lossnet.bench.trainer import configure_precision
 
     device = resolve_device(config)
     train_items, val = prepare_data(config)
-    torch.manual_seed(config["seed"])
+    torch.manual_seed(config.seed)
     task = SuperresTask(config, train_items, val, device, progress=False)
     configure_precision(task, config, device)
-    return TrainingSetup(task, int(config["iters_per_epoch"]), int(config["epochs"]))
+    return TrainingSetup(task, int(config.iters_per_epoch), int(config.epochs))
 
 
-def train(config: dict[str, Any], workdir: Path, *, progress: bool = True, log: Callable[[str], None] | None = None,
+def train(config: SuperresConfig, workdir: Path, *, progress: bool = True, log: Callable[[str], None] | None = None,
           resumable: Iterable[str] | None = None) -> tuple[SuperresTask, FitOutcome]:
     """Train (or resume training) the super-resolution network of ``config`` in ``workdir``.
 
@@ -241,7 +245,7 @@ def train(config: dict[str, Any], workdir: Path, *, progress: bool = True, log: 
                resumable=resumable_keys("superres", config, resumable), device=device, log=log, name="superres")
 
 
-def evaluate(config: dict[str, Any], workdir: Path, task: SuperresTask | None, outcome: FitOutcome | None, *, progress: bool = True):
+def evaluate(config: SuperresConfig, workdir: Path, task: SuperresTask | None, outcome: FitOutcome | None, *, progress: bool = True):
     """Metrics of the best weights (``val/psnr``, per test set PSNR/SSIM next to bicubic) and PNG grids
     under the config's test protocol; with ``task`` None (``baseline = "bicubic"``) bicubic alone."""
     from lossnet.bench.base import BenchResult
@@ -260,11 +264,11 @@ def evaluate(config: dict[str, Any], workdir: Path, task: SuperresTask | None, o
         artifacts["best_checkpoint"] = str(outcome.best_path)
     if outcome is not None and outcome.checkpoint_path is not None:
         artifacts["checkpoint"] = str(outcome.checkpoint_path)
-    for name, folder in config["test"].items():
+    for name, folder in config.test.items():
         grid = workdir / f"grid_{name}.png"
         metrics.update(
-            evaluate_set(model, folder, config["scale"], name=name, device=device, grid_path=grid if model is not None else None,
-                         grid_images=config["grid_images"], progress=progress, protocol=config.get("protocol", "full"))
+            evaluate_set(model, folder, config.scale, name=name, device=device, grid_path=grid if model is not None else None,
+                         grid_images=config.grid_images, progress=progress, protocol=config.protocol)
         )
         if model is not None:
             artifacts[f"grid_{name}"] = str(grid)
