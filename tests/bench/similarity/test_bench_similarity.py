@@ -269,3 +269,14 @@ def test_result_carries_the_metric_signature(root, tmp_path):
                                  "subsets_2afc": ["cnn"], "subsets_jnd": []})
     sig = parse_signature(sim.run(config, tmp_path, progress=False).signature)
     assert (sig["arch"], sig["layers"], sig["distance"], sig["w"].split(":")[0]) == ("alexnet", "M", "mse", "none")
+
+
+def test_random_init_runs_are_reproducible_from_the_seed(root, tmp_path):
+    """``weights none`` draws the network from the config's seed: the same config (one run key)
+    gives the same numbers whatever ran before it in the process."""
+    config = sim.resolve_config({"data": str(root), "net": "vgg16", "layer": "L", "weights": "none", "distance": "mse",
+                                 "subsets_2afc": ["cnn"], "subsets_jnd": ["cnn"], "size": 32})
+    first = sim.run(config, tmp_path / "a", progress=False).metrics
+    torch.rand(1000)  # move the global generator on, as any earlier work in the process would
+    again = sim.run(config, tmp_path / "b", progress=False).metrics
+    assert first == again

@@ -298,6 +298,9 @@ def _run(config: SimilarityConfig, workdir: str | Path, *, progress: bool = True
         if heads_digest(config.heads) != config.heads_sha256:
             raise LossnetError(f"similarity: heads file {config.heads} changed since the run was configured (sha256 differs)")
         knobs["heads"] = config.heads
+    import torch
+
+    torch.manual_seed(config.seed)  # weights "none" are drawn from the config's seed: one run key, one set of numbers
     metric = build_metric(config.net, layers, config.distance, preset=config.metric_preset, weights=config.weights,
                           weights_dir=config.weights_dir, device=device, **knobs)
     compare = LayerwiseDistance(config.distance) if layerwise else metric.compare
