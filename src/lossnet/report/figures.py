@@ -64,8 +64,10 @@ def _arch_styles(archs: list[str]) -> dict[str, dict[str, Any]]:
     return {a: {"color": cmap(i % 20), "marker": markers[i % len(markers)]} for i, a in enumerate(archs)}
 
 
-def fig_score_vs_layer(rows: Iterable[dict[str, Any]], benchmark: str, *, source: str = "") -> Figure | None:
-    """Fig. 2: score vs extraction layer for every architecture, one panel per score."""
+def fig_score_vs_layer(rows: Iterable[dict[str, Any]], benchmark: str, *, source: str = "", name: str | None = None,
+                       caption: str | None = None) -> Figure | None:
+    """Fig. 2: score vs extraction layer for every architecture, one panel per score (``name``,
+    ``caption``: the file stem and caption, default the paper figure's)."""
     values = cell_values(rows)
     keys = [k for k in paper_score_keys() if k.benchmark == benchmark and k in values]
     if not keys:
@@ -91,7 +93,8 @@ def fig_score_vs_layer(rows: Iterable[dict[str, Any]], benchmark: str, *, source
     fig.legend(handles, labels, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8, frameon=False)
     fig.suptitle(f"{_TITLES.get(benchmark, benchmark)}: score vs extraction layer {source}".strip())
     fig.tight_layout()
-    return _render(fig, f"fig2_{benchmark}", f"Score vs extraction layer, {_TITLES.get(benchmark, benchmark)} (cf. paper Fig. 2).")
+    return _render(fig, name or f"fig2_{benchmark}",
+                   caption or f"Score vs extraction layer, {_TITLES.get(benchmark, benchmark)} (cf. paper Fig. 2).")
 
 
 def fig_svhn_vs_stl10(rows: Iterable[dict[str, Any]], *, source: str = "") -> Figure | None:
