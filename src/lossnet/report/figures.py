@@ -73,7 +73,10 @@ def fig_score_vs_layer(rows: Iterable[dict[str, Any]], benchmark: str, *, source
     if not keys:
         return None
     archs = arch_order({a for k in keys for a in values[k]})
-    styles = _arch_styles(list(paper.architectures()) + [a for a in archs if a not in paper.architectures()])
+    styles = _arch_styles(list(paper.architectures()))
+    others = [a for a in archs if a not in paper.architectures()]
+    for i, a in enumerate(others):  # networks beyond the paper's: dashed, in colours no paper network has
+        styles[a] = {"color": plt.get_cmap("Set1")(i % 9), "marker": "osD^vP*Xh<>p"[i % 12], "ls": "--"}
     ncol = min(3, len(keys))
     nrow = math.ceil(len(keys) / ncol)
     fig, axes = plt.subplots(nrow, ncol, figsize=(4.2 * ncol, 3.2 * nrow), squeeze=False)
