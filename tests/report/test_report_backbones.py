@@ -40,7 +40,7 @@ def _section(md: str, title: str) -> str:
     return md[start:] if end < 0 else md[start:end]
 
 
-def _report(argv, capsys=None):
+def _report(argv):
     from lossnet.cli import report
 
     parser = argparse.ArgumentParser()
@@ -267,3 +267,21 @@ def test_cli_report_of_a_store_with_only_other_nets(tmp_path, capsys):
 
     with pytest.raises(InputError, match=r"no finished paper-comparable runs .*timm:resnet18, timm:vit_small_patch14_dinov2\) are not ranked"):
         recommend("similarity", store=b.path)
+
+
+def test_report_out_is_still_checked_before_the_store_is_read(tmp_path, monkeypatch):
+    """The CLI now reads the store through store_scores_all_nets: the -o check stays first
+    (tests/report/test_reliability_report.py::test_l14_... patches store_scores, which the CLI no longer calls)."""
+    from lossnet.errors import LossnetError
+    from lossnet.report import sources
+
+    b = StoreBuilder(tmp_path / "r.db")
+    _sim(b, TIMM, "E", 0.6)
+
+    def boom(*a, **k):
+        raise AssertionError("the store was read before -o was checked")
+
+    monkeypatch.setattr(sources, "store_scores_all_nets", boom)
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(LossnetError, match="afile exists and is not a directory"):
+        _report([str(b.path), "-o", str(tmp_path / "afile")])
