@@ -134,6 +134,11 @@ def test_real_store_correlations_leave_the_timm_net_out_and_say_so(real_store):
     assert "(figures/beyond_similarity.png)" in _section(md, "Beyond the paper's networks")
     ranking = _csv(out / "tables" / "beyond_average_ranking.csv")
     assert {r["arch"] for r in ranking} == {TIMM, "vgg16"}
+    # the recommendation heading the report ranks the paper net only, and says where the others are
+    lead = _section(md, "Recommendation: which loss network and layer")
+    table = [line for line in lead.splitlines() if line.startswith("| ")]
+    assert any(line.startswith("| similarity | vgg16 at ") for line in table) and not any(TIMM in line for line in table)
+    assert "Ranked among the paper's networks only: the networks beyond them are compared in section" in lead
 
 
 def test_real_store_paper_part_is_unchanged_by_the_timm_runs(real_store, tmp_path):
