@@ -342,15 +342,22 @@ def recommend(
         from lossnet.extras import require
 
         require("bench", "recommend(store=...) (reading a results store)")
-        from lossnet.report.sources import store_scores
+        from lossnet.report.sources import store_scores_all_nets
 
-        rows, info = store_scores(store, preset=preset, weights=weights, distance=distance, protocol=protocol)
+        rows, other_rows, info = store_scores_all_nets(store, preset=preset, weights=weights, distance=distance, protocol=protocol)
         rows = [r for r in rows if r["benchmark"] in spec.benchmarks]
+        others = sorted({r["arch"] for r in other_rows if r["benchmark"] in spec.benchmarks})
+        # the ranking and its caveats are the paper's analysis of its 14 networks: the others are named, not ranked
+        beyond = (f"{len(others)} network(s) beyond the paper's 14 in the store ({', '.join(others)}) are not ranked here: "
+                  f"see section 'Beyond the paper's networks' of `lossnet report {store}`") if others else ""
         if not rows:
             raise InputError(f"{store}: no finished paper-comparable runs for task {task!r} "
-                             f"(benchmarks {', '.join(spec.benchmarks)}; see `lossnet report {store}` for what the store holds)")
+                             f"(benchmarks {', '.join(spec.benchmarks)}; see `lossnet report {store}` for what the store holds)"
+                             + (f"; {beyond}" if beyond else ""))
         source = os.fspath(store)
         notes.append(f"Source: {source}: {info.runs} runs ({info.variant}).")
+        if beyond:
+            notes.append(beyond + ".")
         notes.extend(info.notes)
     return from_rows(task, rows, source=source, published=store is None, notes=notes)
 

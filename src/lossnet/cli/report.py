@@ -49,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
     from lossnet.cli.common import print_table
     from lossnet.outputs import check_output_dir
     from lossnet.report.render import build_report
-    from lossnet.report.sources import paper_scores, store_scores
+    from lossnet.report.sources import paper_scores, store_scores_all_nets
     from lossnet.report.tables import ranking_table
 
     check_output_dir(args.out, "-o/--out")  # before any work (issue #32 L14)
@@ -57,6 +57,7 @@ def run(args: argparse.Namespace) -> int:
     if source is None:
         raise InputError("give a results store (lossnet report results.db -o DIR) or --source paper")
     notes = []
+    other_rows: list = []
     if source == "paper":
         if args.store:
             raise InputError(f"--source paper analyses the published numbers only; drop the store argument {args.store!r}")
@@ -64,23 +65,34 @@ def run(args: argparse.Namespace) -> int:
     else:
         if not args.store:
             raise InputError("--source store needs a results store path")
-        rows, info = store_scores(args.store, preset=args.preset, weights=args.weights, distance=args.distance,
-                                  protocol=args.protocol, sr_metric=args.sr_metric, roads_split=args.roads_split)
+        rows, other_rows, info = store_scores_all_nets(
+            args.store, preset=args.preset, weights=args.weights, distance=args.distance,
+            protocol=args.protocol, sr_metric=args.sr_metric, roads_split=args.roads_split)
         label = str(args.store)
         notes.append(f"{info.runs} runs used ({info.variant or 'no runs'}).")
+        if info.other_runs:
+            notes.append(f"{info.other_runs} runs of {len(info.other_archs)} network(s) beyond the paper's 14 "
+                         f"({', '.join(info.other_archs)}): section 'Beyond the paper's networks'.")
         notes.extend(info.notes)
         if info.skipped:
             notes.append("Metric rows not used: " + ", ".join(f"{k}: {v}" for k, v in sorted(info.skipped.items())) + ".")
         notes.extend(f"{n}." for n in info.skip_notes)
-        if not rows:
+        if not rows and not other_rows:
             raise InputError(f"{args.store}: no paper-comparable results: {_why_none(info)}")
     paths = build_report(
         rows, args.out, source=label, compare_paper=args.compare_paper,
-        structure=not args.no_structure, make_figures=not args.no_figures, notes=notes,
+        structure=not args.no_structure, make_figures=not args.no_figures, notes=notes, other_rows=other_rows,
     )
-    table = ranking_table(rows)
-    print("Table III (average rank; 1 = best):")
-    print_table(table, ["arch", "b1", "b2", "b3", "b4", "all", "n_scores"])
+    if rows:
+        table = ranking_table(rows)
+        print("Table III (average rank; 1 = best):")
+        print_table(table, ["arch", "b1", "b2", "b3", "b4", "all", "n_scores"])
+    if other_rows:
+        from lossnet.report.beyond import beyond_ranking_table
+
+        print("Beyond the paper's networks: average rank among all networks of the store (1 = best):")
+        print_table([{**r, "set": "paper" if r["paper_net"] else "beyond"} for r in beyond_ranking_table(rows, other_rows)],
+                    ["arch", "set", "b1", "b2", "b3", "b4", "all", "n_scores"])
     for note in notes:
         print(note)
     print(f"wrote {paths['md']}, {paths['html']}, {paths['tables']}/*.csv")

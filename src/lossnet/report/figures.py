@@ -64,14 +64,19 @@ def _arch_styles(archs: list[str]) -> dict[str, dict[str, Any]]:
     return {a: {"color": cmap(i % 20), "marker": markers[i % len(markers)]} for i, a in enumerate(archs)}
 
 
-def fig_score_vs_layer(rows: Iterable[dict[str, Any]], benchmark: str, *, source: str = "") -> Figure | None:
-    """Fig. 2: score vs extraction layer for every architecture, one panel per score."""
+def fig_score_vs_layer(rows: Iterable[dict[str, Any]], benchmark: str, *, source: str = "", name: str | None = None,
+                       caption: str | None = None) -> Figure | None:
+    """Fig. 2: score vs extraction layer for every architecture, one panel per score (``name``,
+    ``caption``: the file stem and caption, default the paper figure's)."""
     values = cell_values(rows)
     keys = [k for k in paper_score_keys() if k.benchmark == benchmark and k in values]
     if not keys:
         return None
     archs = arch_order({a for k in keys for a in values[k]})
-    styles = _arch_styles(list(paper.architectures()) + [a for a in archs if a not in paper.architectures()])
+    styles = _arch_styles(list(paper.architectures()))
+    others = [a for a in archs if a not in paper.architectures()]
+    for i, a in enumerate(others):  # networks beyond the paper's: dashed, in colours no paper network has
+        styles[a] = {"color": plt.get_cmap("Set1")(i % 9), "marker": "osD^vP*Xh<>p"[i % 12], "ls": "--"}
     ncol = min(3, len(keys))
     nrow = math.ceil(len(keys) / ncol)
     fig, axes = plt.subplots(nrow, ncol, figsize=(4.2 * ncol, 3.2 * nrow), squeeze=False)
@@ -91,7 +96,8 @@ def fig_score_vs_layer(rows: Iterable[dict[str, Any]], benchmark: str, *, source
     fig.legend(handles, labels, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8, frameon=False)
     fig.suptitle(f"{_TITLES.get(benchmark, benchmark)}: score vs extraction layer {source}".strip())
     fig.tight_layout()
-    return _render(fig, f"fig2_{benchmark}", f"Score vs extraction layer, {_TITLES.get(benchmark, benchmark)} (cf. paper Fig. 2).")
+    return _render(fig, name or f"fig2_{benchmark}",
+                   caption or f"Score vs extraction layer, {_TITLES.get(benchmark, benchmark)} (cf. paper Fig. 2).")
 
 
 def fig_svhn_vs_stl10(rows: Iterable[dict[str, Any]], *, source: str = "") -> Figure | None:

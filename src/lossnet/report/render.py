@@ -7,6 +7,10 @@
 - ``report.html`` (no external resources: CSS inline, figures as base64 PNG ``data:`` URIs),
 - ``tables/*.csv`` (Table III, Table IV, every score table, comparison, correlations),
 - ``figures/*.png`` and ``figures/*.svg``.
+
+Runs of networks beyond the paper's 14 (``other_rows``) get their own section, "Beyond the paper's
+networks" (:mod:`lossnet.report.beyond`), beside the paper networks of the same store; they enter no
+other table, figure or correlation (those need the paper's Table I attributes or published numbers).
 """
 
 from __future__ import annotations
@@ -25,12 +29,14 @@ import numpy as np
 
 from lossnet import paper
 from lossnet.atomic import atomic_write_bytes, atomic_write_text
+from lossnet.report import beyond
 from lossnet.report import correlations as corr
 from lossnet.report import figures as figs
 from lossnet.report.sources import ScoreKey, key_of, paper_score_keys
 from lossnet.report.tables import (
     BENCHMARK_GROUPS,
     TABLE4_COLUMNS,
+    arch_order,
     best_layer_table,
     comparison_table,
     ranking_table,
@@ -392,6 +398,88 @@ def _correlation_sections(rows, arch_attrs, layer_attrs, notes, csvs) -> list[Se
     return out
 
 
+def _rank(r: float | None) -> str:
+    if r is None:
+        return "-"
+    return f"{r:.0f}" if float(r).is_integer() else f"{r:.1f}"
+
+
+def _names(archs: Sequence[str]) -> str:
+    return ", ".join(archs)
+
+
+def _beyond_section(rows, other_rows, csvs, *, make_figures: bool) -> Section:
+    """The networks beyond the paper's 14 beside the paper networks of the same store: average ranks
+    over all of them (Table III's rule), one heatmap table per score (network x E/S/M/L, every cell with
+    its rank among all cells of the score), and score-vs-layer figures with every network of the store."""
+    others = sorted({r["arch"] for r in other_rows})
+    papers = arch_order({r["arch"] for r in rows})
+    s = Section("Beyond the paper's networks")
+    s.text.append(
+        f"Networks outside the paper's 14 run in this store: {_names(others)}; beside them, the paper networks of the "
+        f"same store ({_names(papers) or 'none'}). Their runs pass the same filters, are of the same variant (preset, "
+        "weights, distance, protocol, other settings) and use the same metrics (--sr-metric, --roads-split) as the "
+        "tables above; runs of another variant are not used (see the notes at the top). No published numbers exist "
+        "for these networks, and they are left out of the paper's tables, figures and correlations."
+    )
+    s.text.append(
+        "E/S/M/L are each network's extraction points (timm nets: early, after the first downsampling stages, middle, "
+        "last -- docs/backbones.md); a run at another layer (a node name) is listed under 'other layers' by that name. "
+        "Cells: value #k = the cell's rank among all (network, layer) cells of that score in the store (1 = best; ties "
+        "share their average rank). 'net rank': the network's best cell over all its layers ranked among the networks "
+        "(Table III's per-score rule); the boxed cell is the network's best layer. Full list: tables/beyond_scores.csv."
+    )
+    ranking = beyond.beyond_ranking_table(rows, other_rows)
+    csvs["beyond_average_ranking.csv"] = ranking
+    n_nets = len(ranking)
+    s.tables.append((
+        f"Average rank among the {n_nets} networks of the store (Table III's rule: b1-b4 average a benchmark's score "
+        "ranks, 'all' the benchmarks present; compare 'all' only between networks with the same scores)",
+        ["network", "set", "b1", "b2", "b3", "b4", "all", "scores"],
+        [[r["arch"], "paper" if r["paper_net"] else "beyond", *[fmt(r[c], 2) for c in ("b1", "b2", "b3", "b4", "all")],
+          str(r["n_scores"])] for r in ranking],
+    ))
+    csvs["beyond_scores.csv"] = beyond.beyond_long_rows(rows, other_rows)
+    for key in beyond.scores_present(other_rows):
+        table, n_cells, n_ranked = beyond.beyond_score_table(rows, other_rows, key)
+        values = [v for t in table for v in (*[t[l] for l in LAYERS], *t["other_layers"].values())
+                  if v is not None and math.isfinite(v)]
+        lo, hi, clipped = _heat_range(values)
+        body = []
+        for t in table:
+            best = set(t["best"].split("/")) if t["best"] else set()
+            colours = figs.heat_colors([t[l] for l in LAYERS], lo, hi)
+            cells = []
+            for l, colour in zip(LAYERS, colours):
+                v = t[l]
+                where = f"{t['arch']} at {l} ({key.label})"
+                if v is None:
+                    cells.append(Cell("-", title=f"{where}: not run"))
+                    continue
+                rank = t["ranks"].get(l)
+                title = f"{where}: {fmt(v)}; rank {_rank(rank)} of {n_cells} cells" + ("; best layer of " + t["arch"] if l in best else "")
+                bg, fg = colour if colour else (None, None)
+                cells.append(Cell(f"{fmt(v)} #{_rank(rank)}", bg=bg, fg=fg, title=title, best=l in best))
+            other = "; ".join(f"{l} {fmt(v)} #{_rank(t['ranks'].get(l))}" + (" (best)" if l in best else "")
+                              for l, v in t["other_layers"].items()) or "-"
+            body.append([t["arch"], "paper" if t["paper_net"] else "beyond", *cells, other, t["best"] or "-",
+                         f"{_rank(t['net_rank'])} / {n_ranked}"])
+        if values:
+            s.legends[len(s.tables)] = (lo, hi, clipped)
+        s.tables.append((f"{key.label} -- {n_cells} cells, {n_ranked} networks",
+                         ["network", "set", *LAYERS, "other layers", "best", "net rank"], body))
+    if make_figures:
+        for bench in dict.fromkeys(k.benchmark for k in beyond.scores_present(other_rows)):
+            f = figs.fig_score_vs_layer(
+                [*[r for r in rows if r["benchmark"] == bench], *[r for r in other_rows if r["benchmark"] == bench]], bench,
+                name=f"beyond_{bench}",
+                caption=f"Score vs extraction layer, {bench}: the networks beyond the paper's beside the store's paper "
+                        "networks (E/S/M/L cells only).")
+            if f is not None:
+                s.figures.append(f)
+    return s
+
+
 # --------------------------------------------------------------------------------------------------
 # rendering
 
@@ -497,6 +585,7 @@ def build_report(
     notes: Sequence[str] = (),
     layer_stats_fn=None,
     arch_attributes_fn=None,
+    other_rows: Sequence[dict[str, Any]] = (),
 ) -> dict[str, Path]:
     """Run the analysis on tidy score rows and write the report.
 
@@ -512,6 +601,9 @@ def build_report(
         notes: extra lines for the introduction (what was loaded / skipped).
         layer_stats_fn, arch_attributes_fn: replacements for ``lossnet.structure.layer_stats`` /
             ``arch_attributes`` (tests).
+        other_rows: tidy scores of networks beyond the paper's 14
+            (:func:`lossnet.report.sources.store_scores_all_nets`): the "Beyond the paper's networks"
+            section, beside ``rows``; nothing else uses them. With no ``rows`` the report is that section.
 
     Returns:
         ``{"md": path, "html": path, "tables": folder, "figures": folder}``.
@@ -523,28 +615,44 @@ def build_report(
     from lossnet.report.sources import paper_scores
 
     paper_rows = paper_scores() if compare_paper else None
+    other_rows = list(other_rows)
+    paper_part = bool(rows) or not other_rows  # a store of other networks only: just their section
     archs = sorted({r["arch"] for r in rows})
-    arch_attrs, arch_note = corr.arch_attribute_values(archs, structure=structure, attributes_fn=arch_attributes_fn)
-    cells = sorted({(r["arch"], r["layer"]) for r in rows})
-    layer_attrs, layer_note = corr.layer_attribute_values(cells, structure=structure, stats_fn=layer_stats_fn)
+    if paper_part:
+        arch_attrs, arch_note = corr.arch_attribute_values(archs, structure=structure, attributes_fn=arch_attributes_fn)
+        cells = sorted({(r["arch"], r["layer"]) for r in rows})
+        layer_attrs, layer_note = corr.layer_attribute_values(cells, structure=structure, stats_fn=layer_stats_fn)
 
     csvs: dict[str, list[dict[str, Any]]] = {}
     # Tables III/IV are always set beside the published ones when analysing the published numbers:
     # that is the reproduction check.
     published = source == "paper"
-    t_ref = paper_rows if paper_rows is not None else (paper_scores() if published else None)
-    sections = [_table3_section(rows, t_ref, csvs, published=published), _table4_section(rows, t_ref, csvs, published=published)]
-    if compare_paper:
-        sections.append(_compare_section(rows, paper_rows, csvs))
-    sections += _score_sections(rows, paper_rows, csvs, published=published)
-    sections += _correlation_sections(rows, arch_attrs, layer_attrs, [arch_note, layer_note], csvs)
+    sections: list[Section] = []
     fig_list: list[figs.Figure] = []
-    if make_figures:
-        fig_list = figs.all_figures(rows, layer_attrs, source=f"({source})" if source == "paper" else "")
-        fig_section = Section("Figures", figures=fig_list)
+    beyond_note = None
+    if other_rows:
+        beyond_note = (f"Networks beyond the paper's 14 ({_names(sorted({r['arch'] for r in other_rows}))}) are left out of every "
+                       "correlation: ImageNet top-1, depth and MFLOPs (Table I) ship only for the paper's networks, and no "
+                       "value is made up for the others (their scores: section 'Beyond the paper's networks').")
+    if paper_part:
+        t_ref = paper_rows if paper_rows is not None else (paper_scores() if published else None)
+        sections += [_table3_section(rows, t_ref, csvs, published=published), _table4_section(rows, t_ref, csvs, published=published)]
+        if compare_paper:
+            sections.append(_compare_section(rows, paper_rows, csvs))
+        sections += _score_sections(rows, paper_rows, csvs, published=published)
+    if other_rows:
+        beyond_section = _beyond_section(rows, other_rows, csvs, make_figures=make_figures)
+        sections.append(beyond_section)
+        fig_list += beyond_section.figures
+    if paper_part:
+        sections += _correlation_sections(rows, arch_attrs, layer_attrs, [arch_note, layer_note, beyond_note], csvs)
+    if make_figures and paper_part:
+        paper_figs = figs.all_figures(rows, layer_attrs, source=f"({source})" if source == "paper" else "")
+        fig_list += paper_figs
+        fig_section = Section("Figures", figures=paper_figs)
         if not layer_attrs:
             fig_section.text.append("Fig. 4 (2AFC vs FLOPs) needs layer statistics and was skipped.")
-        if fig_list or fig_section.text:
+        if paper_figs or fig_section.text:
             sections.append(fig_section)
 
     n_cells = len(rows)
@@ -555,13 +663,19 @@ def build_report(
         f"{len({key_of(r) for r in rows})} performance scores.",
         *[n for n in notes if n],
     ]
+    if other_rows:
+        intro.append(f"Also {len(other_rows)} cells of {len({r['arch'] for r in other_rows})} network(s) beyond the paper's 14: "
+                     "section 'Beyond the paper's networks'" + ("." if rows else " (the store has no runs of the paper's networks)."))
     (out / "figures").mkdir(exist_ok=True)
     for f in fig_list:
         atomic_write_bytes(out / "figures" / f"{f.name}.png", f.png)
         atomic_write_text(out / "figures" / f"{f.name}.svg", f.svg)
     for name, table in csvs.items():
         atomic_write_text(out / "tables" / name, _csv_text(table))
-    lead = _recommend_section(rows, published=published, source=source)
+    lead = _recommend_section(rows, published=published, source=source) if rows else None
+    if lead is not None and other_rows:
+        lead.after.append("Ranked among the paper's networks only: the networks beyond them are compared in section "
+                          "'Beyond the paper's networks'.")
     atomic_write_text(out / "report.md", _markdown(title, intro, sections, lead))
     atomic_write_text(out / "report.html", _html(title, intro, sections, lead))
     return {"md": out / "report.md", "html": out / "report.html", "tables": out / "tables", "figures": out / "figures"}

@@ -18,6 +18,13 @@ the number of runs averaged (seeds). Rows from a store are mapped with the cross
   the variant (never averaged together), and the report's notes say which protocol each benchmark's
   runs used; the paper's numbers come from the ``reference`` protocol (its authors' test code).
   Runs made before the option existed count as ``full``.
+
+Networks beyond the paper's 14 (``timm:<name>``, other torchvision models, ``module:<Class>``) are
+not paper cells: :func:`store_scores` skips them ("not a paper architecture"), and
+:func:`store_scores_all_nets` returns them apart, mapped with the same rules (same metrics, same
+``sr_metric`` / ``roads_split`` choice, same filters), for the report's "Beyond the paper's networks"
+section. Their layer is E/S/M/L when the run's layer is one of them or names the same node (timm's
+rule for timm nets: docs/backbones.md), else the run's own layer name.
 """
 
 from __future__ import annotations
@@ -40,6 +47,7 @@ __all__ = [
     "paper_score_keys",
     "paper_scores",
     "store_scores",
+    "store_scores_all_nets",
     "read_store_metric_rows",
     "map_metric_row",
     "LoadInfo",
@@ -105,6 +113,8 @@ class LoadInfo(NamedTuple):
     variant: str  # "benchmark: preset=..., weights=..., distance=..." per paper benchmark
     notes: tuple[str, ...] = ()  # how comparable the runs are with the paper (test protocols)
     skip_notes: tuple[str, ...] = ()  # why rows were skipped, where the reason alone misleads (stand-in datasets)
+    other_runs: int = 0  # runs of networks beyond the paper's 14 that were kept (store_scores_all_nets)
+    other_archs: tuple[str, ...] = ()  # those networks
 
 
 # --------------------------------------------------------------------------------------------------
@@ -164,6 +174,32 @@ def _layer_key(arch: str, layer: Any) -> str | None:
         return None
 
 
+def _other_layer(arch: Any, layer: Any) -> str | None:
+    """Layer of a run of a network beyond the paper's: E/S/M/L when the run's layer is one of them
+    or names the same node (the registry's rule; timm's for ``timm:`` nets), else the layer's own name;
+    None for no single layer."""
+    if not isinstance(arch, str) or not isinstance(layer, str) or not layer.strip() or "," in layer:
+        return None
+    return _other_layer_cached(arch, layer.strip())
+
+
+@lru_cache(maxsize=None)
+def _other_layer_cached(arch: str, layer: str) -> str:
+    if len(layer) == 1 and layer.upper() in paper.LAYER_KEYS:
+        return layer.upper()
+    try:
+        from lossnet.models.registry import get_spec, named_layer
+
+        spec = get_spec(arch)  # timm nets: needs lossnet[timm]; module:<Class> nets: unknown here
+        node = named_layer(arch, layer) or layer
+        for key, value in spec.layers.items():
+            if value == node:
+                return key
+    except Exception:  # an unknown network or a missing extra: the run's layer name is all we know
+        pass
+    return layer
+
+
 #: ``sr_metric`` choices: which of the reference's super-resolution numbers are compared with the paper's.
 SR_METRICS = ("skimage", "torchmetrics")
 #: ``roads_split`` choices: which split's roads scores are compared with the paper's.
@@ -193,13 +229,16 @@ def _choose_variant(benchmark: str, dataset: str, name: str, sr_metric: str, roa
     return dataset, name
 
 
-def map_metric_row(row: dict[str, Any], *, sr_metric: str = "skimage", roads_split: str = "val") -> tuple[dict[str, Any] | None, str | None]:
+def map_metric_row(row: dict[str, Any], *, sr_metric: str = "skimage", roads_split: str = "val",
+                   other_nets: bool = False) -> tuple[dict[str, Any] | None, str | None]:
     """Map one store metric row to a paper cell.
 
     Args:
         row: a store metric row.
         sr_metric, roads_split: which super-resolution numbers (:data:`SR_METRICS`) and which roads
             split (:data:`ROADS_SPLITS`) stand for the paper's cells.
+        other_nets: also map runs of networks beyond the paper's 14 (their layer: E/S/M/L when it is
+            one, else the run's layer name) instead of refusing them as "not a paper architecture".
 
     Returns:
         ``(cell, None)`` with keys benchmark, metric, dataset, arch, layer, value; or
@@ -224,11 +263,12 @@ def map_metric_row(row: dict[str, Any], *, sr_metric: str = "skimage", roads_spl
     arch = config.get("net")
     if not arch:
         return None, "no loss network (baseline)"
-    if arch not in paper.architectures():
+    beyond = arch not in paper.architectures()
+    if beyond and not other_nets:
         return None, "not a paper architecture"
     if config.get("loss") not in (None, "perceptual"):
         return None, "not a perceptual-loss run"
-    layer = _layer_key(arch, config.get("layer"))
+    layer = _other_layer(arch, config.get("layer")) if beyond else _layer_key(arch, config.get("layer"))
     if layer is None:
         return None, "layer is not one of E/S/M/L"
     value = row.get("value")
@@ -334,6 +374,8 @@ def store_scores(
 
     Returns:
         ``(rows, info)``: tidy rows (``n`` = number of runs averaged) and what was kept/skipped.
+        Runs of networks beyond the paper's 14 are skipped ("not a paper architecture");
+        :func:`store_scores_all_nets` returns them apart.
 
     Raises:
         DataError: unreadable store.
@@ -341,6 +383,55 @@ def store_scores(
             distances) that must not be averaged or ranked together; the message lists them so the
             caller can filter. Different benchmarks may use different variants.
     """
+    rows, _, info = _load(path, preset=preset, weights=weights, distance=distance, protocol=protocol,
+                          sr_metric=sr_metric, roads_split=roads_split, other_nets=False)
+    return rows, info
+
+
+def store_scores_all_nets(
+    path: str | Path,
+    *,
+    preset: str | None = None,
+    weights: str | None = None,
+    distance: str | None = None,
+    protocol: str | None = None,
+    sr_metric: str = "skimage",
+    roads_split: str = "val",
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]], LoadInfo]:
+    """:func:`store_scores`, plus the runs of networks beyond the paper's 14 (timm, other torchvision
+    models, user modules) as a second list of tidy rows.
+
+    The other networks' rows are mapped, filtered and averaged exactly as the paper networks' rows
+    (same metrics, ``sr_metric``, ``roads_split``, filters; ``layer`` is E/S/M/L or the run's own
+    layer name). They never change the paper networks' rows, and never make the call fail: per
+    benchmark they are used when they are of the paper networks' variant (preset, weights, distance,
+    protocol and the other settings), or -- where no paper network of the benchmark was run -- when
+    they are of one variant; otherwise they are skipped with a counted reason naming the variants.
+
+    Returns:
+        ``(rows, other_rows, info)``; ``info.other_runs`` / ``info.other_archs`` say what was kept.
+    """
+    return _load(path, preset=preset, weights=weights, distance=distance, protocol=protocol,
+                 sr_metric=sr_metric, roads_split=roads_split, other_nets=True)
+
+
+def _averaged(groups: dict[tuple, dict[str, list[float]]]) -> tuple[list[dict[str, Any]], dict[str, int]]:
+    """Tidy rows of ``{(identity, benchmark, metric, dataset, arch, layer): {seed: values}}``: runs of one
+    config and seed are not replicates, so each seed counts once (the mean of its runs); also the number
+    of cells with a repeated seed per benchmark."""
+    rows = []
+    duplicated: dict[str, int] = defaultdict(int)
+    for (_, b, m, d, a, l), by_seed in groups.items():
+        per_seed = [statistics.fmean(vals) for vals in by_seed.values()]
+        if any(len(vals) > 1 for vals in by_seed.values()):
+            duplicated[b] += 1
+        rows.append({"benchmark": b, "metric": m, "dataset": d, "arch": a, "layer": l,
+                     "value": statistics.fmean(per_seed), "n": len(per_seed)})
+    rows.sort(key=_sort_key)
+    return rows, duplicated
+
+
+def _load(path, *, preset, weights, distance, protocol, sr_metric, roads_split, other_nets):
     metric_rows = read_store_metric_rows(path)
     filters = {"preset": preset, "weights": weights, "distance": distance}
     skipped: dict[str, int] = defaultdict(int)
@@ -353,6 +444,11 @@ def store_scores(
     runs = set()
     stand_in_runs: dict[str, set] = defaultdict(set)  # benchmark -> runs marked not paper-comparable
     stand_in_reasons: dict[str, set] = defaultdict(set)
+    # the same for the networks beyond the paper's (other_nets): kept apart, decided on after the paper rows
+    other_groups: dict[tuple, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+    other_identities: dict[tuple[str, tuple], tuple[dict[str, str], dict[str, Any]]] = {}
+    other_variant_runs: dict[tuple[str, tuple], set] = defaultdict(set)
+    other_metric_rows: dict[tuple[str, tuple], int] = defaultdict(int)
     for row in metric_rows:
         config = row.get("config") or {}
         if any(v is not None and str(config.get(k, "imagenet" if k == "weights" else None)) != v for k, v in filters.items()):
@@ -362,7 +458,7 @@ def store_scores(
             bench_name = row.get("benchmark") or config.get("benchmark", "")
             stand_in_runs[bench_name].add(row["run_key"])
             stand_in_reasons[bench_name].update(map(str, config["stand_in"]))
-        cell, reason = map_metric_row(row, sr_metric=sr_metric, roads_split=roads_split)
+        cell, reason = map_metric_row(row, sr_metric=sr_metric, roads_split=roads_split, other_nets=other_nets)
         if cell is None:
             skipped[reason] += 1
             if reason == "not a paper metric":
@@ -372,15 +468,22 @@ def store_scores(
         if protocol is not None and used not in (None, protocol):
             skipped["filtered out"] += 1
             continue
-        runs.add(row["run_key"])
         identity = _identity(config, cell["benchmark"])
         ident = _identity_key(identity)
+        seed = json.dumps(config.get("seed"), default=str)
+        group_key = (ident, cell["benchmark"], cell["metric"], cell["dataset"], cell["arch"], cell["layer"])
+        if cell["arch"] not in paper.architectures():  # only with other_nets
+            other_identities.setdefault((cell["benchmark"], ident), (identity, config))
+            other_variant_runs[(cell["benchmark"], ident)].add(row["run_key"])
+            other_metric_rows[(cell["benchmark"], ident)] += 1
+            other_groups[group_key][seed].append(cell["value"])
+            continue
+        runs.add(row["run_key"])
         if used is not None:
             protocols[cell["benchmark"]] = used  # one per benchmark: runs of several are refused below
         identities.setdefault((cell["benchmark"], ident), (identity, config))
         variant_runs[(cell["benchmark"], ident)].add(row["run_key"])
-        seed = json.dumps(config.get("seed"), default=str)
-        groups[(ident, cell["benchmark"], cell["metric"], cell["dataset"], cell["arch"], cell["layer"])][seed].append(cell["value"])
+        groups[group_key][seed].append(cell["value"])
     # label each benchmark's variants by the keys where they differ
     by_bench: dict[str, list[tuple]] = defaultdict(list)
     for bench, ident in identities:
@@ -405,27 +508,30 @@ def store_scores(
             "Select one with --preset / --weights / --distance / --protocol, or report from a store "
             "holding one variant per benchmark."
         )
-    rows = []
-    duplicated: dict[str, int] = defaultdict(int)  # paper benchmark -> cells with a repeated seed
-    for (_, b, m, d, a, l), by_seed in groups.items():
-        # runs of one config and seed are not replicates: one value (their mean) per seed
-        per_seed = [statistics.fmean(vals) for vals in by_seed.values()]
-        if any(len(vals) > 1 for vals in by_seed.values()):
-            duplicated[b] += 1
-        rows.append({"benchmark": b, "metric": m, "dataset": d, "arch": a, "layer": l,
-                     "value": statistics.fmean(per_seed), "n": len(per_seed)})
-    rows.sort(key=_sort_key)
+    rows, duplicated = _averaged(groups)
+    kept = _other_variants(identities, other_identities, other_metric_rows, skipped)
+    other_rows, other_duplicated = _averaged({k: v for k, v in other_groups.items() if (k[1], k[0]) in kept})
+    for bench, ident in kept:
+        if bench not in by_bench:  # the benchmark's variant is the other networks' one
+            identities[(bench, ident)] = other_identities[(bench, ident)]
+            used = _protocol(bench, other_identities[(bench, ident)][1])
+            if used is not None:
+                protocols[bench] = used
+            per_bench[bench].append(_variant(other_identities[(bench, ident)][1], bench))
+    for bench, k in other_duplicated.items():
+        duplicated[bench] += k
+    all_rows = rows + other_rows
     variant_text = "; ".join(f"{b}: {vs[0]}" for b, vs in per_bench.items())
     notes = tuple(f"{bench}: test protocol {used} = {_PROTOCOL_NOTES.get(used, 'unknown protocol')}."
                   for bench, used in sorted(protocols.items()))
     notes += tuple(f"{bench}: {len(keys)} run(s) NOT paper-comparable: run with --allow-stand-in on stand-in data "
                    f"({'; '.join(sorted(stand_in_reasons[bench]))})" for bench, keys in sorted(stand_in_runs.items()))
-    if any(r["benchmark"] == "segmentation" for r in rows):
+    if any(r["benchmark"] == "segmentation" for r in all_rows):
         split = ("validation split (mrd.val/..., the split the authors' test script scores)" if roads_split == "val"
                  else "test split (mrd/..., the split the paper's text names)")
         other = "test" if roads_split == "val" else "val"
         notes += (f"segmentation: scores of the {split} are compared; --roads-split {other} for the other",)
-    if any(r["benchmark"].startswith("superres") for r in rows):
+    if any(r["benchmark"].startswith("superres") for r in all_rows):
         which = ("PSNR_2 (skimage, 2 px shave) and skimage 7x7 SSIM" if sr_metric == "skimage"
                  else "torchmetrics PSNR (unshaved Y, inferred range) and torchmetrics SSIM")
         other = "torchmetrics" if sr_metric == "skimage" else "skimage"
@@ -437,8 +543,43 @@ def store_scores(
     skip_notes = tuple(
         f"{dataset} is a stand-in dataset; the paper's {bench} datasets are {', '.join(_paper_datasets().get(bench, ()))}"
         for bench, dataset in sorted(stand_ins))
-    info = LoadInfo(len(runs), len(rows), dict(skipped), variant_text, notes, skip_notes)
-    return rows, info
+    other_runs = set().union(*(other_variant_runs[k] for k in kept)) if kept else set()
+    other_archs = tuple(sorted({r["arch"] for r in other_rows}))
+    info = LoadInfo(len(runs), len(rows), dict(skipped), variant_text, notes, skip_notes, len(other_runs), other_archs)
+    return rows, other_rows, info
+
+
+def _other_variants(identities: dict, other_identities: dict, other_metric_rows: dict, skipped: dict[str, int]) -> set:
+    """The ``(benchmark, identity)`` variants of the other networks' runs to use: per benchmark the paper
+    networks' variant (the tables set them side by side), or the only one where no paper network ran.
+    The metric rows of the rest are counted in ``skipped`` under a reason naming the variants."""
+    paper_variant = {bench: ident for bench, ident in identities}  # one per benchmark (mixed ones were refused)
+    by_bench: dict[str, list[tuple]] = defaultdict(list)
+    for bench, ident in other_identities:
+        by_bench[bench].append(ident)
+    kept = set()
+    for bench, idents in sorted(by_bench.items()):
+        if bench in paper_variant:
+            ref = paper_variant[bench]
+            for ident in idents:
+                if ident == ref:
+                    kept.add((bench, ident))
+                    continue
+                differing = differing_keys([identities[(bench, ref)][0], other_identities[(bench, ident)][0]])
+                reason = (f"network beyond the paper's run as another variant than the paper networks' "
+                          f"({bench}: {_variant(other_identities[(bench, ident)][1], bench, differing)} vs "
+                          f"{_variant(identities[(bench, ref)][1], bench, differing)}; select one with --preset / --weights / "
+                          "--distance / --protocol)")
+                skipped[reason] += other_metric_rows[(bench, ident)]
+        elif len(idents) == 1:
+            kept.add((bench, idents[0]))
+        else:
+            differing = differing_keys(other_identities[(bench, i)][0] for i in idents)
+            listing = " | ".join(sorted(_variant(other_identities[(bench, i)][1], bench, differing) for i in idents))
+            reason = (f"networks beyond the paper's run as several variants ({bench}: {listing}); "
+                      "select one with --preset / --weights / --distance / --protocol")
+            skipped[reason] += sum(other_metric_rows[(bench, i)] for i in idents)
+    return kept
 
 
 def _comparability_notes(identities: dict) -> tuple[str, ...]:
@@ -484,7 +625,10 @@ def _note_stand_in(row: dict[str, Any], config: dict[str, Any], stand_ins: set[t
 def _sort_key(row: dict[str, Any]) -> tuple:
     archs = list(paper.architectures())
     order = {k: i for i, k in enumerate(_paper_score_keys())}
-    return (order.get(key_of(row), 99), archs.index(row["arch"]) if row["arch"] in archs else 99, "ESML".find(row["layer"]))
+    layer = row["layer"]
+    rank = "ESML".find(layer) if len(layer) == 1 else -1
+    return (order.get(key_of(row), 99), archs.index(row["arch"]) if row["arch"] in archs else 99, row["arch"],
+            rank if rank >= 0 else 4, layer)
 
 
 def filter_keys(rows: Iterable[dict[str, Any]], keys: Iterable[ScoreKey]) -> list[dict[str, Any]]:
