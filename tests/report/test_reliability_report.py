@@ -64,6 +64,7 @@ def test_l14_report_out_is_checked_before_any_work(tmp_path, monkeypatch):
         raise AssertionError("the store was read before -o was checked")
 
     monkeypatch.setattr(sources, "store_scores", boom)
+    monkeypatch.setattr(sources, "store_scores_all_nets", boom)  # what the CLI reads the store with
     (tmp_path / "afile").write_text("x")
     with pytest.raises(LossnetError, match="afile exists and is not a directory"):
         _report([str(path), "-o", str(tmp_path / "afile")])

@@ -149,18 +149,14 @@ def read_store_metric_rows(path: str | Path) -> list[dict[str, Any]]:
 
 
 def _paper_benchmark(benchmark: str, config: dict[str, Any]) -> str | None:
-    if benchmark in ("similarity", "autoencoder"):
-        return benchmark
-    if benchmark == "roads":
-        return "segmentation"
-    if benchmark == "superres":
-        scale = config.get("scale")
-        try:
-            scale = int(scale)
-        except (TypeError, ValueError):
-            return None
-        return f"superres_x{scale}" if scale in (4, 8) else None
-    return None
+    """The paper table group of a stored run: the built-in benchmark's ``paper_benchmark`` hook.
+    A custom benchmark (a module path in the store) is never imported -- reading a store runs no
+    code -- and has no paper cells."""
+    from lossnet.bench.base import BENCHMARKS, get_benchmark
+
+    if benchmark not in BENCHMARKS:
+        return None
+    return get_benchmark(benchmark).paper_benchmark(config)
 
 
 def _layer_key(arch: str, layer: Any) -> str | None:
