@@ -60,7 +60,11 @@ class TwoAFCDataset(torch.utils.data.Dataset):
         self.p1_paths = make_dataset(os.path.join(dataroot, "p1"), img)
         self.judge_paths = make_dataset(os.path.join(dataroot, "judge"), (".npy",))
         self.transform = transforms.Compose(
-            [transforms.Resize(load_size), transforms.ToTensor(), transforms.Normalize((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))]
+            [
+                transforms.Resize(load_size),
+                transforms.ToTensor(),
+                transforms.Normalize((0.5, 0.5, 0.5), (0.5, 0.5, 0.5)),
+            ]
         )
 
     def __getitem__(self, index):
@@ -80,7 +84,9 @@ class CustomDatasetDataLoader:
     """The authors' loader wrapper: ``load_data()`` returns a serial DataLoader."""
 
     def __init__(self, dataroot: str, batch_size: int, n_threads: int) -> None:
-        self.dataloader = torch.utils.data.DataLoader(TwoAFCDataset(dataroot), batch_size=batch_size, shuffle=False, num_workers=n_threads)
+        self.dataloader = torch.utils.data.DataLoader(
+            TwoAFCDataset(dataroot), batch_size=batch_size, shuffle=False, num_workers=n_threads
+        )
 
     def load_data(self):
         return self.dataloader
@@ -145,7 +151,12 @@ def main(argv=None) -> int:
     ap.add_argument("--n", type=int, default=200, help="triplets per subset (6 subsets)")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--batch", type=int, default=50)
-    ap.add_argument("--workers", type=int, default=0, help="DataLoader worker processes of the lpips loop = decoding threads of ours")
+    ap.add_argument(
+        "--workers",
+        type=int,
+        default=0,
+        help="DataLoader worker processes of the lpips loop = decoding threads of ours",
+    )
     ap.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: OMP_NUM_THREADS)")
     args = ap.parse_args(argv)
     if args.threads:
@@ -154,7 +165,9 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory() as tmpdir:
         tmp = Path(tmpdir)
         source = SHARED / "data" / "sr" / "bsd100"
-        root = write_synthetic_bapps(tmp / "BAPPS", n_2afc=args.n, n_jnd=0, subsets_jnd=(), source_dir=source if source.is_dir() else None)
+        root = write_synthetic_bapps(
+            tmp / "BAPPS", n_2afc=args.n, n_jnd=0, subsets_jnd=(), source_dir=source if source.is_dir() else None
+        )
         wfile = alexnet_weights_file(tmp)
         theirs = lpips_model(wfile)
         ours = build_metric("alexnet", LAYERS, "spatial", weights=str(wfile))
@@ -174,9 +187,13 @@ def main(argv=None) -> int:
             t, results["lossnet warm"] = run_ours(root, ours, args.batch, args.workers, cold=False)
             times["lossnet warm"].append(t)
 
-    print(f"BAPPS 2AFC evaluation, synthetic val set: {n} triplets (6 subsets x {args.n}), 64x64, alexnet relu1-5 spatial,")
-    print(f"batch {args.batch}, workers {args.workers}, torch threads {torch.get_num_threads()}, "
-          f"weights {wfile.name}, {args.repeats} interleaved repeats")
+    print(
+        f"BAPPS 2AFC evaluation, synthetic val set: {n} triplets (6 subsets x {args.n}), 64x64, alexnet relu1-5 spatial,"
+    )
+    print(
+        f"batch {args.batch}, workers {args.workers}, torch threads {torch.get_num_threads()}, "
+        f"weights {wfile.name}, {args.repeats} interleaved repeats"
+    )
     print(f"lossnet PNG decoder: {'libpng (imagecodecs)' if bapps.png_codec() else 'Pillow'}")
     print("speed-up = median over repeats of t(lpips) / t(loop) within the repeat [min-max]")
     print()
@@ -185,8 +202,10 @@ def main(argv=None) -> int:
         t = statistics.median(ts)
         ratios = [a / b for a, b in zip(times["lpips"], ts)]
         span = f"[{min(ratios):.2f}-{max(ratios):.2f}]"
-        print(f"{name:<14} {t:>8.3f} {n / t:>11.1f} {statistics.median(ratios):>8.2f}x {span:>13} "
-              f"{np.mean(list(results[name].values())):>10.6f}")
+        print(
+            f"{name:<14} {t:>8.3f} {n / t:>11.1f} {statistics.median(ratios):>8.2f}x {span:>13} "
+            f"{np.mean(list(results[name].values())):>10.6f}"
+        )
     diff = max(abs(results["lpips"][s] - results["lossnet cold"][s]) for s in results["lpips"])
     print()
     print(f"max |2AFC(lossnet) - 2AFC(lpips)| over subsets: {diff:.2e}")

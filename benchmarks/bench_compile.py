@@ -122,8 +122,15 @@ def main(argv=None) -> int:
     ap.add_argument("--json", help="write the results here")
     args = ap.parse_args(argv)
     warnings.simplefilter("ignore")
-    results = {"device": args.device, "torch": torch.__version__, "threads": torch.get_num_threads(),
-               "omp": os.environ.get("OMP_NUM_THREADS"), "batch": args.batch, "size": args.size, "configs": {}}
+    results = {
+        "device": args.device,
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "omp": os.environ.get("OMP_NUM_THREADS"),
+        "batch": args.batch,
+        "size": args.size,
+        "configs": {},
+    }
     if args.device.startswith("cuda"):
         results["gpu"] = torch.cuda.get_device_name()
     for name in args.configs.split(","):
@@ -132,10 +139,12 @@ def main(argv=None) -> int:
         res = compare(cfg, args.device, args.batch, args.size, args.repeats, args.mode)
         results["configs"][name] = {"graph_breaks": breaks, **res}
         print(f"{name}: graph breaks {breaks}")
-        print(f"  range_check={args.mode}: loss {res['loss_eager']:.6g}  |loss c-e| {res['loss_abs_diff']:.2e} "
-              f"(rel {res['loss_rel_diff']:.1e})  |grad c-e| {res['grad_abs_diff']:.2e} "
-              f"(max |grad| {res['grad_scale']:.2e})  eager {res['eager_ms']:.1f} ms  compiled {res['compiled_ms']:.1f} ms  "
-              f"x{res['speedup']:.2f}  (compile {res['compile_s']:.0f} s; host sync in compiled step: {res['host_sync_in_compiled_step']})")
+        print(
+            f"  range_check={args.mode}: loss {res['loss_eager']:.6g}  |loss c-e| {res['loss_abs_diff']:.2e} "
+            f"(rel {res['loss_rel_diff']:.1e})  |grad c-e| {res['grad_abs_diff']:.2e} "
+            f"(max |grad| {res['grad_scale']:.2e})  eager {res['eager_ms']:.1f} ms  compiled {res['compiled_ms']:.1f} ms  "
+            f"x{res['speedup']:.2f}  (compile {res['compile_s']:.0f} s; host sync in compiled step: {res['host_sync_in_compiled_step']})"
+        )
         sys.stdout.flush()
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))

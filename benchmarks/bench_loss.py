@@ -104,8 +104,7 @@ class BareContent(nn.Module):
         from torchvision.models import vgg16
 
         self.features = vgg16(weights=None).features[:depth].eval().requires_grad_(False)
-        self.features.load_state_dict({k.split(".", 1)[1]: v for k, v in state.items()
-                                       if int(k.split(".")[1]) < depth})
+        self.features.load_state_dict({k.split(".", 1)[1]: v for k, v in state.items() if int(k.split(".")[1]) < depth})
         self.register_buffer("mean", torch.tensor(MEAN).view(1, 3, 1, 1))
         self.register_buffer("std", torch.tensor(STD).view(1, 3, 1, 1))
 
@@ -162,8 +161,9 @@ def piq_content(state) -> nn.Module:
 
     features = vgg16(weights=None).features
     features.load_state_dict({k.split(".", 1)[1]: v for k, v in state.items()})
-    return piq.ContentLoss(feature_extractor=features.eval(), layers=(str(VGG16_RELU2_2),), weights=[1.0],
-                           distance="mse", reduction="mean")
+    return piq.ContentLoss(
+        feature_extractor=features.eval(), layers=(str(VGG16_RELU2_2),), weights=[1.0], distance="mse", reduction="mean"
+    )
 
 
 #: name -> (group, builder(state, channels_last), the implementation it is compared with, value scale vs that)
@@ -178,8 +178,9 @@ IMPLS = {
 ANCHOR_IMPLS = {"lpips": ("ours-lpips", "lpips"), "piq": ("piq",)}
 
 
-def build_impls(state, variant: str, device: str, anchors=("lpips", "piq"), compile_anchors: bool = False,
-                log=print) -> tuple[dict[str, nn.Module], dict[str, str]]:
+def build_impls(
+    state, variant: str, device: str, anchors=("lpips", "piq"), compile_anchors: bool = False, log=print
+) -> tuple[dict[str, nn.Module], dict[str, str]]:
     """``{name: module}`` of the variant on ``device``; ``{name: why}`` for those that could not be built."""
     channels_last = variant != "fp32"
     names = ["ours", "limit"] + [n for a in anchors for n in ANCHOR_IMPLS.get(a, ())]
@@ -287,8 +288,19 @@ def inputs(size: int, batch: int, device: str, channels_last: bool) -> tuple[tor
     return x, y
 
 
-def run_case(state, size: int, batch: int, variant: str, device: str, rounds: int, warmup: int,
-             anchors=("lpips", "piq"), compile_anchors: bool = False, memory: bool = True, log=print) -> list[dict]:
+def run_case(
+    state,
+    size: int,
+    batch: int,
+    variant: str,
+    device: str,
+    rounds: int,
+    warmup: int,
+    anchors=("lpips", "piq"),
+    compile_anchors: bool = False,
+    memory: bool = True,
+    log=print,
+) -> list[dict]:
     """Rows (one per implementation) of one (size, batch, variant)."""
     torch.manual_seed(0)
     if variant == "compile":
@@ -305,8 +317,14 @@ def run_case(state, size: int, batch: int, variant: str, device: str, rounds: in
             with torch.no_grad(), _amp(variant, device):
                 vals[name] = float(fn(x, y))
         except Exception as exc:  # noqa: BLE001
-            rows.append({"case": case, "variant": variant, "impl": name,
-                         "status": f"failed ({type(exc).__name__}: {str(exc).splitlines()[0][:100]})"})
+            rows.append(
+                {
+                    "case": case,
+                    "variant": variant,
+                    "impl": name,
+                    "status": f"failed ({type(exc).__name__}: {str(exc).splitlines()[0][:100]})",
+                }
+            )
             del mods[name]
     for _ in range(warmup):
         for fn in mods.values():
@@ -314,7 +332,7 @@ def run_case(state, size: int, batch: int, variant: str, device: str, rounds: in
     names = list(mods)
     times: dict[str, list[float]] = {k: [] for k in names}
     for r in range(rounds):
-        order = names[r % len(names):] + names[:r % len(names)]  # rotate: no implementation always goes first
+        order = names[r % len(names) :] + names[: r % len(names)]  # rotate: no implementation always goes first
         for name in order:
             times[name].append(step(mods[name], x, y, variant, device))
     mem = {}
@@ -323,22 +341,45 @@ def run_case(state, size: int, batch: int, variant: str, device: str, rounds: in
             mem[name] = peak_step_memory(mods[name], x, y, variant, device)
     for name in names:
         ref = IMPLS[name][2]
-        row = {"case": case, "variant": variant, "impl": name, "status": "ok", "ms": 1000 * statistics.median(times[name]),
-               "times_ms": [1000 * t for t in times[name]], "value": vals[name], "peak_mib": mem.get(name)}
+        row = {
+            "case": case,
+            "variant": variant,
+            "impl": name,
+            "status": "ok",
+            "ms": 1000 * statistics.median(times[name]),
+            "times_ms": [1000 * t for t in times[name]],
+            "value": vals[name],
+            "peak_mib": mem.get(name),
+        }
         if variant == "compile":
             row["first_step_s"] = first[name]
         if ref is not None and ref in times:
             ratios = [o / s for o, s in zip(times[name], times[ref])]  # > 1: ours faster
-            row.update(vs=ref, ref_ms=1000 * statistics.median(times[ref]), ratio=statistics.median(ratios),
-                       ratio_min=min(ratios), ratio_max=max(ratios),
-                       value_diff=abs(vals[name] - IMPLS[name][3] * vals[ref]) / max(abs(vals[name]), 1e-30))
+            row.update(
+                vs=ref,
+                ref_ms=1000 * statistics.median(times[ref]),
+                ratio=statistics.median(ratios),
+                ratio_min=min(ratios),
+                ratio_max=max(ratios),
+                value_diff=abs(vals[name] - IMPLS[name][3] * vals[ref]) / max(abs(vals[name]), 1e-30),
+            )
         rows.append(row)
     return rows
 
 
 def format_table(rows: list[dict]) -> str:
     """case, variant, ours ms, other ms, ratio (other / ours) median [min-max], peak memory."""
-    head = ["case", "variant", "ours", "ours ms", "vs", "vs ms", "vs/ours median [min-max]", "peak MiB ours / vs", "rel |dvalue|"]
+    head = [
+        "case",
+        "variant",
+        "ours",
+        "ours ms",
+        "vs",
+        "vs ms",
+        "vs/ours median [min-max]",
+        "peak MiB ours / vs",
+        "rel |dvalue|",
+    ]
     lines = []
     by_key = {(r["case"], r["variant"], r["impl"]): r for r in rows}
     for r in rows:
@@ -350,8 +391,19 @@ def format_table(rows: list[dict]) -> str:
             continue
         o = by_key[(r["case"], r["variant"], r["vs"])]
         mem = "/".join("-" if m is None else f"{m:.0f}" for m in (o.get("peak_mib"), r.get("peak_mib")))
-        lines.append([r["case"], r["variant"], r["vs"], f"{o['ms']:.1f}", r["impl"], f"{r['ms']:.1f}",
-                      f"{r['ratio']:.3f} [{r['ratio_min']:.2f}-{r['ratio_max']:.2f}]", mem, f"{r['value_diff']:.1e}"])
+        lines.append(
+            [
+                r["case"],
+                r["variant"],
+                r["vs"],
+                f"{o['ms']:.1f}",
+                r["impl"],
+                f"{r['ms']:.1f}",
+                f"{r['ratio']:.3f} [{r['ratio_min']:.2f}-{r['ratio_max']:.2f}]",
+                mem,
+                f"{r['value_diff']:.1e}",
+            ]
+        )
     widths = [max(len(h), *(len(str(line[i])) for line in lines)) if lines else len(h) for i, h in enumerate(head)]
     out = ["  ".join(h.ljust(w) for h, w in zip(head, widths)), "  ".join("-" * w for w in widths)]
     out += ["  ".join(str(c).ljust(w) for c, w in zip(line, widths)) for line in lines]
@@ -373,23 +425,31 @@ def profile_case(state, size: int, batch: int, variant: str, device: str, steps:
             for _ in range(steps):
                 step(fn, x, y, variant, device)
         key = "self_cuda_time_total" if device.startswith("cuda") else "self_cpu_time_total"
-        out.append(f"== {name} ({size}x{size} b{batch}, {variant}, {steps} steps)\n"
-                   + prof.key_averages().table(sort_by=key, row_limit=row_limit))
+        out.append(
+            f"== {name} ({size}x{size} b{batch}, {variant}, {steps} steps)\n"
+            + prof.key_averages().table(sort_by=key, row_limit=row_limit)
+        )
     return "\n".join(out)
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", default="64x32,256x4,512x1", help="SIZExBATCH list")
-    ap.add_argument("--variants", default="fp32,channels_last,bf16,compile", help=f"comma list of {', '.join(VARIANTS)}")
+    ap.add_argument(
+        "--variants", default="fp32,channels_last,bf16,compile", help=f"comma list of {', '.join(VARIANTS)}"
+    )
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--rounds", type=int, default=9)
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--anchors", default="lpips,piq", help="lpips,piq or none")
-    ap.add_argument("--compile-anchors", action="store_true", help="also torch.compile lpips/piq in the compile variant")
+    ap.add_argument(
+        "--compile-anchors", action="store_true", help="also torch.compile lpips/piq in the compile variant"
+    )
     ap.add_argument("--no-memory", action="store_true", help="skip the peak-memory steps")
     ap.add_argument("--weights", type=Path, default=SHARED_VGG, help="VGG16 features state dict (safetensors)")
-    ap.add_argument("--profile", metavar="SIZExBATCH:VARIANT", help="print a torch.profiler table of ours and the limit and exit")
+    ap.add_argument(
+        "--profile", metavar="SIZExBATCH:VARIANT", help="print a torch.profiler table of ours and the limit and exit"
+    )
     ap.add_argument("--json", metavar="OUT", help="write every row (with per-round times) here")
     args = ap.parse_args(argv)
     warnings.simplefilter("ignore")
@@ -400,9 +460,11 @@ def main(argv=None) -> int:
     for v in variants:
         if v not in VARIANTS:
             ap.error(f"unknown variant {v!r}; choose from {', '.join(VARIANTS)}")
-    header = (f"torch {torch.__version__}, device {args.device}"
-              f"{' (' + torch.cuda.get_device_name() + ')' if args.device.startswith('cuda') else ''}, "
-              f"threads {torch.get_num_threads()}, weights {wsrc}, rounds {args.rounds}")
+    header = (
+        f"torch {torch.__version__}, device {args.device}"
+        f"{' (' + torch.cuda.get_device_name() + ')' if args.device.startswith('cuda') else ''}, "
+        f"threads {torch.get_num_threads()}, weights {wsrc}, rounds {args.rounds}"
+    )
     print(header, flush=True)
     if args.profile:
         cfg, variant = args.profile.split(":")
@@ -414,16 +476,28 @@ def main(argv=None) -> int:
         size, batch = (int(v) for v in cfg.split("x"))
         for variant in variants:
             t0 = time.perf_counter()
-            new = run_case(state, size, batch, variant, args.device, args.rounds, args.warmup, anchors,
-                           args.compile_anchors, not args.no_memory)
+            new = run_case(
+                state,
+                size,
+                batch,
+                variant,
+                args.device,
+                args.rounds,
+                args.warmup,
+                anchors,
+                args.compile_anchors,
+                not args.no_memory,
+            )
             rows += new
             print(f"  done {cfg} {variant} ({time.perf_counter() - t0:.0f} s)", file=sys.stderr, flush=True)
     print(format_table(rows))
-    print(f"(ratio = other ms / ours ms per interleaved round, median [min-max] of {args.rounds} rounds after "
-          f"{args.warmup} warm-up; > 1: ours faster. peak MiB: "
-          f"{'CUDA max_memory_allocated' if args.device.startswith('cuda') else 'peak RSS'} above the step's start"
-          f"{'' if args.device.startswith('cuda') or mmap_fixed else ' (mmap threshold not set: RSS may underestimate)'}; "
-          "rel |dvalue|: value vs the reference implementation)")
+    print(
+        f"(ratio = other ms / ours ms per interleaved round, median [min-max] of {args.rounds} rounds after "
+        f"{args.warmup} warm-up; > 1: ours faster. peak MiB: "
+        f"{'CUDA max_memory_allocated' if args.device.startswith('cuda') else 'peak RSS'} above the step's start"
+        f"{'' if args.device.startswith('cuda') or mmap_fixed else ' (mmap threshold not set: RSS may underestimate)'}; "
+        "rel |dvalue|: value vs the reference implementation)"
+    )
     for r in rows:
         if r.get("first_step_s") is not None and r["impl"] in ("ours", "limit"):
             print(f"compile {r['case']}: {r['impl']} first step (compile) {r['first_step_s']:.1f} s")

@@ -48,8 +48,14 @@ def _child(config: str, size: int, tile: int | None, weights_dir: str | None) ->
     value = float(metric(a, b)[0])
     seconds = time.perf_counter() - t0
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
-    return {"config": config, "tile": tile, "value": value, "seconds": round(seconds, 2),
-            "peak_rss_mib": round(peak / 1024, 1), "rss_before_eval_mib": round(rss_before / 1024, 1)}
+    return {
+        "config": config,
+        "tile": tile,
+        "value": value,
+        "seconds": round(seconds, 2),
+        "peak_rss_mib": round(peak / 1024, 1),
+        "rss_before_eval_mib": round(rss_before / 1024, 1),
+    }
 
 
 def main() -> int:
@@ -80,13 +86,19 @@ def main() -> int:
         diff = abs(whole["value"] - tiled["value"])
         worst = max(worst, diff)
         rows.append((config, whole, tiled, diff))
-    print(f"{args.size}x{args.size}, tile {args.tile}, weights: {args.weights_dir or 'random (seeded)'}, "
-          f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}")
-    print(f"{'config':18s} {'whole value':>12s} {'tiled value':>12s} {'|diff|':>9s} {'whole peak MiB':>15s} "
-          f"{'tiled peak MiB':>15s} {'before eval MiB':>16s} {'whole s':>8s} {'tiled s':>8s}")
+    print(
+        f"{args.size}x{args.size}, tile {args.tile}, weights: {args.weights_dir or 'random (seeded)'}, "
+        f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}"
+    )
+    print(
+        f"{'config':18s} {'whole value':>12s} {'tiled value':>12s} {'|diff|':>9s} {'whole peak MiB':>15s} "
+        f"{'tiled peak MiB':>15s} {'before eval MiB':>16s} {'whole s':>8s} {'tiled s':>8s}"
+    )
     for config, whole, tiled, diff in rows:
-        print(f"{config:18s} {whole['value']:12.7f} {tiled['value']:12.7f} {diff:9.2e} {whole['peak_rss_mib']:15.1f} "
-              f"{tiled['peak_rss_mib']:15.1f} {whole['rss_before_eval_mib']:16.1f} {whole['seconds']:8.2f} {tiled['seconds']:8.2f}")
+        print(
+            f"{config:18s} {whole['value']:12.7f} {tiled['value']:12.7f} {diff:9.2e} {whole['peak_rss_mib']:15.1f} "
+            f"{tiled['peak_rss_mib']:15.1f} {whole['rss_before_eval_mib']:16.1f} {whole['seconds']:8.2f} {tiled['seconds']:8.2f}"
+        )
     print(f"max |diff| = {worst:.2e} ({'<= 1e-5: OK' if worst <= 1e-5 else '> 1e-5: FAIL'})")
     return 0 if worst <= 1e-5 else 1
 

@@ -52,8 +52,9 @@ def build(nchw: bool):
     from lossnet import PerceptualLoss
 
     torch.manual_seed(0)
-    ours = PerceptualLoss(f"timm:{ARCH}", layers="S,M,L", distance="mse", weights=None,
-                          channels_last=False if nchw else None)
+    ours = PerceptualLoss(
+        f"timm:{ARCH}", layers="S,M,L", distance="mse", weights=None, channels_last=False if nchw else None
+    )
     bare = timm.create_model(ARCH, features_only=True, out_indices=OUT_INDICES).eval().requires_grad_(False)
     own = ours.network.body.state_dict()
     state = {k: own[_bare_key(k, set(own))] for k in bare.state_dict()}
@@ -98,10 +99,19 @@ def run_case(size: int, batch: int, rounds: int, nchw: bool) -> dict:
         t_ours.append(times[id(ours)])
         t_bare.append(times[id(bare)])
         ratios.append(times[id(bare)] / times[id(ours)])
-    return {"case": f"{size}x{batch}", "ours_ms": 1e3 * statistics.median(t_ours), "bare_ms": 1e3 * statistics.median(t_bare),
-            "ratio_median": statistics.median(ratios), "ratio_min": min(ratios), "ratio_max": max(ratios),
-            "loss_rel_diff": loss_rel, "grad_rel_diff": grad_rel, "rounds": rounds, "layout": "nchw" if nchw else "channels_last",
-            "extraction": ours.network.extraction}
+    return {
+        "case": f"{size}x{batch}",
+        "ours_ms": 1e3 * statistics.median(t_ours),
+        "bare_ms": 1e3 * statistics.median(t_bare),
+        "ratio_median": statistics.median(ratios),
+        "ratio_min": min(ratios),
+        "ratio_max": max(ratios),
+        "loss_rel_diff": loss_rel,
+        "grad_rel_diff": grad_rel,
+        "rounds": rounds,
+        "layout": "nchw" if nchw else "channels_last",
+        "extraction": ours.network.extraction,
+    }
 
 
 def main(argv=None) -> int:
@@ -117,10 +127,12 @@ def main(argv=None) -> int:
         size, batch = (int(v) for v in case.split("x"))
         row = run_case(size, batch, args.rounds, args.nchw)
         rows.append(row)
-        print(f"{row['case']:>7} {row['layout']:>13} ours {row['ours_ms']:8.1f} ms  bare {row['bare_ms']:8.1f} ms  "
-              f"bare/ours {row['ratio_median']:.3f} [{row['ratio_min']:.3f}-{row['ratio_max']:.3f}]  "
-              f"(loss rel diff {row['loss_rel_diff']:.1e}, grad rel diff {row['grad_rel_diff']:.1e}, {row['extraction']})",
-              flush=True)
+        print(
+            f"{row['case']:>7} {row['layout']:>13} ours {row['ours_ms']:8.1f} ms  bare {row['bare_ms']:8.1f} ms  "
+            f"bare/ours {row['ratio_median']:.3f} [{row['ratio_min']:.3f}-{row['ratio_max']:.3f}]  "
+            f"(loss rel diff {row['loss_rel_diff']:.1e}, grad rel diff {row['grad_rel_diff']:.1e}, {row['extraction']})",
+            flush=True,
+        )
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=2))
     return 0

@@ -48,7 +48,13 @@ ROOT = HERE.parent
 SECTIONS = ("env", "loss", "superres", "estimate", "agreement")
 #: per-section wall-clock caps in seconds (full run; --tiny uses TINY_CAPS); sum + start-up < 600
 CAPS = {"env": 20, "loss": 200, "superres": 100, "estimate": 45, "agreement": 150}
-TINY_CAPS = {"env": 60, "loss": 120, "superres": 90, "estimate": 60, "agreement": 90}  # env/estimate import torch+lpips+piq: 30 s was exceeded on a loaded 2-core CI machine
+TINY_CAPS = {
+    "env": 60,
+    "loss": 120,
+    "superres": 90,
+    "estimate": 60,
+    "agreement": 90,
+}  # env/estimate import torch+lpips+piq: 30 s was exceeded on a loaded 2-core CI machine
 SR_NETS = (("vgg16", "E"), ("vgg16", "L"), ("resnet50", "L"))
 SR_PRECISIONS = ("off", "bf16")
 PAPER_RUNS_SUPERRES = 112  # 56 loss networks (14 architectures x E/S/M/L) x scales 4 and 8
@@ -78,7 +84,18 @@ def section_env(args, res: dict, save) -> None:
         res["gpu"] = torch.cuda.get_device_name()
         res["bf16_supported"] = torch.cuda.is_bf16_supported()
     res["threads"] = torch.get_num_threads()
-    for mod in ("lossnet", "torchvision", "lpips", "piq", "safetensors", "torchmetrics", "tqdm", "numpy", "PIL", "skimage"):
+    for mod in (
+        "lossnet",
+        "torchvision",
+        "lpips",
+        "piq",
+        "safetensors",
+        "torchmetrics",
+        "tqdm",
+        "numpy",
+        "PIL",
+        "skimage",
+    ):
         try:
             if mod != "lossnet":
                 import lossnet  # noqa: F401  (torchvision shim first)
@@ -104,7 +121,12 @@ def section_loss(args, res: dict, save) -> None:
         sizes, variants, rounds, warmup = [(32, 1)], ["fp32", "bf16"], 1, 0
         res["compile"] = "skipped (--tiny: compiling takes minutes on a CPU)"
     else:
-        sizes, variants, rounds, warmup = [(64, 32), (256, 4), (512, 1)], ["fp32", "channels_last", "bf16", "compile"], 15, 3
+        sizes, variants, rounds, warmup = (
+            [(64, 32), (256, 4), (512, 1)],
+            ["fp32", "channels_last", "bf16", "compile"],
+            15,
+            3,
+        )
         if not hasattr(torch, "compile"):
             variants.remove("compile")
             res["compile"] = "unavailable (no torch.compile)"
@@ -114,7 +136,9 @@ def section_loss(args, res: dict, save) -> None:
     cases = [(s, b, v) for v in variants for (s, b) in sizes]  # compile last: it is the slowest to start
     for size, batch, variant in cases:
         if time.monotonic() > deadline - (60 if variant == "compile" else 10):
-            rows.append({"case": f"{size}x{size} b{batch}", "variant": variant, "impl": "ours", "status": "skipped (time cap)"})
+            rows.append(
+                {"case": f"{size}x{size} b{batch}", "variant": variant, "impl": "ours", "status": "skipped (time cap)"}
+            )
             print(f"  {size}x{size} b{batch} {variant}: skipped (time cap)", flush=True)
             save()
             continue
@@ -122,7 +146,14 @@ def section_loss(args, res: dict, save) -> None:
         try:
             new = bl.run_case(state, size, batch, variant, args.device, rounds, warmup)
         except Exception as exc:  # noqa: BLE001 -- e.g. compile failing on this torch
-            new = [{"case": f"{size}x{size} b{batch}", "variant": variant, "impl": "ours", "status": f"failed ({_err(exc)})"}]
+            new = [
+                {
+                    "case": f"{size}x{size} b{batch}",
+                    "variant": variant,
+                    "impl": "ours",
+                    "status": f"failed ({_err(exc)})",
+                }
+            ]
         for r in new:
             r.pop("times_ms", None)
         rows += new
@@ -137,8 +168,17 @@ def section_loss(args, res: dict, save) -> None:
 def _sr_config(args, net: str, layer: str, amp: str, train_dir: str, test_dir: str, **over) -> dict:
     from lossnet.bench.base import get_benchmark
 
-    partial = {"preset": "paper", "net": net, "layer": layer, "weights": "none", "amp": amp, "device": args.device,
-               "train": [train_dir], "test": {"synthetic": test_dir}, **over}
+    partial = {
+        "preset": "paper",
+        "net": net,
+        "layer": layer,
+        "weights": "none",
+        "amp": amp,
+        "device": args.device,
+        "train": [train_dir],
+        "test": {"synthetic": test_dir},
+        **over,
+    }
     if args.tiny:
         partial.update(crop=32, batch_size=2, num_blocks=1, channels=8, pipeline="crops", val_crop=32)
     return get_benchmark("superres").resolve_config(partial)
@@ -154,8 +194,14 @@ def _synthetic_images(folder: Path, n: int, size: int, seed: int = 0) -> None:
     yy, xx = torch.meshgrid(torch.arange(size) / size, torch.arange(size) / size, indexing="ij")
     for i in range(n):
         f = 1 + 5 * torch.rand(3, generator=g)
-        img = torch.stack([0.5 + 0.4 * torch.sin(2 * math.pi * (f[c] * xx + f[(c + 1) % 3] * yy) + i) for c in range(3)], -1)
-        data = (img * 255).to(torch.uint8).contiguous().numpy().tobytes() if _has_numpy() else bytes((img * 255).to(torch.uint8).flatten().tolist())
+        img = torch.stack(
+            [0.5 + 0.4 * torch.sin(2 * math.pi * (f[c] * xx + f[(c + 1) % 3] * yy) + i) for c in range(3)], -1
+        )
+        data = (
+            (img * 255).to(torch.uint8).contiguous().numpy().tobytes()
+            if _has_numpy()
+            else bytes((img * 255).to(torch.uint8).flatten().tolist())
+        )
         Image.frombytes("RGB", (size, size), data).save(folder / f"im{i:03d}.png")
 
 
@@ -179,8 +225,13 @@ def time_sr_step(config: dict, steps: int, warmup: int) -> dict:
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # as the trainer core sets it
     torch.manual_seed(config["seed"])
-    model = TransformNet(scale=config["scale"], num_blocks=config["num_blocks"], channels=config["channels"],
-                         skip=config["skip"], output_bn=config.get("output_bn", False)).to(device)
+    model = TransformNet(
+        scale=config["scale"],
+        num_blocks=config["num_blocks"],
+        channels=config["channels"],
+        skip=config["skip"],
+        output_bn=config.get("output_bn", False),
+    ).to(device)
     if config.get("channels_last"):
         model.to(memory_format=torch.channels_last)
     loss_fn = build_training_loss(config).to(device)
@@ -193,8 +244,11 @@ def time_sr_step(config: dict, steps: int, warmup: int) -> dict:
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
 
     def one() -> None:
-        ctx = (torch.autocast(device_type=device.type, dtype=torch.bfloat16 if amp == "bf16" else torch.float16)
-               if amp != "off" else _null())
+        ctx = (
+            torch.autocast(device_type=device.type, dtype=torch.bfloat16 if amp == "bf16" else torch.float16)
+            if amp != "off"
+            else _null()
+        )
         with ctx:
             loss = loss_fn(model(lr), hr)
         if not torch.isfinite(loss):
@@ -253,26 +307,36 @@ def section_superres(args, res: dict, save) -> None:
                     torch.cuda.empty_cache()
                     torch.cuda.reset_peak_memory_stats()
                 r = time_sr_step(cfg, steps, warmup)
-                row = {"run": key, "status": "ok", **r, "crop": cfg["crop"], "batch": cfg["batch_size"],
-                       "steps_per_run": cfg["epochs"] * cfg["iters_per_epoch"]}
+                row = {
+                    "run": key,
+                    "status": "ok",
+                    **r,
+                    "crop": cfg["crop"],
+                    "batch": cfg["batch_size"],
+                    "steps_per_run": cfg["epochs"] * cfg["iters_per_epoch"],
+                }
             except Exception as exc:  # noqa: BLE001
                 row = {"run": key, "status": f"failed ({_err(exc)})"}
             rows.append(row)
             save()
             if row["status"] == "ok":
                 peak = ", peak {:.0f} MiB".format(row["peak_mib"]) if "peak_mib" in row else ""
-                print(f"  {key}: {row['s_per_step'] * 1000:.1f} ms/step [{row['min_s'] * 1000:.1f}-{row['max_s'] * 1000:.1f}] "
-                      f"({row['crop']}x{row['crop']} b{row['batch']}{peak})",
-                      flush=True)
+                print(
+                    f"  {key}: {row['s_per_step'] * 1000:.1f} ms/step [{row['min_s'] * 1000:.1f}-{row['max_s'] * 1000:.1f}] "
+                    f"({row['crop']}x{row['crop']} b{row['batch']}{peak})",
+                    flush=True,
+                )
             else:
                 print(f"  {key}: {row['status']}", flush=True)
 
 
 def own_projection(sr_rows: list[dict]) -> dict:
     """GPU-hours of the paper's super-resolution runs from measured s/step (one device, no overlap)."""
-    out = {"covers": f"super-resolution only: {PAPER_RUNS_SUPERRES} runs (56 loss networks x scales 4, 8) x the paper "
-                     "preset's steps per run x measured s/step of the training step (data loading, validation, "
-                     "test and the other 3 benchmarks excluded)"}
+    out = {
+        "covers": f"super-resolution only: {PAPER_RUNS_SUPERRES} runs (56 loss networks x scales 4, 8) x the paper "
+        "preset's steps per run x measured s/step of the training step (data loading, validation, "
+        "test and the other 3 benchmarks excluded)"
+    }
     for amp in SR_PRECISIONS:
         ok = [r for r in sr_rows if r.get("status") == "ok" and r["run"].endswith(f"amp={amp}")]
         if not ok:
@@ -280,9 +344,13 @@ def own_projection(sr_rows: list[dict]) -> dict:
         steps = ok[0]["steps_per_run"]
         per = [r["s_per_step"] for r in ok]
         hours = [PAPER_RUNS_SUPERRES * steps * s / 3600 for s in per]
-        out[f"amp={amp}"] = {"steps_per_run": steps, "gpu_hours_mean": sum(hours) / len(hours),
-                             "gpu_hours_min": min(hours), "gpu_hours_max": max(hours),
-                             "from": [r["run"] for r in ok]}
+        out[f"amp={amp}"] = {
+            "steps_per_run": steps,
+            "gpu_hours_mean": sum(hours) / len(hours),
+            "gpu_hours_min": min(hours),
+            "gpu_hours_max": max(hours),
+            "from": [r["run"] for r in ok],
+        }
     return out
 
 
@@ -296,20 +364,41 @@ def section_estimate(args, res: dict, save) -> None:
     if args.tiny:
         res["sweep_estimate"] = "skipped (--tiny: timing the full grid takes minutes)"
     elif not (grid.is_file() and est.is_file()):
-        res["sweep_estimate"] = f"unavailable ({'no ' + str(grid.relative_to(ROOT)) if not grid.is_file() else 'no lossnet sweep estimate'})"
+        res["sweep_estimate"] = (
+            f"unavailable ({'no ' + str(grid.relative_to(ROOT)) if not grid.is_file() else 'no lossnet sweep estimate'})"
+        )
     else:
         out = Path(args.workdir) / "sweep_estimate.json"
-        cmd = [sys.executable, "-m", "lossnet", "sweep", "estimate", str(grid), "--device", args.device.split(":")[0],
-               "--width", "1", "--steps", "3", "--no-progress", "--json", str(out)]
+        cmd = [
+            sys.executable,
+            "-m",
+            "lossnet",
+            "sweep",
+            "estimate",
+            str(grid),
+            "--device",
+            args.device.split(":")[0],
+            "--width",
+            "1",
+            "--steps",
+            "3",
+            "--no-progress",
+            "--json",
+            str(out),
+        ]
         env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")])}
         try:
-            p = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=max(5, args.cap - 10), env=env, cwd=ROOT)
+            p = subprocess.run(
+                cmd, check=False, capture_output=True, text=True, timeout=max(5, args.cap - 10), env=env, cwd=ROOT
+            )
             res["sweep_estimate_cmd"] = " ".join(cmd[1:])
             if p.returncode == 0 and out.is_file():
                 res["sweep_estimate"] = json.loads(out.read_text())
                 res["sweep_estimate_stdout"] = p.stdout[-3000:]
             else:
-                res["sweep_estimate"] = f"failed (rc {p.returncode}: {(p.stderr or p.stdout).strip().splitlines()[-1:] or ''})"
+                res["sweep_estimate"] = (
+                    f"failed (rc {p.returncode}: {(p.stderr or p.stdout).strip().splitlines()[-1:] or ''})"
+                )
         except subprocess.TimeoutExpired:
             res["sweep_estimate"] = "failed (time cap)"
     save()
@@ -328,7 +417,7 @@ def _y_psnr(sr, hr, border: int) -> float:
     q = lambda x: (x.detach().double().clamp(0, 1) * 255).round() / 255
     y = lambda x: (16.0 + (q(x) * w).sum(1))[..., border:-border, border:-border]
     mse = float(((y(sr) - y(hr)) ** 2).mean())
-    return 10 * math.log10(255.0 ** 2 / max(mse, 1e-12))
+    return 10 * math.log10(255.0**2 / max(mse, 1e-12))
 
 
 def agreement_fallback(config: dict, steps: int, val_hr) -> tuple[float, str]:
@@ -343,8 +432,13 @@ def agreement_fallback(config: dict, steps: int, val_hr) -> tuple[float, str]:
 
     device = torch.device(config["device"])
     torch.manual_seed(config["seed"])
-    model = TransformNet(scale=config["scale"], num_blocks=config["num_blocks"], channels=config["channels"],
-                         skip=config["skip"], output_bn=config.get("output_bn", False)).to(device)
+    model = TransformNet(
+        scale=config["scale"],
+        num_blocks=config["num_blocks"],
+        channels=config["channels"],
+        skip=config["skip"],
+        output_bn=config.get("output_bn", False),
+    ).to(device)
     loss_fn = build_training_loss(config).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=config["lr"])
     g = torch.Generator().manual_seed(config["seed"])
@@ -353,7 +447,7 @@ def agreement_fallback(config: dict, steps: int, val_hr) -> tuple[float, str]:
         i = torch.randint(0, len(_POOL), (config["batch_size"],), generator=g)
         hr = torch.stack([_POOL[int(k)] for k in i])
         top, left = (int(v) for v in torch.randint(0, hr.shape[-1] - crop + 1, (2,), generator=g))
-        hr = hr[..., top:top + crop, left:left + crop]
+        hr = hr[..., top : top + crop, left : left + crop]
         lr = degrade(hr, scale)
         ctx = torch.autocast(device_type=device.type, dtype=torch.bfloat16) if amp == "bf16" else _null()
         with ctx:
@@ -380,8 +474,13 @@ def _load_images(folder: Path):
     for p in sorted(folder.glob("*.png")):
         with Image.open(p) as im:
             im = im.convert("RGB")
-            out.append(torch.frombuffer(bytearray(im.tobytes()), dtype=torch.uint8).view(im.size[1], im.size[0], 3)
-                       .permute(2, 0, 1).float() / 255)
+            out.append(
+                torch.frombuffer(bytearray(im.tobytes()), dtype=torch.uint8)
+                .view(im.size[1], im.size[0], 3)
+                .permute(2, 0, 1)
+                .float()
+                / 255
+            )
     return out
 
 
@@ -407,8 +506,18 @@ def section_agreement(args, res: dict, save) -> None:
         amps = ("off", "fp16")
     psnr = {}
     for amp in amps:
-        cfg = _sr_config(args, "vgg16", "E", amp, str(tmp / "train"), str(tmp / "val"), val=str(tmp / "val"),
-                         val_images=1 if args.tiny else 4, epochs=1, iters_per_epoch=steps)
+        cfg = _sr_config(
+            args,
+            "vgg16",
+            "E",
+            amp,
+            str(tmp / "train"),
+            str(tmp / "val"),
+            val=str(tmp / "val"),
+            val_images=1 if args.tiny else 4,
+            epochs=1,
+            iters_per_epoch=steps,
+        )
         t0 = time.monotonic()
         if train is not None:
             _, outcome = train(cfg, tmp / f"w_{amp}", progress=False)
@@ -416,24 +525,33 @@ def section_agreement(args, res: dict, save) -> None:
         else:
             if not _POOL:
                 _POOL.extend(_load_images(tmp / "train"))
-            val_hr = [h[:, :cfg["val_crop"], :cfg["val_crop"]] for h in _load_images(tmp / "val")]
+            val_hr = [h[:, : cfg["val_crop"], : cfg["val_crop"]] for h in _load_images(tmp / "val")]
             cfg["crop"] = min(cfg["crop"], size)
             psnr[amp], status = agreement_fallback(cfg, steps, val_hr)
         res[f"val_psnr_{amp}"] = psnr[amp]
         res[f"seconds_{amp}"] = time.monotonic() - t0
         res[f"status_{amp}"] = status
         save()
-        print(f"  amp={amp}: val Y-PSNR {psnr[amp]:.3f} dB after {steps} steps ({status}, {res[f'seconds_{amp}']:.0f} s)",
-              flush=True)
+        print(
+            f"  amp={amp}: val Y-PSNR {psnr[amp]:.3f} dB after {steps} steps ({status}, {res[f'seconds_{amp}']:.0f} s)",
+            flush=True,
+        )
     diff = abs(psnr[amps[1]] - psnr["off"])
     res["psnr_diff_db"] = diff
     res["within_0.1_db"] = bool(math.isfinite(diff) and diff <= 0.1)
     save()
-    print(f"  |PSNR({amps[1]}) - PSNR(fp32)| = {diff:.3f} dB -> {'within' if res['within_0.1_db'] else 'NOT within'} 0.1 dB")
+    print(
+        f"  |PSNR({amps[1]}) - PSNR(fp32)| = {diff:.3f} dB -> {'within' if res['within_0.1_db'] else 'NOT within'} 0.1 dB"
+    )
 
 
-FUNCS = {"env": section_env, "loss": section_loss, "superres": section_superres, "estimate": section_estimate,
-         "agreement": section_agreement}
+FUNCS = {
+    "env": section_env,
+    "loss": section_loss,
+    "superres": section_superres,
+    "estimate": section_estimate,
+    "agreement": section_agreement,
+}
 
 
 def run_section(args) -> int:
@@ -494,15 +612,28 @@ def main(argv=None) -> int:
     out_dir = Path(args.out) if args.out else None
     if out_dir:
         out_dir.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in [str(ROOT / "src"), os.environ.get("PYTHONPATH")] if p),
-           "TQDM_DISABLE": "1"}
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(p for p in [str(ROOT / "src"), os.environ.get("PYTHONPATH")] if p),
+        "TQDM_DISABLE": "1",
+    }
     for name in [s for s in args.sections.split(",") if s]:
         if name not in FUNCS:
             ap.error(f"unknown section {name!r}; choose from {', '.join(SECTIONS)}")
         print(f"== {name} (cap {caps[name]} s)", flush=True)
         t0 = time.monotonic()
-        cmd = [sys.executable, str(Path(__file__).resolve()), "--section", name, "--workdir", str(workdir),
-               "--device", args.device, "--cap", str(caps[name])] + (["--tiny"] if args.tiny else [])
+        cmd = [
+            sys.executable,
+            str(Path(__file__).resolve()),
+            "--section",
+            name,
+            "--workdir",
+            str(workdir),
+            "--device",
+            args.device,
+            "--cap",
+            str(caps[name]),
+        ] + (["--tiny"] if args.tiny else [])
         try:
             p = subprocess.run(cmd, check=False, env=env, timeout=caps[name] + 10, cwd=ROOT)
             rc = p.returncode

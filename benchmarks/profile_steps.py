@@ -39,7 +39,11 @@ def configs(preset: str, net: str, layer: str) -> dict[str, dict]:
         "roads": dict(loss, data=str(SHARED / "data" / "roads")),
         "autoencoder": dict(loss),
         # no BAPPS in ../shared: data None -> the data root's, else synthetic patches
-        "similarity": dict(loss, distance="spatial", data=str(SHARED / "data" / "bapps") if (SHARED / "data" / "bapps").is_dir() else None),
+        "similarity": dict(
+            loss,
+            distance="spatial",
+            data=str(SHARED / "data" / "bapps") if (SHARED / "data" / "bapps").is_dir() else None,
+        ),
     }
     return out
 
@@ -87,8 +91,12 @@ def main(argv: list[str] | None = None) -> int:
             title = f"{label} ({args.preset}, {c.get('net')} {c.get('layer')}, {c.get('device') or 'default device'}, num_workers {workers})"
             print(f"\n{title}: {t.steps_timed} steps, {t.steps_per_run} steps per run")
             print_table(format_profile(t))
-            results[f"{label}|workers={workers}"] = {"step_s": t.step_s, "phases": t.phases, "steps_per_run": t.steps_per_run,
-                                                    "data_share": t.phases.get("data", 0.0) / t.step_s if t.step_s else None}
+            results[f"{label}|workers={workers}"] = {
+                "step_s": t.step_s,
+                "phases": t.phases,
+                "steps_per_run": t.steps_per_run,
+                "data_share": t.phases.get("data", 0.0) / t.step_s if t.step_s else None,
+            }
     if args.json_path:
         Path(args.json_path).write_text(json.dumps(results, indent=1))
     return 0

@@ -53,8 +53,13 @@ def main() -> int:
         src = source_path(package, inner)
         state = torch.load(src, map_location="cpu", weights_only=True)
         tensors = {k: v.detach().contiguous() for k, v in state.items()}
-        meta = {"source_package": dist, "source_version": version(dist), "source_file": f"{package}/{inner}",
-                "source_sha256": hashlib.sha256(src.read_bytes()).hexdigest(), "license": licence}
+        meta = {
+            "source_package": dist,
+            "source_version": version(dist),
+            "source_file": f"{package}/{inner}",
+            "source_sha256": hashlib.sha256(src.read_bytes()).hexdigest(),
+            "license": licence,
+        }
         save_file(tensors, str(OUT / name), metadata=meta)
         print(f"wrote {OUT / name}: {', '.join(f'{k} {tuple(v.shape)}' for k, v in tensors.items())}")
     return 0

@@ -34,7 +34,9 @@ class FakeConfig(CommonConfig):
     fail: bool = option(False, "raise before running", kind="bool")
     fail_flag: str | None = option(None, "raise while this file exists", kind="str", nullable=True)
     crash: bool = option(False, "SIGKILL the own process", kind="bool")
-    counter: str | None = option(None, "append one line per completed execution to this file", kind="str", nullable=True)
+    counter: str | None = option(
+        None, "append one line per completed execution to this file", kind="str", nullable=True
+    )
 
 
 class FakeBench(Benchmark):
@@ -50,7 +52,9 @@ class FakeBench(Benchmark):
         # no real loss network: net/layer are optional labels (the grid checks them against the registry)
         pass
 
-    def run(self, config: FakeConfig | dict[str, Any], workdir: str | os.PathLike, *, progress: bool = True) -> BenchResult:
+    def run(
+        self, config: FakeConfig | dict[str, Any], workdir: str | os.PathLike, *, progress: bool = True
+    ) -> BenchResult:
         return run(self.config_object(config), workdir, progress=progress)
 
 
@@ -78,7 +82,12 @@ def run(config: FakeConfig, workdir: str | os.PathLike, *, progress: bool = True
             fh.write(line + "\n")
     # what the run's process saw of the forwarded environment (Ray tasks get it via runtime_env)
     atomic_write_json(workdir / "env.json", {k: os.environ.get(k) for k in ("LOSSNET_WEIGHTS_DIR", "LOSSNET_SHARED")})
-    metrics = {"fake/score": score(config), "fake/steps": float(config.steps), "fake/resumed_from": float(start), "plain": 1.0}
+    metrics = {
+        "fake/score": score(config),
+        "fake/steps": float(config.steps),
+        "fake/resumed_from": float(start),
+        "plain": 1.0,
+    }
     return BenchResult(config=config, metrics=metrics, artifacts={"checkpoint": str(ckpt)})
 
 

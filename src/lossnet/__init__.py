@@ -63,10 +63,24 @@ _LAZY: dict[str, str] = {
 
 #: Core submodules reachable as attributes (``lossnet.distances``) without an explicit import. The
 #: application packages (bench, sweep, report, datasets, cli) are imported explicitly.
-_SUBMODULES = frozenset({
-    "atomic", "distances", "dists_preset", "errors", "heads", "imageio", "loss", "lpips_presets", "models", "network",
-    "paper", "signature", "structure", "weights",
-})
+_SUBMODULES = frozenset(
+    {
+        "atomic",
+        "distances",
+        "dists_preset",
+        "errors",
+        "heads",
+        "imageio",
+        "loss",
+        "lpips_presets",
+        "models",
+        "network",
+        "paper",
+        "signature",
+        "structure",
+        "weights",
+    }
+)
 
 __all__ = ["__version__", *_LAZY]
 

@@ -65,7 +65,7 @@ _C0 = 1e-12
 def _window(channels: int, dtype: torch.dtype, device, size: int = ADISTS_WINDOW) -> torch.Tensor:
     sigma = size / 3
     # the official op sequence: float32 list -> normalise -> outer product by mm
-    g = torch.Tensor([math.exp(-(x - size // 2) ** 2 / float(2 * sigma**2)) for x in range(size)])
+    g = torch.Tensor([math.exp(-((x - size // 2) ** 2) / float(2 * sigma**2)) for x in range(size)])
     g = (g / g.sum()).unsqueeze(1)
     w = g.mm(g.t()).float()[None, None]
     return w.expand(channels, 1, size, size).contiguous().to(device=device, dtype=dtype)
@@ -90,8 +90,10 @@ def adists_terms(feats_a: Sequence[torch.Tensor], feats_b: Sequence[torch.Tensor
     """Per-layer A-DISTS terms ``(N, 6)`` (summing to the score) of the six DISTS feature maps;
     ``feats_a`` is the reference (it sets the adaptive weights). ``layer_weights`` scale the terms."""
     if len(feats_a) != len(ADISTS_THETA):
-        raise InputError(f"adists compares the {len(ADISTS_THETA)} DISTS layers (input, relu1_2 .. relu5_3 with L2 "
-                         f"pooling: preset='adists'), got {len(feats_a)} layers")
+        raise InputError(
+            f"adists compares the {len(ADISTS_THETA)} DISTS layers (input, relu1_2 .. relu5_3 with L2 "
+            f"pooling: preset='adists'), got {len(feats_a)} layers"
+        )
     total = sum(int(f.shape[1]) for f in feats_a)
     terms: list[torch.Tensor | None] = [None] * len(feats_a)
     ps = pt = None

@@ -55,7 +55,10 @@ def _for_destination(exc: OSError, path: Path, tmp_path: Path | None) -> OSError
     """``exc`` re-targeted at ``path`` when it names the temporary file (or no file at all): same
     type and errno, the destination as its file name. Errors about other files pass unchanged."""
     names = [os.fspath(f) for f in (exc.filename, exc.filename2) if f is not None]
-    about_tmp = any(os.path.basename(str(n)).startswith(f".{path.name}.") or (tmp_path is not None and str(n) == str(tmp_path)) for n in names)
+    about_tmp = any(
+        os.path.basename(str(n)).startswith(f".{path.name}.") or (tmp_path is not None and str(n) == str(tmp_path))
+        for n in names
+    )
     if exc.errno is None or (names and not about_tmp):
         if exc.errno is None and hasattr(exc, "add_note"):
             exc.add_note(f"while writing {path}")

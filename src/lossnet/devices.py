@@ -46,7 +46,9 @@ def resolve_device(config: Any):
         if not torch.cuda.is_available():
             raise LossnetError(f"device {name!r} requested but CUDA is not available on this machine")
         if device.index is not None and device.index >= torch.cuda.device_count():
-            raise LossnetError(f"device {name!r} requested but this machine has {torch.cuda.device_count()} CUDA device(s)")
+            raise LossnetError(
+                f"device {name!r} requested but this machine has {torch.cuda.device_count()} CUDA device(s)"
+            )
     if device.type == "mps" and not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
         raise LossnetError(f"device {name!r} requested but MPS is not available on this machine")
     return device

@@ -82,16 +82,22 @@ def _work_dtype(x: torch.Tensor) -> torch.dtype:
     return torch.float64 if x.dtype == torch.float64 else torch.float32
 
 
-def _check(name: str, feats_a: FeatureList, feats_b: FeatureList, layer_weights: WeightList) -> list[float | torch.Tensor]:
+def _check(
+    name: str, feats_a: FeatureList, feats_b: FeatureList, layer_weights: WeightList
+) -> list[float | torch.Tensor]:
     if isinstance(feats_a, torch.Tensor) or isinstance(feats_b, torch.Tensor):
-        raise InputError(f"{name}: expected lists of per-layer feature tensors, got a single tensor (wrap it in a list)")
+        raise InputError(
+            f"{name}: expected lists of per-layer feature tensors, got a single tensor (wrap it in a list)"
+        )
     if len(feats_a) != len(feats_b):
         raise InputError(f"{name}: feats_a has {len(feats_a)} layers but feats_b has {len(feats_b)}")
     if len(feats_a) == 0:
         raise InputError(f"{name}: no feature layers given")
     for i, (a, b) in enumerate(zip(feats_a, feats_b)):
         if a.ndim != 4 or b.ndim != 4:
-            raise InputError(f"{name}: layer {i}: expected (N, C, H, W) features, got {tuple(a.shape)} and {tuple(b.shape)}")
+            raise InputError(
+                f"{name}: layer {i}: expected (N, C, H, W) features, got {tuple(a.shape)} and {tuple(b.shape)}"
+            )
         if a.shape[1:] != b.shape[1:] or (a.shape[0] != b.shape[0] and 1 not in (a.shape[0], b.shape[0])):
             raise InputError(f"{name}: layer {i}: feature shapes differ: {tuple(a.shape)} vs {tuple(b.shape)}")
     if layer_weights is None:
@@ -121,7 +127,9 @@ def _is_compiling() -> bool:
 def _channel_weight(w: torch.Tensor, c: int, layer: int, *, check_sign: bool = True) -> torch.Tensor:
     w = torch.as_tensor(w)
     if w.numel() != c or (w.ndim == 4 and w.shape[1] != c) or w.ndim not in (1, 4):
-        raise InputError(f"spatial: layer {layer}: channel weights must have shape ({c},) or (1, {c}, 1, 1), got {tuple(w.shape)}")
+        raise InputError(
+            f"spatial: layer {layer}: channel weights must have shape ({c},) or (1, {c}, 1, 1), got {tuple(w.shape)}"
+        )
     if check_sign and not w.is_meta and bool((w < 0).any()):
         raise InputError(f"spatial: layer {layer}: channel weights must be non-negative")
     return w.reshape(1, c, 1, 1)
@@ -130,7 +138,9 @@ def _channel_weight(w: torch.Tensor, c: int, layer: int, *, check_sign: bool = T
 def _dists_weight(w: torch.Tensor, c: int, layer: int, *, check_sign: bool = True) -> torch.Tensor:
     w = torch.as_tensor(w)
     if w.numel() != 2 * c or (w.ndim == 2 and w.shape != (2, c)) or w.ndim not in (1, 2):
-        raise InputError(f"dists: layer {layer}: channel weights must be (alpha; beta) of shape (2, {c}), got {tuple(w.shape)}")
+        raise InputError(
+            f"dists: layer {layer}: channel weights must be (alpha; beta) of shape (2, {c}), got {tuple(w.shape)}"
+        )
     if check_sign and not w.is_meta and bool((w < 0).any()):
         raise InputError(f"dists: layer {layer}: channel weights must be non-negative")
     return w.reshape(2, c)
@@ -147,7 +157,9 @@ def _mask_4d(mask: torch.Tensor, what: str = "mask") -> torch.Tensor:
     elif mask.ndim == 3:
         mask = mask[:, None]
     if mask.ndim != 4 or mask.shape[1] != 1:
-        raise InputError(f"{what}: expected weights of shape (N, 1, H, W), (N, H, W) or (H, W), got {tuple(mask.shape)}")
+        raise InputError(
+            f"{what}: expected weights of shape (N, 1, H, W), (N, H, W) or (H, W), got {tuple(mask.shape)}"
+        )
     if not mask.is_floating_point():
         mask = mask.float()
     if mask.device.type == "cpu" and not mask.is_meta and not _is_compiling() and bool((mask < 0).any()):
@@ -316,10 +328,15 @@ def _layer_channel_weights(name: str, feats_a, channel_weights, validated: bool)
     if len(channel_weights) != len(feats_a):
         raise InputError(f"{name}: {len(channel_weights)} channel-weight entries for {len(feats_a)} layers")
     check = _channel_weight if name == "spatial" else _dists_weight
-    return [None if w is None else check(w, a.shape[1], i, check_sign=not validated) for i, (w, a) in enumerate(zip(channel_weights, feats_a))]
+    return [
+        None if w is None else check(w, a.shape[1], i, check_sign=not validated)
+        for i, (w, a) in enumerate(zip(channel_weights, feats_a))
+    ]
 
 
-def layer_positions(name: str, a: torch.Tensor, b: torch.Tensor, channel_weight: torch.Tensor | None = None) -> torch.Tensor:
+def layer_positions(
+    name: str, a: torch.Tensor, b: torch.Tensor, channel_weight: torch.Tensor | None = None
+) -> torch.Tensor:
     """Per-position value ``(N, H, W)`` of one layer for a position-wise distance (:data:`MAP_DISTANCES`):
     the quantity whose spatial mean is :math:`d_l` (``channel_weight`` as from :func:`checked_channel_weights`)."""
     if name not in MAP_DISTANCES:
@@ -388,7 +405,9 @@ def spatial(
     return _combine("spatial", feats_a, feats_b, layer_weights, channel_weights, masks, False, False)
 
 
-def mse(feats_a: FeatureList, feats_b: FeatureList, layer_weights: WeightList = None, *, masks: Masks = None) -> torch.Tensor:
+def mse(
+    feats_a: FeatureList, feats_b: FeatureList, layer_weights: WeightList = None, *, masks: Masks = None
+) -> torch.Tensor:
     """Feature reconstruction distance (Eq. 3 of Pihlgren et al.; Johnson et al.).
 
     .. math:: d_l = \\frac{1}{C_l H_l W_l} \\lVert \\phi_l(a) - \\phi_l(b) \\rVert_2^2
@@ -404,7 +423,9 @@ def mse(feats_a: FeatureList, feats_b: FeatureList, layer_weights: WeightList = 
     return _combine("mse", feats_a, feats_b, layer_weights, None, masks, False, False)
 
 
-def l1(feats_a: FeatureList, feats_b: FeatureList, layer_weights: WeightList = None, *, masks: Masks = None) -> torch.Tensor:
+def l1(
+    feats_a: FeatureList, feats_b: FeatureList, layer_weights: WeightList = None, *, masks: Masks = None
+) -> torch.Tensor:
     """Mean absolute feature difference.
 
     .. math:: d_l = \\frac{1}{C_l H_l W_l} \\lVert \\phi_l(a) - \\phi_l(b) \\rVert_1
@@ -423,7 +444,9 @@ def gram_matrix(x: torch.Tensor) -> torch.Tensor:
     return torch.bmm(f, f.transpose(1, 2)) / (c * h * w)
 
 
-def gram(feats_a: FeatureList, feats_b: FeatureList, layer_weights: WeightList = None, *, masks: Masks = None) -> torch.Tensor:
+def gram(
+    feats_a: FeatureList, feats_b: FeatureList, layer_weights: WeightList = None, *, masks: Masks = None
+) -> torch.Tensor:
     """Style distance: squared Frobenius distance of normalised Gram matrices (Gatys; Johnson).
 
     .. math:: d_l = \\lVert G(\\phi_l(a)) - G(\\phi_l(b)) \\rVert_F^2, \\quad G(F) = F F^T / (C_l H_l W_l)
@@ -437,7 +460,9 @@ def gram(feats_a: FeatureList, feats_b: FeatureList, layer_weights: WeightList =
     return _combine("gram", feats_a, feats_b, layer_weights, None, masks, False, False)
 
 
-def meanpool(feats_a: FeatureList, feats_b: FeatureList, layer_weights: WeightList = None, *, masks: Masks = None) -> torch.Tensor:
+def meanpool(
+    feats_a: FeatureList, feats_b: FeatureList, layer_weights: WeightList = None, *, masks: Masks = None
+) -> torch.Tensor:
     """Mean-pooled distance (Kumar et al., Sec. 3): spatial average, unit-normalise, squared L2.
 
     .. math::
@@ -553,7 +578,9 @@ def compute_distance(
     """
     _get(name)
     has = _check_channel_name(name, channel_weights)
-    return _combine(name, feats_a, feats_b, layer_weights, channel_weights if has else None, masks, per_layer, not check_sign)
+    return _combine(
+        name, feats_a, feats_b, layer_weights, channel_weights if has else None, masks, per_layer, not check_sign
+    )
 
 
 def distance_map(
@@ -581,8 +608,10 @@ def distance_map(
     """
     _get(name)
     if name not in MAP_DISTANCES:
-        raise InputError(f"the {name!r} distance compares global statistics and has no spatial map; "
-                         f"maps exist for {', '.join(MAP_DISTANCES)}")
+        raise InputError(
+            f"the {name!r} distance compares global statistics and has no spatial map; "
+            f"maps exist for {', '.join(MAP_DISTANCES)}"
+        )
     has = _check_channel_name(name, channel_weights)
     return _map(name, feats_a, feats_b, layer_weights, channel_weights if has else None, size, per_layer, False)
 
@@ -658,13 +687,23 @@ class Distance(nn.Module):
     def extra_repr(self) -> str:
         return f"name={self.name!r}, layer_weights={self.layer_weights}, channel_weights={'yes' if self._n_channel else 'no'}"
 
-    def forward(self, feats_a: FeatureList, feats_b: FeatureList, *, masks: Masks = None, per_layer: bool = False) -> torch.Tensor:
+    def forward(
+        self, feats_a: FeatureList, feats_b: FeatureList, *, masks: Masks = None, per_layer: bool = False
+    ) -> torch.Tensor:
         return _combine(self.name, feats_a, feats_b, self.layer_weights, self.channel_weights, masks, per_layer, True)
 
-    def map(self, feats_a: FeatureList, feats_b: FeatureList, size: tuple[int, int] | None = None, *,
-            per_layer: bool = False) -> torch.Tensor:
+    def map(
+        self,
+        feats_a: FeatureList,
+        feats_b: FeatureList,
+        size: tuple[int, int] | None = None,
+        *,
+        per_layer: bool = False,
+    ) -> torch.Tensor:
         """:func:`distance_map` with this module's weights."""
         if self.name not in MAP_DISTANCES:
-            raise InputError(f"the {self.name!r} distance compares global statistics and has no spatial map; "
-                             f"maps exist for {', '.join(MAP_DISTANCES)}")
+            raise InputError(
+                f"the {self.name!r} distance compares global statistics and has no spatial map; "
+                f"maps exist for {', '.join(MAP_DISTANCES)}"
+            )
         return _map(self.name, feats_a, feats_b, self.layer_weights, self.channel_weights, size, per_layer, True)

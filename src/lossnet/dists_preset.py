@@ -34,8 +34,15 @@ from lossnet.errors import WeightsError
 if TYPE_CHECKING:  # torch is imported where the weights are read: the constants stay cheap (CLI --help)
     import torch
 
-__all__ = ["DISTS_PRESET", "DISTS_ARCH", "DISTS_LAYERS", "DISTS_CHANNELS", "dists_weights_path", "dists_version",
-           "dists_channel_weights"]
+__all__ = [
+    "DISTS_PRESET",
+    "DISTS_ARCH",
+    "DISTS_LAYERS",
+    "DISTS_CHANNELS",
+    "dists_weights_path",
+    "dists_version",
+    "dists_channel_weights",
+]
 
 #: The preset name (``PerceptualMetric(preset="dists")``, ``lossnet similarity --preset dists``).
 DISTS_PRESET = "dists"

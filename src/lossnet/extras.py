@@ -49,5 +49,6 @@ def require(extra: str, what: str, modules: Iterable[str] | None = None) -> None
     because packages of ``extra`` (default: all of them) are missing."""
     gone = missing(EXTRAS[extra] if modules is None else modules)
     if gone:
-        raise MissingExtraError(f"{what} needs the [{extra}] extra: pip install \"lossnet[{extra}]\" "
-                                f"(missing: {', '.join(gone)})")
+        raise MissingExtraError(
+            f'{what} needs the [{extra}] extra: pip install "lossnet[{extra}]" (missing: {", ".join(gone)})'
+        )

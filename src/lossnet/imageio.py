@@ -62,8 +62,11 @@ def _check_pixels(p: Path, width: int, height: int) -> None:
     if pixels > LARGE_PIXELS:
         # float32 RGB input plus the first conv block's activations (64 channels) dominate
         need = pixels * 4 * (3 + 64 * 2)
-        warnings.warn(f"image {p} is {width}x{height} ({pixels / 1e6:.0f} Mpx): comparing it needs roughly "
-                      f"{need / 1e9:.0f} GB of memory; downscale it first or pass --resize", stacklevel=3)
+        warnings.warn(
+            f"image {p} is {width}x{height} ({pixels / 1e6:.0f} Mpx): comparing it needs roughly "
+            f"{need / 1e9:.0f} GB of memory; downscale it first or pass --resize",
+            stacklevel=3,
+        )
 
 
 def check_file(path: str | os.PathLike, what: str = "file") -> Path:
@@ -105,8 +108,10 @@ def _bomb_message(p: Path, pixels: int | None = None) -> str:
     from PIL import Image
 
     size = f" ({pixels} pixels)" if pixels else ""
-    return (f"image {p} is too large to decode safely{size}: more than twice PIL.Image.MAX_IMAGE_PIXELS "
-            f"({Image.MAX_IMAGE_PIXELS}); a decompression bomb? Raise PIL.Image.MAX_IMAGE_PIXELS if the file is trusted")
+    return (
+        f"image {p} is too large to decode safely{size}: more than twice PIL.Image.MAX_IMAGE_PIXELS "
+        f"({Image.MAX_IMAGE_PIXELS}); a decompression bomb? Raise PIL.Image.MAX_IMAGE_PIXELS if the file is trusted"
+    )
 
 
 def _float_checked(array: np.ndarray, p: Path) -> np.ndarray:
@@ -222,8 +227,10 @@ def decode_image(path: str | os.PathLike, mode: str = "RGB") -> np.ndarray:
                 warnings.warn(f"image {p} is animated ({frames} frames); only the first frame is used", stacklevel=2)
             _check_pixels(p, *img.size)
             if img.mode == "I" and getattr(img, "format", None) == "TIFF" and _tiff_bits(img) == 32:
-                raise DataError(f"cannot decode image {p}: 32-bit integer TIFF samples have no known scale "
-                                "(0-255? 0-65535? full range?); save it as 8-bit, 16-bit or float TIFF")
+                raise DataError(
+                    f"cannot decode image {p}: 32-bit integer TIFF samples have no known scale "
+                    "(0-255? 0-65535? full range?); save it as 8-bit, 16-bit or float TIFF"
+                )
             img.load()
             img = _upright(img)
             if img.mode.startswith("I;16") or img.mode == "I":
@@ -320,8 +327,9 @@ def save_image(path: str | os.PathLike, image: torch.Tensor | np.ndarray) -> Non
         Image.fromarray(array).save(tmp, format=(p.suffix.lstrip(".").upper().replace("JPG", "JPEG") or "PNG"))
 
 
-def list_images(folder: str | os.PathLike, extensions: Iterable[str] = IMAGE_EXTENSIONS, *,
-                include_unreadable: bool = False) -> list[Path]:
+def list_images(
+    folder: str | os.PathLike, extensions: Iterable[str] = IMAGE_EXTENSIONS, *, include_unreadable: bool = False
+) -> list[Path]:
     """Image files directly inside ``folder``, sorted by name (hidden files skipped).
 
     Args:

@@ -58,17 +58,23 @@ class LpipsPreset:
 #: LPIPS v0.1 presets. Layers are the last module of each of lpips's ``slice1..sliceK``.
 PRESETS: dict[str, LpipsPreset] = {
     "lpips-alex": LpipsPreset(
-        "lpips-alex", "alexnet", "alex",
+        "lpips-alex",
+        "alexnet",
+        "alex",
         ("features.1", "features.4", "features.7", "features.9", "features.11"),
         (64, 192, 384, 256, 256),
     ),
     "lpips-vgg": LpipsPreset(
-        "lpips-vgg", "vgg16", "vgg",
+        "lpips-vgg",
+        "vgg16",
+        "vgg",
         ("features.3", "features.8", "features.15", "features.22", "features.29"),  # relu1_2 .. relu5_3
         (64, 128, 256, 512, 512),
     ),
     "lpips-squeeze": LpipsPreset(
-        "lpips-squeeze", "squeezenet1_1", "squeeze",
+        "lpips-squeeze",
+        "squeezenet1_1",
+        "squeeze",
         ("features.1", "features.4", "features.7", "features.9", "features.10", "features.11", "features.12"),
         (64, 128, 256, 384, 384, 512, 512),
     ),
@@ -139,5 +145,7 @@ def lpips_heads(preset: str | LpipsPreset) -> list[torch.Tensor]:
     p = get_preset(preset) if isinstance(preset, str) else preset
     heads = _load_heads(str(lpips_head_path(p.lpips_net)))
     if tuple(h.numel() for h in heads) != p.channels:
-        raise WeightsError(f"LPIPS heads for {p.name} have {[h.numel() for h in heads]} channels, expected {list(p.channels)}")
+        raise WeightsError(
+            f"LPIPS heads for {p.name} have {[h.numel() for h in heads]} channels, expected {list(p.channels)}"
+        )
     return [h.clone() for h in heads]

@@ -51,9 +51,11 @@ def _parse_normalize(normalize) -> tuple[tuple, tuple, str]:
     if normalize == "imagenet":
         return IMAGENET_MEAN, IMAGENET_STD, "imagenet"
     if isinstance(normalize, str) and normalize.startswith("custom:") and normalize.count("/") == 1:
-        normalize = tuple(part.split(",") for part in normalize[len("custom:"):].split("/"))
+        normalize = tuple(part.split(",") for part in normalize[len("custom:") :].split("/"))
     if isinstance(normalize, str) or not hasattr(normalize, "__len__") or len(normalize) != 2:
-        raise InputError(f"normalize must be one of {', '.join(NORMALIZATIONS)} or a (mean, std) pair, got {normalize!r}")
+        raise InputError(
+            f"normalize must be one of {', '.join(NORMALIZATIONS)} or a (mean, std) pair, got {normalize!r}"
+        )
     try:
         mean, std = (tuple(float(v) for v in part) for part in normalize)
     except (TypeError, ValueError):
@@ -61,6 +63,8 @@ def _parse_normalize(normalize) -> tuple[tuple, tuple, str]:
     if len(mean) != 3 or len(std) != 3 or any(v <= 0 for v in std):
         raise InputError(f"normalize=(mean, std) needs 3 means and 3 positive stds, got {normalize!r}")
     return mean, std, _norm_label(mean, std)
+
+
 #: ``loss_net_mode`` choices: the frozen network in eval mode (default) or kept in train mode.
 LOSS_NET_MODES = ("eval", "train")
 
@@ -132,7 +136,9 @@ class LossNetwork(nn.Module):
             if not isinstance(model, nn.Module):
                 raise InputError(f"model must be a torch.nn.Module, got {type(model).__name__}")
             if arch is not None:
-                raise InputError(f"pass either a network name or model=, not both (got {arch!r} and a {type(model).__name__})")
+                raise InputError(
+                    f"pass either a network name or model=, not both (got {arch!r} and a {type(model).__name__})"
+                )
             if layers is None:
                 raise InputError("model= needs layers=: FX node names or module paths of the module")
             arch = f"module:{type(model).__name__}"
@@ -188,7 +194,9 @@ class LossNetwork(nn.Module):
         self.transform_input = bool(transform_input) if arch in TRANSFORM_INPUT_ARCHS else False
         if net_nodes:
             try:
-                self.body = build_feature_extractor(arch, net_nodes, transform_input=transform_input, pooling=self.pooling)
+                self.body = build_feature_extractor(
+                    arch, net_nodes, transform_input=transform_input, pooling=self.pooling
+                )
             except ValueError as exc:  # pooling="l2" on a network without max pooling
                 raise InputError(str(exc)) from None
             if "tokens" in self._layouts:
@@ -277,9 +285,15 @@ class LossNetwork(nn.Module):
         return self
 
     def extra_repr(self) -> str:
-        extra = "".join(f", {k}={v!r}" for k, v, d in (("normalize", self.normalization, "imagenet"),
-                                                       ("loss_net_mode", self.loss_net_mode, "eval"),
-                                                       ("pooling", self.pooling, "max")) if v != d)
+        extra = "".join(
+            f", {k}={v!r}"
+            for k, v, d in (
+                ("normalize", self.normalization, "imagenet"),
+                ("loss_net_mode", self.loss_net_mode, "eval"),
+                ("pooling", self.pooling, "max"),
+            )
+            if v != d
+        )
         return f"arch={self.arch!r}, layers={self.layers}, nodes={self.nodes}, weights={self.weights_source!r}{extra}"
 
     @property
@@ -325,8 +339,9 @@ class LossNetwork(nn.Module):
         """Check shape/dtype, repeat grey to RGB, cast, and apply the input normalisation."""
         return self._standardize(self.prepare(x))
 
-    def forward(self, x: torch.Tensor, *, prepared: bool = False,
-                memory_format: torch.memory_format | None = None) -> dict[str, torch.Tensor]:
+    def forward(
+        self, x: torch.Tensor, *, prepared: bool = False, memory_format: torch.memory_format | None = None
+    ) -> dict[str, torch.Tensor]:
         """Feature maps of ``x``; ``prepared=True``: ``x`` already went through :meth:`prepare`
         (as in :class:`~lossnet.loss.PerceptualLoss`), so it is not checked a second time.
         ``memory_format``: the layout the body runs in (e.g. ``torch.channels_last``)."""
@@ -340,8 +355,10 @@ class LossNetwork(nn.Module):
         out: dict[str, torch.Tensor] = {}
         if self.body is not None:
             if self._patch and (x.shape[-2] % self._patch or x.shape[-1] % self._patch):
-                raise InputError(f"{self.arch} needs input sides that are multiples of its patch size {self._patch}, "
-                                 f"got {tuple(x.shape[-2:])}")
+                raise InputError(
+                    f"{self.arch} needs input sides that are multiples of its patch size {self._patch}, "
+                    f"got {tuple(x.shape[-2:])}"
+                )
             try:
                 out = self.body(z)
             except AssertionError as exc:
@@ -349,14 +366,18 @@ class LossNetwork(nn.Module):
                     raise
                 # timm's size checks (e.g. Swin's window layout): one line naming the input
                 first = (str(exc).strip().splitlines() or [""])[0]
-                raise InputError(f"{self.arch} rejects input {tuple(x.shape[-2:])}: {first} (use the model's pretrained "
-                                 f"input size, lossnet nets show {self.arch})") from exc
+                raise InputError(
+                    f"{self.arch} rejects input {tuple(x.shape[-2:])}: {first} (use the model's pretrained "
+                    f"input size, lossnet nets show {self.arch})"
+                ) from exc
             except RuntimeError as exc:
                 msg = str(exc)
                 if not self.arch.startswith("module:") and any(
-                        s in msg for s in ("too small", "can't be greater than", "Padding size should be less")):
-                    smallest = _minimum_size(self.arch, tuple(n for n in self.nodes if n != INPUT_LAYER),
-                                             self.transform_input, self.pooling)
+                    s in msg for s in ("too small", "can't be greater than", "Padding size should be less")
+                ):
+                    smallest = _minimum_size(
+                        self.arch, tuple(n for n in self.nodes if n != INPUT_LAYER), self.transform_input, self.pooling
+                    )
                     raise InputError(
                         f"input {tuple(x.shape[-2:])} is too small for {self.arch} up to {', '.join(self.layers)}: "
                         f"the minimum is {smallest}x{smallest} pixels"
@@ -369,21 +390,27 @@ class LossNetwork(nn.Module):
             else:
                 f = out[node]
                 if isinstance(f, (tuple, list)):
-                    raise InputError(f"layer {name!r} of {self.arch} returns a {type(f).__name__}, not a tensor; pick "
-                                     f"a module whose output is the feature map")
+                    raise InputError(
+                        f"layer {name!r} of {self.arch} returns a {type(f).__name__}, not a tensor; pick "
+                        f"a module whose output is the feature map"
+                    )
                 if layout == "tokens":
                     f = to_nchw(f, layout, (x.shape[-2] // self._patch, x.shape[-1] // self._patch))
                 elif layout == "auto" and f.ndim == 3:
                     grid = token_grid(f.shape[1], x.shape[-2], x.shape[-1], self._token_patch)
                     if grid is None:
-                        raise InputError(f"layer {name!r} of {self.arch} gives {f.shape[1]} tokens, which do not fill a "
-                                         f"patch grid for input {tuple(x.shape[-2:])}")
+                        raise InputError(
+                            f"layer {name!r} of {self.arch} gives {f.shape[1]} tokens, which do not fill a "
+                            f"patch grid for input {tuple(x.shape[-2:])}"
+                        )
                     f = to_nchw(f, "tokens", grid, f.shape[1] - grid[0] * grid[1])
                 elif layout != "nchw":
                     f = to_nchw(f, layout)
                 if f.ndim != 4:
-                    raise InputError(f"layer {name!r} ({node}) of {self.arch} gives a {tuple(f.shape)} tensor, not a "
-                                     f"(N, C, H, W) feature map; pick an earlier node (lossnet nets show {self.arch} --nodes)")
+                    raise InputError(
+                        f"layer {name!r} ({node}) of {self.arch} gives a {tuple(f.shape)} tensor, not a "
+                        f"(N, C, H, W) feature map; pick an earlier node (lossnet nets show {self.arch} --nodes)"
+                    )
             result[name] = f
         return result
 

@@ -62,19 +62,38 @@ class _Task:
 
 
 _TASKS: dict[str, _Task] = {
-    "similarity": _Task("b1", ("similarity",), "spatial",
-                        "perceptual similarity (BAPPS 2AFC and JND mAP)", ("b1_2afc", "b1_jnd")),
-    "superres": _Task("b2", ("superres_x4", "superres_x8"), "mse",
-                      "super-resolution x4 and x8 (PSNR and SSIM on Set5, Set14, BSD100)",
-                      ("b2_x4_ssim_bsd100", "b2_x8_ssim_bsd100")),
-    "roads": _Task("b3", ("segmentation",), "mse",
-                   "road segmentation, Massachusetts Roads (correctness, completeness, quality in %)", ("b3_quality",)),
-    "autoencoder": _Task("b4", ("autoencoder",), "mse",
-                         "autoencoder features, downstream accuracy on SVHN and STL-10", ("b4_svhn", "b4_stl10")),
+    "similarity": _Task(
+        "b1", ("similarity",), "spatial", "perceptual similarity (BAPPS 2AFC and JND mAP)", ("b1_2afc", "b1_jnd")
+    ),
+    "superres": _Task(
+        "b2",
+        ("superres_x4", "superres_x8"),
+        "mse",
+        "super-resolution x4 and x8 (PSNR and SSIM on Set5, Set14, BSD100)",
+        ("b2_x4_ssim_bsd100", "b2_x8_ssim_bsd100"),
+    ),
+    "roads": _Task(
+        "b3",
+        ("segmentation",),
+        "mse",
+        "road segmentation, Massachusetts Roads (correctness, completeness, quality in %)",
+        ("b3_quality",),
+    ),
+    "autoencoder": _Task(
+        "b4",
+        ("autoencoder",),
+        "mse",
+        "autoencoder features, downstream accuracy on SVHN and STL-10",
+        ("b4_svhn", "b4_stl10"),
+    ),
 }
-_TASKS["all"] = _Task("all", tuple(b for t in _TASKS.values() for b in t.benchmarks), "mse",
-                      "all four tasks, weighted equally (Table III 'all')",
-                      tuple(c for t in _TASKS.values() for c in t.headline))
+_TASKS["all"] = _Task(
+    "all",
+    tuple(b for t in _TASKS.values() for b in t.benchmarks),
+    "mse",
+    "all four tasks, weighted equally (Table III 'all')",
+    tuple(c for t in _TASKS.values() for c in t.headline),
+)
 
 #: The tasks :func:`recommend` answers, in the paper's order, then ``all``.
 TASKS: tuple[str, ...] = tuple(_TASKS)
@@ -173,7 +192,7 @@ def _avg_ranks(values: dict[str, float]) -> dict[str, float]:
         j = i
         while j + 1 < len(order) and values[order[j + 1]] == values[order[i]]:
             j += 1
-        for k in order[i:j + 1]:
+        for k in order[i : j + 1]:
             out[k] = (i + j) / 2 + 1
         i = j + 1
     return out
@@ -344,16 +363,26 @@ def recommend(
         require("bench", "recommend(store=...) (reading a results store)")
         from lossnet.report.sources import store_scores_all_nets
 
-        rows, other_rows, info = store_scores_all_nets(store, preset=preset, weights=weights, distance=distance, protocol=protocol)
+        rows, other_rows, info = store_scores_all_nets(
+            store, preset=preset, weights=weights, distance=distance, protocol=protocol
+        )
         rows = [r for r in rows if r["benchmark"] in spec.benchmarks]
         others = sorted({r["arch"] for r in other_rows if r["benchmark"] in spec.benchmarks})
         # the ranking and its caveats are the paper's analysis of its 14 networks: the others are named, not ranked
-        beyond = (f"{len(others)} network(s) beyond the paper's 14 in the store ({', '.join(others)}) are not ranked here: "
-                  f"see section 'Beyond the paper's networks' of `lossnet report {store}`") if others else ""
+        beyond = (
+            (
+                f"{len(others)} network(s) beyond the paper's 14 in the store ({', '.join(others)}) are not ranked here: "
+                f"see section 'Beyond the paper's networks' of `lossnet report {store}`"
+            )
+            if others
+            else ""
+        )
         if not rows:
-            raise InputError(f"{store}: no finished paper-comparable runs for task {task!r} "
-                             f"(benchmarks {', '.join(spec.benchmarks)}; see `lossnet report {store}` for what the store holds)"
-                             + (f"; {beyond}" if beyond else ""))
+            raise InputError(
+                f"{store}: no finished paper-comparable runs for task {task!r} "
+                f"(benchmarks {', '.join(spec.benchmarks)}; see `lossnet report {store}` for what the store holds)"
+                + (f"; {beyond}" if beyond else "")
+            )
         source = os.fspath(store)
         notes.append(f"Source: {source}: {info.runs} runs ({info.variant}).")
         if beyond:
@@ -362,8 +391,9 @@ def recommend(
     return from_rows(task, rows, source=source, published=store is None, notes=notes)
 
 
-def from_rows(task: str, rows: Sequence[dict[str, Any]], *, source: str, published: bool = False,
-              notes: Sequence[str] = ()) -> Recommendation:
+def from_rows(
+    task: str, rows: Sequence[dict[str, Any]], *, source: str, published: bool = False, notes: Sequence[str] = ()
+) -> Recommendation:
     """The answer for ``task`` from tidy score rows (:mod:`lossnet.report.sources`), e.g. for a report.
 
     Args:
@@ -403,11 +433,30 @@ def from_rows(task: str, rows: Sequence[dict[str, Any]], *, source: str, publish
                 if name != "all":
                     sub = _layer_choice(arch, cells, [k for k in keys if k[0] in t.benchmarks])
                     task_layers[name] = sub[0] if sub else "-"
-        choices.append(Choice(arch, rank, layer, layer_rank, scores,
-                              {c: _best_layers(arch, cells, c) for c in spec.headline}, task_layers,
-                              _code(arch, layer, spec.distance)))
-    return Recommendation(task, source, spec.title, spec.column, spec.distance, spec.headline, tuple(choices),
-                          tuple(_caveats(task, spec, choices, published)), tuple(notes), published)
+        choices.append(
+            Choice(
+                arch,
+                rank,
+                layer,
+                layer_rank,
+                scores,
+                {c: _best_layers(arch, cells, c) for c in spec.headline},
+                task_layers,
+                _code(arch, layer, spec.distance),
+            )
+        )
+    return Recommendation(
+        task,
+        source,
+        spec.title,
+        spec.column,
+        spec.distance,
+        spec.headline,
+        tuple(choices),
+        tuple(_caveats(task, spec, choices, published)),
+        tuple(notes),
+        published,
+    )
 
 
 # --------------------------------------------------------------------------------------------------
@@ -439,7 +488,9 @@ def _text(rec: Recommendation, top: int | None) -> str:
     lines.append(f"Use: {b.arch} at layer {b.layer}")
     lines.append(f"    {b.code}")
     if rec.task == "similarity":
-        lines.append(f'    as a metric: lossnet.PerceptualMetric(net="{b.arch}", layers=("{b.layer}",), distance="spatial")')
+        lines.append(
+            f'    as a metric: lossnet.PerceptualMetric(net="{b.arch}", layers=("{b.layer}",), distance="spatial")'
+        )
     # 'all' shows each task's layer instead of the seven scores (each task's own answer has those)
     headline = () if rec.task == "all" else rec.headline
     heads = [_head_label(c) for c in headline]
@@ -463,12 +514,18 @@ def _text(rec: Recommendation, top: int | None) -> str:
     lines += _table(header, body)
     lines.append("")
     if rec.task == "all":
-        lines.append("The layer depends on the task (the '<task> layer' columns): for one task, run `lossnet recommend TASK`.")
+        lines.append(
+            "The layer depends on the task (the '<task> layer' columns): for one task, run `lossnet recommend TASK`."
+        )
     else:
-        lines.append(f"Scores of {b.arch} at {b.layer} (higher is better): "
-                     + ", ".join(f"{k} {_fmt(v)}" for k, v in b.scores.items()))
-    lines.append("'layer' = best mean rank among the architecture's layers over the task's scores (ties: the earlier "
-                 "layer); score columns: the score at that layer; 'best: X' = the layer(s) with the highest score X (Table IV).")
+        lines.append(
+            f"Scores of {b.arch} at {b.layer} (higher is better): "
+            + ", ".join(f"{k} {_fmt(v)}" for k, v in b.scores.items())
+        )
+    lines.append(
+        "'layer' = best mean rank among the architecture's layers over the task's scores (ties: the earlier "
+        "layer); score columns: the score at that layer; 'best: X' = the layer(s) with the highest score X (Table IV)."
+    )
     lines.append("")
     lines.append("Caveats:")
     lines += [f"- {c}" for c in rec.caveats]

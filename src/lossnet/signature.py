@@ -111,7 +111,10 @@ def signature(model) -> str:
     from lossnet._version import __version__
 
     net = model.network
-    fields = [f"lossnet {__version__}", net.arch + {"l2": ":l2pool", "blur": ":blurpool"}.get(getattr(net, "pooling", "max"), "")]
+    fields = [
+        f"lossnet {__version__}",
+        net.arch + {"l2": ":l2pool", "blur": ":blurpool"}.get(getattr(net, "pooling", "max"), ""),
+    ]
     fields.append(_layers_field(model))
     fields.append(model.distance.name)
     lw = model.distance.layer_weights
@@ -129,7 +132,9 @@ def signature(model) -> str:
     if ens is not None:  # the transforms change the value: their count, seed and settings
         import hashlib
 
-        fields.append(f"ens={ens.n}:{ens.seed}:{hashlib.sha256(repr(sorted(ens.config.items())).encode()).hexdigest()[:8]}")
+        fields.append(
+            f"ens={ens.n}:{ens.seed}:{hashlib.sha256(repr(sorted(ens.config.items())).encode()).hexdigest()[:8]}"
+        )
     fields.append(f"tv={_version('torchvision')}")
     fields.append(f"torch={_version('torch')}")
     if net.arch.startswith("timm:"):

@@ -87,7 +87,9 @@ def stlpips_state(preset: str) -> tuple[dict, list, str]:
     n_layers = 5
     # the five tapped layers need the first 5 (alexnet) / 13 (vgg16) convolutions
     if len(found) != len(tv) or sorted(heads) != list(range(n_layers)):
-        raise WeightsError(f"{path}: expected {len(tv)} convolutions and {n_layers} heads, found {len(found)} and {len(heads)}")
+        raise WeightsError(
+            f"{path}: expected {len(tv)} convolutions and {n_layers} heads, found {len(found)} and {len(heads)}"
+        )
     backbone = {}
     for idx, conv in zip(tv, found):
         backbone[f"features.{idx}.weight"] = conv["weight"]

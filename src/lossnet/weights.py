@@ -103,7 +103,9 @@ class WeightsSpec:
             else:
                 spec = cls("file", text)
         else:
-            raise WeightsError(f"weights: expected 'imagenet', 'none' or a file path, got {type(value).__name__} {value!r}")
+            raise WeightsError(
+                f"weights: expected 'imagenet', 'none' or a file path, got {type(value).__name__} {value!r}"
+            )
         if check and spec.kind == "file" and not Path(spec.path).is_file():
             raise WeightsError(f"weights file not found: {Path(spec.path)}")
         return spec
@@ -203,10 +205,16 @@ def _load_error(exc: Exception) -> str:
 
     text = str(exc)
     if isinstance(exc, pickle.UnpicklingError) or "weights_only" in text:
-        reason = text.rsplit("WeightsUnpickler error:", 1)[-1].strip().splitlines()[0] if "WeightsUnpickler error:" in text else ""
-        return ("not a PyTorch file of tensors only (lossnet reads .pth/.pt with weights_only=True and never unpickles "
-                f"other objects{': ' + reason if reason else ''}); re-save it with torch.save(model.state_dict(), ...) "
-                "or as .safetensors")
+        reason = (
+            text.rsplit("WeightsUnpickler error:", 1)[-1].strip().splitlines()[0]
+            if "WeightsUnpickler error:" in text
+            else ""
+        )
+        return (
+            "not a PyTorch file of tensors only (lossnet reads .pth/.pt with weights_only=True and never unpickles "
+            f"other objects{': ' + reason if reason else ''}); re-save it with torch.save(model.state_dict(), ...) "
+            "or as .safetensors"
+        )
     first = text.strip().splitlines()[0] if text.strip() else ""
     return f"{type(exc).__name__}: {first}"
 
@@ -251,7 +259,11 @@ def load_into(module: nn.Module, state: Mapping[str, torch.Tensor], source: str)
     if missing:
         shown = ", ".join(missing[:8]) + (f" (+{len(missing) - 8} more)" if len(missing) > 8 else "")
         raise WeightsError(f"weights from {source} lack {len(missing)} tensor(s) the network needs: {shown}")
-    bad = [f"{k} {tuple(state[k].shape)} != {tuple(v.shape)}" for k, v in own.items() if k in state and state[k].shape != v.shape]
+    bad = [
+        f"{k} {tuple(state[k].shape)} != {tuple(v.shape)}"
+        for k, v in own.items()
+        if k in state and state[k].shape != v.shape
+    ]
     if bad:
         raise WeightsError(f"weights from {source} have wrong shapes: {'; '.join(bad[:5])}")
     module.load_state_dict({k: state[k] for k in own if k in state}, strict=False)
@@ -280,7 +292,9 @@ def load_weights(
     return source
 
 
-def save_safetensors(path: str | os.PathLike, state: Mapping[str, torch.Tensor], metadata: dict[str, str] | None = None) -> None:
+def save_safetensors(
+    path: str | os.PathLike, state: Mapping[str, torch.Tensor], metadata: dict[str, str] | None = None
+) -> None:
     """Write a state dict as safetensors, atomically."""
     from safetensors.torch import save_file
 

@@ -25,8 +25,17 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from lossnet.datasets.registry import Dataset, Part, get_dataset
 
-__all__ = ["LoopbackServer", "serve_dataset", "tar_bytes", "zip_bytes", "png_bytes", "jpeg_bytes", "svhn_mat_bytes",
-           "tiff_bytes", "SYNTHETIC_BUILDERS"]
+__all__ = [
+    "LoopbackServer",
+    "serve_dataset",
+    "tar_bytes",
+    "zip_bytes",
+    "png_bytes",
+    "jpeg_bytes",
+    "svhn_mat_bytes",
+    "tiff_bytes",
+    "SYNTHETIC_BUILDERS",
+]
 
 
 class LoopbackServer:
@@ -89,7 +98,7 @@ class LoopbackServer:
                             self.end_headers()
                             return
                         status = 206
-                body = data[start:end + 1]
+                body = data[start : end + 1]
                 self.send_response(status)
                 self.send_header("Content-Type", "application/octet-stream")
                 self.send_header("Accept-Ranges", "bytes" if server.ranges else "none")
@@ -205,13 +214,23 @@ def svhn_mat_bytes(n: int, seed: int = 0) -> bytes:
 
     rng = _rng(seed)
     buf = io.BytesIO()
-    savemat(buf, {"X": rng.integers(0, 256, size=(32, 32, 3, n), dtype=np.uint8),
-                  "y": rng.integers(1, 11, size=(n, 1)).astype(np.uint8)})
+    savemat(
+        buf,
+        {
+            "X": rng.integers(0, 256, size=(32, 32, 3, n), dtype=np.uint8),
+            "y": rng.integers(1, 11, size=(n, 1)).astype(np.uint8),
+        },
+    )
     return buf.getvalue()
 
 
-def tar_bytes(members: dict[str, bytes], compression: str = "gz", links: dict[str, str] | None = None,
-              hardlinks: dict[str, str] | None = None, dirs: tuple[str, ...] = ()) -> bytes:
+def tar_bytes(
+    members: dict[str, bytes],
+    compression: str = "gz",
+    links: dict[str, str] | None = None,
+    hardlinks: dict[str, str] | None = None,
+    dirs: tuple[str, ...] = (),
+) -> bytes:
     """A tar archive (``compression`` ``gz``/``""``) with regular files, folders, and optional links."""
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode=f"w:{compression}" if compression else "w") as tf:
@@ -238,14 +257,16 @@ def tar_bytes(members: dict[str, bytes], compression: str = "gz", links: dict[st
     return buf.getvalue()
 
 
-def zip_bytes(members: dict[str, bytes], method: int = zipfile.ZIP_STORED, symlinks: dict[str, str] | None = None) -> bytes:
+def zip_bytes(
+    members: dict[str, bytes], method: int = zipfile.ZIP_STORED, symlinks: dict[str, str] | None = None
+) -> bytes:
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", compression=method) as zf:
         for name, data in members.items():
             zf.writestr(name, data)
         for name, target in (symlinks or {}).items():
             info = zipfile.ZipInfo(name)
-            info.external_attr = (0o120777 << 16)
+            info.external_attr = 0o120777 << 16
             info.create_system = 3
             zf.writestr(info, target)
     return buf.getvalue()
@@ -257,9 +278,16 @@ def zip_bytes(members: dict[str, bytes], method: int = zipfile.ZIP_STORED, symli
 def _bapps(items: int = 3) -> dict[str, dict[str, bytes]]:
     out: dict[str, dict[str, bytes]] = {}
     k = 0
-    subsets = {"2afc-val": ("traditional", "cnn", "superres", "deblur", "color", "frameinterp"),
-               "2afc-train": ("traditional", "cnn", "mix"), "jnd-val": ("traditional", "cnn")}
-    for part, prefix, kind in (("2afc-val", "val", "2afc"), ("2afc-train", "train", "2afc"), ("jnd-val", "jnd/val", "jnd")):
+    subsets = {
+        "2afc-val": ("traditional", "cnn", "superres", "deblur", "color", "frameinterp"),
+        "2afc-train": ("traditional", "cnn", "mix"),
+        "jnd-val": ("traditional", "cnn"),
+    }
+    for part, prefix, kind in (
+        ("2afc-val", "val", "2afc"),
+        ("2afc-train", "train", "2afc"),
+        ("jnd-val", "jnd/val", "jnd"),
+    ):
         members: dict[str, bytes] = {}
         for subset in subsets[part]:
             for i in range(items):
@@ -278,7 +306,9 @@ def _bapps(items: int = 3) -> dict[str, dict[str, bytes]]:
 
 
 def _svhn(n: int = 12) -> dict[str, dict[str, bytes]]:
-    return {split: {f"{split}_32x32.mat": svhn_mat_bytes(n, seed=i)} for i, split in enumerate(("train", "test", "extra"))}
+    return {
+        split: {f"{split}_32x32.mat": svhn_mat_bytes(n, seed=i)} for i, split in enumerate(("train", "test", "extra"))
+    }
 
 
 def _stl10(n: int = 4) -> dict[str, dict[str, bytes]]:
@@ -287,7 +317,9 @@ def _stl10(n: int = 4) -> dict[str, dict[str, bytes]]:
     rng = _rng(1)
     members = {}
     for split, count in (("train", n), ("test", n), ("unlabeled", 2 * n)):
-        members[f"stl10_binary/{split}_X.bin"] = rng.integers(0, 256, size=count * 3 * 96 * 96, dtype=np.uint8).tobytes()
+        members[f"stl10_binary/{split}_X.bin"] = rng.integers(
+            0, 256, size=count * 3 * 96 * 96, dtype=np.uint8
+        ).tobytes()
         if split != "unlabeled":
             members[f"stl10_binary/{split}_y.bin"] = rng.integers(1, 11, size=count, dtype=np.uint8).tobytes()
     members["stl10_binary/class_names.txt"] = b"airplane\nbird\ncar\ncat\ndeer\ndog\nhorse\nmonkey\nship\ntruck\n"
@@ -311,8 +343,10 @@ def _sets(n: int) -> dict[str, dict[str, bytes]]:
 def _coco(n: int = 200, member_size: int = 48) -> dict[str, dict[str, bytes]]:
     out = {}
     for part, folder in (("train", "train2014"), ("val", "val2014")):
-        members = {f"{folder}/COCO_{folder}_{i * 7 + 9:012d}.jpg": jpeg_bytes(member_size, member_size, seed=i)
-                   for i in range(n)}
+        members = {
+            f"{folder}/COCO_{folder}_{i * 7 + 9:012d}.jpg": jpeg_bytes(member_size, member_size, seed=i)
+            for i in range(n)
+        }
         out[part] = {f"{folder}.zip": zip_bytes(members)}
     return out
 
@@ -327,20 +361,35 @@ def _mrd(tiles: dict[str, int] | None = None) -> dict[str, dict[str, bytes]]:
             for i, name in enumerate(names):
                 files[f"{split}/{folder}/{name}"] = tiff_bytes(32, 32, seed=i + (100 if mask else 0), mask=mask)
             # The Toronto pages: one absolute link per line.
-            lines = [f'<a href="https://www.cs.toronto.edu/~vmnih/data/mass_roads/{split}/{folder}/{nm}">{nm}</a><br />' for nm in names]
+            lines = [
+                f'<a href="https://www.cs.toronto.edu/~vmnih/data/mass_roads/{split}/{folder}/{nm}">{nm}</a><br />'
+                for nm in names
+            ]
             files[f"{split}/{folder}/index.html"] = ("\n".join(lines) + "\n").encode()
         out[split] = files
     return out
 
 
 SYNTHETIC_BUILDERS = {
-    "bapps": _bapps, "svhn": _svhn, "stl10": _stl10, "bsds300": _bsds300, "coco2014": _coco, "mrd": _mrd,
-    "set5": lambda: _sets(5), "set14": lambda: _sets(14), "bsd100": lambda: _sets(6),
+    "bapps": _bapps,
+    "svhn": _svhn,
+    "stl10": _stl10,
+    "bsds300": _bsds300,
+    "coco2014": _coco,
+    "mrd": _mrd,
+    "set5": lambda: _sets(5),
+    "set14": lambda: _sets(14),
+    "bsd100": lambda: _sets(6),
 }
 
 
-def serve_dataset(server: LoopbackServer, name: str, data: dict[str, dict[str, bytes]] | None = None,
-                  prefix: str | None = None, **build_kwargs) -> tuple[Dataset, dict[str, dict[str, bytes]]]:
+def serve_dataset(
+    server: LoopbackServer,
+    name: str,
+    data: dict[str, dict[str, bytes]] | None = None,
+    prefix: str | None = None,
+    **build_kwargs,
+) -> tuple[Dataset, dict[str, dict[str, bytes]]]:
     """Put a synthetic copy of dataset ``name`` on ``server``.
 
     Returns:
@@ -357,7 +406,10 @@ def serve_dataset(server: LoopbackServer, name: str, data: dict[str, dict[str, b
         if p.kind == "listing":
             for rel, blob in pf.items():
                 server.add(f"{base}/{rel}", blob)
-            remotes = tuple(dataclasses.replace(r, urls=(server.url(f"{base}/{p.dest}/{r.filename}/index.html"),)) for r in p.remotes)
+            remotes = tuple(
+                dataclasses.replace(r, urls=(server.url(f"{base}/{p.dest}/{r.filename}/index.html"),))
+                for r in p.remotes
+            )
         else:
             remotes = []
             for r in p.remotes:
@@ -376,9 +428,17 @@ def serve_dataset(server: LoopbackServer, name: str, data: dict[str, dict[str, b
             remotes = tuple(remotes)
         member_md5 = ()
         if p.member_md5:  # the synthetic files' own MD5s, for the same check as the real ones
-            member_md5 = tuple(_synthetic_member_md5(pf, p, rel) for rel, _ in p.member_md5 if _synthetic_member_md5(pf, p, rel))
-        parts.append(dataclasses.replace(p, remotes=remotes, member_md5=member_md5,
-                                         extracted_size=sum(len(b) for b in pf.values()) * 4 if p.kind == "archive" else 0))
+            member_md5 = tuple(
+                _synthetic_member_md5(pf, p, rel) for rel, _ in p.member_md5 if _synthetic_member_md5(pf, p, rel)
+            )
+        parts.append(
+            dataclasses.replace(
+                p,
+                remotes=remotes,
+                member_md5=member_md5,
+                extracted_size=sum(len(b) for b in pf.values()) * 4 if p.kind == "archive" else 0,
+            )
+        )
     return dataclasses.replace(real, parts=tuple(parts)), files
 
 
@@ -396,8 +456,10 @@ def _synthetic_member_md5(pf: dict[str, bytes], p: Part, rel: str):
 
 def without_checksums(dataset: Dataset) -> Dataset:
     """The same dataset with every checksum removed (as for sources that publish none)."""
-    parts = tuple(dataclasses.replace(p, remotes=tuple(dataclasses.replace(r, md5=None, sha256=None) for r in p.remotes))
-                  for p in dataset.parts)
+    parts = tuple(
+        dataclasses.replace(p, remotes=tuple(dataclasses.replace(r, md5=None, sha256=None) for r in p.remotes))
+        for p in dataset.parts
+    )
     return dataclasses.replace(dataset, parts=parts)
 
 
@@ -410,4 +472,3 @@ def with_remote(dataset: Dataset, part: str, **changes) -> Dataset:
             p = dataclasses.replace(p, remotes=(r0,) + p.remotes[1:])
         parts.append(p)
     return dataclasses.replace(dataset, parts=tuple(parts))
-

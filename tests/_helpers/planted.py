@@ -58,7 +58,9 @@ def planted_heads(channels: Sequence[int], seed: int = 0, density: float = 1.0) 
     """A known non-negative head per layer: ``u**2`` with ``u ~ U(0, 1)`` (heavy-tailed), each
     channel kept with probability ``density`` (the rest zero)."""
     g = np.random.default_rng(seed)
-    return [torch.tensor(g.uniform(0, 1, c) ** 2 * (g.uniform(0, 1, c) < density), dtype=torch.float32) for c in channels]
+    return [
+        torch.tensor(g.uniform(0, 1, c) ** 2 * (g.uniform(0, 1, c) < density), dtype=torch.float32) for c in channels
+    ]
 
 
 def _sources(image_dir) -> list[np.ndarray]:
@@ -67,8 +69,17 @@ def _sources(image_dir) -> list[np.ndarray]:
     return [load_image_array(p, "RGB") for p in list_images(image_dir)]
 
 
-def write_planted_bapps(root: str | os.PathLike, metric, *, image_dir: str | os.PathLike, n_train: int, n_val: int,
-                        seed: int = 0, sharpness: float = 2.0, subset: str = "planted") -> dict:
+def write_planted_bapps(
+    root: str | os.PathLike,
+    metric,
+    *,
+    image_dir: str | os.PathLike,
+    n_train: int,
+    n_val: int,
+    seed: int = 0,
+    sharpness: float = 2.0,
+    subset: str = "planted",
+) -> dict:
     """Write train and val 2AFC folders whose judgments come from ``metric`` (a
     :class:`lossnet.loss.PerceptualMetric` with the planted heads as channel weights).
 
@@ -89,7 +100,7 @@ def write_planted_bapps(root: str | os.PathLike, metric, *, image_dir: str | os.
     for _ in range(n):
         src = sources[rng.integers(len(sources))]
         top, left = rng.integers(0, src.shape[0] - 63), rng.integers(0, src.shape[1] - 63)
-        ref = np.ascontiguousarray(src[top:top + 64, left:left + 64])
+        ref = np.ascontiguousarray(src[top : top + 64, left : left + 64])
         refs.append(ref)
         p0s.append(distort(ref, DISTORTIONS[rng.integers(len(DISTORTIONS))], rng))
         p1s.append(distort(ref, DISTORTIONS[rng.integers(len(DISTORTIONS))], rng))
@@ -152,22 +163,46 @@ def _main() -> None:  # pragma: no cover - the report's table
         truth = PerceptualMetric(net=net, layers=layers, channel_weights=true, weights=w_file)
         with tempfile.TemporaryDirectory() as tmp:
             t0 = time.time()
-            info = write_planted_bapps(tmp, truth, image_dir=args.images, n_train=args.n_train, n_val=args.n_val, seed=2)
-            res = fit_heads(dict(net=net, layers=",".join(layers), weights=w_file, data=tmp, epochs=args.epochs,
-                                 decay_epochs=args.decay_epochs, lr=args.lr, val="split"), Path(tmp) / "fitted.safetensors",
-                            progress=False)
+            info = write_planted_bapps(
+                tmp, truth, image_dir=args.images, n_train=args.n_train, n_val=args.n_val, seed=2
+            )
+            res = fit_heads(
+                dict(
+                    net=net,
+                    layers=",".join(layers),
+                    weights=w_file,
+                    data=tmp,
+                    epochs=args.epochs,
+                    decay_epochs=args.decay_epochs,
+                    lr=args.lr,
+                    val="split",
+                ),
+                Path(tmp) / "fitted.safetensors",
+                progress=False,
+            )
             fitted = np.concatenate([h.numpy() for h in res.heads])
             corr = float(np.corrcoef(fitted, np.concatenate([t.numpy() for t in true]))[0, 1])
             data = load_subset(tmp, "2afc", "val", "planted", progress=False)
             scores = {}
-            for label, m in (("unweighted", PerceptualMetric(net=net, layers=layers, weights=w_file)),
-                             ("fitted heads", PerceptualMetric(heads=res.path, weights=w_file)),
-                             (preset, PerceptualMetric(preset=preset, weights=w_file)),
-                             ("planted (truth)", truth)):
+            for label, m in (
+                ("unweighted", PerceptualMetric(net=net, layers=layers, weights=w_file)),
+                ("fitted heads", PerceptualMetric(heads=res.path, weights=w_file)),
+                (preset, PerceptualMetric(preset=preset, weights=w_file)),
+                ("planted (truth)", truth),
+            ):
                 d0, d1 = distances_2afc(data, m.features, m.compare, progress=False)
                 scores[label] = score_2afc(d0, d1, data.judgments)
-            rows.append({"net": net, "n_train": args.n_train, "n_val": args.n_val, "ceiling": info["ceiling_val"], **scores,
-                         "corr_heads": corr, "seconds": time.time() - t0})
+            rows.append(
+                {
+                    "net": net,
+                    "n_train": args.n_train,
+                    "n_val": args.n_val,
+                    "ceiling": info["ceiling_val"],
+                    **scores,
+                    "corr_heads": corr,
+                    "seconds": time.time() - t0,
+                }
+            )
             print(json.dumps(rows[-1]), flush=True)
     if args.out:
         from lossnet.atomic import atomic_write_json

@@ -61,14 +61,57 @@ def data(tmp_path_factory):
 def tiny(name: str, data: dict, **over) -> dict:
     """A config of ``name`` that runs in seconds on one CPU core without downloads."""
     c = {
-        "superres": dict(loss="pixel", train=[str(data["sr"])], test={"x": str(data["sr"])}, crop=24, epochs=2, iters_per_epoch=2,
-                         val_images=1, val_crop=32, num_blocks=1, channels=4, grid_images=1, batch_size=2),
-        "roads": dict(data=str(data["roads"]), loss="bce", crop=16, depth=2, width=4, epochs=2, steps_per_epoch=1, batch_size=2,
-                      threshold=0.5, baselines=False, overlays=0, val_split="holdout:1", eval_size=32),
-        "autoencoder": dict(dataset="digits", loss="pixel", model="compact", ae_images=64, train_images=60, test_images=30, epochs=2,
-                            batch_size=32, mlp_epochs=2, image_size=32, embedding=8),
-        "similarity": dict(data=str(data["bapps"]), net="alexnet", layer="relu1", weights="none", subsets_2afc=["traditional"],
-                           subsets_jnd=["cnn"], batch_size=4),
+        "superres": dict(
+            loss="pixel",
+            train=[str(data["sr"])],
+            test={"x": str(data["sr"])},
+            crop=24,
+            epochs=2,
+            iters_per_epoch=2,
+            val_images=1,
+            val_crop=32,
+            num_blocks=1,
+            channels=4,
+            grid_images=1,
+            batch_size=2,
+        ),
+        "roads": dict(
+            data=str(data["roads"]),
+            loss="bce",
+            crop=16,
+            depth=2,
+            width=4,
+            epochs=2,
+            steps_per_epoch=1,
+            batch_size=2,
+            threshold=0.5,
+            baselines=False,
+            overlays=0,
+            val_split="holdout:1",
+            eval_size=32,
+        ),
+        "autoencoder": dict(
+            dataset="digits",
+            loss="pixel",
+            model="compact",
+            ae_images=64,
+            train_images=60,
+            test_images=30,
+            epochs=2,
+            batch_size=32,
+            mlp_epochs=2,
+            image_size=32,
+            embedding=8,
+        ),
+        "similarity": dict(
+            data=str(data["bapps"]),
+            net="alexnet",
+            layer="relu1",
+            weights="none",
+            subsets_2afc=["traditional"],
+            subsets_jnd=["cnn"],
+            batch_size=4,
+        ),
         "example_bench": dict(loss="pixel", epochs=2, steps=2, size=16),
     }[name]
     return {**c, "device": "cpu", **over}
@@ -151,7 +194,12 @@ def _patch_tasks(monkeypatch, modify) -> None:
 
         return real_fit(make, *args, **kwargs)
 
-    for module in ("lossnet.bench.superres.train", "lossnet.bench.roads.train", "lossnet.bench.autoencoder.train", "lossnet.bench.trainer"):
+    for module in (
+        "lossnet.bench.superres.train",
+        "lossnet.bench.roads.train",
+        "lossnet.bench.autoencoder.train",
+        "lossnet.bench.trainer",
+    ):
         monkeypatch.setattr(f"{module}.fit", patched_fit)
 
 
@@ -231,8 +279,10 @@ def test_planted_pickle_checkpoint_is_never_executed(name, data, tmp_path):
         def __reduce__(self):
             return (Path.touch, (marker,))
 
-    for writer in (lambda p: torch.save({"format": "lossnet-checkpoint/1", "x": Payload()}, p),
-                   lambda p: p.write_bytes(pickle.dumps(Payload()))):
+    for writer in (
+        lambda p: torch.save({"format": "lossnet-checkpoint/1", "x": Payload()}, p),
+        lambda p: p.write_bytes(pickle.dumps(Payload())),
+    ):
         writer(workdir / CHECKPOINT)
         with pytest.raises(CheckpointError, match="not a safe lossnet checkpoint|corrupt"):
             b.run(config, workdir, progress=False)
@@ -267,10 +317,17 @@ def test_roads_distance_is_used_and_splits_runs(data):
     from lossnet.runs.identity import run_key
 
     b = bench("roads")
-    mse = b.resolve_config(tiny("roads", data, loss="perceptual", net="alexnet", layer="relu1", weights="none", distance="mse"))
-    l1 = b.resolve_config(tiny("roads", data, loss="perceptual", net="alexnet", layer="relu1", weights="none", distance="l1"))
+    mse = b.resolve_config(
+        tiny("roads", data, loss="perceptual", net="alexnet", layer="relu1", weights="none", distance="mse")
+    )
+    l1 = b.resolve_config(
+        tiny("roads", data, loss="perceptual", net="alexnet", layer="relu1", weights="none", distance="l1")
+    )
     assert run_key(mse) != run_key(l1)
-    assert build_perceptual(b.config_object(l1)).distance.name == "l1" and build_perceptual(b.config_object(mse)).distance.name == "mse"
+    assert (
+        build_perceptual(b.config_object(l1)).distance.name == "l1"
+        and build_perceptual(b.config_object(mse)).distance.name == "mse"
+    )
     # the bce baseline has no loss network: distance cannot split identical runs
     a = b.resolve_config(tiny("roads", data, distance="mse"))
     c = b.resolve_config(tiny("roads", data, distance="l1"))
@@ -288,9 +345,38 @@ def test_sigkilled_cli_run_resumes_from_its_checkpoint(data, tmp_path):
     import time
 
     out = tmp_path / "w"
-    argv = [sys.executable, "-m", "lossnet.cli.main", "bench", "superres", "--loss", "pixel", "--train", str(data["sr"]),
-            "--test", f"x={data['sr']}", "--crop", "24", "--epochs", "3", "--iters-per-epoch", "40", "--val-images", "1",
-            "--val-crop", "32", "--num-blocks", "1", "--batch-size", "2", "--device", "cpu", "--out", str(out), "--no-progress"]
+    argv = [
+        sys.executable,
+        "-m",
+        "lossnet.cli.main",
+        "bench",
+        "superres",
+        "--loss",
+        "pixel",
+        "--train",
+        str(data["sr"]),
+        "--test",
+        f"x={data['sr']}",
+        "--crop",
+        "24",
+        "--epochs",
+        "3",
+        "--iters-per-epoch",
+        "40",
+        "--val-images",
+        "1",
+        "--val-crop",
+        "32",
+        "--num-blocks",
+        "1",
+        "--batch-size",
+        "2",
+        "--device",
+        "cpu",
+        "--out",
+        str(out),
+        "--no-progress",
+    ]
     proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.time() + 120
     while not (out / CHECKPOINT).exists() and proc.poll() is None and time.time() < deadline:

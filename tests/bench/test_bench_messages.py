@@ -69,13 +69,27 @@ def test_corrupt_test_image_is_refused_before_training(tmp_path, monkeypatch):
     for folder, n, size in (("train", 3, 40), ("test", 2, 28)):
         (tmp_path / folder).mkdir()
         for i in range(n):
-            Image.fromarray(rng.integers(0, 256, (size, size, 3), dtype=np.uint8)).save(tmp_path / folder / f"im{i}.png")
+            Image.fromarray(rng.integers(0, 256, (size, size, 3), dtype=np.uint8)).save(
+                tmp_path / folder / f"im{i}.png"
+            )
     bad = tmp_path / "test" / "im1.png"
     bad.write_bytes(b"\x89PNG\r\n\x1a\n truncated")
     superres = get_benchmark("superres")
-    config = superres.resolve_config({"loss": "pixel", "train": [str(tmp_path / "train")], "test": {"t": str(tmp_path / "test")},
-                                      "crop": 32, "batch_size": 2, "iters_per_epoch": 1, "epochs": 1, "num_blocks": 1,
-                                      "channels": 8, "val_images": 1, "val_crop": 32})
+    config = superres.resolve_config(
+        {
+            "loss": "pixel",
+            "train": [str(tmp_path / "train")],
+            "test": {"t": str(tmp_path / "test")},
+            "crop": 32,
+            "batch_size": 2,
+            "iters_per_epoch": 1,
+            "epochs": 1,
+            "num_blocks": 1,
+            "channels": 8,
+            "val_images": 1,
+            "val_crop": 32,
+        }
+    )
 
     def no_training(*args, **kwargs):
         raise AssertionError("trained before checking the test images")

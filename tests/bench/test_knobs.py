@@ -49,12 +49,22 @@ def test_paper_configs_pass_their_knobs_to_the_loss(tmp_path):
     from lossnet.bench.superres import BENCHMARK as superres
 
     (tmp_path / "tr").mkdir()
-    paper = superres.resolve_config({"preset": "paper", "allow_stand_in": True, "train": [str(tmp_path / "tr")], "test": {"x": str(tmp_path / "tr")},
-                                     "weights": "none", "net": "googlenet", "layer": "E"})
+    paper = superres.resolve_config(
+        {
+            "preset": "paper",
+            "allow_stand_in": True,
+            "train": [str(tmp_path / "tr")],
+            "test": {"x": str(tmp_path / "tr")},
+            "weights": "none",
+            "net": "googlenet",
+            "layer": "E",
+        }
+    )
     paper = superres.config_object(paper)
     assert loss_network_knobs(paper) == {"normalize": "none", "transform_input": False}
     loss = build_training_loss(paper)
     assert loss.network.normalization == "none" and loss.network.transform_input is False
-    quick = superres.resolve_config({"preset": "quick", "train": [str(tmp_path / "tr")], "test": {"x": str(tmp_path / "tr")},
-                                     "weights": "none"})
+    quick = superres.resolve_config(
+        {"preset": "quick", "train": [str(tmp_path / "tr")], "test": {"x": str(tmp_path / "tr")}, "weights": "none"}
+    )
     assert loss_network_knobs(superres.config_object(quick)) == {}

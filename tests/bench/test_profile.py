@@ -48,16 +48,32 @@ def _images(folder: Path, n: int, size: int) -> Path:
     rng = np.random.default_rng(0)
     folder.mkdir(parents=True, exist_ok=True)
     for i in range(n):
-        Image.fromarray(rng.integers(0, 255, (4, 4, 3), dtype=np.uint8)).resize((size, size), Image.BILINEAR).save(folder / f"{i}.png")
+        Image.fromarray(rng.integers(0, 255, (4, 4, 3), dtype=np.uint8)).resize((size, size), Image.BILINEAR).save(
+            folder / f"{i}.png"
+        )
     return folder
 
 
 def _superres(tmp_path):
     sr = _images(tmp_path / "sr", 4, 40)
     bench = get_benchmark("superres")
-    return bench, bench.resolve_config(dict(loss="pixel", train=[str(sr)], test={"x": str(sr)}, crop=24, epochs=3, iters_per_epoch=7,
-                                            val_images=1, val_crop=32, num_blocks=1, channels=4, grid_images=0, batch_size=2,
-                                            device="cpu"))
+    return bench, bench.resolve_config(
+        dict(
+            loss="pixel",
+            train=[str(sr)],
+            test={"x": str(sr)},
+            crop=24,
+            epochs=3,
+            iters_per_epoch=7,
+            val_images=1,
+            val_crop=32,
+            num_blocks=1,
+            channels=4,
+            grid_images=0,
+            batch_size=2,
+            device="cpu",
+        )
+    )
 
 
 def test_superres_time_steps_profiles_a_real_config(tmp_path):
@@ -75,7 +91,9 @@ def test_superres_fixed_cost_runs_the_reduced_config(tmp_path, monkeypatch):
     import lossnet.bench.profile as profile
 
     monkeypatch.setattr(profile, "process_start_seconds", lambda: 0.0)
-    monkeypatch.setattr(profile, "REDUCED_RUN_IN_SUBPROCESS", False)  # in-process: a closed form without interpreter start
+    monkeypatch.setattr(
+        profile, "REDUCED_RUN_IN_SUBPROCESS", False
+    )  # in-process: a closed form without interpreter start
     bench, config = _superres(tmp_path)
     t = time_benchmark(bench, config, tmp_path / "work", steps=4, warmup=1)
     assert t.setup_s > 0
@@ -90,9 +108,23 @@ def test_superres_fixed_cost_runs_the_reduced_config(tmp_path, monkeypatch):
 def test_autoencoder_steps_per_run_and_training_not_changed(tmp_path):
     """steps of a run = epochs x ceil(training images / batch); timing leaves a normal run untouched."""
     bench = get_benchmark("autoencoder")
-    config = bench.resolve_config(dict(dataset="digits", loss="pixel", model="compact", ae_images=100, ae_val_fraction=0.2,
-                                       train_images=60, test_images=30, epochs=2, batch_size=16, mlp_epochs=2, image_size=32,
-                                       embedding=8, device="cpu"))
+    config = bench.resolve_config(
+        dict(
+            dataset="digits",
+            loss="pixel",
+            model="compact",
+            ae_images=100,
+            ae_val_fraction=0.2,
+            train_images=60,
+            test_images=30,
+            epochs=2,
+            batch_size=16,
+            mlp_epochs=2,
+            image_size=32,
+            embedding=8,
+            device="cpu",
+        )
+    )
     t = time_benchmark(bench, config, None, steps=2, warmup=1, fixed=False)
     assert t.steps_per_run == 2 * 5  # 80 training images / 16
     assert t.val_s > 0 and "data" in t.phases  # the held-out pass (run inside train_epoch) is timed
@@ -106,7 +138,9 @@ def test_time_steps_default_times_a_whole_run(tmp_path, monkeypatch):
     import lossnet.bench.profile as profile
 
     monkeypatch.setattr(profile, "process_start_seconds", lambda: 0.0)
-    monkeypatch.setattr(profile, "REDUCED_RUN_IN_SUBPROCESS", False)  # in-process: a closed form without interpreter start
+    monkeypatch.setattr(
+        profile, "REDUCED_RUN_IN_SUBPROCESS", False
+    )  # in-process: a closed form without interpreter start
     bench = get_benchmark("example_bench")
     config = bench.resolve_config(dict(loss="pixel", epochs=1, steps=2, size=16, device="cpu"))
     t = time_benchmark(bench, config, tmp_path, steps=3)
@@ -146,8 +180,28 @@ def test_bench_profile_flag_prints_the_phase_table(capsys, tmp_path):
     rng = np.random.default_rng(0)
     for i in range(4):
         Image.fromarray(rng.integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(data / f"{i}.png")
-    argv = ["bench", "superres", "--preset", "quick", "--net", "alexnet", "--layer", "relu1", "--weights", "none",
-            "--train", str(data), "--val", str(data), "--test", f"t={data}", "--crop", "32", "--batch-size", "2"]
+    argv = [
+        "bench",
+        "superres",
+        "--preset",
+        "quick",
+        "--net",
+        "alexnet",
+        "--layer",
+        "relu1",
+        "--weights",
+        "none",
+        "--train",
+        str(data),
+        "--val",
+        str(data),
+        "--test",
+        f"t={data}",
+        "--crop",
+        "32",
+        "--batch-size",
+        "2",
+    ]
     assert main([*argv, "--profile", "2"]) == 0
     out = capsys.readouterr().out
     assert "2 timed step(s)" in out and "loss_net" in out and "100.0 %" in out

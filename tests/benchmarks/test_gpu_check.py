@@ -23,10 +23,21 @@ def _load():
 
 
 def _run(tmp_path, *extra, timeout=480):
-    env = {**os.environ, "OUT": str(tmp_path / "out"), "OMP_NUM_THREADS": "1",
-           "PYTHONPATH": os.pathsep.join(p for p in [str(ROOT / "src"), os.environ.get("PYTHONPATH")] if p)}
-    p = subprocess.run([sys.executable, str(SCRIPT), "--device", "cpu", "--tiny", *extra], check=False, cwd=ROOT, env=env,
-                       capture_output=True, text=True, timeout=timeout)
+    env = {
+        **os.environ,
+        "OUT": str(tmp_path / "out"),
+        "OMP_NUM_THREADS": "1",
+        "PYTHONPATH": os.pathsep.join(p for p in [str(ROOT / "src"), os.environ.get("PYTHONPATH")] if p),
+    }
+    p = subprocess.run(
+        [sys.executable, str(SCRIPT), "--device", "cpu", "--tiny", *extra],
+        check=False,
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
     report = json.loads((tmp_path / "out" / "gpu_check.json").read_text())
     return p.stdout, report
@@ -34,10 +45,12 @@ def _run(tmp_path, *extra, timeout=480):
 
 def test_own_projection_closed_form():
     gc = _load()
-    rows = [{"run": "vgg16 E amp=off", "status": "ok", "s_per_step": 0.018, "steps_per_run": 200000},
-            {"run": "vgg16 L amp=off", "status": "ok", "s_per_step": 0.036, "steps_per_run": 200000},
-            {"run": "resnet50 L amp=off", "status": "failed (x)"},
-            {"run": "vgg16 E amp=bf16", "status": "ok", "s_per_step": 0.009, "steps_per_run": 200000}]
+    rows = [
+        {"run": "vgg16 E amp=off", "status": "ok", "s_per_step": 0.018, "steps_per_run": 200000},
+        {"run": "vgg16 L amp=off", "status": "ok", "s_per_step": 0.036, "steps_per_run": 200000},
+        {"run": "resnet50 L amp=off", "status": "failed (x)"},
+        {"run": "vgg16 E amp=bf16", "status": "ok", "s_per_step": 0.009, "steps_per_run": 200000},
+    ]
     proj = gc.own_projection(rows)
     # 112 runs x 200,000 steps x 0.018 s = 112 GPU-hours
     assert proj["amp=off"]["gpu_hours_min"] == pytest.approx(112.0)
@@ -72,7 +85,9 @@ def test_tiny_run_covers_every_section(tmp_path):
     assert "skipped" in secs["loss"]["compile"]
     # superres: s/step for 3 networks x 2 precisions
     runs = {r["run"]: r for r in secs["superres"]["rows"]}
-    assert set(runs) == {f"{n} {l} amp={a}" for n, l in (("vgg16", "E"), ("vgg16", "L"), ("resnet50", "L")) for a in ("off", "bf16")}
+    assert set(runs) == {
+        f"{n} {l} amp={a}" for n, l in (("vgg16", "E"), ("vgg16", "L"), ("resnet50", "L")) for a in ("off", "bf16")
+    }
     assert all(r["status"] == "ok" and r["s_per_step"] > 0 and r["steps_per_run"] == 200000 for r in runs.values())
     # estimate: own projection from those rows
     assert secs["estimate"]["own"]["amp=off"]["gpu_hours_mean"] > 0

@@ -19,8 +19,25 @@ def bapps(tmp_path_factory):
 
 
 def _argv(bapps, *extra, weights=("--weights", "none")):
-    return ["bench", "similarity", "--data", str(bapps), "--net", "alexnet", "--layer", "relu1", *weights,
-            "--subsets", "cnn", "--jnd-subsets", "none", "--device", "cpu", "--no-progress", *extra]
+    return [
+        "bench",
+        "similarity",
+        "--data",
+        str(bapps),
+        "--net",
+        "alexnet",
+        "--layer",
+        "relu1",
+        *weights,
+        "--subsets",
+        "cnn",
+        "--jnd-subsets",
+        "none",
+        "--device",
+        "cpu",
+        "--no-progress",
+        *extra,
+    ]
 
 
 @pytest.mark.parametrize("option", ["--json", "--store"])
@@ -46,15 +63,22 @@ def test_json_holds_every_run_keyed_by_run_key_with_status(bapps, tmp_path):
     ckpts = tmp_path / "ckpts"
     for seed in (1, 2):
         torch.manual_seed(seed)
-        save_safetensors(ckpts / f"step_{seed}.safetensors", LossNetwork("alexnet", "relu1", weights=None).body.state_dict())
+        save_safetensors(
+            ckpts / f"step_{seed}.safetensors", LossNetwork("alexnet", "relu1", weights=None).body.state_dict()
+        )
     argv = _argv(bapps, weights=())
     out = tmp_path / "all.json"
     assert main([*argv, "--checkpoints", str(ckpts), "--out", str(tmp_path / "w"), "--json", str(out)]) == 0
     payload = json.loads(out.read_text())
     runs = payload["runs"]
     assert len(runs) == 2 and all(r["status"] == "done" for r in runs.values())
-    assert all(r["details"] and r["details"][0]["subset"] == "cnn" for r in runs.values())  # the benchmark's summary rows
-    assert sorted(r["config"]["weights"].rsplit("/", 1)[-1] for r in runs.values()) == ["step_1.safetensors", "step_2.safetensors"]
+    assert all(
+        r["details"] and r["details"][0]["subset"] == "cnn" for r in runs.values()
+    )  # the benchmark's summary rows
+    assert sorted(r["config"]["weights"].rsplit("/", 1)[-1] for r in runs.values()) == [
+        "step_1.safetensors",
+        "step_2.safetensors",
+    ]
     scores = [r["metrics"]["bapps.cnn/2afc"] for r in runs.values()]
     assert all(0 <= s <= 1 for s in scores)
     for key in runs:

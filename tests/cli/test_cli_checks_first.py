@@ -30,6 +30,7 @@ def _never(name):
     def called(*args, **kwargs):
         # pytest.fail is a BaseException: main's "except Exception" cannot turn it into an exit code
         pytest.fail(f"{name} ran before the command line was checked")
+
     return called
 
 
@@ -80,10 +81,14 @@ def judgments(tmp_path):
 def test_similarity_folder_output_is_checked_first(capsys, tmp_path, folders, no_work):
     out_dir = tmp_path / "d0"
     out_dir.mkdir()
-    code, out, err = _run(capsys, "similarity", "--dir0", folders[0], "--dir1", folders[1], "-o", out_dir, "--weights", "none")
+    code, out, err = _run(
+        capsys, "similarity", "--dir0", folders[0], "--dir1", folders[1], "-o", out_dir, "--weights", "none"
+    )
     assert code == 2 and out == ""
     assert err.strip() == f"lossnet: error: -o/--out {out_dir} is a directory; give a file path"
-    code, _, err = _run(capsys, "similarity", "--dir0", folders[0], "--dir1", folders[1], "-o", tmp_path / "nope" / "o.csv")
+    code, _, err = _run(
+        capsys, "similarity", "--dir0", folders[0], "--dir1", folders[1], "-o", tmp_path / "nope" / "o.csv"
+    )
     assert code == 2 and "folder" in err and "does not exist" in err
 
 
@@ -133,7 +138,9 @@ def test_similarity_missing_images_before_weights(capsys, tmp_path, no_work):
 
 
 def test_heads_fit_missing_judgments_before_weights(capsys, tmp_path, no_work):
-    code, _, err = _run(capsys, "heads", "fit", "--net", "alexnet", "--judgments", tmp_path / "j.csv", "-o", tmp_path / "h.safetensors")
+    code, _, err = _run(
+        capsys, "heads", "fit", "--net", "alexnet", "--judgments", tmp_path / "j.csv", "-o", tmp_path / "h.safetensors"
+    )
     assert code == 2 and err.strip() == f"lossnet: error: judgments CSV not found: {tmp_path / 'j.csv'}"
 
 
@@ -158,7 +165,20 @@ def test_folder_size_mismatch_names_both_folders(capsys, tmp_path):
     d0, d1 = tmp_path / "d0", tmp_path / "d1"
     d0.mkdir(), d1.mkdir()
     _save(d0 / "b.png", 0, (32, 32)), _save(d1 / "b.png", 1, (40, 36))
-    code, _, err = _run(capsys, "similarity", "--dir0", d0, "--dir1", d1, "--net", "alexnet", "--layer", "relu1",
-                        "--weights", "none", "--no-progress")
+    code, _, err = _run(
+        capsys,
+        "similarity",
+        "--dir0",
+        d0,
+        "--dir1",
+        d1,
+        "--net",
+        "alexnet",
+        "--layer",
+        "relu1",
+        "--weights",
+        "none",
+        "--no-progress",
+    )
     assert code == 1
     assert f"{d0 / 'b.png'} is 32x32, {d1 / 'b.png'} is 36x40" in err

@@ -24,12 +24,22 @@ def _digits_store(path):
     keys = []
     with ResultsStore(path) as store:
         for layer in "ES":
-            config = bench.resolve_config({"benchmark": "autoencoder", "net": "alexnet", "layer": layer, "dataset": "digits"})
+            config = bench.resolve_config(
+                {"benchmark": "autoencoder", "net": "alexnet", "layer": layer, "dataset": "digits"}
+            )
             key = run_key(config)
             store.claim(key, config)
-            store.record(RunRecord(key, "autoencoder", config, "done",
-                                   {"digits/accuracy": 0.9, "digits/val_accuracy": 0.91, "digits/ae_loss": 0.1},
-                                   started_at=STARTED, duration_s=12.5))
+            store.record(
+                RunRecord(
+                    key,
+                    "autoencoder",
+                    config,
+                    "done",
+                    {"digits/accuracy": 0.9, "digits/val_accuracy": 0.91, "digits/ae_loss": 0.1},
+                    started_at=STARTED,
+                    duration_s=12.5,
+                )
+            )
             keys.append(key)
     return keys
 
@@ -63,8 +73,14 @@ def test_closed_stdout_pipe_exits_quietly(tmp_path, args):
     read_end, write_end = os.pipe()
     os.close(read_end)  # the reader is gone before anything is written (| head that already exited)
     try:
-        proc = subprocess.run([sys.executable, "-m", "lossnet", *argv], check=False, stdout=write_end, stderr=subprocess.PIPE,
-                              text=True, timeout=120)
+        proc = subprocess.run(
+            [sys.executable, "-m", "lossnet", *argv],
+            check=False,
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=120,
+        )
     finally:
         os.close(write_end)
     assert proc.stderr == ""
@@ -155,10 +171,16 @@ def test_sweep_plan_lists_runs_whose_data_is_missing_and_run_still_refuses(tmp_p
     assert "warning:" in err and "fetch it with: lossnet data fetch bapps" in err and "error" not in err
     plan = json.loads(out_json.read_text())
     assert [p["status"] for p in plan] == ["done", "new", "no data", "no data"]
-    assert {(p["net"], p["layer"], p["key"]) for p in plan if p["benchmark"] == "similarity"} == {("alexnet", "E", None), ("alexnet", "S", None)}
+    assert {(p["net"], p["layer"], p["key"]) for p in plan if p["benchmark"] == "similarity"} == {
+        ("alexnet", "E", None),
+        ("alexnet", "S", None),
+    }
 
     # run is not weakened: nothing is planned or run while a dataset is missing
-    assert main(["sweep", "run", str(grid), "--store", str(db), "--runs-dir", str(tmp_path / "runs"), "--no-progress"]) == 2
+    assert (
+        main(["sweep", "run", str(grid), "--store", str(db), "--runs-dir", str(tmp_path / "runs"), "--no-progress"])
+        == 2
+    )
     assert "lossnet data fetch bapps" in capsys.readouterr().err
     with ResultsStore(db, readonly=True) as store:
         assert store.statuses() == {r.key: "done"}

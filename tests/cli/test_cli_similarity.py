@@ -51,12 +51,26 @@ def test_pair_prints_lpips_alex_by_default(capsys, lpips_examples, shared_weight
 
 def test_pair_custom_network_and_input_range(capsys, tmp_path):
     a, b = _save(tmp_path / "a.png", _rgb(0)), _save(tmp_path / "b.bmp", _rgb(1))
-    args = ["similarity", str(a), str(b), "--net", "alexnet", "--layer", "relu2", "--distance", "mse", "--weights", "none"]
+    args = [
+        "similarity",
+        str(a),
+        str(b),
+        "--net",
+        "alexnet",
+        "--layer",
+        "relu2",
+        "--distance",
+        "mse",
+        "--weights",
+        "none",
+    ]
     torch.manual_seed(0)
     code, out, _ = _run(capsys, *args)
     assert code == 0
     torch.manual_seed(0)
-    expected = PerceptualMetric(net="alexnet", layers=["relu2"], distance="mse", weights=None)(load_image(a)[None], load_image(b)[None])
+    expected = PerceptualMetric(net="alexnet", layers=["relu2"], distance="mse", weights=None)(
+        load_image(a)[None], load_image(b)[None]
+    )
     assert float(out) == pytest.approx(float(expected), rel=1e-5)
     torch.manual_seed(0)
     code, out2, _ = _run(capsys, *args, "--input-range=-1,1")
@@ -95,9 +109,13 @@ def test_missing_and_corrupt_single_file(capsys, tmp_path):
     a = _save(tmp_path / "a.png", _rgb(0))
     bad = tmp_path / "bad.png"
     bad.write_bytes(b"\x89PNG\r\n\x1a\nnot really")
-    code, _, err = _run(capsys, "similarity", str(a), str(bad), "--net", "alexnet", "--layer", "relu1", "--weights", "none")
+    code, _, err = _run(
+        capsys, "similarity", str(a), str(bad), "--net", "alexnet", "--layer", "relu1", "--weights", "none"
+    )
     assert code == 2 and "bad.png" in err
-    code, _, err = _run(capsys, "similarity", str(a), str(tmp_path / "nope.png"), "--weights", "none", "--net", "alexnet")
+    code, _, err = _run(
+        capsys, "similarity", str(a), str(tmp_path / "nope.png"), "--weights", "none", "--net", "alexnet"
+    )
     assert code == 2 and "nope.png" in err
     code, _, err = _run(capsys, "similarity", str(a))
     assert code == 2 and "two image files" in err
@@ -115,8 +133,24 @@ def test_folders_pairs_by_name_reports_unmatched_and_failures(capsys, tmp_path):
     (d1 / "corrupt.png").write_bytes(b"garbage")
     out_csv = tmp_path / "out" / "d.csv"
     out_csv.parent.mkdir()
-    args = ["similarity", "--dir0", str(d0), "--dir1", str(d1), "-o", str(out_csv), "--no-progress",
-            "--net", "alexnet", "--layer", "relu2", "--distance", "spatial", "--weights", "none"]
+    args = [
+        "similarity",
+        "--dir0",
+        str(d0),
+        "--dir1",
+        str(d1),
+        "-o",
+        str(out_csv),
+        "--no-progress",
+        "--net",
+        "alexnet",
+        "--layer",
+        "relu2",
+        "--distance",
+        "spatial",
+        "--weights",
+        "none",
+    ]
     torch.manual_seed(0)
     code, out, err = _run(capsys, *args)
     assert code == 1  # the corrupt pair fails the run, after the others are written
@@ -155,11 +189,23 @@ def test_console_script(tmp_path, lpips_examples, shared_weights_dir):
     assert probe.returncode == 0, probe.stderr
     wpath = shared_weights_dir / "alexnet-imagenet1k-v1-features.safetensors"
     res = subprocess.run(
-        [exe, "similarity", str(lpips_examples / "ex_ref.png"), str(lpips_examples / "ex_p1.png"),
-         "--preset", "lpips-alex", "--weights", str(wpath)],
-        capture_output=True, text=True, timeout=300, env={**__import__("os").environ, "OMP_NUM_THREADS": "1"},
+        [
+            exe,
+            "similarity",
+            str(lpips_examples / "ex_ref.png"),
+            str(lpips_examples / "ex_p1.png"),
+            "--preset",
+            "lpips-alex",
+            "--weights",
+            str(wpath),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**__import__("os").environ, "OMP_NUM_THREADS": "1"},
     )
     assert res.returncode == 0, res.stderr
     expected = PerceptualMetric(preset="lpips-alex", weights=wpath)(
-        load_image(lpips_examples / "ex_ref.png")[None], load_image(lpips_examples / "ex_p1.png")[None])
+        load_image(lpips_examples / "ex_ref.png")[None], load_image(lpips_examples / "ex_p1.png")[None]
+    )
     assert float(res.stdout.strip()) == pytest.approx(float(expected), abs=1e-6)

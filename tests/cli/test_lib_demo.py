@@ -34,7 +34,9 @@ def test_demo_runs_without_shared(tmp_path, shared_weights_dir):
     work.mkdir(parents=True)
     assert not (work.parent / "shared").exists()
     env = {**os.environ, "PYTHONPATH": str(SRC), "LOSSNET_WEIGHTS_DIR": str(shared_weights_dir), "OMP_NUM_THREADS": "2"}
-    res = subprocess.run([sys.executable, "-m", "lossnet", "demo"], cwd=work, env=env, capture_output=True, text=True, timeout=600)
+    res = subprocess.run(
+        [sys.executable, "-m", "lossnet", "demo"], cwd=work, env=env, capture_output=True, text=True, timeout=600
+    )
     assert res.returncode == 0, res.stderr
     out = res.stdout
     assert "scikit-image's sample photographs" in out and "astronaut" in out and "coffee" in out

@@ -20,8 +20,14 @@ SRC = Path(__file__).resolve().parents[2] / "src"
 
 # CLI modules that must build their parsers without torch (cli/bench, sweep, runs, report are
 # checked by their owners; the timing test below only reports their cost).
-LIGHT_CLI_MODULES = ("lossnet.cli.main", "lossnet.cli.common", "lossnet.cli.demo", "lossnet.cli.nets",
-                     "lossnet.cli.weights", "lossnet.cli.similarity")
+LIGHT_CLI_MODULES = (
+    "lossnet.cli.main",
+    "lossnet.cli.common",
+    "lossnet.cli.demo",
+    "lossnet.cli.nets",
+    "lossnet.cli.weights",
+    "lossnet.cli.similarity",
+)
 HEAVY = ("torch", "torchvision", "numpy")
 
 
@@ -35,9 +41,26 @@ def _python(code: str, *args: str) -> subprocess.CompletedProcess:
 #: The face (issue #27): the loss, metric and network, the registry, weights, presets and heads
 #: files, signatures and the base error; everything else is reachable from its module.
 FACE = {
-    "__version__", "LossNetwork", "PerceptualLoss", "PerceptualMetric", "perceptual_distance", "check_range",
-    "DISTANCES", "distance_map", "list_models", "get_spec", "list_nodes", "build_feature_extractor", "WeightsSpec",
-    "PRESETS", "Heads", "load_heads", "save_heads", "parse_signature", "LossnetError", "recommend",
+    "__version__",
+    "LossNetwork",
+    "PerceptualLoss",
+    "PerceptualMetric",
+    "perceptual_distance",
+    "check_range",
+    "DISTANCES",
+    "distance_map",
+    "list_models",
+    "get_spec",
+    "list_nodes",
+    "build_feature_extractor",
+    "WeightsSpec",
+    "PRESETS",
+    "Heads",
+    "load_heads",
+    "save_heads",
+    "parse_signature",
+    "LossnetError",
+    "recommend",
 }
 
 
@@ -74,11 +97,14 @@ def test_all_and_dir_and_star_import():
 
 
 def test_submodules_reachable_as_attributes():
-    out = _python("import lossnet; print(lossnet.models.registry.get_spec('vgg16').name, lossnet.errors.WeightsError.__name__)")
+    out = _python(
+        "import lossnet; print(lossnet.models.registry.get_spec('vgg16').name, lossnet.errors.WeightsError.__name__)"
+    )
     assert out.stdout.split() == ["vgg16", "WeightsError"]
 
 
 # --- lazy import and the torchvision hook ---------------------------------------------------------
+
 
 def test_import_lossnet_imports_no_torch_and_torchvision_still_works():
     code = (
@@ -120,6 +146,7 @@ def test_import_lossnet_is_fast():
 
 # --- the CLI ------------------------------------------------------------------------------------
 
+
 def test_light_cli_modules_and_parser_import_no_torch():
     code = (
         "import sys, json\n"
@@ -148,8 +175,12 @@ def test_help_timing_report():
     """Not a pass/fail check on others' modules: prints what ``lossnet --help`` costs and which
     subcommand modules still pull in torch when imported."""
     t = time.perf_counter()
-    res = subprocess.run([sys.executable, "-m", "lossnet.cli.main", "--help"], capture_output=True, text=True,
-                         env={**os.environ, "PYTHONPATH": str(SRC)})
+    res = subprocess.run(
+        [sys.executable, "-m", "lossnet.cli.main", "--help"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(SRC)},
+    )
     elapsed = time.perf_counter() - t
     assert res.returncode == 0 and "similarity" in res.stdout
     code = (
@@ -178,23 +209,42 @@ def test_debug_accepted_after_the_subcommand(capsys):
     assert main(["nets", "show", "vgg17"]) == 2
     assert "vgg17" in capsys.readouterr().err
     # --debug after the subcommand (argparse refused it there before) and before it: the traceback
-    for argv in (["nets", "show", "vgg17", "--debug"], ["nets", "--debug", "show", "vgg17"], ["--debug", "nets", "show", "vgg17"]):
+    for argv in (
+        ["nets", "show", "vgg17", "--debug"],
+        ["nets", "--debug", "show", "vgg17"],
+        ["--debug", "nets", "show", "vgg17"],
+    ):
         with pytest.raises(UnknownNetworkError):
             main(argv)
 
 
 def test_debug_after_a_benchmark_subcommand_is_parsed():
     """``lossnet bench roads --debug --help``: argparse used to reject --debug there (exit 2)."""
-    res = subprocess.run([sys.executable, "-m", "lossnet.cli.main", "bench", "roads", "--debug", "--help"],
-                         capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(SRC)})
+    res = subprocess.run(
+        [sys.executable, "-m", "lossnet.cli.main", "bench", "roads", "--debug", "--help"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(SRC)},
+    )
     assert res.returncode == 0, res.stderr
     assert "unrecognized arguments" not in res.stderr
 
 
 # --- WeightsSpec --------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("value,kind", [(None, "none"), ("none", "none"), ("None", "none"), ("NONE", "none"),
-                                        ("imagenet", "imagenet"), ("IMAGENET", "imagenet"), ("ImageNet", "imagenet")])
+
+@pytest.mark.parametrize(
+    "value,kind",
+    [
+        (None, "none"),
+        ("none", "none"),
+        ("None", "none"),
+        ("NONE", "none"),
+        ("imagenet", "imagenet"),
+        ("IMAGENET", "imagenet"),
+        ("ImageNet", "imagenet"),
+    ],
+)
 def test_weights_spec_keywords(value, kind):
     spec = WeightsSpec.parse(value)
     assert spec.kind == kind and spec.path is None
@@ -270,6 +320,7 @@ def test_loss_network_missing_file_error(tmp_path):
 
 
 # --- one input check in PerceptualLoss ----------------------------------------------------------
+
 
 def test_perceptual_loss_checks_and_expands_each_image_once(monkeypatch):
     import torch

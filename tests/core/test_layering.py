@@ -14,20 +14,51 @@ import pytest
 from _helpers.imports import PKG, cycles, graph, imports, modules
 
 #: The application: packages and modules above the core (``lossnet[bench]``).
-APPLICATION = ("lossnet.bench", "lossnet.runs", "lossnet.report", "lossnet.datasets", "lossnet.cli",
-               "lossnet.runs.identity", "lossnet.outputs", "lossnet.recommendation", "lossnet.integrations", "lossnet.__main__")
+APPLICATION = (
+    "lossnet.bench",
+    "lossnet.runs",
+    "lossnet.report",
+    "lossnet.datasets",
+    "lossnet.cli",
+    "lossnet.runs.identity",
+    "lossnet.outputs",
+    "lossnet.recommendation",
+    "lossnet.integrations",
+    "lossnet.__main__",
+)
 
 #: Third-party packages only the application may import (the [bench], [ray], [kaggle] extras and
 #: the reference packages of the tests).
-APPLICATION_ONLY_PACKAGES = {"scipy", "sklearn", "skimage", "matplotlib", "torchmetrics", "pooch", "requests", "tqdm",
-                             "ray", "kaggle", "lpips", "DISTS_pytorch", "piq", "pytest"}
+APPLICATION_ONLY_PACKAGES = {
+    "scipy",
+    "sklearn",
+    "skimage",
+    "matplotlib",
+    "torchmetrics",
+    "pooch",
+    "requests",
+    "tqdm",
+    "ray",
+    "kaggle",
+    "lpips",
+    "DISTS_pytorch",
+    "piq",
+    "pytest",
+}
 
 #: What the core may import from outside the standard library: the core install's requirements
 #: (and tifffile, tried and skipped when absent, for TIFFs Pillow cannot read).
-CORE_PACKAGES = {"torch", "torchvision", "numpy", "safetensors", "PIL", "tifffile",
-                 # the [timm] extra: imported only inside lossnet.models.timm's functions, after
-                 # lossnet.extras.require("timm", ...) has given the one-line install hint (issue #28)
-                 "timm"}
+CORE_PACKAGES = {
+    "torch",
+    "torchvision",
+    "numpy",
+    "safetensors",
+    "PIL",
+    "tifffile",
+    # the [timm] extra: imported only inside lossnet.models.timm's functions, after
+    # lossnet.extras.require("timm", ...) has given the one-line install hint (issue #28)
+    "timm",
+}
 
 
 def _is_application(module: str) -> bool:
@@ -40,9 +71,20 @@ def core_modules() -> dict:
 
 def test_the_core_is_what_a_loss_user_needs():
     core = set(core_modules())
-    for needed in ("lossnet.loss", "lossnet.network", "lossnet.distances", "lossnet.models.registry", "lossnet.models.builder",
-                   "lossnet.weights", "lossnet.lpips_presets", "lossnet.dists_preset", "lossnet.heads.file", "lossnet.imageio",
-                   "lossnet.errors", "lossnet.signature"):
+    for needed in (
+        "lossnet.loss",
+        "lossnet.network",
+        "lossnet.distances",
+        "lossnet.models.registry",
+        "lossnet.models.builder",
+        "lossnet.weights",
+        "lossnet.lpips_presets",
+        "lossnet.dists_preset",
+        "lossnet.heads.file",
+        "lossnet.imageio",
+        "lossnet.errors",
+        "lossnet.signature",
+    ):
         assert needed in core, needed
     assert not any(m.startswith("lossnet.bench") for m in core)
 
@@ -60,7 +102,9 @@ def test_core_never_imports_the_application_or_its_dependencies():
             if top == "lossnet":
                 if _is_application(target):
                     offenders.append(where)
-            elif top in APPLICATION_ONLY_PACKAGES or (top not in stdlib and top not in CORE_PACKAGES and top != "__future__"):
+            elif top in APPLICATION_ONLY_PACKAGES or (
+                top not in stdlib and top not in CORE_PACKAGES and top != "__future__"
+            ):
                 offenders.append(where)
     assert offenders == []
 
@@ -87,10 +131,13 @@ def test_the_registry_never_imports_the_builder():
     assert "lossnet.models.layers" not in g["lossnet.models.registry"]
 
 
-@pytest.mark.parametrize("graph_with_cycle, expected", [
-    ({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}, [["a", "b", "c"]]),
-    ({"a": {"b"}, "b": set()}, []),
-])
+@pytest.mark.parametrize(
+    "graph_with_cycle, expected",
+    [
+        ({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}, [["a", "b", "c"]]),
+        ({"a": {"b"}, "b": set()}, []),
+    ],
+)
 def test_cycle_finder_finds_planted_cycles(graph_with_cycle, expected):
     """The checker itself can fail: a planted cycle is found, an acyclic graph passes."""
     assert cycles(graph_with_cycle) == expected
@@ -99,7 +146,9 @@ def test_cycle_finder_finds_planted_cycles(graph_with_cycle, expected):
 def test_contract_checker_sees_imports_inside_functions(tmp_path):
     """A function-level import of the application is an import too; TYPE_CHECKING ones are not."""
     src = tmp_path / "m.py"
-    src.write_text("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    import scipy\n"
-                   "def f():\n    from lossnet.bench.base import get_benchmark\n    import sklearn.linear_model\n")
+    src.write_text(
+        "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    import scipy\n"
+        "def f():\n    from lossnet.bench.base import get_benchmark\n    import sklearn.linear_model\n"
+    )
     found = [t for t, _ in imports("lossnet.m", src, {})]
     assert "lossnet.bench.base" in found and "sklearn.linear_model" in found and "scipy" not in found

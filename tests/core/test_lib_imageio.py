@@ -34,6 +34,7 @@ def _available_subcommands(monkeypatch):
 
 def _png(width: int, height: int, depth: int, colour: int, rows: bytes) -> bytes:
     """A PNG written by hand (filter type 0 on every row) so any bit depth / header can be made."""
+
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
 
@@ -73,7 +74,9 @@ def test_16bit_grey_png_scaled_by_bit_depth(tmp_path, photo):
     (tmp_path / "fine.png").write_bytes(_png16(fine))
     torch.testing.assert_close(load_image(tmp_path / "fine.png", mode="L")[0], torch.from_numpy(fine / 65535.0).float())
     assert load_image_array(tmp_path / "fine.png", mode="L").dtype == np.uint8
-    np.testing.assert_array_equal(load_image_array(tmp_path / "fine.png", mode="L"), np.round(fine / 65535 * 255).astype(np.uint8))
+    np.testing.assert_array_equal(
+        load_image_array(tmp_path / "fine.png", mode="L"), np.round(fine / 65535 * 255).astype(np.uint8)
+    )
 
 
 def test_16bit_lpips_distance_to_8bit_copy_is_zero(tmp_path, photo, shared_weights_dir):
@@ -86,7 +89,9 @@ def test_16bit_lpips_distance_to_8bit_copy_is_zero(tmp_path, photo, shared_weigh
     rgb16 = photo.astype(np.uint16) * 257  # RGB 16-bit: Pillow keeps the high byte, == the 8-bit value
     (tmp_path / "c16.png").write_bytes(_png16(rgb16))
     Image.fromarray(photo).save(tmp_path / "c8.png")
-    metric = PerceptualMetric(preset="lpips-alex", weights=shared_weights_dir / "alexnet-imagenet1k-v1-features.safetensors")
+    metric = PerceptualMetric(
+        preset="lpips-alex", weights=shared_weights_dir / "alexnet-imagenet1k-v1-features.safetensors"
+    )
     for a, b in (("g16.png", "g8.png"), ("c16.png", "c8.png")):
         d = float(metric(load_image(tmp_path / a)[None], load_image(tmp_path / b)[None]))
         assert d < 1e-4, (a, d)
@@ -100,7 +105,9 @@ def test_16bit_rgb_tiff_full_precision(tmp_path):
     tifffile = pytest.importorskip("tifffile")
     rgb16 = (np.random.default_rng(0).random((16, 16, 3)) * 65535).astype(np.uint16)
     tifffile.imwrite(tmp_path / "c16.tif", rgb16)
-    torch.testing.assert_close(load_image(tmp_path / "c16.tif"), torch.from_numpy(rgb16.transpose(2, 0, 1) / 65535.0).float())
+    torch.testing.assert_close(
+        load_image(tmp_path / "c16.tif"), torch.from_numpy(rgb16.transpose(2, 0, 1) / 65535.0).float()
+    )
 
 
 def test_float_tiff(tmp_path):
@@ -123,7 +130,9 @@ def test_float_tiff(tmp_path):
 def test_8bit_decoding_unchanged(tmp_path, photo):
     Image.fromarray(photo).save(tmp_path / "a.png")
     assert decode_image(tmp_path / "a.png").dtype == np.uint8
-    assert torch.equal(load_image(tmp_path / "a.png"), torch.from_numpy(photo.transpose(2, 0, 1).copy()).float().div_(255.0))
+    assert torch.equal(
+        load_image(tmp_path / "a.png"), torch.from_numpy(photo.transpose(2, 0, 1).copy()).float().div_(255.0)
+    )
 
 
 # ---- bombs and links ----------------------------------------------------------------------------
@@ -166,8 +175,24 @@ def test_cli_folder_mode_records_bombs_and_loops_per_pair(tmp_path, capsys, phot
     _bomb(d1 / "bomb.png")
     os.symlink(d1 / "loop.png", d1 / "loop.png")
     out = tmp_path / "out.csv"
-    code = cli_main.main(["similarity", "--dir0", str(d0), "--dir1", str(d1), "-o", str(out), "--no-progress",
-                          "--net", "alexnet", "--layer", "relu1", "--weights", "none"])
+    code = cli_main.main(
+        [
+            "similarity",
+            "--dir0",
+            str(d0),
+            "--dir1",
+            str(d1),
+            "-o",
+            str(out),
+            "--no-progress",
+            "--net",
+            "alexnet",
+            "--layer",
+            "relu1",
+            "--weights",
+            "none",
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 1
     rows = {r["name"]: r for r in csv.DictReader(out.open())}

@@ -37,18 +37,25 @@ def test_same_config_same_signature_layer_names_canonical():
     from lossnet.models.layers import list_nodes
 
     list_nodes("alexnet")  # resolving an FX node name builds the model once (cached); keep the RNG streams aligned
-    assert _metric(layers=["L"]).signature == _metric(layers=["features.11"]).signature == _metric(layers=["relu5"]).signature
+    assert (
+        _metric(layers=["L"]).signature
+        == _metric(layers=["features.11"]).signature
+        == _metric(layers=["relu5"]).signature
+    )
     assert _metric(seed=0).signature != _metric(seed=1).signature  # other random weights
 
 
-@pytest.mark.parametrize("change,field", [
-    (dict(input_range=(-1, 1)), "range"),
-    (dict(range_check="clamp"), "range"),
-    (dict(distance="mse"), "distance"),
-    (dict(layer_weights=[0.5]), "lw"),
-    (dict(normalize="none"), "norm"),
-    (dict(loss_net_mode="train"), "mode"),
-])
+@pytest.mark.parametrize(
+    "change,field",
+    [
+        (dict(input_range=(-1, 1)), "range"),
+        (dict(range_check="clamp"), "range"),
+        (dict(distance="mse"), "distance"),
+        (dict(layer_weights=[0.5]), "lw"),
+        (dict(normalize="none"), "norm"),
+        (dict(loss_net_mode="train"), "mode"),
+    ],
+)
 def test_every_option_that_changes_numbers_changes_the_signature(change, field):
     base, other = parse_signature(_metric().signature), parse_signature(_metric(**change).signature)
     assert base.get(field) != other.get(field)
@@ -60,7 +67,9 @@ def test_weights_digest_is_content_not_file(tmp_path, shared_weights_dir):
 
     full = shared_weights_dir / "alexnet-imagenet1k-v1-features.safetensors"
     trimmed = tmp_path / "alex-trim.safetensors"
-    save_file({k: v for k, v in load_file(str(full)).items() if k.startswith(("features.0.", "features.3."))}, str(trimmed))
+    save_file(
+        {k: v for k, v in load_file(str(full)).items() if k.startswith(("features.0.", "features.3."))}, str(trimmed)
+    )
     a = PerceptualMetric(net="alexnet", layers=["relu2"], weights=full)
     b = PerceptualMetric(net="alexnet", layers=["relu2"], weights=trimmed)
     c = PerceptualMetric(net="alexnet", layers=["relu2"], weights_dir=shared_weights_dir)
@@ -92,8 +101,19 @@ def test_cli_pair_prints_signature(tmp_path, capsys, monkeypatch):
     rng = np.random.default_rng(0)
     for name in ("a", "b"):
         Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(tmp_path / f"{name}.png")
-    code = cli_main.main(["similarity", str(tmp_path / "a.png"), str(tmp_path / "b.png"), "--net", "alexnet", "--layer", "relu1",
-                          "--weights", "none"])
+    code = cli_main.main(
+        [
+            "similarity",
+            str(tmp_path / "a.png"),
+            str(tmp_path / "b.png"),
+            "--net",
+            "alexnet",
+            "--layer",
+            "relu1",
+            "--weights",
+            "none",
+        ]
+    )
     out, err = capsys.readouterr()
     assert code == 0 and float(out) > 0
     assert err.startswith("signature: lossnet ") and "|alexnet|E|spatial|" in err

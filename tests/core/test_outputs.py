@@ -23,7 +23,9 @@ def test_output_file_rules(tmp_path):
     with pytest.raises(LossnetError, match=f"--json {tmp_path} is a directory"):
         check_output_file(tmp_path, "--json")
     (tmp_path / "file").write_text("")
-    with pytest.raises(LossnetError, match=f"--store {tmp_path / 'file' / 'r.db'}: {tmp_path / 'file'} is not a folder"):
+    with pytest.raises(
+        LossnetError, match=f"--store {tmp_path / 'file' / 'r.db'}: {tmp_path / 'file'} is not a folder"
+    ):
         check_output_file(tmp_path / "file" / "r.db", "--store")
     with pytest.raises(LossnetError, match="empty path"):
         check_output_file("", "--json")
@@ -57,7 +59,9 @@ def test_unwritable_targets(tmp_path):
 def test_results_store_uses_the_same_rule(tmp_path):
     from lossnet.runs.store import ResultsStore
 
-    with pytest.raises(LossnetError, match=f"--store {tmp_path / 'no' / 'r.db'}: folder {tmp_path / 'no'} does not exist"):
+    with pytest.raises(
+        LossnetError, match=f"--store {tmp_path / 'no' / 'r.db'}: folder {tmp_path / 'no'} does not exist"
+    ):
         ResultsStore(tmp_path / "no" / "r.db", what="--store")
     with pytest.raises(LossnetError, match=f"results store {tmp_path} is a directory"):
         ResultsStore(tmp_path)
@@ -71,6 +75,11 @@ def test_cli_outputs_checked_before_work(tmp_path, capsys):
 
     ResultsStore(tmp_path / "r.db").close()
     out = tmp_path / "missing" / "out.csv"
-    assert standalone_main(register, "runs", ["runs", "export", "--csv", "-o", str(out), "--store", str(tmp_path / "r.db")]) == 2
+    assert (
+        standalone_main(
+            register, "runs", ["runs", "export", "--csv", "-o", str(out), "--store", str(tmp_path / "r.db")]
+        )
+        == 2
+    )
     err = capsys.readouterr().err
     assert f"-o/--output {out}: folder {out.parent} does not exist" in err and not out.parent.exists()

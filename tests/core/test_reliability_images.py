@@ -34,8 +34,9 @@ def test_m7_exif_orientation_6_reads_as_displayed_png_exact(tmp_path):
     np.testing.assert_array_equal(got, shown)
 
 
-@pytest.mark.parametrize("orientation,turn", [(3, lambda a: np.rot90(a, 2)), (8, lambda a: np.rot90(a, -1)),
-                                              (2, lambda a: a[:, ::-1])])
+@pytest.mark.parametrize(
+    "orientation,turn", [(3, lambda a: np.rot90(a, 2)), (8, lambda a: np.rot90(a, -1)), (2, lambda a: a[:, ::-1])]
+)
 def test_m7_other_orientations(tmp_path, orientation, turn):
     shown = _photo(40, 60)
     path = tmp_path / f"o{orientation}.png"

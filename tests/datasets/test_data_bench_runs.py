@@ -29,25 +29,102 @@ def fetched(tmp_path):
 def _run(args, tmp_path, which):
     out = tmp_path / "out" / which
     js = tmp_path / f"{which}.json"
-    rc = main(["bench", *args, "--weights", "none", "--device", "cpu", "--no-progress", "--out", str(out), "--json", str(js)])
+    rc = main(
+        ["bench", *args, "--weights", "none", "--device", "cpu", "--no-progress", "--out", str(out), "--json", str(js)]
+    )
     runs = json.loads(js.read_text())["runs"]
     assert rc == 0 and [r["status"] for r in runs.values()] == ["done"], runs
 
 
 def test_roads_runs_on_fetched_mrd(fetched):
     root, tmp = fetched
-    _run(["roads", "--data", str(locate("mrd", root=root)), "--net", "vgg16", "--layer", "E", "--crop", "16", "--batch-size", "2",
-          "--epochs", "1", "--steps-per-epoch", "1", "--width", "4", "--depth", "2", "--iterations", "1", "--no-baselines"], tmp, "roads")
+    _run(
+        [
+            "roads",
+            "--data",
+            str(locate("mrd", root=root)),
+            "--net",
+            "vgg16",
+            "--layer",
+            "E",
+            "--crop",
+            "16",
+            "--batch-size",
+            "2",
+            "--epochs",
+            "1",
+            "--steps-per-epoch",
+            "1",
+            "--width",
+            "4",
+            "--depth",
+            "2",
+            "--iterations",
+            "1",
+            "--no-baselines",
+        ],
+        tmp,
+        "roads",
+    )
 
 
 def test_autoencoder_runs_on_fetched_svhn(fetched):
     root, tmp = fetched
-    _run(["autoencoder", "--dataset", "svhn", "--data", str(locate("svhn", root=root)), "--net", "alexnet", "--layer", "E",
-          "--epochs", "1", "--mlp-epochs", "1", "--batch-size", "4", "--embedding", "8"], tmp, "ae")
+    _run(
+        [
+            "autoencoder",
+            "--dataset",
+            "svhn",
+            "--data",
+            str(locate("svhn", root=root)),
+            "--net",
+            "alexnet",
+            "--layer",
+            "E",
+            "--epochs",
+            "1",
+            "--mlp-epochs",
+            "1",
+            "--batch-size",
+            "4",
+            "--embedding",
+            "8",
+        ],
+        tmp,
+        "ae",
+    )
 
 
 def test_superres_runs_on_fetched_coco_subset_and_set5(fetched):
     root, tmp = fetched
-    _run(["superres", "--train", str(locate("coco2014", "train", root=root)), "--val", str(locate("coco2014", "val", root=root)),
-          "--test", f"set5={locate('set5', root=root)}", "--net", "vgg16", "--layer", "E", "--epochs", "1", "--iters-per-epoch", "1",
-          "--batch-size", "2", "--crop", "32", "--val-crop", "32", "--val-images", "2", "--num-blocks", "1"], tmp, "sr")
+    _run(
+        [
+            "superres",
+            "--train",
+            str(locate("coco2014", "train", root=root)),
+            "--val",
+            str(locate("coco2014", "val", root=root)),
+            "--test",
+            f"set5={locate('set5', root=root)}",
+            "--net",
+            "vgg16",
+            "--layer",
+            "E",
+            "--epochs",
+            "1",
+            "--iters-per-epoch",
+            "1",
+            "--batch-size",
+            "2",
+            "--crop",
+            "32",
+            "--val-crop",
+            "32",
+            "--val-images",
+            "2",
+            "--num-blocks",
+            "1",
+        ],
+        tmp,
+        "sr",
+    )

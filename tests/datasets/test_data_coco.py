@@ -100,7 +100,9 @@ def test_subset_resumes_after_an_interruption(server, tmp_path, monkeypatch):
 
 def _member_gets(server) -> int:
     # Explicit "a-b" ranges: one per member, plus the central directory (the end record is read with "-n").
-    return sum(1 for r in server.requests if r[1] == "/coco2014/train2014.zip" and r[2] and not r[2].startswith("bytes=-"))
+    return sum(
+        1 for r in server.requests if r[1] == "/coco2014/train2014.zip" and r[2] and not r[2].startswith("bytes=-")
+    )
 
 
 def test_deflated_members_and_the_paper_preset_sizes(server, tmp_path):
@@ -149,10 +151,38 @@ def test_zip64_end_record_is_read(server):
 def test_zip64_extra_fields_are_parsed():
     name = b"train2014/big.jpg"
     extra = struct.pack("<HHQQQ", 0x0001, 24, 5_000_000_000, 4_900_000_000, 6_000_000_000)
-    record = struct.pack("<4sHHHHHHIIIHHHHHII", b"PK\x01\x02", 45, 45, 0, 8, 0, 0, 0x1234, 0xFFFFFFFF, 0xFFFFFFFF,
-                         len(name), len(extra), 0, 0, 0, 0, 0xFFFFFFFF) + name + extra
+    record = (
+        struct.pack(
+            "<4sHHHHHHIIIHHHHHII",
+            b"PK\x01\x02",
+            45,
+            45,
+            0,
+            8,
+            0,
+            0,
+            0x1234,
+            0xFFFFFFFF,
+            0xFFFFFFFF,
+            len(name),
+            len(extra),
+            0,
+            0,
+            0,
+            0,
+            0xFFFFFFFF,
+        )
+        + name
+        + extra
+    )
     (e,) = parse_central_directory(record, 1)
-    assert (e.file_size, e.compressed_size, e.header_offset, e.method, e.crc) == (5_000_000_000, 4_900_000_000, 6_000_000_000, 8, 0x1234)
+    assert (e.file_size, e.compressed_size, e.header_offset, e.method, e.crc) == (
+        5_000_000_000,
+        4_900_000_000,
+        6_000_000_000,
+        8,
+        0x1234,
+    )
 
 
 def test_member_crc_is_checked(server):

@@ -84,8 +84,27 @@ def test_bench_similarity_runs_on_fetched_bapps(server, root, capsys):
     ds, _ = serve_dataset(server, "bapps", items=2)
     fetch(ds, root=root, progress=False, log=None)
     out = root / "out"
-    rc = main(["bench", "similarity", "--data", str(locate("bapps")), "--net", "alexnet", "--layer", "E", "--weights", "none",
-               "--device", "cpu", "--no-progress", "--out", str(out), "--json", str(root / "r.json")])
+    rc = main(
+        [
+            "bench",
+            "similarity",
+            "--data",
+            str(locate("bapps")),
+            "--net",
+            "alexnet",
+            "--layer",
+            "E",
+            "--weights",
+            "none",
+            "--device",
+            "cpu",
+            "--no-progress",
+            "--out",
+            str(out),
+            "--json",
+            str(root / "r.json"),
+        ]
+    )
     assert rc == 0, capsys.readouterr().err
     import json
 
@@ -102,7 +121,10 @@ def test_svhn_fetch_gives_the_mat_files_the_autoencoder_reads(server, root):
     fetch(ds, root=root, progress=False, log=None)
     svhn = locate("svhn")
     assert sorted(p.name for p in svhn.iterdir() if not p.name.startswith(".")) == [
-        "extra_32x32.mat", "test_32x32.mat", "train_32x32.mat"]
+        "extra_32x32.mat",
+        "test_32x32.mat",
+        "train_32x32.mat",
+    ]
     assert locate("svhn", "train") == svhn / "train_32x32.mat"
     data = load_dataset("svhn", svhn)
     assert data.train_x.shape[0] == 12 and tuple(data.train_x.shape[1:]) == (3, 32, 32)
@@ -228,7 +250,11 @@ def test_checksum_mismatch_leaves_nothing_and_names_file_and_hashes(server, root
 def test_md5_mismatch_of_a_plain_file(server, root):
     ds, files = serve_dataset(server, "svhn")
     ds = with_remote(ds, "train", md5="0" * 32)
-    with pytest.raises(ChecksumError, match=r"train_32x32\.mat.*expected md5:0{32}, got md5:" + hashlib.md5(files["train"]["train_32x32.mat"]).hexdigest()):
+    with pytest.raises(
+        ChecksumError,
+        match=r"train_32x32\.mat.*expected md5:0{32}, got md5:"
+        + hashlib.md5(files["train"]["train_32x32.mat"]).hexdigest(),
+    ):
         fetch(ds, ["train"], root=root, progress=False, log=None)
     assert _files_under(root) == []
 
@@ -312,7 +338,9 @@ def test_missing_error_prints_the_exact_fetch_command(tmp_path, monkeypatch):
     assert isinstance(err, LossnetError)
     assert str(err).endswith("fetch it with: lossnet data fetch bapps")
     assert str(tmp_path / "d") in str(err)
-    err = missing_error("coco2014", "superres training set", "train", root=tmp_path / "other", extra="--subset paper --seed 42")
+    err = missing_error(
+        "coco2014", "superres training set", "train", root=tmp_path / "other", extra="--subset paper --seed 42"
+    )
     assert f"lossnet data fetch coco2014 train --root {tmp_path / 'other'} --subset paper --seed 42" in str(err)
 
 
@@ -355,8 +383,10 @@ def test_a_complete_part_file_is_finished_by_a_416_answer(server, root):
     part.write_bytes(blob)  # everything arrived, but the run died before the rename
     # ... with the resume record the transfer wrote when it started (a .part without one is not trusted)
     import json
-    part.with_name(part.name + ".json").write_text(json.dumps({"url": ds.part("test").remotes[0].urls[0], "etag": None,
-                                                                "last_modified": None, "total": len(blob)}))
+
+    part.with_name(part.name + ".json").write_text(
+        json.dumps({"url": ds.part("test").remotes[0].urls[0], "etag": None, "last_modified": None, "total": len(blob)})
+    )
     fetch(ds, ["test"], root=root, progress=False, log=None)
     assert locate("svhn", "test").read_bytes() == blob
     assert server.served.get("/svhn/test_32x32.mat", 0) == 0

@@ -130,9 +130,11 @@ def test_cli_fetch_and_list_with_a_synthetic_registry_entry(server, tmp_path, mo
 
 
 def test_cli_help_stays_cheap():
-    code = ("import sys; from lossnet.cli.main import build_parser; p = build_parser(); "
-            "p.parse_args(['data', 'fetch', 'bapps']); "
-            "print(sorted(m for m in ('torch', 'numpy', 'pooch', 'requests', 'tqdm') if m in sys.modules))")
+    code = (
+        "import sys; from lossnet.cli.main import build_parser; p = build_parser(); "
+        "p.parse_args(['data', 'fetch', 'bapps']); "
+        "print(sorted(m for m in ('torch', 'numpy', 'pooch', 'requests', 'tqdm') if m in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert out == "[]"
 

@@ -64,7 +64,9 @@ def _tar_device() -> bytes:
     return buf.getvalue()
 
 
-@pytest.mark.parametrize("case", ["dotdot", "dotdot_in_prefix", "absolute", "symlink_out", "symlink_then_write", "hardlink", "device"])
+@pytest.mark.parametrize(
+    "case", ["dotdot", "dotdot_in_prefix", "absolute", "symlink_out", "symlink_then_write", "hardlink", "device"]
+)
 def test_fetch_refuses_unsafe_tar_and_writes_nothing(server, tmp_path, case):
     outside = tmp_path / "outside"
     outside.mkdir()
@@ -131,7 +133,10 @@ def test_safe_zip_and_tar_extract_with_prefix_and_hashes(tmp_path):
         archive.write_bytes(blob)
         dest = tmp_path / f"out-{name}"
         files, nbytes, tops = extract_archive(archive, dest, "stl10_binary/", progress=False)
-        assert files == {"train_X.bin": hashlib.sha256(b"abc").hexdigest(), "sub/x.txt": hashlib.sha256(b"hello").hexdigest()}
+        assert files == {
+            "train_X.bin": hashlib.sha256(b"abc").hexdigest(),
+            "sub/x.txt": hashlib.sha256(b"hello").hexdigest(),
+        }
         assert nbytes == 8 and sorted(tops) == ["other", "stl10_binary"]
         assert (dest / "sub" / "x.txt").read_bytes() == b"hello" and not (dest / "other").exists()
         assert (dest / "train_X.bin").stat().st_mode & 0o777 == 0o644

@@ -91,7 +91,9 @@ class HostileServer:
             def serve(self, head):
                 mode, _, name = self.path.split("?")[0].lstrip("/").partition("/")
                 with lock:
-                    srv.log.append(("HEAD" if head else "GET", self.path, self.headers.get("Range"), self.headers.get("If-Range")))
+                    srv.log.append(
+                        ("HEAD" if head else "GET", self.path, self.headers.get("Range"), self.headers.get("If-Range"))
+                    )
                 if mode == "loop":
                     return self.redirect(self.path)
                 if mode == "redir2":
@@ -124,7 +126,7 @@ class HostileServer:
                             self.send_header("Content-Length", "0")
                             self.end_headers()
                             return
-                        status, body = 206, data[start:end + 1]
+                        status, body = 206, data[start : end + 1]
                 declared = len(body) + (100000 if mode == "lieshort" else -1000 if mode == "liemore" else 0)
                 self.send_response(status)
                 self.send_header("Accept-Ranges", "none" if mode == "noranges" else "bytes")
@@ -147,9 +149,9 @@ class HostileServer:
                     if mode.startswith("slow"):
                         step = int(mode[4:]) * 1000 if mode[4:] else 5000
                         for i in range(0, len(body), step):
-                            self.wfile.write(body[i:i + step])
+                            self.wfile.write(body[i : i + step])
                             self.wfile.flush()
-                            self.count(name, len(body[i:i + step]))
+                            self.count(name, len(body[i : i + step]))
                             if srv.release.wait(0.1):
                                 break
                         return
@@ -216,8 +218,15 @@ def _bsds_members(n: int = 3, size: int = 2000, seed: int = 0) -> dict[str, byte
     return {f"BSDS300/images/test/{100 + i}.jpg": rnd.randbytes(size) for i in range(n)}
 
 
-def _archive_ds(srv: HostileServer, blob: bytes, mode: str = "plain", *, checksum: bool = False, extracted: int | None = None,
-                urls: tuple[str, ...] | None = None):
+def _archive_ds(
+    srv: HostileServer,
+    blob: bytes,
+    mode: str = "plain",
+    *,
+    checksum: bool = False,
+    extracted: int | None = None,
+    urls: tuple[str, ...] | None = None,
+):
     """bsds300 with its ``test`` part's archive on the server (no checksum, as the real entry)."""
     name = "BSDS300-images.tgz"
     srv.files[name] = blob
@@ -225,8 +234,14 @@ def _archive_ds(srv: HostileServer, blob: bytes, mode: str = "plain", *, checksu
     parts = []
     for p in real.parts:
         r = p.remotes[0]
-        r = dataclasses.replace(r, urls=urls or (srv.url(mode, name),), size=len(blob), approx_size=len(blob),
-                                md5=None, sha256=hashlib.sha256(blob).hexdigest() if checksum else None)
+        r = dataclasses.replace(
+            r,
+            urls=urls or (srv.url(mode, name),),
+            size=len(blob),
+            approx_size=len(blob),
+            md5=None,
+            sha256=hashlib.sha256(blob).hexdigest() if checksum else None,
+        )
         parts.append(dataclasses.replace(p, remotes=(r,), extracted_size=extracted or 4 * len(blob) + 1_000_000))
     return dataclasses.replace(real, parts=tuple(parts))
 
@@ -238,8 +253,15 @@ def _file_ds(srv: HostileServer, name: str, blob: bytes, urls: tuple[str, ...], 
     parts = []
     for p in real.parts:
         if p.name == "test":
-            r = dataclasses.replace(p.remotes[0], filename=name, urls=urls, size=len(blob), approx_size=len(blob),
-                                    md5=hashlib.md5(blob).hexdigest() if checksum else None, sha256=None)
+            r = dataclasses.replace(
+                p.remotes[0],
+                filename=name,
+                urls=urls,
+                size=len(blob),
+                approx_size=len(blob),
+                md5=hashlib.md5(blob).hexdigest() if checksum else None,
+                sha256=None,
+            )
             p = dataclasses.replace(p, remotes=(r,), path=name)
         parts.append(p)
     return dataclasses.replace(real, parts=tuple(parts))
@@ -256,7 +278,9 @@ def _quiet(**kw):
 # ------------------------------------------------------------------------------------------------
 # H1: a mistyped mirror scheme or a redirect to ftp:// never deletes the .part nor claims a checksum mismatch
 # ------------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("mirror", ["htp://mirror.example/svhn", "ftp://127.0.0.1/svhn", "notaurl", "file:///etc", "http://[::1"])
+@pytest.mark.parametrize(
+    "mirror", ["htp://mirror.example/svhn", "ftp://127.0.0.1/svhn", "notaurl", "file:///etc", "http://[::1"]
+)
 def test_h1_mistyped_mirror_is_refused_up_front_and_keeps_the_part(root, mirror):
     part = _downloads(root) / "test_32x32.mat.part"
     part.parent.mkdir(parents=True)
@@ -277,7 +301,9 @@ def test_h1_redirect_to_ftp_is_an_unreachable_source_and_the_part_resumes_from_t
     part.parent.mkdir(parents=True)
     part.write_bytes(blob[:100_000])
     etag = '"' + hashlib.sha256(blob).hexdigest()[:16] + '"'
-    dl.part_meta_path(part).write_text(json.dumps({"url": plain, "etag": etag, "last_modified": None, "total": len(blob)}))
+    dl.part_meta_path(part).write_text(
+        json.dumps({"url": plain, "etag": etag, "last_modified": None, "total": len(blob)})
+    )
     # The mirror redirects to ftp://: skipped, .part kept, the registry URL resumes it.
     (r,) = fetch(ds, ["test"], root=root, mirror=srv.url("badredir"), **_quiet())
     assert r.path.read_bytes() == blob
@@ -325,7 +351,9 @@ def test_l2_a_file_changed_since_the_part_began_restarts_via_if_range(srv, root)
     part.parent.mkdir(parents=True)
     part.write_bytes(old[:80_000])
     old_etag = '"' + hashlib.sha256(old).hexdigest()[:16] + '"'
-    dl.part_meta_path(part).write_text(json.dumps({"url": url, "etag": old_etag, "last_modified": None, "total": len(old)}))
+    dl.part_meta_path(part).write_text(
+        json.dumps({"url": url, "etag": old_etag, "last_modified": None, "total": len(old)})
+    )
     (r,) = fetch(ds, ["test"], root=root, **_quiet())
     assert r.path.read_bytes() == new  # not old[:80000] + new[80000:]
     assert srv.gets("t.mat")[0][2:] == ("bytes=80000-", old_etag)
@@ -386,8 +414,10 @@ def test_m1_a_lock_left_by_a_killed_fetch_is_taken_over(srv, root):
     root.mkdir()
     lock = root / ".lossnet-lock-bsds300"
     # A fetch process holding the lock is killed with SIGKILL: the file stays, the flock goes with it.
-    code = ("import fcntl,sys,time; f=open(sys.argv[1],'a+'); fcntl.flock(f.fileno(), fcntl.LOCK_EX); "
-            "print('locked', flush=True); time.sleep(60)")
+    code = (
+        "import fcntl,sys,time; f=open(sys.argv[1],'a+'); fcntl.flock(f.fileno(), fcntl.LOCK_EX); "
+        "print('locked', flush=True); time.sleep(60)"
+    )
     p = subprocess.Popen([sys.executable, "-c", code, str(lock)], stdout=subprocess.PIPE, text=True)
     try:
         assert p.stdout.readline().strip() == "locked"
@@ -412,7 +442,10 @@ def test_m2_another_datasets_empty_staging_and_download_folders_survive(srv, roo
     other_dl.mkdir(parents=True)
     fetch(ds, ["test"], root=root, **_quiet())
     assert other_staging.is_dir() and other_dl.is_dir()
-    assert not (root / ".lossnet-downloads" / "bsds300").exists() and not (root / ".lossnet-staging" / "bsds300-test").exists()
+    assert (
+        not (root / ".lossnet-downloads" / "bsds300").exists()
+        and not (root / ".lossnet-staging" / "bsds300-test").exists()
+    )
 
 
 # ------------------------------------------------------------------------------------------------
@@ -483,7 +516,9 @@ def test_m4_a_tar_bomb_stops_at_the_bound_and_leaves_nothing(srv, root):
     blob = _tar(members, level=9)
     assert len(blob) < 200_000
     ds = _archive_ds(srv, blob, extracted=1_000_000)  # registry: about 1 MB unpacked
-    with pytest.raises(UnpackLimitError, match=rf"unpacks to more than 4.0 MB \({UNPACK_FACTOR}x the registry's estimate"):
+    with pytest.raises(
+        UnpackLimitError, match=rf"unpacks to more than 4.0 MB \({UNPACK_FACTOR}x the registry's estimate"
+    ):
         fetch(ds, ["test"], root=root, **_quiet())
     assert not (root / ".lossnet-staging").exists() and not (root / "bsds300").exists()
     assert not (root / ".lossnet-downloads").exists()  # a bomb is not kept for a rerun
@@ -498,9 +533,32 @@ def _lying_zip(members: dict[str, bytes], claim: int) -> bytes:
         crc = zlib.crc32(data) & 0xFFFFFFFF
         off = out.tell()
         nb = name.encode()
-        out.write(struct.pack("<4sHHHHHIIIHH", b"PK\x03\x04", 20, 0, 8, 0, 0, crc, len(comp), claim, len(nb), 0) + nb + comp)
-        central.write(struct.pack("<4sHHHHHHIIIHHHHHII", b"PK\x01\x02", 20, 20, 0, 8, 0, 0, crc, len(comp), claim, len(nb),
-                                  0, 0, 0, 0, 0, off) + nb)
+        out.write(
+            struct.pack("<4sHHHHHIIIHH", b"PK\x03\x04", 20, 0, 8, 0, 0, crc, len(comp), claim, len(nb), 0) + nb + comp
+        )
+        central.write(
+            struct.pack(
+                "<4sHHHHHHIIIHHHHHII",
+                b"PK\x01\x02",
+                20,
+                20,
+                0,
+                8,
+                0,
+                0,
+                crc,
+                len(comp),
+                claim,
+                len(nb),
+                0,
+                0,
+                0,
+                0,
+                0,
+                off,
+            )
+            + nb
+        )
     cd = central.getvalue()
     cd_off = out.tell()
     out.write(cd)
@@ -514,9 +572,15 @@ def test_m4_a_remote_zip_member_that_inflates_past_its_declared_size_stops_there
     blob = _lying_zip({f"train2014/COCO_train2014_{i:012d}.jpg": bytes(64_000_000) for i in range(2)}, claim=1000)
     srv.files["train2014.zip"] = blob
     real = get_dataset("coco2014")
-    ds = dataclasses.replace(real, parts=tuple(
-        dataclasses.replace(p, remotes=(dataclasses.replace(p.remotes[0], urls=(srv.url("plain", "train2014.zip"),)),))
-        for p in real.parts))
+    ds = dataclasses.replace(
+        real,
+        parts=tuple(
+            dataclasses.replace(
+                p, remotes=(dataclasses.replace(p.remotes[0], urls=(srv.url("plain", "train2014.zip"),)),)
+            )
+            for p in real.parts
+        ),
+    )
     tracemalloc.start()
     try:
         with pytest.raises(DataError, match="inflates to more than its declared 1,000 bytes; stopped after 1,001"):
@@ -621,9 +685,15 @@ def test_l7_oversized_subset_is_reported(srv, root):
             zf.writestr(f"train2014/COCO_train2014_{i:012d}.jpg", os.urandom(500))
     srv.files["train2014.zip"] = buf.getvalue()
     real = get_dataset("coco2014")
-    ds = dataclasses.replace(real, parts=tuple(
-        dataclasses.replace(p, remotes=(dataclasses.replace(p.remotes[0], urls=(srv.url("plain", "train2014.zip"),)),))
-        for p in real.parts))
+    ds = dataclasses.replace(
+        real,
+        parts=tuple(
+            dataclasses.replace(
+                p, remotes=(dataclasses.replace(p.remotes[0], urls=(srv.url("plain", "train2014.zip"),)),)
+            )
+            for p in real.parts
+        ),
+    )
     said = []
     (r,) = fetch(ds, ["train"], root=root, subset=50, progress=False, log=said.append, space_check=False)
     assert r.files == 5
@@ -637,7 +707,9 @@ def test_l5_verify_reports_extra_files_and_its_advice_keeps_root(srv, root, caps
     from lossnet.cli.main import main
 
     srv.files["BSDS300-images.tgz"] = _tar(_bsds_members())
-    fetch("bsds300", ["test"], root=root, mirror=srv.url("plain"), **_quiet())  # the registry entry, bytes from the mirror
+    fetch(
+        "bsds300", ["test"], root=root, mirror=srv.url("plain"), **_quiet()
+    )  # the registry entry, bytes from the mirror
     test_dir = root / "bsds300" / "images" / "test"
     assert main(["data", "verify", "bsds300", "test", "--root", str(root), "--no-progress"]) == 0
     (test_dir / "extra.jpg").write_bytes(b"added later")

@@ -83,7 +83,14 @@ def _six(seed, dtype=torch.float64, side=(22, 4)):
     # six layers like DISTS's (3, 64, ...) but small: layer 0 and 1 at 22x22 use the 21x21 window,
     # the deeper ones global statistics
     g = torch.Generator().manual_seed(seed)
-    shapes = [(1, 3, side[0], side[0]), (1, 2, side[0], side[0]), (1, 2, 8, 8), (1, 2, side[1], side[1]), (1, 2, 3, 3), (1, 2, 2, 2)]
+    shapes = [
+        (1, 3, side[0], side[0]),
+        (1, 2, side[0], side[0]),
+        (1, 2, 8, 8),
+        (1, 2, side[1], side[1]),
+        (1, 2, 3, 3),
+        (1, 2, 2, 2),
+    ]
     return [torch.rand(s, generator=g, dtype=dtype) + 0.1 for s in shapes]
 
 
@@ -93,14 +100,18 @@ def test_gradcheck_and_layer_weights():
     assert torch.autograd.gradcheck(lambda *fs: compute_distance("adists", list(fs[:6]), list(fs[6:])), (*fa, *fb))
     w = [1.0, 2.0, 0.5, 1.0, 0.0, 3.0]
     per = compute_distance("adists", fa, fb, per_layer=True)
-    torch.testing.assert_close(compute_distance("adists", fa, fb, layer_weights=w), (per * torch.tensor(w, dtype=per.dtype)).sum(1))
+    torch.testing.assert_close(
+        compute_distance("adists", fa, fb, layer_weights=w), (per * torch.tensor(w, dtype=per.dtype)).sum(1)
+    )
 
 
 def test_low_precision_features_computed_in_float32():
     fa, fb = _six(9, torch.float32), _six(10, torch.float32)
     d = compute_distance("adists", [f.bfloat16() for f in fa], [f.bfloat16() for f in fb])
     assert d.dtype == torch.float32
-    torch.testing.assert_close(d, compute_distance("adists", [f.bfloat16().float() for f in fa], [f.bfloat16().float() for f in fb]))
+    torch.testing.assert_close(
+        d, compute_distance("adists", [f.bfloat16().float() for f in fa], [f.bfloat16().float() for f in fb])
+    )
 
 
 def test_trains_as_a_loss():

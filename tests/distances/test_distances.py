@@ -110,7 +110,9 @@ def test_gradcheck(name):
     b = (torch.rand(2, 3, 2, 2, generator=g, dtype=torch.float64) + 0.1).requires_grad_()
     c = (torch.rand(2, 2, 1, 3, generator=g, dtype=torch.float64) + 0.1).requires_grad_()
     d = (torch.rand(2, 2, 1, 3, generator=g, dtype=torch.float64) + 0.1).requires_grad_()
-    assert torch.autograd.gradcheck(lambda a, b, c, d: compute_distance(name, [a, c], [b, d], layer_weights=[1.0, 0.7]), (a, b, c, d))
+    assert torch.autograd.gradcheck(
+        lambda a, b, c, d: compute_distance(name, [a, c], [b, d], layer_weights=[1.0, 0.7]), (a, b, c, d)
+    )
 
 
 def test_gradcheck_spatial_channel_weights():

@@ -46,15 +46,23 @@ class Denoise(Benchmark):
 
         config = self.config_object(config)
         device = resolve_device(config)
-        task, outcome = fit(lambda: DenoiseTask(config, device, progress), config, workdir,
-                            resumable=self.resumable_keys(config), device=device, name=self.name)
+        task, outcome = fit(
+            lambda: DenoiseTask(config, device, progress),
+            config,
+            workdir,
+            resumable=self.resumable_keys(config),
+            device=device,
+            name=self.name,
+        )
         metrics = {}
         if outcome.has_weights:
             clean = images(8, 999, config.size)
             with torch.no_grad():
                 out = task.model(noisy(clean, 999).to(device)).clamp(0, 1).cpu()
             metrics["denoise/psnr"] = float(-10 * math.log10(float(((out - clean) ** 2).mean())))
-        return BenchResult(config, metrics, {"checkpoint": str(outcome.checkpoint_path)}, outcome.status, outcome.history)
+        return BenchResult(
+            config, metrics, {"checkpoint": str(outcome.checkpoint_path)}, outcome.status, outcome.history
+        )
 
 
 BENCHMARK = Denoise()

@@ -40,14 +40,22 @@ def test_metric_with_exported_heads_equals_preset(tmp_path, shared_weights_dir, 
 
 def test_heads_conflicts_are_one_line_errors(tmp_path):
     path = export_lpips_heads("alex", tmp_path / "alex.safetensors")
-    cases = [dict(net="vgg16"), dict(layers="features.1"), dict(preset="lpips-alex"), dict(distance="mse"),
-             dict(normalize="none"), dict(channel_weights=[None] * 5)]
+    cases = [
+        dict(net="vgg16"),
+        dict(layers="features.1"),
+        dict(preset="lpips-alex"),
+        dict(distance="mse"),
+        dict(normalize="none"),
+        dict(channel_weights=[None] * 5),
+    ]
     for kwargs in cases:
         with pytest.raises(InputError) as exc:
             lossnet.PerceptualMetric(heads=path, weights=None, **kwargs)
         assert "\n" not in str(exc.value) and str(path) in str(exc.value) or "preset" in str(exc.value)
     # agreeing explicit values are fine (layers by alias or node)
-    m = lossnet.PerceptualMetric(heads=path, net="alexnet", layers="relu1,relu2,relu3,relu4,relu5", distance="spatial", weights=None)
+    m = lossnet.PerceptualMetric(
+        heads=path, net="alexnet", layers="relu1,relu2,relu3,relu4,relu5", distance="spatial", weights=None
+    )
     assert m.layers == tuple(PRESETS["lpips-alex"].layers)
     loss = lossnet.PerceptualLoss(heads=path, weights=None)
     x = torch.rand(1, 3, 64, 64, requires_grad=True)
@@ -80,7 +88,9 @@ def test_bad_heads_files_are_refused(tmp_path):
     with pytest.raises(WeightsError, match="channels"):  # metadata/tensor mismatch
         meta2 = json.loads(meta["lossnet_heads"])
         meta2["channels"] = [32]
-        save_safetensors(tmp_path / "mism.safetensors", {"head.0": torch.ones(64)}, metadata={"lossnet_heads": json.dumps(meta2)})
+        save_safetensors(
+            tmp_path / "mism.safetensors", {"head.0": torch.ones(64)}, metadata={"lossnet_heads": json.dumps(meta2)}
+        )
         load_heads(tmp_path / "mism.safetensors")
 
 
@@ -129,8 +139,21 @@ def test_random_resnet18_heads_fit_and_load(tmp_path, shared_dir):
     from lossnet.bench.similarity.synthetic import write_synthetic_bapps
 
     root = write_synthetic_bapps(tmp_path / "bapps", n_2afc=8, subsets_2afc=("traditional",), split="train", seed=0)
-    res = fit_heads(dict(net="resnet18", layers="E,S,M,L", weights="none", data=str(root), epochs=1, decay_epochs=1,
-                         batch_size=4, val="holdout", val_fraction=0.25), tmp_path / "r18.safetensors", progress=False)
+    res = fit_heads(
+        dict(
+            net="resnet18",
+            layers="E,S,M,L",
+            weights="none",
+            data=str(root),
+            epochs=1,
+            decay_epochs=1,
+            batch_size=4,
+            val="holdout",
+            val_fraction=0.25,
+        ),
+        tmp_path / "r18.safetensors",
+        progress=False,
+    )
     assert res.status == "done" and res.val_2afc is not None
     h = load_heads(res.path)
     assert h.net == "resnet18" and h.layers == ["relu", "layer1", "layer2", "layer4"]

@@ -34,7 +34,7 @@ def _build(config):
 
 def _update_in_batches(metric, a, b, batch=3):
     for i in range(0, a.shape[0], batch):
-        metric.update(a[i:i + batch], b[i:i + batch])
+        metric.update(a[i : i + batch], b[i : i + batch])
 
 
 def _ddp_worker(rank, world, port, config, out_dir):
@@ -55,9 +55,17 @@ def _ddp_worker(rank, world, port, config, out_dir):
         synced64 = (metric.sum_distance / metric.count).item()
         count_synced = int(metric.count)
         metric.unsync()
-        Path(out_dir, f"rank{rank}.json").write_text(json.dumps(
-            {"local": local, "synced": synced, "synced64": synced64, "count_after": count_after,
-             "count_synced": count_synced}))
+        Path(out_dir, f"rank{rank}.json").write_text(
+            json.dumps(
+                {
+                    "local": local,
+                    "synced": synced,
+                    "synced64": synced64,
+                    "count_after": count_after,
+                    "count_synced": count_synced,
+                }
+            )
+        )
     finally:
         dist.destroy_process_group()
 
@@ -69,9 +77,15 @@ def _free_port():
 
 
 def _configs(shared_weights):
-    out = [pytest.param({"net": "alexnet", "layers": ("S", "L"), "distance": "spatial", "weights": None}, id="alexnet-random-init")]
+    out = [
+        pytest.param(
+            {"net": "alexnet", "layers": ("S", "L"), "distance": "spatial", "weights": None}, id="alexnet-random-init"
+        )
+    ]
     if shared_weights.is_dir():
-        out.append(pytest.param({"preset": "lpips-alex", "weights_dir": str(shared_weights)}, id="lpips-alex-real-weights"))
+        out.append(
+            pytest.param({"preset": "lpips-alex", "weights_dir": str(shared_weights)}, id="lpips-alex-real-weights")
+        )
     return out
 
 
@@ -92,10 +106,12 @@ def test_ddp_two_processes_equal_single_process(config, tmp_path):
     expect = single.compute().item()
     expect64 = (single.sum_distance / single.count).item()
     per_image = lossnet.PerceptualMetric(**{k: v for k, v in config.items()})(a, b) if "preset" in config else None
-    print(f"\n{config}: single process {expect:.9f}; rank0 synced {ranks[0]['synced']:.9f}, rank1 synced "
-          f"{ranks[1]['synced']:.9f}; local rank0 {ranks[0]['local']:.9f} rank1 {ranks[1]['local']:.9f}; "
-          f"max |synced - single| {max(abs(r['synced'] - expect) for r in ranks):.2e} (float32 result), "
-          f"{max(abs(r['synced64'] - expect64) for r in ranks):.2e} (float64 states: {expect64!r})")
+    print(
+        f"\n{config}: single process {expect:.9f}; rank0 synced {ranks[0]['synced']:.9f}, rank1 synced "
+        f"{ranks[1]['synced']:.9f}; local rank0 {ranks[0]['local']:.9f} rank1 {ranks[1]['local']:.9f}; "
+        f"max |synced - single| {max(abs(r['synced'] - expect) for r in ranks):.2e} (float32 result), "
+        f"{max(abs(r['synced64'] - expect64) for r in ranks):.2e} (float64 states: {expect64!r})"
+    )
     for r in ranks:
         assert abs(r["synced"] - expect) <= 1e-6
         assert abs(r["synced64"] - expect64) <= 1e-12

@@ -28,13 +28,17 @@ def _one_line(exc_info) -> str:
 
 # -- 1. explicit arguments that equal the class defaults are not dropped next to a preset / heads file
 
-@pytest.mark.parametrize("kwargs, expected", [
-    (dict(preset="lpips-vgg", distance="mse"), "preset 'lpips-vgg' uses the 'spatial' distance, not 'mse'"),
-    (dict(preset="lpips-alex", net="vgg16"), "preset 'lpips-alex' uses alexnet, not net='vgg16'"),
-    (dict(preset="lpips-vgg", layers=("relu2_2",)), "preset 'lpips-vgg' uses layers"),
-    (dict(preset="lpips-vgg", layers="relu2_2"), "preset 'lpips-vgg' uses layers"),
-    (dict(preset="dists", distance="mse"), "preset 'dists' uses the 'dists' distance, not 'mse'"),
-])
+
+@pytest.mark.parametrize(
+    "kwargs, expected",
+    [
+        (dict(preset="lpips-vgg", distance="mse"), "preset 'lpips-vgg' uses the 'spatial' distance, not 'mse'"),
+        (dict(preset="lpips-alex", net="vgg16"), "preset 'lpips-alex' uses alexnet, not net='vgg16'"),
+        (dict(preset="lpips-vgg", layers=("relu2_2",)), "preset 'lpips-vgg' uses layers"),
+        (dict(preset="lpips-vgg", layers="relu2_2"), "preset 'lpips-vgg' uses layers"),
+        (dict(preset="dists", distance="mse"), "preset 'dists' uses the 'dists' distance, not 'mse'"),
+    ],
+)
 def test_loss_explicit_defaults_conflicting_with_preset_raise(kwargs, expected):
     with pytest.raises(InputError) as exc:
         PerceptualLoss(weights=None, **kwargs)
@@ -106,6 +110,7 @@ def test_default_layer_works_where_it_exists_and_explicit_layers_work_elsewhere(
 
 # -- 3. non-tensor inputs: one-line InputError naming the argument
 
+
 def test_loss_non_tensor_inputs():
     x, y = _x()
     loss = PerceptualLoss(weights=None)
@@ -128,8 +133,10 @@ def test_loss_non_tensor_inputs():
 
 def test_functional_and_metric_non_tensor_inputs():
     x, y = _x()
-    for args, expected in [((x.tolist(), y.tolist()), "a: expected a torch.Tensor, got list"),
-                           ((x, y.numpy()), "b: expected a torch.Tensor, got ndarray")]:
+    for args, expected in [
+        ((x.tolist(), y.tolist()), "a: expected a torch.Tensor, got list"),
+        ((x, y.numpy()), "b: expected a torch.Tensor, got ndarray"),
+    ]:
         with pytest.raises(InputError) as exc:
             perceptual_distance(*args, weights=None)
         assert _one_line(exc) == expected
@@ -140,15 +147,19 @@ def test_functional_and_metric_non_tensor_inputs():
 
 # -- 4. layer_weights: finite, >= 0, one per layer, at construction
 
+
 @pytest.mark.parametrize("api", list(_BUILDERS))
-@pytest.mark.parametrize("layer_weights, expected", [
-    ([float("nan")], "finite and >= 0"),
-    ([math.inf], "finite and >= 0"),
-    ([-1.0], "finite and >= 0"),
-    ([1.0, 2.0], "2 layer weights for 1 layers"),
-    ([None], "must be numbers"),
-    (0.5, "sequence of numbers"),
-])
+@pytest.mark.parametrize(
+    "layer_weights, expected",
+    [
+        ([float("nan")], "finite and >= 0"),
+        ([math.inf], "finite and >= 0"),
+        ([-1.0], "finite and >= 0"),
+        ([1.0, 2.0], "2 layer weights for 1 layers"),
+        ([None], "must be numbers"),
+        (0.5, "sequence of numbers"),
+    ],
+)
 def test_bad_layer_weights_are_refused(api, layer_weights, expected):
     with pytest.raises(InputError, match=expected) as exc:
         _BUILDERS[api](layer_weights=layer_weights)
@@ -165,6 +176,7 @@ def test_good_layer_weights_are_used():
 
 
 # -- 5. an unknown preset lists every accepted preset, dists included
+
 
 @pytest.mark.parametrize("api", list(_BUILDERS))
 def test_unknown_preset_lists_every_preset(api):

@@ -124,8 +124,14 @@ MASKABLE = [n for n in DISTANCES if n != "adists"]
 @pytest.mark.parametrize("name", MASKABLE)
 def test_mask_of_ones_equals_unmasked(name):
     g = torch.Generator().manual_seed(3)
-    fa = [torch.rand(2, 4, 6, 6, generator=g, dtype=torch.float64), torch.rand(2, 5, 3, 3, generator=g, dtype=torch.float64)]
-    fb = [torch.rand(2, 4, 6, 6, generator=g, dtype=torch.float64), torch.rand(2, 5, 3, 3, generator=g, dtype=torch.float64)]
+    fa = [
+        torch.rand(2, 4, 6, 6, generator=g, dtype=torch.float64),
+        torch.rand(2, 5, 3, 3, generator=g, dtype=torch.float64),
+    ]
+    fb = [
+        torch.rand(2, 4, 6, 6, generator=g, dtype=torch.float64),
+        torch.rand(2, 5, 3, 3, generator=g, dtype=torch.float64),
+    ]
     ones = torch.ones(2, 1, 12, 12, dtype=torch.float64)
     torch.testing.assert_close(compute_distance(name, fa, fb, masks=ones), compute_distance(name, fa, fb))
     # constant scale does not matter (weights are normalised)
@@ -165,8 +171,12 @@ def test_masked_metric_and_loss():
     torch.testing.assert_close(fn(x, b, mask=left), m(a, b, mask=left), rtol=1e-5, atol=1e-7)
     fn(x, b, mask=left).sum().backward()
     assert x.grad[..., 24:].abs().max() == 0  # beyond the receptive field of the masked half: no gradient
-    torch.testing.assert_close(perceptual_distance(a, b, net="vgg16", layers=["relu1_2", "relu2_2"], distance="mse",
-                                                   weights=None, mask=left).shape, torch.Size([2]))
+    torch.testing.assert_close(
+        perceptual_distance(
+            a, b, net="vgg16", layers=["relu1_2", "relu2_2"], distance="mse", weights=None, mask=left
+        ).shape,
+        torch.Size([2]),
+    )
 
 
 def test_mask_errors():

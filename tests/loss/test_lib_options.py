@@ -40,7 +40,9 @@ def test_normalize_none_feeds_the_raw_image():
 def test_transform_input_defaults_and_passthrough():
     assert LossNetwork("googlenet", "E", weights=None).transform_input is False  # torchvision: random init -> False
     assert PerceptualLoss("googlenet", ["E"], weights=None, transform_input=True).network.transform_input is True
-    assert PerceptualMetric(net="inception_v3", layers=["E"], weights=None, transform_input=True).network.transform_input
+    assert PerceptualMetric(
+        net="inception_v3", layers=["E"], weights=None, transform_input=True
+    ).network.transform_input
     with pytest.raises(InputError, match="transform_input applies only"):
         PerceptualLoss("vgg16", ["relu1_2"], weights=None, transform_input=True)
 

@@ -100,7 +100,9 @@ def test_refused_with_a_reason():
     with pytest.raises(TilingError, match="global pooling"):
         PerceptualMetric(net="resnet18", layers=["avgpool"], distance="mse", weights=None, tile=64)
     with pytest.raises(TilingError, match="vision transformer|attention"):
-        PerceptualMetric(net="vit_b_16", layers=["encoder.layers.encoder_layer_1"], distance="mse", weights=None, tile=64)
+        PerceptualMetric(
+            net="vit_b_16", layers=["encoder.layers.encoder_layer_1"], distance="mse", weights=None, tile=64
+        )
     with pytest.raises(InputError, match="multiple of .*stride 16"):
         PerceptualMetric(preset="lpips-vgg", weights=None, tile=100)
     with pytest.raises(InputError, match="positive integer"):
@@ -120,7 +122,18 @@ def test_cli_tile_equals_whole(tmp_path, capsys):
         p = tmp_path / f"{i}.png"
         Image.fromarray(rng.integers(0, 256, size=(120, 200, 3), dtype=np.uint8)).save(p)
         paths.append(str(p))
-    common = ["similarity", *paths, "--net", "alexnet", "--layer", "relu2,relu5", "--distance", "spatial", "--weights", "none"]
+    common = [
+        "similarity",
+        *paths,
+        "--net",
+        "alexnet",
+        "--layer",
+        "relu2,relu5",
+        "--distance",
+        "spatial",
+        "--weights",
+        "none",
+    ]
     torch.manual_seed(0)
     assert cli_main.main(common) == 0
     whole = float(capsys.readouterr().out)
@@ -132,12 +145,15 @@ def test_cli_tile_equals_whole(tmp_path, capsys):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("kw", [dict(preset="lpips-vgg"), dict(net="vgg16", layers="L", distance="spatial"), dict(preset="dists")],
-                         ids=["lpips-vgg", "vgg16-L-spatial", "dists"])
+@pytest.mark.parametrize(
+    "kw",
+    [dict(preset="lpips-vgg"), dict(net="vgg16", layers="L", distance="spatial"), dict(preset="dists")],
+    ids=["lpips-vgg", "vgg16-L-spatial", "dists"],
+)
 def test_1024_real_weights(kw, shared_weights_dir):
     # the must-show: a 1024x1024 pair, ImageNet VGG16, tiles of 256
     whole = PerceptualMetric(weights_dir=shared_weights_dir, **kw)
     tiled = PerceptualMetric(weights_dir=shared_weights_dir, tile=256, **kw)
     a, b = _pair(6, size=(1024, 1024), n=(1, 1))
-    b = (0.7 * a + 0.3 * b)  # a distorted copy, a realistic distance
+    b = 0.7 * a + 0.3 * b  # a distorted copy, a realistic distance
     assert abs(float(tiled(a, b)[0]) - float(whole(a, b)[0])) <= 1e-5

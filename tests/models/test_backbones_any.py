@@ -141,8 +141,12 @@ def test_normalize_pair_and_none():
 
 def test_argument_errors_are_one_line():
     m = _seeded_resnet18()
-    for kwargs, match in [(dict(model=m), "layers"), (dict(arch="vgg16", model=m, layers=["relu"]), "not both"),
-                          (dict(model="resnet", layers=["relu"]), "nn.Module"), (dict(model=m, layers=["nope"]), "nope")]:
+    for kwargs, match in [
+        (dict(model=m), "layers"),
+        (dict(arch="vgg16", model=m, layers=["relu"]), "not both"),
+        (dict(model="resnet", layers=["relu"]), "nn.Module"),
+        (dict(model=m, layers=["nope"]), "nope"),
+    ]:
         with pytest.raises(LossnetError, match=match) as info:
             LossNetwork(**kwargs)
         assert "\n" not in str(info.value)

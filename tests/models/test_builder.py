@@ -49,10 +49,14 @@ def test_no_module_imports_private_names_of_another():
                 if node.module == "lossnet._version":
                     private_module = False  # the one version string, read by every module that records it
                 names = [a.name for a in node.names if a.name.startswith("_") and not a.name.startswith("__")]
-                if rel.count("/") and node.module.startswith("lossnet." + rel.rsplit("/", 1)[0].replace("/", ".") + "."):
+                if rel.count("/") and node.module.startswith(
+                    "lossnet." + rel.rsplit("/", 1)[0].replace("/", ".") + "."
+                ):
                     names = []  # a subpackage's modules share its private helpers (lossnet.loss.ranges -> .modules)
                 if names or private_module:
-                    offenders.append(f"{rel}:{node.lineno} from {node.module} import {', '.join(a.name for a in node.names)}")
+                    offenders.append(
+                        f"{rel}:{node.lineno} from {node.module} import {', '.join(a.name for a in node.names)}"
+                    )
     assert offenders == []
 
 

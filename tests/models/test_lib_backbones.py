@@ -48,9 +48,16 @@ def test_registry_points():
         spec = get_spec(arch)
         assert set(spec.layers) == set("ESML") and not spec.in_paper and arch not in PAPER_ARCHS
         assert [resolve_layer(arch, k) for k in "ESML"] == list(EXTRA_LAYERS[arch].values())
-    assert EXTRA_LAYERS["vit_b_16"] == {"E": "conv_proj", "S": "encoder.layers.encoder_layer_2",
-                                        "M": "encoder.layers.encoder_layer_5", "L": "encoder.layers.encoder_layer_11"}
-    assert resolve_layer("swin_t", "stage4") == "features.7" and resolve_layer("vit_b_16", "block12") == EXTRA_LAYERS["vit_b_16"]["L"]
+    assert EXTRA_LAYERS["vit_b_16"] == {
+        "E": "conv_proj",
+        "S": "encoder.layers.encoder_layer_2",
+        "M": "encoder.layers.encoder_layer_5",
+        "L": "encoder.layers.encoder_layer_11",
+    }
+    assert (
+        resolve_layer("swin_t", "stage4") == "features.7"
+        and resolve_layer("vit_b_16", "block12") == EXTRA_LAYERS["vit_b_16"]["L"]
+    )
     with pytest.raises(UnknownLayerError, match="no E/S/M/L"):
         resolve_layer("mobilenet_v2", "E")
 
@@ -95,7 +102,9 @@ def test_swin_features_are_nchw_and_normalised_over_channels(tmp_path):
         assert o.shape == r.permute(0, 3, 1, 2).shape
         assert (o - r.permute(0, 3, 1, 2)).abs().max().item() <= 1e-5
     # the truth, on the raw NHWC tensors: unit-normalise over the LAST axis (channels)
-    truth = sum(((unit_normalize(a, dim=3) - unit_normalize(b, dim=3)) ** 2).sum(3).mean((1, 2)) for a, b in zip(raw_x, raw_y))
+    truth = sum(
+        ((unit_normalize(a, dim=3) - unit_normalize(b, dim=3)) ** 2).sum(3).mean((1, 2)) for a, b in zip(raw_x, raw_y)
+    )
     ours = compute_distance("spatial", ours_x, ours_y)
     torch.testing.assert_close(ours, truth, rtol=1e-4, atol=1e-6)
     # normalising the NHWC tensor over dim 1 (its height) gives another number, 10x outside the tolerance above

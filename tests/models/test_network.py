@@ -15,12 +15,20 @@ from lossnet.network import LossNetwork
 
 # Output channels of E/S/M/L, read off torchvision's architecture definitions (not off our code).
 EXPECTED_CHANNELS = {
-    "alexnet": (64, 192, 384, 256), "vgg11": (64, 128, 256, 512), "vgg16": (64, 128, 256, 512),
-    "vgg16_bn": (64, 128, 256, 512), "vgg19": (64, 128, 256, 512), "resnet18": (64, 64, 128, 512),
-    "resnet50": (64, 256, 512, 2048), "resnext50_32x4d": (64, 256, 512, 2048),
-    "googlenet": (64, 256, 512, 1024), "inception_v3": (64, 256, 288, 768),
-    "efficientnet_b0": (32, 16, 80, 320), "efficientnet_b7": (64, 32, 160, 640),
-    "densenet121": (64, 256, 512, 1024), "squeezenet1_1": (64, 128, 256, 512),
+    "alexnet": (64, 192, 384, 256),
+    "vgg11": (64, 128, 256, 512),
+    "vgg16": (64, 128, 256, 512),
+    "vgg16_bn": (64, 128, 256, 512),
+    "vgg19": (64, 128, 256, 512),
+    "resnet18": (64, 64, 128, 512),
+    "resnet50": (64, 256, 512, 2048),
+    "resnext50_32x4d": (64, 256, 512, 2048),
+    "googlenet": (64, 256, 512, 1024),
+    "inception_v3": (64, 256, 288, 768),
+    "efficientnet_b0": (32, 16, 80, 320),
+    "efficientnet_b7": (64, 32, 160, 640),
+    "densenet121": (64, 256, 512, 1024),
+    "squeezenet1_1": (64, 128, 256, 512),
 }
 
 
@@ -52,7 +60,9 @@ def test_shared_weights_equal_torchvision_prefix(arch, prefix_len, shared_weight
     net = LossNetwork(arch, layers=("E", "S", "M", "L"), weights_dir=shared_weights_dir)
     x = torch.rand(2, 3, 64, 64)
     ours = net(x)
-    z = (x - torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)) / torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+    z = (x - torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)) / torch.tensor([0.229, 0.224, 0.225]).view(
+        1, 3, 1, 1
+    )
     with torch.no_grad():
         for key, node in paper_layers(arch).items():
             idx = int(node.split(".")[1])
@@ -82,7 +92,12 @@ def test_trimmed_weights_round_trip_and_missing_key(tmp_path, shared_weights_dir
     from lossnet.cli.main import main
 
     out = tmp_path / "vgg16-relu2_2.safetensors"
-    assert main(["weights", "trim", "vgg16", "--layer", "relu2_2", "--weights-dir", str(shared_weights_dir), "-o", str(out)]) == 0
+    assert (
+        main(
+            ["weights", "trim", "vgg16", "--layer", "relu2_2", "--weights-dir", str(shared_weights_dir), "-o", str(out)]
+        )
+        == 0
+    )
     full = LossNetwork("vgg16", layers="relu2_2", weights_dir=shared_weights_dir)
     trimmed = LossNetwork("vgg16", layers="relu2_2", weights=out)
     x = torch.rand(2, 3, 32, 32)

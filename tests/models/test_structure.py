@@ -10,13 +10,16 @@ def _cache(tmp_path, monkeypatch):
     monkeypatch.setenv("LOSSNET_CACHE", str(tmp_path))
 
 
-@pytest.mark.parametrize("arch,skip,branch,one,bn", [
-    ("vgg16", False, False, False, False),
-    ("resnet18", True, True, True, True),
-    ("googlenet", False, True, True, True),
-    ("squeezenet1_1", False, True, True, False),
-    ("densenet121", True, False, True, True),
-])
+@pytest.mark.parametrize(
+    "arch,skip,branch,one,bn",
+    [
+        ("vgg16", False, False, False, False),
+        ("resnet18", True, True, True, True),
+        ("googlenet", False, True, True, True),
+        ("squeezenet1_1", False, True, True, False),
+        ("densenet121", True, False, True, True),
+    ],
+)
 def test_arch_attributes(arch, skip, branch, one, bn):
     a = arch_attributes(arch)
     assert (a["skip_connections"], a["branching"], a["conv1x1"], a["batch_norm"]) == (skip, branch, one, bn)

@@ -73,7 +73,12 @@ def test_timm_resnet50_with_torchvision_weights_equals_torchvision_resnet50(tmp_
 def test_extraction_points_follow_the_stated_rule():
     assert get_spec("timm:resnet50").layers == {"E": "act1", "S": "layer1", "M": "layer2", "L": "layer4"}
     assert get_spec("timm:convnext_tiny").layers == {"E": "stem", "S": "stages.0", "M": "stages.1", "L": "stages.3"}
-    assert get_spec("timm:efficientnet_b0").layers == {"E": "blocks.0", "S": "blocks.1", "M": "blocks.2", "L": "blocks.6"}
+    assert get_spec("timm:efficientnet_b0").layers == {
+        "E": "blocks.0",
+        "S": "blocks.1",
+        "M": "blocks.2",
+        "L": "blocks.6",
+    }
     assert get_spec(DINO).layers == {"E": "patch_embed", "S": "blocks.2", "M": "blocks.5", "L": "blocks.11"}
     assert get_spec("timm:vit_large_patch14_dinov2").layers["L"] == "blocks.23"
 
@@ -156,14 +161,21 @@ def test_weights_file_round_trip_and_errors(tmp_path):
     model = timm.create_model("vit_small_patch14_dinov2", **describe(DINO).kwargs)
     path = _save(model.state_dict(), tmp_path / "dino.safetensors")
     net = LossNetwork(DINO, "S", weights=path)
-    assert torch.equal(net.body.state_dict()["blocks.0.attn.qkv.weight"], model.state_dict()["blocks.0.attn.qkv.weight"])
+    assert torch.equal(
+        net.body.state_dict()["blocks.0.attn.qkv.weight"], model.state_dict()["blocks.0.attn.qkv.weight"]
+    )
     assert net.weights_source == str(path)
     pth = tmp_path / "dino.pth"
     torch.save(model.state_dict(), pth)
-    assert torch.equal(LossNetwork(DINO, "S", weights=pth).body.state_dict()["pos_embed"], model.state_dict()["pos_embed"])
+    assert torch.equal(
+        LossNetwork(DINO, "S", weights=pth).body.state_dict()["pos_embed"], model.state_dict()["pos_embed"]
+    )
     # a trimmed file (patch embedding + blocks 0..2) fits a network cut at S = blocks.2
-    trimmed = {k: v for k, v in model.state_dict().items() if not k.startswith(("blocks.", "norm", "head"))
-               or (k.startswith("blocks.") and int(k.split(".")[1]) <= 2)}
+    trimmed = {
+        k: v
+        for k, v in model.state_dict().items()
+        if not k.startswith(("blocks.", "norm", "head")) or (k.startswith("blocks.") and int(k.split(".")[1]) <= 2)
+    }
     cut = LossNetwork(DINO, "S", weights=_save(trimmed, tmp_path / "trimmed.safetensors"))
     assert not any(k.startswith("blocks.3") for k in cut.body.state_dict())
     x = torch.rand(1, 3, 28, 28)
@@ -267,9 +279,29 @@ def test_bench_similarity_with_a_timm_vit_finishes_done(bapps, tmp_path, arch):
     from lossnet.cli.main import main
 
     out = tmp_path / "sim.json"
-    argv = ["bench", "similarity", "--data", str(bapps / "val"), "--net", arch, "--layer", "E,S,M,L", "--weights", "none",
-            "--subsets", "cnn", "--jnd-subsets", "cnn", "--device", "cpu", "--no-progress", "--out", str(tmp_path / "o"),
-            "--json", str(out)]
+    argv = [
+        "bench",
+        "similarity",
+        "--data",
+        str(bapps / "val"),
+        "--net",
+        arch,
+        "--layer",
+        "E,S,M,L",
+        "--weights",
+        "none",
+        "--subsets",
+        "cnn",
+        "--jnd-subsets",
+        "cnn",
+        "--device",
+        "cpu",
+        "--no-progress",
+        "--out",
+        str(tmp_path / "o"),
+        "--json",
+        str(out),
+    ]
     assert main(argv) == 0
     runs = json.loads(out.read_text())["runs"]
     assert len(runs) == 4 and all(r["status"] == "done" for r in runs.values())
@@ -281,9 +313,31 @@ def test_heads_fit_on_a_timm_net_writes_heads_that_load_and_score(bapps, tmp_pat
     from lossnet.heads.file import load_heads
 
     out = tmp_path / "dino_heads.safetensors"
-    argv = ["heads", "fit", "--net", DINO, "--layers", "E,S,M,L", "--data", str(bapps / "train"), "--epochs", "1",
-            "--decay-epochs", "0", "--weights", "none", "--batch-size", "4", "--size", "28", "--val", "none",
-            "-o", str(out), "--no-progress"]
+    argv = [
+        "heads",
+        "fit",
+        "--net",
+        DINO,
+        "--layers",
+        "E,S,M,L",
+        "--data",
+        str(bapps / "train"),
+        "--epochs",
+        "1",
+        "--decay-epochs",
+        "0",
+        "--weights",
+        "none",
+        "--batch-size",
+        "4",
+        "--size",
+        "28",
+        "--val",
+        "none",
+        "-o",
+        str(out),
+        "--no-progress",
+    ]
     assert main(argv) == 0
     h = load_heads(out)
     assert h.net == DINO and h.layers == ["patch_embed", "blocks.2", "blocks.5", "blocks.11"]
@@ -306,8 +360,21 @@ def test_heads_fit_with_a_users_module(bapps, tmp_path):
 
     torch.manual_seed(0)
     m = torchvision.models.resnet18().eval()
-    res = fit_heads(dict(data=str(bapps / "train"), net="ignored", layers="relu,layer1", epochs=1, decay_epochs=0,
-                         batch_size=4, size=32, val="none"), tmp_path / "h.safetensors", progress=False, model=m)
+    res = fit_heads(
+        dict(
+            data=str(bapps / "train"),
+            net="ignored",
+            layers="relu,layer1",
+            epochs=1,
+            decay_epochs=0,
+            batch_size=4,
+            size=32,
+            val="none",
+        ),
+        tmp_path / "h.safetensors",
+        progress=False,
+        model=m,
+    )
     assert res.status == "done"
     metric = PerceptualMetric(model=m, heads=res.path)
     assert metric.net == "module:ResNet"
@@ -327,13 +394,16 @@ preset = "quick"
 weights = "none"
 
 [benchmarks.similarity]
-data = "{bapps / 'val'}"
+data = "{bapps / "val"}"
 subsets_2afc = ["cnn"]
 subsets_jnd = ["cnn"]
 """)
     assert main(["sweep", "plan", str(grid)]) == 0
     store = tmp_path / "r.db"
-    assert main(["sweep", "run", str(grid), "--store", str(store), "--runs-dir", str(tmp_path / "runs"), "--workers", "1"]) == 0
+    assert (
+        main(["sweep", "run", str(grid), "--store", str(store), "--runs-dir", str(tmp_path / "runs"), "--workers", "1"])
+        == 0
+    )
     import sqlite3
 
     with sqlite3.connect(store) as db:
@@ -353,9 +423,35 @@ def test_bench_superres_quick_with_a_clip_vit_finishes_done(tmp_path, shared_dir
     if not (sr / "t91").is_dir():
         pytest.skip("no ../shared/data/sr")
     out = tmp_path / "sr.json"
-    argv = ["bench", "superres", "--preset", "quick", "--scale", "4", "--net", CLIP, "--layer", "S", "--weights", "none",
-            "--train", str(sr / "t91"), "--test", f"set5={sr / 'set5'}", "--epochs", "1", "--iters-per-epoch", "5",
-            "--val-images", "2", "--out", str(tmp_path / "o"), "--json", str(out), "--no-progress"]
+    argv = [
+        "bench",
+        "superres",
+        "--preset",
+        "quick",
+        "--scale",
+        "4",
+        "--net",
+        CLIP,
+        "--layer",
+        "S",
+        "--weights",
+        "none",
+        "--train",
+        str(sr / "t91"),
+        "--test",
+        f"set5={sr / 'set5'}",
+        "--epochs",
+        "1",
+        "--iters-per-epoch",
+        "5",
+        "--val-images",
+        "2",
+        "--out",
+        str(tmp_path / "o"),
+        "--json",
+        str(out),
+        "--no-progress",
+    ]
     assert main(argv) == 0
     runs = json.loads(out.read_text())["runs"]
     assert [r["status"] for r in runs.values()] == ["done"]
@@ -380,8 +476,10 @@ def test_sweep_estimate_times_a_timm_net_with_random_weights_and_downloads_nothi
     monkeypatch.setitem(E.REAL_SIZES, "bapps", {"2afc/cnn": 16})
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     grid = tmp_path / "g.toml"
-    grid.write_text(f'[sweep]\narchs = ["{DINO}"]\nlayers = ["L"]\npreset = "paper"\nweights = "imagenet"\n'
-                    '[benchmarks.similarity]\nsubsets_2afc = ["cnn"]\nsubsets_jnd = []\nbatch_size = 8\n')
+    grid.write_text(
+        f'[sweep]\narchs = ["{DINO}"]\nlayers = ["L"]\npreset = "paper"\nweights = "imagenet"\n'
+        '[benchmarks.similarity]\nsubsets_2afc = ["cnn"]\nsubsets_jnd = []\nbatch_size = 8\n'
+    )
     est = E.estimate_grid(grid, device="cpu", steps=1, progress=False, synthetic_root=tmp_path / "synth")
     (p,) = est.points
     assert p.steps_per_run == 16 // 8 and p.step_s > 0

@@ -70,8 +70,11 @@ def test_equals_dists_on_example_images(reference, ours, lpips_examples):
 def test_equals_dists_on_100_random_pairs(reference, ours):
     g = torch.Generator().manual_seed(11)
     a = torch.rand(100, 3, 32, 32, generator=g)
-    b = torch.where(torch.arange(100).view(-1, 1, 1, 1) % 2 == 0, torch.rand(100, 3, 32, 32, generator=g),
-                    (a + 0.05 * torch.randn(100, 3, 32, 32, generator=g)).clamp(0, 1))
+    b = torch.where(
+        torch.arange(100).view(-1, 1, 1, 1) % 2 == 0,
+        torch.rand(100, 3, 32, 32, generator=g),
+        (a + 0.05 * torch.randn(100, 3, 32, 32, generator=g)).clamp(0, 1),
+    )
     with torch.no_grad():
         theirs = torch.cat([reference(a[i : i + 25], b[i : i + 25]).reshape(-1) for i in range(0, 100, 25)])
     mine = torch.cat([ours(a[i : i + 25], b[i : i + 25]) for i in range(0, 100, 25)])

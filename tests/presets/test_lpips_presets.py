@@ -93,7 +93,6 @@ def test_equals_lpips_on_example_triplet(preset, arch, linear, shared_weights_di
             assert abs(float(mine) - float(theirs)) <= 1e-5, (k, float(mine), float(theirs))
 
 
-
 @pytest.mark.parametrize("preset,arch", [("lpips-alex", "alexnet"), ("lpips-vgg", "vgg16")])
 @pytest.mark.parametrize("linear", [True, False])
 def test_equals_lpips_on_100_random_pairs(preset, arch, linear, shared_weights_dir):
@@ -106,8 +105,11 @@ def test_equals_lpips_on_100_random_pairs(preset, arch, linear, shared_weights_d
     size = 32 if arch == "alexnet" else 24
     a = torch.rand(100, 3, size, size, generator=g)
     # a mix of unrelated and slightly perturbed pairs, so both small and large distances are covered
-    b = torch.where(torch.arange(100).view(-1, 1, 1, 1) % 2 == 0, torch.rand(100, 3, size, size, generator=g),
-                    (a + 0.05 * torch.randn(100, 3, size, size, generator=g)).clamp(0, 1))
+    b = torch.where(
+        torch.arange(100).view(-1, 1, 1, 1) % 2 == 0,
+        torch.rand(100, 3, size, size, generator=g),
+        (a + 0.05 * torch.randn(100, 3, size, size, generator=g)).clamp(0, 1),
+    )
     with torch.no_grad():
         theirs = torch.cat([ref(a[i : i + 25], b[i : i + 25], normalize=True).reshape(-1) for i in range(0, 100, 25)])
         mine = torch.cat([ours(a[i : i + 25], b[i : i + 25]) for i in range(0, 100, 25)])

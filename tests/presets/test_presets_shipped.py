@@ -58,8 +58,11 @@ def test_presets_read_the_shipped_files_not_the_wheels(monkeypatch):
     ref = torch.load(_wheel_file("lpips", "weights/v0.1/alex.pth"), map_location="cpu", weights_only=True)
     ref_d = torch.load(_wheel_file("DISTS_pytorch", "weights.pt"), map_location="cpu", weights_only=True)
     real_find_spec = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec",
-                        lambda name, *a: None if name in ("lpips", "DISTS_pytorch") else real_find_spec(name, *a))
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *a: None if name in ("lpips", "DISTS_pytorch") else real_find_spec(name, *a),
+    )
     lpips_presets._load_heads.cache_clear()
     dists_preset._load.cache_clear()
     heads = lpips_presets.lpips_heads("lpips-alex")

@@ -68,7 +68,9 @@ def test_backbone_is_antialiased_and_named_like_torchvision():
     metric = PerceptualMetric(preset="stlpips-alex")
     body = metric.network.body
     assert metric.network.nodes == ("features.1", "features.4", "features.7", "features.9", "features.11")
-    assert type(body.get_submodule("features.0")).__name__ == "ConvBlur" and body.get_submodule("features.0").stride == (1, 1)
+    assert type(body.get_submodule("features.0")).__name__ == "ConvBlur" and body.get_submodule(
+        "features.0"
+    ).stride == (1, 1)
     assert type(body.get_submodule("features.2")).__name__ == "MaxBlurPool"
     assert "stlpips_shift_tolerant" not in metric.network.weights_source
     assert metric.network.weights_source.endswith("alex_shift_tolerant.pth")
@@ -85,10 +87,12 @@ def test_tiled_stlpips_equals_whole():
 
 
 def test_lossnet_reads_the_weight_file_without_importing_the_wheel():
-    code = ("import sys, lossnet, torch\nfrom lossnet.loss import PerceptualMetric\n"
-            "m = PerceptualMetric(preset='stlpips-vgg')\n"
-            "assert not any(k.split('.')[0] in ('stlpips_pytorch', 'IPython', 'torchsummary') for k in sys.modules), "
-            "[k for k in sys.modules if 'stlpips' in k or 'IPython' in k]\nprint('ok')")
+    code = (
+        "import sys, lossnet, torch\nfrom lossnet.loss import PerceptualMetric\n"
+        "m = PerceptualMetric(preset='stlpips-vgg')\n"
+        "assert not any(k.split('.')[0] in ('stlpips_pytorch', 'IPython', 'torchsummary') for k in sys.modules), "
+        "[k for k in sys.modules if 'stlpips' in k or 'IPython' in k]\nprint('ok')"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]
 
@@ -98,5 +102,7 @@ def test_missing_extra_is_one_line(monkeypatch):
     from lossnet.extras import MissingExtraError
 
     monkeypatch.setattr(extras, "missing", lambda modules: list(modules))
-    with pytest.raises(MissingExtraError, match=r'preset .stlpips-alex. needs the \[stlpips\] extra: pip install "lossnet\[stlpips\]"'):
+    with pytest.raises(
+        MissingExtraError, match=r'preset .stlpips-alex. needs the \[stlpips\] extra: pip install "lossnet\[stlpips\]"'
+    ):
         PerceptualMetric(preset="stlpips-alex")

@@ -19,8 +19,12 @@ from lossnet.recommendation import TASKS, recommend
 
 PAPER_DIR = Path(__file__).resolve().parents[2] / "src" / "lossnet" / "data" / "paper"
 COLUMNS = {"similarity": "b1", "superres": "b2", "roads": "b3", "autoencoder": "b4", "all": "all"}
-BENCHMARKS = {"similarity": ("similarity",), "superres": ("superres_x4", "superres_x8"),
-              "roads": ("segmentation",), "autoencoder": ("autoencoder",)}
+BENCHMARKS = {
+    "similarity": ("similarity",),
+    "superres": ("superres_x4", "superres_x8"),
+    "roads": ("segmentation",),
+    "autoencoder": ("autoencoder",),
+}
 
 
 def _csv(name):
@@ -38,7 +42,9 @@ def _scores():
     """{(benchmark, metric, dataset): {arch: {layer: value}}} straight from scores.csv."""
     out = {}
     for r in _csv("scores.csv"):
-        out.setdefault((r["benchmark"], r["metric"], r["dataset"]), {}).setdefault(r["arch"], {})[r["layer"]] = float(r["value"])
+        out.setdefault((r["benchmark"], r["metric"], r["dataset"]), {}).setdefault(r["arch"], {})[r["layer"]] = float(
+            r["value"]
+        )
     return out
 
 
@@ -159,11 +165,18 @@ def test_code_line_builds_a_working_loss():
 
 
 def test_import_reads_no_torch():
-    code = ("import sys, lossnet.recommendation as r; r.recommend('all'); "
-            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'numpy', 'scipy') "
-            "or m.startswith(('lossnet.bench', 'lossnet.report', 'lossnet.runs'))))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                         env={"PYTHONPATH": str(PAPER_DIR.parents[2]), "PATH": "/usr/bin:/bin"})
+    code = (
+        "import sys, lossnet.recommendation as r; r.recommend('all'); "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'numpy', 'scipy') "
+        "or m.startswith(('lossnet.bench', 'lossnet.report', 'lossnet.runs'))))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={"PYTHONPATH": str(PAPER_DIR.parents[2]), "PATH": "/usr/bin:/bin"},
+    )
     assert out.stdout.strip() == "[]"
 
 
@@ -193,9 +206,18 @@ def _store(path, cells):
     con.executescript(SCHEMA)
     for i, ((arch, layer), (afc, jnd)) in enumerate(cells.items()):
         key = f"{i:016x}"
-        config = {"benchmark": "similarity", "preset": "quick", "weights": "imagenet", "seed": 0, "net": arch, "layer": layer}
-        con.execute("INSERT INTO runs(key, benchmark, config, status, attempts) VALUES (?,?,?,?,1)",
-                    (key, "similarity", json.dumps(config), "done"))
+        config = {
+            "benchmark": "similarity",
+            "preset": "quick",
+            "weights": "imagenet",
+            "seed": 0,
+            "net": arch,
+            "layer": layer,
+        }
+        con.execute(
+            "INSERT INTO runs(key, benchmark, config, status, attempts) VALUES (?,?,?,?,1)",
+            (key, "similarity", json.dumps(config), "done"),
+        )
         con.execute("INSERT INTO metrics VALUES (?,?,?,?)", (key, "bapps", "2afc", afc))
         con.execute("INSERT INTO metrics VALUES (?,?,?,?)", (key, "bapps", "jnd_map_pooled", jnd))
     con.commit()
@@ -208,7 +230,9 @@ def store(tmp_path):
     # the paper ranks b1: squeezenet1_1 3.5, vgg16 4.5, alexnet 5; these made-up runs reverse it:
     # alexnet is best on both scores (at S), vgg16 second on both (at E), squeezenet1_1 last
     cells = {}
-    for layer, (a, v, s) in zip("ESML", [(0.60, 0.66, 0.50), (0.70, 0.61, 0.51), (0.65, 0.62, 0.52), (0.62, 0.63, 0.53)]):
+    for layer, (a, v, s) in zip(
+        "ESML", [(0.60, 0.66, 0.50), (0.70, 0.61, 0.51), (0.65, 0.62, 0.52), (0.62, 0.63, 0.53)]
+    ):
         cells[("alexnet", layer)] = (a, a - 0.1)
         cells[("vgg16", layer)] = (v, v - 0.1)
         cells[("squeezenet1_1", layer)] = (s, s - 0.1)
@@ -217,7 +241,11 @@ def store(tmp_path):
 
 def test_store_ranks_own_results(store):
     rec = recommend("similarity", store=store)
-    assert [(c.arch, c.rank, c.layer) for c in rec.choices] == [("alexnet", 1.0, "S"), ("vgg16", 2.0, "E"), ("squeezenet1_1", 3.0, "L")]
+    assert [(c.arch, c.rank, c.layer) for c in rec.choices] == [
+        ("alexnet", 1.0, "S"),
+        ("vgg16", 2.0, "E"),
+        ("squeezenet1_1", 3.0, "L"),
+    ]
     assert rec.source == str(store) and rec.best.scores == {"2afc": 0.70, "jnd_map": pytest.approx(0.60)}
     assert rec.code == 'lossnet.PerceptualLoss(net="alexnet", layers=("S",), distance="spatial")'
     assert "Ranked from the runs in the store" in rec.caveats[-1]
@@ -251,11 +279,15 @@ def test_cli_top_and_json(tmp_path, capsys):
     out_json = tmp_path / "a.json"
     assert main(["recommend", "similarity", "--top", "2", "--json", str(out_json)]) == 0
     out = capsys.readouterr().out
-    assert "as a metric: lossnet.PerceptualMetric(net=\"vgg11\", layers=(\"L\",), distance=\"spatial\")" in out
+    assert 'as a metric: lossnet.PerceptualMetric(net="vgg11", layers=("L",), distance="spatial")' in out
     rows = [l.split() for l in out.splitlines() if l[:2].strip().isdigit()]
     assert [r[1] for r in rows] == ["vgg11", "squeezenet1_1"]
     data = json.loads(out_json.read_text())
-    assert data["task"] == "similarity" and len(data["choices"]) == 14 and data["choices"][0]["code"].startswith("lossnet.PerceptualLoss(")
+    assert (
+        data["task"] == "similarity"
+        and len(data["choices"]) == 14
+        and data["choices"][0]["code"].startswith("lossnet.PerceptualLoss(")
+    )
 
 
 def test_cli_store(store, capsys):
@@ -264,11 +296,14 @@ def test_cli_store(store, capsys):
     assert "Use: alexnet at layer S" in out and "avg rank (b1)" in out
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["recommend", "roads", "--preset", "paper"], "give store="),
-    (["recommend", "roads", "--top", "0"], "--top must be at least 1"),
-    (["recommend", "roads", "--store", "/nonexistent/results.db"], "results store not found"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["recommend", "roads", "--preset", "paper"], "give store="),
+        (["recommend", "roads", "--top", "0"], "--top must be at least 1"),
+        (["recommend", "roads", "--store", "/nonexistent/results.db"], "results store not found"),
+    ],
+)
 def test_cli_errors_are_one_line(argv, message, capsys):
     assert main(argv) == 2
     err = capsys.readouterr().err.strip().splitlines()

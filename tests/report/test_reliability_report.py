@@ -18,13 +18,27 @@ def _store(tmp_path, n=1, subsets=("traditional", "cnn")):
     from lossnet import paper
 
     path = tmp_path / "s.db"
-    value = {(r["arch"], r["layer"]): r["value"] for r in paper.scores()
-             if (r["benchmark"], r["metric"], r["dataset"]) == ("similarity", "2afc", "bapps")}
+    value = {
+        (r["arch"], r["layer"]): r["value"]
+        for r in paper.scores()
+        if (r["benchmark"], r["metric"], r["dataset"]) == ("similarity", "2afc", "bapps")
+    }
     with ResultsStore(path) as store:
         for i, arch in enumerate(["alexnet", "vgg16", "squeezenet1_1"][:n]):
-            config = {"benchmark": "similarity", "net": arch, "layer": "L", "seed": 0, "preset": "quick", "weights": "imagenet",
-                      "distance": "spatial", "subsets_2afc": list(subsets), "subsets_jnd": ["traditional", "cnn"]}
-            store.record(RunRecord(f"{i:016x}", "similarity", config, "done", {"bapps/2afc": value[(arch, "L")] + 0.01}))
+            config = {
+                "benchmark": "similarity",
+                "net": arch,
+                "layer": "L",
+                "seed": 0,
+                "preset": "quick",
+                "weights": "imagenet",
+                "distance": "spatial",
+                "subsets_2afc": list(subsets),
+                "subsets_jnd": ["traditional", "cnn"],
+            }
+            store.record(
+                RunRecord(f"{i:016x}", "similarity", config, "done", {"bapps/2afc": value[(arch, "L")] + 0.01})
+            )
     return path
 
 
@@ -37,11 +51,17 @@ def _report(args):
     return a.func(a)
 
 
-@pytest.mark.parametrize("sql, match", [
-    ("UPDATE runs SET config='{not json' WHERE key='0000000000000000'", r"run 0000000000000000: its config is not valid JSON"),
-    ("UPDATE metrics SET value='abc'", r"run 0000000000000000: metric bapps/2afc has the non-numeric value 'abc'"),
-    ("UPDATE meta SET value='abc' WHERE key='schema_version'", r"schema_version 'abc' is not a number"),
-])
+@pytest.mark.parametrize(
+    "sql, match",
+    [
+        (
+            "UPDATE runs SET config='{not json' WHERE key='0000000000000000'",
+            r"run 0000000000000000: its config is not valid JSON",
+        ),
+        ("UPDATE metrics SET value='abc'", r"run 0000000000000000: metric bapps/2afc has the non-numeric value 'abc'"),
+        ("UPDATE meta SET value='abc' WHERE key='schema_version'", r"schema_version 'abc' is not a number"),
+    ],
+)
 def test_l13_one_bad_store_row_is_named(tmp_path, sql, match):
     path = _store(tmp_path)
     db = sqlite3.connect(path)
@@ -95,7 +115,9 @@ def test_last_round_compare_paper_of_quick_two_subset_runs_has_a_caveat(tmp_path
     out = capsys.readouterr().out
     text = (tmp_path / "rep" / "report.md").read_text()
     for where in (out, text):
-        assert "CAVEAT: these runs use preset 'quick', not 'paper'; 2 of 6 BAPPS 2AFC subsets (traditional, cnn)" in where
+        assert (
+            "CAVEAT: these runs use preset 'quick', not 'paper'; 2 of 6 BAPPS 2AFC subsets (traditional, cnn)" in where
+        )
 
 
 def test_last_round_runs_export_needs_no_csv_flag(tmp_path, capsys):

@@ -64,9 +64,32 @@ def real_store(tmp_path_factory):
     data = write_synthetic_bapps(root / "val", n_2afc=12, n_jnd=12, subsets_2afc=("cnn",), subsets_jnd=("cnn",), seed=3)
     store = root / "results.db"
     for net, layers in ((TIMM, "E,L,layer3"), ("vgg16", "E,L")):  # layer3: no E/S/M/L of timm:resnet18
-        argv = ["bench", "similarity", "--preset", "quick", "--data", str(data), "--net", net, "--layer", layers,
-                "--weights", "none", "--subsets", "cnn", "--jnd-subsets", "cnn", "--device", "cpu", "--no-progress",
-                "--out", str(root / net.replace(":", "_")), "--store", str(store), "--separate-layers"]
+        argv = [
+            "bench",
+            "similarity",
+            "--preset",
+            "quick",
+            "--data",
+            str(data),
+            "--net",
+            net,
+            "--layer",
+            layers,
+            "--weights",
+            "none",
+            "--subsets",
+            "cnn",
+            "--jnd-subsets",
+            "cnn",
+            "--device",
+            "cpu",
+            "--no-progress",
+            "--out",
+            str(root / net.replace(":", "_")),
+            "--store",
+            str(store),
+            "--separate-layers",
+        ]
         assert main(argv) == 0
     out = root / "report"
     assert _report([str(store), "-o", str(out), "--no-structure"]) == 0
@@ -76,8 +99,11 @@ def real_store(tmp_path_factory):
 def _store_values(store, metric):
     """``{(net, layer): value}`` of one metric of the done runs, straight from the SQLite file."""
     con = sqlite3.connect(store)
-    rows = con.execute("SELECT r.config, m.value FROM runs r JOIN metrics m ON m.run_key = r.key "
-                       "WHERE r.status = 'done' AND m.dataset = 'bapps' AND m.name = ?", (metric,)).fetchall()
+    rows = con.execute(
+        "SELECT r.config, m.value FROM runs r JOIN metrics m ON m.run_key = r.key "
+        "WHERE r.status = 'done' AND m.dataset = 'bapps' AND m.name = ?",
+        (metric,),
+    ).fetchall()
     con.close()
     return {(json.loads(c)["net"], json.loads(c)["layer"]): v for c, v in rows}
 
@@ -99,7 +125,7 @@ def test_real_store_timm_cells_equal_the_stores_values(real_store, metric, store
     # the Markdown table: value and rank of every timm cell, other layers by their name
     md = (out / "report.md").read_text()
     beyond = _section(md, "Beyond the paper's networks")
-    table = beyond[beyond.index(f"**similarity {metric} -- 5 cells, 2 networks**"):]
+    table = beyond[beyond.index(f"**similarity {metric} -- 5 cells, 2 networks**") :]
     line = next(l for l in table.splitlines() if l.startswith(f"| {TIMM} |"))
     cells = [c.strip() for c in line.strip("|").split("|")]
     assert cells[:3] == [TIMM, "beyond", f"{fmt(truth[(TIMM, 'E')])} #{_fmt_rank(truth[(TIMM, 'E')], every)}"]
@@ -111,8 +137,11 @@ def test_real_store_timm_cells_equal_the_stores_values(real_store, metric, store
     # the HTML carries the same cells, with a heatmap colour
     html_text = (out / "report.html").read_text()
     assert "Beyond the paper&#x27;s networks" in html_text or "Beyond the paper's networks" in html_text
-    assert re.search(r'<td (class="best" )?style="background:#[0-9a-f]{6};color:#(000|fff)" title="'
-                     + re.escape(f"{TIMM} at E (similarity {metric}): {fmt(truth[(TIMM, 'E')])}"), html_text)
+    assert re.search(
+        r'<td (class="best" )?style="background:#[0-9a-f]{6};color:#(000|fff)" title="'
+        + re.escape(f"{TIMM} at E (similarity {metric}): {fmt(truth[(TIMM, 'E')])}"),
+        html_text,
+    )
 
 
 def _fmt_rank(value, values):
@@ -137,7 +166,9 @@ def test_real_store_correlations_leave_the_timm_net_out_and_say_so(real_store):
     # the recommendation heading the report ranks the paper net only, and says where the others are
     lead = _section(md, "Recommendation: which loss network and layer")
     table = [line for line in lead.splitlines() if line.startswith("| ")]
-    assert any(line.startswith("| similarity | vgg16 at ") for line in table) and not any(TIMM in line for line in table)
+    assert any(line.startswith("| similarity | vgg16 at ") for line in table) and not any(
+        TIMM in line for line in table
+    )
     assert "Ranked among the paper's networks only: the networks beyond them are compared in section" in lead
 
 
@@ -190,19 +221,32 @@ def test_ranks_other_layers_and_module_nets_by_hand(tmp_path):
     rows, others, info = store_scores_all_nets(b.path)
     assert [(r["arch"], r["layer"], r["value"]) for r in rows] == [("vgg16", "S", 0.70), ("vgg16", "L", 0.65)]
     got = {(r["arch"], r["layer"]): (r["value"], r["n"]) for r in others}
-    assert got == {("timm:convnext_tiny", "E"): (pytest.approx(0.73), 2), ("timm:convnext_tiny", "L"): (0.60, 1),
-                   ("module:MyNet", "features.3"): (0.70, 1), ("resnet34", "layer1"): (0.50, 1)}
+    assert got == {
+        ("timm:convnext_tiny", "E"): (pytest.approx(0.73), 2),
+        ("timm:convnext_tiny", "L"): (0.60, 1),
+        ("module:MyNet", "features.3"): (0.70, 1),
+        ("resnet34", "layer1"): (0.50, 1),
+    }
     assert info.other_runs == 5
     out = tmp_path / "rep"
     build_report(rows, out, source="s", structure=False, make_figures=False, other_rows=others)
     cells = {(r["arch"], r["layer"]): r for r in _csv(out / "tables" / "beyond_scores.csv")}
     # 0.73 > 0.70 = 0.70 > 0.65 > 0.60 > 0.50
     assert {k: float(r["cell_rank"]) for k, r in cells.items()} == {
-        ("timm:convnext_tiny", "E"): 1, ("vgg16", "S"): 2.5, ("module:MyNet", "features.3"): 2.5, ("vgg16", "L"): 4,
-        ("timm:convnext_tiny", "L"): 5, ("resnet34", "layer1"): 6}
+        ("timm:convnext_tiny", "E"): 1,
+        ("vgg16", "S"): 2.5,
+        ("module:MyNet", "features.3"): 2.5,
+        ("vgg16", "L"): 4,
+        ("timm:convnext_tiny", "L"): 5,
+        ("resnet34", "layer1"): 6,
+    }
     # networks by their best cell: convnext 0.73, vgg16 = MyNet 0.70, resnet34 0.50
     assert {k[0]: float(r["net_rank"]) for k, r in cells.items()} == {
-        "timm:convnext_tiny": 1, "vgg16": 2.5, "module:MyNet": 2.5, "resnet34": 4}
+        "timm:convnext_tiny": 1,
+        "vgg16": 2.5,
+        "module:MyNet": 2.5,
+        "resnet34": 4,
+    }
     ranking = {r["arch"]: r for r in _csv(out / "tables" / "beyond_average_ranking.csv")}
     assert float(ranking["timm:convnext_tiny"]["b1"]) == 1 and float(ranking["resnet34"]["all"]) == 4
     assert [r["arch"] for r in _csv(out / "tables" / "beyond_average_ranking.csv")][0] == "timm:convnext_tiny"
@@ -215,7 +259,14 @@ def test_ranks_other_layers_and_module_nets_by_hand(tmp_path):
 def test_layer_names_of_other_nets_resolve_to_their_extraction_points():
     pytest.importorskip("timm")
     # timm:resnet18 (docs/backbones.md): E act1, S layer1, M layer2, L layer4
-    assert [_other_layer(TIMM, n) for n in ("E", "l", "layer1", "layer2", "layer4", "layer3")] == ["E", "L", "S", "M", "L", "layer3"]
+    assert [_other_layer(TIMM, n) for n in ("E", "l", "layer1", "layer2", "layer4", "layer3")] == [
+        "E",
+        "L",
+        "S",
+        "M",
+        "L",
+        "layer3",
+    ]
     assert _other_layer("convnext_tiny", "S") == "S"
     assert _other_layer("module:MyNet", "features.3") == "features.3"
     assert _other_layer(TIMM, "E,L") is None and _other_layer(TIMM, None) is None
@@ -223,12 +274,16 @@ def test_layer_names_of_other_nets_resolve_to_their_extraction_points():
 
 def test_other_variants_are_skipped_with_a_reason_never_mixed_or_refused(tmp_path):
     b = StoreBuilder(tmp_path / "r.db")
-    b.add("similarity", {"net": "vgg16", "layer": "E", "distance": "spatial", "weights": "imagenet"}, {"bapps/2afc": 0.7})
+    b.add(
+        "similarity", {"net": "vgg16", "layer": "E", "distance": "spatial", "weights": "imagenet"}, {"bapps/2afc": 0.7}
+    )
     _sim(b, TIMM, "E", 0.6)  # weights none: another variant than the paper net's
     rows, others, info = store_scores_all_nets(b.path)
     assert [r["arch"] for r in rows] == ["vgg16"] and others == []
-    (reason, n), = [(k, v) for k, v in info.skipped.items() if k.startswith("network beyond")]
-    assert n == 1 and "weights=none" in reason and "vs preset=quick, weights=imagenet" in reason and "--weights" in reason
+    ((reason, n),) = [(k, v) for k, v in info.skipped.items() if k.startswith("network beyond")]
+    assert (
+        n == 1 and "weights=none" in reason and "vs preset=quick, weights=imagenet" in reason and "--weights" in reason
+    )
     # selecting the variant keeps them: no paper net of that variant, the timm runs alone
     rows, others, _ = store_scores_all_nets(b.path, weights="none")
     assert rows == [] and [(r["arch"], r["value"]) for r in others] == [(TIMM, 0.6)]
@@ -266,11 +321,16 @@ def test_cli_report_of_a_store_with_only_other_nets(tmp_path, capsys):
     md = (out / "report.md").read_text()
     assert "## Table III" not in md and "## Beyond the paper's networks" in md
     assert "the store has no runs of the paper's networks" in md
-    assert [(r["arch"], r["layer"], float(r["value"]), float(r["cell_rank"])) for r in _csv(out / "tables" / "beyond_scores.csv")] == [
-        (TIMM, "E", 0.6, 3), (TIMM, "L", 0.8, 1), ("timm:vit_small_patch14_dinov2", "M", 0.7, 2)]
+    assert [
+        (r["arch"], r["layer"], float(r["value"]), float(r["cell_rank"]))
+        for r in _csv(out / "tables" / "beyond_scores.csv")
+    ] == [(TIMM, "E", 0.6, 3), (TIMM, "L", 0.8, 1), ("timm:vit_small_patch14_dinov2", "M", 0.7, 2)]
     from lossnet.recommendation import recommend
 
-    with pytest.raises(InputError, match=r"no finished paper-comparable runs .*timm:resnet18, timm:vit_small_patch14_dinov2\) are not ranked"):
+    with pytest.raises(
+        InputError,
+        match=r"no finished paper-comparable runs .*timm:resnet18, timm:vit_small_patch14_dinov2\) are not ranked",
+    ):
         recommend("similarity", store=b.path)
 
 

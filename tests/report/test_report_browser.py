@@ -60,7 +60,7 @@ def _parse(path):
 
 
 def _luminance(hex_colour):
-    rgb = [int(hex_colour[i:i + 2], 16) / 255 for i in (1, 3, 5)]
+    rgb = [int(hex_colour[i : i + 2], 16) / 255 for i in (1, 3, 5)]
     lin = [c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4 for c in rgb]
     return 0.2126 * lin[0] + 0.7152 * lin[1] + 0.0722 * lin[2]
 
@@ -77,7 +77,11 @@ def similarity_report(tmp_path_factory):
 
 def test_heatmap_colour_scale_best_and_hover(similarity_report):
     t4 = {r["arch"]: r for r in csv.DictReader((PAPER_DIR / "table4_best_layer.csv").read_text().splitlines())}
-    published = {(r["metric"], r["arch"], r["layer"]): float(r["value"]) for r in paper_scores() if r["benchmark"] == "similarity"}
+    published = {
+        (r["metric"], r["arch"], r["layer"]): float(r["value"])
+        for r in paper_scores()
+        if r["benchmark"] == "similarity"
+    }
     heat = [t for t in _parse(similarity_report["html"]).tables if t["class"] == "heat"]
     assert len(heat) == 2  # 2AFC and JND
     for table, (metric, column) in zip(heat, [("2afc", "b1_2afc"), ("jnd_map", "b1_jnd")]):
@@ -107,7 +111,10 @@ def test_hover_shows_paper_value_where_compared(tmp_path):
     vgg16 = next(r for r in heat[0]["rows"] if r[0][0] == "vgg16")
     text, attrs = vgg16[4]  # L
     assert text == "0.681 / 0.671 (+0.010)"
-    assert attrs["title"] == "vgg16 at L (similarity 2afc): ours 0.681; paper 0.671; ours - paper +0.010; best layer of vgg16"
+    assert (
+        attrs["title"]
+        == "vgg16 at L (similarity 2afc): ours 0.681; paper 0.671; ours - paper +0.010; best layer of vgg16"
+    )
 
 
 def test_recommendation_heads_the_page(tmp_path):
@@ -115,7 +122,7 @@ def test_recommendation_heads_the_page(tmp_path):
     page = _parse(paths["html"])
     assert page.h2[0] == "Recommendation: which loss network and layer"
     html_text = paths["html"].read_text(encoding="utf-8")
-    assert html_text.index('id="recommendation"') < html_text.index("<ul><li><a href=\"#s0\">")  # above the contents
+    assert html_text.index('id="recommendation"') < html_text.index('<ul><li><a href="#s0">')  # above the contents
     lead = page.tables[0]["rows"]
     assert [c[0] for c in lead[0]] == ["task", "use", "avg rank", "next best (avg rank)", "loss"]
     for row in lead[1:]:
@@ -154,14 +161,26 @@ window.addEventListener('load', function () {
 def _chromium(*args, cwd):
     if not CHROMIUM.exists():
         pytest.skip(f"needs headless Chromium at {CHROMIUM} (Debian: apt-get install chromium); not installed here")
-    cmd = [str(CHROMIUM), "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--mute-audio",
-           f"--user-data-dir={cwd / 'chromium-profile'}", *args]
+    cmd = [
+        str(CHROMIUM),
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--hide-scrollbars",
+        "--mute-audio",
+        f"--user-data-dir={cwd / 'chromium-profile'}",
+        *args,
+    ]
     return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=180)
 
 
 def _screenshot(html_path, png_path, size=(1280, 2400)):
-    r = _chromium(f"--window-size={size[0]},{size[1]}", f"--screenshot={png_path}", html_path.resolve().as_uri(),
-                  cwd=png_path.parent)
+    r = _chromium(
+        f"--window-size={size[0]},{size[1]}",
+        f"--screenshot={png_path}",
+        html_path.resolve().as_uri(),
+        cwd=png_path.parent,
+    )
     assert png_path.is_file(), r.stderr[-2000:]
     from PIL import Image
 
@@ -193,8 +212,10 @@ def test_report_renders_in_headless_chromium(tmp_path):
 
     # 2. the screenshot is not blank, and the recommendation box's blue border is in its top part
     shot = _screenshot(html_path, tmp_path / "report.png")
-    print(f"screenshot {shot.shape[1]}x{shot.shape[0]}: pixel std {shot.std():.1f}, "
-          f"non-white {(np.abs(shot - 255).sum(axis=2) > 30).mean():.1%}")
+    print(
+        f"screenshot {shot.shape[1]}x{shot.shape[0]}: pixel std {shot.std():.1f}, "
+        f"non-white {(np.abs(shot - 255).sum(axis=2) > 30).mean():.1%}"
+    )
     assert shot.std() > 20
     assert (np.abs(shot - 255).sum(axis=2) > 30).mean() > 0.05  # > 5 % of the pixels are not white
     lead_blue = np.array([0x22, 0x5E, 0xA8])

@@ -34,20 +34,29 @@ _B4_TIE = "SVHN tie resnet50=densenet121 (0.862, ranks 7-8)"
 
 #: (column, arch) -> why the published cell differs from the average-rank result.
 TABLE3_TIE_CELLS = {
-    **{("b1", a): f"b1 {a}: {_B1_TIES}" for a in ("vgg11", "vgg16_bn", "googlenet", "inception_v3", "alexnet", "densenet121")},
+    **{
+        ("b1", a): f"b1 {a}: {_B1_TIES}"
+        for a in ("vgg11", "vgg16_bn", "googlenet", "inception_v3", "alexnet", "densenet121")
+    },
     **{
         ("b2", a): f"b2 {a}: {_B2_TIES}"
         for a in (
-            "vgg16", "vgg16_bn", "resnet18", "resnet50", "resnext50_32x4d", "inception_v3",
-            "efficientnet_b0", "efficientnet_b7", "alexnet", "squeezenet1_1",
+            "vgg16",
+            "vgg16_bn",
+            "resnet18",
+            "resnet50",
+            "resnext50_32x4d",
+            "inception_v3",
+            "efficientnet_b0",
+            "efficientnet_b7",
+            "alexnet",
+            "squeezenet1_1",
         )
     },
     **{("b4", a): f"b4 {a}: {_B4_TIE}" for a in ("resnet50", "densenet121")},
 }
 # The overall average inherits every benchmark's tie.
-TABLE3_TIE_CELLS.update(
-    {("all", a): f"all {a}: inherits the tie in {b} {a}" for (b, a) in list(TABLE3_TIE_CELLS)}
-)
+TABLE3_TIE_CELLS.update({("all", a): f"all {a}: inherits the tie in {b} {a}" for (b, a) in list(TABLE3_TIE_CELLS)})
 
 #: Table IV cells contradicting the appendix itself.
 TABLE4_ERRATA = {

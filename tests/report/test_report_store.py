@@ -62,16 +62,31 @@ def store(tmp_path):
     for arch in archs:
         for layer in "ESML":
             # our "measurements": the paper value shifted by a known offset
-            b.add("similarity", {"net": arch, "layer": layer, "distance": "mse"},
-                  {"bapps/2afc": _paper_value("similarity", "2afc", "bapps", arch, layer) + 0.01,
-                   "bapps/jnd_map_pooled": _paper_value("similarity", "jnd_map", "bapps", arch, layer),
-                   "bapps/jnd_map": 0.123,  # mean of per-subset APs: not the paper's JND number
-                   "bapps.traditional/2afc": 0.5, "bapps/perceptual_score": 0.3})
-            b.add("autoencoder", {"net": arch, "layer": layer, "loss": "perceptual"},
-                  {"svhn/accuracy": _paper_value("autoencoder", "accuracy", "svhn", arch, layer),
-                   "stl10/accuracy": _paper_value("autoencoder", "accuracy", "stl10", arch, layer)})
+            b.add(
+                "similarity",
+                {"net": arch, "layer": layer, "distance": "mse"},
+                {
+                    "bapps/2afc": _paper_value("similarity", "2afc", "bapps", arch, layer) + 0.01,
+                    "bapps/jnd_map_pooled": _paper_value("similarity", "jnd_map", "bapps", arch, layer),
+                    "bapps/jnd_map": 0.123,  # mean of per-subset APs: not the paper's JND number
+                    "bapps.traditional/2afc": 0.5,
+                    "bapps/perceptual_score": 0.3,
+                },
+            )
+            b.add(
+                "autoencoder",
+                {"net": arch, "layer": layer, "loss": "perceptual"},
+                {
+                    "svhn/accuracy": _paper_value("autoencoder", "accuracy", "svhn", arch, layer),
+                    "stl10/accuracy": _paper_value("autoencoder", "accuracy", "stl10", arch, layer),
+                },
+            )
     # two seeds of one superres cell: averaged; the layer given as an alias (vgg16 relu2_2 = S)
-    b.add("superres", {"net": "vgg16", "layer": "relu2_2", "scale": 4, "seed": 0}, {"set5/psnr": 20.0, "set5/psnr_bicubic": 19.0})
+    b.add(
+        "superres",
+        {"net": "vgg16", "layer": "relu2_2", "scale": 4, "seed": 0},
+        {"set5/psnr": 20.0, "set5/psnr_bicubic": 19.0},
+    )
     b.add("superres", {"net": "vgg16", "layer": "relu2_2", "scale": 4, "seed": 1}, {"set5/psnr": 22.0})
     b.add("superres", {"net": "vgg16", "layer": "E", "scale": 8}, {"set5/psnr": 18.0})
     # not paper cells
@@ -89,13 +104,16 @@ def test_store_rows_are_mapped_and_averaged(store):
     assert cells[("superres_x8", "psnr", "set5", "vgg16", "E")]["value"] == 18.0
     # the failed run's 0.99 must not be averaged in
     assert cells[("similarity", "2afc", "bapps", "alexnet", "E")]["value"] == pytest.approx(
-        _paper_value("similarity", "2afc", "bapps", "alexnet", "E") + 0.01)
+        _paper_value("similarity", "2afc", "bapps", "alexnet", "E") + 0.01
+    )
     assert not any(k[0] == "similarity" and k[1] not in ("2afc", "jnd_map") for k in cells)
     assert info.skipped["layer is not one of E/S/M/L"] == 1
     assert info.skipped["no loss network (baseline)"] == 1
     assert info.skipped["not a paper metric"] >= 3  # per-subset 2AFC, perceptual_score, bicubic
     # the paper's JND is the pooled AP: jnd_map_pooled is compared, the mean of subsets is not
-    assert cells[("similarity", "jnd_map", "bapps", "vgg16", "M")]["value"] == _paper_value("similarity", "jnd_map", "bapps", "vgg16", "M")
+    assert cells[("similarity", "jnd_map", "bapps", "vgg16", "M")]["value"] == _paper_value(
+        "similarity", "jnd_map", "bapps", "vgg16", "M"
+    )
     assert info.skipped["JND mean of per-subset APs (the paper's is the pooled AP, bapps/jnd_map_pooled)"] == 12
     assert len(rows) == 3 * 4 * 4 + 2
     # superres runs without a protocol key predate the option: the full protocol, and the notes say so
@@ -105,16 +123,28 @@ def test_store_rows_are_mapped_and_averaged(store):
 
 def test_superres_protocols_are_never_averaged_and_can_be_selected(store):
     b = sqlite3.connect(store)
-    cfg = {"benchmark": "superres", "net": "vgg16", "layer": "S", "scale": 4, "seed": 0, "preset": "quick",
-           "weights": "imagenet", "protocol": "reference"}
-    b.execute("INSERT INTO runs(key, benchmark, config, status) VALUES ('ee', 'superres', ?, 'done')", (json.dumps(cfg),))
+    cfg = {
+        "benchmark": "superres",
+        "net": "vgg16",
+        "layer": "S",
+        "scale": 4,
+        "seed": 0,
+        "preset": "quick",
+        "weights": "imagenet",
+        "protocol": "reference",
+    }
+    b.execute(
+        "INSERT INTO runs(key, benchmark, config, status) VALUES ('ee', 'superres', ?, 'done')", (json.dumps(cfg),)
+    )
     b.execute("INSERT INTO metrics VALUES ('ee', 'set5', 'psnr', 30.0)")
     b.commit()
     with pytest.raises(InputError, match="protocol=full.*protocol=reference.*--protocol"):
         store_scores(store)
     rows, info = store_scores(store, protocol="reference")
     sr = [r for r in rows if r["benchmark"].startswith("superres")]
-    assert [(r["benchmark"], r["dataset"], r["layer"], r["value"], r["n"]) for r in sr] == [("superres_x4", "set5", "S", 30.0, 1)]
+    assert [(r["benchmark"], r["dataset"], r["layer"], r["value"], r["n"]) for r in sr] == [
+        ("superres_x4", "set5", "S", 30.0, 1)
+    ]
     assert any(r["benchmark"] == "similarity" for r in rows)  # other benchmarks are not filtered by protocol
     assert any(n.startswith("superres_x4: test protocol reference = the paper's test") for n in info.notes)
     rows, _ = store_scores(store, protocol="full")
@@ -123,8 +153,14 @@ def test_superres_protocols_are_never_averaged_and_can_be_selected(store):
 
 def test_mixed_variants_are_refused(store, tmp_path):
     b = sqlite3.connect(store)
-    b.execute("INSERT INTO runs(key, benchmark, config, status) VALUES ('ff', 'similarity', ?, 'done')",
-              (json.dumps({"benchmark": "similarity", "net": "vgg16", "layer": "E", "preset": "paper", "weights": "imagenet"}),))
+    b.execute(
+        "INSERT INTO runs(key, benchmark, config, status) VALUES ('ff', 'similarity', ?, 'done')",
+        (
+            json.dumps(
+                {"benchmark": "similarity", "net": "vgg16", "layer": "E", "preset": "paper", "weights": "imagenet"}
+            ),
+        ),
+    )
     b.execute("INSERT INTO metrics VALUES ('ff', 'bapps', '2afc', 0.6)")
     b.commit()
     with pytest.raises(InputError, match="preset=paper"):
@@ -145,20 +181,39 @@ def test_bad_store_files(tmp_path):
 def _fake_layer_stats(arch, layer, size=64):
     # closed-form stand-in for lossnet.structure.layer_stats: cost grows with depth
     i = "ESML".index(layer) if layer in "ESML" else 0
-    return {"params": 1000 * (i + 1), "depth": i + 1, "mflops": 10.0 ** i, "channels": 64 * (i + 1),
-            "height": 64 >> i, "width": 64 >> i, "features": 64 * (i + 1) * (64 >> i) ** 2}
+    return {
+        "params": 1000 * (i + 1),
+        "depth": i + 1,
+        "mflops": 10.0**i,
+        "channels": 64 * (i + 1),
+        "height": 64 >> i,
+        "width": 64 >> i,
+        "features": 64 * (i + 1) * (64 >> i) ** 2,
+    }
 
 
 def _fake_arch_attributes(arch):
-    return {"skip_connections": False, "branching": arch == "squeezenet1_1", "conv1x1": arch == "squeezenet1_1",
-            "batch_norm": False, "params": {"alexnet": 61e6, "vgg16": 138e6, "squeezenet1_1": 1.2e6}[arch]}
+    return {
+        "skip_connections": False,
+        "branching": arch == "squeezenet1_1",
+        "conv1x1": arch == "squeezenet1_1",
+        "batch_norm": False,
+        "params": {"alexnet": 61e6, "vgg16": 138e6, "squeezenet1_1": 1.2e6}[arch],
+    }
 
 
 def test_html_report_is_self_contained_and_compares(store, tmp_path):
     rows, _ = store_scores(store)
     out = tmp_path / "rep"
-    paths = build_report(rows, out, source=str(store), compare_paper=True, structure=True,
-                         layer_stats_fn=_fake_layer_stats, arch_attributes_fn=_fake_arch_attributes)
+    paths = build_report(
+        rows,
+        out,
+        source=str(store),
+        compare_paper=True,
+        structure=True,
+        layer_stats_fn=_fake_layer_stats,
+        arch_attributes_fn=_fake_arch_attributes,
+    )
     text = paths["html"].read_text(encoding="utf-8")
     assert not re.search(r"(src|href)\s*=\s*[\"']?(https?:)?//", text)
     assert "http://" not in text and "https://" not in text
@@ -174,7 +229,9 @@ def test_html_report_is_self_contained_and_compares(store, tmp_path):
     assert float(c["diff"]) == pytest.approx(0.01)
     # Table III over 3 archs: b4 ranks from SVHN/STL-10 best layers (hand-checked from scores.csv):
     # SVHN best vgg16 .887 > squeezenet .845 > alexnet .818 ; STL-10 vgg16 .741 > squeezenet .681 > alexnet .669
-    t3 = {r["arch"]: r for r in csv.DictReader((out / "tables" / "table3_average_ranking.csv").read_text().splitlines())}
+    t3 = {
+        r["arch"]: r for r in csv.DictReader((out / "tables" / "table3_average_ranking.csv").read_text().splitlines())
+    }
     assert float(t3["vgg16"]["b4"]) == 1 and float(t3["squeezenet1_1"]["b4"]) == 2 and float(t3["alexnet"]["b4"]) == 3
     # 'paper' = the published scores of the same cells ranked the same way; our autoencoder values
     # are the published ones and our 2AFC is shifted uniformly, so the rankings must agree
@@ -186,7 +243,10 @@ def test_html_report_is_self_contained_and_compares(store, tmp_path):
     # correlations use the attribute values given: params over 3 archs, against numpy
     ac = list(csv.DictReader((out / "tables" / "correlations_architecture.csv").read_text().splitlines()))
     row = next(r for r in ac if r["score"] == "autoencoder stl10" and r["attribute"] == "params")
-    best = {a: max(_paper_value("autoencoder", "accuracy", "stl10", a, l) for l in "ESML") for a in ("alexnet", "vgg16", "squeezenet1_1")}
+    best = {
+        a: max(_paper_value("autoencoder", "accuracy", "stl10", a, l) for l in "ESML")
+        for a in ("alexnet", "vgg16", "squeezenet1_1")
+    }
     params = {"alexnet": 61e6, "vgg16": 138e6, "squeezenet1_1": 1.2e6}
     import numpy as np
 
@@ -201,7 +261,9 @@ def test_cli_report_from_store(store, tmp_path, capsys):
 
     parser = argparse.ArgumentParser()
     report.register(parser.add_subparsers())
-    args = parser.parse_args(["report", str(store), "--compare-paper", "-o", str(tmp_path / "r"), "--no-structure", "--no-figures"])
+    args = parser.parse_args(
+        ["report", str(store), "--compare-paper", "-o", str(tmp_path / "r"), "--no-structure", "--no-figures"]
+    )
     assert args.func(args) == 0
     out = capsys.readouterr().out
     assert "Table III" in out and "alexnet" in out
@@ -223,10 +285,25 @@ def test_store_written_by_results_store_api(tmp_path):
     path = tmp_path / "api.db"
     with store_mod.ResultsStore(path) as st:
         for arch, value in (("alexnet", 0.70), ("vgg16", 0.65)):
-            config = {"benchmark": "similarity", "preset": "quick", "net": arch, "layer": "M", "weights": "imagenet",
-                      "seed": 0, "distance": "mse"}
+            config = {
+                "benchmark": "similarity",
+                "preset": "quick",
+                "net": arch,
+                "layer": "M",
+                "weights": "imagenet",
+                "seed": 0,
+                "distance": "mse",
+            }
             st.record(RunRecord(run_key(config), "similarity", config, metrics={"bapps/2afc": value}))
-        config = {"benchmark": "similarity", "preset": "quick", "net": "vgg11", "layer": "M", "weights": "imagenet", "seed": 0, "distance": "mse"}
+        config = {
+            "benchmark": "similarity",
+            "preset": "quick",
+            "net": "vgg11",
+            "layer": "M",
+            "weights": "imagenet",
+            "seed": 0,
+            "distance": "mse",
+        }
         st.record(RunRecord(run_key(config), "similarity", config, status="diverged", metrics={"bapps/2afc": 0.9}))
     rows, info = store_scores(path)
     assert {(r["arch"], r["layer"]): r["value"] for r in rows} == {("alexnet", "M"): 0.70, ("vgg16", "M"): 0.65}

@@ -15,8 +15,11 @@ from lossnet.report.tables import best_layer_table, ranking_table, score_ranks, 
 
 def _rows(key, table):
     b, m, d = key
-    return [{"benchmark": b, "metric": m, "dataset": d, "arch": a, "layer": l, "value": v}
-            for a, cells in table.items() for l, v in cells.items()]
+    return [
+        {"benchmark": b, "metric": m, "dataset": d, "arch": a, "layer": l, "value": v}
+        for a, cells in table.items()
+        for l, v in cells.items()
+    ]
 
 
 def test_score_ranks_average_ties():
@@ -50,7 +53,11 @@ def test_score_table_matches_csv():
 
     table = {r["arch"]: r for r in score_table(paper_scores(), ScoreKey("segmentation", "quality", "mrd"))}
     assert len(table) == 14
-    assert (table["efficientnet_b7"]["E"], table["efficientnet_b7"]["L"], table["efficientnet_b7"]["best"]) == (13.5, 25.6, "L")
+    assert (table["efficientnet_b7"]["E"], table["efficientnet_b7"]["L"], table["efficientnet_b7"]["best"]) == (
+        13.5,
+        25.6,
+        "L",
+    )
 
 
 def test_correlate_closed_forms():
@@ -76,8 +83,11 @@ def test_2afc_vs_top1_matches_numpy_on_the_paper():
     top1 = {a: v["imagenet_top1"] for a, v in paper.architectures().items()}
     archs = sorted(best)
     expected = np.corrcoef([best[a] for a in archs], [top1[a] for a in archs])[0, 1]
-    row = next(r for r in arch_correlations(paper_scores(), paper.architectures())
-               if r["score"] == "similarity 2afc" and r["attribute"] == "imagenet_top1")
+    row = next(
+        r
+        for r in arch_correlations(paper_scores(), paper.architectures())
+        if r["score"] == "similarity 2afc" and r["attribute"] == "imagenet_top1"
+    )
     assert row["n"] == 14
     assert row["pearson_r"] == pytest.approx(expected)
     assert row["pearson_r"] < 0 and row["pearson_p"] < 0.05  # the paper's (and Kumar et al.'s) finding

@@ -24,8 +24,14 @@ def test_runs_of_different_epochs_are_not_averaged(tmp_path):
     assert "device" not in msg  # runtime keys neither split nor label variants
     # runtime keys do not split variants, and the label names only the keys that differ
     b = StoreBuilder(tmp_path / "r2.db")
-    b.add("superres", {**SR, "epochs": 2, "lr": 1e-3, "device": "cpu", "threads": 2, "num_workers": 0}, {"set5/psnr": 20.0})
-    b.add("superres", {**SR, "epochs": 2, "lr": 1e-3, "seed": 1, "device": "cuda", "progress": True}, {"set5/psnr": 22.0})
+    b.add(
+        "superres",
+        {**SR, "epochs": 2, "lr": 1e-3, "device": "cpu", "threads": 2, "num_workers": 0},
+        {"set5/psnr": 20.0},
+    )
+    b.add(
+        "superres", {**SR, "epochs": 2, "lr": 1e-3, "seed": 1, "device": "cuda", "progress": True}, {"set5/psnr": 22.0}
+    )
     rows, info = store_scores(b.path)
     assert [(r["value"], r["n"]) for r in rows] == [(21.0, 2)]
     assert "epochs" not in info.variant and "lr" not in info.variant  # only keys that differ are named
@@ -56,18 +62,35 @@ def test_cross_benchmark_prose_precedes_its_table(tmp_path):
     b = StoreBuilder(tmp_path / "r.db")
     for arch in ("alexnet", "vgg16", "squeezenet1_1"):
         for layer in "ESML":
-            b.add("similarity", {"net": arch, "layer": layer, "distance": "mse"},
-                  {"bapps/2afc": _paper_value("similarity", "2afc", "bapps", arch, layer),
-                   "bapps/jnd_map_pooled": _paper_value("similarity", "jnd_map", "bapps", arch, layer)})
-            b.add("autoencoder", {"net": arch, "layer": layer},
-                  {"svhn/accuracy": _paper_value("autoencoder", "accuracy", "svhn", arch, layer),
-                   "stl10/accuracy": _paper_value("autoencoder", "accuracy", "stl10", arch, layer)})
+            b.add(
+                "similarity",
+                {"net": arch, "layer": layer, "distance": "mse"},
+                {
+                    "bapps/2afc": _paper_value("similarity", "2afc", "bapps", arch, layer),
+                    "bapps/jnd_map_pooled": _paper_value("similarity", "jnd_map", "bapps", arch, layer),
+                },
+            )
+            b.add(
+                "autoencoder",
+                {"net": arch, "layer": layer},
+                {
+                    "svhn/accuracy": _paper_value("autoencoder", "accuracy", "svhn", arch, layer),
+                    "stl10/accuracy": _paper_value("autoencoder", "accuracy", "stl10", arch, layer),
+                },
+            )
     rows, _ = store_scores(b.path)
-    paths = build_report(rows, tmp_path / "rep", source="x", structure=True, make_figures=False,
-                         layer_stats_fn=_fake_layer_stats, arch_attributes_fn=_fake_arch_attributes)
+    paths = build_report(
+        rows,
+        tmp_path / "rep",
+        source="x",
+        structure=True,
+        make_figures=False,
+        layer_stats_fn=_fake_layer_stats,
+        arch_attributes_fn=_fake_arch_attributes,
+    )
     for kind, table_start in (("md", "\n|---"), ("html", "<table>")):
         text = paths[kind].read_text(encoding="utf-8")
-        section = text[text.rindex("Cross-benchmark correlation (Spearman"):]  # the heading, not the contents list
+        section = text[text.rindex("Cross-benchmark correlation (Spearman") :]  # the heading, not the contents list
         between = section.index("Between benchmarks")
         columns = section.index("Columns: s1")
         first_table = section.index(table_start)

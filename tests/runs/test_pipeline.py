@@ -55,14 +55,26 @@ def _row(db: Path, key: str) -> dict:
 
 
 def test_run_record_json_round_trip_and_non_finite_metrics():
-    rec = RunRecord("k1", "fake_bench", {"a": 1}, "diverged", {"x/loss": float("nan"), "x/psnr": 3, "inf": float("inf")},
-                    {"ckpt": Path("/w/c.pt")}, started_at=5.0, duration_s=1.5, host="h", device="cuda:0")
+    rec = RunRecord(
+        "k1",
+        "fake_bench",
+        {"a": 1},
+        "diverged",
+        {"x/loss": float("nan"), "x/psnr": 3, "inf": float("inf")},
+        {"ckpt": Path("/w/c.pt")},
+        started_at=5.0,
+        duration_s=1.5,
+        host="h",
+        device="cuda:0",
+    )
     assert rec.metrics == {"x/loss": None, "x/psnr": 3.0, "inf": None} and rec.artifacts == {"ckpt": "/w/c.pt"}
     text = json.dumps(rec.to_json(), allow_nan=False)  # strict JSON: no NaN left
     back = RunRecord.from_json(json.loads(text))
     assert back == rec and back.finished and not back.ok and back.reason == "benchmark status diverged"
     # a result.json of the previous worker format still reads (a sweep resumed across an upgrade)
-    old = RunRecord.from_json({"key": "k", "ok": False, "error": "Traceback (most recent call last):\n  x\nValueError: bad"})
+    old = RunRecord.from_json(
+        {"key": "k", "ok": False, "error": "Traceback (most recent call last):\n  x\nValueError: bad"}
+    )
     assert old.status == "failed" and old.reason == "ValueError: bad" and not old.finished
 
 
@@ -82,7 +94,12 @@ def test_bench_and_sweep_write_the_same_columns(tmp_path):
     with ResultsStore(db) as store:
         rec = execute_point("fake_bench", a.config, tmp_path / "out" / "a", a.key, progress=False, store=store)
         assert run_sweep([b], store, tmp_path / "runs", progress=False, log=None).done == [b.key]
-    assert rec.status == "done" and rec.device == "cpu" and rec.duration_s > 0 and rec.metrics["fake/score"] == fake_bench.score(a.config)
+    assert (
+        rec.status == "done"
+        and rec.device == "cpu"
+        and rec.duration_s > 0
+        and rec.metrics["fake/score"] == fake_bench.score(a.config)
+    )
     rows = [_row(db, a.key), _row(db, b.key)]
     for row in rows:
         assert row["status"] == "done" and row["attempts"] == 1 and row["duration_s"] > 0 and row["device"] == "cpu"
@@ -96,7 +113,9 @@ def test_execute_point_rerun_counts_attempts_and_refuses_a_live_holder(tmp_path)
     p = _planned()
     with ResultsStore(tmp_path / "r.db") as store, ResultsStore(tmp_path / "r.db") as other:
         execute_point("fake_bench", p.config, tmp_path / "w", p.key, progress=False, store=store)
-        execute_point("fake_bench", p.config, tmp_path / "w", p.key, progress=False, store=store)  # asked again: runs again
+        execute_point(
+            "fake_bench", p.config, tmp_path / "w", p.key, progress=False, store=store
+        )  # asked again: runs again
         assert store.get_run(p.key)["attempts"] == 2
         assert other.claim(p.key, p.config, force=True) == "done"  # another process is running it now
         with pytest.raises(LossnetError, match=f"{p.key}.*being run right now by {HOST}:{os.getpid()}"):
@@ -109,7 +128,9 @@ def test_early_failures_record_and_leave_no_empty_workdir(tmp_path):
         # an exception in the benchmark before it wrote anything: failed record with the traceback
         p = _planned(fail=True)
         rec = execute_point("fake_bench", p.config, tmp_path / "new" / "deep" / "w", p.key, progress=False, store=store)
-        assert rec.status == "failed" and "fake failure requested" in rec.error and rec.reason.startswith("RuntimeError")
+        assert (
+            rec.status == "failed" and "fake failure requested" in rec.error and rec.reason.startswith("RuntimeError")
+        )
         assert store.get_run(p.key)["status"] == "failed" and "fake failure requested" in store.get_run(p.key)["error"]
         assert not (tmp_path / "new").exists()  # the folders it created were removed again
         # a LossnetError (unusable device) is recorded, then re-raised for the CLI's one-line message
@@ -139,7 +160,11 @@ def test_keyboard_interrupt_is_recorded_not_left_running(tmp_path, monkeypatch):
         assert run["status"] == "interrupted" and run["attempts"] == 1 and run["duration_s"] >= 0
         monkeypatch.undo()  # the next driver resumes it
         summary = run_sweep([p], store, tmp_path / "runs", progress=False, log=None)
-        assert summary.resumed == [p.key] and store.get_run(p.key)["status"] == "done" and store.get_run(p.key)["attempts"] == 2
+        assert (
+            summary.resumed == [p.key]
+            and store.get_run(p.key)["status"] == "done"
+            and store.get_run(p.key)["attempts"] == 2
+        )
 
 
 def test_sweep_interrupted_by_ctrl_c_frees_its_runs(tmp_path, monkeypatch):
@@ -166,9 +191,27 @@ def test_terminated_driver_frees_its_runs(tmp_path):
     grid = tmp_path / "grid.toml"
     grid.write_text('[sweep]\narchs = ["alexnet"]\n[benchmarks.fake_bench]\nsteps = 100\nstep_seconds = 0.1\n')
     db = tmp_path / "r.db"
-    driver = subprocess.Popen([sys.executable, "-m", "lossnet.cli.main", "sweep", "run", str(grid), "--allow-module", "--store", str(db),
-                               "--runs-dir", str(tmp_path / "runs"), "--no-progress"], cwd=tmp_path, env=_env(),
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    driver = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "lossnet.cli.main",
+            "sweep",
+            "run",
+            str(grid),
+            "--allow-module",
+            "--store",
+            str(db),
+            "--runs-dir",
+            str(tmp_path / "runs"),
+            "--no-progress",
+        ],
+        cwd=tmp_path,
+        env=_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         t0 = time.monotonic()
         while not (db.exists() and "running" in _statuses(db).values()):
@@ -178,7 +221,7 @@ def test_terminated_driver_frees_its_runs(tmp_path):
         driver.send_signal(signal.SIGTERM)
         out, err = driver.communicate(timeout=60)
     assert driver.returncode == 130, err
-    (key, status), = _statuses(db).items()
+    ((key, status),) = _statuses(db).items()
     assert status == "interrupted" and _row(db, key)["lease_token"] is None
 
 
@@ -210,7 +253,10 @@ def test_claim_is_exclusive_and_dead_owners_are_reclaimed(tmp_path):
 
         con = sqlite3.connect(db)
         # same host, owner pid dead -> reclaimable; fresh heartbeat does not matter
-        con.execute("UPDATE runs SET owner=?, lease_token='x', heartbeat_at=? WHERE key=?", (f"{HOST}:{_dead_pid()}", time.time(), p.key))
+        con.execute(
+            "UPDATE runs SET owner=?, lease_token='x', heartbeat_at=? WHERE key=?",
+            (f"{HOST}:{_dead_pid()}", time.time(), p.key),
+        )
         con.commit()
         assert b.status(p.key) == "interrupted"
         # another host with a fresh heartbeat -> live; with a heartbeat older than the lease timeout -> dead
@@ -241,7 +287,9 @@ def test_retry_failed_only_failures_from_before_the_sweep(tmp_path):
     p = _planned()
     with ResultsStore(tmp_path / "r.db") as store:
         store.claim(p.key, p.config)
-        store.record(RunRecord.failure(p.key, "fake_bench", p.config, "boom", started_at=time.time() - 10, duration_s=1))
+        store.record(
+            RunRecord.failure(p.key, "fake_bench", p.config, "boom", started_at=time.time() - 10, duration_s=1)
+        )
         assert store.claim(p.key, p.config) is None  # failed: not without retry
         t0 = time.time()
         assert store.claim(p.key, p.config, retry_failed_before=t0) == "failed"
@@ -267,14 +315,21 @@ INSERT INTO metrics VALUES ('aaaa', 'fake', 'score', 3.0);
     con.commit()
     con.close()
     with ResultsStore(db, readonly=True) as ro:  # read as it is, not migrated
-        assert ro.statuses() == {"aaaa": "done", "bbbb": "interrupted"} and ro.get_run("aaaa")["metrics"] == {"fake/score": 3.0}
+        assert ro.statuses() == {"aaaa": "done", "bbbb": "interrupted"} and ro.get_run("aaaa")["metrics"] == {
+            "fake/score": 3.0
+        }
     assert sqlite3.connect(db).execute("SELECT value FROM meta").fetchone()[0] == "1"
     with ResultsStore(db) as store:
         assert store.claim("bbbb", {}) == "interrupted"  # a v1 'running' row has no live lease
         assert store.integrity_check() == "ok"
     con = sqlite3.connect(db)
     assert con.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0] == str(SCHEMA_VERSION) == "3"
-    assert [r[1] for r in con.execute("PRAGMA table_info(runs)")][-4:] == ["owner", "lease_token", "heartbeat_at", "signature"]
+    assert [r[1] for r in con.execute("PRAGMA table_info(runs)")][-4:] == [
+        "owner",
+        "lease_token",
+        "heartbeat_at",
+        "signature",
+    ]
     assert con.execute("SELECT status, attempts, signature FROM runs WHERE key='aaaa'").fetchone() == ("done", 1, None)
     con.close()
 
@@ -331,10 +386,24 @@ step_seconds = 0.3
 counter = "{counter}"
 """)
     db = tmp_path / "r.db"
-    args = [sys.executable, "-m", "lossnet.cli.main", "sweep", "run", str(grid), "--allow-module", "--store", str(db),
-            "--runs-dir", str(tmp_path / "runs"), "--no-progress"]
-    drivers = [subprocess.Popen(args, cwd=tmp_path, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-               for _ in range(2)]
+    args = [
+        sys.executable,
+        "-m",
+        "lossnet.cli.main",
+        "sweep",
+        "run",
+        str(grid),
+        "--allow-module",
+        "--store",
+        str(db),
+        "--runs-dir",
+        str(tmp_path / "runs"),
+        "--no-progress",
+    ]
+    drivers = [
+        subprocess.Popen(args, cwd=tmp_path, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for _ in range(2)
+    ]
     outputs = [d.communicate(timeout=300) for d in drivers]
     assert [d.returncode for d in drivers] == [0, 0], outputs
     lines = counter.read_text().splitlines()

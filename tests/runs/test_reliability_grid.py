@@ -29,8 +29,10 @@ def test_l10_layer_alias_and_its_esml_name_are_one_run(tmp_path):
     from lossnet.runs import plan_file
 
     g = tmp_path / "g.toml"
-    g.write_text('[sweep]\narchs = ["alexnet"]\nlayers = ["E", "E", "relu1", "features.1", "L"]\nseeds = [0]\n'
-                 '[benchmarks.similarity]\ndata = "."\nsubsets_2afc = ["traditional"]\nsubsets_jnd = ["traditional"]\n')
+    g.write_text(
+        '[sweep]\narchs = ["alexnet"]\nlayers = ["E", "E", "relu1", "features.1", "L"]\nseeds = [0]\n'
+        '[benchmarks.similarity]\ndata = "."\nsubsets_2afc = ["traditional"]\nsubsets_jnd = ["traditional"]\n'
+    )
     runs = plan_file(g)
     assert len(runs) == 2  # E = relu1 = features.1, and L
     assert sorted(r.config["layer"] for r in runs) == ["E", "L"]
@@ -41,8 +43,10 @@ def test_l12_sweep_estimate_says_what_it_times_before_timing(tmp_path, monkeypat
     from lossnet.runs.estimate import estimate_grid
 
     g = tmp_path / "g.toml"
-    g.write_text('[sweep]\narchs = ["alexnet", "vgg16"]\nlayers = ["E", "L"]\nseeds = [0, 1, 2]\n[benchmarks.similarity]\n'
-                 'subsets_2afc = ["traditional"]\nsubsets_jnd = ["traditional"]\n')
+    g.write_text(
+        '[sweep]\narchs = ["alexnet", "vgg16"]\nlayers = ["E", "L"]\nseeds = [0, 1, 2]\n[benchmarks.similarity]\n'
+        'subsets_2afc = ["traditional"]\nsubsets_jnd = ["traditional"]\n'
+    )
     said = []
 
     class Stop(Exception):

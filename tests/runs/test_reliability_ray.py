@@ -21,7 +21,10 @@ def _free_port() -> int:
 
 def test_m9_gpus_per_run_on_a_cluster_without_gpus_is_refused():
     nodes = [{"Alive": True, "Resources": {"CPU": 2.0, "memory": 1e9}}]
-    with pytest.raises(LossnetError, match=r"--gpus-per-run 1: no node of the Ray cluster has 1 GPU\(s\) \(largest node: 0, cluster: 0\)"):
+    with pytest.raises(
+        LossnetError,
+        match=r"--gpus-per-run 1: no node of the Ray cluster has 1 GPU\(s\) \(largest node: 0, cluster: 0\)",
+    ):
         check_fits(nodes, 1, 1)
     with pytest.raises(LossnetError, match=r"--cpus-per-run 4: .*largest node: 2, cluster: 4"):
         check_fits(nodes + [{"Alive": True, "Resources": {"CPU": 2.0}}], 4, 0)
@@ -49,7 +52,9 @@ def test_m9_sweep_with_gpus_per_run_on_a_cpu_only_ray_fails_fast_and_leaves_no_r
     t0 = time.monotonic()
     with ResultsStore(tmp_path / "r.db") as store:
         with pytest.raises(LossnetError, match="--gpus-per-run 1: no node of the Ray cluster has 1 GPU"):
-            run_sweep([run], store, tmp_path / "runs", executor="ray", num_cpus=1, gpus_per_run=1, progress=False, log=None)
+            run_sweep(
+                [run], store, tmp_path / "runs", executor="ray", num_cpus=1, gpus_per_run=1, progress=False, log=None
+            )
         assert store.status(run.key) is None
     assert time.monotonic() - t0 < 120  # was: forever
     import ray

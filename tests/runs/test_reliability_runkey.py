@@ -63,8 +63,16 @@ def _similarity_key(data: Path) -> tuple[str, dict]:
     from lossnet.bench import get_benchmark
 
     config = get_benchmark("similarity").resolve_config(
-        {"data": str(data), "net": "alexnet", "layer": "L", "preset": "quick", "subsets_2afc": ["traditional", "cnn"],
-         "subsets_jnd": ["traditional", "cnn"], "weights": "none"})
+        {
+            "data": str(data),
+            "net": "alexnet",
+            "layer": "L",
+            "preset": "quick",
+            "subsets_2afc": ["traditional", "cnn"],
+            "subsets_jnd": ["traditional", "cnn"],
+            "weights": "none",
+        }
+    )
     return run_key(config), config
 
 
@@ -113,8 +121,10 @@ def test_l11_folder_digest_is_names_and_sizes(tmp_path):
 
 def _grid(tmp_path: Path, data: Path, name: str = "grid.toml") -> Path:
     g = tmp_path / name
-    g.write_text(f'[sweep]\narchs = ["alexnet", "vgg16"]\nlayers = ["E", "L"]\nseeds = [0]\n'
-                 f'[benchmarks.test_reliability_runkey]\ndata = "{data}"\n')
+    g.write_text(
+        f'[sweep]\narchs = ["alexnet", "vgg16"]\nlayers = ["E", "L"]\nseeds = [0]\n'
+        f'[benchmarks.test_reliability_runkey]\ndata = "{data}"\n'
+    )
     return g
 
 
@@ -174,9 +184,11 @@ def test_l11_real_similarity_sweep_with_moved_data_is_already_done(tmp_path, sha
 
     def grid(d: Path, name: str) -> Path:
         g = tmp_path / name
-        g.write_text(f'[sweep]\narchs = ["alexnet"]\nlayers = ["E", "L"]\nseeds = [0]\npreset = "quick"\n'
-                     f'[benchmarks.similarity]\ndata = "{d}"\nsubsets_2afc = ["traditional", "cnn"]\n'
-                     f'subsets_jnd = ["traditional", "cnn"]\n')
+        g.write_text(
+            f'[sweep]\narchs = ["alexnet"]\nlayers = ["E", "L"]\nseeds = [0]\npreset = "quick"\n'
+            f'[benchmarks.similarity]\ndata = "{d}"\nsubsets_2afc = ["traditional", "cnn"]\n'
+            f'subsets_jnd = ["traditional", "cnn"]\n'
+        )
         return g
 
     with ResultsStore(tmp_path / "s.db") as store:

@@ -37,8 +37,11 @@ def test_export_adds_differing_config_keys(tmp_path, capsys):
     reader = csv.DictReader(io.StringIO(capsys.readouterr().out))
     rows = list(reader)
     assert tuple(reader.fieldnames[: len(EXPORT_COLUMNS)]) == EXPORT_COLUMNS
-    assert set(reader.fieldnames[len(EXPORT_COLUMNS):]) == {"scale", "crop"}  # equal keys (net...) not repeated
-    assert sorted((r["scale"], r["crop"], r["value"]) for r in rows) == [("4", "[4, 4]", "24.0"), ("8", "[8, 8]", "28.0")]
+    assert set(reader.fieldnames[len(EXPORT_COLUMNS) :]) == {"scale", "crop"}  # equal keys (net...) not repeated
+    assert sorted((r["scale"], r["crop"], r["value"]) for r in rows) == [
+        ("4", "[4, 4]", "24.0"),
+        ("8", "[8, 8]", "28.0"),
+    ]
 
 
 def test_export_without_differing_keys_keeps_columns(tmp_path, capsys):
@@ -53,7 +56,18 @@ def test_list_shows_variant(tmp_path, capsys):
     assert standalone_main(register, "runs", ["runs", "list", "--store", str(db)]) == 0
     out = capsys.readouterr().out
     header = out.splitlines()[0].split()
-    assert header[:10] == ["key", "benchmark", "preset", "net", "layer", "seed", "status", "attempts", "seconds", "error"]
+    assert header[:10] == [
+        "key",
+        "benchmark",
+        "preset",
+        "net",
+        "layer",
+        "seed",
+        "status",
+        "attempts",
+        "seconds",
+        "error",
+    ]
     assert "variant" in header
     for c in configs:
         line = next(line for line in out.splitlines() if line.startswith(run_key(c)))
@@ -64,9 +78,11 @@ def test_list_error_shows_cause_of_killed_worker(tmp_path, capsys):
     c = _config(scale=8)
     key = run_key(c)
     db = tmp_path / "r.db"
-    error = (f"worker process died (signal SIGKILL) without a result; last log lines:\n"
-             f"[lossnet sweep] run {key} benchmark superres started 2024-01-01 00:00:00 pid 4711\n"
-             f"[lossnet sweep] run {key} benchmark superres star")
+    error = (
+        f"worker process died (signal SIGKILL) without a result; last log lines:\n"
+        f"[lossnet sweep] run {key} benchmark superres started 2024-01-01 00:00:00 pid 4711\n"
+        f"[lossnet sweep] run {key} benchmark superres star"
+    )
     with ResultsStore(db) as store:
         store.claim(key, c)
         store.record(RunRecord.failure(key, "fake_bench", c, error))

@@ -19,7 +19,9 @@ def test_store_path_with_uri_characters(tmp_path, name):
         store.record(RunRecord("k", "fake_bench", {"net": "vgg16"}, metrics={"s": 1.0}))
     with ResultsStore(path, readonly=True) as store:
         assert store.get_run("k")["metrics"] == {"s": 1.0}
-    assert sorted(p.name for p in tmp_path.iterdir() if not p.name.endswith(("-wal", "-shm"))) == [name]  # no stray file
+    assert sorted(p.name for p in tmp_path.iterdir() if not p.name.endswith(("-wal", "-shm"))) == [
+        name
+    ]  # no stray file
 
 
 def test_atomic_errors_name_the_destination(tmp_path):

@@ -43,7 +43,9 @@ def _env() -> dict[str, str]:
 
 
 def _cli(*args: str, cwd: Path, module: str = "lossnet.cli.sweep", check: bool = False) -> subprocess.CompletedProcess:
-    proc = subprocess.run([sys.executable, "-m", module, *args], cwd=cwd, env=_env(), capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-m", module, *args], cwd=cwd, env=_env(), capture_output=True, text=True, timeout=300
+    )
     if check and proc.returncode != 0:
         raise AssertionError(f"exit {proc.returncode}\nstdout:{proc.stdout}\nstderr:{proc.stderr}")
     return proc
@@ -61,9 +63,12 @@ def _grid(tmp_path: Path, text: str, name: str = "grid.toml") -> Path:
 def test_plan_counts_two_benchmarks(tmp_path, monkeypatch):
     # a second benchmark module, so the grid really spans two benchmarks
     (tmp_path / "fake_bench_b.py").write_text(
-        "from fake_bench import FakeBench\n\nclass FakeBenchB(FakeBench):\n    name = 'fake_bench_b'\n\nBENCHMARK = FakeBenchB()\n")
+        "from fake_bench import FakeBench\n\nclass FakeBenchB(FakeBench):\n    name = 'fake_bench_b'\n\nBENCHMARK = FakeBenchB()\n"
+    )
     monkeypatch.syspath_prepend(str(tmp_path))
-    grid = _grid(tmp_path, """
+    grid = _grid(
+        tmp_path,
+        """
 [sweep]
 archs = ["alexnet", "vgg16", "resnet18"]
 layers = ["E", "M"]
@@ -72,7 +77,8 @@ seeds = [0, 1]
 steps = 2
 [benchmarks.fake_bench_b]
 steps = 5
-""")
+""",
+    )
     runs = plan_file(grid)
     assert len(runs) == 2 * 3 * 2 * 2
     assert len({r.key for r in runs}) == len(runs)
@@ -94,22 +100,39 @@ def test_paper_shorthand_is_56(tmp_path):
 
 
 def test_duplicates_collapse(tmp_path):
-    grid = _grid(tmp_path, """
+    grid = _grid(
+        tmp_path,
+        """
 [sweep]
 archs = ["alexnet", "alexnet", "vgg16"]
 layers = ["E", "E"]
 seeds = [0, 0, 1]
 [benchmarks.fake_bench]
 steps = 3   # equal to the preset's default: same resolved config as not giving it
-""")
+""",
+    )
     runs = plan_file(grid)
     assert len(runs) == 2 * 1 * 2
 
 
 def test_run_keys_stable_across_processes(tmp_path):
-    grid = _grid(tmp_path, '[sweep]\narchs = ["alexnet", "squeezenet1_1"]\nlayers = "paper"\nseeds = [3]\n[benchmarks.fake_bench]\n')
+    grid = _grid(
+        tmp_path,
+        '[sweep]\narchs = ["alexnet", "squeezenet1_1"]\nlayers = "paper"\nseeds = [3]\n[benchmarks.fake_bench]\n',
+    )
     out = tmp_path / "plan.json"
-    _cli("sweep", "plan", str(grid), "--allow-module", "--store", str(tmp_path / "none.db"), "--json", str(out), cwd=tmp_path, check=True)
+    _cli(
+        "sweep",
+        "plan",
+        str(grid),
+        "--allow-module",
+        "--store",
+        str(tmp_path / "none.db"),
+        "--json",
+        str(out),
+        cwd=tmp_path,
+        check=True,
+    )
     other = {(r["net"], r["layer"]): r["key"] for r in json.loads(out.read_text())}
     here = {(r.config["net"], r.config["layer"]): r.key for r in plan_file(grid)}
     assert len(here) == 8 and here == other
@@ -124,7 +147,7 @@ def test_run_keys_stable_across_processes(tmp_path):
         ('[sweep]\narchs = ["vgg16"]\ndistances = ["mse", "cosinez"]\n[benchmarks.fake_bench]\n', "cosinez"),
         ("[sweep]\narchs = [\n", "not valid TOML"),
         ('[sweep]\narchs = ["vgg16"]\n', "no [benchmarks.NAME]"),
-        ('[sweep]\narchs = []\n[benchmarks.fake_bench]\n', "empty list"),
+        ("[sweep]\narchs = []\n[benchmarks.fake_bench]\n", "empty list"),
     ],
 )
 def test_bad_grids_raise_before_running(tmp_path, text, message):
@@ -136,7 +159,17 @@ def test_cli_bad_input_is_one_line_exit_2(tmp_path, capsys):
     from lossnet.cli.sweep import register, standalone_main
 
     grid = _grid(tmp_path, '[sweep]\narchs = ["alexnet", "vgg17"]\n[benchmarks.fake_bench]\n')
-    proc = _cli("sweep", "run", str(grid), "--allow-module", "--store", str(tmp_path / "r.db"), "--runs-dir", str(tmp_path / "runs"), cwd=tmp_path)
+    proc = _cli(
+        "sweep",
+        "run",
+        str(grid),
+        "--allow-module",
+        "--store",
+        str(tmp_path / "r.db"),
+        "--runs-dir",
+        str(tmp_path / "runs"),
+        cwd=tmp_path,
+    )
     assert proc.returncode == 2
     assert proc.stderr.strip().count("\n") == 0 and "vgg17" in proc.stderr
     assert not (tmp_path / "runs").exists() and not (tmp_path / "r.db").exists()  # nothing ran
@@ -149,8 +182,12 @@ def test_cli_bad_input_is_one_line_exit_2(tmp_path, capsys):
 
     assert "missing.toml" in err("sweep", "plan", str(tmp_path / "missing.toml"), "--allow-module")
     good = _grid(tmp_path, '[sweep]\narchs = ["alexnet"]\n[benchmarks.fake_bench]\n', "good.toml")
-    assert "does not exist" in err("sweep", "run", str(good), "--allow-module", "--store", str(tmp_path / "no" / "dir" / "r.db"))
-    assert "--workers" in err("sweep", "run", str(good), "--allow-module", "--workers", "0", "--store", str(tmp_path / "r.db"))
+    assert "does not exist" in err(
+        "sweep", "run", str(good), "--allow-module", "--store", str(tmp_path / "no" / "dir" / "r.db")
+    )
+    assert "--workers" in err(
+        "sweep", "run", str(good), "--allow-module", "--workers", "0", "--store", str(tmp_path / "r.db")
+    )
 
 
 # -- store -----------------------------------------------------------------------------------------
@@ -161,8 +198,20 @@ def test_store_schema_and_record(tmp_path):
     config = {"benchmark": "superres", "net": "vgg16", "layer": "S", "seed": 0, "preset": "quick", "scale": 4}
     key = run_key(config)
     with ResultsStore(path) as store:
-        store.record(RunRecord(key, "superres", config, "done", {"set5/psnr": 27.5, "set5/ssim": 0.8, "loss": float("nan")},
-                               {"ckpt": "runs/x/ckpt.pt"}, started_at=100.0, duration_s=2.5, host="h", device="cpu"))
+        store.record(
+            RunRecord(
+                key,
+                "superres",
+                config,
+                "done",
+                {"set5/psnr": 27.5, "set5/ssim": 0.8, "loss": float("nan")},
+                {"ckpt": "runs/x/ckpt.pt"},
+                started_at=100.0,
+                duration_s=2.5,
+                host="h",
+                device="cpu",
+            )
+        )
         rows = store.metric_rows()
         run = store.get_run(key[:6])
     db = sqlite3.connect(path)
@@ -171,15 +220,43 @@ def test_store_schema_and_record(tmp_path):
     cols = {t: [r[1] for r in db.execute(f"PRAGMA table_info({t})")] for t in ("runs", "metrics", "artifacts")}
     assert cols["metrics"] == ["run_key", "dataset", "name", "value"]
     assert cols["artifacts"] == ["run_key", "name", "path"]
-    assert cols["runs"] == ["key", "benchmark", "config", "status", "error", "started_at", "ended_at", "duration_s",
-                            "host", "device", "attempts", "lossnet_version", "owner", "lease_token", "heartbeat_at", "signature"]
+    assert cols["runs"] == [
+        "key",
+        "benchmark",
+        "config",
+        "status",
+        "error",
+        "started_at",
+        "ended_at",
+        "duration_s",
+        "host",
+        "device",
+        "attempts",
+        "lossnet_version",
+        "owner",
+        "lease_token",
+        "heartbeat_at",
+        "signature",
+    ]
     assert sorted(db.execute("SELECT dataset, name, value FROM metrics").fetchall(), key=str) == sorted(
-        [("set5", "psnr", 27.5), ("set5", "ssim", 0.8), ("", "loss", None)], key=str)
+        [("set5", "psnr", 27.5), ("set5", "ssim", 0.8), ("", "loss", None)], key=str
+    )
     db.close()
     assert {(r["dataset"], r["name"]) for r in rows} == {("set5", "psnr"), ("set5", "ssim"), ("", "loss")}
     assert rows[0]["config"] == config and rows[0]["benchmark"] == "superres"
-    assert run["status"] == "done" and run["metrics"]["set5/psnr"] == 27.5 and run["artifacts"] == {"ckpt": "runs/x/ckpt.pt"}
-    assert (run["started_at"], run["ended_at"], run["duration_s"], run["host"], run["device"], run["attempts"]) == (100.0, 102.5, 2.5, "h", "cpu", 1)
+    assert (
+        run["status"] == "done"
+        and run["metrics"]["set5/psnr"] == 27.5
+        and run["artifacts"] == {"ckpt": "runs/x/ckpt.pt"}
+    )
+    assert (run["started_at"], run["ended_at"], run["duration_s"], run["host"], run["device"], run["attempts"]) == (
+        100.0,
+        102.5,
+        2.5,
+        "h",
+        "cpu",
+        1,
+    )
 
 
 def test_store_refuses_newer_schema(tmp_path):
@@ -202,22 +279,31 @@ def test_store_refuses_newer_schema(tmp_path):
 def test_failed_run_recorded_and_retried_only_on_request(tmp_path):
     flag = tmp_path / "fail.flag"
     flag.write_text("fail while I exist")
-    grid = _grid(tmp_path, f"""
+    grid = _grid(
+        tmp_path,
+        f"""
 [sweep]
 archs = ["alexnet", "vgg16"]
 [benchmarks.fake_bench]
 fail_flag = "{flag}"
-counter = "{tmp_path / 'counter.txt'}"
-""")
+counter = "{tmp_path / "counter.txt"}"
+""",
+    )
     runs = plan_file(grid)
     failing = next(r for r in runs if r.config["net"] == "alexnet")
     # only alexnet fails: vgg16's config gets a flag path that never exists
-    runs = [failing] + [type(r)(run_key(c := dict(r.config, fail_flag=str(tmp_path / "never"))), r.benchmark, c) for r in runs if r is not failing]
+    runs = [failing] + [
+        type(r)(run_key(c := dict(r.config, fail_flag=str(tmp_path / "never"))), r.benchmark, c)
+        for r in runs
+        if r is not failing
+    ]
     with ResultsStore(tmp_path / "r.db") as store:
         s1 = run_sweep(runs, store, tmp_path / "runs", workers=2, progress=False, log=None)
         assert s1.failed == [failing.key] and len(s1.done) == 1
         run = store.get_run(failing.key)
-        assert run["status"] == "failed" and "fake failure requested for alexnet" in run["error"] and run["attempts"] == 1
+        assert (
+            run["status"] == "failed" and "fake failure requested for alexnet" in run["error"] and run["attempts"] == 1
+        )
         assert "fake failure requested" in (tmp_path / "runs" / failing.key / "run.log").read_text()
 
         s2 = run_sweep(runs, store, tmp_path / "runs", progress=False, log=None)  # default: not retried
@@ -252,14 +338,31 @@ def test_interrupted_run_with_written_result_is_harvested_not_rerun(tmp_path):
     (run,) = plan_file(grid)
     with ResultsStore(tmp_path / "r.db") as dead_driver:  # claims the run, then "dies" (its store closes)
         assert dead_driver.claim(run.key, run.config) == "new"
-    atomic_write_json(tmp_path / "runs" / run.key / "result.json", RunRecord(
-        run.key, run.benchmark, run.config, "done", {"fake/score": 42.0}, started_at=1.0, duration_s=2.0, host="h", device="cpu").to_json())
+    atomic_write_json(
+        tmp_path / "runs" / run.key / "result.json",
+        RunRecord(
+            run.key,
+            run.benchmark,
+            run.config,
+            "done",
+            {"fake/score": 42.0},
+            started_at=1.0,
+            duration_s=2.0,
+            host="h",
+            device="cpu",
+        ).to_json(),
+    )
     with ResultsStore(tmp_path / "r.db") as store:
         assert store.status(run.key) == "interrupted"
         summary = run_sweep([run], store, tmp_path / "runs", progress=False, log=None)
         got = store.get_run(run.key)
     assert summary.harvested == [run.key] and summary.done == [run.key]
-    assert got["status"] == "done" and got["attempts"] == 1 and got["metrics"] == {"fake/score": 42.0} and got["duration_s"] == 2.0
+    assert (
+        got["status"] == "done"
+        and got["attempts"] == 1
+        and got["metrics"] == {"fake/score": 42.0}
+        and got["duration_s"] == 2.0
+    )
     assert not counter.exists()  # the benchmark did not run again
 
 
@@ -286,7 +389,9 @@ def _done_count(db: Path) -> int:
 @pytest.mark.slow
 def test_resume_after_sigkill(tmp_path):
     counter = tmp_path / "counter.txt"
-    grid = _grid(tmp_path, f"""
+    grid = _grid(
+        tmp_path,
+        f"""
 [sweep]
 archs = ["alexnet", "vgg16", "resnet18"]
 layers = ["E", "L"]
@@ -294,9 +399,23 @@ layers = ["E", "L"]
 steps = 4
 step_seconds = 0.4
 counter = "{counter}"
-""")
+""",
+    )
     db, runs_dir = tmp_path / "r.db", tmp_path / "runs"
-    args = [sys.executable, "-m", "lossnet.cli.sweep", "sweep", "run", str(grid), "--allow-module", "--store", str(db), "--runs-dir", str(runs_dir), "--no-progress"]
+    args = [
+        sys.executable,
+        "-m",
+        "lossnet.cli.sweep",
+        "sweep",
+        "run",
+        str(grid),
+        "--allow-module",
+        "--store",
+        str(db),
+        "--runs-dir",
+        str(runs_dir),
+        "--no-progress",
+    ]
     driver = subprocess.Popen(args, cwd=tmp_path, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         _wait_for(lambda: _done_count(db) >= 2, 180, "two finished runs")
@@ -311,8 +430,11 @@ counter = "{counter}"
     con.close()
     assert 2 <= len(done_before) < 6
     # a worker that wrote its result just before the driver died is harvested, not re-run
-    harvest = {k for k in interrupted if json.loads((runs_dir / k / "result.json").read_text()).get("ok")} if interrupted and any(
-        (runs_dir / k / "result.json").exists() for k in interrupted) else set()
+    harvest = (
+        {k for k in interrupted if json.loads((runs_dir / k / "result.json").read_text()).get("ok")}
+        if interrupted and any((runs_dir / k / "result.json").exists() for k in interrupted)
+        else set()
+    )
     time.sleep(0.5)  # the killed driver's worker dies with it (PR_SET_PDEATHSIG)
 
     proc = subprocess.run(args, cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=300)
@@ -342,11 +464,17 @@ def test_runs_cli_list_show_export(tmp_path, capsys):
     from lossnet.cli.sweep import standalone_main
 
     db = tmp_path / "r.db"
-    configs = [fake_bench.resolve_config({"benchmark": "fake_bench", "net": n, "layer": "E", "seed": s}) for n in ("alexnet", "vgg16") for s in (0, 1)]
+    configs = [
+        fake_bench.resolve_config({"benchmark": "fake_bench", "net": n, "layer": "E", "seed": s})
+        for n in ("alexnet", "vgg16")
+        for s in (0, 1)
+    ]
     with ResultsStore(db) as store:
         for c in configs:
             store.claim(run_key(c), c)
-            store.record(RunRecord(run_key(c), "fake_bench", c, "done", {"fake/score": fake_bench.score(c), "plain": 1.0}))
+            store.record(
+                RunRecord(run_key(c), "fake_bench", c, "done", {"fake/score": fake_bench.score(c), "plain": 1.0})
+            )
         bad = dict(configs[0], seed=7)
         store.claim(run_key(bad), bad)
         store.record(RunRecord.failure(run_key(bad), "fake_bench", bad, "Traceback...\nRuntimeError: boom"))
@@ -378,7 +506,9 @@ def test_ray_executor_matches_local(tmp_path, monkeypatch):
     pytest.importorskip("ray")
     monkeypatch.setenv("PYTHONPATH", _env()["PYTHONPATH"])
     monkeypatch.setenv("LOSSNET_WEIGHTS_DIR", str(tmp_path / "weights"))  # forwarded through the tasks' runtime_env
-    grid = _grid(tmp_path, '[sweep]\narchs = ["alexnet", "vgg16"]\nlayers = ["E", "M"]\n[benchmarks.fake_bench]\nsteps = 2\n')
+    grid = _grid(
+        tmp_path, '[sweep]\narchs = ["alexnet", "vgg16"]\nlayers = ["E", "M"]\n[benchmarks.fake_bench]\nsteps = 2\n'
+    )
     runs = plan_file(grid)
     assert len(runs) == 4
 
@@ -393,7 +523,9 @@ def test_ray_executor_matches_local(tmp_path, monkeypatch):
     crash = type(runs[0])(run_key(crash_cfg), runs[0].benchmark, crash_cfg)
     t0 = time.monotonic()
     with ResultsStore(tmp_path / "ray.db") as store:
-        summary = run_sweep(runs + [crash], store, tmp_path / "runs_ray", executor="ray", num_cpus=2, progress=False, log=None)
+        summary = run_sweep(
+            runs + [crash], store, tmp_path / "runs_ray", executor="ray", num_cpus=2, progress=False, log=None
+        )
         got = [row for row in contents(store) if row[0] != crash.key]
         statuses = {r["key"]: r["status"] for r in store.runs()}
         crash_error = store.get_run(crash.key)["error"]
@@ -403,5 +535,8 @@ def test_ray_executor_matches_local(tmp_path, monkeypatch):
     assert "ray task failed" in crash_error
     assert got == expected and len(got) == 16
     assert all((tmp_path / "runs_ray" / r.key / "run.log").read_text().count("fake_bench: starting") == 1 for r in runs)
-    assert all(json.loads((tmp_path / "runs_ray" / r.key / "env.json").read_text())["LOSSNET_WEIGHTS_DIR"] == str(tmp_path / "weights")
-               for r in runs)
+    assert all(
+        json.loads((tmp_path / "runs_ray" / r.key / "env.json").read_text())["LOSSNET_WEIGHTS_DIR"]
+        == str(tmp_path / "weights")
+        for r in runs
+    )

@@ -82,7 +82,9 @@ def _no_process_start(monkeypatch):
     import lossnet.bench.profile as profile
 
     monkeypatch.setattr(profile, "process_start_seconds", lambda: 0.0)
-    monkeypatch.setattr(profile, "REDUCED_RUN_IN_SUBPROCESS", False)  # in-process: a closed form without interpreter start
+    monkeypatch.setattr(
+        profile, "REDUCED_RUN_IN_SUBPROCESS", False
+    )  # in-process: a closed form without interpreter start
 
 
 def _grid(tmp_path: Path, body: str) -> Path:
@@ -103,8 +105,11 @@ def test_makespan_closed_form():
 def test_estimate_matches_closed_form(tmp_path):
     from lossnet.runs.estimate import estimate_grid
 
-    grid = _grid(tmp_path, '[sweep]\narchs = ["alexnet", "vgg16"]\nlayers = ["E"]\nseeds = [0, 1]\n'
-                           '[benchmarks.test_sweep_estimate]\nsteps = 8\nepochs = 3\n')
+    grid = _grid(
+        tmp_path,
+        '[sweep]\narchs = ["alexnet", "vgg16"]\nlayers = ["E"]\nseeds = [0, 1]\n'
+        "[benchmarks.test_sweep_estimate]\nsteps = 8\nepochs = 3\n",
+    )
     est = estimate_grid(grid, device="cpu", width=2, steps=4, warmup=1, allow_modules=True, progress=False)
     assert len(est.points) == 2 and all(p.runs == 2 for p in est.points)  # seeds share a timing
     expected = 3 * 8 * 0.04 + 3 * 0.03 + 0.1
@@ -122,7 +127,10 @@ def test_run_without_hooks_is_timed_whole(tmp_path):
     """fake_bench (tests/fake_bench.py) has no training hooks: one whole run is one step."""
     from lossnet.runs.estimate import estimate_grid
 
-    grid = _grid(tmp_path, '[sweep]\narchs = ["alexnet"]\nlayers = ["E"]\n[benchmarks.fake_bench]\nsteps = 3\nstep_seconds = 0.05\n')
+    grid = _grid(
+        tmp_path,
+        '[sweep]\narchs = ["alexnet"]\nlayers = ["E"]\n[benchmarks.fake_bench]\nsteps = 3\nstep_seconds = 0.05\n',
+    )
     est = estimate_grid(grid, device="cpu", width=1, steps=2, allow_modules=True, progress=False)
     (p,) = est.points
     assert p.steps_per_run == 1
@@ -132,10 +140,30 @@ def test_run_without_hooks_is_timed_whole(tmp_path):
 def test_cli_prints_table_and_writes_json(tmp_path, capsys):
     from lossnet.cli.sweep import register, standalone_main
 
-    grid = _grid(tmp_path, '[sweep]\narchs = ["alexnet"]\nlayers = ["E", "S"]\n[benchmarks.test_sweep_estimate]\nsteps = 5\nepochs = 2\n')
+    grid = _grid(
+        tmp_path,
+        '[sweep]\narchs = ["alexnet"]\nlayers = ["E", "S"]\n[benchmarks.test_sweep_estimate]\nsteps = 5\nepochs = 2\n',
+    )
     out = tmp_path / "est.json"
-    rc = standalone_main(register, "lossnet", ["sweep", "estimate", str(grid), "--allow-module", "--device", "cpu", "--width", "1",
-                                               "--steps", "2", "--json", str(out), "--no-progress"])
+    rc = standalone_main(
+        register,
+        "lossnet",
+        [
+            "sweep",
+            "estimate",
+            str(grid),
+            "--allow-module",
+            "--device",
+            "cpu",
+            "--width",
+            "1",
+            "--steps",
+            "2",
+            "--json",
+            str(out),
+            "--no-progress",
+        ],
+    )
     assert rc == 0
     text = capsys.readouterr().out
     for column in ("benchmark", "net", "layer", "preset", "runs", "s/step", "steps/run", "eval s", "projected hours"):
@@ -161,8 +189,11 @@ def test_missing_data_and_weights_fall_back(tmp_path, monkeypatch):
     import lossnet.runs.estimate as E
 
     monkeypatch.setitem(E.REAL_SIZES, "bapps", {"2afc/traditional": 640})
-    grid = _grid(tmp_path, '[sweep]\narchs = ["squeezenet1_1"]\nlayers = ["E"]\npreset = "paper"\n'
-                           '[benchmarks.similarity]\nsubsets_2afc = ["traditional"]\nsubsets_jnd = []\nbatch_size = 8\n')
+    grid = _grid(
+        tmp_path,
+        '[sweep]\narchs = ["squeezenet1_1"]\nlayers = ["E"]\npreset = "paper"\n'
+        '[benchmarks.similarity]\nsubsets_2afc = ["traditional"]\nsubsets_jnd = []\nbatch_size = 8\n',
+    )
     est = E.estimate_grid(grid, device="cpu", steps=1, progress=False, synthetic_root=tmp_path / "synth")
     (p,) = est.points
     assert p.steps_per_run == 640 // 8

@@ -30,10 +30,16 @@ def _grid(tmp_path: Path, text: str) -> Path:
 @pytest.mark.parametrize(
     "text, message",
     [
-        ('[benchmarks.fake_bench]\nnet = "alexnet"\nstep = 3\n', "[benchmarks.fake_bench]: unknown option 'step' (did you mean 'steps'?)"),
-        ('[benchmarks.fake_bench]\nstep_second = 0.1\n', "unknown option 'step_second' (did you mean 'step_seconds'?)"),
-        ('[sweep]\nstepz = 2\n[benchmarks.fake_bench]\n', "[sweep] (for benchmark fake_bench): unknown option 'stepz' (did you mean 'steps'?)"),
-        ('[benchmarks.fake_bench]\nfrobnicate = 1\n', "unknown option 'frobnicate'; fake_bench accepts: "),
+        (
+            '[benchmarks.fake_bench]\nnet = "alexnet"\nstep = 3\n',
+            "[benchmarks.fake_bench]: unknown option 'step' (did you mean 'steps'?)",
+        ),
+        ("[benchmarks.fake_bench]\nstep_second = 0.1\n", "unknown option 'step_second' (did you mean 'step_seconds'?)"),
+        (
+            "[sweep]\nstepz = 2\n[benchmarks.fake_bench]\n",
+            "[sweep] (for benchmark fake_bench): unknown option 'stepz' (did you mean 'steps'?)",
+        ),
+        ("[benchmarks.fake_bench]\nfrobnicate = 1\n", "unknown option 'frobnicate'; fake_bench accepts: "),
     ],
 )
 def test_unknown_grid_options_are_rejected_with_a_suggestion(tmp_path, text, message):
@@ -45,7 +51,11 @@ def test_unknown_grid_options_are_rejected_with_a_suggestion(tmp_path, text, mes
 
 @pytest.mark.parametrize(
     "bench, option, suggestion",
-    [("superres", "epoch", "'epochs'"), ("similarity", "subsets", "'subsets_jnd' or 'subsets_2afc'"), ("roads", "iteration", "'iterations'")],
+    [
+        ("superres", "epoch", "'epochs'"),
+        ("similarity", "subsets", "'subsets_jnd' or 'subsets_2afc'"),
+        ("roads", "iteration", "'iterations'"),
+    ],
 )
 def test_unknown_options_of_builtin_benchmarks(tmp_path, bench, option, suggestion):
     grid = _grid(tmp_path, f'[benchmarks.{bench}]\nnet = "alexnet"\nlayer = "E"\n{option} = 1\n')
@@ -55,11 +65,17 @@ def test_unknown_options_of_builtin_benchmarks(tmp_path, bench, option, suggesti
 
 
 def test_runtime_keys_and_all_shorthand(tmp_path):
-    grid = _grid(tmp_path, '[sweep]\narchs = "all"\nlayers = "all"\ndevice = "cpu"\nweights_dir = "w"\n[benchmarks.fake_bench]\n')
+    grid = _grid(
+        tmp_path, '[sweep]\narchs = "all"\nlayers = "all"\ndevice = "cpu"\nweights_dir = "w"\n[benchmarks.fake_bench]\n'
+    )
     runs = plan_file(grid, allow_modules=True)
-    assert len(runs) == 56 and {(r.config["net"], r.config["layer"]) for r in runs} == {(a, l) for a in PAPER_ARCHS for l in "ESML"}
+    assert len(runs) == 56 and {(r.config["net"], r.config["layer"]) for r in runs} == {
+        (a, l) for a in PAPER_ARCHS for l in "ESML"
+    }
     # the paper spelling still works and plans the same runs; weights_dir (runtime) is made absolute
-    paper = plan_file(_grid(tmp_path, '[sweep]\narchs = "paper"\nlayers = "paper"\n[benchmarks.fake_bench]\n'), allow_modules=True)
+    paper = plan_file(
+        _grid(tmp_path, '[sweep]\narchs = "paper"\nlayers = "paper"\n[benchmarks.fake_bench]\n'), allow_modules=True
+    )
     assert [r.key for r in paper] == [r.key for r in runs]
     assert runs[0].config["weights_dir"] == os.path.abspath("w")
 
@@ -78,11 +94,19 @@ def test_module_benchmarks_need_allow_module(tmp_path, monkeypatch):
 
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(tmp_path), str(TESTS_DIR)]))
     for command in ("plan", "run"):
-        proc = subprocess.run([sys.executable, "-m", "lossnet.cli.main", "sweep", command, str(grid), "--store", str(tmp_path / "r.db")],
-                              cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+        proc = subprocess.run(
+            [sys.executable, "-m", "lossnet.cli.main", "sweep", command, str(grid), "--store", str(tmp_path / "r.db")],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert proc.returncode == 2 and "--allow-module" in proc.stderr and proc.stderr.count("\n") == 1, proc.stderr
         assert not marker.exists() and not (tmp_path / "r.db").exists()
-    help_text = subprocess.run([sys.executable, "-m", "lossnet.cli.main", "sweep", "--help"], capture_output=True, text=True).stdout
+    help_text = subprocess.run(
+        [sys.executable, "-m", "lossnet.cli.main", "sweep", "--help"], capture_output=True, text=True
+    ).stdout
     assert "--allow-module" in help_text and "trust" in help_text
 
 

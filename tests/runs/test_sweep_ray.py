@@ -15,8 +15,12 @@ from lossnet.runs.executors import check_ray_address, ray_runtime_env
 def test_runtime_env_forwards_weights_and_shared_folders(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     env = {"LOSSNET_WEIGHTS_DIR": os.pathsep.join(["w1", "/abs/w2"]), "LOSSNET_SHARED": "shared", "HOME": "/root"}
-    assert ray_runtime_env(env) == {"env_vars": {
-        "LOSSNET_WEIGHTS_DIR": os.pathsep.join([str(tmp_path / "w1"), "/abs/w2"]), "LOSSNET_SHARED": str(tmp_path / "shared")}}
+    assert ray_runtime_env(env) == {
+        "env_vars": {
+            "LOSSNET_WEIGHTS_DIR": os.pathsep.join([str(tmp_path / "w1"), "/abs/w2"]),
+            "LOSSNET_SHARED": str(tmp_path / "shared"),
+        }
+    }
     assert ray_runtime_env({"LOSSNET_WEIGHTS_DIR": "/w"}) == {"env_vars": {"LOSSNET_WEIGHTS_DIR": "/w"}}
     assert ray_runtime_env({"PATH": "/bin"}) == {}
     monkeypatch.setenv("LOSSNET_WEIGHTS_DIR", "/from/env")
@@ -65,5 +69,13 @@ def test_sweep_with_unreachable_ray_touches_no_run(tmp_path):
     run = PlannedRun(run_key(config), "fake_bench", config)
     with ResultsStore(tmp_path / "r.db") as store:
         with pytest.raises(LossnetError, match="cannot reach the Ray cluster"):
-            run_sweep([run], store, tmp_path / "runs", executor="ray", address=f"127.0.0.1:{_free_port()}", progress=False, log=None)
+            run_sweep(
+                [run],
+                store,
+                tmp_path / "runs",
+                executor="ray",
+                address=f"127.0.0.1:{_free_port()}",
+                progress=False,
+                log=None,
+            )
         assert store.status(run.key) is None  # no row at all (issue #32: no 'queued' rows left behind)

@@ -143,8 +143,20 @@ def option(
     """
     if kind not in _KINDS:
         raise ValueError(f"unknown option kind {kind!r}")
-    meta = dict(help=help, kind=kind, nullable=nullable, minimum=minimum, positive=positive, choices=choices, cli=cli,
-                flag=flag, parse=parse, normalize=normalize, append=append, metavar=metavar)
+    meta = dict(
+        help=help,
+        kind=kind,
+        nullable=nullable,
+        minimum=minimum,
+        positive=positive,
+        choices=choices,
+        cli=cli,
+        flag=flag,
+        parse=parse,
+        normalize=normalize,
+        append=append,
+        metavar=metavar,
+    )
     if isinstance(default, (list, dict)):
         return field(default_factory=lambda: type(default)(default), metadata=meta)
     return field(default=default, metadata=meta)
@@ -200,28 +212,64 @@ class CommonConfig:
 
     benchmark: str = option("", cli=False)
     preset: str = option("quick", "hyperparameter preset", kind="str", cli=False)
-    net: str | None = option(None, "loss network architecture (a torchvision classification model, e.g. vgg16); "
-                             "a comma list or 'all' (the paper's 14) runs each", kind="str", nullable=True)
-    layer: str | None = option(None, "extraction layer: E/S/M/L, a readable alias (relu2_2) or an FX node name; "
-                               "E,S,M,L runs each, another comma list is one layer set", kind="str", nullable=True)
-    weights: str | None = option("imagenet", "'imagenet', 'none' (random init) or a .safetensors/.pth file", kind="str", nullable=True)
+    net: str | None = option(
+        None,
+        "loss network architecture (a torchvision classification model, e.g. vgg16); "
+        "a comma list or 'all' (the paper's 14) runs each",
+        kind="str",
+        nullable=True,
+    )
+    layer: str | None = option(
+        None,
+        "extraction layer: E/S/M/L, a readable alias (relu2_2) or an FX node name; "
+        "E,S,M,L runs each, another comma list is one layer set",
+        kind="str",
+        nullable=True,
+    )
+    weights: str | None = option(
+        "imagenet", "'imagenet', 'none' (random init) or a .safetensors/.pth file", kind="str", nullable=True
+    )
     distance: str | None = option("mse", "feature distance (see lossnet.distances)", kind="str", nullable=True)
-    normalize: str | None = option("imagenet", "loss-network input: imagenet (mean/std, what the weights expect) or none "
-                                   "(raw [0, 1], as the reference code feeds super-resolution and the autoencoder)",
-                                   kind="str", nullable=True, choices=("imagenet", "none"))
-    transform_input: bool | None = option(None, "googlenet/inception_v3 only: torchvision's input re-normalisation (none: "
-                                          "torchvision's default for the weights; the reference code never applies it)",
-                                          kind="bool", nullable=True)
-    loss_net_mode: str | None = option("eval", "eval (frozen network in eval mode), or train: BatchNorm uses batch statistics "
-                                       "and stochastic depth is active, as in the reference's roads and autoencoder code",
-                                       kind="str", nullable=True, choices=("eval", "train"))
-    seed: int = option(0, "random seed (>= 0: numpy, sklearn and torch generators take no negative seeds)", kind="int", minimum=0)
+    normalize: str | None = option(
+        "imagenet",
+        "loss-network input: imagenet (mean/std, what the weights expect) or none "
+        "(raw [0, 1], as the reference code feeds super-resolution and the autoencoder)",
+        kind="str",
+        nullable=True,
+        choices=("imagenet", "none"),
+    )
+    transform_input: bool | None = option(
+        None,
+        "googlenet/inception_v3 only: torchvision's input re-normalisation (none: "
+        "torchvision's default for the weights; the reference code never applies it)",
+        kind="bool",
+        nullable=True,
+    )
+    loss_net_mode: str | None = option(
+        "eval",
+        "eval (frozen network in eval mode), or train: BatchNorm uses batch statistics "
+        "and stochastic depth is active, as in the reference's roads and autoencoder code",
+        kind="str",
+        nullable=True,
+        choices=("eval", "train"),
+    )
+    seed: int = option(
+        0, "random seed (>= 0: numpy, sklearn and torch generators take no negative seeds)", kind="int", minimum=0
+    )
     # runtime keys: where/how the run executes, not part of the run key
     device: str | None = option(None, "torch device (default: cuda if available, else cpu)", kind="str", nullable=True)
-    weights_dir: str | None = option(None, "folder searched for <arch>-imagenet1k-v1*.safetensors before downloading "
-                                     "(default: $LOSSNET_WEIGHTS_DIR)", kind="str", nullable=True)
-    num_workers: int | None = option(None, "DataLoader worker processes (default 0)", kind="int", nullable=True, minimum=0)
-    threads: int | None = option(None, "torch intra-op threads (default: torch's)", kind="int", nullable=True, minimum=1, cli=False)
+    weights_dir: str | None = option(
+        None,
+        "folder searched for <arch>-imagenet1k-v1*.safetensors before downloading (default: $LOSSNET_WEIGHTS_DIR)",
+        kind="str",
+        nullable=True,
+    )
+    num_workers: int | None = option(
+        None, "DataLoader worker processes (default 0)", kind="int", nullable=True, minimum=0
+    )
+    threads: int | None = option(
+        None, "torch intra-op threads (default: torch's)", kind="int", nullable=True, minimum=1, cli=False
+    )
 
 
 @dataclass
@@ -229,17 +277,38 @@ class TrainingConfig(CommonConfig):
     """Keys of the training benchmarks (superres, roads, autoencoder): stand-in data, determinism,
     and the trainer's mixed precision and memory format."""
 
-    allow_stand_in: bool = option(False, "with --preset paper, run on stand-in data (digits, the ../shared test crops, "
-                                  "validation held out of the training images) instead of refusing; the run is stored and "
-                                  "reported as not paper-comparable", kind="bool")
-    stand_in: list | None = option(None, "the stand-ins a paper-preset run used (set when the config is resolved)",
-                                   kind="list", nullable=True, cli=False)
-    deterministic: bool | None = option(None, "deterministic algorithms (cuDNN deterministic, no autotuning), as the "
-                                        "reference's super-resolution code; off: cuDNN autotuning on CUDA", kind="bool", nullable=True)
+    allow_stand_in: bool = option(
+        False,
+        "with --preset paper, run on stand-in data (digits, the ../shared test crops, "
+        "validation held out of the training images) instead of refusing; the run is stored and "
+        "reported as not paper-comparable",
+        kind="bool",
+    )
+    stand_in: list | None = option(
+        None,
+        "the stand-ins a paper-preset run used (set when the config is resolved)",
+        kind="list",
+        nullable=True,
+        cli=False,
+    )
+    deterministic: bool | None = option(
+        None,
+        "deterministic algorithms (cuDNN deterministic, no autotuning), as the "
+        "reference's super-resolution code; off: cuDNN autotuning on CUDA",
+        kind="bool",
+        nullable=True,
+    )
     # the trainer's (lossnet.bench.trainer): every training benchmark has them
-    amp: str = option("off", "mixed precision of the training passes: off, bf16, or fp16 (with a gradient scaler); "
-                      "validation and test metrics are always fp32", kind="str", choices=("off", "bf16", "fp16"))
-    channels_last: bool = option(False, "NHWC memory format for the trained network (faster convolutions on GPUs)", kind="bool")
+    amp: str = option(
+        "off",
+        "mixed precision of the training passes: off, bf16, or fp16 (with a gradient scaler); "
+        "validation and test metrics are always fp32",
+        kind="str",
+        choices=("off", "bf16", "fp16"),
+    )
+    channels_last: bool = option(
+        False, "NHWC memory format for the trained network (faster convolutions on GPUs)", kind="bool"
+    )
 
 
 _WITHOUT_DATA: contextvars.ContextVar[bool] = contextvars.ContextVar("lossnet_resolve_without_data", default=False)
@@ -271,8 +340,10 @@ def check_stand_ins(config: TrainingConfig, reasons: list[str]) -> None:
     """
     reasons = list(reasons) if config.preset == "paper" else []
     if reasons and not config.allow_stand_in and not data_optional():
-        raise LossnetError(f"{config.benchmark}: --preset paper would run on stand-in data ({'; '.join(reasons)}); "
-                           f"give the paper's data, or pass --allow-stand-in to run anyway (marked not paper-comparable)")
+        raise LossnetError(
+            f"{config.benchmark}: --preset paper would run on stand-in data ({'; '.join(reasons)}); "
+            f"give the paper's data, or pass --allow-stand-in to run anyway (marked not paper-comparable)"
+        )
     config.stand_in = reasons or None
 
 
@@ -322,7 +393,9 @@ class Benchmark:
     def defaults(self, preset: str) -> dict[str, Any]:
         """Field values of ``preset`` (defaults overridden by the preset)."""
         if preset not in self.PRESETS:
-            raise LossnetError(f"{self.name}: unknown preset {preset!r}; choose one of {', '.join(sorted(self.PRESETS))}")
+            raise LossnetError(
+                f"{self.name}: unknown preset {preset!r}; choose one of {', '.join(sorted(self.PRESETS))}"
+            )
         values = dataclasses.asdict(self.Config())
         values.update(self.PRESETS[preset])
         values.update(benchmark=self.name, preset=preset)
@@ -422,11 +495,17 @@ class Benchmark:
         relu2_2) -- is missing from another network: say so instead of naming an unknown layer."""
         preset = config.preset or "quick"
         defaults = self.defaults(preset) if preset in self.PRESETS else {}
-        if defaults.get("layer") and defaults.get("net") and config.layer == defaults["layer"] and config.net != defaults["net"]:
+        if (
+            defaults.get("layer")
+            and defaults.get("net")
+            and config.layer == defaults["layer"]
+            and config.net != defaults["net"]
+        ):
             raise LossnetError(
                 f"{self.name}: {config.net} has no layer {config.layer!r} (the {preset} preset's default layer is "
                 f"{defaults['net']}'s); give --layer: E, S, M or L (the paper's extraction points), "
-                f"E,S,M,L to run each, or a layer name (lossnet nets show {config.net})")
+                f"E,S,M,L to run each, or a layer name (lossnet nets show {config.net})"
+            )
 
     # -- CLI ------------------------------------------------------------------------------------
 
@@ -440,8 +519,12 @@ class Benchmark:
         """Every CLI option of this benchmark, generated from the config fields (help states defaults)."""
         common = {f.name for f in dataclasses.fields(CommonConfig)}
         g_common = parser.add_argument_group("common options")
-        g_common.add_argument("--preset", default="quick", choices=sorted(self.PRESETS),
-                              help=f"hyperparameter preset (default quick): {', '.join(sorted(self.PRESETS))}")
+        g_common.add_argument(
+            "--preset",
+            default="quick",
+            choices=sorted(self.PRESETS),
+            help=f"hyperparameter preset (default quick): {', '.join(sorted(self.PRESETS))}",
+        )
         g_own = parser.add_argument_group(f"{self.name} options")
         for f in dataclasses.fields(self.Config):
             m = f.metadata
@@ -452,7 +535,9 @@ class Benchmark:
             kwargs: dict[str, Any] = {"dest": f.name, "default": None}
             help_text = m.get("help", "")
             if f.name not in RUNTIME_KEYS:
-                help_text = f"{help_text} ({self._preset_help(f.name)})" if help_text else f"({self._preset_help(f.name)})"
+                help_text = (
+                    f"{help_text} ({self._preset_help(f.name)})" if help_text else f"({self._preset_help(f.name)})"
+                )
             kwargs["help"] = help_text.replace("%", "%%")
             if m.get("kind") == "bool":
                 kwargs["action"] = argparse.BooleanOptionalAction
@@ -467,15 +552,28 @@ class Benchmark:
             group.add_argument(flag, **kwargs)
         self.add_extra_arguments(g_own)
         out = parser.add_argument_group("output options")
-        out.add_argument("--out", help="work directory for checkpoints and artifacts (default: lossnet-out/<benchmark>/<run key>; "
-                         "with several runs, one sub-folder per run key)")
-        out.add_argument("--json", dest="json_path", help="write {runs: {run key: {status, config, metrics}}} to this JSON file")
+        out.add_argument(
+            "--out",
+            help="work directory for checkpoints and artifacts (default: lossnet-out/<benchmark>/<run key>; "
+            "with several runs, one sub-folder per run key)",
+        )
+        out.add_argument(
+            "--json", dest="json_path", help="write {runs: {run key: {status, config, metrics}}} to this JSON file"
+        )
         out.add_argument("--store", help="also record the runs in this SQLite results store (see 'lossnet sweep')")
         out.add_argument("--no-progress", action="store_true", help="disable progress bars")
-        out.add_argument("--print-config", action="store_true", help="print the resolved config of every run (JSON, keyed by "
-                         "run key) and exit without running")
-        out.add_argument("--profile", type=int, metavar="K", help="time K training steps of every run (per phase: data, "
-                         "loss network, model, optimiser...) and print where a step spends its time, without a full run")
+        out.add_argument(
+            "--print-config",
+            action="store_true",
+            help="print the resolved config of every run (JSON, keyed by run key) and exit without running",
+        )
+        out.add_argument(
+            "--profile",
+            type=int,
+            metavar="K",
+            help="time K training steps of every run (per phase: data, "
+            "loss network, model, optimiser...) and print where a step spends its time, without a full run",
+        )
 
     def add_extra_arguments(self, group) -> None:
         """Options that are not config fields (e.g. ones that expand into several runs)."""
@@ -578,7 +676,9 @@ def get_benchmark(name: str) -> Benchmark:
         raise
     bench = getattr(module, "BENCHMARK", None)
     if not isinstance(bench, Benchmark):
-        raise LossnetError(f"benchmark module {module_name!r} has no BENCHMARK (a lossnet.bench.base.Benchmark instance)")
+        raise LossnetError(
+            f"benchmark module {module_name!r} has no BENCHMARK (a lossnet.bench.base.Benchmark instance)"
+        )
     if not bench.name:
         raise LossnetError(f"benchmark module {module_name!r}: BENCHMARK.name is empty")
     return bench
@@ -636,13 +736,19 @@ def build_training_loss(config: CommonConfig, *, pixel: Callable | None = None):
     # the loss-network knobs are passed only when they differ from the defaults, so the loss is
     # built exactly as before the knobs existed
     return PerceptualLoss(
-        net=config.net, layers=tuple(split_names(config.layer)), distance=config.distance, weights=weights,
-        weights_dir=config.weights_dir, **loss_network_knobs(config),
+        net=config.net,
+        layers=tuple(split_names(config.layer)),
+        distance=config.distance,
+        weights=weights,
+        weights_dir=config.weights_dir,
+        **loss_network_knobs(config),
     )
 
 
 #: Loss-network knobs of :class:`CommonConfig` and their defaults (today's behaviour).
-_KNOB_DEFAULTS = {k: CommonConfig.__dataclass_fields__[k].default for k in ("normalize", "transform_input", "loss_net_mode")}
+_KNOB_DEFAULTS = {
+    k: CommonConfig.__dataclass_fields__[k].default for k in ("normalize", "transform_input", "loss_net_mode")
+}
 
 
 def loss_network_knobs(config: CommonConfig) -> dict[str, Any]:

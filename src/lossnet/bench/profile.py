@@ -38,8 +38,16 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
-__all__ = ["PhaseTimer", "StepTiming", "TrainingSetup", "time_benchmark", "time_training", "process_start_seconds",
-           "PHASES", "format_profile"]
+__all__ = [
+    "PhaseTimer",
+    "StepTiming",
+    "TrainingSetup",
+    "time_benchmark",
+    "time_training",
+    "process_start_seconds",
+    "PHASES",
+    "format_profile",
+]
 
 #: Time the reduced run of :func:`fixed_cost` in a fresh ``python -m lossnet.runs.worker`` process
 #: (as a sweep runs it: interpreter start, imports, first-call set-up included); False: in this
@@ -237,7 +245,9 @@ def time_training(setup: TrainingSetup, steps: int, *, warmup: int = 2, device: 
     """Run ``warmup + steps`` steps of ``setup.task`` with an enabled timer; ``(timer, val_s)`` where
     ``val_s`` is one validation pass (0 without one), scaled by ``setup.val_scale``."""
     task = setup.task
-    timer = PhaseTimer(True, device=device if device is not None else getattr(task, "device", None), steps=steps, warmup=warmup)
+    timer = PhaseTimer(
+        True, device=device if device is not None else getattr(task, "device", None), steps=steps, warmup=warmup
+    )
     task.timer = timer
     task.progress = False
     task.begin(0)
@@ -257,8 +267,16 @@ def time_training(setup: TrainingSetup, steps: int, *, warmup: int = 2, device: 
     return timer, val_s
 
 
-def time_benchmark(bench: Any, config: Any, workdir: str | os.PathLike | None = None, steps: int = 5, *,
-                   warmup: int = 2, fixed: bool = True, sizes: dict[str, Any] | None = None) -> StepTiming:
+def time_benchmark(
+    bench: Any,
+    config: Any,
+    workdir: str | os.PathLike | None = None,
+    steps: int = 5,
+    *,
+    warmup: int = 2,
+    fixed: bool = True,
+    sizes: dict[str, Any] | None = None,
+) -> StepTiming:
     """Time ``steps`` steps of ``config`` (a resolved dict or the benchmark's ``Config`` object;
     after ``warmup``) and, with ``fixed``, the run's non-training costs (see the module docstring).
 
@@ -276,8 +294,18 @@ def time_benchmark(bench: Any, config: Any, workdir: str | os.PathLike | None = 
     if setup is None:
         return _time_whole_run(bench, config, workdir)
     timer, val_s = time_training(setup, steps, warmup=warmup)
-    timing = StepTiming(bench.name, _as_dict(config), len(timer.step_seconds), timer.mean_step, timer.per_step(),
-                        setup.steps_per_epoch * setup.epochs, setup.epochs, 0.0, val_s if setup.validates else 0.0, list(setup.notes))
+    timing = StepTiming(
+        bench.name,
+        _as_dict(config),
+        len(timer.step_seconds),
+        timer.mean_step,
+        timer.per_step(),
+        setup.steps_per_epoch * setup.epochs,
+        setup.epochs,
+        0.0,
+        val_s if setup.validates else 0.0,
+        list(setup.notes),
+    )
     del setup
     if fixed:
         timing.setup_s = fixed_cost(bench, config, workdir, timing)
@@ -298,7 +326,11 @@ def fixed_cost(bench: Any, config: Any, workdir: str | os.PathLike | None, timin
     if reduced is None:
         return process_start_seconds()
     with contextlib.ExitStack() as stack:
-        wd = Path(workdir) if workdir is not None else Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="lossnet-reduced-")))
+        wd = (
+            Path(workdir)
+            if workdir is not None
+            else Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="lossnet-reduced-")))
+        )
         wd.mkdir(parents=True, exist_ok=True)
         if REDUCED_RUN_IN_SUBPROCESS:
             # exactly what a sweep run costs: a fresh worker process (interpreter, imports of the
@@ -324,14 +356,22 @@ def _worker_wall(bench: Any, config: dict[str, Any], workdir: Path) -> float:
     from lossnet.runs.worker import command, write_spec
 
     threads = config.get("threads")
-    spec = write_spec(workdir, key=run_key(config), benchmark=bench.name if bench.name in _builtin() else type(bench).__module__,
-                      config=config, threads=threads, progress=False, sys_path=[p for p in sys.path if p and Path(p).is_dir()])
+    spec = write_spec(
+        workdir,
+        key=run_key(config),
+        benchmark=bench.name if bench.name in _builtin() else type(bench).__module__,
+        config=config,
+        threads=threads,
+        progress=False,
+        sys_path=[p for p in sys.path if p and Path(p).is_dir()],
+    )
     env = dict(os.environ)
     if threads:
         env["OMP_NUM_THREADS"] = env["MKL_NUM_THREADS"] = str(threads)
     t0 = time.perf_counter()
-    proc = subprocess.run(command(spec), env=env,
-                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+    proc = subprocess.run(
+        command(spec), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL
+    )
     wall = time.perf_counter() - t0
     if proc.returncode != 0:
         from lossnet.errors import LossnetError
@@ -350,13 +390,27 @@ def _builtin() -> set[str]:
 def _time_whole_run(bench: Any, config: Any, workdir: str | os.PathLike | None) -> StepTiming:
     """A benchmark without the training hooks: one run is one step."""
     with contextlib.ExitStack() as stack:
-        wd = Path(workdir) if workdir is not None else Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="lossnet-time-")))
+        wd = (
+            Path(workdir)
+            if workdir is not None
+            else Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="lossnet-time-")))
+        )
         with open(os.devnull, "w") as null, contextlib.redirect_stdout(null):
             t0 = time.perf_counter()
             bench.run(dataclasses.replace(config), wd, progress=False)  # a copy: a run may normalise its config
             wall = time.perf_counter() - t0
-    return StepTiming(bench.name, _as_dict(config), 1, wall, {"run": wall}, 1, 1, process_start_seconds(), 0.0,
-                      ["no training hooks: one whole run timed"])
+    return StepTiming(
+        bench.name,
+        _as_dict(config),
+        1,
+        wall,
+        {"run": wall},
+        1,
+        1,
+        process_start_seconds(),
+        0.0,
+        ["no training hooks: one whole run timed"],
+    )
 
 
 # -- output -------------------------------------------------------------------------------------------
@@ -368,6 +422,12 @@ def format_profile(timing: StepTiming) -> list[dict[str, Any]]:
     names = [p for p in PHASES if p in timing.phases] + [p for p in timing.phases if p not in PHASES]
     for name in names:
         s = timing.phases[name]
-        rows.append({"phase": name, "ms/step": round(1000 * s, 2), "share": f"{100 * s / timing.step_s:.1f} %" if timing.step_s else "-"})
+        rows.append(
+            {
+                "phase": name,
+                "ms/step": round(1000 * s, 2),
+                "share": f"{100 * s / timing.step_s:.1f} %" if timing.step_s else "-",
+            }
+        )
     rows.append({"phase": "step", "ms/step": round(1000 * timing.step_s, 2), "share": "100.0 %"})
     return rows

@@ -18,8 +18,16 @@ REAL_SIZES = {
     "mrd": {"train": 1108, "valid": 14, "test": 49},
     "svhn": {"extra": 531131, "train": 73257, "test": 26032},
     "stl10": {"unlabeled": 100000, "train": 5000, "test": 8000},
-    "bapps": {"2afc/traditional": 4720, "2afc/cnn": 4720, "2afc/superres": 10800, "2afc/deblur": 9440, "2afc/color": 4720,
-              "2afc/frameinterp": 1888, "jnd/traditional": 4800, "jnd/cnn": 4800},
+    "bapps": {
+        "2afc/traditional": 4720,
+        "2afc/cnn": 4720,
+        "2afc/superres": 10800,
+        "2afc/deblur": 9440,
+        "2afc/color": 4720,
+        "2afc/frameinterp": 1888,
+        "jnd/traditional": 4800,
+        "jnd/cnn": 4800,
+    },
     "superres_tests": {"set5": 5, "set14": 14, "bsd100": 100},
 }
 

@@ -38,8 +38,19 @@ from lossnet.bench.profile import PhaseTimer
 from lossnet.errors import CheckpointError
 from lossnet.runs.identity import RUNTIME_KEYS
 
-__all__ = ["TrainingTask", "FitOutcome", "fit", "configure_precision", "configure_determinism", "load_checkpoint", "fingerprint",
-           "resumable_keys", "CHECKPOINT", "BEST", "HISTORY"]
+__all__ = [
+    "TrainingTask",
+    "FitOutcome",
+    "fit",
+    "configure_precision",
+    "configure_determinism",
+    "load_checkpoint",
+    "fingerprint",
+    "resumable_keys",
+    "CHECKPOINT",
+    "BEST",
+    "HISTORY",
+]
 
 CHECKPOINT = "checkpoint.pt"
 BEST = "best.pt"
@@ -196,7 +207,9 @@ class TrainingTask:
         """A progress bar over one epoch's steps (``n`` steps, or an iterable of ``total`` items)."""
         from tqdm.auto import tqdm
 
-        return tqdm(range(n) if isinstance(n, int) else n, desc=desc, total=total, disable=not self.progress, leave=False)
+        return tqdm(
+            range(n) if isinstance(n, int) else n, desc=desc, total=total, disable=not self.progress, leave=False
+        )
 
 
 @dataclass
@@ -266,15 +279,23 @@ def load_checkpoint(path: Path, map_location: Any = "cpu") -> dict[str, Any]:
             f"delete it to start over"
         ) from None
     except Exception as exc:  # noqa: BLE001 - zip/EOF/format errors all mean "unusable file"
-        raise CheckpointError(f"cannot read checkpoint {path}: corrupt or truncated ({type(exc).__name__}); delete it to start over") from None
+        raise CheckpointError(
+            f"cannot read checkpoint {path}: corrupt or truncated ({type(exc).__name__}); delete it to start over"
+        ) from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
-        raise CheckpointError(f"{path} is not a lossnet checkpoint of this version (format {FORMAT}); delete it to start over")
+        raise CheckpointError(
+            f"{path} is not a lossnet checkpoint of this version (format {FORMAT}); delete it to start over"
+        )
     return state
 
 
 def _differences(stored: dict[str, Any], current: dict[str, Any]) -> str:
     keys = sorted(set(stored) | set(current), key=str)
-    diffs = [f"{k} {stored.get(k)!r} -> {current.get(k)!r}" for k in keys if stored.get(k, "<absent>") != current.get(k, "<absent>")]
+    diffs = [
+        f"{k} {stored.get(k)!r} -> {current.get(k)!r}"
+        for k in keys
+        if stored.get(k, "<absent>") != current.get(k, "<absent>")
+    ]
     return ", ".join(diffs[:8]) + (f" and {len(diffs) - 8} more" if len(diffs) > 8 else "")
 
 
@@ -324,7 +345,9 @@ def fit(
     start, history, best_score, best_epoch = _resume(task, ckpt_path, fp, device, name)
     if start:
         say(f"resuming after epoch {start} from {ckpt_path}")
-    outcome = FitOutcome("done", start, history, best_epoch, best_score, None, None, lines, signature=task.loss_signature())
+    outcome = FitOutcome(
+        "done", start, history, best_epoch, best_score, None, None, lines, signature=task.loss_signature()
+    )
     epochs = int(values["epochs"])
     if start < epochs:
         task.begin(start)
@@ -342,16 +365,30 @@ def fit(
             if score > best_score:
                 best_score, best_epoch = score, epoch + 1
                 weights = {k: v.detach().cpu() for k, v in task.model.state_dict().items()}
-                atomic_save(best_path, lambda p: torch.save({"format": FORMAT, "model": weights, "epoch": best_epoch, "score": score}, p))
+                atomic_save(
+                    best_path,
+                    lambda p: torch.save({"format": FORMAT, "model": weights, "epoch": best_epoch, "score": score}, p),
+                )
         else:
             best_epoch = epoch + 1  # without validation, the last finished epoch is the best so far
         history.append(row)
-        ckpt = {"format": FORMAT, "fingerprint": fp, "epoch": epoch + 1, "history": history, "best_score": best_score,
-                "best_epoch": best_epoch, "model": task.model.state_dict(), "task": task.state(),
-                "scaler": task.scaler.state_dict() if task.scaler is not None else None}
+        ckpt = {
+            "format": FORMAT,
+            "fingerprint": fp,
+            "epoch": epoch + 1,
+            "history": history,
+            "best_score": best_score,
+            "best_epoch": best_epoch,
+            "model": task.model.state_dict(),
+            "task": task.state(),
+            "scaler": task.scaler.state_dict() if task.scaler is not None else None,
+        }
         atomic_save(ckpt_path, lambda p: torch.save(ckpt, p))
         task.after_epoch(history)
-        say(f"epoch {epoch + 1}/{epochs}: " + ", ".join(f"{k} {v:.5g}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items() if k != "epoch"))
+        say(
+            f"epoch {epoch + 1}/{epochs}: "
+            + ", ".join(f"{k} {v:.5g}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items() if k != "epoch")
+        )
     outcome.history, outcome.best_epoch, outcome.best_score = history, best_epoch, best_score
     outcome.best_path = best_path if best_path.exists() else None
     outcome.checkpoint_path = ckpt_path if ckpt_path.exists() else None
@@ -366,7 +403,9 @@ def fit(
     return task, outcome
 
 
-def _resume(task: TrainingTask, ckpt_path: Path, fp: dict[str, Any], device: Any, name: str) -> tuple[int, list, float, int | None]:
+def _resume(
+    task: TrainingTask, ckpt_path: Path, fp: dict[str, Any], device: Any, name: str
+) -> tuple[int, list, float, int | None]:
     """Load ``ckpt_path`` into ``task`` when it exists: ``(epochs done, history, best score, best epoch)``."""
     if not ckpt_path.exists():
         return 0, [], -math.inf, None
@@ -411,6 +450,16 @@ def configure_determinism(config: Any, device: Any) -> None:
 def write_history(workdir: Path, outcome: FitOutcome, **extra: Any) -> Path:
     """``history.json``: status, epochs, best epoch, per-epoch rows, log lines (and ``extra``)."""
     path = Path(workdir) / HISTORY
-    atomic_write_json(path, {"status": outcome.status, "start_epoch": outcome.start_epoch, "epochs_done": outcome.epochs_done,
-                             "best_epoch": outcome.best_epoch, "history": outcome.history, "log": outcome.log, **extra})
+    atomic_write_json(
+        path,
+        {
+            "status": outcome.status,
+            "start_epoch": outcome.start_epoch,
+            "epochs_done": outcome.epochs_done,
+            "best_epoch": outcome.best_epoch,
+            "history": outcome.history,
+            "log": outcome.log,
+            **extra,
+        },
+    )
     return path

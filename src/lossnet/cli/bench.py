@@ -20,7 +20,9 @@ def register(subparsers) -> None:
     for name in list_benchmarks():
         bench = get_benchmark(name)
         doc = (sys.modules[type(bench).__module__].__doc__ or name).strip()
-        p = sub.add_parser(name, help=doc.splitlines()[0], description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+        p = sub.add_parser(
+            name, help=doc.splitlines()[0], description=doc, formatter_class=argparse.RawDescriptionHelpFormatter
+        )
         bench.add_arguments(p)
         p.set_defaults(func=_run, bench=bench)
     parser.set_defaults(func=lambda args: (parser.print_help(), 2)[1])
@@ -72,8 +74,10 @@ def _run(args: argparse.Namespace) -> int:
             workdir = (out / key if len(runs) > 1 else out) if out else default_workdir(bench.name, key)
             record = execute_point(bench.name, config, workdir, key, progress=not args.no_progress, store=store)
             records.append(record)
-            print(f"benchmark {bench.name} (preset {config.get('preset')}), net {config.get('net')}, "
-                  f"layer {config.get('layer')}, run key {key}, status {record.status}")
+            print(
+                f"benchmark {bench.name} (preset {config.get('preset')}), net {config.get('net')}, "
+                f"layer {config.get('layer')}, run key {key}, status {record.status}"
+            )
             if record.error and record.status == "failed":
                 print(f"run {key} failed: {record.error.strip().splitlines()[-1]}")
             details = getattr(record, "details", None)
@@ -92,21 +96,45 @@ def _run(args: argparse.Namespace) -> int:
         if json_path is not None and records:
             payload = {
                 "benchmark": bench.name,
-                "runs": {r.key: {"status": r.status, "error": r.error, "config": r.config,
-                                 "metrics": r.metrics, "artifacts": r.artifacts,
-                                 "duration_s": r.duration_s, "device": r.device, "details": r.details,
-                                 "signature": r.signature}
-                         for r in records},
+                "runs": {
+                    r.key: {
+                        "status": r.status,
+                        "error": r.error,
+                        "config": r.config,
+                        "metrics": r.metrics,
+                        "artifacts": r.artifacts,
+                        "duration_s": r.duration_s,
+                        "device": r.device,
+                        "details": r.details,
+                        "signature": r.signature,
+                    }
+                    for r in records
+                },
             }
             if len(records) == 1:  # one run: its config and metrics also at the top level
-                payload.update(config=records[0].config, metrics=payload["runs"][records[0].key]["metrics"], status=records[0].status,
-                               signature=records[0].signature)
+                payload.update(
+                    config=records[0].config,
+                    metrics=payload["runs"][records[0].key]["metrics"],
+                    status=records[0].status,
+                    signature=records[0].signature,
+                )
             atomic_write_json(Path(json_path), payload)
             print(f"wrote {json_path}")
     if len(records) > 1:
         print()
-        print_table([{"run key": r.key, "status": r.status, "net": r.config.get("net"), "layer": r.config.get("layer"),
-                      "weights": Path(str(r.config.get("weights"))).name, **r.metrics} for r in records])
+        print_table(
+            [
+                {
+                    "run key": r.key,
+                    "status": r.status,
+                    "net": r.config.get("net"),
+                    "layer": r.config.get("layer"),
+                    "weights": Path(str(r.config.get("weights"))).name,
+                    **r.metrics,
+                }
+                for r in records
+            ]
+        )
     return 0 if all(r.status == "done" for r in records) else 1
 
 
@@ -121,7 +149,9 @@ def _profile(bench, runs: list[tuple[str, dict]], steps: int) -> int:
         raise InputError(f"--profile must be at least 1 step, got {steps}")
     for key, config in runs:
         timing = time_benchmark(bench, config, None, steps, warmup=1, fixed=False)
-        print(f"{bench.name} run {key}: {timing.steps_timed} timed step(s), {timing.step_s * 1000:.1f} ms per step, "
-              f"{timing.steps_per_run} steps in a full run")
+        print(
+            f"{bench.name} run {key}: {timing.steps_timed} timed step(s), {timing.step_s * 1000:.1f} ms per step, "
+            f"{timing.steps_per_run} steps in a full run"
+        )
         print_table(format_profile(timing))
     return 0

@@ -25,9 +25,13 @@ An interrupted download resumes when the same command runs again.
 def register(subparsers) -> None:
     import argparse
 
-    p = subparsers.add_parser("data", help="datasets: list, fetch (resumable, checksummed), verify, path",
-                              description="Fetch, verify and locate the datasets of the four benchmarks.",
-                              epilog=_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = subparsers.add_parser(
+        "data",
+        help="datasets: list, fetch (resumable, checksummed), verify, path",
+        description="Fetch, verify and locate the datasets of the four benchmarks.",
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     sub = p.add_subparsers(dest="data_cmd", metavar="ACTION")
 
     lp = sub.add_parser("list", help="datasets, parts, sizes, terms, sources and local status")
@@ -35,24 +39,45 @@ def register(subparsers) -> None:
     lp.add_argument("--sources", action="store_true", help="also print every source URL and checksum")
     lp.set_defaults(func=_list)
 
-    fp = sub.add_parser("fetch", help="download, check and unpack a dataset (or some of its parts)",
-                        formatter_class=argparse.RawDescriptionHelpFormatter, epilog=_EPILOG)
+    fp = sub.add_parser(
+        "fetch",
+        help="download, check and unpack a dataset (or some of its parts)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=_EPILOG,
+    )
     fp.add_argument("name", help="dataset name (see 'lossnet data list')")
     fp.add_argument("parts", nargs="*", metavar="PART", help="parts to fetch (default: the dataset's default parts)")
     fp.add_argument("--root", help="data root (default: $LOSSNET_DATA or the per-user cache)")
-    fp.add_argument("--mirror", help="base URL tried first: <MIRROR>/<file name> (index pages: <MIRROR>/<split>/<folder>/index.html)")
-    fp.add_argument("--subset", action="append", metavar="N|paper|PART=N",
-                    help="COCO: fetch only a seeded choice of members by HTTP range requests: N for the named parts "
-                         "(no part named: N train images + the paper's 100 val images), 'paper' (train 10000, val 100), "
-                         "or PART=N (repeatable)")
-    fp.add_argument("--seed", type=int, default=42,
-                    help="seed of the --subset choice (default 42, the superres paper preset's seed; val uses seed+1 like the benchmark)")
-    fp.add_argument("--source", choices=("http", "kaggle"), default="http",
-                    help="'kaggle': the dataset's Kaggle mirror (BAPPS; needs pip install 'lossnet[kaggle]' and API credentials)")
+    fp.add_argument(
+        "--mirror",
+        help="base URL tried first: <MIRROR>/<file name> (index pages: <MIRROR>/<split>/<folder>/index.html)",
+    )
+    fp.add_argument(
+        "--subset",
+        action="append",
+        metavar="N|paper|PART=N",
+        help="COCO: fetch only a seeded choice of members by HTTP range requests: N for the named parts "
+        "(no part named: N train images + the paper's 100 val images), 'paper' (train 10000, val 100), "
+        "or PART=N (repeatable)",
+    )
+    fp.add_argument(
+        "--seed",
+        type=int,
+        default=42,
+        help="seed of the --subset choice (default 42, the superres paper preset's seed; val uses seed+1 like the benchmark)",
+    )
+    fp.add_argument(
+        "--source",
+        choices=("http", "kaggle"),
+        default="http",
+        help="'kaggle': the dataset's Kaggle mirror (BAPPS; needs pip install 'lossnet[kaggle]' and API credentials)",
+    )
     fp.add_argument("--retries", type=int, default=3, help="resumes per file after a transfer is cut (default 3)")
     fp.add_argument("--force", action="store_true", help="fetch again even when complete")
     fp.add_argument("--keep-downloads", action="store_true", help="keep the downloaded archives after unpacking")
-    fp.add_argument("--no-space-check", action="store_true", help="skip the free-disk-space check (sizes are estimates)")
+    fp.add_argument(
+        "--no-space-check", action="store_true", help="skip the free-disk-space check (sizes are estimates)"
+    )
     fp.add_argument("--no-progress", action="store_true", help="no progress bars")
     fp.set_defaults(func=_fetch)
 
@@ -87,6 +112,7 @@ def _list(args) -> int:
     _check_root(args)
     root = args.root or data_root()
     rows = []
+
     def download_size(parts) -> str:
         seen, size, exact = set(), 0, True
         for p in parts:
@@ -103,8 +129,15 @@ def _list(args) -> int:
             st = part_status(ds, p, args.root)
             parts.append(f"{p.name}{'' if p.default else '*'}:{st}")
         # what `lossnet data fetch NAME` downloads (the default parts), and every part together
-        rows.append({"name": ds.name, "benchmark": ds.benchmark, "fetch": download_size(ds.default_parts),
-                     "all parts": download_size(ds.parts), "parts (status; * = not default)": " ".join(parts)})
+        rows.append(
+            {
+                "name": ds.name,
+                "benchmark": ds.benchmark,
+                "fetch": download_size(ds.default_parts),
+                "all parts": download_size(ds.parts),
+                "parts (status; * = not default)": " ".join(parts),
+            }
+        )
     print(f"data root: {root}")
     print_table(rows)
     for ds in DATASETS.values():
@@ -119,8 +152,14 @@ def _list(args) -> int:
             if ds.kaggle:
                 print(f"    kaggle: {ds.kaggle.slug} (--source kaggle)")
         else:
-            print(f"  urls: {', '.join(dict.fromkeys(p.remotes[0].urls[0] for p in ds.parts))}"
-                  + (f" (+{sum(len(p.remotes) for p in ds.parts) - len(ds.parts)} more files)" if any(len(p.remotes) > 1 for p in ds.parts) else ""))
+            print(
+                f"  urls: {', '.join(dict.fromkeys(p.remotes[0].urls[0] for p in ds.parts))}"
+                + (
+                    f" (+{sum(len(p.remotes) for p in ds.parts) - len(ds.parts)} more files)"
+                    if any(len(p.remotes) > 1 for p in ds.parts)
+                    else ""
+                )
+            )
     return 0
 
 
@@ -129,9 +168,20 @@ def _fetch(args) -> int:
     from lossnet.datasets.fetch import fetch, parse_subset
 
     _check_root(args)
-    results = fetch(args.name, args.parts, root=args.root, mirror=args.mirror, subset=parse_subset(args.subset), seed=args.seed,
-                    source=args.source, retries=args.retries, progress=False if args.no_progress else None, force=args.force,
-                    keep_downloads=args.keep_downloads, space_check=not args.no_space_check)
+    results = fetch(
+        args.name,
+        args.parts,
+        root=args.root,
+        mirror=args.mirror,
+        subset=parse_subset(args.subset),
+        seed=args.seed,
+        source=args.source,
+        retries=args.retries,
+        progress=False if args.no_progress else None,
+        force=args.force,
+        keep_downloads=args.keep_downloads,
+        space_check=not args.no_space_check,
+    )
     for r in results:
         sub = f", subset {r.subset['n']} of {r.subset['of']} (seed {r.subset['seed']})" if r.subset else ""
         print(f"{r.dataset} {r.part}: {r.status}, {r.files:,} files, {format_bytes(r.bytes)}{sub} -> {r.path}")
@@ -160,8 +210,10 @@ def _verify(args) -> int:
     if bad:
         from lossnet.datasets.store import fetch_command
 
-        raise DataError(f"{args.name}: {bad} file{'s' if bad != 1 else ''} failed verification (listed above); "
-                        f"fetch again with: {fetch_command(args.name, bad_parts, args.root, '--force')}")
+        raise DataError(
+            f"{args.name}: {bad} file{'s' if bad != 1 else ''} failed verification (listed above); "
+            f"fetch again with: {fetch_command(args.name, bad_parts, args.root, '--force')}"
+        )
     return 0
 
 

@@ -15,9 +15,15 @@ SAMPLES = (("astronaut", "astronaut", (30, 158), (170, 298)), ("coffee", "coffee
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser("demo", help="perceptual distances of reference/distorted image triplets with AlexNet, VGG16, LPIPS (and DISTS)")
-    p.add_argument("folder", nargs="?", help="folder with ex_ref.png, ex_p0.png, ex_p1.png (default: triplets built from "
-                                             "scikit-image's sample photographs)")
+    p = subparsers.add_parser(
+        "demo", help="perceptual distances of reference/distorted image triplets with AlexNet, VGG16, LPIPS (and DISTS)"
+    )
+    p.add_argument(
+        "folder",
+        nargs="?",
+        help="folder with ex_ref.png, ex_p0.png, ex_p1.png (default: triplets built from "
+        "scikit-image's sample photographs)",
+    )
     p.add_argument("--weights-dir", help="folder with <arch>-imagenet1k-v1*.safetensors (default $LOSSNET_WEIGHTS_DIR)")
     p.add_argument("--weights", default="imagenet", help="'imagenet' (default) or 'none' (random networks, offline)")
     p.add_argument("--no-signatures", action="store_true", help="do not print the reproducibility signatures")
@@ -44,7 +50,9 @@ def builtin_triplets():
         ref = F.avg_pool2d(ref, 2)  # 128 -> 64 px
         k = torch.exp(-0.5 * torch.arange(-3, 4, dtype=torch.float32) ** 2)
         k = k / k.sum()
-        blur = F.conv2d(F.pad(ref, (3, 3, 3, 3), mode="reflect"), (k[:, None] * k[None, :]).expand(3, 1, 7, 7), groups=3)
+        blur = F.conv2d(
+            F.pad(ref, (3, 3, 3, 3), mode="reflect"), (k[:, None] * k[None, :]).expand(3, 1, 7, 7), groups=3
+        )
         noise = (ref + 0.08 * torch.randn(ref.shape, generator=g)).clamp(0, 1)
         out[name] = (ref, blur.clamp(0, 1), noise)
     return out
@@ -76,7 +84,9 @@ def _demo(args) -> int:
         if preset:
             metric = PerceptualMetric(preset=preset, weights=weights, weights_dir=args.weights_dir)
         else:
-            metric = PerceptualMetric(net=net, layers=(layer,), distance=distance, weights=weights, weights_dir=args.weights_dir)
+            metric = PerceptualMetric(
+                net=net, layers=(layer,), distance=distance, weights=weights, weights_dir=args.weights_dir
+            )
         label = preset or f"{net} {layer}"
         signatures[label] = metric.signature
         with torch.inference_mode():
@@ -84,8 +94,16 @@ def _demo(args) -> int:
                 fr = metric.features(ref)
                 d0 = float(metric.compare(fr, metric.features(p0))[0])
                 d1 = float(metric.compare(fr, metric.features(p1))[0])
-                rows.append({"images": name, "loss network": label, "distance": distance or preset.split("-")[0],
-                             "d(ref,p0)": d0, "d(ref,p1)": d1, "closer": "p0" if d0 < d1 else "p1"})
+                rows.append(
+                    {
+                        "images": name,
+                        "loss network": label,
+                        "distance": distance or preset.split("-")[0],
+                        "d(ref,p0)": d0,
+                        "d(ref,p1)": d1,
+                        "closer": "p0" if d0 < d1 else "p1",
+                    }
+                )
     rows.sort(key=lambda r: list(triplets).index(r["images"]))
     if not args.folder:
         print("triplets from scikit-image's sample photographs: p0 = blurred (sigma 1 px), p1 = noisy (sigma 0.08)")

@@ -64,8 +64,11 @@ def build_parser() -> argparse.ArgumentParser:
         description="Deep perceptual loss networks: distances, LPIPS, and the Pihlgren et al. benchmark harness.",
     )
     parser.add_argument("--version", action="version", version=f"lossnet {__version__}")
-    parser.add_argument("--debug", action="store_true",
-                        help="show full tracebacks on errors; accepted anywhere on the command line (or set LOSSNET_DEBUG=1)")
+    parser.add_argument(
+        "--debug",
+        action="store_true",
+        help="show full tracebacks on errors; accepted anywhere on the command line (or set LOSSNET_DEBUG=1)",
+    )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     from lossnet.extras import EXTRAS, missing
 
@@ -132,7 +135,10 @@ def _main(argv: Sequence[str] | None) -> int:
     except Exception as exc:  # an unexpected failure still gets one readable line
         if debug:
             raise
-        print(f"lossnet: error: {type(exc).__name__}: {_one_line(exc)} (run with --debug for the traceback)", file=sys.stderr)
+        print(
+            f"lossnet: error: {type(exc).__name__}: {_one_line(exc)} (run with --debug for the traceback)",
+            file=sys.stderr,
+        )
         return 1
 
 

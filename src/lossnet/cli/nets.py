@@ -12,8 +12,12 @@ def register(subparsers) -> None:
     lp.add_argument("pattern", nargs="?", default="*", help="wildcard filter, e.g. 'vgg*'")
     lp.add_argument("--all", action="store_true", help="include every torchvision classification model")
     lp.add_argument("--weights-dir", help="folder searched for local ImageNet weights")
-    lp.add_argument("--source", choices=("torchvision", "timm", "all"), default="torchvision",
-                    help="torchvision (default), timm (timm:<name>, needs lossnet[timm]) or all")
+    lp.add_argument(
+        "--source",
+        choices=("torchvision", "timm", "all"),
+        default="torchvision",
+        help="torchvision (default), timm (timm:<name>, needs lossnet[timm]) or all",
+    )
     lp.add_argument("--pattern", dest="pattern_opt", help="wildcard filter (same as the positional pattern)")
     lp.add_argument("--pretrained", action="store_true", help="timm: only names with pretrained weights (name.tag)")
     lp.set_defaults(func=_list)
@@ -44,14 +48,16 @@ def _list(args) -> int:
     for arch in list_models(pattern, paper_only=not args.all and args.source == "torchvision"):
         spec = get_spec(arch)
         local = find_local_weights(arch, args.weights_dir)
-        rows.append({
-            "arch": arch,
-            **{k: spec.layers.get(k) for k in "ESML"},
-            "top1": spec.imagenet_top1,
-            "depth": spec.depth,
-            "mflops": spec.mflops,
-            "local_weights": local.name if local else "-",
-        })
+        rows.append(
+            {
+                "arch": arch,
+                **{k: spec.layers.get(k) for k in "ESML"},
+                "top1": spec.imagenet_top1,
+                "depth": spec.depth,
+                "mflops": spec.mflops,
+                "local_weights": local.name if local else "-",
+            }
+        )
     print_table(rows)
     return 0
 
@@ -90,14 +96,20 @@ def _show_timm(args, spec) -> int:
     from lossnet.models.timm import describe
 
     info = describe(args.arch)
-    print(f"{spec.name}: timm model {info.name} ({'plain ViT' if info.kind == 'vit' else 'hierarchical'}); weights: "
-          f"timm pretrained via the Hugging Face cache/download (default), --weights FILE, or --weights none")
+    print(
+        f"{spec.name}: timm model {info.name} ({'plain ViT' if info.kind == 'vit' else 'hierarchical'}); weights: "
+        f"timm pretrained via the Hugging Face cache/download (default), --weights FILE, or --weights none"
+    )
     fmt = lambda v: ",".join(f"{x:.4g}" for x in v)  # noqa: E731
-    print(f"normalisation (timm pretrained config): mean {fmt(info.mean)}, std {fmt(info.std)}; "
-          f"pretrained input size {info.input_size[1]}x{info.input_size[2]}")
+    print(
+        f"normalisation (timm pretrained config): mean {fmt(info.mean)}, std {fmt(info.std)}; "
+        f"pretrained input size {info.input_size[1]}x{info.input_size[2]}"
+    )
     if info.patch:
-        print(f"patch size {info.patch}, {info.prefix} prefix token(s); other sizes are zero-padded to a multiple "
-              f"of the patch size (timm's dynamic_img_pad)")
+        print(
+            f"patch size {info.patch}, {info.prefix} prefix token(s); other sizes are zero-padded to a multiple "
+            f"of the patch size (timm's dynamic_img_pad)"
+        )
     print("extraction points (lossnet's rule, docs/backbones.md):")
     print_table([{"point": k, "node": v} for k, v in spec.layers.items()])
     if spec.aliases:

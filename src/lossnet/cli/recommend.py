@@ -15,7 +15,13 @@ import argparse
 
 __all__ = ["register", "run"]
 
-TASK_CHOICES = ("similarity", "superres", "roads", "autoencoder", "all")  # = lossnet.recommendation.TASKS (cheap --help)
+TASK_CHOICES = (
+    "similarity",
+    "superres",
+    "roads",
+    "autoencoder",
+    "all",
+)  # = lossnet.recommendation.TASKS (cheap --help)
 
 
 def register(subparsers) -> None:
@@ -26,13 +32,19 @@ def register(subparsers) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("task", choices=TASK_CHOICES, help="the task: " + ", ".join(TASK_CHOICES))
-    p.add_argument("--store", help="rank from this results store (lossnet bench --store / lossnet sweep) instead of the paper")
+    p.add_argument(
+        "--store", help="rank from this results store (lossnet bench --store / lossnet sweep) instead of the paper"
+    )
     p.add_argument("--top", type=int, default=None, help="show only the N best architectures")
     p.add_argument("--json", dest="json_out", help="also write the answer as JSON to this file")
     p.add_argument("--preset", help="with --store: use only runs with this preset")
     p.add_argument("--weights", help="with --store: use only runs with these weights (imagenet | none | path)")
     p.add_argument("--distance", help="with --store: use only runs with this distance")
-    p.add_argument("--protocol", choices=("reference", "full"), help="with --store: only super-resolution runs of this test protocol")
+    p.add_argument(
+        "--protocol",
+        choices=("reference", "full"),
+        help="with --store: only super-resolution runs of this test protocol",
+    )
     p.set_defaults(func=run)
 
 
@@ -46,8 +58,14 @@ def run(args: argparse.Namespace) -> int:
 
     if args.top is not None and args.top < 1:
         raise InputError(f"--top must be at least 1, got {args.top}")
-    rec = recommend(args.task, store=args.store, preset=args.preset, weights=args.weights,
-                    distance=args.distance, protocol=args.protocol)
+    rec = recommend(
+        args.task,
+        store=args.store,
+        preset=args.preset,
+        weights=args.weights,
+        distance=args.distance,
+        protocol=args.protocol,
+    )
     print(rec.to_text(args.top), end="")
     if args.json_out:
         atomic_write_text(args.json_out, json.dumps(dataclasses.asdict(rec), indent=1) + "\n")

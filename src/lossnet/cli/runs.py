@@ -14,7 +14,19 @@ from lossnet.runs.identity import differing_keys
 from lossnet.runs.record import error_line
 from lossnet.runs.store import STATUSES
 
-EXPORT_COLUMNS = ("run_key", "benchmark", "net", "layer", "preset", "seed", "distance", "weights", "dataset", "metric", "value")
+EXPORT_COLUMNS = (
+    "run_key",
+    "benchmark",
+    "net",
+    "layer",
+    "preset",
+    "seed",
+    "distance",
+    "weights",
+    "dataset",
+    "metric",
+    "value",
+)
 
 
 def register(subparsers) -> None:
@@ -37,7 +49,9 @@ def register(subparsers) -> None:
 
     p = sub.add_parser("export", help="one CSV row per run x metric")
     store_arg(p)
-    p.add_argument("--csv", action="store_true", help="CSV format (the only format, and the default; accepted for scripts)")
+    p.add_argument(
+        "--csv", action="store_true", help="CSV format (the only format, and the default; accepted for scripts)"
+    )
     p.add_argument("-o", "--output", help="output file (written atomically; default stdout)")
     p.add_argument("--all", action="store_true", help="include metrics of failed runs (default: done runs only)")
     p.set_defaults(func=_export)
@@ -75,12 +89,20 @@ def _list(args: argparse.Namespace) -> int:
     rows = []
     for r in runs:
         c = r["config"]
-        rows.append({
-            "key": r["key"], "benchmark": r["benchmark"], "preset": c.get("preset"), "net": c.get("net"), "layer": c.get("layer"),
-            "seed": c.get("seed"), "status": r["status"], "attempts": r["attempts"],
-            "seconds": round(r["duration_s"], 1) if r["duration_s"] is not None else None,
-            "error": (error_line(r.get("error"))[:60] or None),
-        })
+        rows.append(
+            {
+                "key": r["key"],
+                "benchmark": r["benchmark"],
+                "preset": c.get("preset"),
+                "net": c.get("net"),
+                "layer": c.get("layer"),
+                "seed": c.get("seed"),
+                "status": r["status"],
+                "attempts": r["attempts"],
+                "seconds": round(r["duration_s"], 1) if r["duration_s"] is not None else None,
+                "error": (error_line(r.get("error"))[:60] or None),
+            }
+        )
         if variant_keys:
             rows[-1]["variant"] = _variant(c, variant_keys)
     print_table(rows)
@@ -133,9 +155,17 @@ def export_rows(store, include_failed: bool = False) -> list[dict]:
     for r in metric_rows:
         c = r["config"]
         row = {
-            "run_key": r["run_key"], "benchmark": r["benchmark"], "net": c.get("net"), "layer": c.get("layer"),
-            "preset": c.get("preset"), "seed": c.get("seed"), "distance": c.get("distance"), "weights": c.get("weights"),
-            "dataset": r["dataset"], "metric": r["name"], "value": r["value"],
+            "run_key": r["run_key"],
+            "benchmark": r["benchmark"],
+            "net": c.get("net"),
+            "layer": c.get("layer"),
+            "preset": c.get("preset"),
+            "seed": c.get("seed"),
+            "distance": c.get("distance"),
+            "weights": c.get("weights"),
+            "dataset": r["dataset"],
+            "metric": r["name"],
+            "value": r["value"],
         }
         for k in extra:
             row[f"config.{k}" if k in EXPORT_COLUMNS else k] = _config_cell(c.get(k))

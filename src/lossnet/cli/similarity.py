@@ -44,29 +44,59 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
             "of two folders (writes a CSV). Without --net/--layer/--distance the LPIPS preset lpips-alex is used."
         ),
     )
-    p.add_argument("images", nargs="*", metavar="IMAGE", help="two image files (PNG/JPEG/BMP/TIFF; RGBA and grey are converted to RGB)")
+    p.add_argument(
+        "images",
+        nargs="*",
+        metavar="IMAGE",
+        help="two image files (PNG/JPEG/BMP/TIFF; RGBA and grey are converted to RGB)",
+    )
     p.add_argument("--dir0", help="first folder (folder mode)")
     p.add_argument("--dir1", help="second folder (folder mode)")
     p.add_argument("-o", "--out", help="CSV written in folder mode (default: stdout)")
-    p.add_argument("--preset", choices=sorted([*PRESETS, *STLPIPS_PRESETS, DISTS_PRESET, "adists"]),
-                   help="LPIPS v0.1 preset (layers + calibrated linear heads), stlpips-alex/-vgg (shift-tolerant LPIPS, "
-                        "lossnet[stlpips]), dists (DISTS) or adists (A-DISTS)")
-    p.add_argument("--heads", metavar="FILE", help="heads file (lossnet heads fit / export-lpips): calibrated channel weights "
-                   "with the net, layers and normalisation they were fitted for")
+    p.add_argument(
+        "--preset",
+        choices=sorted([*PRESETS, *STLPIPS_PRESETS, DISTS_PRESET, "adists"]),
+        help="LPIPS v0.1 preset (layers + calibrated linear heads), stlpips-alex/-vgg (shift-tolerant LPIPS, "
+        "lossnet[stlpips]), dists (DISTS) or adists (A-DISTS)",
+    )
+    p.add_argument(
+        "--heads",
+        metavar="FILE",
+        help="heads file (lossnet heads fit / export-lpips): calibrated channel weights "
+        "with the net, layers and normalisation they were fitted for",
+    )
     p.add_argument("--net", help="loss-network architecture (default alexnet when --layer/--distance are given)")
     p.add_argument("--layer", help="comma-separated layers: E/S/M/L, aliases (relu2_2) or FX nodes (default E,S,M,L)")
     p.add_argument("--distance", choices=DISTANCE_CHOICES, help="feature distance (default spatial)")
-    p.add_argument("--weights", default="imagenet", help="'imagenet' (default), 'none' (random init) or a state-dict file")
-    p.add_argument("--weights-dir", help="folder with local ImageNet weights (else $LOSSNET_WEIGHTS_DIR, then download)")
-    p.add_argument("--input-range", choices=sorted(_INPUT_RANGES), default="0,1",
-                   help="value range handed to the metric (write --input-range=-1,1); files decode to [0,1] and are rescaled, so results are identical")
-    p.add_argument("--range-check", choices=RANGE_CHECK_CHOICES, default="error",
-                   help="values outside the input range: error (default), warn, clamp or off; NaN/Inf always fail")
-    p.add_argument("--resize", action="store_true", help="resize the second image to the first's size instead of failing")
+    p.add_argument(
+        "--weights", default="imagenet", help="'imagenet' (default), 'none' (random init) or a state-dict file"
+    )
+    p.add_argument(
+        "--weights-dir", help="folder with local ImageNet weights (else $LOSSNET_WEIGHTS_DIR, then download)"
+    )
+    p.add_argument(
+        "--input-range",
+        choices=sorted(_INPUT_RANGES),
+        default="0,1",
+        help="value range handed to the metric (write --input-range=-1,1); files decode to [0,1] and are rescaled, so results are identical",
+    )
+    p.add_argument(
+        "--range-check",
+        choices=RANGE_CHECK_CHOICES,
+        default="error",
+        help="values outside the input range: error (default), warn, clamp or off; NaN/Inf always fail",
+    )
+    p.add_argument(
+        "--resize", action="store_true", help="resize the second image to the first's size instead of failing"
+    )
     p.add_argument("--device", default="cpu", help="torch device (default cpu)")
-    p.add_argument("--tile", type=int, metavar="T",
-                   help="evaluate in T x T tiles with a receptive-field halo: the whole-image value in the memory of one "
-                        "tile (large images; T a multiple of the network's stride, e.g. 256)")
+    p.add_argument(
+        "--tile",
+        type=int,
+        metavar="T",
+        help="evaluate in T x T tiles with a receptive-field halo: the whole-image value in the memory of one "
+        "tile (large images; T a multiple of the network's stride, e.g. 256)",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar in folder mode")
     p.set_defaults(func=run)
     return p
@@ -80,10 +110,17 @@ def _build_metric(args):
     if heads is not None:
         if args.preset:
             raise InputError(f"give either --preset {args.preset} or --heads, not both")
-        return PerceptualMetric(net=args.net, layers=args.layer, distance=args.distance, heads=heads,
-                                weights=WeightsSpec.parse(args.weights), weights_dir=args.weights_dir,
-                                input_range=_INPUT_RANGES[args.input_range], range_check=getattr(args, "range_check", "error"),
-                                tile=getattr(args, "tile", None)).to(args.device)
+        return PerceptualMetric(
+            net=args.net,
+            layers=args.layer,
+            distance=args.distance,
+            heads=heads,
+            weights=WeightsSpec.parse(args.weights),
+            weights_dir=args.weights_dir,
+            input_range=_INPUT_RANGES[args.input_range],
+            range_check=getattr(args, "range_check", "error"),
+            tile=getattr(args, "tile", None),
+        ).to(args.device)
     custom = any(v is not None for v in (args.net, args.layer, args.distance))
     fixed = args.preset if args.preset in ("dists", "adists") else "spatial"
     if args.preset and custom and (args.distance not in (None, fixed)):
@@ -118,7 +155,9 @@ def _load_pair(path0: Path, path1: Path, resize: bool, input_range: tuple[float,
                 f"images differ in size: {path0} is {a.shape[2]}x{a.shape[1]}, {path1} is "
                 f"{b.shape[2]}x{b.shape[1]} (pass --resize to resize the second to the first)"
             )
-        b = torch.nn.functional.interpolate(b[None], size=a.shape[-2:], mode="bilinear", antialias=True, align_corners=False)[0]
+        b = torch.nn.functional.interpolate(
+            b[None], size=a.shape[-2:], mode="bilinear", antialias=True, align_corners=False
+        )[0]
         b = b.clamp(0, 1)
     a, b = a[None].to(device), b[None].to(device)
     if input_range[0] == -1.0:
@@ -149,7 +188,9 @@ def run(args: argparse.Namespace) -> int:
     if folder_mode:
         return _run_folders(args)
     # the images before the metric: a missing file is reported before weights are loaded or downloaded
-    a, b = _load_pair(Path(args.images[0]), Path(args.images[1]), args.resize, _INPUT_RANGES[args.input_range], args.device)
+    a, b = _load_pair(
+        Path(args.images[0]), Path(args.images[1]), args.resize, _INPUT_RANGES[args.input_range], args.device
+    )
     metric = _build_metric(args)
     print(f"{float(metric(a, b)[0]):.6f}")
     print(f"signature: {metric.signature}", file=sys.stderr)
@@ -177,7 +218,9 @@ def _run_folders(args: argparse.Namespace) -> int:
     names = sorted(files0.keys() & files1.keys())
     only0, only1 = sorted(files0.keys() - files1.keys()), sorted(files1.keys() - files0.keys())
     if not names:
-        raise InputError(f"no image names in common between {args.dir0} ({len(files0)} images) and {args.dir1} ({len(files1)} images)")
+        raise InputError(
+            f"no image names in common between {args.dir0} ({len(files0)} images) and {args.dir1} ({len(files1)} images)"
+        )
     metric = _build_metric(args)
     sig = metric.signature
 
@@ -185,16 +228,34 @@ def _run_folders(args: argparse.Namespace) -> int:
     for name in tqdm(names, desc="similarity", unit="pair", disable=args.no_progress):
         try:
             a, b = _load_pair(files0[name], files1[name], args.resize, metric.input_range, args.device)
-            rows.append({"name": name, "file0": files0[name].name, "file1": files1[name].name,
-                         "distance": f"{float(metric(a, b)[0]):.6f}", "error": "", "signature": sig})
+            rows.append(
+                {
+                    "name": name,
+                    "file0": files0[name].name,
+                    "file1": files1[name].name,
+                    "distance": f"{float(metric(a, b)[0]):.6f}",
+                    "error": "",
+                    "signature": sig,
+                }
+            )
         except LossnetError as exc:  # one bad pair must not lose the others
             msg = " ".join(str(exc).split())
             failures.append((name, msg))
-            rows.append({"name": name, "file0": files0[name].name, "file1": files1[name].name, "distance": "", "error": msg,
-                         "signature": sig})
+            rows.append(
+                {
+                    "name": name,
+                    "file0": files0[name].name,
+                    "file1": files1[name].name,
+                    "distance": "",
+                    "error": msg,
+                    "signature": sig,
+                }
+            )
 
     buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=["name", "file0", "file1", "distance", "error", "signature"], lineterminator="\n")
+    writer = csv.DictWriter(
+        buf, fieldnames=["name", "file0", "file1", "distance", "error", "signature"], lineterminator="\n"
+    )
     writer.writeheader()
     writer.writerows(rows)
     if args.out:

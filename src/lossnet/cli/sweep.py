@@ -34,8 +34,11 @@ on your PYTHONPATH) that you trust. Built-in benchmarks need no flag."""
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
-        "sweep", help="plan or run a grid of benchmark runs (resumable; local processes or Ray)",
-        description=__doc__, epilog=_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+        "sweep",
+        help="plan or run a grid of benchmark runs (resumable; local processes or Ray)",
+        description=__doc__,
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sub = parser.add_subparsers(dest="sweep_command", metavar="{plan,run,estimate}")
 
@@ -44,19 +47,28 @@ def register(subparsers) -> None:
         p.add_argument("--store", default="results.db", help="SQLite results store (default results.db)")
         p.add_argument("--device", help="torch device for every run (runtime only: not part of the run key)")
         p.add_argument("--weights-dir", help="folder with <arch>-imagenet1k-v1*.safetensors (runtime only)")
-        p.add_argument("--allow-module", action="store_true",
-                       help="allow benchmarks given as Python module paths: their code is imported and run (see 'trust' below)")
+        p.add_argument(
+            "--allow-module",
+            action="store_true",
+            help="allow benchmarks given as Python module paths: their code is imported and run (see 'trust' below)",
+        )
 
     plan = sub.add_parser("plan", help="list the runs of a grid and whether each is done, without running")
     common(plan)
     plan.add_argument("--json", dest="json_path", help="also write the plan as JSON to this file")
     plan.set_defaults(func=_plan)
 
-    run = sub.add_parser("run", help="run every unfinished run of a grid; safe to kill and rerun",
-                         epilog=_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    run = sub.add_parser(
+        "run",
+        help="run every unfinished run of a grid; safe to kill and rerun",
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     common(run)
     run.add_argument("--runs-dir", default="runs", help="per-run folders runs/<key>/ (default runs)")
-    run.add_argument("--executor", choices=("local", "ray"), default="local", help="local processes (default) or Ray tasks")
+    run.add_argument(
+        "--executor", choices=("local", "ray"), default="local", help="local processes (default) or Ray tasks"
+    )
     run.add_argument("--workers", type=int, default=1, help="local: concurrent runs (default 1)")
     run.add_argument("--threads", type=int, help="local: torch threads per run (default CPUs // workers)")
     run.add_argument("--address", help="ray: cluster address (auto or HOST:PORT); default: start a local instance")
@@ -68,19 +80,29 @@ def register(subparsers) -> None:
     run.set_defaults(func=_run)
 
     est = sub.add_parser(
-        "estimate", help="time a few steps of every distinct (benchmark, net, layer, preset) here and project the grid's wall time",
+        "estimate",
+        help="time a few steps of every distinct (benchmark, net, layer, preset) here and project the grid's wall time",
         description="Times --steps K training steps (after 2 warm-up steps) of every distinct (benchmark, net, layer, preset) of "
-                    "the grid on this device, and each run's non-training costs (data decoding, per-epoch validation, final "
-                    "evaluation: a reduced run of one step, measured once per group), then projects the wall time of the whole "
-                    "grid for an executor of --width concurrent runs. Nothing is downloaded: missing ImageNet weights are "
-                    "replaced by random ones, missing datasets by synthetic data of the preset's shapes (both stated).")
+        "the grid on this device, and each run's non-training costs (data decoding, per-epoch validation, final "
+        "evaluation: a reduced run of one step, measured once per group), then projects the wall time of the whole "
+        "grid for an executor of --width concurrent runs. Nothing is downloaded: missing ImageNet weights are "
+        "replaced by random ones, missing datasets by synthetic data of the preset's shapes (both stated).",
+    )
     est.add_argument("grid", help="grid TOML file")
     est.add_argument("--device", help="torch device of the runs (default: cuda if available, else cpu)")
-    est.add_argument("--width", type=int, default=1, help="concurrent runs of the executor (--workers of 'sweep run'; default 1)")
+    est.add_argument(
+        "--width", type=int, default=1, help="concurrent runs of the executor (--workers of 'sweep run'; default 1)"
+    )
     est.add_argument("--steps", type=int, default=5, help="timed steps per point after 2 warm-up steps (default 5)")
     est.add_argument("--weights-dir", help="folder with <arch>-imagenet1k-v1*.safetensors")
-    est.add_argument("--json", dest="json_path", help="write the estimate (points, phases, notes, projection) to this JSON file")
-    est.add_argument("--allow-module", action="store_true", help="allow benchmarks given as Python module paths (see 'sweep run --help')")
+    est.add_argument(
+        "--json", dest="json_path", help="write the estimate (points, phases, notes, projection) to this JSON file"
+    )
+    est.add_argument(
+        "--allow-module",
+        action="store_true",
+        help="allow benchmarks given as Python module paths (see 'sweep run --help')",
+    )
     est.add_argument("--no-progress", action="store_true", help="no progress bar")
     est.set_defaults(func=_estimate)
     parser.set_defaults(func=lambda args: (parser.print_help(), 2)[1])
@@ -151,8 +173,16 @@ def _unresolved_row(point: dict) -> dict:
             distance = get_benchmark(point["benchmark"]).defaults(point.get("preset") or "quick").get("distance")
         except (LossnetError, AttributeError):
             pass
-    return {"key": None, "benchmark": point["benchmark"], "preset": point.get("preset") or "quick", "net": point.get("net"),
-            "layer": point.get("layer"), "distance": distance, "seed": point.get("seed"), "status": NO_DATA}
+    return {
+        "key": None,
+        "benchmark": point["benchmark"],
+        "preset": point.get("preset") or "quick",
+        "net": point.get("net"),
+        "layer": point.get("layer"),
+        "distance": distance,
+        "seed": point.get("seed"),
+        "status": NO_DATA,
+    }
 
 
 def _plan(args: argparse.Namespace) -> int:
@@ -172,19 +202,30 @@ def _plan(args: argparse.Namespace) -> int:
     rows = [dict(r.summary(), status=statuses.get(r.key, "new")) for r in runs]
     pending = [_unresolved_row(p) for p in unresolved]
     print_table(rows + pending)
-    counts = {s: sum(1 for r in rows + pending if r["status"] == s)
-              for s in ("done", "failed", "running", "interrupted", "queued", "new", NO_DATA)}
-    print(f"{len(rows) + len(pending)} runs in {args.grid}: " + ", ".join(f"{n} {s}" for s, n in counts.items() if n)
-          + f" (store {args.store}{'' if statuses or Path(args.store).exists() else ', not created yet'})")
+    counts = {
+        s: sum(1 for r in rows + pending if r["status"] == s)
+        for s in ("done", "failed", "running", "interrupted", "queued", "new", NO_DATA)
+    }
+    print(
+        f"{len(rows) + len(pending)} runs in {args.grid}: "
+        + ", ".join(f"{n} {s}" for s, n in counts.items() if n)
+        + f" (store {args.store}{'' if statuses or Path(args.store).exists() else ', not created yet'})"
+    )
     # warnings, not an error: plan only lists; 'sweep run' still refuses until the data are fetched
     for message in missing:
         print(f"lossnet: warning: {message}", file=sys.stderr)
     if missing:
-        print(f"lossnet: warning: {len(pending)} runs need missing data (listed without a run key, status '{NO_DATA}'); "
-              "'lossnet sweep run' refuses the grid until it is fetched", file=sys.stderr)
+        print(
+            f"lossnet: warning: {len(pending)} runs need missing data (listed without a run key, status '{NO_DATA}'); "
+            "'lossnet sweep run' refuses the grid until it is fetched",
+            file=sys.stderr,
+        )
     if args.json_path:
-        atomic_write_json(args.json_path, [dict(row, config=r.config) for row, r in zip(rows, runs)]
-                          + [dict(row, config=p) for row, p in zip(pending, unresolved)])
+        atomic_write_json(
+            args.json_path,
+            [dict(row, config=r.config) for row, r in zip(rows, runs)]
+            + [dict(row, config=p) for row, p in zip(pending, unresolved)],
+        )
     return 0
 
 
@@ -204,9 +245,18 @@ def _run(args: argparse.Namespace) -> int:
     # a terminated driver frees its runs (status interrupted) like Ctrl-C
     with _sigterm_as_interrupt(), ResultsStore(args.store, what="--store") as store:
         summary = run_sweep(
-            runs, store, args.runs_dir, executor=args.executor, retry_failed=args.retry_failed, progress=not args.no_progress,
-            workers=args.workers, threads=args.threads, address=args.address, num_cpus=args.num_cpus,
-            cpus_per_run=args.cpus_per_run, gpus_per_run=args.gpus_per_run,
+            runs,
+            store,
+            args.runs_dir,
+            executor=args.executor,
+            retry_failed=args.retry_failed,
+            progress=not args.no_progress,
+            workers=args.workers,
+            threads=args.threads,
+            address=args.address,
+            num_cpus=args.num_cpus,
+            cpus_per_run=args.cpus_per_run,
+            gpus_per_run=args.gpus_per_run,
         )
     print_table([summary.as_row()])
     if summary.failed:
@@ -221,13 +271,22 @@ def _estimate(args: argparse.Namespace) -> int:
 
     if args.json_path:
         check_output_file(args.json_path, "--json")
-    est = estimate_grid(args.grid, device=args.device, width=args.width, steps=args.steps, weights_dir=args.weights_dir,
-                        allow_modules=args.allow_module, progress=not args.no_progress,
-                        log=lambda m: print(m, file=sys.stderr, flush=True))
+    est = estimate_grid(
+        args.grid,
+        device=args.device,
+        width=args.width,
+        steps=args.steps,
+        weights_dir=args.weights_dir,
+        allow_modules=args.allow_module,
+        progress=not args.no_progress,
+        log=lambda m: print(m, file=sys.stderr, flush=True),
+    )
     print_table([p.row() for p in est.points])
     wall = est.wall_s
-    print(f"{len(est.run_seconds)} runs in {args.grid} on {est.device}: {est.total_run_hours:.3g} run-hours; projected wall time "
-          f"with width {est.width}: {wall / 3600:.3g} h ({wall:.0f} s)")
+    print(
+        f"{len(est.run_seconds)} runs in {args.grid} on {est.device}: {est.total_run_hours:.3g} run-hours; projected wall time "
+        f"with width {est.width}: {wall / 3600:.3g} h ({wall:.0f} s)"
+    )
     for note in est.notes:
         print(f"note: {note}")
     if args.json_path:

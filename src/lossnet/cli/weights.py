@@ -8,7 +8,9 @@ def register(subparsers) -> None:
     sub = p.add_subparsers(dest="weights_cmd", metavar="ACTION")
     tp = sub.add_parser("trim", help="write a safetensors file with only the layers up to --layer")
     tp.add_argument("arch")
-    tp.add_argument("--layer", required=True, help="deepest layer to keep (E/S/M/L, alias or FX node; comma-separated allowed)")
+    tp.add_argument(
+        "--layer", required=True, help="deepest layer to keep (E/S/M/L, alias or FX node; comma-separated allowed)"
+    )
     tp.add_argument("--weights", default="imagenet", help="source: 'imagenet' (default) or a weights file")
     tp.add_argument("--weights-dir", help="folder searched for local ImageNet weights")
     tp.add_argument("-o", "--output", required=True, help="output .safetensors file")
@@ -43,8 +45,11 @@ def _trim(args) -> int:
         raise LossnetError(f"output folder does not exist: {out.parent}")
     net = LossNetwork(args.arch, layers=args.layer, weights=args.weights, weights_dir=args.weights_dir)
     state = net.body.state_dict()
-    save_safetensors(out, state, metadata={"arch": args.arch, "layers": ",".join(net.nodes),
-                                           "source": source_label(net.weights_source)})
+    save_safetensors(
+        out,
+        state,
+        metadata={"arch": args.arch, "layers": ",".join(net.nodes), "source": source_label(net.weights_source)},
+    )
     n = sum(v.numel() for k, v in state.items() if not k.endswith("num_batches_tracked"))
     print(f"wrote {out}: {len(state)} tensors, {n:,} values, {out.stat().st_size:,} bytes, sha256 {sha256_file(out)}")
     return 0

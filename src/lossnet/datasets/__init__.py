@@ -29,9 +29,21 @@ from .store import data_root, fetch_command, locate, missing_error, part_info
 from .subset import coco_subset
 
 __all__ = [
-    "DATASETS", "Dataset", "Part", "Remote", "dataset_names", "get_dataset",
-    "data_root", "locate", "missing_error", "fetch_command", "part_info", "coco_subset",
-    "fetch", "verify", "status",
+    "DATASETS",
+    "Dataset",
+    "Part",
+    "Remote",
+    "dataset_names",
+    "get_dataset",
+    "data_root",
+    "locate",
+    "missing_error",
+    "fetch_command",
+    "part_info",
+    "coco_subset",
+    "fetch",
+    "verify",
+    "status",
 ]
 
 
@@ -64,8 +76,10 @@ def verify(name: str, parts=None, root=None, progress=None) -> dict[str, list[st
     chosen = resolve_parts(ds, parts) if parts else list(ds.parts)
     done = [p for p in chosen if is_complete(ds, p, root)]
     if not done:
-        raise DataError(f"{ds.name}: nothing fetched under {root or data_root()}; fetch it with: "
-                        f"{fetch_command(ds.name, list(parts or []), root)}")
+        raise DataError(
+            f"{ds.name}: nothing fetched under {root or data_root()}; fetch it with: "
+            f"{fetch_command(ds.name, list(parts or []), root)}"
+        )
     return {p.name: verify_part(ds, p, root, progress) for p in done}
 
 

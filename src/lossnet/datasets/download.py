@@ -39,8 +39,21 @@ from lossnet.errors import DataError
 from .registry import Remote
 
 __all__ = [
-    "ChecksumError", "OfflineError", "InterruptedDownload", "DiskSpaceError", "ResumableDownloader", "DownloadCancelled",
-    "download_remote", "check_mirror", "part_meta_path", "source_path", "new_session", "check_free_space", "format_bytes", "mirror_urls", "USER_AGENT",
+    "ChecksumError",
+    "OfflineError",
+    "InterruptedDownload",
+    "DiskSpaceError",
+    "ResumableDownloader",
+    "DownloadCancelled",
+    "download_remote",
+    "check_mirror",
+    "part_meta_path",
+    "source_path",
+    "new_session",
+    "check_free_space",
+    "format_bytes",
+    "mirror_urls",
+    "USER_AGENT",
 ]
 
 USER_AGENT = "lossnet-data/0.1 (+https://github.com/; dataset fetcher)"
@@ -173,8 +186,16 @@ class ResumableDownloader:
         received: body bytes received by the last call (0 means the source sent nothing).
     """
 
-    def __init__(self, part_path: Path, *, progress: bool | None = None, timeout: tuple[float, float] | None = None,
-                 desc: str | None = None, session=None, stop: threading.Event | None = None) -> None:
+    def __init__(
+        self,
+        part_path: Path,
+        *,
+        progress: bool | None = None,
+        timeout: tuple[float, float] | None = None,
+        desc: str | None = None,
+        session=None,
+        stop: threading.Event | None = None,
+    ) -> None:
         self.part_path = Path(part_path)
         self.progress = progress
         self.timeout = timeout or (CONNECT_TIMEOUT, READ_TIMEOUT)  # read at call time (tests shorten them)
@@ -201,14 +222,23 @@ class ResumableDownloader:
         have = self.part_path.stat().st_size if self.part_path.exists() else 0
         try:
             self._transfer(session, url, have)
-        except (requests.exceptions.InvalidSchema, requests.exceptions.MissingSchema, requests.exceptions.InvalidURL,
-                requests.exceptions.InvalidHeader) as exc:
+        except (
+            requests.exceptions.InvalidSchema,
+            requests.exceptions.MissingSchema,
+            requests.exceptions.InvalidURL,
+            requests.exceptions.InvalidHeader,
+        ) as exc:
             # requests raises these (ValueError subclasses) for a mistyped URL or a redirect to ftp://...:
             # the source is unusable, and the .part is left as it is.
             raise _Unreachable(f"invalid URL or redirect: {_short(exc)}") from exc
         except requests.exceptions.TooManyRedirects as exc:
             raise _Unreachable(f"redirect loop: {_short(exc)}") from exc
-        except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError, Urllib3Error) as exc:
+        except (
+            requests.ConnectionError,
+            requests.Timeout,
+            requests.exceptions.ChunkedEncodingError,
+            Urllib3Error,
+        ) as exc:
             if self.received == 0 and not isinstance(exc, requests.exceptions.ChunkedEncodingError):
                 raise _Unreachable(f"{type(exc).__name__}: {_short(exc)}") from exc
             got = self.part_path.stat().st_size if self.part_path.exists() else 0
@@ -271,14 +301,30 @@ class ResumableDownloader:
                 total = int(length) if length and length.isdigit() else None
                 etag, modified = _validator(r.headers)
                 self.part_path.parent.mkdir(parents=True, exist_ok=True)
-                _write_json(part_meta_path(self.part_path), {"url": url, "etag": etag, "last_modified": modified, "total": total})
+                _write_json(
+                    part_meta_path(self.part_path),
+                    {"url": url, "etag": etag, "last_modified": modified, "total": total},
+                )
             self.part_path.parent.mkdir(parents=True, exist_ok=True)
             read1 = getattr(r.raw, "read1", None)
-            with open(self.part_path, mode) as fh, tqdm(total=total, initial=have, unit="B", unit_scale=True, unit_divisor=1024,
-                                                       desc=self.desc, leave=False,
-                                                       disable=None if self.progress is None else not self.progress) as bar:
-                blocks = (iter(lambda: read1(_CHUNK, decode_content=False), b"") if read1 is not None
-                          else r.raw.stream(1 << 16, decode_content=False))
+            with (
+                open(self.part_path, mode) as fh,
+                tqdm(
+                    total=total,
+                    initial=have,
+                    unit="B",
+                    unit_scale=True,
+                    unit_divisor=1024,
+                    desc=self.desc,
+                    leave=False,
+                    disable=None if self.progress is None else not self.progress,
+                ) as bar,
+            ):
+                blocks = (
+                    iter(lambda: read1(_CHUNK, decode_content=False), b"")
+                    if read1 is not None
+                    else r.raw.stream(1 << 16, decode_content=False)
+                )
                 for block in blocks:
                     fh.write(block)
                     self.received += len(block)
@@ -307,10 +353,22 @@ def _quiet_pooch() -> None:
     pooch.get_logger().setLevel(logging.WARNING)
 
 
-def download_remote(remote: Remote, folder: Path, *, mirror: str | None = None, relpath: str | None = None,
-                    retries: int = 3, progress: bool | None = None, what: str = "", manual_hint: str = "",
-                    command: str = "", backoff: float = 1.0, session=None, stop: threading.Event | None = None,
-                    source: dict | None = None) -> Path:
+def download_remote(
+    remote: Remote,
+    folder: Path,
+    *,
+    mirror: str | None = None,
+    relpath: str | None = None,
+    retries: int = 3,
+    progress: bool | None = None,
+    what: str = "",
+    manual_hint: str = "",
+    command: str = "",
+    backoff: float = 1.0,
+    session=None,
+    stop: threading.Event | None = None,
+    source: dict | None = None,
+) -> Path:
     """Download ``remote`` into ``folder`` (resuming a ``.part`` there), verified against its checksum.
 
     A file already at ``folder/<filename>`` with the right checksum (or any file, when the registry has
@@ -341,11 +399,20 @@ def download_remote(remote: Remote, folder: Path, *, mirror: str | None = None, 
         while True:
             if stop is not None and stop.is_set():
                 raise DownloadCancelled(f"{remote.filename}: the fetch was interrupted")
-            downloader = ResumableDownloader(part_path, progress=progress, desc=f"{what or remote.filename}", session=session,
-                                             stop=stop)
+            downloader = ResumableDownloader(
+                part_path, progress=progress, desc=f"{what or remote.filename}", session=session, stop=stop
+            )
             try:
-                path = Path(pooch.retrieve(url, known_hash=remote.known_hash, fname=remote.filename, path=folder,
-                                           downloader=downloader, progressbar=False))
+                path = Path(
+                    pooch.retrieve(
+                        url,
+                        known_hash=remote.known_hash,
+                        fname=remote.filename,
+                        path=folder,
+                        downloader=downloader,
+                        progressbar=False,
+                    )
+                )
             except _Unreachable as exc:
                 failures.append(f"{url} ({exc})")
                 break
@@ -354,7 +421,8 @@ def download_remote(remote: Remote, folder: Path, *, mirror: str | None = None, 
                     got = part_path.stat().st_size if part_path.exists() else 0
                     raise InterruptedDownload(
                         f"{what or remote.filename}: {exc}; gave up after {attempt + 1} tries; {format_bytes(got)} kept in "
-                        f"{part_path}; run the same command again to resume") from exc
+                        f"{part_path}; run the same command again to resume"
+                    ) from exc
                 attempt += 1
                 time.sleep(min(backoff * attempt, 10.0))
                 continue
@@ -371,7 +439,8 @@ def download_remote(remote: Remote, folder: Path, *, mirror: str | None = None, 
                 algo = expected.split(":")[0] if ":" in expected else "sha256"
                 mismatch = ChecksumError(
                     f"checksum mismatch for {remote.filename} ({what or 'download'}) from {url}: expected {expected}, "
-                    f"got {algo}:{got.split(':')[-1]} ({remote.checksum_source}); the download was deleted")
+                    f"got {algo}:{got.split(':')[-1]} ({remote.checksum_source}); the download was deleted"
+                )
                 break
             record = source_path(path)
             if downloader.called_with is not None:
@@ -392,7 +461,8 @@ def download_remote(remote: Remote, folder: Path, *, mirror: str | None = None, 
         + " or ".join(remote.urls)
         + (f" (expected {remote.known_hash})" if remote.known_hash else "")
         + f"; 2) copy it to {folder / remote.filename}; 3) run {command or 'the same lossnet data fetch command'} again: "
-        "the file is checked and used without a download" + (f". {manual_hint}" if manual_hint else ""))
+        "the file is checked and used without a download" + (f". {manual_hint}" if manual_hint else "")
+    )
 
 
 def check_mirror(mirror: str | None) -> None:
@@ -432,4 +502,5 @@ def check_free_space(root: Path, need: int, what: str) -> None:
         raise DiskSpaceError(
             f"not enough free disk space for {what} under {root}: needs about {format_bytes(need)} "
             f"(+{format_bytes(margin)} margin), {format_bytes(free)} free on {probe}; free some space or choose another "
-            "folder with --root DIR or LOSSNET_DATA (estimates: `lossnet data list`; --no-space-check skips this check)")
+            "folder with --root DIR or LOSSNET_DATA (estimates: `lossnet data list`; --no-space-check skips this check)"
+        )

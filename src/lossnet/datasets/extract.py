@@ -50,8 +50,10 @@ class _Budget:
         if self.limit is not None and self.used + more > self.limit:
             from .download import format_bytes
 
-            raise UnpackLimitError(f"{self.archive}: unpacks to more than {format_bytes(self.limit)}"
-                                   f"{f' ({self.why})' if self.why else ''}; refused as a possible decompression bomb")
+            raise UnpackLimitError(
+                f"{self.archive}: unpacks to more than {format_bytes(self.limit)}"
+                f"{f' ({self.why})' if self.why else ''}; refused as a possible decompression bomb"
+            )
 
     def add(self, n: int) -> None:
         self.check(n)
@@ -123,7 +125,7 @@ def _strip(rel: str | None, prefix: str) -> str | None:
     if rel == prefix:
         return None
     if rel.startswith(prefix + "/"):
-        return rel[len(prefix) + 1:]
+        return rel[len(prefix) + 1 :]
     return None
 
 
@@ -138,9 +140,16 @@ def _place(rel: str | None, members: str, tops: list[str]) -> str | None:
     return _strip(rel, members)
 
 
-def extract_archive(archive: str | os.PathLike, dest: str | os.PathLike, members: str = "", *,
-                    progress: bool | None = None, desc: str | None = None, limit: int | None = None,
-                    limit_why: str = "") -> tuple[dict[str, str], int, list[str]]:
+def extract_archive(
+    archive: str | os.PathLike,
+    dest: str | os.PathLike,
+    members: str = "",
+    *,
+    progress: bool | None = None,
+    desc: str | None = None,
+    limit: int | None = None,
+    limit_why: str = "",
+) -> tuple[dict[str, str], int, list[str]]:
     """Unpack the members of ``archive`` under the prefix ``members`` into ``dest`` (prefix removed).
 
     Args:
@@ -163,8 +172,13 @@ def extract_archive(archive: str | os.PathLike, dest: str | os.PathLike, members
     dest.mkdir(parents=True, exist_ok=True)
     from tqdm.auto import tqdm
 
-    bar = tqdm(unit="B", unit_scale=True, desc=desc or f"unpack {archive.name}", leave=False,
-               disable=None if progress is None else not progress)
+    bar = tqdm(
+        unit="B",
+        unit_scale=True,
+        desc=desc or f"unpack {archive.name}",
+        leave=False,
+        disable=None if progress is None else not progress,
+    )
     budget = _Budget(archive, limit, limit_why)
     try:
         if zipfile.is_zipfile(archive):
@@ -177,7 +191,9 @@ def extract_archive(archive: str | os.PathLike, dest: str | os.PathLike, members
         bar.close()
 
 
-def _extract_tar(archive: Path, dest: Path, members: str, bar, budget: _Budget) -> tuple[dict[str, str], int, list[str]]:
+def _extract_tar(
+    archive: Path, dest: Path, members: str, bar, budget: _Budget
+) -> tuple[dict[str, str], int, list[str]]:
     files: dict[str, str] = {}
     total = 0
     tops: list[str] = []
@@ -188,15 +204,21 @@ def _extract_tar(archive: Path, dest: Path, members: str, bar, budget: _Budget) 
             for m in tf:
                 rel = safe_relpath(m.name, archive)
                 if m.issym() or m.islnk():
-                    raise UnsafeArchiveError(f"{archive}: member {m.name!r} is a {'symbolic' if m.issym() else 'hard'} link "
-                                             f"(to {m.linkname!r}); links are not unpacked; archive refused")
+                    raise UnsafeArchiveError(
+                        f"{archive}: member {m.name!r} is a {'symbolic' if m.issym() else 'hard'} link "
+                        f"(to {m.linkname!r}); links are not unpacked; archive refused"
+                    )
                 if not (m.isfile() or m.isdir()):
-                    raise UnsafeArchiveError(f"{archive}: member {m.name!r} is a device, FIFO or other special file; archive refused")
+                    raise UnsafeArchiveError(
+                        f"{archive}: member {m.name!r} is a device, FIFO or other special file; archive refused"
+                    )
                 if data_filter is not None:
                     try:
                         data_filter(m, str(dest))
                     except tarfile.FilterError as exc:
-                        raise UnsafeArchiveError(f"{archive}: member {m.name!r} refused by tarfile's data filter ({exc})") from exc
+                        raise UnsafeArchiveError(
+                            f"{archive}: member {m.name!r} refused by tarfile's data filter ({exc})"
+                        ) from exc
                 out = _place(rel, members, tops)
                 if out is None:
                     continue
@@ -218,7 +240,9 @@ def _extract_tar(archive: Path, dest: Path, members: str, bar, budget: _Budget) 
     return files, total, tops
 
 
-def _extract_zip(archive: Path, dest: Path, members: str, bar, budget: _Budget) -> tuple[dict[str, str], int, list[str]]:
+def _extract_zip(
+    archive: Path, dest: Path, members: str, bar, budget: _Budget
+) -> tuple[dict[str, str], int, list[str]]:
     files: dict[str, str] = {}
     total = 0
     tops: list[str] = []
@@ -231,9 +255,13 @@ def _extract_zip(archive: Path, dest: Path, members: str, bar, budget: _Budget) 
                 rel = safe_relpath(info.filename, archive)
                 ftype = stat.S_IFMT((info.external_attr >> 16) & 0xFFFF)  # 0: no Unix file type recorded
                 if ftype == stat.S_IFLNK:
-                    raise UnsafeArchiveError(f"{archive}: member {info.filename!r} is a symbolic link; links are not unpacked; archive refused")
+                    raise UnsafeArchiveError(
+                        f"{archive}: member {info.filename!r} is a symbolic link; links are not unpacked; archive refused"
+                    )
                 if ftype not in (0, stat.S_IFREG, stat.S_IFDIR):
-                    raise UnsafeArchiveError(f"{archive}: member {info.filename!r} is a device, FIFO or other special file; archive refused")
+                    raise UnsafeArchiveError(
+                        f"{archive}: member {info.filename!r} is a device, FIFO or other special file; archive refused"
+                    )
                 if info.flag_bits & 0x1:
                     raise UnsafeArchiveError(f"{archive}: member {info.filename!r} is encrypted; archive refused")
                 out = _place(rel, members, tops)

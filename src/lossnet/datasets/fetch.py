@@ -134,8 +134,10 @@ def _subset_for(part: Part, subset, dataset: Dataset) -> int | None:
     if value is None:
         return None
     if not part.subset_ok:
-        raise DataError(f"{dataset.name} {part.name}: --subset works only for zip parts that can be read member by member "
-                        f"({', '.join(f'{d.name} {p.name}' for d in [dataset] for p in d.parts if p.subset_ok) or 'none in this dataset'})")
+        raise DataError(
+            f"{dataset.name} {part.name}: --subset works only for zip parts that can be read member by member "
+            f"({', '.join(f'{d.name} {p.name}' for d in [dataset] for p in d.parts if p.subset_ok) or 'none in this dataset'})"
+        )
     if value == "paper":
         if part.paper_subset is None:
             raise DataError(f"{dataset.name} {part.name}: no paper subset size is recorded")
@@ -168,7 +170,9 @@ def _lock(root: Path, name: str):
             fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
             fh.close()
-            raise DataError(f"another 'lossnet data fetch {name}' is running on {root} (lock {path}); wait for it to finish") from None
+            raise DataError(
+                f"another 'lossnet data fetch {name}' is running on {root} (lock {path}); wait for it to finish"
+            ) from None
         try:
             same = os.path.samestat(os.fstat(fh.fileno()), os.stat(path))
         except FileNotFoundError:
@@ -187,18 +191,35 @@ def _lock(root: Path, name: str):
 def _write_error(exc: OSError, root: Path) -> DataError:
     """One line for a data root that cannot be written (read-only file system, permissions, full disk)."""
     if exc.errno == errno.ENOSPC:
-        return DiskSpaceError(f"disk full under {root} ({exc.filename or root}); free some space or choose another folder with "
-                              "--root DIR or LOSSNET_DATA, then run the same command again")
+        return DiskSpaceError(
+            f"disk full under {root} ({exc.filename or root}); free some space or choose another folder with "
+            "--root DIR or LOSSNET_DATA, then run the same command again"
+        )
     if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
         why = "is on a read-only file system" if exc.errno == errno.EROFS else "is not writable (permission denied)"
-        return DataError(f"data root {root} {why}: {exc.filename or root}; choose a writable folder with --root DIR or LOSSNET_DATA")
+        return DataError(
+            f"data root {root} {why}: {exc.filename or root}; choose a writable folder with --root DIR or LOSSNET_DATA"
+        )
     return DataError(f"cannot write under the data root {root}: {exc.strerror or exc} ({exc.filename or root})")
 
 
-def fetch(dataset: str | Dataset, parts: Iterable[str] | None = None, *, root: str | os.PathLike | None = None,
-          mirror: str | None = None, subset=None, seed: int = 42, source: str = "http", retries: int = 3,
-          progress: bool | None = None, force: bool = False, keep_downloads: bool = False, space_check: bool = True,
-          log: Callable[[str], None] | None = _stderr, backoff: float = 1.0) -> list[PartResult]:
+def fetch(
+    dataset: str | Dataset,
+    parts: Iterable[str] | None = None,
+    *,
+    root: str | os.PathLike | None = None,
+    mirror: str | None = None,
+    subset=None,
+    seed: int = 42,
+    source: str = "http",
+    retries: int = 3,
+    progress: bool | None = None,
+    force: bool = False,
+    keep_downloads: bool = False,
+    space_check: bool = True,
+    log: Callable[[str], None] | None = _stderr,
+    backoff: float = 1.0,
+) -> list[PartResult]:
     """Fetch parts of a dataset into the data root, in the layout the benchmarks read.
 
     Args:
@@ -280,10 +301,24 @@ def fetch(dataset: str | Dataset, parts: Iterable[str] | None = None, *, root: s
                     _clear_leftovers(ds, p, base_root)
                     n = wanted[p.name]
                     if n is not None:
-                        results.append(_fetch_subset(ds, p, base_root, n, seed + p.subset_seed_offset, mirror, retries, progress,
-                                                     say, space_check))
+                        results.append(
+                            _fetch_subset(
+                                ds,
+                                p,
+                                base_root,
+                                n,
+                                seed + p.subset_seed_offset,
+                                mirror,
+                                retries,
+                                progress,
+                                say,
+                                space_check,
+                            )
+                        )
                     elif p.kind == "archive":
-                        results.append(_fetch_archive(ds, p, base_root, mirror, retries, progress, say, installed, backoff))
+                        results.append(
+                            _fetch_archive(ds, p, base_root, mirror, retries, progress, say, installed, backoff)
+                        )
                     elif p.kind == "file":
                         results.append(_fetch_files(ds, p, base_root, mirror, retries, progress, say, backoff))
                     elif p.kind == "listing":
@@ -310,7 +345,11 @@ def _present(ds: Dataset, chosen: list[Part], root: Path, wanted: dict, seed: in
     out = []
     for p in chosen:
         marker = read_marker(ds, p, root)
-        if marker is not None and is_complete(ds, p, root) and _satisfies(marker, wanted[p.name], seed + p.subset_seed_offset):
+        if (
+            marker is not None
+            and is_complete(ds, p, root)
+            and _satisfies(marker, wanted[p.name], seed + p.subset_seed_offset)
+        ):
             out.append((p, marker))
     return out
 
@@ -349,8 +388,15 @@ def _satisfies(marker: dict, n: int | None, seed: int) -> bool:
 
 def _result(ds: Dataset, p: Part, root: Path, status: str, marker: dict) -> PartResult:
     base = dataset_dir(ds, root)
-    return PartResult(ds.name, p.name, status, base / p.path if p.path else base, int(marker.get("files", 0)),
-                      int(marker.get("bytes", 0)), marker.get("subset"))
+    return PartResult(
+        ds.name,
+        p.name,
+        status,
+        base / p.path if p.path else base,
+        int(marker.get("files", 0)),
+        int(marker.get("bytes", 0)),
+        marker.get("subset"),
+    )
 
 
 def _space_needed(ds: Dataset, todo: list[Part], root: Path, wanted: dict, source: str) -> int:
@@ -403,8 +449,16 @@ def _clear_leftovers(ds: Dataset, p: Part, root: Path) -> None:
     pending.unlink(missing_ok=True)
 
 
-def _install(ds: Dataset, p: Part, root: Path, content: Path, files: dict[str, str], nbytes: int, sources: list[dict],
-             subset: dict | None = None) -> PartResult:
+def _install(
+    ds: Dataset,
+    p: Part,
+    root: Path,
+    content: Path,
+    files: dict[str, str],
+    nbytes: int,
+    sources: list[dict],
+    subset: dict | None = None,
+) -> PartResult:
     """Move the staged files of a part into place, then write its manifest and (last) its marker."""
     from lossnet.atomic import atomic_write_text
 
@@ -472,13 +526,26 @@ def _staging(root: Path, ds: Dataset, p: Part, suffix: str = "") -> Path:
     return root / STAGING / f"{ds.name}-{p.name.replace('/', '_')}{suffix}"
 
 
-def _fetch_archive(ds: Dataset, p: Part, root: Path, mirror, retries, progress, say, installed: set, backoff) -> PartResult:
+def _fetch_archive(
+    ds: Dataset, p: Part, root: Path, mirror, retries, progress, say, installed: set, backoff
+) -> PartResult:
     remote = p.remotes[0]
     downloads = root / DOWNLOADS / ds.name
-    say(f"{ds.name} {p.name}: downloading {remote.filename} ({format_bytes(remote.nbytes)}{'' if remote.size else ', estimate'})")
+    say(
+        f"{ds.name} {p.name}: downloading {remote.filename} ({format_bytes(remote.nbytes)}{'' if remote.size else ', estimate'})"
+    )
     used: dict = {}
-    archive = download_remote(remote, downloads, mirror=mirror, retries=retries, progress=progress, what=f"{ds.name} {p.name}",
-                              command=fetch_command(ds.name, [p.name], root), backoff=backoff, source=used)
+    archive = download_remote(
+        remote,
+        downloads,
+        mirror=mirror,
+        retries=retries,
+        progress=progress,
+        what=f"{ds.name} {p.name}",
+        command=fetch_command(ds.name, [p.name], root),
+        backoff=backoff,
+        source=used,
+    )
     source = _source_record(remote, archive, used=used)
     staging = _staging(root, ds, p)
     remove_tree(staging)
@@ -487,11 +554,19 @@ def _fetch_archive(ds: Dataset, p: Part, root: Path, mirror, retries, progress, 
     try:
         say(f"{ds.name} {p.name}: unpacking {archive.name}")
         files, nbytes, tops = extract_archive(
-            archive, content, p.members, progress=progress, desc=f"unpack {ds.name} {p.name}", limit=limit,
-            limit_why=f"{UNPACK_FACTOR}x the registry's estimate of {format_bytes(p.extracted_size)} for {ds.name} {p.name}")
+            archive,
+            content,
+            p.members,
+            progress=progress,
+            desc=f"unpack {ds.name} {p.name}",
+            limit=limit,
+            limit_why=f"{UNPACK_FACTOR}x the registry's estimate of {format_bytes(p.extracted_size)} for {ds.name} {p.name}",
+        )
         if not files:
-            raise DataError(f"{archive}: no files under {p.members or '/'!r} (top-level entries: {', '.join(tops) or 'none'}); "
-                            "the archive does not have the expected layout")
+            raise DataError(
+                f"{archive}: no files under {p.members or '/'!r} (top-level entries: {', '.join(tops) or 'none'}); "
+                "the archive does not have the expected layout"
+            )
         _check_member_md5(p, content, archive)
         result = _install(ds, p, root, content, files, nbytes, [source])
     except DataError:
@@ -501,9 +576,11 @@ def _fetch_archive(ds: Dataset, p: Part, root: Path, mirror, retries, progress, 
         raise
     except OSError as exc:
         if exc.errno == errno.ENOSPC:
-            raise DiskSpaceError(f"disk full while unpacking {archive.name} into {staging}; the downloaded archive is kept "
-                                 f"({archive}): free some space and run {fetch_command(ds.name, [p.name], root)} again "
-                                 "(no new download)") from exc
+            raise DiskSpaceError(
+                f"disk full while unpacking {archive.name} into {staging}; the downloaded archive is kept "
+                f"({archive}): free some space and run {fetch_command(ds.name, [p.name], root)} again "
+                "(no new download)"
+            ) from exc
         raise  # kept, like after Ctrl-C: the rerun unpacks it without a download
     finally:
         remove_tree(staging)
@@ -528,7 +605,9 @@ def _check_member_md5(p: Part, content: Path, archive: Path) -> None:
             for block in iter(lambda: fh.read(1 << 20), b""):
                 h.update(block)
         if h.hexdigest() != md5:
-            raise DataError(f"checksum mismatch for {rel} unpacked from {archive.name}: expected md5:{md5}, got md5:{h.hexdigest()}")
+            raise DataError(
+                f"checksum mismatch for {rel} unpacked from {archive.name}: expected md5:{md5}, got md5:{h.hexdigest()}"
+            )
 
 
 def _fetch_files(ds: Dataset, p: Part, root: Path, mirror, retries, progress, say, backoff) -> PartResult:
@@ -536,8 +615,10 @@ def _fetch_files(ds: Dataset, p: Part, root: Path, mirror, retries, progress, sa
     staging = _staging(root, ds, p)
     content = staging / "content"
     content.mkdir(parents=True, exist_ok=True)
-    say(f"{ds.name} {p.name}: downloading {len(p.remotes)} file{'s' if len(p.remotes) != 1 else ''} "
-        f"({format_bytes(p.download_size)})")
+    say(
+        f"{ds.name} {p.name}: downloading {len(p.remotes)} file{'s' if len(p.remotes) != 1 else ''} "
+        f"({format_bytes(p.download_size)})"
+    )
     sources = []
     origins = _read_origins(staging)
     try:
@@ -545,11 +626,23 @@ def _fetch_files(ds: Dataset, p: Part, root: Path, mirror, retries, progress, sa
             target = content / remote.filename
             if not target.exists():  # files are moved here only after their checksum passed
                 used: dict = {}
-                path = download_remote(remote, downloads, mirror=mirror, retries=retries, progress=progress,
-                                       what=f"{ds.name} {p.name}", command=fetch_command(ds.name, [p.name], root),
-                                       manual_hint=(f"The part has {len(p.remotes)} files (every URL: lossnet data list --sources); "
-                                                    f"place each in {downloads}" if len(p.remotes) > 1 else ""),
-                                       backoff=backoff, source=used)
+                path = download_remote(
+                    remote,
+                    downloads,
+                    mirror=mirror,
+                    retries=retries,
+                    progress=progress,
+                    what=f"{ds.name} {p.name}",
+                    command=fetch_command(ds.name, [p.name], root),
+                    manual_hint=(
+                        f"The part has {len(p.remotes)} files (every URL: lossnet data list --sources); "
+                        f"place each in {downloads}"
+                        if len(p.remotes) > 1
+                        else ""
+                    ),
+                    backoff=backoff,
+                    source=used,
+                )
                 os.replace(path, target)
                 source_path(path).unlink(missing_ok=True)
                 origins[remote.filename] = used
@@ -621,8 +714,10 @@ def _get_index(urls: list[str], what: str, manual: str) -> tuple[str, str]:
             return r.text, r.url or url
         except requests.RequestException as exc:
             failures.append(f"{url} ({type(exc).__name__})")
-    raise OfflineError(f"cannot read the file list of {what}: no source reachable (offline?). Tried: {'; '.join(failures)}. "
-                       f"Manual steps: {manual}")
+    raise OfflineError(
+        f"cannot read the file list of {what}: no source reachable (offline?). Tried: {'; '.join(failures)}. "
+        f"Manual steps: {manual}"
+    )
 
 
 def _parallel(fn, items: list, workers: int, bar=None, stop: threading.Event | None = None, grace: float = 2.0) -> None:
@@ -661,7 +756,9 @@ def _parallel(fn, items: list, workers: int, bar=None, stop: threading.Event | N
                 return
             done.put(None)
 
-    threads = [threading.Thread(target=work, daemon=True, name=f"lossnet-fetch-{i}") for i in range(min(workers, len(items)))]
+    threads = [
+        threading.Thread(target=work, daemon=True, name=f"lossnet-fetch-{i}") for i in range(min(workers, len(items)))
+    ]
     for t in threads:
         t.start()
     try:
@@ -686,7 +783,9 @@ def _parallel(fn, items: list, workers: int, bar=None, stop: threading.Event | N
         raise
 
 
-def _fetch_listing(ds: Dataset, p: Part, root: Path, mirror, retries, progress, say, backoff, workers: int = 4) -> PartResult:
+def _fetch_listing(
+    ds: Dataset, p: Part, root: Path, mirror, retries, progress, say, backoff, workers: int = 4
+) -> PartResult:
     from tqdm.auto import tqdm
 
     downloads = root / DOWNLOADS / ds.name / p.name
@@ -698,9 +797,13 @@ def _fetch_listing(ds: Dataset, p: Part, root: Path, mirror, retries, progress, 
         sub = content / remote.filename
         sub.mkdir(parents=True, exist_ok=True)
         rel_index = f"{p.dest}/{remote.filename}/index.html"
-        manual = (f"download every {'/'.join(p.listing_ext)} file linked from {remote.urls[0]} into "
-                  f"{sub} (one folder per index page), then run {fetch_command(ds.name, [p.name], root)} again")
-        html, index_url = _get_index(mirror_urls(remote, mirror, rel_index), f"{ds.name} {p.name}/{remote.filename}", manual)
+        manual = (
+            f"download every {'/'.join(p.listing_ext)} file linked from {remote.urls[0]} into "
+            f"{sub} (one folder per index page), then run {fetch_command(ds.name, [p.name], root)} again"
+        )
+        html, index_url = _get_index(
+            mirror_urls(remote, mirror, rel_index), f"{ds.name} {p.name}/{remote.filename}", manual
+        )
         entries = _listing(html, index_url, p.listing_ext)
         if not entries:
             raise DataError(f"{index_url}: the page links no {'/'.join(p.listing_ext)} files")
@@ -712,16 +815,34 @@ def _fetch_listing(ds: Dataset, p: Part, root: Path, mirror, retries, progress, 
         def one(item, sub=sub, stop=stop):
             name, url = item
             r = Remote(name, (url,))
-            path = download_remote(r, downloads / remote.filename, retries=retries, progress=False, what=f"{ds.name} {p.name} {name}",
-                                   backoff=backoff, stop=stop)
+            path = download_remote(
+                r,
+                downloads / remote.filename,
+                retries=retries,
+                progress=False,
+                what=f"{ds.name} {p.name} {name}",
+                backoff=backoff,
+                stop=stop,
+            )
             os.replace(path, sub / name)
             source_path(path).unlink(missing_ok=True)
 
-        with tqdm(total=len(todo), unit="file", desc=f"{ds.name} {p.name}/{remote.filename}", leave=False,
-                  disable=None if progress is None else not progress) as bar:
+        with tqdm(
+            total=len(todo),
+            unit="file",
+            desc=f"{ds.name} {p.name}/{remote.filename}",
+            leave=False,
+            disable=None if progress is None else not progress,
+        ) as bar:
             _parallel(one, todo, workers, bar, stop)
-        sources.append({"file": remote.filename, "urls": [index_url], "listed": len(entries),
-                        "checksum_source": remote.checksum_source})
+        sources.append(
+            {
+                "file": remote.filename,
+                "urls": [index_url],
+                "listed": len(entries),
+                "checksum_source": remote.checksum_source,
+            }
+        )
         for name, _ in entries:
             files[f"{remote.filename}/{name}"] = sha256_file(sub / name)
     nbytes = sum((content / rel).stat().st_size for rel in files)
@@ -730,8 +851,9 @@ def _fetch_listing(ds: Dataset, p: Part, root: Path, mirror, retries, progress, 
     return result
 
 
-def _fetch_subset(ds: Dataset, p: Part, root: Path, n: int, seed: int, mirror, retries, progress, say, space_check,
-                  workers: int = 8) -> PartResult:
+def _fetch_subset(
+    ds: Dataset, p: Part, root: Path, n: int, seed: int, mirror, retries, progress, say, space_check, workers: int = 8
+) -> PartResult:
     import requests
     from tqdm.auto import tqdm
 
@@ -750,10 +872,12 @@ def _fetch_subset(ds: Dataset, p: Part, root: Path, n: int, seed: int, mirror, r
         except requests.RequestException as exc:  # refused, timeout, invalid URL or redirect, redirect loop
             failures.append(f"{url} ({type(exc).__name__})")
     if entries is None:
-        raise OfflineError(f"cannot read the member list of {remote.filename} ({ds.name} {p.name} --subset {n}): no source reachable "
-                           f"(offline?). Tried: {'; '.join(failures)}. Manual steps: download {remote.filename} from {remote.urls[0]}, "
-                           f"copy it to {root / DOWNLOADS / ds.name / remote.filename} and run "
-                           f"{fetch_command(ds.name, [p.name], root)} (the whole archive, without --subset)")
+        raise OfflineError(
+            f"cannot read the member list of {remote.filename} ({ds.name} {p.name} --subset {n}): no source reachable "
+            f"(offline?). Tried: {'; '.join(failures)}. Manual steps: download {remote.filename} from {remote.urls[0]}, "
+            f"copy it to {root / DOWNLOADS / ds.name / remote.filename} and run "
+            f"{fetch_command(ds.name, [p.name], root)} (the whole archive, without --subset)"
+        )
     prefix = p.members.strip("/")
     candidates = {}
     for e in entries:
@@ -768,8 +892,10 @@ def _fetch_subset(ds: Dataset, p: Part, root: Path, n: int, seed: int, mirror, r
     if not candidates:
         raise DataError(f"{rz.url}: no image members under {p.members!r}")
     if n > len(candidates):
-        say(f"{ds.name} {p.name}: --subset {n} asked for more members than {remote.filename} has under {p.members!r} "
-            f"({len(candidates)}): fetching all {len(candidates)}")
+        say(
+            f"{ds.name} {p.name}: --subset {n} asked for more members than {remote.filename} has under {p.members!r} "
+            f"({len(candidates)}): fetching all {len(candidates)}"
+        )
     chosen = coco_subset(list(candidates), n, seed)
     need = sum(candidates[c].file_size for c in chosen)
     staging = _staging(root, ds, p, "-subset")
@@ -789,8 +915,10 @@ def _fetch_subset(ds: Dataset, p: Part, root: Path, n: int, seed: int, mirror, r
     content.mkdir(parents=True, exist_ok=True)
     meta.write_text(json.dumps(want))
     todo = [c for c in chosen if not (content / _strip(c, prefix)).is_file()]
-    say(f"{ds.name} {p.name}: {len(chosen)} of {len(candidates)} members (seed {seed}), {len(todo)} to download "
-        f"({format_bytes(sum(candidates[c].compressed_size for c in todo))}) by range requests from {rz.url}")
+    say(
+        f"{ds.name} {p.name}: {len(chosen)} of {len(candidates)} members (seed {seed}), {len(todo)} to download "
+        f"({format_bytes(sum(candidates[c].compressed_size for c in todo))}) by range requests from {rz.url}"
+    )
 
     stop = threading.Event()
 
@@ -812,17 +940,31 @@ def _fetch_subset(ds: Dataset, p: Part, root: Path, n: int, seed: int, mirror, r
                 raise
         else:
             tmp.unlink(missing_ok=True)
-            raise DataError(f"{rz.url}: member {name} failed {retries + 1} times ({last}); run the same command again to resume")
+            raise DataError(
+                f"{rz.url}: member {name} failed {retries + 1} times ({last}); run the same command again to resume"
+            )
         os.replace(tmp, target)
 
-    with tqdm(total=len(todo), unit="file", desc=f"{ds.name} {p.name} subset", leave=False,
-              disable=None if progress is None else not progress) as bar:
+    with tqdm(
+        total=len(todo),
+        unit="file",
+        desc=f"{ds.name} {p.name} subset",
+        leave=False,
+        disable=None if progress is None else not progress,
+    ) as bar:
         _parallel(one, todo, workers, bar, stop)
     files = {_strip(c, prefix): sha256_file(content / _strip(c, prefix)) for c in chosen}
     nbytes = sum(candidates[c].file_size for c in chosen)
     subset = {"n": len(chosen), "seed": seed, "of": len(candidates), "rule": SUBSET_RULE, "requested": n}
-    sources = [{"file": remote.filename, "urls": [rz.url], "members": len(chosen), "bytes_transferred": rz.bytes_received,
-                "checksum_source": "CRC-32 of each member from the zip central directory"}]
+    sources = [
+        {
+            "file": remote.filename,
+            "urls": [rz.url],
+            "members": len(chosen),
+            "bytes_transferred": rz.bytes_received,
+            "checksum_source": "CRC-32 of each member from the zip central directory",
+        }
+    ]
     result = _install(ds, p, root, content, files, nbytes, sources, subset)
     remove_tree(staging)
     return result
@@ -830,7 +972,7 @@ def _fetch_subset(ds: Dataset, p: Part, root: Path, n: int, seed: int, mirror, r
 
 def _strip(name: str, prefix: str) -> str:
     rel = safe_relpath(name) or ""
-    return rel[len(prefix) + 1:] if prefix and rel.startswith(prefix + "/") else rel
+    return rel[len(prefix) + 1 :] if prefix and rel.startswith(prefix + "/") else rel
 
 
 # ------------------------------------------------------------------------------------------------
@@ -846,8 +988,10 @@ def kaggle_credentials_problem() -> str | None:
     for d in dirs:
         if d and ((Path(d) / "kaggle.json").is_file() or (Path(d) / "access_token").is_file()):
             return None
-    return ("no Kaggle API credentials: create a token at https://www.kaggle.com/settings (API -> Create New Token) and save "
-            "it as ~/.kaggle/kaggle.json (chmod 600), or set KAGGLE_USERNAME and KAGGLE_KEY")
+    return (
+        "no Kaggle API credentials: create a token at https://www.kaggle.com/settings (API -> Create New Token) and save "
+        "it as ~/.kaggle/kaggle.json (chmod 600), or set KAGGLE_USERNAME and KAGGLE_KEY"
+    )
 
 
 def _fetch_kaggle(ds: Dataset, todo: list[Part], root: Path, progress, say, keep_downloads: bool) -> list[PartResult]:

@@ -168,15 +168,49 @@ BAPPS = Dataset(
     title="Berkeley-Adobe Perceptual Patch Similarity (BAPPS)",
     benchmark="similarity",
     parts=(
-        Part("2afc-val", "archive", (Remote("twoafc_val.tar.gz", (_LPIPS_S3 + "twoafc_val.tar.gz", _LPIPS_OLD + "twoafc_val.tar.gz"),
-                                           approx_size=1_100_000_000),),
-             dest="2afc/val", members="val/", path="", extracted_size=1_200_000_000, aliases=("2afc/val", "val")),
-        Part("jnd-val", "archive", (Remote("jnd.tar.gz", (_LPIPS_S3 + "jnd.tar.gz", _LPIPS_OLD + "jnd.tar.gz"), approx_size=200_000_000),),
-             dest="jnd/val", members="jnd/val/", path="", extracted_size=220_000_000, aliases=("jnd/val", "jnd")),
-        Part("2afc-train", "archive", (Remote("twoafc_train.tar.gz", (_LPIPS_S3 + "twoafc_train.tar.gz", _LPIPS_OLD + "twoafc_train.tar.gz"),
-                                             approx_size=5_300_000_000),),
-             dest="2afc/train", members="train/", path="", extracted_size=5_800_000_000, default=False,
-             aliases=("2afc/train", "train")),
+        Part(
+            "2afc-val",
+            "archive",
+            (
+                Remote(
+                    "twoafc_val.tar.gz",
+                    (_LPIPS_S3 + "twoafc_val.tar.gz", _LPIPS_OLD + "twoafc_val.tar.gz"),
+                    approx_size=1_100_000_000,
+                ),
+            ),
+            dest="2afc/val",
+            members="val/",
+            path="",
+            extracted_size=1_200_000_000,
+            aliases=("2afc/val", "val"),
+        ),
+        Part(
+            "jnd-val",
+            "archive",
+            (Remote("jnd.tar.gz", (_LPIPS_S3 + "jnd.tar.gz", _LPIPS_OLD + "jnd.tar.gz"), approx_size=200_000_000),),
+            dest="jnd/val",
+            members="jnd/val/",
+            path="",
+            extracted_size=220_000_000,
+            aliases=("jnd/val", "jnd"),
+        ),
+        Part(
+            "2afc-train",
+            "archive",
+            (
+                Remote(
+                    "twoafc_train.tar.gz",
+                    (_LPIPS_S3 + "twoafc_train.tar.gz", _LPIPS_OLD + "twoafc_train.tar.gz"),
+                    approx_size=5_300_000_000,
+                ),
+            ),
+            dest="2afc/train",
+            members="train/",
+            path="",
+            extracted_size=5_800_000_000,
+            default=False,
+            aliases=("2afc/train", "train"),
+        ),
     ),
     license="LPIPS repository: BSD-2-Clause; no separate dataset licence published (research use; cite Zhang et al. 2018)",
     homepage="https://github.com/richzhang/PerceptualSimilarity",
@@ -184,7 +218,11 @@ BAPPS = Dataset(
     sources_note=_LPIPS_SRC + " No checksums are published.",
     kaggle=KaggleSource(
         slug="chaitanyakohli678/berkeley-adobe-perceptual-patch-similarity-bapps",
-        members=(("2afc-val", "dataset/2afc/val/"), ("jnd-val", "dataset/jnd/val/"), ("2afc-train", "dataset/2afc/train/")),
+        members=(
+            ("2afc-val", "dataset/2afc/val/"),
+            ("jnd-val", "dataset/jnd/val/"),
+            ("2afc-train", "dataset/2afc/train/"),
+        ),
         approx_size=6_600_000_000,
         note="the Kaggle mirror used by the authors' dataset_collector.py (bapps_collector); one zip with dataset/2afc and dataset/jnd",
     ),
@@ -198,8 +236,12 @@ _SVHN_URL = "http://ufldl.stanford.edu/housenumbers/"
 
 def _svhn(split: str, md5: str, approx: int) -> Part:
     name = f"{split}_32x32.mat"
-    return Part(split, "file", (Remote(name, (_SVHN_URL + name,), approx_size=approx, md5=md5, checksum_source=_TV_SVHN),),
-                path=name)
+    return Part(
+        split,
+        "file",
+        (Remote(name, (_SVHN_URL + name,), approx_size=approx, md5=md5, checksum_source=_TV_SVHN),),
+        path=name,
+    )
 
 
 SVHN = Dataset(
@@ -229,12 +271,26 @@ STL10 = Dataset(
     title="STL-10, binary version",
     benchmark="autoencoder",
     parts=(
-        Part("binary", "archive",
-             (Remote("stl10_binary.tar.gz", ("http://ai.stanford.edu/~acoates/stl10/stl10_binary.tar.gz",),
-                     approx_size=2_640_000_000, md5="91f7769df0f17e558f3565bffb0c7dfb", checksum_source=_TV_STL),),
-             dest="", members="stl10_binary/", path="",
-             # 5,000 + 8,000 + 100,000 images of 3x96x96 bytes, plus labels and two text files.
-             extracted_size=113_000 * 27_648 + 20_000, member_md5=_STL_MD5, aliases=("all",)),
+        Part(
+            "binary",
+            "archive",
+            (
+                Remote(
+                    "stl10_binary.tar.gz",
+                    ("http://ai.stanford.edu/~acoates/stl10/stl10_binary.tar.gz",),
+                    approx_size=2_640_000_000,
+                    md5="91f7769df0f17e558f3565bffb0c7dfb",
+                    checksum_source=_TV_STL,
+                ),
+            ),
+            dest="",
+            members="stl10_binary/",
+            path="",
+            # 5,000 + 8,000 + 100,000 images of 3x96x96 bytes, plus labels and two text files.
+            extracted_size=113_000 * 27_648 + 20_000,
+            member_md5=_STL_MD5,
+            aliases=("all",),
+        ),
     ),
     license="no licence stated; images are from ImageNet (research use); cite Coates et al. 2011",
     homepage="https://cs.stanford.edu/~acoates/stl10/",
@@ -250,19 +306,43 @@ COCO2014 = Dataset(
     title="MS-COCO 2014 images (train2014, val2014)",
     benchmark="superres",
     parts=(
-        Part("train", "archive", (Remote("train2014.zip", ("http://images.cocodataset.org/zips/train2014.zip",),
-                                         approx_size=13_510_000_000),),
-             dest="train2014", members="train2014/", path="train2014", extracted_size=13_600_000_000,
-             subset_ok=True, paper_subset=10_000, aliases=("train2014",)),
-        Part("val", "archive", (Remote("val2014.zip", ("http://images.cocodataset.org/zips/val2014.zip",), approx_size=6_650_000_000),),
-             dest="val2014", members="val2014/", path="val2014", extracted_size=6_700_000_000,
-             subset_ok=True, paper_subset=100, subset_seed_offset=1, aliases=("val2014",)),
+        Part(
+            "train",
+            "archive",
+            (
+                Remote(
+                    "train2014.zip", ("http://images.cocodataset.org/zips/train2014.zip",), approx_size=13_510_000_000
+                ),
+            ),
+            dest="train2014",
+            members="train2014/",
+            path="train2014",
+            extracted_size=13_600_000_000,
+            subset_ok=True,
+            paper_subset=10_000,
+            aliases=("train2014",),
+        ),
+        Part(
+            "val",
+            "archive",
+            (Remote("val2014.zip", ("http://images.cocodataset.org/zips/val2014.zip",), approx_size=6_650_000_000),),
+            dest="val2014",
+            members="val2014/",
+            path="val2014",
+            extracted_size=6_700_000_000,
+            subset_ok=True,
+            paper_subset=100,
+            subset_seed_offset=1,
+            aliases=("val2014",),
+        ),
     ),
     license="images: Flickr terms of use (per-image licences); annotations CC BY 4.0 (cocodataset.org terms of use)",
     homepage="https://cocodataset.org/#download",
     layout="coco2014/train2014/COCO_train2014_*.jpg, coco2014/val2014/COCO_val2014_*.jpg (full, or a seeded --subset)",
-    sources_note=("URLs: cocodataset.org download page and the authors' dataset_collector.py (coco_collector). "
-                  "No checksums are published; --subset checks each member's CRC-32 from the zip's central directory."),
+    sources_note=(
+        "URLs: cocodataset.org download page and the authors' dataset_collector.py (coco_collector). "
+        "No checksums are published; --subset checks each member's CRC-32 from the zip's central directory."
+    ),
 )
 
 # --------------------------------------------------------------------------------------------
@@ -273,10 +353,18 @@ _MRD_TILE = 9_000_000  # estimate per tile: 1500x1500 RGB sat + 1500x1500 map, u
 
 
 def _mrd(split: str, tiles: int) -> Part:
-    return Part(split, "listing",
-                (Remote("sat", (f"{_MRD}{split}/sat/index.html",), approx_size=tiles * 6_750_000),
-                 Remote("map", (f"{_MRD}{split}/map/index.html",), approx_size=tiles * 2_250_000)),
-                dest=split, path=split, listing_ext=(".tif", ".tiff"), aliases=(("val",) if split == "valid" else ()))
+    return Part(
+        split,
+        "listing",
+        (
+            Remote("sat", (f"{_MRD}{split}/sat/index.html",), approx_size=tiles * 6_750_000),
+            Remote("map", (f"{_MRD}{split}/map/index.html",), approx_size=tiles * 2_250_000),
+        ),
+        dest=split,
+        path=split,
+        listing_ext=(".tif", ".tiff"),
+        aliases=(("val",) if split == "valid" else ()),
+    )
 
 
 MRD = Dataset(
@@ -287,31 +375,53 @@ MRD = Dataset(
     license="no licence stated (research use); cite Mnih, PhD thesis, University of Toronto, 2013",
     homepage="https://www.cs.toronto.edu/~vmnih/data/",
     layout="mrd/{train,valid,test}/{sat,map}/<tile>.tif[f]",
-    sources_note=("Index pages: the authors' dataset_collector.py (mrd_collector), one per split and folder; every linked "
-                  ".tif/.tiff is downloaded. Tile counts 1108/14/49 (Mnih 2013); sizes are estimates. No checksums are published."),
+    sources_note=(
+        "Index pages: the authors' dataset_collector.py (mrd_collector), one per split and folder; every linked "
+        ".tif/.tiff is downloaded. Tile counts 1108/14/49 (Mnih 2013); sizes are estimates. No checksums are published."
+    ),
 )
 
 # --------------------------------------------------------------------------------------------
 # BSDS300 (BSD100 = its test split): Berkeley; the authors' collector and pytorch/examples.
 # --------------------------------------------------------------------------------------------
 _BSDS = "https://www2.eecs.berkeley.edu/Research/Projects/CS/vision/"
-_BSDS_REMOTE = Remote("BSDS300-images.tgz", (_BSDS + "bsds/BSDS300-images.tgz", _BSDS + "grouping/segbench/BSDS300-images.tgz"),
-                      approx_size=22_000_000)
+_BSDS_REMOTE = Remote(
+    "BSDS300-images.tgz",
+    (_BSDS + "bsds/BSDS300-images.tgz", _BSDS + "grouping/segbench/BSDS300-images.tgz"),
+    approx_size=22_000_000,
+)
 BSDS300 = Dataset(
     name="bsds300",
     title="Berkeley Segmentation Dataset 300, images (BSD100 = the 100 test images)",
     benchmark="superres",
     parts=(
-        Part("test", "archive", (_BSDS_REMOTE,), dest="images/test", members="BSDS300/images/test/", path="images/test",
-             extracted_size=8_000_000, aliases=("bsd100",)),
-        Part("train", "archive", (_BSDS_REMOTE,), dest="images/train", members="BSDS300/images/train/", path="images/train",
-             extracted_size=16_000_000),
+        Part(
+            "test",
+            "archive",
+            (_BSDS_REMOTE,),
+            dest="images/test",
+            members="BSDS300/images/test/",
+            path="images/test",
+            extracted_size=8_000_000,
+            aliases=("bsd100",),
+        ),
+        Part(
+            "train",
+            "archive",
+            (_BSDS_REMOTE,),
+            dest="images/train",
+            members="BSDS300/images/train/",
+            path="images/train",
+            extracted_size=16_000_000,
+        ),
     ),
     license="non-commercial research and educational use (Berkeley BSDS terms); cite Martin et al. 2001",
     homepage="https://www2.eecs.berkeley.edu/Research/Projects/CS/vision/bsds/",
     layout="bsds300/images/test/*.jpg (100, = BSD100), bsds300/images/train/*.jpg (200)",
-    sources_note=("URL: the authors' dataset_collector.py (bsds_collector) and pytorch/examples super_resolution; "
-                  "the segbench path is a second Berkeley location of that file name, used by other projects. No checksum is published."),
+    sources_note=(
+        "URL: the authors' dataset_collector.py (bsds_collector) and pytorch/examples super_resolution; "
+        "the segbench path is a second Berkeley location of that file name, used by other projects. No checksum is published."
+    ),
 )
 
 
@@ -462,24 +572,38 @@ _SELFEXSR_NOTE = (
     f"{_SELFEXSR_COMMIT[:12]} first. SHA-256s computed from the git objects of that commit."
 )
 SET5 = Dataset(
-    name="set5", title="Set5 (HR PNGs of the SelfExSR repository, image_SRF_2)", benchmark="superres",
+    name="set5",
+    title="Set5 (HR PNGs of the SelfExSR repository, image_SRF_2)",
+    benchmark="superres",
     parts=(Part("images", "file", _selfexsr("Set5", _SET5), path="", aliases=("all",)),),
     license="research benchmark images, no licence stated; cite Bevilacqua et al. 2012",
-    homepage="https://github.com/jbhuang0604/SelfExSR", layout="set5/img_001.png ... img_005.png", sources_note=_SELFEXSR_NOTE,
+    homepage="https://github.com/jbhuang0604/SelfExSR",
+    layout="set5/img_001.png ... img_005.png",
+    sources_note=_SELFEXSR_NOTE,
 )
 SET14 = Dataset(
-    name="set14", title="Set14 (HR PNGs of the SelfExSR repository, image_SRF_2)", benchmark="superres",
+    name="set14",
+    title="Set14 (HR PNGs of the SelfExSR repository, image_SRF_2)",
+    benchmark="superres",
     parts=(Part("images", "file", _selfexsr("Set14", _SET14), path="", aliases=("all",)),),
     license="research benchmark images, no licence stated; cite Zeyde et al. 2010",
-    homepage="https://github.com/jbhuang0604/SelfExSR", layout="set14/img_001.png ... img_014.png", sources_note=_SELFEXSR_NOTE,
+    homepage="https://github.com/jbhuang0604/SelfExSR",
+    layout="set14/img_001.png ... img_014.png",
+    sources_note=_SELFEXSR_NOTE,
 )
 BSD100 = Dataset(
-    name="bsd100", title="BSD100 as SR benchmark crops (HR PNGs of the SelfExSR repository, image_SRF_2)", benchmark="superres",
+    name="bsd100",
+    title="BSD100 as SR benchmark crops (HR PNGs of the SelfExSR repository, image_SRF_2)",
+    benchmark="superres",
     parts=(Part("images", "file", _selfexsr("BSD100", _BSD100), path="", aliases=("all",)),),
     license="BSDS300 test images (Berkeley terms: non-commercial research and educational use)",
-    homepage="https://github.com/jbhuang0604/SelfExSR", layout="bsd100/img_001.png ... img_100.png",
-    sources_note=(_SELFEXSR_NOTE + " The same 100 images as bsds300/test, cropped for the x2 factor; identical to ../shared/data/sr/bsd100. "
-                  "The authors used bsds300/test (JPEG) instead."),
+    homepage="https://github.com/jbhuang0604/SelfExSR",
+    layout="bsd100/img_001.png ... img_100.png",
+    sources_note=(
+        _SELFEXSR_NOTE
+        + " The same 100 images as bsds300/test, cropped for the x2 factor; identical to ../shared/data/sr/bsd100. "
+        "The authors used bsds300/test (JPEG) instead."
+    ),
 )
 
 #: Every dataset, by name, in ``lossnet data list`` order.

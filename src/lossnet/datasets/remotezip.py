@@ -90,11 +90,11 @@ def find_end_record(tail: bytes, tail_start: int) -> tuple[int, int, int, int | 
     if disk != 0 or cd_disk != 0 or n_disk != n:
         raise DataError("multi-disk (split) zip archives are not supported")
     loc = pos - 20
-    if loc >= 0 and tail[loc:loc + 4] == _ZIP64_LOCATOR:
+    if loc >= 0 and tail[loc : loc + 4] == _ZIP64_LOCATOR:
         _, _, zip64_offset, _ = struct.unpack_from("<4sIQI", tail, loc)
         rel = zip64_offset - tail_start
         if 0 <= rel and rel + 56 <= len(tail):
-            n, cd_size, cd_offset = _zip64_record(tail[rel:rel + 56])
+            n, cd_size, cd_offset = _zip64_record(tail[rel : rel + 56])
             return n, cd_size, cd_offset, None
         return n, cd_size, cd_offset, zip64_offset
     if n == 0xFFFF or cd_size == 0xFFFFFFFF or cd_offset == 0xFFFFFFFF:
@@ -115,11 +115,12 @@ def parse_central_directory(data: bytes, expected: int | None = None) -> list[Zi
     """Parse central-directory records (with zip64 extra fields)."""
     out: list[ZipEntry] = []
     pos = 0
-    while pos + 46 <= len(data) and data[pos:pos + 4] == _CENTRAL:
-        (_, _, _, flags, method, _, _, crc, csize, usize, nlen, xlen, clen, _, _, ext_attr, offset) = struct.unpack_from(
-            "<4sHHHHHHIIIHHHHHII", data, pos)
-        raw_name = data[pos + 46:pos + 46 + nlen]
-        extra = data[pos + 46 + nlen:pos + 46 + nlen + xlen]
+    while pos + 46 <= len(data) and data[pos : pos + 4] == _CENTRAL:
+        (_, _, _, flags, method, _, _, crc, csize, usize, nlen, xlen, clen, _, _, ext_attr, offset) = (
+            struct.unpack_from("<4sHHHHHHIIIHHHHHII", data, pos)
+        )
+        raw_name = data[pos + 46 : pos + 46 + nlen]
+        extra = data[pos + 46 + nlen : pos + 46 + nlen + xlen]
         name = raw_name.decode("utf-8") if flags & 0x800 else raw_name.decode("cp437")
         if 0xFFFFFFFF in (csize, usize, offset):
             usize, csize, offset = _zip64_extra(extra, usize, csize, offset, name)
@@ -135,7 +136,7 @@ def _zip64_extra(extra: bytes, usize: int, csize: int, offset: int, name: str) -
     while pos + 4 <= len(extra):
         tag, size = struct.unpack_from("<HH", extra, pos)
         if tag == 0x0001:
-            body = extra[pos + 4:pos + 4 + size]
+            body = extra[pos + 4 : pos + 4 + size]
             values = list(struct.unpack_from(f"<{len(body) // 8}Q", body)) if len(body) >= 8 else []
             # Present only for the fields that are 0xFFFFFFFF, in this order (APPNOTE 4.5.3).
             if usize == 0xFFFFFFFF:
@@ -172,12 +173,18 @@ class RemoteZip:
         from .download import _content_range
 
         s = session or self.session
-        r = s.get(self.url, headers={"Range": f"bytes={range_value}", "Accept-Encoding": "identity"}, timeout=self.timeout,
-                  stream=True)
+        r = s.get(
+            self.url,
+            headers={"Range": f"bytes={range_value}", "Accept-Encoding": "identity"},
+            timeout=self.timeout,
+            stream=True,
+        )
         if r.status_code == 200:
             r.close()
-            raise RangeNotSupported(f"{self.url}: the server ignores HTTP Range requests, so single members cannot be "
-                                    "fetched; fetch the whole archive (without --subset)")
+            raise RangeNotSupported(
+                f"{self.url}: the server ignores HTTP Range requests, so single members cannot be "
+                "fetched; fetch the whole archive (without --subset)"
+            )
         if r.status_code != 206:
             r.close()
             r.raise_for_status()
@@ -237,7 +244,7 @@ class RemoteZip:
         if zip64_at is not None:
             n, cd_size, cd_offset = _zip64_record(self._range(zip64_at, zip64_at + 56))
         if cd_offset >= start and cd_offset + cd_size <= start + len(tail):
-            cd = tail[cd_offset - start:cd_offset - start + cd_size]
+            cd = tail[cd_offset - start : cd_offset - start + cd_size]
         else:
             cd = self._range(cd_offset, cd_offset + cd_size)
         return parse_central_directory(cd, n)
@@ -261,7 +268,9 @@ class RemoteZip:
         if entry.flags & 0x1:
             raise DataError(f"{self.url}: member {entry.name!r} is encrypted")
         if entry.method not in (0, 8):
-            raise DataError(f"{self.url}: member {entry.name!r} uses compression method {entry.method} (only stored and deflate are supported)")
+            raise DataError(
+                f"{self.url}: member {entry.name!r} uses compression method {entry.method} (only stored and deflate are supported)"
+            )
         name_len = len(entry.name.encode("utf-8" if entry.flags & 0x800 else "cp437"))
         guess_extra = 64  # local extra fields are short (zip64: 20 bytes; timestamps: 9-36)
         end = entry.header_offset + 30 + name_len + guess_extra + entry.compressed_size
@@ -318,16 +327,20 @@ class RemoteZip:
         finally:
             blocks.close()  # leaves the response's `with` (the connection goes back to the pool or is closed)
         if size != entry.file_size or crc != entry.crc:
-            raise DataError(f"{self.url}: member {entry.name!r} failed its CRC-32/size check "
-                            f"(got {size} bytes, crc {crc:08x}; expected {entry.file_size}, {entry.crc:08x})")
+            raise DataError(
+                f"{self.url}: member {entry.name!r} failed its CRC-32/size check "
+                f"(got {size} bytes, crc {crc:08x}; expected {entry.file_size}, {entry.crc:08x})"
+            )
         return size
 
     def _inflate(self, entry: ZipEntry, chunks, d, out, limit: int) -> tuple[int, int]:
         size, crc = 0, 0
 
         def excess(n: int) -> DataError:
-            return DataError(f"{self.url}: member {entry.name!r} failed its CRC-32/size check (it inflates to more than its "
-                             f"declared {entry.file_size:,} bytes; stopped after {n:,}); refused")
+            return DataError(
+                f"{self.url}: member {entry.name!r} failed its CRC-32/size check (it inflates to more than its "
+                f"declared {entry.file_size:,} bytes; stopped after {n:,}); refused"
+            )
 
         for chunk in chunks:
             while chunk:

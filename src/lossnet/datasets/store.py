@@ -26,9 +26,23 @@ from lossnet.errors import DataError
 from .registry import Dataset, Part, get_dataset
 
 __all__ = [
-    "data_root", "dataset_dir", "marker_path", "manifest_path", "read_marker", "is_complete", "locate",
-    "missing_error", "fetch_command", "part_status", "verify_part", "sha256_file", "resolve_parts",
-    "part_info", "DOWNLOADS", "STAGING", "META",
+    "data_root",
+    "dataset_dir",
+    "marker_path",
+    "manifest_path",
+    "read_marker",
+    "is_complete",
+    "locate",
+    "missing_error",
+    "fetch_command",
+    "part_status",
+    "verify_part",
+    "sha256_file",
+    "resolve_parts",
+    "part_info",
+    "DOWNLOADS",
+    "STAGING",
+    "META",
 ]
 
 DOWNLOADS = ".lossnet-downloads"
@@ -62,7 +76,11 @@ def check_root(root: str | os.PathLike | None, given: str | None = None) -> Path
     p = Path(root).expanduser() if root is not None else data_root()
     if p.exists() and not p.is_dir():
         if given is None:
-            given = "root" if root is not None else ("data root ($LOSSNET_DATA)" if os.environ.get("LOSSNET_DATA") else "data root")
+            given = (
+                "root"
+                if root is not None
+                else ("data root ($LOSSNET_DATA)" if os.environ.get("LOSSNET_DATA") else "data root")
+            )
         raise DataError(f"{given} {p} is not a directory; give the folder that holds (or will hold) the datasets")
     return p
 
@@ -176,8 +194,9 @@ def _quote(s: str) -> str:
     return shlex.quote(s)
 
 
-def missing_error(name: str, what: str, part: str | None = None, *, root: str | os.PathLike | None = None,
-                  extra: str = "") -> DataError:
+def missing_error(
+    name: str, what: str, part: str | None = None, *, root: str | os.PathLike | None = None, extra: str = ""
+) -> DataError:
     """The error for a benchmark whose dataset is not under the data root; its message prints the
     exact command that fetches it.
 
@@ -191,9 +210,19 @@ def missing_error(name: str, what: str, part: str | None = None, *, root: str | 
     dataset = get_dataset(name)
     where = check_root(root)
     cmd = fetch_command(dataset.name, [part] if part else [], root, extra)
-    source = "--root" if root is not None else ("$LOSSNET_DATA" if os.environ.get("LOSSNET_DATA") else "the per-user cache; set LOSSNET_DATA to use another folder")
-    return DataError(f"{what}: dataset {dataset.name!r}{f' part {part!r}' if part else ''} is not in {where} ({source}); "
-                     f"fetch it with: {cmd}")
+    source = (
+        "--root"
+        if root is not None
+        else (
+            "$LOSSNET_DATA"
+            if os.environ.get("LOSSNET_DATA")
+            else "the per-user cache; set LOSSNET_DATA to use another folder"
+        )
+    )
+    return DataError(
+        f"{what}: dataset {dataset.name!r}{f' part {part!r}' if part else ''} is not in {where} ({source}); "
+        f"fetch it with: {cmd}"
+    )
 
 
 def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
@@ -221,13 +250,16 @@ def part_status(dataset: Dataset, part: Part, root: str | os.PathLike | None = N
     r = check_root(root)
     staging = r / STAGING / f"{dataset.name}-{_safe_part_name(part.name)}"
     downloads = r / DOWNLOADS / dataset.name
-    if staging.exists() or any((downloads / f"{rem.filename}.part").exists() or (downloads / rem.filename).exists()
-                               for rem in part.remotes):
+    if staging.exists() or any(
+        (downloads / f"{rem.filename}.part").exists() or (downloads / rem.filename).exists() for rem in part.remotes
+    ):
         return "partial"
     return "absent"
 
 
-def verify_part(dataset: Dataset, part: Part, root: str | os.PathLike | None = None, progress: bool | None = None) -> list[str]:
+def verify_part(
+    dataset: Dataset, part: Part, root: str | os.PathLike | None = None, progress: bool | None = None
+) -> list[str]:
     """Re-hash every file of a complete part against its manifest.
 
     Returns:
@@ -238,7 +270,9 @@ def verify_part(dataset: Dataset, part: Part, root: str | os.PathLike | None = N
     """
     marker = read_marker(dataset, part, root)
     if marker is None:
-        raise DataError(f"{dataset.name} {part.name}: not fetched; fetch it with: {fetch_command(dataset.name, [part.name], root)}")
+        raise DataError(
+            f"{dataset.name} {part.name}: not fetched; fetch it with: {fetch_command(dataset.name, [part.name], root)}"
+        )
     base = dataset_dir(dataset, root)
     mpath = manifest_path(dataset, part, root)
     if not mpath.is_file():
@@ -246,15 +280,23 @@ def verify_part(dataset: Dataset, part: Part, root: str | os.PathLike | None = N
     problems: list[str] = []
     digest = sha256_file(mpath)
     if marker.get("manifest_sha256") and digest != marker["manifest_sha256"]:
-        problems.append(f"manifest {mpath} changed since the fetch: sha256 {digest}, marker says {marker['manifest_sha256']}")
+        problems.append(
+            f"manifest {mpath} changed since the fetch: sha256 {digest}, marker says {marker['manifest_sha256']}"
+        )
     entries = read_manifest(mpath)
     if len(entries) != marker.get("files", len(entries)):
         problems.append(f"manifest {mpath} lists {len(entries)} files, marker says {marker.get('files')}")
     from tqdm.auto import tqdm
 
     total = int(marker.get("bytes") or 0)
-    with tqdm(total=total or None, unit="B", unit_scale=True, desc=f"verify {dataset.name} {part.name}",
-              disable=_disable(progress), leave=False) as bar:
+    with tqdm(
+        total=total or None,
+        unit="B",
+        unit_scale=True,
+        desc=f"verify {dataset.name} {part.name}",
+        disable=_disable(progress),
+        leave=False,
+    ) as bar:
         for expected, rel in entries:
             path = base / rel
             if not path.is_file():

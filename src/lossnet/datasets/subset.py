@@ -8,8 +8,10 @@ from typing import Iterable
 __all__ = ["coco_subset", "SUBSET_RULE"]
 
 #: The rule, as recorded in the completion marker of a subset part.
-SUBSET_RULE = ("sort names by file name (then full name); idx = numpy.random.default_rng(seed).choice(len, size=n, "
-               "replace=False); take sorted(idx)")
+SUBSET_RULE = (
+    "sort names by file name (then full name); idx = numpy.random.default_rng(seed).choice(len, size=n, "
+    "replace=False); take sorted(idx)"
+)
 
 
 def coco_subset(names: Iterable[str], n: int | None, seed: int) -> list[str]:

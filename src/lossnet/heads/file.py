@@ -54,9 +54,15 @@ class Heads:
         """The full JSON metadata as written to the file."""
         from lossnet._version import __version__
 
-        out = {"format": HEADS_FORMAT, "net": self.net, "layers": list(self.layers),
-               "channels": [int(w.numel()) for w in self.weights], "normalize": self.normalize, "distance": "spatial",
-               "lossnet_version": __version__}
+        out = {
+            "format": HEADS_FORMAT,
+            "net": self.net,
+            "layers": list(self.layers),
+            "channels": [int(w.numel()) for w in self.weights],
+            "normalize": self.normalize,
+            "distance": "spatial",
+            "lossnet_version": __version__,
+        }
         out.update({k: v for k, v in self.meta.items() if k not in out or k == "lossnet_version"})
         return out
 
@@ -66,7 +72,9 @@ def _check(heads: Heads, where: str) -> None:
         raise WeightsError(f"{where}: {len(heads.weights)} head tensors for {len(heads.layers)} layers")
     for i, w in enumerate(heads.weights):
         if w.ndim != 1 or w.numel() == 0:
-            raise WeightsError(f"{where}: head of layer {heads.layers[i]!r} must be a 1-D tensor, got shape {tuple(w.shape)}")
+            raise WeightsError(
+                f"{where}: head of layer {heads.layers[i]!r} must be a 1-D tensor, got shape {tuple(w.shape)}"
+            )
         if not bool(torch.isfinite(w).all()) or bool((w < 0).any()):
             raise WeightsError(f"{where}: head of layer {heads.layers[i]!r} must be finite and non-negative")
     if heads.normalize not in ("imagenet", "none"):
@@ -79,7 +87,9 @@ def save_heads(path: str | os.PathLike, heads: Heads) -> Path:
 
     path = Path(path)
     _check(heads, str(path))
-    tensors = {f"head.{i}": w.detach().to(torch.float32).reshape(-1).contiguous().cpu() for i, w in enumerate(heads.weights)}
+    tensors = {
+        f"head.{i}": w.detach().to(torch.float32).reshape(-1).contiguous().cpu() for i, w in enumerate(heads.weights)
+    }
     save_safetensors(path, tensors, metadata={_META_KEY: json.dumps(heads.metadata(), sort_keys=True)})
     return path
 
@@ -108,22 +118,32 @@ def load_heads(path: str | os.PathLike) -> Heads:
     except json.JSONDecodeError:
         raise WeightsError(f"{p}: its '{_META_KEY}' metadata is not JSON") from None
     if not isinstance(meta, dict) or meta.get("format") != HEADS_FORMAT:
-        raise WeightsError(f"{p}: unsupported heads format {meta.get('format') if isinstance(meta, dict) else meta!r} "
-                           f"(this lossnet reads {HEADS_FORMAT})")
+        raise WeightsError(
+            f"{p}: unsupported heads format {meta.get('format') if isinstance(meta, dict) else meta!r} "
+            f"(this lossnet reads {HEADS_FORMAT})"
+        )
     layers = meta.get("layers")
-    if not isinstance(meta.get("net"), str) or not isinstance(layers, list) or not all(isinstance(x, str) for x in layers):
+    if (
+        not isinstance(meta.get("net"), str)
+        or not isinstance(layers, list)
+        or not all(isinstance(x, str) for x in layers)
+    ):
         raise WeightsError(f"{p}: metadata lacks 'net' or 'layers'")
     keys = [f"head.{i}" for i in range(len(layers))]
     if sorted(tensors) != sorted(keys):
         raise WeightsError(f"{p}: expected tensors {', '.join(keys)}, found {', '.join(sorted(tensors)) or 'none'}")
     distance = meta.get("distance", "spatial")
     if distance != "spatial":
-        raise WeightsError(f"{p}: its heads calibrate the {distance!r} distance; lossnet heads files hold weights of the "
-                           "'spatial' (Eq. 1 / LPIPS) distance only")
+        raise WeightsError(
+            f"{p}: its heads calibrate the {distance!r} distance; lossnet heads files hold weights of the "
+            "'spatial' (Eq. 1 / LPIPS) distance only"
+        )
     for k in keys:
         if not tensors[k].is_floating_point():
-            raise WeightsError(f"{p}: tensor {k} has dtype {str(tensors[k].dtype).removeprefix('torch.')}; heads are "
-                               "floating-point channel weights")
+            raise WeightsError(
+                f"{p}: tensor {k} has dtype {str(tensors[k].dtype).removeprefix('torch.')}; heads are "
+                "floating-point channel weights"
+            )
     rest = {k: v for k, v in meta.items() if k not in ("format", "net", "layers", "normalize", "channels", "distance")}
     heads = Heads(meta["net"], list(layers), [tensors[k] for k in keys], str(meta.get("normalize", "imagenet")), rest)
     _check(heads, str(p))
@@ -151,7 +171,15 @@ def export_lpips_heads(net: str, path: str | os.PathLike) -> Path:
     if name not in PRESETS:
         raise InputError(f"unknown LPIPS net {net!r}; choose one of alex, vgg, squeeze")
     preset = get_preset(name)
-    heads = Heads(preset.arch, list(preset.layers), lpips_heads(preset), "imagenet",
-                  {"data": f"BAPPS 2afc/train (lpips {lpips_version()} v0.1 weights: {preset.lpips_net}.pth)",
-                   "source": f"lpips-v0.1:{preset.lpips_net}", "epochs": 10})
+    heads = Heads(
+        preset.arch,
+        list(preset.layers),
+        lpips_heads(preset),
+        "imagenet",
+        {
+            "data": f"BAPPS 2afc/train (lpips {lpips_version()} v0.1 weights: {preset.lpips_net}.pth)",
+            "source": f"lpips-v0.1:{preset.lpips_net}",
+            "epochs": 10,
+        },
+    )
     return save_heads(path, heads)

@@ -38,7 +38,9 @@ import lossnet  # noqa: F401  (before torchmetrics: installs the torchvision shi
 try:
     from torchmetrics import Metric
 except ImportError as exc:  # torchmetrics may become an optional extra (issue #27): say what to install
-    raise ImportError(f"lossnet.integrations.torchmetrics needs the torchmetrics package (pip install torchmetrics): {exc}") from exc
+    raise ImportError(
+        f"lossnet.integrations.torchmetrics needs the torchmetrics package (pip install torchmetrics): {exc}"
+    ) from exc
 
 from lossnet.errors import InputError
 
@@ -88,23 +90,44 @@ class PerceptualSimilarity(Metric):
     ) -> None:
         super().__init__(**kwargs)
         if metric is not None:
-            given = {k: v for k, v in dict(preset=preset, net=net, layers=layers, distance=distance, heads=heads,
-                                               weights_dir=weights_dir).items() if v is not None}
+            given = {
+                k: v
+                for k, v in dict(
+                    preset=preset, net=net, layers=layers, distance=distance, heads=heads, weights_dir=weights_dir
+                ).items()
+                if v is not None
+            }
             if given or weights != "imagenet" or tuple(input_range) != (0, 1):
-                names = ", ".join(sorted(given) + (["weights"] if weights != "imagenet" else [])
-                                  + (["input_range"] if tuple(input_range) != (0, 1) else []))
-                raise InputError(f"PerceptualSimilarity: metric= is a ready metric; configure it there, not with {names}")
+                names = ", ".join(
+                    sorted(given)
+                    + (["weights"] if weights != "imagenet" else [])
+                    + (["input_range"] if tuple(input_range) != (0, 1) else [])
+                )
+                raise InputError(
+                    f"PerceptualSimilarity: metric= is a ready metric; configure it there, not with {names}"
+                )
             if getattr(metric, "reduction", "none") != "none":
-                raise InputError(f"PerceptualSimilarity: metric= needs per-image distances; this PerceptualLoss has "
-                                 f"reduction={metric.reduction!r} (use reduction='none')")
+                raise InputError(
+                    f"PerceptualSimilarity: metric= needs per-image distances; this PerceptualLoss has "
+                    f"reduction={metric.reduction!r} (use reduction='none')"
+                )
             if not callable(metric):
                 raise InputError(f"PerceptualSimilarity: metric= must be callable, got {type(metric).__name__}")
             self.metric = metric
         else:
             # PerceptualLoss: gradients reach preds; range_check="error" as PerceptualMetric (no silent clamp)
-            self.metric = lossnet.PerceptualLoss(net=net, layers=layers, distance=distance, preset=preset, heads=heads,
-                                                 weights=weights, weights_dir=weights_dir, input_range=input_range,
-                                                 reduction="none", range_check="error")
+            self.metric = lossnet.PerceptualLoss(
+                net=net,
+                layers=layers,
+                distance=distance,
+                preset=preset,
+                heads=heads,
+                weights=weights,
+                weights_dir=weights_dir,
+                input_range=input_range,
+                reduction="none",
+                range_check="error",
+            )
         self._out_dtype = torch.get_default_dtype()
         self.add_state("sum_distance", default=torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
         self.add_state("count", default=torch.tensor(0, dtype=torch.long), dist_reduce_fx="sum")
@@ -114,8 +137,10 @@ class PerceptualSimilarity(Metric):
         d = self.metric(preds, target)
         if not isinstance(d, torch.Tensor) or d.ndim != 1 or d.shape[0] != preds.shape[0]:
             got = tuple(d.shape) if isinstance(d, torch.Tensor) else type(d).__name__
-            raise InputError(f"PerceptualSimilarity: the metric must return one distance per image, shape "
-                             f"({preds.shape[0]},); got {got}")
+            raise InputError(
+                f"PerceptualSimilarity: the metric must return one distance per image, shape "
+                f"({preds.shape[0]},); got {got}"
+            )
         self._out_dtype = d.dtype
         if d.is_inference():  # a PerceptualMetric's output: a plain copy may enter the states
             d = d.clone()

@@ -44,5 +44,12 @@ from lossnet.loss.functional import perceptual_distance
 from lossnet.loss.modules import REDUCTIONS, PerceptualLoss, PerceptualMetric
 from lossnet.loss.ranges import RANGE_CHECKS, RangeWarning, check_range
 
-__all__ = ["PerceptualLoss", "PerceptualMetric", "perceptual_distance", "check_range", "REDUCTIONS", "RANGE_CHECKS",
-           "RangeWarning"]
+__all__ = [
+    "PerceptualLoss",
+    "PerceptualMetric",
+    "perceptual_distance",
+    "check_range",
+    "REDUCTIONS",
+    "RANGE_CHECKS",
+    "RangeWarning",
+]

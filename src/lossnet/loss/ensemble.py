@@ -66,7 +66,7 @@ class Transform:
         if dy or dx:
             p = self.max_shift
             h, w = x.shape[-2:]
-            x = F.pad(x, (p, p, p, p), mode="replicate")[..., p + dy:p + dy + h, p + dx:p + dx + w]
+            x = F.pad(x, (p, p, p, p), mode="replicate")[..., p + dy : p + dy + h, p + dx : p + dx + w]
         return x
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
@@ -104,8 +104,18 @@ class Ensemble(nn.Module):
         min_gain: smallest per-channel gain.
     """
 
-    def __init__(self, n: int = 8, seed: int = 0, *, max_shift: int = 8, flips: bool = True, swap: bool = True,
-                 scale: tuple[float, float] | None = (0.8, 1.25), colour: bool = True, min_gain: float = 0.8) -> None:
+    def __init__(
+        self,
+        n: int = 8,
+        seed: int = 0,
+        *,
+        max_shift: int = 8,
+        flips: bool = True,
+        swap: bool = True,
+        scale: tuple[float, float] | None = (0.8, 1.25),
+        colour: bool = True,
+        min_gain: float = 0.8,
+    ) -> None:
         super().__init__()
         if isinstance(n, bool) or not isinstance(n, int) or n < 1:
             raise InputError(f"ensemble size must be an integer >= 1, got {n!r}")
@@ -132,20 +142,43 @@ class Ensemble(nn.Module):
             dx = int(torch.randint(-max_shift, max_shift + 1, (), generator=g))
             perm = tuple(int(i) for i in torch.randperm(3, generator=g))
             gain = tuple(min_gain + (1 - min_gain) * u() for _ in range(3))
-            self.transforms.append(Transform(
-                scale=s, flip_h=flips and fh, flip_v=flips and fv, swap=swap and sw, shift=(dy, dx), max_shift=max_shift,
-                perm=perm if colour else (0, 1, 2), gain=gain if colour else (1.0, 1.0, 1.0)))
+            self.transforms.append(
+                Transform(
+                    scale=s,
+                    flip_h=flips and fh,
+                    flip_v=flips and fv,
+                    swap=swap and sw,
+                    shift=(dy, dx),
+                    max_shift=max_shift,
+                    perm=perm if colour else (0, 1, 2),
+                    gain=gain if colour else (1.0, 1.0, 1.0),
+                )
+            )
 
     def extra_repr(self) -> str:
         return f"n={self.n}, seed={self.seed}, " + ", ".join(f"{k}={v!r}" for k, v in self.config.items())
 
-    def values(self, score: Callable, a: torch.Tensor, b: torch.Tensor, mask: torch.Tensor | None = None,
-               per_layer: bool = False) -> torch.Tensor:
+    def values(
+        self,
+        score: Callable,
+        a: torch.Tensor,
+        b: torch.Tensor,
+        mask: torch.Tensor | None = None,
+        per_layer: bool = False,
+    ) -> torch.Tensor:
         """The per-transform values ``(n, N)`` (``(n, N, L)`` per layer)."""
-        return torch.stack([score(t(a), t(b), None if mask is None else t.mask(mask), per_layer) for t in self.transforms])
+        return torch.stack(
+            [score(t(a), t(b), None if mask is None else t.mask(mask), per_layer) for t in self.transforms]
+        )
 
-    def forward(self, score: Callable, a: torch.Tensor, b: torch.Tensor, mask: torch.Tensor | None = None,
-                per_layer: bool = False) -> torch.Tensor:
+    def forward(
+        self,
+        score: Callable,
+        a: torch.Tensor,
+        b: torch.Tensor,
+        mask: torch.Tensor | None = None,
+        per_layer: bool = False,
+    ) -> torch.Tensor:
         return self.values(score, a, b, mask, per_layer).mean(0)
 
 
@@ -160,12 +193,15 @@ def make_ensemble(spec) -> Ensemble | None:
         return Ensemble(**spec)
     if isinstance(spec, int) and not isinstance(spec, bool):
         return Ensemble(spec)
-    raise InputError(f"ensemble must be None, an int (number of transforms), a dict of Ensemble arguments or an Ensemble, "
-                     f"got {type(spec).__name__}")
+    raise InputError(
+        f"ensemble must be None, an int (number of transforms), a dict of Ensemble arguments or an Ensemble, "
+        f"got {type(spec).__name__}"
+    )
 
 
-def ensemble_stats(metric, a: torch.Tensor, b: torch.Tensor, *, mask: torch.Tensor | None = None,
-                   per_layer: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+def ensemble_stats(
+    metric, a: torch.Tensor, b: torch.Tensor, *, mask: torch.Tensor | None = None, per_layer: bool = False
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Mean and standard deviation (over the transforms; 0 for one transform) of the ensemble
     value of ``metric`` (a :class:`~lossnet.loss.PerceptualMetric` or
     :class:`~lossnet.loss.PerceptualLoss` built with ``ensemble=``) per sample: two ``(N,)`` tensors."""

@@ -81,13 +81,36 @@ def perceptual_distance(
     _check_pair(a, b)  # before a.device is read and before a network is built
     layers_key = tuple(layers.split(",")) if isinstance(layers, str) else (None if layers is None else tuple(layers))
     weights = WeightsSpec.parse(weights, check=False)  # the file is checked when the network is built
-    layer_weights = _layer_weight_values(layer_weights)  # floats: hashable for the cache key (checked in full when built)
-    key = (net, layers_key, distance, preset, weights.label, str(weights_dir), tuple(input_range),
-           None if layer_weights is None else tuple(layer_weights), range_check, _file_identity(heads),
-           model)  # the module object itself (identity hash): kept alive while cached, so its id is not reused
-    m = _cached_metric(key, net=net, layers=layers_key, distance=distance, preset=preset, weights=weights,
-                       weights_dir=weights_dir, input_range=input_range, layer_weights=layer_weights,
-                       range_check=range_check, heads=heads, model=model)
+    layer_weights = _layer_weight_values(
+        layer_weights
+    )  # floats: hashable for the cache key (checked in full when built)
+    key = (
+        net,
+        layers_key,
+        distance,
+        preset,
+        weights.label,
+        str(weights_dir),
+        tuple(input_range),
+        None if layer_weights is None else tuple(layer_weights),
+        range_check,
+        _file_identity(heads),
+        model,
+    )  # the module object itself (identity hash): kept alive while cached, so its id is not reused
+    m = _cached_metric(
+        key,
+        net=net,
+        layers=layers_key,
+        distance=distance,
+        preset=preset,
+        weights=weights,
+        weights_dir=weights_dir,
+        input_range=input_range,
+        layer_weights=layer_weights,
+        range_check=range_check,
+        heads=heads,
+        model=model,
+    )
     m = m.to(a.device)
     fa, fb = m._features(a, "a"), m._features(b, "b")
     if spatial:

@@ -35,7 +35,9 @@ def _layer_weight_values(layer_weights) -> list[float] | None:
     if layer_weights is None:
         return None
     if isinstance(layer_weights, (str, bytes)) or not hasattr(layer_weights, "__iter__"):
-        raise InputError(f"layer_weights must be a sequence of numbers, one per layer, got {type(layer_weights).__name__}")
+        raise InputError(
+            f"layer_weights must be a sequence of numbers, one per layer, got {type(layer_weights).__name__}"
+        )
     values = []
     for w in layer_weights:
         try:
@@ -100,19 +102,35 @@ class _Perceptual(nn.Module):
             raise InputError("model= needs layers=: FX node names or module paths of the module")
         if heads is not None:
             r = _resolve_heads(heads, preset, net, layers, distance, channel_weights, normalize, model)
-            net, layers, distance, channel_weights, normalize = r["net"], r["layers"], r["distance"], r["channel_weights"], r["normalize"]
+            net, layers, distance, channel_weights, normalize = (
+                r["net"],
+                r["layers"],
+                r["distance"],
+                r["channel_weights"],
+                r["normalize"],
+            )
             self.heads_label = r["heads"]
             heads_backbone = (r["backbone_sha256"], r["where"])
         elif preset is not None:
             r = _resolve_preset(preset, net, layers, distance, channel_weights)
-            net, layers, distance, channel_weights, pooling = r["net"], r["layers"], r["distance"], r["channel_weights"], r["pooling"]
+            net, layers, distance, channel_weights, pooling = (
+                r["net"],
+                r["layers"],
+                r["distance"],
+                r["channel_weights"],
+                r["pooling"],
+            )
             self.heads_label, self.lpips_version = r["heads"], r["lpips_version"]
             backbone = r.get("backbone")  # a preset's own trained backbone (ST-LPIPS)
         elif channel_weights is not None and any(w is not None for w in channel_weights):
             from lossnet.signature import tensors_digest
 
-            self.heads_label = "custom:" + tensors_digest({str(i): torch.as_tensor(w) for i, w in enumerate(channel_weights)
-                                                            if w is not None})[:16]
+            self.heads_label = (
+                "custom:"
+                + tensors_digest({str(i): torch.as_tensor(w) for i, w in enumerate(channel_weights) if w is not None})[
+                    :16
+                ]
+            )
         if layers is None and net:
             _check_default_layer(net)
         if model is not None:
@@ -126,9 +144,17 @@ class _Perceptual(nn.Module):
             raise InputError(f"unknown distance {distance!r}; choose one of {', '.join(DISTANCES)}")
         layer_weights = _parse_layer_weights(layer_weights, layers)
         own = backbone is not None and WeightsSpec.parse(weights).kind == "imagenet"
-        self.network = LossNetwork(net, layers, weights=None if own else weights, weights_dir=weights_dir,
-                                   transform_input=transform_input, model=model, normalize=normalize, loss_net_mode=loss_net_mode,
-                                   pooling=pooling)
+        self.network = LossNetwork(
+            net,
+            layers,
+            weights=None if own else weights,
+            weights_dir=weights_dir,
+            transform_input=transform_input,
+            model=model,
+            normalize=normalize,
+            loss_net_mode=loss_net_mode,
+            pooling=pooling,
+        )
         if own:  # the preset's backbone weights take the place of ImageNet's
             from lossnet.weights import load_into
 
@@ -179,15 +205,17 @@ class _Perceptual(nn.Module):
         layout = torch.channels_last if self.channels_last and batched else None
         return list(self.network(x, prepared=True, memory_format=layout).values())
 
-    def compare(self, feats_a: Features, feats_b: Features, *, mask: torch.Tensor | None = None,
-                per_layer: bool = False) -> torch.Tensor:
+    def compare(
+        self, feats_a: Features, feats_b: Features, *, mask: torch.Tensor | None = None, per_layer: bool = False
+    ) -> torch.Tensor:
         """Distance between two feature lists (as returned by ``features``): ``(N,)``, or the
         ``(N, L)`` per-layer terms with ``per_layer``; ``mask`` weights positions (see ``forward``)."""
         fa, fb = _as_list(feats_a, len(self.layers)), _as_list(feats_b, len(self.layers))
         return self.distance(fa, fb, masks=mask, per_layer=per_layer)
 
-    def compare_map(self, feats_a: Features, feats_b: Features, size: tuple[int, int], *,
-                    per_layer: bool = False) -> torch.Tensor:
+    def compare_map(
+        self, feats_a: Features, feats_b: Features, size: tuple[int, int], *, per_layer: bool = False
+    ) -> torch.Tensor:
         """Spatial map ``(N, 1, *size)`` (``(N, L, *size)`` per layer) of two feature lists."""
         fa, fb = _as_list(feats_a, len(self.layers)), _as_list(feats_b, len(self.layers))
         return self.distance.map(fa, fb, size, per_layer=per_layer)
@@ -224,7 +252,7 @@ def _check_loss_inputs(pred, target) -> None:
     got = type(target).__name__
     if isinstance(target, (list, tuple, Mapping)):
         # precomputed features: one tensor per layer (a nested list of pixels is not that)
-        for f in (target.values() if isinstance(target, Mapping) else target):
+        for f in target.values() if isinstance(target, Mapping) else target:
             if not isinstance(f, torch.Tensor):
                 break
         else:
@@ -316,8 +344,25 @@ class PerceptualLoss(_Perceptual):
             raise InputError(f"reduction must be one of {', '.join(REDUCTIONS)}, got {reduction!r}")
         # net/layers/distance default to None (= vgg16, relu2_2, mse, resolved in _Perceptual) so that
         # an explicit value which contradicts a preset or heads file is told apart from the default
-        super().__init__(net, layers, distance, layer_weights, weights, weights_dir, input_range, preset, channel_weights, "mse",
-                         channels_last, range_check, normalize, transform_input, loss_net_mode, heads, model)
+        super().__init__(
+            net,
+            layers,
+            distance,
+            layer_weights,
+            weights,
+            weights_dir,
+            input_range,
+            preset,
+            channel_weights,
+            "mse",
+            channels_last,
+            range_check,
+            normalize,
+            transform_input,
+            loss_net_mode,
+            heads,
+            model,
+        )
         self.reduction = reduction
         from lossnet.loss.ensemble import make_ensemble
 
@@ -344,15 +389,23 @@ class PerceptualLoss(_Perceptual):
     def _reduce(self, d: torch.Tensor) -> torch.Tensor:
         if self.reduction == "mean":
             if d.shape[0] == 0:
-                raise InputError("empty batch (N = 0): the mean over no samples is undefined; "
-                                 "use reduction='sum' (gives 0) or 'none' (gives an empty tensor)")
+                raise InputError(
+                    "empty batch (N = 0): the mean over no samples is undefined; "
+                    "use reduction='sum' (gives 0) or 'none' (gives an empty tensor)"
+                )
             return d.mean() if d.ndim == 1 else d.mean(0)
         if self.reduction == "sum":
             return d.sum() if d.ndim == 1 else d.sum(0)
         return d
 
-    def forward(self, pred: torch.Tensor, target: torch.Tensor | Features, *, mask: torch.Tensor | None = None,
-                per_layer: bool = False) -> torch.Tensor:
+    def forward(
+        self,
+        pred: torch.Tensor,
+        target: torch.Tensor | Features,
+        *,
+        mask: torch.Tensor | None = None,
+        per_layer: bool = False,
+    ) -> torch.Tensor:
         if self.ensemble is not None:
             _check_loss_inputs(pred, target)
             if not isinstance(target, torch.Tensor):
@@ -366,7 +419,9 @@ class PerceptualLoss(_Perceptual):
             return self.compare(ft, self.features(pred), mask=mask, per_layer=per_layer)
         return self.compare(self.features(pred), ft, mask=mask, per_layer=per_layer)
 
-    def spatial_map(self, pred: torch.Tensor, target: torch.Tensor | Features, *, per_layer: bool = False) -> torch.Tensor:
+    def spatial_map(
+        self, pred: torch.Tensor, target: torch.Tensor | Features, *, per_layer: bool = False
+    ) -> torch.Tensor:
         """Per-position distance ``(N, 1, H, W)`` at the size of ``pred`` (``(N, L, H, W)`` per
         layer), with gradients to ``pred``; only for the position-wise distances (spatial, mse, l1)."""
         ft = self._target(pred, target)
@@ -429,8 +484,25 @@ class PerceptualMetric(_Perceptual):
         *,
         model: nn.Module | None = None,
     ) -> None:
-        super().__init__(net, layers, distance, layer_weights, weights, weights_dir, input_range, preset, channel_weights, "spatial",
-                         channels_last, range_check, normalize, transform_input, loss_net_mode, heads, model)
+        super().__init__(
+            net,
+            layers,
+            distance,
+            layer_weights,
+            weights,
+            weights_dir,
+            input_range,
+            preset,
+            channel_weights,
+            "spatial",
+            channels_last,
+            range_check,
+            normalize,
+            transform_input,
+            loss_net_mode,
+            heads,
+            model,
+        )
         self.tile = None
         if tile is not None:
             from lossnet.loss.tiled import tile_plan
@@ -446,18 +518,21 @@ class PerceptualMetric(_Perceptual):
         with torch.inference_mode():
             return self._features(x)
 
-    def compare(self, feats_a: Features, feats_b: Features, *, mask: torch.Tensor | None = None,
-                per_layer: bool = False) -> torch.Tensor:
+    def compare(
+        self, feats_a: Features, feats_b: Features, *, mask: torch.Tensor | None = None, per_layer: bool = False
+    ) -> torch.Tensor:
         with torch.inference_mode():
             return super().compare(feats_a, feats_b, mask=mask, per_layer=per_layer)
 
-    def compare_map(self, feats_a: Features, feats_b: Features, size: tuple[int, int], *,
-                    per_layer: bool = False) -> torch.Tensor:
+    def compare_map(
+        self, feats_a: Features, feats_b: Features, size: tuple[int, int], *, per_layer: bool = False
+    ) -> torch.Tensor:
         with torch.inference_mode():
             return super().compare_map(feats_a, feats_b, size, per_layer=per_layer)
 
-    def forward(self, a: torch.Tensor, b: torch.Tensor, *, mask: torch.Tensor | None = None,
-                per_layer: bool = False) -> torch.Tensor:
+    def forward(
+        self, a: torch.Tensor, b: torch.Tensor, *, mask: torch.Tensor | None = None, per_layer: bool = False
+    ) -> torch.Tensor:
         _check_pair(a, b)
         if self.ensemble is not None:
             with torch.inference_mode():
@@ -485,5 +560,3 @@ class PerceptualMetric(_Perceptual):
         """
         _check_pair(a, b)
         return self.compare_map(self.features(a), self.features(b), tuple(a.shape[-2:]), per_layer=per_layer)
-
-

@@ -23,9 +23,13 @@ def _check_default_layer(net: str) -> None:
     spec = get_spec(net)  # an unknown net raises its own error here
     if DEFAULT_LAYER in spec.aliases:
         return
-    points = f"layers='E'/'S'/'M'/'L' ({net}'s extraction points, see lossnet.models.registry) or " if spec.layers else ""
-    raise InputError(f"no layers given for net={net!r}, and the default layer {DEFAULT_LAYER} exists only in VGG16/VGG19; "
-                     f"pass {points}layers=<node name> ('lossnet nets show {net} --nodes' lists them)")
+    points = (
+        f"layers='E'/'S'/'M'/'L' ({net}'s extraction points, see lossnet.models.registry) or " if spec.layers else ""
+    )
+    raise InputError(
+        f"no layers given for net={net!r}, and the default layer {DEFAULT_LAYER} exists only in VGG16/VGG19; "
+        f"pass {points}layers=<node name> ('lossnet nets show {net} --nodes' lists them)"
+    )
 
 
 def _resolve_preset(preset: str, net, layers, distance, channel_weights) -> dict:
@@ -44,7 +48,9 @@ def _resolve_preset(preset: str, net, layers, distance, channel_weights) -> dict
         p_layers, p_distance, pooling = get_preset(lpips_name).layers, "spatial", "blur"
     elif preset not in PRESETS:
         # get_preset's own message lists the LPIPS presets only; "dists" and ST-LPIPS are accepted here too
-        raise InputError(f"unknown preset {preset!r}; choose one of {', '.join([*PRESETS, *STLPIPS_PRESETS, DISTS_PRESET, 'adists'])}")
+        raise InputError(
+            f"unknown preset {preset!r}; choose one of {', '.join([*PRESETS, *STLPIPS_PRESETS, DISTS_PRESET, 'adists'])}"
+        )
     else:
         p = get_preset(preset)
         arch, p_layers, p_distance, pooling = p.arch, p.layers, "spatial", "max"
@@ -57,24 +63,51 @@ def _resolve_preset(preset: str, net, layers, distance, channel_weights) -> dict
     if channel_weights is not None:
         raise InputError(f"preset {preset!r} brings its own channel weights; do not pass channel_weights")
     if preset == "adists":
-        return dict(net=arch, layers=list(layers) if layers is not None else list(p_layers), distance=p_distance,
-                    channel_weights=None, pooling=pooling, heads="none", lpips_version=None)
+        return dict(
+            net=arch,
+            layers=list(layers) if layers is not None else list(p_layers),
+            distance=p_distance,
+            channel_weights=None,
+            pooling=pooling,
+            heads="none",
+            lpips_version=None,
+        )
     if preset in STLPIPS_PRESETS:
         from lossnet.stlpips_preset import stlpips_state, stlpips_version
 
         backbone, heads, source = stlpips_state(preset)
-        return dict(net=arch, layers=list(layers) if layers is not None else list(p_layers), distance=p_distance,
-                    channel_weights=heads, pooling=pooling, heads=f"stlpips-{stlpips_version()}", lpips_version=None,
-                    backbone=(backbone, source))
+        return dict(
+            net=arch,
+            layers=list(layers) if layers is not None else list(p_layers),
+            distance=p_distance,
+            channel_weights=heads,
+            pooling=pooling,
+            heads=f"stlpips-{stlpips_version()}",
+            lpips_version=None,
+            backbone=(backbone, source),
+        )
     if preset == DISTS_PRESET:
-        return dict(net=arch, layers=list(layers) if layers is not None else list(p_layers), distance=p_distance,
-                    channel_weights=dists_channel_weights(), pooling=pooling, heads=f"dists-{dists_version()}",
-                    lpips_version=None)
+        return dict(
+            net=arch,
+            layers=list(layers) if layers is not None else list(p_layers),
+            distance=p_distance,
+            channel_weights=dists_channel_weights(),
+            pooling=pooling,
+            heads=f"dists-{dists_version()}",
+            lpips_version=None,
+        )
     from lossnet.lpips_presets import lpips_version
 
     version = lpips_version()
-    return dict(net=arch, layers=list(layers) if layers is not None else list(p_layers), distance=p_distance,
-                channel_weights=lpips_heads(p), pooling=pooling, heads="lpips-v0.1", lpips_version=version)
+    return dict(
+        net=arch,
+        layers=list(layers) if layers is not None else list(p_layers),
+        distance=p_distance,
+        channel_weights=lpips_heads(p),
+        pooling=pooling,
+        heads="lpips-v0.1",
+        lpips_version=version,
+    )
 
 
 def _resolve_heads(heads, preset, net, layers, distance, channel_weights, normalize, model=None) -> dict:
@@ -106,15 +139,28 @@ def _resolve_heads(heads, preset, net, layers, distance, channel_weights, normal
         raise InputError(f"{where} is for a user's module ({h.net}): pass that module as model=")
     elif net is not None and get_spec(net).name != get_spec(h.net).name:
         raise InputError(f"{where} is for net {h.net}, not net={net!r}")
-    if model is None and layers is not None and list(resolve_layers(h.net, list(layers))) != list(resolve_layers(h.net, list(h.layers))):
+    if (
+        model is None
+        and layers is not None
+        and list(resolve_layers(h.net, list(layers))) != list(resolve_layers(h.net, list(h.layers)))
+    ):
         raise InputError(f"{where} is for layers {','.join(h.layers)}, not {','.join(layers)}")
     if distance not in (None, "spatial"):
         raise InputError(f"{where} calibrates the 'spatial' distance, not {distance!r}")
     if normalize not in (None, h.normalize):
         raise InputError(f"{where} was fitted with normalize={h.normalize!r}, not {normalize!r}")
-    return dict(net=None if model is not None else h.net, layers=list(h.layers), distance="spatial",
-                channel_weights=[w.clone() for w in h.weights], normalize=h.normalize, heads=label,
-                backbone_sha256=h.meta.get("backbone_sha256"), where=where)
+    return dict(
+        net=None if model is not None else h.net,
+        layers=list(h.layers),
+        distance="spatial",
+        channel_weights=[w.clone() for w in h.weights],
+        normalize=h.normalize,
+        heads=label,
+        backbone_sha256=h.meta.get("backbone_sha256"),
+        where=where,
+    )
+
+
 def check_heads_backbone(network, recorded: str | None, where: str) -> None:
     """Warn when the loss network is not the backbone the heads were fitted on (``backbone_sha256``
     in the heads file: e.g. fitted with ``--weights none`` and loaded on another random init)."""
@@ -126,8 +172,9 @@ def check_heads_backbone(network, recorded: str | None, where: str) -> None:
     if current != recorded:
         import warnings
 
-        warnings.warn(f"{where} was fitted on another backbone (sha256 {recorded[:16]}, this network's {current[:16]}): "
-                      "its calibration does not apply to these weights (pass the weights it was fitted with)",
-                      UserWarning, stacklevel=4)
-
-
+        warnings.warn(
+            f"{where} was fitted on another backbone (sha256 {recorded[:16]}, this network's {current[:16]}): "
+            "its calibration does not apply to these weights (pass the weights it was fitted with)",
+            UserWarning,
+            stacklevel=4,
+        )

@@ -25,6 +25,7 @@ RANGE_TOLERANCE = 1e-3
 #: of the range: a generator's few-percent overshoot is clamped silently, [-1, 1] or 0..255 data is not.
 CLAMP_WARN_MARGIN = 0.05
 
+
 class RangeWarning(UserWarning):
     """Input values outside the declared ``input_range`` (``range_check="warn"`` / ``"clamp"``)."""
 
@@ -72,8 +73,9 @@ def _assert_finite(x: torch.Tensor, name: str) -> None:
 
 
 @torch.compiler.disable  # a host check: under torch.compile one clean graph break per image, not a failed trace
-def _range_message(x: torch.Tensor, input_range: tuple[float, float], name: str,
-                   tolerance: float = RANGE_TOLERANCE) -> str | None:
+def _range_message(
+    x: torch.Tensor, input_range: tuple[float, float], name: str, tolerance: float = RANGE_TOLERANCE
+) -> str | None:
     """None when ``x`` is within ``input_range`` (plus ``tolerance`` of its width); else the message.
     One host sync; raises :class:`InputError` for NaN/Inf."""
     lo, hi = input_range
@@ -122,8 +124,9 @@ class _RangeState:
         self.inspected: set[str] = set()  # the image names ("pred", "target") whose first batch was inspected
 
 
-def _apply_range(x: torch.Tensor, input_range: tuple[float, float], name: str, mode: str,
-                 state: _RangeState | None) -> torch.Tensor:
+def _apply_range(
+    x: torch.Tensor, input_range: tuple[float, float], name: str, mode: str, state: _RangeState | None
+) -> torch.Tensor:
     _check_tensor(x, name)
     lo, hi = input_range
     checkable = x.numel() > 0 and not x.is_meta
@@ -138,8 +141,9 @@ def _apply_range(x: torch.Tensor, input_range: tuple[float, float], name: str, m
             if msg is not None:
                 if mode == "error":
                     raise InputError(msg)
-                warnings.warn(f"{msg} (range_check='warn': values are used as they are; warned once)", RangeWarning,
-                              stacklevel=4)
+                warnings.warn(
+                    f"{msg} (range_check='warn': values are used as they are; warned once)", RangeWarning, stacklevel=4
+                )
                 if state is not None:
                     state.warned = True
     elif mode == "clamp":
@@ -148,8 +152,11 @@ def _apply_range(x: torch.Tensor, input_range: tuple[float, float], name: str, m
             state.inspected.add(name)
             msg = _range_message(x, input_range, name, CLAMP_WARN_MARGIN)
             if msg is not None:
-                warnings.warn(f"{msg} (range_check='clamp': values are clamped; only the first batch is inspected)",
-                              RangeWarning, stacklevel=4)
+                warnings.warn(
+                    f"{msg} (range_check='clamp': values are clamped; only the first batch is inspected)",
+                    RangeWarning,
+                    stacklevel=4,
+                )
         else:
             _assert_finite(x, name)
         x = x.clamp(lo, hi)
@@ -158,5 +165,3 @@ def _apply_range(x: torch.Tensor, input_range: tuple[float, float], name: str, m
     if lo == -1.0:
         x = (x + 1.0) * 0.5
     return x
-
-

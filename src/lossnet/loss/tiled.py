@@ -48,11 +48,33 @@ class TilingError(InputError):
 
 
 #: Modules that act on each position alone (in eval mode): they keep the geometry of their input.
-_POINTWISE = (nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.PReLU, nn.ELU, nn.GELU, nn.SiLU, nn.Hardswish, nn.Hardsigmoid,
-              nn.Sigmoid, nn.Tanh, nn.Identity, nn.Dropout, nn.Dropout2d, nn.BatchNorm2d)
+_POINTWISE = (
+    nn.ReLU,
+    nn.ReLU6,
+    nn.LeakyReLU,
+    nn.PReLU,
+    nn.ELU,
+    nn.GELU,
+    nn.SiLU,
+    nn.Hardswish,
+    nn.Hardsigmoid,
+    nn.Sigmoid,
+    nn.Tanh,
+    nn.Identity,
+    nn.Dropout,
+    nn.Dropout2d,
+    nn.BatchNorm2d,
+)
 #: Functions that combine inputs position by position (residual sums, channel concatenation, activations).
-_POINTWISE_FUNCTIONS = {operator.add, operator.mul, torch.add, torch.mul, torch.cat, torch.relu,
-                        torch.nn.functional.relu}
+_POINTWISE_FUNCTIONS = {
+    operator.add,
+    operator.mul,
+    torch.add,
+    torch.mul,
+    torch.cat,
+    torch.relu,
+    torch.nn.functional.relu,
+}
 _POINTWISE_METHODS = {"relu", "relu_", "add", "add_", "mul", "mul_", "contiguous"}
 #: Distances whose value can be accumulated over tiles.
 TILED_DISTANCES = ("spatial", "mse", "l1", "gram", "meanpool", "dists")
@@ -139,27 +161,40 @@ def layer_geometry(body: torch.fx.GraphModule, nodes: tuple[str, ...]) -> tuple[
             continue
         if any(g[0].stride != ins[0][0].stride or g[1].stride != ins[0][1].stride for g in ins):
             raise TilingError(f"node {node.name} combines features of different strides")
-        merged = tuple(Axis(ins[0][i].stride, max(g[i].before for g in ins), max(g[i].after for g in ins)) for i in (0, 1))
+        merged = tuple(
+            Axis(ins[0][i].stride, max(g[i].before for g in ins), max(g[i].after for g in ins)) for i in (0, 1)
+        )
         if node.op == "call_module":
             m = body.get_submodule(node.target)
             if isinstance(m, (nn.BatchNorm2d, nn.Dropout, nn.Dropout2d)) and m.training:
-                raise TilingError(f"{type(m).__name__} at {node.target} is in train mode: a tile's batch statistics "
-                                  f"differ from the image's (use loss_net_mode='eval')")
+                raise TilingError(
+                    f"{type(m).__name__} at {node.target} is in train mode: a tile's batch statistics "
+                    f"differ from the image's (use loss_net_mode='eval')"
+                )
             win = _window(m, node.target)
             if win is not None:
                 k, s, p, d, r = win
-                merged = tuple(Axis(ax.stride * s[i], ax.before + ax.stride * (p[i] + r[i]),
-                                    ax.after + ax.stride * (d[i] * (k[i] - 1) - p[i] + r[i]))
-                               for i, ax in enumerate(merged))
+                merged = tuple(
+                    Axis(
+                        ax.stride * s[i],
+                        ax.before + ax.stride * (p[i] + r[i]),
+                        ax.after + ax.stride * (d[i] * (k[i] - 1) - p[i] + r[i]),
+                    )
+                    for i, ax in enumerate(merged)
+                )
                 strides.update(ax.stride for ax in merged)
             elif not isinstance(m, _POINTWISE):
                 raise TilingError(_refuse_module(m, node.target))
         elif node.op == "call_function":
-            if node.target is torch.cat and (node.kwargs.get("dim", node.args[1] if len(node.args) > 1 else 0) not in (1, -3)):
+            if node.target is torch.cat and (
+                node.kwargs.get("dim", node.args[1] if len(node.args) > 1 else 0) not in (1, -3)
+            ):
                 raise TilingError(f"node {node.name} concatenates along a spatial dimension")
             if node.target not in _POINTWISE_FUNCTIONS:
-                raise TilingError(f"function {getattr(node.target, '__name__', node.target)} at node {node.name} "
-                                  f"is not known to act position by position")
+                raise TilingError(
+                    f"function {getattr(node.target, '__name__', node.target)} at node {node.name} "
+                    f"is not known to act position by position"
+                )
         elif node.op == "call_method":
             if node.target not in _POINTWISE_METHODS:
                 raise TilingError(f"method {node.target} at node {node.name} is not known to act position by position")
@@ -201,8 +236,10 @@ def tile_plan(metric, tile: int) -> TilePlan:
     else:
         axes, grid = layer_geometry(network.body, network.nodes)
     if tile % grid:
-        raise InputError(f"tile {tile} is not a multiple of {network.arch}'s total stride {grid} up to "
-                         f"{', '.join(network.layers)} (try {max(grid, tile // grid * grid)})")
+        raise InputError(
+            f"tile {tile} is not a multiple of {network.arch}'s total stride {grid} up to "
+            f"{', '.join(network.layers)} (try {max(grid, tile // grid * grid)})"
+        )
     before = tuple(math.ceil(max(a[i].before for a in axes) / grid) * grid for i in (0, 1))
     after = tuple(max(0, max(a[i].after for a in axes)) for i in (0, 1))
     return TilePlan(tile, tuple(axes), grid, before, after)
@@ -266,7 +303,9 @@ def _starts(size: int, tile: int):
     return spans
 
 
-def tiled_distance(metric, a: torch.Tensor, b: torch.Tensor, plan: TilePlan, *, per_layer: bool = False) -> torch.Tensor:
+def tiled_distance(
+    metric, a: torch.Tensor, b: torch.Tensor, plan: TilePlan, *, per_layer: bool = False
+) -> torch.Tensor:
     """The distance of ``metric`` between images ``a`` and ``b``, computed tile by tile (see the
     module docstring); ``(N,)``, or ``(N, L)`` with ``per_layer``."""
     if a.ndim == 3:

@@ -33,8 +33,20 @@ import torch.nn.functional as F
 from torch import nn
 from torchvision.models.vision_transformer import VisionTransformer
 
-__all__ = ["L2Pool", "replace_max_pooling", "BlurPool", "MaxBlurPool", "ConvBlur", "make_shift_tolerant", "make_flexible_vit",
-           "FlexibleVisionTransformer", "feature_layout", "to_nchw", "token_grid", "LAYOUTS"]
+__all__ = [
+    "L2Pool",
+    "replace_max_pooling",
+    "BlurPool",
+    "MaxBlurPool",
+    "ConvBlur",
+    "make_shift_tolerant",
+    "make_flexible_vit",
+    "FlexibleVisionTransformer",
+    "feature_layout",
+    "to_nchw",
+    "token_grid",
+    "LAYOUTS",
+]
 
 #: Layouts of a node's output: plain feature map, channels-last map, ViT tokens with prefix (class/register)
 #: tokens, or decided by the output's shape (a user's module, timm).
@@ -143,8 +155,15 @@ class ConvBlur(nn.Conv2d):
     replaces, so torchvision AlexNet weight files load."""
 
     def __init__(self, conv: nn.Conv2d, filt_size: int = 3, pad_more: bool = True) -> None:
-        super().__init__(conv.in_channels, conv.out_channels, conv.kernel_size, stride=1, padding=conv.padding,
-                         dilation=conv.dilation, bias=conv.bias is not None)
+        super().__init__(
+            conv.in_channels,
+            conv.out_channels,
+            conv.kernel_size,
+            stride=1,
+            padding=conv.padding,
+            dilation=conv.dilation,
+            bias=conv.bias is not None,
+        )
         self.blur = BlurPool(filt_size, 2, pad_more)
 
     @property
@@ -187,7 +206,9 @@ def _vit_position_embedding(pos: torch.Tensor, grid_h: int, grid_w: int) -> torc
         return pos
     cls_pos, grid = pos[:, :1], pos[:, 1:]
     grid = grid.reshape(1, g, g, -1).permute(0, 3, 1, 2)
-    grid = F.interpolate(grid.float(), size=(int(grid_h), int(grid_w)), mode="bicubic", align_corners=False).to(pos.dtype)
+    grid = F.interpolate(grid.float(), size=(int(grid_h), int(grid_w)), mode="bicubic", align_corners=False).to(
+        pos.dtype
+    )
     grid = grid.permute(0, 2, 3, 1).reshape(1, int(grid_h) * int(grid_w), -1)
     return torch.cat([cls_pos, grid], dim=1)
 
@@ -245,7 +266,9 @@ def feature_layout(arch: str, node: str) -> str:
     return "nchw"
 
 
-def to_nchw(x: torch.Tensor, layout: str, grid: tuple[int, int] | None = None, prefix: int | None = None) -> torch.Tensor:
+def to_nchw(
+    x: torch.Tensor, layout: str, grid: tuple[int, int] | None = None, prefix: int | None = None
+) -> torch.Tensor:
     """Convert a feature of ``layout`` to ``(N, C, H, W)`` (a view; no copy).
 
     Args:

@@ -18,7 +18,14 @@ from lossnet.models.registry import get_spec
 if TYPE_CHECKING:
     from torch import fx, nn
 
-__all__ = ["TRANSFORM_INPUT_ARCHS", "POOLINGS", "builder_kwargs", "build_backbone", "build_feature_extractor", "truncate"]
+__all__ = [
+    "TRANSFORM_INPUT_ARCHS",
+    "POOLINGS",
+    "builder_kwargs",
+    "build_backbone",
+    "build_feature_extractor",
+    "truncate",
+]
 
 #: ``pooling`` choices: the architecture's own, or DISTS's L2 pooling instead of every max pooling.
 POOLINGS = ("max", "l2", "blur")
@@ -124,7 +131,9 @@ def build_feature_extractor(
     if not isinstance(return_nodes, Mapping):
         return_nodes = {n: n for n in dict.fromkeys(return_nodes)}
     kwargs = {}
-    if pooling in ("l2", "blur") or any(type(m).__name__ in ("L2Pool", "MaxBlurPool", "ConvBlur") for m in model.modules()):
+    if pooling in ("l2", "blur") or any(
+        type(m).__name__ in ("L2Pool", "MaxBlurPool", "ConvBlur") for m in model.modules()
+    ):
         from lossnet.models.adapters import BlurPool, ConvBlur, L2Pool, MaxBlurPool
 
         # leaves: their filters stay non-persistent buffers (plain VGG16 weight files load), and

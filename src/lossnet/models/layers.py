@@ -74,5 +74,3 @@ def resolve_layers(arch: str, names) -> list[str]:
     if not names:
         raise UnknownLayerError(f"no layer given for {arch}")
     return [resolve_layer(arch, n) for n in names]
-
-

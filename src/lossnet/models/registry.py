@@ -75,8 +75,12 @@ INPUT_LAYER = "input"
 def _vit_points(blocks: int) -> dict[str, str]:
     # E = the patch embedding (the "stem", like a CNN's first conv); S/M/L = the blocks ending the
     # first quarter, the first half and the whole encoder (block outputs, before the final LayerNorm).
-    return {"E": "conv_proj", "S": f"encoder.layers.encoder_layer_{blocks // 4 - 1}",
-            "M": f"encoder.layers.encoder_layer_{blocks // 2 - 1}", "L": f"encoder.layers.encoder_layer_{blocks - 1}"}
+    return {
+        "E": "conv_proj",
+        "S": f"encoder.layers.encoder_layer_{blocks // 4 - 1}",
+        "M": f"encoder.layers.encoder_layer_{blocks // 2 - 1}",
+        "L": f"encoder.layers.encoder_layer_{blocks - 1}",
+    }
 
 
 # Hierarchical models (ConvNeXt, Swin): features.0 is the stem (patchify conv), features.1/3/5/7 the
@@ -86,8 +90,11 @@ _STAGED = {"E": "features.0", "S": "features.1", "M": "features.3", "L": "featur
 
 #: E/S/M/L extraction points chosen by lossnet for transformer and modern backbones (not in the paper).
 EXTRA_LAYERS: dict[str, dict[str, str]] = {
-    "vit_b_16": _vit_points(12), "vit_b_32": _vit_points(12), "vit_l_16": _vit_points(24),
-    "vit_l_32": _vit_points(24), "vit_h_14": _vit_points(32),
+    "vit_b_16": _vit_points(12),
+    "vit_b_32": _vit_points(12),
+    "vit_l_16": _vit_points(24),
+    "vit_l_32": _vit_points(24),
+    "vit_h_14": _vit_points(32),
     **{a: dict(_STAGED) for a in ("swin_t", "swin_s", "swin_b", "swin_v2_t", "swin_v2_s", "swin_v2_b")},
     **{a: dict(_STAGED) for a in ("convnext_tiny", "convnext_small", "convnext_base", "convnext_large")},
 }
@@ -196,7 +203,13 @@ def _vit_aliases(blocks: int) -> dict[str, str]:
 
 
 def _resnet_aliases() -> dict[str, str]:
-    return {"conv1": "conv1", "bn1": "bn1", "relu": "relu", "maxpool": "maxpool", **{f"layer{i}": f"layer{i}" for i in range(1, 5)}}
+    return {
+        "conv1": "conv1",
+        "bn1": "bn1",
+        "relu": "relu",
+        "maxpool": "maxpool",
+        **{f"layer{i}": f"layer{i}" for i in range(1, 5)},
+    }
 
 
 _ALIASES = {

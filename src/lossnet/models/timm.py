@@ -54,7 +54,7 @@ def is_timm(arch: object) -> bool:
 
 def model_name(arch: str) -> str:
     """``"timm:resnet50"`` -> ``"resnet50"`` (a ``.tag`` such as ``.lvd142m`` is kept)."""
-    return arch[len(PREFIX):] if is_timm(arch) else arch
+    return arch[len(PREFIX) :] if is_timm(arch) else arch
 
 
 def _timm(what: str):
@@ -106,8 +106,11 @@ def _points(model, fi: list[dict]) -> tuple[str, dict, dict]:
         if n < 4:
             raise UnknownNetworkError(f"timm model has {n} blocks; E/S/M/L need at least 4")
         aliases = {"patch_embed": "patch_embed", **{f"block{i + 1}": f"blocks.{i}" for i in range(n)}}
-        return "vit", {"E": "patch_embed", "S": f"blocks.{n // 4 - 1}", "M": f"blocks.{n // 2 - 1}",
-                       "L": f"blocks.{n - 1}"}, aliases
+        return (
+            "vit",
+            {"E": "patch_embed", "S": f"blocks.{n // 4 - 1}", "M": f"blocks.{n // 2 - 1}", "L": f"blocks.{n - 1}"},
+            aliases,
+        )
     first = lambda r: next((f["module"] for f in fi if int(f["reduction"]) == r), None)  # noqa: E731
     early = first(2)
     if early is None:
@@ -146,15 +149,21 @@ def describe(arch: str) -> TimmInfo:
         import difflib
 
         close = difflib.get_close_matches(name.split(".")[0], timm.list_models(), n=3)
-        hint = f"; did you mean {', '.join(PREFIX + c for c in close)}?" if close else "; see 'lossnet nets list --source timm'"
+        hint = (
+            f"; did you mean {', '.join(PREFIX + c for c in close)}?"
+            if close
+            else "; see 'lossnet nets list --source timm'"
+        )
         raise UnknownNetworkError(f"unknown network {arch!r}: not a timm model{hint}")
     kwargs = _kwargs_for(timm, name)
     with torch.device("meta"):
         model = timm.create_model(name, pretrained=False, **kwargs)
     fi = list(getattr(model, "feature_info", None) or [])
     if len(fi) < 3:
-        raise UnknownNetworkError(f"timm model {name!r} has no feature_info with at least 3 stages; lossnet cannot "
-                                  f"place E/S/M/L on it (pass module paths as layers with model=)")
+        raise UnknownNetworkError(
+            f"timm model {name!r} has no feature_info with at least 3 stages; lossnet cannot "
+            f"place E/S/M/L on it (pass module paths as layers with model=)"
+        )
     kind, layers, aliases = _points(model, fi)
     cfg = timm.data.resolve_data_config({}, model=model)
     patch = 0
@@ -162,12 +171,18 @@ def describe(arch: str) -> TimmInfo:
         ps = getattr(model.patch_embed, "patch_size", 0)
         patch = int(ps[0] if isinstance(ps, (tuple, list)) else ps)
     return TimmInfo(
-        name=name, kind=kind, layers=layers, aliases=aliases,
-        mean=tuple(float(v) for v in cfg["mean"]), std=tuple(float(v) for v in cfg["std"]),
+        name=name,
+        kind=kind,
+        layers=layers,
+        aliases=aliases,
+        mean=tuple(float(v) for v in cfg["mean"]),
+        std=tuple(float(v) for v in cfg["std"]),
         input_size=tuple(int(v) for v in cfg["input_size"]),
-        patch=patch, prefix=int(getattr(model, "num_prefix_tokens", 0) or 0) if kind == "vit" else 0,
+        patch=patch,
+        prefix=int(getattr(model, "num_prefix_tokens", 0) or 0) if kind == "vit" else 0,
         nhwc=str(getattr(model, "output_fmt", "NCHW")).upper() == "NHWC",
-        kwargs=kwargs, modules=tuple(n for n, _ in model.named_modules() if n),
+        kwargs=kwargs,
+        modules=tuple(n for n, _ in model.named_modules() if n),
     )
 
 

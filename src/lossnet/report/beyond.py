@@ -59,8 +59,9 @@ def _net_order(archs: Iterable[str]) -> list[str]:
     return sorted(a for a in archs if not is_paper_net(a)) + arch_order(a for a in archs if is_paper_net(a))
 
 
-def beyond_score_table(rows: Sequence[dict[str, Any]], other_rows: Sequence[dict[str, Any]], key: ScoreKey
-                       ) -> tuple[list[dict[str, Any]], int, int]:
+def beyond_score_table(
+    rows: Sequence[dict[str, Any]], other_rows: Sequence[dict[str, Any]], key: ScoreKey
+) -> tuple[list[dict[str, Any]], int, int]:
     """One score over every network of the store: the other networks first, then the paper networks.
 
     Returns:
@@ -126,8 +127,21 @@ def beyond_long_rows(rows: Sequence[dict[str, Any]], other_rows: Sequence[dict[s
         for t in table:
             for layer, rank in t["ranks"].items():
                 value = t[layer] if layer in LAYERS else t["other_layers"][layer]
-                out.append({"benchmark": key.benchmark, "metric": key.metric, "dataset": key.dataset, "arch": t["arch"],
-                            "paper_net": t["paper_net"], "layer": layer, "value": value, "n": n_by_cell.get((key, t["arch"], layer), 1),
-                            "cell_rank": rank, "cells": n_cells, "net_rank": t["net_rank"], "nets": n_nets,
-                            "best_layer": layer in t["best"].split("/")})
+                out.append(
+                    {
+                        "benchmark": key.benchmark,
+                        "metric": key.metric,
+                        "dataset": key.dataset,
+                        "arch": t["arch"],
+                        "paper_net": t["paper_net"],
+                        "layer": layer,
+                        "value": value,
+                        "n": n_by_cell.get((key, t["arch"], layer), 1),
+                        "cell_rank": rank,
+                        "cells": n_cells,
+                        "net_rank": t["net_rank"],
+                        "nets": n_nets,
+                        "best_layer": layer in t["best"].split("/"),
+                    }
+                )
     return out

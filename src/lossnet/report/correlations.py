@@ -45,7 +45,16 @@ __all__ = [
 
 #: Architecture-level attributes (numeric) used in the correlation table.
 #: The yes/no structure columns enter as 0/1 (Pearson r is then the point-biserial correlation).
-ARCH_ATTRIBUTES = ("imagenet_top1", "depth", "mflops", "params", "skip_connections", "branching", "conv1x1", "batch_norm")
+ARCH_ATTRIBUTES = (
+    "imagenet_top1",
+    "depth",
+    "mflops",
+    "params",
+    "skip_connections",
+    "branching",
+    "conv1x1",
+    "batch_norm",
+)
 #: Layer-level attributes from layer_stats.
 LAYER_ATTRIBUTES = ("layer_params", "layer_depth", "layer_mflops", "channels", "features")
 
@@ -65,14 +74,22 @@ def correlate(x: Iterable[float], y: Iterable[float]) -> dict[str, float]:
         raise ValueError(f"x and y differ in length ({xa.size} vs {ya.size})")
     ok = np.isfinite(xa) & np.isfinite(ya)
     xa, ya = xa[ok], ya[ok]
-    out = {"n": int(xa.size), "pearson_r": math.nan, "pearson_p": math.nan, "spearman_rho": math.nan, "spearman_p": math.nan}
+    out = {
+        "n": int(xa.size),
+        "pearson_r": math.nan,
+        "pearson_p": math.nan,
+        "spearman_rho": math.nan,
+        "spearman_p": math.nan,
+    }
     if xa.size < 3 or np.ptp(xa) == 0 or np.ptp(ya) == 0:
         return out
     pr = stats.pearsonr(xa, ya)
     sr = stats.spearmanr(xa, ya)
     out.update(
-        pearson_r=float(pr.statistic), pearson_p=float(pr.pvalue),
-        spearman_rho=float(sr.statistic), spearman_p=float(sr.pvalue),
+        pearson_r=float(pr.statistic),
+        pearson_p=float(pr.pvalue),
+        spearman_rho=float(sr.statistic),
+        spearman_p=float(sr.pvalue),
     )
     return out
 
@@ -110,7 +127,10 @@ def arch_attribute_values(
 
 
 def layer_attribute_values(
-    cells: Iterable[tuple[str, str]], *, structure: bool = True, size: int = 64,
+    cells: Iterable[tuple[str, str]],
+    *,
+    structure: bool = True,
+    size: int = 64,
     stats_fn: Callable[..., dict[str, Any]] | None = None,
 ) -> tuple[dict[tuple[str, str], dict[str, float]], str | None]:
     """Layer attributes of (arch, E/S/M/L) cells from ``layer_stats`` (random-init models, cached).
@@ -160,7 +180,9 @@ def arch_correlations(rows: Iterable[dict[str, Any]], attrs: dict[str, dict[str,
     return out
 
 
-def layer_correlations(rows: Iterable[dict[str, Any]], layer_attrs: dict[tuple[str, str], dict[str, float]]) -> list[dict[str, Any]]:
+def layer_correlations(
+    rows: Iterable[dict[str, Any]], layer_attrs: dict[tuple[str, str], dict[str, float]]
+) -> list[dict[str, Any]]:
     """Score of every (arch, layer) cell vs each layer attribute, per score."""
     if not layer_attrs:
         return []
@@ -174,7 +196,9 @@ def layer_correlations(rows: Iterable[dict[str, Any]], layer_attrs: dict[tuple[s
     return out
 
 
-def cross_benchmark_matrix(rows: Iterable[dict[str, Any]], *, method: str = "spearman") -> tuple[list[str], np.ndarray, np.ndarray]:
+def cross_benchmark_matrix(
+    rows: Iterable[dict[str, Any]], *, method: str = "spearman"
+) -> tuple[list[str], np.ndarray, np.ndarray]:
     """Correlation of best-layer scores between every pair of performance scores (over the
     architectures both have).
 

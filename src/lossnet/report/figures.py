@@ -24,8 +24,17 @@ from lossnet import paper  # noqa: E402
 from lossnet.report.sources import ScoreKey, paper_score_keys  # noqa: E402
 from lossnet.report.tables import TABLE4_COLUMNS, arch_order, best_scores, cell_values  # noqa: E402
 
-__all__ = ["Figure", "fig_score_vs_layer", "fig_svhn_vs_stl10", "fig_2afc_vs_flops", "fig_best_vs_top1", "all_figures",
-           "HEAT_CMAP", "heat_colors", "heat_gradient_css"]
+__all__ = [
+    "Figure",
+    "fig_score_vs_layer",
+    "fig_svhn_vs_stl10",
+    "fig_2afc_vs_flops",
+    "fig_best_vs_top1",
+    "all_figures",
+    "HEAT_CMAP",
+    "heat_colors",
+    "heat_gradient_css",
+]
 
 LAYERS = paper.LAYER_KEYS
 LAYER_COLORS = {"E": "#1b9e77", "S": "#d95f02", "M": "#7570b3", "L": "#e7298a"}
@@ -64,8 +73,14 @@ def _arch_styles(archs: list[str]) -> dict[str, dict[str, Any]]:
     return {a: {"color": cmap(i % 20), "marker": markers[i % len(markers)]} for i, a in enumerate(archs)}
 
 
-def fig_score_vs_layer(rows: Iterable[dict[str, Any]], benchmark: str, *, source: str = "", name: str | None = None,
-                       caption: str | None = None) -> Figure | None:
+def fig_score_vs_layer(
+    rows: Iterable[dict[str, Any]],
+    benchmark: str,
+    *,
+    source: str = "",
+    name: str | None = None,
+    caption: str | None = None,
+) -> Figure | None:
     """Fig. 2: score vs extraction layer for every architecture, one panel per score (``name``,
     ``caption``: the file stem and caption, default the paper figure's)."""
     values = cell_values(rows)
@@ -90,14 +105,17 @@ def fig_score_vs_layer(rows: Iterable[dict[str, Any]], benchmark: str, *, source
         ax.set_title(f"{key.metric} {key.dataset}" if benchmark.startswith("superres") else key.label, fontsize=9)
         ax.set_xlabel("extraction layer")
         ax.grid(alpha=0.3)
-    for ax in list(axes.flat)[len(keys):]:
+    for ax in list(axes.flat)[len(keys) :]:
         ax.axis("off")
     handles, labels = axes.flat[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8, frameon=False)
     fig.suptitle(f"{_TITLES.get(benchmark, benchmark)}: score vs extraction layer {source}".strip())
     fig.tight_layout()
-    return _render(fig, name or f"fig2_{benchmark}",
-                   caption or f"Score vs extraction layer, {_TITLES.get(benchmark, benchmark)} (cf. paper Fig. 2).")
+    return _render(
+        fig,
+        name or f"fig2_{benchmark}",
+        caption or f"Score vs extraction layer, {_TITLES.get(benchmark, benchmark)} (cf. paper Fig. 2).",
+    )
 
 
 def fig_svhn_vs_stl10(rows: Iterable[dict[str, Any]], *, source: str = "") -> Figure | None:
@@ -108,15 +126,31 @@ def fig_svhn_vs_stl10(rows: Iterable[dict[str, Any]], *, source: str = "") -> Fi
         return None
     fig, ax = plt.subplots(figsize=(6, 4.8))
     for layer in LAYERS:
-        pts = [(values[sv][a][layer], values[st][a][layer], a) for a in values[sv] if layer in values[sv][a] and layer in values[st].get(a, {})]
+        pts = [
+            (values[sv][a][layer], values[st][a][layer], a)
+            for a in values[sv]
+            if layer in values[sv][a] and layer in values[st].get(a, {})
+        ]
         if pts:
-            ax.scatter([p[0] for p in pts], [p[1] for p in pts], c=LAYER_COLORS[layer], label=layer, s=28, edgecolor="k", lw=0.3)
+            ax.scatter(
+                [p[0] for p in pts],
+                [p[1] for p in pts],
+                c=LAYER_COLORS[layer],
+                label=layer,
+                s=28,
+                edgecolor="k",
+                lw=0.3,
+            )
     ax.set_xlabel("SVHN accuracy")
     ax.set_ylabel("STL-10 accuracy")
     ax.legend(title="layer")
     ax.grid(alpha=0.3)
     ax.set_title(f"Autoencoder: SVHN vs STL-10 by layer {source}".strip())
-    return _render(fig, "fig3_svhn_vs_stl10", "SVHN vs STL-10 downstream accuracy of every architecture and layer, coloured by layer (cf. paper Fig. 3).")
+    return _render(
+        fig,
+        "fig3_svhn_vs_stl10",
+        "SVHN vs STL-10 downstream accuracy of every architecture and layer, coloured by layer (cf. paper Fig. 3).",
+    )
 
 
 def fig_2afc_vs_flops(
@@ -128,17 +162,31 @@ def fig_2afc_vs_flops(
         return None
     fig, ax = plt.subplots(figsize=(6.4, 4.8))
     for layer in LAYERS:
-        pts = [(layer_attrs[(a, layer)]["layer_mflops"], v[layer]) for a, v in values.items() if layer in v and (a, layer) in layer_attrs]
+        pts = [
+            (layer_attrs[(a, layer)]["layer_mflops"], v[layer])
+            for a, v in values.items()
+            if layer in v and (a, layer) in layer_attrs
+        ]
         pts = [p for p in pts if p[0] > 0]
         if pts:
-            ax.scatter([p[0] for p in pts], [p[1] for p in pts], c=LAYER_COLORS[layer], label=layer, s=28, edgecolor="k", lw=0.3)
+            ax.scatter(
+                [p[0] for p in pts],
+                [p[1] for p in pts],
+                c=LAYER_COLORS[layer],
+                label=layer,
+                s=28,
+                edgecolor="k",
+                lw=0.3,
+            )
     ax.set_xscale("log")
     ax.set_xlabel("MFLOPs up to the extraction layer (64x64 input, log scale)")
     ax.set_ylabel("BAPPS 2AFC")
     ax.legend(title="layer")
     ax.grid(alpha=0.3, which="both")
     ax.set_title(f"2AFC vs forward cost {source}".strip())
-    return _render(fig, "fig4_2afc_vs_flops", "BAPPS 2AFC vs MFLOPs up to the extraction layer, log x-axis (cf. paper Fig. 4).")
+    return _render(
+        fig, "fig4_2afc_vs_flops", "BAPPS 2AFC vs MFLOPs up to the extraction layer, log x-axis (cf. paper Fig. 4)."
+    )
 
 
 def fig_best_vs_top1(rows: Iterable[dict[str, Any]], *, source: str = "") -> Figure | None:
@@ -155,17 +203,28 @@ def fig_best_vs_top1(rows: Iterable[dict[str, Any]], *, source: str = "") -> Fig
     for ax, key in zip(axes.flat, keys):
         for arch, v in best[key].items():
             if arch in top1:
-                ax.scatter(top1[arch], v, label=arch, s=30, edgecolor="k", lw=0.3, color=styles[arch]["color"], marker=styles[arch]["marker"])
+                ax.scatter(
+                    top1[arch],
+                    v,
+                    label=arch,
+                    s=30,
+                    edgecolor="k",
+                    lw=0.3,
+                    color=styles[arch]["color"],
+                    marker=styles[arch]["marker"],
+                )
         ax.set_title(key.label, fontsize=9)
         ax.set_xlabel("ImageNet top-1 (%)")
         ax.grid(alpha=0.3)
-    for ax in list(axes.flat)[len(keys):]:
+    for ax in list(axes.flat)[len(keys) :]:
         ax.axis("off")
     handles, labels = axes.flat[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8, frameon=False)
     fig.suptitle(f"Best-layer score vs ImageNet top-1 {source}".strip())
     fig.tight_layout()
-    return _render(fig, "fig5_best_vs_top1", "Best-layer score per architecture vs its ImageNet top-1 accuracy (cf. paper Fig. 5).")
+    return _render(
+        fig, "fig5_best_vs_top1", "Best-layer score per architecture vs its ImageNet top-1 accuracy (cf. paper Fig. 5)."
+    )
 
 
 def all_figures(
@@ -173,7 +232,11 @@ def all_figures(
 ) -> list[Figure]:
     """Every figure the data allows, in paper order."""
     figs = [fig_score_vs_layer(rows, b, source=source) for b in _TITLES]
-    figs += [fig_svhn_vs_stl10(rows, source=source), fig_2afc_vs_flops(rows, layer_attrs, source=source), fig_best_vs_top1(rows, source=source)]
+    figs += [
+        fig_svhn_vs_stl10(rows, source=source),
+        fig_2afc_vs_flops(rows, layer_attrs, source=source),
+        fig_best_vs_top1(rows, source=source),
+    ]
     return [f for f in figs if f is not None]
 
 
@@ -197,7 +260,9 @@ def _hex(rgb: tuple[float, float, float]) -> str:
     return "#" + "".join(f"{round(255 * c):02x}" for c in rgb)
 
 
-def heat_colors(values: Iterable[float | None], lo: float | None = None, hi: float | None = None) -> list[tuple[str, str] | None]:
+def heat_colors(
+    values: Iterable[float | None], lo: float | None = None, hi: float | None = None
+) -> list[tuple[str, str] | None]:
     """``(background, text colour)`` hex pairs for values on one linear scale from ``lo`` to ``hi``
     (default: the finite values' min and max), or None for a missing / non-finite value.
 

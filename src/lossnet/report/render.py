@@ -73,8 +73,16 @@ class Cell(str):
     """A table cell's text with how the HTML shows it: a heatmap colour, a hover title, a best mark.
     It is a ``str`` (its text), so Markdown and CSV see only the text."""
 
-    def __new__(cls, text: str, *, bg: str | None = None, fg: str | None = None, title: str | None = None,
-                best: bool = False, code: bool = False) -> "Cell":
+    def __new__(
+        cls,
+        text: str,
+        *,
+        bg: str | None = None,
+        fg: str | None = None,
+        title: str | None = None,
+        best: bool = False,
+        code: bool = False,
+    ) -> "Cell":
         cell = super().__new__(cls, text)
         cell.bg, cell.fg, cell.title, cell.best, cell.code = bg, fg, title, best, code
         return cell
@@ -171,7 +179,11 @@ def _table3_section(rows, paper_rows, csvs, *, published: bool) -> Section:
         )
     if ref is not None:
         body = [
-            [r["arch"], *[f"{fmt(r[c], 2)} / {fmt(ref.get(r['arch'], {}).get(c), 2)}" for c in cols], str(r["n_scores"])]
+            [
+                r["arch"],
+                *[f"{fmt(r[c], 2)} / {fmt(ref.get(r['arch'], {}).get(c), 2)}" for c in cols],
+                str(r["n_scores"]),
+            ]
             for r in ours
         ]
         for r in ours:
@@ -187,7 +199,9 @@ def _table4_section(rows, paper_rows, csvs, *, published: bool) -> Section:
     ours = best_layer_table(rows)
     csvs["table4_best_layer.csv"] = ours
     s = Section("Table IV: best extraction layer")
-    s.text.append("The layer with the highest score per architecture; exact ties list every tied layer (E/S/M/L order).")
+    s.text.append(
+        "The layer with the highest score per architecture; exact ties list every tied layer (E/S/M/L order)."
+    )
     cols = list(TABLE4_COLUMNS)
     ref = None
     if paper_rows is not None and published:
@@ -259,16 +273,22 @@ def _score_sections(rows, paper_rows, csvs, *, published: bool = False) -> list[
                 if paper_rows is not None and v is not None:
                     p = ref.get((key, r["arch"], l))
                     text = f"{fmt(v)} / {fmt(p)} ({'' if p is None else f'{v - p:+.3f}'})"
-                    title = f"{where}: ours {fmt(v)}; paper {fmt(p)}" + ("" if p is None else f"; ours - paper {v - p:+.3f}")
+                    title = f"{where}: ours {fmt(v)}; paper {fmt(p)}" + (
+                        "" if p is None else f"; ours - paper {v - p:+.3f}"
+                    )
                 else:
                     text = fmt(v)
                     title = f"{where}: {fmt(v)}" + (" (published)" if published and v is not None else "")
                 if l in best:
                     title += "; best layer of " + r["arch"]
                 bg, fg = colour if colour else (None, None)
-                cells.append(Cell(text, bg=bg, fg=fg, title=title if v is not None else f"{where}: not run", best=l in best))
+                cells.append(
+                    Cell(text, bg=bg, fg=fg, title=title if v is not None else f"{where}: not run", best=l in best)
+                )
             body.append([r["arch"], *cells, r["best"]])
-        caption = f"{key.metric} on {key.dataset}" + (" -- cells: ours / paper (ours - paper)" if paper_rows is not None else "")
+        caption = f"{key.metric} on {key.dataset}" + (
+            " -- cells: ours / paper (ours - paper)" if paper_rows is not None else ""
+        )
         if values:
             sec.legends[len(sec.tables)] = (lo, hi, clipped)
         sec.tables.append((caption, ["arch", *LAYERS, "best"], body))
@@ -301,8 +321,11 @@ def _recommend_section(rows, *, published: bool, source: str) -> Section | None:
         return None
     s.text.append(
         "What `lossnet recommend TASK` answers (run it for the scores behind each answer) from "
-        + ("the published tables: architectures by their published average rank for the task (Table III; 1 = best), "
-           if published else "these results: architectures by their average rank for the task (Table III's rule; 1 = best), ")
+        + (
+            "the published tables: architectures by their published average rank for the task (Table III; 1 = best), "
+            if published
+            else "these results: architectures by their average rank for the task (Table III's rule; 1 = best), "
+        )
         + "each with the layer of best mean rank among its layers over the task's scores. "
         "The PerceptualLoss line uses the distance of the paper's benchmark (MSE; spatial for similarity)."
     )
@@ -318,8 +341,17 @@ def _compare_section(rows, paper_rows, csvs) -> Section:
     diffs = [r["diff"] for r in cmp if r["diff"] is not None]
     s.text.append(f"{len(cmp)} cells run; {len(diffs)} have a published value. Full list: tables/compare_paper.csv.")
     body = [
-        [r["benchmark"], r["metric"], r["dataset"], r["arch"], r["layer"], fmt(r["ours"]), fmt(r["paper"]),
-         "-" if r["diff"] is None else f"{r['diff']:+.3f}", str(r["n"])]
+        [
+            r["benchmark"],
+            r["metric"],
+            r["dataset"],
+            r["arch"],
+            r["layer"],
+            fmt(r["ours"]),
+            fmt(r["paper"]),
+            "-" if r["diff"] is None else f"{r['diff']:+.3f}",
+            str(r["n"]),
+        ]
         for r in cmp
     ]
     s.tables.append(("", ["benchmark", "metric", "dataset", "arch", "layer", "ours", "paper", "diff", "runs"], body))
@@ -328,7 +360,15 @@ def _compare_section(rows, paper_rows, csvs) -> Section:
 
 def _corr_body(rows: list[dict[str, Any]]) -> list[list[str]]:
     return [
-        [r["score"], r["attribute"], str(r["n"]), fmt(r["pearson_r"], 3), _fmt_p(r["pearson_p"]), fmt(r["spearman_rho"], 3), _fmt_p(r["spearman_p"])]
+        [
+            r["score"],
+            r["attribute"],
+            str(r["n"]),
+            fmt(r["pearson_r"], 3),
+            _fmt_p(r["pearson_p"]),
+            fmt(r["spearman_rho"], 3),
+            _fmt_p(r["spearman_p"]),
+        ]
         for r in rows
     ]
 
@@ -356,7 +396,11 @@ def _correlation_sections(rows, arch_attrs, layer_attrs, notes, csvs) -> list[Se
     ac = corr.arch_correlations(rows, arch_attrs)
     csvs["correlations_architecture.csv"] = ac
     head = Section("Correlations: architecture attributes")
-    headline = [r for r in ac if r["score"] == ScoreKey("similarity", "2afc", "bapps").label and r["attribute"] == "imagenet_top1"]
+    headline = [
+        r
+        for r in ac
+        if r["score"] == ScoreKey("similarity", "2afc", "bapps").label and r["attribute"] == "imagenet_top1"
+    ]
     if headline:
         h = headline[0]
         verdict = _verdict(h["n"], h["pearson_r"], h["pearson_p"])
@@ -364,7 +408,9 @@ def _correlation_sections(rows, arch_attrs, layer_attrs, notes, csvs) -> list[Se
             f"**Best-layer BAPPS 2AFC vs ImageNet top-1** over {h['n']} architectures: Pearson r = {h['pearson_r']:.3f} "
             f"(p = {_fmt_p(h['pearson_p'])}), Spearman rho = {h['spearman_rho']:.3f} (p = {_fmt_p(h['spearman_p'])}) -- {verdict}."
         )
-    head.text.append("Best-layer score of each architecture against its attributes; two-sided p-values (H0: no correlation).")
+    head.text.append(
+        "Best-layer score of each architecture against its attributes; two-sided p-values (H0: no correlation)."
+    )
     head.text += [n for n in notes if n]
     head.tables.append(("", header, _corr_body(ac)))
     out.append(head)
@@ -372,26 +418,49 @@ def _correlation_sections(rows, arch_attrs, layer_attrs, notes, csvs) -> list[Se
     lay = Section("Correlations: layer attributes")
     if lc:
         csvs["correlations_layer.csv"] = lc
-        lay.text.append("Score of every (architecture, layer) cell against parameters, depth and MFLOPs up to the extraction "
-                        "point and channels / features at it (random-init models, 64x64 input).")
+        lay.text.append(
+            "Score of every (architecture, layer) cell against parameters, depth and MFLOPs up to the extraction "
+            "point and channels / features at it (random-init models, 64x64 input)."
+        )
         lay.tables.append(("", header, _corr_body(lc)))
     else:
         lay.text.append("Not computed: layer statistics are unavailable (see the note above).")
     out.append(lay)
     labels, r, p = corr.cross_benchmark_matrix(rows)
     csvs["correlations_cross_benchmark.csv"] = [
-        {"score": labels[i], **{labels[j]: (None if not math.isfinite(r[i, j]) else float(r[i, j])) for j in range(len(labels))}}
+        {
+            "score": labels[i],
+            **{labels[j]: (None if not math.isfinite(r[i, j]) else float(r[i, j])) for j in range(len(labels))},
+        }
         for i in range(len(labels))
     ]
     cross = Section("Cross-benchmark correlation (Spearman rho of best-layer scores)")
     short = [f"s{i + 1}" for i in range(len(labels))]
     # each explanation is its table's caption, so that it sits right above that table
-    cross.tables.append(("Columns: " + "; ".join(f"s{i + 1} = {l}" for i, l in enumerate(labels)) + ".", ["score", *short], [[f"s{i + 1} {labels[i]}", *[fmt(r[i, j], 2) for j in range(len(labels))]] for i in range(len(labels))]))
+    cross.tables.append(
+        (
+            "Columns: " + "; ".join(f"s{i + 1} = {l}" for i, l in enumerate(labels)) + ".",
+            ["score", *short],
+            [[f"s{i + 1} {labels[i]}", *[fmt(r[i, j], 2) for j in range(len(labels))]] for i in range(len(labels))],
+        )
+    )
     blabels, brho, bp = corr.benchmark_rank_matrix(rows)
     if len(blabels) > 1:
-        cross.tables.append(("Between benchmarks (Spearman rho of the Table III average ranks, p in brackets):", ["", *blabels], [[a, *[f"{fmt(brho[i, j], 2)} ({_fmt_p(bp[i, j])})" for j in range(len(blabels))]] for i, a in enumerate(blabels)]))
+        cross.tables.append(
+            (
+                "Between benchmarks (Spearman rho of the Table III average ranks, p in brackets):",
+                ["", *blabels],
+                [
+                    [a, *[f"{fmt(brho[i, j], 2)} ({_fmt_p(bp[i, j])})" for j in range(len(blabels))]]
+                    for i, a in enumerate(blabels)
+                ],
+            )
+        )
         csvs["correlations_benchmarks.csv"] = [
-            {"benchmark": a, **{b: (None if not math.isfinite(brho[i, j]) else float(brho[i, j])) for j, b in enumerate(blabels)}}
+            {
+                "benchmark": a,
+                **{b: (None if not math.isfinite(brho[i, j]) else float(brho[i, j])) for j, b in enumerate(blabels)},
+            }
             for i, a in enumerate(blabels)
         ]
     out.append(cross)
@@ -432,18 +501,31 @@ def _beyond_section(rows, other_rows, csvs, *, make_figures: bool) -> Section:
     ranking = beyond.beyond_ranking_table(rows, other_rows)
     csvs["beyond_average_ranking.csv"] = ranking
     n_nets = len(ranking)
-    s.tables.append((
-        f"Average rank among the {n_nets} networks of the store (Table III's rule: b1-b4 average a benchmark's score "
-        "ranks, 'all' the benchmarks present; compare 'all' only between networks with the same scores)",
-        ["network", "set", "b1", "b2", "b3", "b4", "all", "scores"],
-        [[r["arch"], "paper" if r["paper_net"] else "beyond", *[fmt(r[c], 2) for c in ("b1", "b2", "b3", "b4", "all")],
-          str(r["n_scores"])] for r in ranking],
-    ))
+    s.tables.append(
+        (
+            f"Average rank among the {n_nets} networks of the store (Table III's rule: b1-b4 average a benchmark's score "
+            "ranks, 'all' the benchmarks present; compare 'all' only between networks with the same scores)",
+            ["network", "set", "b1", "b2", "b3", "b4", "all", "scores"],
+            [
+                [
+                    r["arch"],
+                    "paper" if r["paper_net"] else "beyond",
+                    *[fmt(r[c], 2) for c in ("b1", "b2", "b3", "b4", "all")],
+                    str(r["n_scores"]),
+                ]
+                for r in ranking
+            ],
+        )
+    )
     csvs["beyond_scores.csv"] = beyond.beyond_long_rows(rows, other_rows)
     for key in beyond.scores_present(other_rows):
         table, n_cells, n_ranked = beyond.beyond_score_table(rows, other_rows, key)
-        values = [v for t in table for v in (*[t[l] for l in LAYERS], *t["other_layers"].values())
-                  if v is not None and math.isfinite(v)]
+        values = [
+            v
+            for t in table
+            for v in (*[t[l] for l in LAYERS], *t["other_layers"].values())
+            if v is not None and math.isfinite(v)
+        ]
         lo, hi, clipped = _heat_range(values)
         body = []
         for t in table:
@@ -457,24 +539,46 @@ def _beyond_section(rows, other_rows, csvs, *, make_figures: bool) -> Section:
                     cells.append(Cell("-", title=f"{where}: not run"))
                     continue
                 rank = t["ranks"].get(l)
-                title = f"{where}: {fmt(v)}; rank {_rank(rank)} of {n_cells} cells" + ("; best layer of " + t["arch"] if l in best else "")
+                title = f"{where}: {fmt(v)}; rank {_rank(rank)} of {n_cells} cells" + (
+                    "; best layer of " + t["arch"] if l in best else ""
+                )
                 bg, fg = colour if colour else (None, None)
                 cells.append(Cell(f"{fmt(v)} #{_rank(rank)}", bg=bg, fg=fg, title=title, best=l in best))
-            other = "; ".join(f"{l} {fmt(v)} #{_rank(t['ranks'].get(l))}" + (" (best)" if l in best else "")
-                              for l, v in t["other_layers"].items()) or "-"
-            body.append([t["arch"], "paper" if t["paper_net"] else "beyond", *cells, other, t["best"] or "-",
-                         f"{_rank(t['net_rank'])} / {n_ranked}"])
+            other = (
+                "; ".join(
+                    f"{l} {fmt(v)} #{_rank(t['ranks'].get(l))}" + (" (best)" if l in best else "")
+                    for l, v in t["other_layers"].items()
+                )
+                or "-"
+            )
+            body.append(
+                [
+                    t["arch"],
+                    "paper" if t["paper_net"] else "beyond",
+                    *cells,
+                    other,
+                    t["best"] or "-",
+                    f"{_rank(t['net_rank'])} / {n_ranked}",
+                ]
+            )
         if values:
             s.legends[len(s.tables)] = (lo, hi, clipped)
-        s.tables.append((f"{key.label} -- {n_cells} cells, {n_ranked} networks",
-                         ["network", "set", *LAYERS, "other layers", "best", "net rank"], body))
+        s.tables.append(
+            (
+                f"{key.label} -- {n_cells} cells, {n_ranked} networks",
+                ["network", "set", *LAYERS, "other layers", "best", "net rank"],
+                body,
+            )
+        )
     if make_figures:
         for bench in dict.fromkeys(k.benchmark for k in beyond.scores_present(other_rows)):
             f = figs.fig_score_vs_layer(
-                [*[r for r in rows if r["benchmark"] == bench], *[r for r in other_rows if r["benchmark"] == bench]], bench,
+                [*[r for r in rows if r["benchmark"] == bench], *[r for r in other_rows if r["benchmark"] == bench]],
+                bench,
                 name=f"beyond_{bench}",
                 caption=f"Score vs extraction layer, {bench}: the networks beyond the paper's beside the store's paper "
-                        "networks (E/S/M/L cells only).")
+                "networks (E/S/M/L cells only).",
+            )
             if f is not None:
                 s.figures.append(f)
     return s
@@ -539,19 +643,32 @@ def _html_section(s: Section, anchor: str) -> list[str]:
             parts.append(f'<div class="cap">{html.escape(caption)}</div>')
         if i in s.legends:
             lo, hi, clipped = s.legends[i]
-            parts.append(f'<div class="legend">{"≤ " if clipped else ""}{html.escape(fmt(lo))}<span class="bar" '
-                         f'style="background:{figs.heat_gradient_css()}"></span>{html.escape(fmt(hi))}</div>')
-        rows = "".join("<tr>" + "".join(c.html() if isinstance(c, Cell) else f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>"
-                       for row in body)
+            parts.append(
+                f'<div class="legend">{"≤ " if clipped else ""}{html.escape(fmt(lo))}<span class="bar" '
+                f'style="background:{figs.heat_gradient_css()}"></span>{html.escape(fmt(hi))}</div>'
+            )
+        rows = "".join(
+            "<tr>"
+            + "".join(c.html() if isinstance(c, Cell) else f"<td>{html.escape(str(c))}</td>" for c in row)
+            + "</tr>"
+            for row in body
+        )
         table_tag = '<table class="heat">' if i in s.legends else "<table>"
-        parts.append(table_tag + "<thead><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in header) + f"</tr></thead><tbody>{rows}</tbody></table>")
+        parts.append(
+            table_tag
+            + "<thead><tr>"
+            + "".join(f"<th>{html.escape(h)}</th>" for h in header)
+            + f"</tr></thead><tbody>{rows}</tbody></table>"
+        )
         if i in s.legends:
             parts.append("</div>")
     if s.after:
         parts.append("<ul>" + "".join(f"<li>{_md_inline(t)}</li>" for t in s.after) + "</ul>")
     for f in s.figures:
         data = base64.b64encode(f.png).decode("ascii")
-        parts.append(f'<figure><img alt="{html.escape(f.caption)}" src="data:image/png;base64,{data}"><figcaption>{html.escape(f.caption)}</figcaption></figure>')
+        parts.append(
+            f'<figure><img alt="{html.escape(f.caption)}" src="data:image/png;base64,{data}"><figcaption>{html.escape(f.caption)}</figcaption></figure>'
+        )
     return parts
 
 
@@ -567,7 +684,11 @@ def _html(title: str, intro: list[str], sections: list[Section], lead: Section |
         parts.append('<div class="lead" id="recommendation">')
         parts += _html_section(lead, "lead")
         parts.append("</div>")
-    parts.append("<ul>" + "".join(f'<li><a href="#s{i}">{html.escape(s.title)}</a></li>' for i, s in enumerate(sections)) + "</ul>")
+    parts.append(
+        "<ul>"
+        + "".join(f'<li><a href="#s{i}">{html.escape(s.title)}</a></li>' for i, s in enumerate(sections))
+        + "</ul>"
+    )
     for i, s in enumerate(sections):
         parts += _html_section(s, f"s{i}")
     parts.append("</body></html>")
@@ -631,12 +752,17 @@ def build_report(
     fig_list: list[figs.Figure] = []
     beyond_note = None
     if other_rows:
-        beyond_note = (f"Networks beyond the paper's 14 ({_names(sorted({r['arch'] for r in other_rows}))}) are left out of every "
-                       "correlation: ImageNet top-1, depth and MFLOPs (Table I) ship only for the paper's networks, and no "
-                       "value is made up for the others (their scores: section 'Beyond the paper's networks').")
+        beyond_note = (
+            f"Networks beyond the paper's 14 ({_names(sorted({r['arch'] for r in other_rows}))}) are left out of every "
+            "correlation: ImageNet top-1, depth and MFLOPs (Table I) ship only for the paper's networks, and no "
+            "value is made up for the others (their scores: section 'Beyond the paper's networks')."
+        )
     if paper_part:
         t_ref = paper_rows if paper_rows is not None else (paper_scores() if published else None)
-        sections += [_table3_section(rows, t_ref, csvs, published=published), _table4_section(rows, t_ref, csvs, published=published)]
+        sections += [
+            _table3_section(rows, t_ref, csvs, published=published),
+            _table4_section(rows, t_ref, csvs, published=published),
+        ]
         if compare_paper:
             sections.append(_compare_section(rows, paper_rows, csvs))
         sections += _score_sections(rows, paper_rows, csvs, published=published)
@@ -664,8 +790,11 @@ def build_report(
         *[n for n in notes if n],
     ]
     if other_rows:
-        intro.append(f"Also {len(other_rows)} cells of {len({r['arch'] for r in other_rows})} network(s) beyond the paper's 14: "
-                     "section 'Beyond the paper's networks'" + ("." if rows else " (the store has no runs of the paper's networks)."))
+        intro.append(
+            f"Also {len(other_rows)} cells of {len({r['arch'] for r in other_rows})} network(s) beyond the paper's 14: "
+            "section 'Beyond the paper's networks'"
+            + ("." if rows else " (the store has no runs of the paper's networks).")
+        )
     (out / "figures").mkdir(exist_ok=True)
     for f in fig_list:
         atomic_write_bytes(out / "figures" / f"{f.name}.png", f.png)
@@ -674,8 +803,10 @@ def build_report(
         atomic_write_text(out / "tables" / name, _csv_text(table))
     lead = _recommend_section(rows, published=published, source=source) if rows else None
     if lead is not None and other_rows:
-        lead.after.append("Ranked among the paper's networks only: the networks beyond them are compared in section "
-                          "'Beyond the paper's networks'.")
+        lead.after.append(
+            "Ranked among the paper's networks only: the networks beyond them are compared in section "
+            "'Beyond the paper's networks'."
+        )
     atomic_write_text(out / "report.md", _markdown(title, intro, sections, lead))
     atomic_write_text(out / "report.html", _html(title, intro, sections, lead))
     return {"md": out / "report.md", "html": out / "report.html", "tables": out / "tables", "figures": out / "figures"}

@@ -225,8 +225,9 @@ def _choose_variant(benchmark: str, dataset: str, name: str, sr_metric: str, roa
     return dataset, name
 
 
-def map_metric_row(row: dict[str, Any], *, sr_metric: str = "skimage", roads_split: str = "val",
-                   other_nets: bool = False) -> tuple[dict[str, Any] | None, str | None]:
+def map_metric_row(
+    row: dict[str, Any], *, sr_metric: str = "skimage", roads_split: str = "val", other_nets: bool = False
+) -> tuple[dict[str, Any] | None, str | None]:
     """Map one store metric row to a paper cell.
 
     Args:
@@ -273,8 +274,10 @@ def map_metric_row(row: dict[str, Any], *, sr_metric: str = "skimage", roads_spl
     try:
         value = float(value)
     except (TypeError, ValueError):
-        raise DataError(f"run {row.get('run_key')}: metric {row.get('dataset')}/{row.get('name')} has the non-numeric value "
-                        f"{value!r}; fix or delete that row") from None
+        raise DataError(
+            f"run {row.get('run_key')}: metric {row.get('dataset')}/{row.get('name')} has the non-numeric value "
+            f"{value!r}; fix or delete that row"
+        ) from None
     return {**key._asdict(), "arch": arch, "layer": layer, "value": value}, None
 
 
@@ -284,9 +287,9 @@ _RENAMED = {("similarity", "bapps", "jnd_map_pooled"): "jnd_map", ("similarity",
 #: What each super-resolution test protocol means for a comparison with the paper.
 _PROTOCOL_NOTES = {
     "reference": "the paper's test (its authors' code: 288 px resize + centre crop, their degradation, "
-                 "Y of 8-bit RGB, 2 px shave, skimage PSNR/SSIM), so its cells compare with the paper",
+    "Y of 8-bit RGB, 2 px shave, skimage PSNR/SSIM), so its cells compare with the paper",
     "full": "whole images, BT.601 Y, scale-px border, Gaussian SSIM: NOT the paper's test, so differences from the "
-            "paper's cells include the protocol (rerun with --protocol reference, the paper preset's default)",
+    "paper's cells include the protocol (rerun with --protocol reference, the paper preset's default)",
 }
 
 
@@ -379,8 +382,16 @@ def store_scores(
             distances) that must not be averaged or ranked together; the message lists them so the
             caller can filter. Different benchmarks may use different variants.
     """
-    rows, _, info = _load(path, preset=preset, weights=weights, distance=distance, protocol=protocol,
-                          sr_metric=sr_metric, roads_split=roads_split, other_nets=False)
+    rows, _, info = _load(
+        path,
+        preset=preset,
+        weights=weights,
+        distance=distance,
+        protocol=protocol,
+        sr_metric=sr_metric,
+        roads_split=roads_split,
+        other_nets=False,
+    )
     return rows, info
 
 
@@ -407,8 +418,16 @@ def store_scores_all_nets(
     Returns:
         ``(rows, other_rows, info)``; ``info.other_runs`` / ``info.other_archs`` say what was kept.
     """
-    return _load(path, preset=preset, weights=weights, distance=distance, protocol=protocol,
-                 sr_metric=sr_metric, roads_split=roads_split, other_nets=True)
+    return _load(
+        path,
+        preset=preset,
+        weights=weights,
+        distance=distance,
+        protocol=protocol,
+        sr_metric=sr_metric,
+        roads_split=roads_split,
+        other_nets=True,
+    )
 
 
 def _averaged(groups: dict[tuple, dict[str, list[float]]]) -> tuple[list[dict[str, Any]], dict[str, int]]:
@@ -421,8 +440,17 @@ def _averaged(groups: dict[tuple, dict[str, list[float]]]) -> tuple[list[dict[st
         per_seed = [statistics.fmean(vals) for vals in by_seed.values()]
         if any(len(vals) > 1 for vals in by_seed.values()):
             duplicated[b] += 1
-        rows.append({"benchmark": b, "metric": m, "dataset": d, "arch": a, "layer": l,
-                     "value": statistics.fmean(per_seed), "n": len(per_seed)})
+        rows.append(
+            {
+                "benchmark": b,
+                "metric": m,
+                "dataset": d,
+                "arch": a,
+                "layer": l,
+                "value": statistics.fmean(per_seed),
+                "n": len(per_seed),
+            }
+        )
     rows.sort(key=_sort_key)
     return rows, duplicated
 
@@ -447,7 +475,10 @@ def _load(path, *, preset, weights, distance, protocol, sr_metric, roads_split, 
     other_metric_rows: dict[tuple[str, tuple], int] = defaultdict(int)
     for row in metric_rows:
         config = row.get("config") or {}
-        if any(v is not None and str(config.get(k, "imagenet" if k == "weights" else None)) != v for k, v in filters.items()):
+        if any(
+            v is not None and str(config.get(k, "imagenet" if k == "weights" else None)) != v
+            for k, v in filters.items()
+        ):
             skipped["filtered out"] += 1
             continue
         if config.get("stand_in"):
@@ -495,8 +526,11 @@ def _load(path, *, preset, weights, distance, protocol, sr_metric, roads_split, 
     mixed = {b: by_bench[b] for b, v in per_bench.items() if len(v) > 1}
     if mixed:
         listing = "; ".join(
-            f"{b}: " + " | ".join(f"{labels[(b, i)]} ({len(variant_runs[(b, i)])} runs)"
-                                  for i in sorted(idents, key=lambda i: labels[(b, i)]))
+            f"{b}: "
+            + " | ".join(
+                f"{labels[(b, i)]} ({len(variant_runs[(b, i)])} runs)"
+                for i in sorted(idents, key=lambda i: labels[(b, i)])
+            )
             for b, idents in sorted(mixed.items())
         )
         raise InputError(
@@ -518,27 +552,41 @@ def _load(path, *, preset, weights, distance, protocol, sr_metric, roads_split, 
         duplicated[bench] += k
     all_rows = rows + other_rows
     variant_text = "; ".join(f"{b}: {vs[0]}" for b, vs in per_bench.items())
-    notes = tuple(f"{bench}: test protocol {used} = {_PROTOCOL_NOTES.get(used, 'unknown protocol')}."
-                  for bench, used in sorted(protocols.items()))
-    notes += tuple(f"{bench}: {len(keys)} run(s) NOT paper-comparable: run with --allow-stand-in on stand-in data "
-                   f"({'; '.join(sorted(stand_in_reasons[bench]))})" for bench, keys in sorted(stand_in_runs.items()))
+    notes = tuple(
+        f"{bench}: test protocol {used} = {_PROTOCOL_NOTES.get(used, 'unknown protocol')}."
+        for bench, used in sorted(protocols.items())
+    )
+    notes += tuple(
+        f"{bench}: {len(keys)} run(s) NOT paper-comparable: run with --allow-stand-in on stand-in data "
+        f"({'; '.join(sorted(stand_in_reasons[bench]))})"
+        for bench, keys in sorted(stand_in_runs.items())
+    )
     if any(r["benchmark"] == "segmentation" for r in all_rows):
-        split = ("validation split (mrd.val/..., the split the authors' test script scores)" if roads_split == "val"
-                 else "test split (mrd/..., the split the paper's text names)")
+        split = (
+            "validation split (mrd.val/..., the split the authors' test script scores)"
+            if roads_split == "val"
+            else "test split (mrd/..., the split the paper's text names)"
+        )
         other = "test" if roads_split == "val" else "val"
         notes += (f"segmentation: scores of the {split} are compared; --roads-split {other} for the other",)
     if any(r["benchmark"].startswith("superres") for r in all_rows):
-        which = ("PSNR_2 (skimage, 2 px shave) and skimage 7x7 SSIM" if sr_metric == "skimage"
-                 else "torchmetrics PSNR (unshaved Y, inferred range) and torchmetrics SSIM")
+        which = (
+            "PSNR_2 (skimage, 2 px shave) and skimage 7x7 SSIM"
+            if sr_metric == "skimage"
+            else "torchmetrics PSNR (unshaved Y, inferred range) and torchmetrics SSIM"
+        )
         other = "torchmetrics" if sr_metric == "skimage" else "skimage"
         notes += (f"superres: {which} of the reference protocol are compared; --sr-metric {other} for the other",)
-    notes += tuple(f"{bench}: {k} score(s) have several runs of the same config and seed; they are not "
-                   "replicates, so each seed counts once (the mean of its runs) in the value and n."
-                   for bench, k in sorted(duplicated.items()))
+    notes += tuple(
+        f"{bench}: {k} score(s) have several runs of the same config and seed; they are not "
+        "replicates, so each seed counts once (the mean of its runs) in the value and n."
+        for bench, k in sorted(duplicated.items())
+    )
     notes += _comparability_notes(identities)
     skip_notes = tuple(
         f"{dataset} is a stand-in dataset; the paper's {bench} datasets are {', '.join(_paper_datasets().get(bench, ()))}"
-        for bench, dataset in sorted(stand_ins))
+        for bench, dataset in sorted(stand_ins)
+    )
     other_runs = set().union(*(other_variant_runs[k] for k in kept)) if kept else set()
     other_archs = tuple(sorted({r["arch"] for r in other_rows}))
     info = LoadInfo(len(runs), len(rows), dict(skipped), variant_text, notes, skip_notes, len(other_runs), other_archs)
@@ -562,18 +610,22 @@ def _other_variants(identities: dict, other_identities: dict, other_metric_rows:
                     kept.add((bench, ident))
                     continue
                 differing = differing_keys([identities[(bench, ref)][0], other_identities[(bench, ident)][0]])
-                reason = (f"network beyond the paper's run as another variant than the paper networks' "
-                          f"({bench}: {_variant(other_identities[(bench, ident)][1], bench, differing)} vs "
-                          f"{_variant(identities[(bench, ref)][1], bench, differing)}; select one with --preset / --weights / "
-                          "--distance / --protocol)")
+                reason = (
+                    f"network beyond the paper's run as another variant than the paper networks' "
+                    f"({bench}: {_variant(other_identities[(bench, ident)][1], bench, differing)} vs "
+                    f"{_variant(identities[(bench, ref)][1], bench, differing)}; select one with --preset / --weights / "
+                    "--distance / --protocol)"
+                )
                 skipped[reason] += other_metric_rows[(bench, ident)]
         elif len(idents) == 1:
             kept.add((bench, idents[0]))
         else:
             differing = differing_keys(other_identities[(bench, i)][0] for i in idents)
             listing = " | ".join(sorted(_variant(other_identities[(bench, i)][1], bench, differing) for i in idents))
-            reason = (f"networks beyond the paper's run as several variants ({bench}: {listing}); "
-                      "select one with --preset / --weights / --distance / --protocol")
+            reason = (
+                f"networks beyond the paper's run as several variants ({bench}: {listing}); "
+                "select one with --preset / --weights / --distance / --protocol"
+            )
             skipped[reason] += sum(other_metric_rows[(bench, i)] for i in idents)
     return kept
 
@@ -590,10 +642,14 @@ def _comparability_notes(identities: dict) -> tuple[str, ...]:
         for key, full in (("subsets_2afc", 6), ("subsets_jnd", 2)):
             subsets = config.get(key)
             if isinstance(subsets, (list, tuple)) and 0 < len(subsets) < full:
-                why.append(f"{len(subsets)} of {full} BAPPS {key.split('_')[1].upper()} subsets ({', '.join(map(str, subsets))})")
+                why.append(
+                    f"{len(subsets)} of {full} BAPPS {key.split('_')[1].upper()} subsets ({', '.join(map(str, subsets))})"
+                )
         if why:
-            out.append(f"{bench}: CAVEAT: these runs use {'; '.join(why)}; their scores and any difference to the paper's "
-                       "numbers are indicative only, not a replication result.")
+            out.append(
+                f"{bench}: CAVEAT: these runs use {'; '.join(why)}; their scores and any difference to the paper's "
+                "numbers are indicative only, not a replication result."
+            )
     return tuple(dict.fromkeys(out))
 
 
@@ -623,8 +679,13 @@ def _sort_key(row: dict[str, Any]) -> tuple:
     order = {k: i for i, k in enumerate(_paper_score_keys())}
     layer = row["layer"]
     rank = "ESML".find(layer) if len(layer) == 1 else -1
-    return (order.get(key_of(row), 99), archs.index(row["arch"]) if row["arch"] in archs else 99, row["arch"],
-            rank if rank >= 0 else 4, layer)
+    return (
+        order.get(key_of(row), 99),
+        archs.index(row["arch"]) if row["arch"] in archs else 99,
+        row["arch"],
+        rank if rank >= 0 else 4,
+        layer,
+    )
 
 
 def filter_keys(rows: Iterable[dict[str, Any]], keys: Iterable[ScoreKey]) -> list[dict[str, Any]]:

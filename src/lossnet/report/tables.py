@@ -180,7 +180,9 @@ def ranking_table(rows: Iterable[dict[str, Any]], *, per_score: bool = False) ->
     return table
 
 
-def best_layer_table(rows: Iterable[dict[str, Any]], columns: dict[str, ScoreKey] | None = None) -> list[dict[str, Any]]:
+def best_layer_table(
+    rows: Iterable[dict[str, Any]], columns: dict[str, ScoreKey] | None = None
+) -> list[dict[str, Any]]:
     """Table IV: best extraction layer per architecture and score.
 
     Args:
@@ -194,14 +196,17 @@ def best_layer_table(rows: Iterable[dict[str, Any]], columns: dict[str, ScoreKey
     best = best_layers(rows)
     archs = arch_order({a for k in columns.values() for a in best.get(k, {})})
     return [
-        {"arch": arch, **{c: ("/".join(best[k][arch][0]) or None) if arch in best.get(k, {}) else None for c, k in columns.items()}}
+        {
+            "arch": arch,
+            **{
+                c: ("/".join(best[k][arch][0]) or None) if arch in best.get(k, {}) else None for c, k in columns.items()
+            },
+        }
         for arch in archs
     ]
 
 
-def comparison_table(
-    ours: Sequence[dict[str, Any]], reference: Sequence[dict[str, Any]]
-) -> list[dict[str, Any]]:
+def comparison_table(ours: Sequence[dict[str, Any]], reference: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     """Every cell we ran beside the reference (paper) value: ours, paper, diff = ours - paper.
 
     Returns:

@@ -20,15 +20,28 @@ CLI: ``lossnet sweep plan|estimate|run`` and ``lossnet runs list|show|export``.
 from typing import TYPE_CHECKING
 
 __all__ = [
-    "PlannedRun", "ResultsStore", "RunRecord", "SweepSummary", "execute_point", "load_grid", "plan_file", "plan_grid", "run_sweep",
+    "PlannedRun",
+    "ResultsStore",
+    "RunRecord",
+    "SweepSummary",
+    "execute_point",
+    "load_grid",
+    "plan_file",
+    "plan_grid",
+    "run_sweep",
 ]
 
 # Lazy attributes: importing the package must not import lossnet.runs.worker, which runs as
 # ``python -m lossnet.runs.worker`` (runpy warns when the module is already imported).
 _WHERE = {
-    "PlannedRun": "plan", "load_grid": "plan", "plan_file": "plan", "plan_grid": "plan",
-    "RunRecord": "record", "execute_point": "execute",
-    "SweepSummary": "runner", "run_sweep": "runner",
+    "PlannedRun": "plan",
+    "load_grid": "plan",
+    "plan_file": "plan",
+    "plan_grid": "plan",
+    "RunRecord": "record",
+    "execute_point": "execute",
+    "SweepSummary": "runner",
+    "run_sweep": "runner",
     "ResultsStore": "store",
 }
 

@@ -44,7 +44,17 @@ from lossnet.errors import LossnetError
 __all__ = ["Estimate", "PointEstimate", "estimate_grid", "makespan", "REAL_SIZES"]
 
 #: keys that do not change a run's fixed cost (data, evaluation) -- only its steps
-_LOSS_KEYS = ("net", "layer", "weights", "distance", "seed", "normalize", "transform_input", "loss_net_mode", "weights_dir")
+_LOSS_KEYS = (
+    "net",
+    "layer",
+    "weights",
+    "distance",
+    "seed",
+    "normalize",
+    "transform_input",
+    "loss_net_mode",
+    "weights_dir",
+)
 
 
 @dataclass
@@ -74,9 +84,17 @@ class PointEstimate:
         return self.runs * self.run_s / 3600.0
 
     def row(self) -> dict[str, Any]:
-        return {"benchmark": self.benchmark, "net": self.net or "-", "layer": self.layer or "-", "preset": self.preset, "runs": self.runs,
-                "s/step": f"{self.step_s:.4g}", "steps/run": self.steps_per_run, "eval s": f"{self.eval_s:.4g}",
-                "projected hours": f"{self.hours:.3g}"}
+        return {
+            "benchmark": self.benchmark,
+            "net": self.net or "-",
+            "layer": self.layer or "-",
+            "preset": self.preset,
+            "runs": self.runs,
+            "s/step": f"{self.step_s:.4g}",
+            "steps/run": self.steps_per_run,
+            "eval s": f"{self.eval_s:.4g}",
+            "projected hours": f"{self.hours:.3g}",
+        }
 
 
 @dataclass
@@ -100,11 +118,31 @@ class Estimate:
 
     def as_json(self) -> dict[str, Any]:
         return {
-            "grid": self.grid, "device": self.device, "width": self.width, "steps": self.steps, "runs": len(self.run_seconds),
-            "total_run_hours": self.total_run_hours, "projected_wall_s": self.wall_s, "projected_wall_hours": self.wall_s / 3600.0,
-            "plan_s": self.plan_s, "notes": self.notes,
-            "points": [{**p.row(), "s/step": p.step_s, "eval s": p.eval_s, "projected hours": p.hours, "run_s": p.run_s,
-                        "fixed_s": p.fixed_s, "val_s": p.val_s, "epochs": p.epochs, "phases": p.phases, "notes": p.notes} for p in self.points],
+            "grid": self.grid,
+            "device": self.device,
+            "width": self.width,
+            "steps": self.steps,
+            "runs": len(self.run_seconds),
+            "total_run_hours": self.total_run_hours,
+            "projected_wall_s": self.wall_s,
+            "projected_wall_hours": self.wall_s / 3600.0,
+            "plan_s": self.plan_s,
+            "notes": self.notes,
+            "points": [
+                {
+                    **p.row(),
+                    "s/step": p.step_s,
+                    "eval s": p.eval_s,
+                    "projected hours": p.hours,
+                    "run_s": p.run_s,
+                    "fixed_s": p.fixed_s,
+                    "val_s": p.val_s,
+                    "epochs": p.epochs,
+                    "phases": p.phases,
+                    "notes": p.notes,
+                }
+                for p in self.points
+            ],
         }
 
 
@@ -139,7 +177,9 @@ def weights_available(arch: str, weights_dir: str | None) -> bool:
 # -- planning with fallbacks ----------------------------------------------------------------------------
 
 
-def _plan(grid_path: str, overrides: dict[str, Any], allow_modules: bool, synth_root: Path) -> tuple[list, dict[str, dict], list[str]]:
+def _plan(
+    grid_path: str, overrides: dict[str, Any], allow_modules: bool, synth_root: Path
+) -> tuple[list, dict[str, dict], list[str]]:
     """Planned runs of the grid, benchmark by benchmark; a benchmark whose data is missing is
     planned again on synthetic data. Returns ``(runs, {benchmark: real sizes}, notes)``."""
     from lossnet.bench.base import get_benchmark
@@ -166,8 +206,12 @@ def _plan(grid_path: str, overrides: dict[str, Any], allow_modules: bool, synth_
         if "allow_stand_in" in b.config_keys():
             options["allow_stand_in"] = True  # synthetic data are stand-ins, which a paper preset otherwise refuses
         patched = dict(table, **options)
-        runs += plan_grid({"sweep": sub["sweep"], "benchmarks": {bench: patched}}, where=grid_path, overrides=overrides,
-                          allow_modules=allow_modules)
+        runs += plan_grid(
+            {"sweep": sub["sweep"], "benchmarks": {bench: patched}},
+            where=grid_path,
+            overrides=overrides,
+            allow_modules=allow_modules,
+        )
         real[b.name] = sizes
         notes.append(f"{note} (data missing: {' '.join(missing.split())[:160]})")
     return runs, real, notes
@@ -176,15 +220,27 @@ def _plan(grid_path: str, overrides: dict[str, Any], allow_modules: bool, synth_
 def _group_key(config: dict[str, Any], keys: tuple[str, ...]) -> str:
     import json
 
-    return json.dumps({k: v for k, v in sorted(config.items()) if k not in keys and k != "threads"}, sort_keys=True, default=str)
+    return json.dumps(
+        {k: v for k, v in sorted(config.items()) if k not in keys and k != "threads"}, sort_keys=True, default=str
+    )
 
 
 # -- the estimate ---------------------------------------------------------------------------------------
 
 
-def estimate_grid(grid_path: str | os.PathLike, *, device: str | None = None, width: int = 1, steps: int = 5, warmup: int = 2,
-                  weights_dir: str | None = None, allow_modules: bool = False, progress: bool = True,
-                  synthetic_root: str | os.PathLike | None = None, log: Callable[[str], None] | None = None) -> Estimate:
+def estimate_grid(
+    grid_path: str | os.PathLike,
+    *,
+    device: str | None = None,
+    width: int = 1,
+    steps: int = 5,
+    warmup: int = 2,
+    weights_dir: str | None = None,
+    allow_modules: bool = False,
+    progress: bool = True,
+    synthetic_root: str | os.PathLike | None = None,
+    log: Callable[[str], None] | None = None,
+) -> Estimate:
     """Time every distinct (benchmark, net, layer, preset) of a grid and project its wall time.
 
     Args:
@@ -219,15 +275,19 @@ def estimate_grid(grid_path: str | os.PathLike, *, device: str | None = None, wi
     plan_s = time.perf_counter() - t0 + 1.0  # the driver's own start (imports, store) ~1 s
     threads = max(1, (os.cpu_count() or 1) // width) if dev.type == "cpu" else None
     if threads:
-        notes.append(f"timed with {threads} torch thread(s) per run (cpu cores // width {width}, as 'sweep run --workers {width}')")
+        notes.append(
+            f"timed with {threads} torch thread(s) per run (cpu cores // width {width}, as 'sweep run --workers {width}')"
+        )
 
     groups: dict[tuple, list] = {}
     for r in runs:
         c = r.config
         groups.setdefault((r.benchmark, c.get("net"), c.get("layer"), c.get("preset")), []).append(r)
     if log:  # said up front: a large grid takes minutes to time (issue #32 L12)
-        log(f"timing {len(groups)} point(s) (distinct benchmark, net, layer, preset) for {len(runs)} runs of {grid_path}, "
-            f"{steps} step(s) each after warm-up; this takes a few seconds per point")
+        log(
+            f"timing {len(groups)} point(s) (distinct benchmark, net, layer, preset) for {len(runs)} runs of {grid_path}, "
+            f"{steps} step(s) each after warm-up; this takes a few seconds per point"
+        )
     fixed_cache: dict[str, float] = {}
     points: list[PointEstimate] = []
     random_weights: set[str] = set()
@@ -241,7 +301,11 @@ def estimate_grid(grid_path: str | os.PathLike, *, device: str | None = None, wi
             if threads:
                 config["threads"] = threads
             point_notes: list[str] = []
-            if config.get("net") and config.get("weights") == "imagenet" and not weights_available(config["net"], config.get("weights_dir")):
+            if (
+                config.get("net")
+                and config.get("weights") == "imagenet"
+                and not weights_available(config["net"], config.get("weights_dir"))
+            ):
                 config["weights"] = "none"
                 random_weights.add(config["net"])
                 point_notes.append("random weights (ImageNet weights not on disk)")
@@ -253,20 +317,40 @@ def estimate_grid(grid_path: str | os.PathLike, *, device: str | None = None, wi
                 gkey = _group_key(config, _LOSS_KEYS)
                 if gkey not in fixed_cache:
                     with _quiet():
-                        fixed_cache[gkey] = fixed_cost(bench, config, None, timing) * float(sizes.get("eval_scale", 1.0))
+                        fixed_cache[gkey] = fixed_cost(bench, config, None, timing) * float(
+                            sizes.get("eval_scale", 1.0)
+                        )
                     if sizes.get("eval_scale", 1.0) != 1.0:
                         point_notes.append(f"fixed cost scaled x{sizes['eval_scale']:g} from the synthetic data's size")
                 timing.setup_s = fixed_cache[gkey]
             if log:
-                log(f"{bench_name} {net} {layer} {preset}: {timing.step_s:.4g} s/step x {timing.steps_per_run} + {timing.eval_s:.4g} s")
-            points.append(PointEstimate(bench_name, net, layer, preset, len(members), timing.step_s, timing.steps_per_run, timing.eval_s,
-                                        dict(timing.phases), point_notes + list(timing.notes), timing.setup_s, timing.val_s,
-                                        timing.epochs))
+                log(
+                    f"{bench_name} {net} {layer} {preset}: {timing.step_s:.4g} s/step x {timing.steps_per_run} + {timing.eval_s:.4g} s"
+                )
+            points.append(
+                PointEstimate(
+                    bench_name,
+                    net,
+                    layer,
+                    preset,
+                    len(members),
+                    timing.step_s,
+                    timing.steps_per_run,
+                    timing.eval_s,
+                    dict(timing.phases),
+                    point_notes + list(timing.notes),
+                    timing.setup_s,
+                    timing.val_s,
+                    timing.epochs,
+                )
+            )
     finally:
         torch.set_num_threads(previous_threads)
     if random_weights:
-        notes.append(f"random weights for {', '.join(sorted(random_weights))}: ImageNet weights not on disk "
-                     f"(nothing is downloaded; step time does not depend on weight values)")
+        notes.append(
+            f"random weights for {', '.join(sorted(random_weights))}: ImageNet weights not on disk "
+            f"(nothing is downloaded; step time does not depend on weight values)"
+        )
     by_group = {(p.benchmark, p.net, p.layer, p.preset): p for p in points}
     run_seconds = []
     for r in runs:

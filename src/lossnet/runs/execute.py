@@ -26,6 +26,7 @@ from lossnet.runs.record import RunRecord, absolute_artifacts
 
 __all__ = ["execute_in_process", "execute_point"]
 
+
 def _set_threads(threads: int | None) -> None:
     """Pin torch's intra-op threads: directly when torch is loaded, else through the OpenMP/MKL
     environment torch reads when it is imported (a torch-free benchmark does not import it)."""
@@ -113,7 +114,9 @@ def execute_in_process(
         created = _makedirs(workdir)
         result = module.run(config, workdir, progress=progress)
         record = RunRecord(  # the config as planned: the one its run key was computed from
-            key=key, benchmark=benchmark, config=config,
+            key=key,
+            benchmark=benchmark,
+            config=config,
             status=getattr(result, "status", "done") or "done",
             metrics=dict(getattr(result, "metrics", {}) or {}),
             artifacts=absolute_artifacts(getattr(result, "artifacts", {}) or {}),
@@ -181,7 +184,9 @@ def execute_point(
     """
     if store is not None and store.claim(key, config, benchmark=benchmark_name, force=True) is None:
         holder = store.holder(key) or "another process"
-        raise LossnetError(f"run {key} is being run right now by {holder} (results store {store.path}); wait for it to finish")
+        raise LossnetError(
+            f"run {key} is being run right now by {holder} (results store {store.path}); wait for it to finish"
+        )
     record, exc = execute_in_process(benchmark_name, config, workdir, key, progress=progress, threads=threads)
     if store is not None:
         store.record(record)

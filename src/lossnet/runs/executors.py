@@ -24,8 +24,15 @@ from lossnet.runs.worker import LOG_FILE, read_result, write_spec
 from lossnet.runs.worker import command as worker_command
 
 __all__ = [
-    "Job", "Outcome", "LocalExecutor", "RayExecutor", "make_executor", "EXECUTORS", "ray_runtime_env",
-    "check_ray_address", "FORWARDED_ENV",
+    "Job",
+    "Outcome",
+    "LocalExecutor",
+    "RayExecutor",
+    "make_executor",
+    "EXECUTORS",
+    "ray_runtime_env",
+    "check_ray_address",
+    "FORWARDED_ENV",
 ]
 
 EXECUTORS = ("local", "ray")
@@ -47,8 +54,15 @@ class Job:
         """The record of this job when its worker produced none (died, lost node, interrupted)."""
         now = time.time()
         started = self.submitted_at or now
-        return RunRecord.failure(self.key, self.benchmark, self.config, error, status=status, started_at=started,
-                                 duration_s=max(0.0, now - started))
+        return RunRecord.failure(
+            self.key,
+            self.benchmark,
+            self.config,
+            error,
+            status=status,
+            started_at=started,
+            duration_s=max(0.0, now - started),
+        )
 
 
 @dataclass
@@ -135,8 +149,15 @@ class LocalExecutor:
         slot = next(i for i in range(self.workers) if i not in self._procs)
         job.submitted_at = job.submitted_at or time.time()
         job.workdir.mkdir(parents=True, exist_ok=True)
-        spec = write_spec(job.workdir, key=job.key, benchmark=job.benchmark, config=job.config, threads=self.threads,
-                          progress=self.progress, sys_path=self._sys_path)
+        spec = write_spec(
+            job.workdir,
+            key=job.key,
+            benchmark=job.benchmark,
+            config=job.config,
+            threads=self.threads,
+            progress=self.progress,
+            sys_path=self._sys_path,
+        )
         env = dict(os.environ)
         env["OMP_NUM_THREADS"] = env["MKL_NUM_THREADS"] = str(self.threads)
         env["PYTHONUNBUFFERED"] = "1"
@@ -148,7 +169,10 @@ class LocalExecutor:
         log = open(job.workdir / LOG_FILE, "ab")
         proc = subprocess.Popen(
             worker_command(spec),
-            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
             preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
         )
         self._procs[slot] = (job, proc, log)
@@ -167,7 +191,9 @@ class LocalExecutor:
                 record = read_result(job.workdir, job.key)
                 if record is None:
                     reason = f"signal {signal.Signals(-code).name}" if code < 0 else f"exit code {code}"
-                    record = job.failure(f"worker process died ({reason}) without a result; last log lines:\n{_log_tail(job.workdir)}")
+                    record = job.failure(
+                        f"worker process died ({reason}) without a result; last log lines:\n{_log_tail(job.workdir)}"
+                    )
                 done.append(Outcome(job, record))
             if done or not self._procs or time.monotonic() >= deadline:
                 return done
@@ -187,7 +213,11 @@ def _ray_execute(benchmark, config, workdir, key, threads, progress, sys_path): 
     from lossnet.runs.worker import execute
 
     Path(workdir).mkdir(parents=True, exist_ok=True)
-    with open(Path(workdir) / LOG_FILE, "a", encoding="utf-8") as log, contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
+    with (
+        open(Path(workdir) / LOG_FILE, "a", encoding="utf-8") as log,
+        contextlib.redirect_stdout(log),
+        contextlib.redirect_stderr(log),
+    ):
         return execute(benchmark, config, workdir, key, threads=threads, progress=progress, sys_path=sys_path).to_json()
 
 
@@ -226,8 +256,10 @@ def check_ray_address(address: str | None, timeout: float = 5.0) -> None:
         if host in ("127.0.0.1", "localhost", "::1"):
             # 'ray start --head --port P' listens on the node's IP, not on the loopback address
             ip = _node_ip()
-            hint = (f"'ray start --head' listens on this node's IP address, not on {host}: use the address 'ray start' "
-                    f"printed{f' (probably {ip}:{port})' if ip else ''}, or --address auto for a cluster started on this machine")
+            hint = (
+                f"'ray start --head' listens on this node's IP address, not on {host}: use the address 'ray start' "
+                f"printed{f' (probably {ip}:{port})' if ip else ''}, or --address auto for a cluster started on this machine"
+            )
         raise LossnetError(f"cannot reach the Ray cluster at --address {address}: {reason} ({hint})") from exc
 
 
@@ -258,8 +290,10 @@ def check_fits(nodes: list[dict[str, Any]], cpus_per_run: float, gpus_per_run: f
         most = max((float(r.get(kind, 0)) for r in alive), default=0.0)
         if most < amount:
             total = sum(float(r.get(kind, 0)) for r in alive)
-            raise LossnetError(f"{option} {amount:g}: no node of the Ray cluster has {amount:g} {kind}(s) (largest node: {most:g}, "
-                               f"cluster: {total:g}); the runs would wait forever: lower {option} or add such nodes")
+            raise LossnetError(
+                f"{option} {amount:g}: no node of the Ray cluster has {amount:g} {kind}(s) (largest node: {most:g}, "
+                f"cluster: {total:g}); the runs would wait forever: lower {option} or add such nodes"
+            )
 
 
 class RayExecutor:
@@ -308,10 +342,15 @@ class RayExecutor:
                 else:
                     ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False)
             except Exception as exc:  # noqa: BLE001  (ConnectionError, RuntimeError, ValueError, ray's own)
-                hint = ("; for a cluster started on this machine with 'ray start --head', try --address auto"
-                        if address and address not in ("auto", "local") else "")
-                raise LossnetError(f"cannot start/connect Ray (address {address or 'local'}): {type(exc).__name__}: "
-                                   f"{' '.join(str(exc).split())[:300]}{hint}") from exc
+                hint = (
+                    "; for a cluster started on this machine with 'ray start --head', try --address auto"
+                    if address and address not in ("auto", "local")
+                    else ""
+                )
+                raise LossnetError(
+                    f"cannot start/connect Ray (address {address or 'local'}): {type(exc).__name__}: "
+                    f"{' '.join(str(exc).split())[:300]}{hint}"
+                ) from exc
             self._started = True
         self.cpus_per_run = cpus_per_run
         self.gpus_per_run = gpus_per_run
@@ -382,10 +421,16 @@ class RayExecutor:
 def make_executor(name: str, **kwargs: Any):
     """``"local"`` or ``"ray"`` executor; unknown keyword arguments for the other kind are ignored."""
     if name == "local":
-        return LocalExecutor(workers=kwargs.get("workers", 1), threads=kwargs.get("threads"), progress=kwargs.get("progress", False))
+        return LocalExecutor(
+            workers=kwargs.get("workers", 1), threads=kwargs.get("threads"), progress=kwargs.get("progress", False)
+        )
     if name == "ray":
         return RayExecutor(
-            address=kwargs.get("address"), cpus_per_run=kwargs.get("cpus_per_run", 1), gpus_per_run=kwargs.get("gpus_per_run", 0),
-            num_cpus=kwargs.get("num_cpus"), max_in_flight=kwargs.get("max_in_flight"), progress=kwargs.get("progress", False),
+            address=kwargs.get("address"),
+            cpus_per_run=kwargs.get("cpus_per_run", 1),
+            gpus_per_run=kwargs.get("gpus_per_run", 0),
+            num_cpus=kwargs.get("num_cpus"),
+            max_in_flight=kwargs.get("max_in_flight"),
+            progress=kwargs.get("progress", False),
         )
     raise LossnetError(f"unknown executor {name!r}; choose one of {', '.join(EXECUTORS)}")

@@ -34,8 +34,17 @@ from typing import Any, Iterable
 
 from lossnet.errors import LossnetError
 
-__all__ = ["run_key", "canonical_json", "weights_digest", "folder_digest", "content_identity", "differing_keys", "WEIGHT_LABELS",
-           "CONTENT_KEYS", "RUNTIME_KEYS"]
+__all__ = [
+    "run_key",
+    "canonical_json",
+    "weights_digest",
+    "folder_digest",
+    "content_identity",
+    "differing_keys",
+    "WEIGHT_LABELS",
+    "CONTENT_KEYS",
+    "RUNTIME_KEYS",
+]
 
 #: Config keys that describe where/how a run executes, not what it computes. They are kept in the
 #: stored config but excluded from the run key and from checkpoint fingerprints.
@@ -178,6 +187,7 @@ def _layer_nodes(net: Any, layer: Any) -> str | None:
         return None
     try:
         from lossnet.models.layers import resolve_layer
+
         return ",".join(resolve_layer(net, n, validate=False) for n in layer.split(",") if n.strip())
     except Exception:  # noqa: BLE001 - an unknown arch/layer is reported by the benchmark's own checks
         return None

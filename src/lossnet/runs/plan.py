@@ -48,8 +48,18 @@ import tomllib
 
 from lossnet.errors import LossnetError
 
-__all__ = ["PlannedRun", "load_grid", "expand_grid", "plan_grid", "plan_file", "missing_data", "benchmark_grids", "PAPER", "ALL",
-           "builtin_benchmarks"]
+__all__ = [
+    "PlannedRun",
+    "load_grid",
+    "expand_grid",
+    "plan_grid",
+    "plan_file",
+    "missing_data",
+    "benchmark_grids",
+    "PAPER",
+    "ALL",
+    "builtin_benchmarks",
+]
 
 PAPER = "paper"
 ALL = "all"  # the CLI's spelling of "every paper architecture / layer"; PAPER is kept as an alias
@@ -61,7 +71,14 @@ _AXES = {
     "presets": ("presets", "preset"),
     "weights": ("weights",),
 }
-_CONFIG_KEY = {"archs": "net", "layers": "layer", "distances": "distance", "seeds": "seed", "presets": "preset", "weights": "weights"}
+_CONFIG_KEY = {
+    "archs": "net",
+    "layers": "layer",
+    "distances": "distance",
+    "seeds": "seed",
+    "presets": "preset",
+    "weights": "weights",
+}
 
 
 @dataclass(frozen=True)
@@ -75,8 +92,13 @@ class PlannedRun:
     def summary(self) -> dict[str, Any]:
         c = self.config
         return {
-            "key": self.key, "benchmark": self.benchmark, "preset": c.get("preset"), "net": c.get("net"),
-            "layer": c.get("layer"), "distance": c.get("distance"), "seed": c.get("seed"),
+            "key": self.key,
+            "benchmark": self.benchmark,
+            "preset": c.get("preset"),
+            "net": c.get("net"),
+            "layer": c.get("layer"),
+            "distance": c.get("distance"),
+            "seed": c.get("seed"),
         }
 
 
@@ -99,7 +121,9 @@ def load_grid(path: str | Path) -> dict[str, Any]:
         raise LossnetError(f"grid file {path} is not valid TOML: {exc}") from exc
     unknown = set(data) - {"sweep", "benchmarks"}
     if unknown:
-        raise LossnetError(f"grid file {path}: unknown top-level key(s) {', '.join(sorted(unknown))}; use [sweep] and [benchmarks.NAME]")
+        raise LossnetError(
+            f"grid file {path}: unknown top-level key(s) {', '.join(sorted(unknown))}; use [sweep] and [benchmarks.NAME]"
+        )
     if not isinstance(data.get("benchmarks"), dict) or not data["benchmarks"]:
         raise LossnetError(f"grid file {path} has no [benchmarks.NAME] table")
     return data
@@ -279,7 +303,9 @@ def plan_grid(
             raise LossnetError(f"{where}: benchmark {bench}: {exc}") from exc
         if known[bench] is not None:
             tables = [t for t in _tables(grid["benchmarks"][bench]) if isinstance(t, dict)]
-            _check_known(point, known[bench], {k: v for t in tables for k, v in t.items()}, sweep_defaults, where, bench)
+            _check_known(
+                point, known[bench], {k: v for t in tables for k, v in t.items()}, sweep_defaults, where, bench
+            )
         # a Benchmark object resolves configs of its own name (a module path may differ from it)
         point["benchmark"] = getattr(modules[bench], "name", None) or bench
         try:
@@ -322,7 +348,9 @@ def plan_partials(bench: Any, partials: Iterable[dict[str, Any]]) -> list[Planne
     return list(planned.values())
 
 
-def _check_known(point: dict[str, Any], known: set[str], table: dict[str, Any], defaults: dict[str, Any], where: str, bench: str) -> None:
+def _check_known(
+    point: dict[str, Any], known: set[str], table: dict[str, Any], defaults: dict[str, Any], where: str, bench: str
+) -> None:
     """An option no preset of the benchmark has is a typo (``epoch`` for ``epochs``): error with a
     suggestion, naming the table it came from."""
     for option in point:
@@ -331,10 +359,16 @@ def _check_known(point: dict[str, Any], known: set[str], table: dict[str, Any], 
         axis_of = {c: a for a, c in _CONFIG_KEY.items()}
         spellings = _AXES.get(axis_of.get(option, ""), (option,))
         in_table = option in table or any(k in table for k in spellings)
-        section = f"[benchmarks.{bench}]" if in_table or not any(k in defaults for k in spellings) else f"[sweep] (for benchmark {bench})"
+        section = (
+            f"[benchmarks.{bench}]"
+            if in_table or not any(k in defaults for k in spellings)
+            else f"[sweep] (for benchmark {bench})"
+        )
         choices = sorted(known - {"benchmark"})
         close = _suggest(option, choices)
-        hint = f" (did you mean {' or '.join(map(repr, close))}?)" if close else f"; {bench} accepts: {', '.join(choices)}"
+        hint = (
+            f" (did you mean {' or '.join(map(repr, close))}?)" if close else f"; {bench} accepts: {', '.join(choices)}"
+        )
         raise LossnetError(f"{where} {section}: unknown option {option!r}{hint}")
 
 
@@ -364,7 +398,9 @@ def benchmark_grids(grid: dict[str, Any]) -> Iterable[tuple[str, dict[str, Any]]
             yield bench, {"sweep": grid.get("sweep", {}), "benchmarks": {bench: table}}
 
 
-def plan_file(path: str | Path, *, overrides: dict[str, Any] | None = None, allow_modules: bool = False) -> list[PlannedRun]:
+def plan_file(
+    path: str | Path, *, overrides: dict[str, Any] | None = None, allow_modules: bool = False
+) -> list[PlannedRun]:
     """:func:`load_grid` + :func:`plan_grid`."""
     return plan_grid(load_grid(path), where=str(path), overrides=overrides, allow_modules=allow_modules)
 

@@ -107,12 +107,31 @@ class RunRecord:
         return cls(**{k: v for k, v in data.items() if k in names})
 
     @classmethod
-    def failure(cls, key: str, benchmark: str, config: dict[str, Any], error: str, *, status: str = "failed",
-                started_at: float | None = None, duration_s: float | None = None, host: str | None = None,
-                device: str | None = None) -> "RunRecord":
+    def failure(
+        cls,
+        key: str,
+        benchmark: str,
+        config: dict[str, Any],
+        error: str,
+        *,
+        status: str = "failed",
+        started_at: float | None = None,
+        duration_s: float | None = None,
+        host: str | None = None,
+        device: str | None = None,
+    ) -> "RunRecord":
         """A run that produced no result (``status`` failed or interrupted)."""
-        return cls(key=key, benchmark=benchmark, config=config, status=status, error=error, started_at=started_at,
-                   duration_s=duration_s, host=host, device=device)
+        return cls(
+            key=key,
+            benchmark=benchmark,
+            config=config,
+            status=status,
+            error=error,
+            started_at=started_at,
+            duration_s=duration_s,
+            host=host,
+            device=device,
+        )
 
 
 def error_line(error: str | None) -> str:

@@ -58,13 +58,20 @@ class SweepSummary:
 
     def as_row(self) -> dict[str, Any]:
         return {
-            "planned": self.planned, "already_done": len(self.skipped_done), "failed_skipped": len(self.skipped_failed),
-            "other_driver": len(self.busy), "resumed": len(self.resumed), "done": len(self.done), "failed": len(self.failed),
+            "planned": self.planned,
+            "already_done": len(self.skipped_done),
+            "failed_skipped": len(self.skipped_failed),
+            "other_driver": len(self.busy),
+            "resumed": len(self.resumed),
+            "done": len(self.done),
+            "failed": len(self.failed),
             "seconds": round(self.seconds, 1),
         }
 
 
-def classify(runs: Sequence[PlannedRun], statuses: dict[str, str], retry_failed: bool = False) -> dict[str, list[PlannedRun]]:
+def classify(
+    runs: Sequence[PlannedRun], statuses: dict[str, str], retry_failed: bool = False
+) -> dict[str, list[PlannedRun]]:
     """Split planned runs into ``skip_done``, ``skip_failed``, ``busy`` (running under a live owner),
     ``interrupted`` and ``todo``, by the store's (effective) statuses."""
     out: dict[str, list[PlannedRun]] = {"skip_done": [], "skip_failed": [], "busy": [], "interrupted": [], "todo": []}
@@ -115,10 +122,14 @@ def run_sweep(
     say = log or (lambda *_: None)
     groups = classify(runs, store.statuses(), retry_failed)
     summary = SweepSummary(
-        planned=len(runs), skipped_done=[r.key for r in groups["skip_done"]], skipped_failed=[r.key for r in groups["skip_failed"]],
+        planned=len(runs),
+        skipped_done=[r.key for r in groups["skip_done"]],
+        skipped_failed=[r.key for r in groups["skip_failed"]],
         busy=[r.key for r in groups["busy"]],
     )
-    pending = collections.deque(Job(r.key, r.benchmark, r.config, runs_dir / r.key) for r in groups["interrupted"] + groups["todo"])
+    pending = collections.deque(
+        Job(r.key, r.benchmark, r.config, runs_dir / r.key) for r in groups["interrupted"] + groups["todo"]
+    )
     # The executor first: a bad set-up (Ray address, a run size no node has) fails with no row written.
     ex = make_executor(executor, progress=False, **executor_kwargs) if pending else None
     try:
@@ -136,7 +147,9 @@ def run_sweep(
     )
     if ex is not None:
         say(ex.describe())
-        _Driver(store, ex, summary, pending, len(runs), retry_before=t0 if retry_failed else None, progress=progress).drive()
+        _Driver(
+            store, ex, summary, pending, len(runs), retry_before=t0 if retry_failed else None, progress=progress
+        ).drive()
     if summary.busy:
         say(f"{len(summary.busy)} run(s) are being run by another driver; rerun later to collect them")
     summary.seconds = time.time() - t0
@@ -146,14 +159,30 @@ def run_sweep(
 class _Driver:
     """The claim -> submit -> record loop of one :func:`run_sweep` call over its pending jobs."""
 
-    def __init__(self, store: ResultsStore, ex, summary: SweepSummary, pending: collections.deque, total: int, *,
-                 retry_before: float | None, progress: bool) -> None:
+    def __init__(
+        self,
+        store: ResultsStore,
+        ex,
+        summary: SweepSummary,
+        pending: collections.deque,
+        total: int,
+        *,
+        retry_before: float | None,
+        progress: bool,
+    ) -> None:
         from tqdm.auto import tqdm
 
         self.store, self.ex, self.summary, self.pending = store, ex, summary, pending
         self.retry_before = retry_before
         self.active: dict[str, Job] = {}
-        self.bar = tqdm(total=total, initial=total - len(pending), desc="sweep", unit="run", disable=not progress, dynamic_ncols=True)
+        self.bar = tqdm(
+            total=total,
+            initial=total - len(pending),
+            desc="sweep",
+            unit="run",
+            disable=not progress,
+            dynamic_ncols=True,
+        )
 
     def drive(self) -> None:
         try:
@@ -175,7 +204,9 @@ class _Driver:
             self.ex.shutdown()
             for job in self.active.values():  # Ctrl-C or an error: free the runs this driver held
                 with contextlib.suppress(Exception):
-                    self.store.record(job.failure("interrupted: the sweep driver stopped before the run ended", status="interrupted"))
+                    self.store.record(
+                        job.failure("interrupted: the sweep driver stopped before the run ended", status="interrupted")
+                    )
             self.bar.close()
 
     def start(self, job: Job) -> None:
@@ -183,8 +214,13 @@ class _Driver:
         harvest = read_result(job.workdir, job.key) if self.store.status(job.key) == "interrupted" else None
         harvest = harvest if harvest is not None and harvest.finished else None
         self.active[job.key] = job  # from here on an interruption frees the run (see drive; harmless if unclaimed)
-        previous = self.store.claim(job.key, job.config, benchmark=job.benchmark, retry_failed_before=self.retry_before,
-                                    count_attempt=harvest is None)
+        previous = self.store.claim(
+            job.key,
+            job.config,
+            benchmark=job.benchmark,
+            retry_failed_before=self.retry_before,
+            count_attempt=harvest is None,
+        )
         if previous is None:
             self.active.pop(job.key)
             self.not_claimed(job)
@@ -203,7 +239,9 @@ class _Driver:
     def not_claimed(self, job: Job) -> None:
         """Another driver got there first (it finished, failed or is running the run)."""
         status = self.store.status(job.key)
-        {"done": self.summary.skipped_done, "failed": self.summary.skipped_failed}.get(status, self.summary.busy).append(job.key)
+        {"done": self.summary.skipped_done, "failed": self.summary.skipped_failed}.get(
+            status, self.summary.busy
+        ).append(job.key)
         self.bar.update(1)
 
     def finish(self, job: Job, record: RunRecord) -> None:
@@ -223,5 +261,9 @@ class _Driver:
 
     def update_bar(self) -> None:
         s = self.summary
-        self.bar.set_postfix(done=len(s.skipped_done) + len(s.done), failed=len(s.failed) + len(s.skipped_failed),
-                             remaining=len(self.pending) + len(self.active), refresh=False)
+        self.bar.set_postfix(
+            done=len(s.skipped_done) + len(s.done),
+            failed=len(s.failed) + len(s.skipped_failed),
+            remaining=len(self.pending) + len(self.active),
+            refresh=False,
+        )

@@ -59,7 +59,13 @@ if TYPE_CHECKING:
     from lossnet.runs.record import RunRecord
 
 __all__ = [
-    "ResultsStore", "SCHEMA_VERSION", "STATUSES", "split_metric", "DEFAULT_STORE", "LEASE_TIMEOUT_S", "HEARTBEAT_S",
+    "ResultsStore",
+    "SCHEMA_VERSION",
+    "STATUSES",
+    "split_metric",
+    "DEFAULT_STORE",
+    "LEASE_TIMEOUT_S",
+    "HEARTBEAT_S",
 ]
 
 SCHEMA_VERSION = 3
@@ -69,8 +75,18 @@ LEASE_TIMEOUT_S = 600.0
 HEARTBEAT_S = 30.0
 
 _RUN_COLUMNS_V1 = (
-    "key TEXT PRIMARY KEY", "benchmark TEXT", "config TEXT", "status TEXT", "error TEXT", "started_at REAL",
-    "ended_at REAL", "duration_s REAL", "host TEXT", "device TEXT", "attempts INTEGER", "lossnet_version TEXT",
+    "key TEXT PRIMARY KEY",
+    "benchmark TEXT",
+    "config TEXT",
+    "status TEXT",
+    "error TEXT",
+    "started_at REAL",
+    "ended_at REAL",
+    "duration_s REAL",
+    "host TEXT",
+    "device TEXT",
+    "attempts INTEGER",
+    "lossnet_version TEXT",
 )
 _RUN_COLUMNS_V2 = ("owner TEXT", "lease_token TEXT", "heartbeat_at REAL")
 #: v3: the reproducibility signature of the run's perceptual metric / loss (lossnet.signature)
@@ -180,7 +196,9 @@ class ResultsStore:
         try:
             # isolation_level=None: we issue BEGIN/COMMIT ourselves so each write is exactly one
             # transaction; timeout covers concurrent writers (other drivers, the heartbeat thread).
-            self._db = sqlite3.connect(_uri(self.path, "ro" if readonly else "rwc"), uri=True, timeout=30.0, isolation_level=None)
+            self._db = sqlite3.connect(
+                _uri(self.path, "ro" if readonly else "rwc"), uri=True, timeout=30.0, isolation_level=None
+            )
             self._db.row_factory = sqlite3.Row
             if not readonly:
                 self._db.execute("PRAGMA journal_mode=WAL")
@@ -228,8 +246,10 @@ class ResultsStore:
         try:
             return int(row[0])
         except (TypeError, ValueError):
-            raise LossnetError(f"{self.what} {self.path}: its schema_version {row[0]!r} is not a number (meta table); "
-                               "the file is damaged or not a lossnet store") from None
+            raise LossnetError(
+                f"{self.what} {self.path}: its schema_version {row[0]!r} is not a number (meta table); "
+                "the file is damaged or not a lossnet store"
+            ) from None
 
     def _check_version(self, version: int | None) -> None:
         if version is not None and version > SCHEMA_VERSION:
@@ -416,16 +436,36 @@ class ResultsStore:
         key = record.key
         with self._transaction():
             row = self._db.execute("SELECT * FROM runs WHERE key=?", (key,)).fetchone()
-            if row is not None and row["status"] == "running" and row["lease_token"] != self.token and self._lease_alive(row, now):
+            if (
+                row is not None
+                and row["status"] == "running"
+                and row["lease_token"] != self.token
+                and self._lease_alive(row, now)
+            ):
                 return False
-            if status == "interrupted" and row is not None and row["status"] not in ("running", "queued", "interrupted"):
+            if (
+                status == "interrupted"
+                and row is not None
+                and row["status"] not in ("running", "queued", "interrupted")
+            ):
                 return False  # an interruption never overwrites a finished outcome
             self._upsert_run(key, record.config, record.benchmark)
             self._db.execute(
                 "UPDATE runs SET status=?, error=?, started_at=?, ended_at=?, duration_s=?, host=?, device=?, signature=?, "
                 "owner=COALESCE(owner, ?), lease_token=NULL, heartbeat_at=NULL, attempts=MAX(COALESCE(attempts, 0), 1) "
                 "WHERE key=?",
-                (status, error, started, ended, record.duration_s, record.host, record.device, record.signature, self.owner, key),
+                (
+                    status,
+                    error,
+                    started,
+                    ended,
+                    record.duration_s,
+                    record.host,
+                    record.device,
+                    record.signature,
+                    self.owner,
+                    key,
+                ),
             )
             self._db.execute("DELETE FROM metrics WHERE run_key=?", (key,))
             self._db.execute("DELETE FROM artifacts WHERE run_key=?", (key,))
@@ -457,14 +497,18 @@ class ResultsStore:
         if status is not None and status not in STATUSES:
             raise LossnetError(f"unknown run status {status!r}; choose one of {', '.join(STATUSES)}")
         now = time.time()
-        rows = [self._run_dict(r, self._effective(r, now)) for r in self._db.execute(
-            "SELECT * FROM runs ORDER BY COALESCE(started_at, 0), key")]
+        rows = [
+            self._run_dict(r, self._effective(r, now))
+            for r in self._db.execute("SELECT * FROM runs ORDER BY COALESCE(started_at, 0), key")
+        ]
         return [r for r in rows if status is None or r["status"] == status]
 
     def get_run(self, key: str) -> dict[str, Any] | None:
         """One run with its ``metrics`` ({"dataset/name": value}) and ``artifacts``; a unique key
         prefix is accepted."""
-        rows = self._db.execute("SELECT * FROM runs WHERE key LIKE ? ORDER BY key", (key.replace("%", "") + "%",)).fetchall()
+        rows = self._db.execute(
+            "SELECT * FROM runs WHERE key LIKE ? ORDER BY key", (key.replace("%", "") + "%",)
+        ).fetchall()
         if not rows:
             return None
         exact = [r for r in rows if r["key"] == key]
@@ -474,10 +518,13 @@ class ResultsStore:
         run = self._run_dict(row, self._effective(row))
         run["metrics"] = {
             (f"{r['dataset']}/{r['name']}" if r["dataset"] else r["name"]): r["value"]
-            for r in self._db.execute("SELECT dataset, name, value FROM metrics WHERE run_key=? ORDER BY dataset, name", (run["key"],))
+            for r in self._db.execute(
+                "SELECT dataset, name, value FROM metrics WHERE run_key=? ORDER BY dataset, name", (run["key"],)
+            )
         }
         run["artifacts"] = {
-            r["name"]: r["path"] for r in self._db.execute("SELECT name, path FROM artifacts WHERE run_key=? ORDER BY name", (run["key"],))
+            r["name"]: r["path"]
+            for r in self._db.execute("SELECT name, path FROM artifacts WHERE run_key=? ORDER BY name", (run["key"],))
         }
         return run
 
@@ -489,7 +536,9 @@ class ResultsStore:
         """
         sql = (
             "SELECT m.run_key, r.benchmark, r.config, m.dataset, m.name, m.value FROM metrics m "
-            "JOIN runs r ON r.key = m.run_key" + (" WHERE r.status=?" if status else "") + " ORDER BY r.benchmark, m.run_key, m.dataset, m.name"
+            "JOIN runs r ON r.key = m.run_key"
+            + (" WHERE r.status=?" if status else "")
+            + " ORDER BY r.benchmark, m.run_key, m.dataset, m.name"
         )
         out = []
         for r in self._db.execute(sql, (status,) if status else ()):
@@ -523,10 +572,14 @@ def _config_of(raw: Any, key: Any, path: Any) -> dict[str, Any]:
         config = json.loads(raw)
     except (TypeError, ValueError) as exc:
         where = f"results store {path}: " if path else ""
-        raise LossnetError(f"{where}run {key}: its config is not valid JSON ({exc}); fix or delete that row "
-                           f"(DELETE FROM runs WHERE key='{key}')") from None
+        raise LossnetError(
+            f"{where}run {key}: its config is not valid JSON ({exc}); fix or delete that row "
+            f"(DELETE FROM runs WHERE key='{key}')"
+        ) from None
     if not isinstance(config, dict):
-        raise LossnetError(f"{'results store ' + str(path) + ': ' if path else ''}run {key}: its config is not a JSON object")
+        raise LossnetError(
+            f"{'results store ' + str(path) + ': ' if path else ''}run {key}: its config is not a JSON object"
+        )
     return config
 
 
@@ -551,7 +604,10 @@ class _Heartbeat:
             while not self._stop.wait(self._interval):
                 try:
                     db.execute("BEGIN IMMEDIATE")
-                    db.execute("UPDATE runs SET heartbeat_at=? WHERE lease_token=? AND status='running'", (time.time(), self._token))
+                    db.execute(
+                        "UPDATE runs SET heartbeat_at=? WHERE lease_token=? AND status='running'",
+                        (time.time(), self._token),
+                    )
                     db.execute("COMMIT")
                 except sqlite3.Error:  # busy beyond the timeout, or the file went away: try again later
                     try:

@@ -27,15 +27,33 @@ SPEC_FILE = "spec.json"
 LOG_FILE = "run.log"
 
 
-def write_spec(workdir: str | os.PathLike, *, key: str, benchmark: str, config: dict[str, Any], threads: int | None,
-               progress: bool = False, sys_path: list[str] | None = None) -> Path:
+def write_spec(
+    workdir: str | os.PathLike,
+    *,
+    key: str,
+    benchmark: str,
+    config: dict[str, Any],
+    threads: int | None,
+    progress: bool = False,
+    sys_path: list[str] | None = None,
+) -> Path:
     """Write ``workdir/spec.json`` (atomically) for :func:`main`: the one place a worker spec is
     written (the local executor and the estimate's timed worker both call it). Returns its path."""
     from lossnet.atomic import atomic_write_json
 
     path = Path(workdir) / SPEC_FILE
-    atomic_write_json(path, {"key": key, "benchmark": benchmark, "config": config, "workdir": str(workdir),
-                             "threads": threads, "progress": progress, "sys_path": sys_path})
+    atomic_write_json(
+        path,
+        {
+            "key": key,
+            "benchmark": benchmark,
+            "config": config,
+            "workdir": str(workdir),
+            "threads": threads,
+            "progress": progress,
+            "sys_path": sys_path,
+        },
+    )
     return path
 
 
@@ -74,7 +92,10 @@ def execute(
     for p in reversed(sys_path or []):
         if p not in sys.path:
             sys.path.insert(0, p)
-    print(f"[lossnet sweep] run {key} benchmark {benchmark} started {time.strftime('%Y-%m-%d %H:%M:%S')} pid {os.getpid()}", flush=True)
+    print(
+        f"[lossnet sweep] run {key} benchmark {benchmark} started {time.strftime('%Y-%m-%d %H:%M:%S')} pid {os.getpid()}",
+        flush=True,
+    )
     record, exc = execute_in_process(benchmark, config, workdir, key, progress=progress, threads=threads)
     if record.status == "failed":
         print(record.error, file=sys.stderr, flush=True)
@@ -82,7 +103,10 @@ def execute(
     atomic_write_json(Path(workdir) / RESULT_FILE, record.to_json())
     if isinstance(exc, KeyboardInterrupt):  # recorded as "interrupted" (resumable), then stop
         raise exc
-    print(f"[lossnet sweep] run {key} {'finished' if record.finished else 'FAILED'} ({record.status}) after {record.duration_s:.1f} s", flush=True)
+    print(
+        f"[lossnet sweep] run {key} {'finished' if record.finished else 'FAILED'} ({record.status}) after {record.duration_s:.1f} s",
+        flush=True,
+    )
     return record
 
 
@@ -109,8 +133,13 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     spec = json.loads(Path(argv[0]).read_text(encoding="utf-8"))
     record = execute(
-        spec["benchmark"], spec["config"], spec["workdir"], spec["key"],
-        threads=spec.get("threads"), progress=spec.get("progress", False), sys_path=spec.get("sys_path"),
+        spec["benchmark"],
+        spec["config"],
+        spec["workdir"],
+        spec["key"],
+        threads=spec.get("threads"),
+        progress=spec.get("progress", False),
+        sys_path=spec.get("sys_path"),
     )
     return 0 if record.finished else 1
 

@@ -12,7 +12,19 @@ from test_autoencoder_data import _asymmetric, write_stl10, write_svhn
 from lossnet.bench.autoencoder import resolve_config, run
 from lossnet.errors import DataError, LossnetError
 
-TINY = ["--epochs", "1", "--batch-size", "8", "--mlp-epochs", "3", "--mlp-patience", "2", "--mlp-batch-size", "16", "--no-progress"]
+TINY = [
+    "--epochs",
+    "1",
+    "--batch-size",
+    "8",
+    "--mlp-epochs",
+    "3",
+    "--mlp-patience",
+    "2",
+    "--mlp-batch-size",
+    "16",
+    "--no-progress",
+]
 
 
 @pytest.fixture()
@@ -33,13 +45,30 @@ def _main(argv):
 
 def test_cli_end_to_end_pixel_then_resume(svhn_dir, tmp_path, capsys):
     out, js = tmp_path / "run", tmp_path / "r.json"
-    argv = ["bench", "autoencoder", "--dataset", "svhn", "--data", str(svhn_dir), "--loss", "pixel", "--out", str(out),
-            "--json", str(js), *TINY]
+    argv = [
+        "bench",
+        "autoencoder",
+        "--dataset",
+        "svhn",
+        "--data",
+        str(svhn_dir),
+        "--loss",
+        "pixel",
+        "--out",
+        str(out),
+        "--json",
+        str(js),
+        *TINY,
+    ]
     assert _main(argv) == 0
     printed = capsys.readouterr().out
     assert "val_accuracy" in printed and "svhn/accuracy" in printed
     res = json.loads(js.read_text())
-    assert res["config"]["benchmark"] == "autoencoder" and res["config"]["net"] is None and res["config"]["loss"] == "pixel"
+    assert (
+        res["config"]["benchmark"] == "autoencoder"
+        and res["config"]["net"] is None
+        and res["config"]["loss"] == "pixel"
+    )
     acc = res["metrics"]["svhn/accuracy"]
     assert 0.0 <= acc <= 1.0 and acc * 10 == pytest.approx(round(acc * 10))  # 10 test images
     assert (out / "checkpoint.pt").is_file() and (out / "reconstructions.png").is_file()
@@ -62,24 +91,64 @@ def test_cli_end_to_end_pixel_then_resume(svhn_dir, tmp_path, capsys):
 
 def test_cli_end_to_end_perceptual_random_alexnet(svhn_dir, tmp_path):
     js = tmp_path / "p.json"
-    argv = ["bench", "autoencoder", "--dataset", "svhn", "--data", str(svhn_dir), "--net", "alexnet", "--layer", "relu1",
-            "--weights", "none", "--out", str(tmp_path / "p"), "--json", str(js), *TINY]
+    argv = [
+        "bench",
+        "autoencoder",
+        "--dataset",
+        "svhn",
+        "--data",
+        str(svhn_dir),
+        "--net",
+        "alexnet",
+        "--layer",
+        "relu1",
+        "--weights",
+        "none",
+        "--out",
+        str(tmp_path / "p"),
+        "--json",
+        str(js),
+        *TINY,
+    ]
     assert _main(argv) == 0
     res = json.loads(js.read_text())
-    assert res["config"]["net"] == "alexnet" and res["config"]["layer"] == "relu1" and res["config"]["weights"] == "none"
+    assert (
+        res["config"]["net"] == "alexnet" and res["config"]["layer"] == "relu1" and res["config"]["weights"] == "none"
+    )
     assert 0.0 <= res["metrics"]["svhn/accuracy"] <= 1.0 and res["metrics"]["svhn/ae_loss"] > 0
     # the run names the loss network it trained with (the same signature PerceptualLoss reports)
     from lossnet.signature import parse_signature
 
     sig = parse_signature(res["signature"])
-    assert (sig["arch"], sig["layers"], sig["distance"], sig["w"].split(":")[0]) == ("alexnet", "E", res["config"]["distance"], "none")  # relu1 is E
+    assert (sig["arch"], sig["layers"], sig["distance"], sig["w"].split(":")[0]) == (
+        "alexnet",
+        "E",
+        res["config"]["distance"],
+        "none",
+    )  # relu1 is E
 
 
 def test_cli_errors_are_one_line(tmp_path, capsys):
     assert _main(["bench", "autoencoder", "--dataset", "svhn", "--loss", "pixel", "--no-progress"]) == 2
     assert "--data" in capsys.readouterr().err
-    assert _main(["bench", "autoencoder", "--dataset", "svhn", "--data", str(tmp_path), "--loss", "pixel", "--out",
-                  str(tmp_path / "o"), "--no-progress"]) == 2
+    assert (
+        _main(
+            [
+                "bench",
+                "autoencoder",
+                "--dataset",
+                "svhn",
+                "--data",
+                str(tmp_path),
+                "--loss",
+                "pixel",
+                "--out",
+                str(tmp_path / "o"),
+                "--no-progress",
+            ]
+        )
+        == 2
+    )
     assert "extra_32x32.mat" in capsys.readouterr().err
 
 
@@ -89,8 +158,18 @@ def test_stl10_run_resized_to_64(tmp_path):
     write_stl10(d / "unlabeled_X.bin", _asymmetric(96, 8, seed=4))
     write_stl10(d / "train_X.bin", _asymmetric(96, 20, seed=5), d / "train_y.bin", np.arange(20) % 10 + 1)
     write_stl10(d / "test_X.bin", _asymmetric(96, 10, seed=6), d / "test_y.bin", np.arange(10) + 1)
-    cfg = resolve_config({"dataset": "stl10", "data": str(d), "loss": "pixel", "image_size": 64, "epochs": 1, "batch_size": 4,
-                          "mlp_epochs": 2, "mlp_patience": 1})
+    cfg = resolve_config(
+        {
+            "dataset": "stl10",
+            "data": str(d),
+            "loss": "pixel",
+            "image_size": 64,
+            "epochs": 1,
+            "batch_size": 4,
+            "mlp_epochs": 2,
+            "mlp_patience": 1,
+        }
+    )
     res = run(cfg, tmp_path / "w", progress=False)
     assert res.status == "done" and 0 <= res.metrics["stl10/accuracy"] <= 1
     assert len(res.details) == 7 and sum(r["selected"] == "*" for r in res.details) == 1

@@ -26,7 +26,9 @@ def test_split_is_seeded_80_20_and_disjoint():
     tr, val = split_indices(100, 0.2, seed=3)
     assert len(tr) == 80 and len(val) == 20 and set(tr.tolist()).isdisjoint(val.tolist())
     assert sorted(tr.tolist() + val.tolist()) == list(range(100))
-    assert torch.equal(split_indices(100, 0.2, seed=3)[1], val) and not torch.equal(split_indices(100, 0.2, seed=4)[1], val)
+    assert torch.equal(split_indices(100, 0.2, seed=3)[1], val) and not torch.equal(
+        split_indices(100, 0.2, seed=4)[1], val
+    )
 
 
 def _xor(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -41,8 +43,19 @@ def _xor(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
 def test_mlp_selection_on_a_case_with_a_known_answer():
     x, y = _xor(600, 0)
     xt, yt = _xor(300, 1)
-    sel = evaluate_mlps(x, y, xt, yt, hidden_layers=[(), (32,)], epochs=200, patience=30, batch_size=32, lr=1e-2,
-                        classes=2, progress=False)
+    sel = evaluate_mlps(
+        x,
+        y,
+        xt,
+        yt,
+        hidden_layers=[(), (32,)],
+        epochs=200,
+        patience=30,
+        batch_size=32,
+        lr=1e-2,
+        classes=2,
+        progress=False,
+    )
     linear, hidden = sel.rows
     assert linear["val_accuracy"] < 0.75 and hidden["val_accuracy"] > 0.95
     assert sel.selected == (32,) and hidden["selected"] == "*" and linear["selected"] == ""

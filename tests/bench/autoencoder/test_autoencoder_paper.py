@@ -40,10 +40,13 @@ def _closed_form_parameters(size: int, code: int = 64, logvar: bool = False) -> 
     return n
 
 
-@pytest.mark.parametrize(("size", "enc_sides", "dec_sides", "params", "with_logvar"), [
-    (64, [31, 14, 6, 2], [5, 13, 30, 64], 4_382_723, 4_448_323),
-    (96, [47, 22, 10, 4], [9, 21, 46, 96], 5_111_811, 5_374_019),
-])
+@pytest.mark.parametrize(
+    ("size", "enc_sides", "dec_sides", "params", "with_logvar"),
+    [
+        (64, [31, 14, 6, 2], [5, 13, 30, 64], 4_382_723, 4_448_323),
+        (96, [47, 22, 10, 4], [9, 21, 46, 96], 5_111_811, 5_374_019),
+    ],
+)
 def test_reference_autoencoder_shapes_layout_and_parameters(size, enc_sides, dec_sides, params, with_logvar):
     model = ReferenceAutoencoder(size, embedding=64)
     sides: list[tuple[str, int]] = []
@@ -54,12 +57,21 @@ def test_reference_autoencoder_shapes_layout_and_parameters(size, enc_sides, dec
     recon, mu, logvar = model(x)
     assert recon.shape == x.shape and mu.shape == (3, 64) and logvar is None
     assert 0 <= float(recon.detach().min()) and float(recon.detach().max()) <= 1
-    assert [s for n, s in sides if n == "Conv2d"] == enc_sides and [s for n, s in sides if n == "ConvTranspose2d"] == dec_sides
+    assert [s for n, s in sides if n == "Conv2d"] == enc_sides and [
+        s for n, s in sides if n == "ConvTranspose2d"
+    ] == dec_sides
     convs = [m for m in model.encoder if isinstance(m, nn.Conv2d)]
     deconvs = [m for m in model.decoder if isinstance(m, nn.ConvTranspose2d)]
-    assert [c.kernel_size[0] for c in convs] == [4] * 4 and all(c.padding == (0, 0) and c.stride == (2, 2) for c in convs)
+    assert [c.kernel_size[0] for c in convs] == [4] * 4 and all(
+        c.padding == (0, 0) and c.stride == (2, 2) for c in convs
+    )
     assert [c.kernel_size[0] for c in deconvs] == [5, 5, 6, 6] and all(c.padding == (0, 0) for c in deconvs)
-    assert [c.out_channels for c in convs] == [32, 64, 128, 256] and [c.out_channels for c in deconvs] == [128, 64, 32, 3]
+    assert [c.out_channels for c in convs] == [32, 64, 128, 256] and [c.out_channels for c in deconvs] == [
+        128,
+        64,
+        32,
+        3,
+    ]
     assert sum(isinstance(m, nn.BatchNorm2d) for m in model.encoder) == 4
     assert sum(isinstance(m, nn.BatchNorm2d) for m in model.decoder) == 3 and isinstance(model.decoder[-1], nn.Sigmoid)
     count = sum(p.numel() for p in model.parameters())
@@ -85,15 +97,41 @@ def test_reference_model_sizes_and_selection():
 
 def test_paper_preset_is_the_reference_setup():
     c = resolve_config({"preset": "paper", "net": "vgg16", "layer": "relu2_2", "allow_stand_in": True})
-    assert (c["model"], c["epochs"], c["batch_size"], c["lr"], c["ae_val_fraction"]) == ("reference", 10, 256, 1e-3, 0.2)
+    assert (c["model"], c["epochs"], c["batch_size"], c["lr"], c["ae_val_fraction"]) == (
+        "reference",
+        10,
+        256,
+        1e-3,
+        0.2,
+    )
     assert (c["normalize"], c["loss_net_mode"], c["transform_input"]) == ("none", "train", False)
-    assert (c["mlp_protocol"], c["mlp_epochs"], c["mlp_patience"], c["mlp_batch_size"], c["mlp_lr"]) == ("reference", 100, 10, 256, 1e-3)
+    assert (c["mlp_protocol"], c["mlp_epochs"], c["mlp_patience"], c["mlp_batch_size"], c["mlp_lr"]) == (
+        "reference",
+        100,
+        10,
+        256,
+        1e-3,
+    )
     assert c["embedding"] == 64 and c["variational"] is False and c["val_fraction"] == 0.2
-    assert resolve_config({"preset": "paper", "loss": "pixel", "mlp_epochs": 500, "allow_stand_in": True})["mlp_patience"] == 25  # the code's default
+    assert (
+        resolve_config({"preset": "paper", "loss": "pixel", "mlp_epochs": 500, "allow_stand_in": True})["mlp_patience"]
+        == 25
+    )  # the code's default
     q = resolve_config({"loss": "pixel"})  # quick: lossnet's earlier setup
     assert (q["model"], q["mlp_protocol"], q["ae_val_fraction"], q["mlp_patience"]) == ("compact", "ce", 0.0, 8)
-    assert resolve_config({"loss": "pixel", "mlp_protocol": "reference", "mlp_patience": None, "preset": "paper", "allow_stand_in": True,
-                           "mlp_epochs": 210})["mlp_patience"] == 11
+    assert (
+        resolve_config(
+            {
+                "loss": "pixel",
+                "mlp_protocol": "reference",
+                "mlp_patience": None,
+                "preset": "paper",
+                "allow_stand_in": True,
+                "mlp_epochs": 210,
+            }
+        )["mlp_patience"]
+        == 11
+    )
     with pytest.raises(LossnetError, match="ae_val_fraction"):
         resolve_config({"loss": "pixel", "ae_val_fraction": 1.0})
 
@@ -106,14 +144,28 @@ def test_ae_split_is_seeded_floor_20_percent():
     tr, val = split_ae_images(99, cfg)
     assert len(val) == 19 and len(tr) == 80 and set(tr.tolist()).isdisjoint(val.tolist())
     assert sorted(tr.tolist() + val.tolist()) == list(range(99))
-    assert torch.equal(split_ae_images(99, cfg)[1], val) and not torch.equal(split_ae_images(99, AutoencoderConfig(ae_val_fraction=0.2, seed=1))[1], val)
+    assert torch.equal(split_ae_images(99, cfg)[1], val) and not torch.equal(
+        split_ae_images(99, AutoencoderConfig(ae_val_fraction=0.2, seed=1))[1], val
+    )
     tr0, val0 = split_ae_images(10, AutoencoderConfig(ae_val_fraction=0.0, seed=0))
     assert tr0.tolist() == list(range(10)) and len(val0) == 0
 
 
 def _tiny_ae_config(**over):
-    return BENCHMARK.config_object(resolve_config({"loss": "pixel", "model": "reference", "embedding": 8, "epochs": 3, "batch_size": 8,
-                                                   "ae_val_fraction": 0.25, "device": "cpu", **over}))
+    return BENCHMARK.config_object(
+        resolve_config(
+            {
+                "loss": "pixel",
+                "model": "reference",
+                "embedding": 8,
+                "epochs": 3,
+                "batch_size": 8,
+                "ae_val_fraction": 0.25,
+                "device": "cpu",
+                **over,
+            }
+        )
+    )
 
 
 def test_held_out_loss_is_the_mean_reconstruction_loss_in_eval_mode(tmp_path):
@@ -182,8 +234,20 @@ def _xor(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
 def test_reference_protocol_on_xor_selects_the_hidden_layer():
     x, y = _xor(400, 0)
     xt, yt = _xor(200, 1)
-    sel = evaluate_mlps(x, y, xt, yt, hidden_layers=[(), (32,)], epochs=300, patience=15, batch_size=32, lr=1e-2,
-                        classes=2, protocol="reference", progress=False)
+    sel = evaluate_mlps(
+        x,
+        y,
+        xt,
+        yt,
+        hidden_layers=[(), (32,)],
+        epochs=300,
+        patience=15,
+        batch_size=32,
+        lr=1e-2,
+        classes=2,
+        protocol="reference",
+        progress=False,
+    )
     linear, hidden = sel.rows
     assert linear["val_accuracy"] < 0.75 and hidden["val_accuracy"] > 0.95
     assert sel.selected == (32,) and hidden["selected"] == "*" and sel.test_accuracy > 0.95
@@ -203,8 +267,19 @@ def test_reference_linear_mlp_converges_to_least_squares_on_one_hot():
     x, y = data(400, 1)
     xt, _ = data(200, 2)
     # full batch, validation = training data: the monitored loss is the training objective
-    model, row = train_mlp((), x, y, x, y, epochs=1500, patience=reference_patience(1500), batch_size=len(x), lr=2e-2,
-                           classes=4, protocol="reference")
+    model, row = train_mlp(
+        (),
+        x,
+        y,
+        x,
+        y,
+        epochs=1500,
+        patience=reference_patience(1500),
+        batch_size=len(x),
+        lr=2e-2,
+        classes=4,
+        protocol="reference",
+    )
     ones = lambda z: torch.cat([z, torch.ones(len(z), 1)], 1)  # noqa: E731
     w = torch.linalg.lstsq(ones(x), torch.eye(4)[y]).solution
     assert row["val_loss"] == pytest.approx(float(((ones(x) @ w - torch.eye(4)[y]) ** 2).mean()), rel=1e-4)
@@ -221,7 +296,9 @@ def test_reference_stopping_rule_and_kept_weights():
     x, y = torch.randn(300, 6, generator=g), torch.randint(0, 10, (300,), generator=g)
     xv, yv = torch.randn(100, 6, generator=g), torch.randint(0, 10, (100,), generator=g)
     hist: list[dict] = []
-    model, row = train_mlp((32,), x, y, xv, yv, epochs=400, patience=12, batch_size=32, lr=1e-2, protocol="reference", history=hist)
+    model, row = train_mlp(
+        (32,), x, y, xv, yv, epochs=400, patience=12, batch_size=32, lr=1e-2, protocol="reference", history=hist
+    )
     losses = [h["val_loss"] for h in hist]
     best = int(np.argmin(losses)) + 1
     assert row["best_epoch"] == best and row["epochs"] == len(hist) == best + 12 < 400
@@ -252,16 +329,48 @@ def test_paper_preset_on_synthetic_svhn_mat(tmp_path, capsys):
     write_svhn(d / "train_32x32.mat", _asymmetric(32, 30, seed=2), np.arange(30) % 10 + 1)
     write_svhn(d / "test_32x32.mat", _asymmetric(32, 10, seed=3), np.arange(10) + 1)
     js, out = tmp_path / "r.json", tmp_path / "run"
-    assert main(["bench", "autoencoder", "--preset", "paper", "--dataset", "svhn", "--data", str(d), "--loss", "pixel",
-                 "--epochs", "1", "--out", str(out), "--json", str(js), "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "bench",
+                "autoencoder",
+                "--preset",
+                "paper",
+                "--dataset",
+                "svhn",
+                "--data",
+                str(d),
+                "--loss",
+                "pixel",
+                "--epochs",
+                "1",
+                "--out",
+                str(out),
+                "--json",
+                str(js),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     res = json.loads(js.read_text())
     c = res["config"]
     assert (c["preset"], c["model"], c["image_size"], c["batch_size"], c["ae_val_fraction"], c["mlp_protocol"]) == (
-        "paper", "reference", 64, 256, 0.2, "reference")
+        "paper",
+        "reference",
+        64,
+        256,
+        0.2,
+        "reference",
+    )
     m = res["metrics"]
     assert m["svhn/ae_best_epoch"] == 1 and m["svhn/ae_val_loss"] > 0 and 0 <= m["svhn/accuracy"] <= 1
     mlps = json.loads((out / "mlps.json").read_text())
-    assert mlps["protocol"] == "reference" and len(mlps["mlps"]) == 7 and sum(r["selected"] == "*" for r in mlps["mlps"]) == 1
+    assert (
+        mlps["protocol"] == "reference"
+        and len(mlps["mlps"]) == 7
+        and sum(r["selected"] == "*" for r in mlps["mlps"]) == 1
+    )
     assert all({"hidden", "val_accuracy", "val_loss", "best_epoch", "epochs"} <= set(r) for r in mlps["mlps"])
     assert (out / "best.pt").is_file() and "val_loss" in capsys.readouterr().out
 
@@ -272,8 +381,18 @@ def test_paper_preset_on_synthetic_stl10_bin_with_a_train_mode_loss_network(tmp_
     write_stl10(d / "unlabeled_X.bin", _asymmetric(96, 10, seed=4))
     write_stl10(d / "train_X.bin", _asymmetric(96, 20, seed=5), d / "train_y.bin", np.arange(20) % 10 + 1)
     write_stl10(d / "test_X.bin", _asymmetric(96, 10, seed=6), d / "test_y.bin", np.arange(10) + 1)
-    cfg = resolve_config({"preset": "paper", "dataset": "stl10", "data": str(d), "net": "alexnet", "layer": "relu1",
-                          "weights": "none", "epochs": 1, "device": "cpu"})
+    cfg = resolve_config(
+        {
+            "preset": "paper",
+            "dataset": "stl10",
+            "data": str(d),
+            "net": "alexnet",
+            "layer": "relu1",
+            "weights": "none",
+            "epochs": 1,
+            "device": "cpu",
+        }
+    )
     assert (cfg["image_size"], cfg["normalize"], cfg["loss_net_mode"]) == (96, "none", "train")
     res = run(cfg, tmp_path / "w", progress=False)
     assert res.status == "done" and 0 <= res.metrics["stl10/accuracy"] <= 1 and res.metrics["stl10/ae_best_epoch"] == 1
@@ -287,8 +406,17 @@ def test_train_mode_loss_network_statistics_are_run_state_and_validation_leaves_
     (as in the reference); validation runs it in eval mode without touching them, and a resumed run
     gets them back from the checkpoint."""
     images = torch.from_numpy(_asymmetric(32, 10, seed=7))
-    cfg = _tiny_ae_config(net="vgg16_bn", layer="E", weights="none", loss="perceptual", normalize="none",
-                          loss_net_mode="train", epochs=1, model="compact", image_size=32)
+    cfg = _tiny_ae_config(
+        net="vgg16_bn",
+        layer="E",
+        weights="none",
+        loss="perceptual",
+        normalize="none",
+        loss_net_mode="train",
+        epochs=1,
+        model="compact",
+        image_size=32,
+    )
     tr, val = split_ae_images(len(images), cfg)
     task = AutoencoderTask(cfg, images[tr], images[val], torch.device("cpu"), progress=False)
     task.begin(0)

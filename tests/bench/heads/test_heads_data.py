@@ -35,17 +35,22 @@ def test_csv_rows_are_read_relative_to_the_csv(tmp_path, images):
     assert [r[3] for r in rows] == [0.25, 1.0] and rows[0][0] == images[0] and rows[1][1] == images[2]
     ds = CsvJudgments(f, size=32)
     item = ds[0]
-    assert item["ok"] and item["ref"].shape == (3, 32, 32) and item["ref"].dtype == torch.uint8 and item["judge"] == 0.25
+    assert (
+        item["ok"] and item["ref"].shape == (3, 32, 32) and item["ref"].dtype == torch.uint8 and item["judge"] == 0.25
+    )
 
 
-@pytest.mark.parametrize("row, message", [
-    ("img/0.png,img/1.png,img/2.png,1.5", "row 2: judgment 1.5 is outside [0, 1]"),
-    ("img/0.png,img/1.png,img/2.png,-0.1", "outside [0, 1]"),
-    ("img/0.png,img/1.png,img/2.png,nan", "outside [0, 1]"),
-    ("img/0.png,img/1.png,img/2.png,abc", "judgment 'abc' is not a number"),
-    ("img/0.png,img/missing.png,img/2.png,0.5", "row 2: p0 image not found"),
-    ("img/0.png,img/1.png,0.5", "row 2: expected the 4 fields"),
-])
+@pytest.mark.parametrize(
+    "row, message",
+    [
+        ("img/0.png,img/1.png,img/2.png,1.5", "row 2: judgment 1.5 is outside [0, 1]"),
+        ("img/0.png,img/1.png,img/2.png,-0.1", "outside [0, 1]"),
+        ("img/0.png,img/1.png,img/2.png,nan", "outside [0, 1]"),
+        ("img/0.png,img/1.png,img/2.png,abc", "judgment 'abc' is not a number"),
+        ("img/0.png,img/missing.png,img/2.png,0.5", "row 2: p0 image not found"),
+        ("img/0.png,img/1.png,0.5", "row 2: expected the 4 fields"),
+    ],
+)
 def test_bad_rows_name_the_row(tmp_path, images, row, message):
     f = _csv(tmp_path, [row])
     with pytest.raises(DataError) as exc:
@@ -87,7 +92,7 @@ def test_fit_from_csv_judgments(tmp_path, shared_dir, shared_weights_dir):
     for i in range(12):
         s = src[i % 4]
         t, l = rng.integers(0, s.shape[0] - 64), rng.integers(0, s.shape[1] - 64)
-        ref = s[t:t + 64, l:l + 64]
+        ref = s[t : t + 64, l : l + 64]
         blur = np.clip(gaussian_filter(ref.astype(float), (1, 1, 0)), 0, 255).astype(np.uint8)
         noisy = np.clip(ref + rng.normal(0, 50, ref.shape), 0, 255).astype(np.uint8)
         for name, arr in (("ref", ref), ("p0", noisy), ("p1", blur)):
@@ -96,8 +101,24 @@ def test_fit_from_csv_judgments(tmp_path, shared_dir, shared_weights_dir):
         rows.append(f"im/{i}_ref.png,im/{i}_p0.png,im/{i}_p1.png,0.9")
     f = _csv(tmp_path, rows)
     wfile = str(shared_weights_dir / "alexnet-imagenet1k-v1-features.safetensors")
-    res = fit_heads(dict(net="alexnet", layers="E,S", weights=wfile, judgments=str(f), epochs=2, decay_epochs=0, batch_size=4,
-                         val="holdout", val_fraction=0.25, lr=1e-2), tmp_path / "mine.safetensors", progress=False)
+    res = fit_heads(
+        dict(
+            net="alexnet",
+            layers="E,S",
+            weights=wfile,
+            judgments=str(f),
+            epochs=2,
+            decay_epochs=0,
+            batch_size=4,
+            val="holdout",
+            val_fraction=0.25,
+            lr=1e-2,
+        ),
+        tmp_path / "mine.safetensors",
+        progress=False,
+    )
     h = load_heads(res.path)
-    assert h.meta["data"] == f.name and res.val_2afc == pytest.approx(0.9)  # every held-out item agrees with 90 % of people
+    assert h.meta["data"] == f.name and res.val_2afc == pytest.approx(
+        0.9
+    )  # every held-out item agrees with 90 % of people
     PerceptualMetric(heads=res.path, weights=wfile)

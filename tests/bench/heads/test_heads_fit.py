@@ -12,15 +12,23 @@ import torch
 
 from lossnet.bench.heads.fit import HeadsModel, epoch_order, fit_heads, lr_at
 
-LPIPS_LAYERS = {"alexnet": ("alex", "features.1,features.4,features.7,features.9,features.11"),
-                "vgg16": ("vgg", "features.3,features.8,features.15,features.22,features.29")}
+LPIPS_LAYERS = {
+    "alexnet": ("alex", "features.1,features.4,features.7,features.9,features.11"),
+    "vgg16": ("vgg", "features.3,features.8,features.15,features.22,features.29"),
+}
 
 
 def _synthetic_train(root, shared_dir, n=12):
     from lossnet.bench.similarity.synthetic import write_synthetic_bapps
 
-    return write_synthetic_bapps(root, n_2afc=n, subsets_2afc=("traditional",), split="train",
-                                 source_dir=shared_dir / "data" / "sr" / "bsd100", seed=1)
+    return write_synthetic_bapps(
+        root,
+        n_2afc=n,
+        subsets_2afc=("traditional",),
+        split="train",
+        source_dir=shared_dir / "data" / "sr" / "bsd100",
+        seed=1,
+    )
 
 
 def _lpips_trainer(lpips_net: str, weights_file, init: HeadsModel):
@@ -56,8 +64,21 @@ def test_one_epoch_equals_lpips_trainer(net, tmp_path, shared_dir, shared_weight
     root = _synthetic_train(tmp_path / "bapps", shared_dir)
     wfile = shared_weights_dir / f"{net}-imagenet1k-v1-features.safetensors"
     seed, bs = 3, 4
-    res = fit_heads(dict(net=net, layers=layers, weights=str(wfile), data=str(root), epochs=1, decay_epochs=0, batch_size=bs,
-                         seed=seed, val="none"), tmp_path / "heads.safetensors", progress=False)
+    res = fit_heads(
+        dict(
+            net=net,
+            layers=layers,
+            weights=str(wfile),
+            data=str(root),
+            epochs=1,
+            decay_epochs=0,
+            batch_size=bs,
+            seed=seed,
+            val="none",
+        ),
+        tmp_path / "heads.safetensors",
+        progress=False,
+    )
     channels = [h.numel() for h in res.heads]
     torch.manual_seed(seed)  # fit seeds, then builds the task: HeadsModel is the first to draw
     init = HeadsModel(channels)
@@ -67,7 +88,7 @@ def test_one_epoch_equals_lpips_trainer(net, tmp_path, shared_dir, shared_weight
     torch.manual_seed(seed)  # lpips's dropout draws from the global generator; ours from one seeded alike
     theirs = []
     for s in range(0, len(order), bs):
-        items = [ds[i] for i in order[s:s + bs]]
+        items = [ds[i] for i in order[s : s + bs]]
         data = {k: torch.stack([it[k] for it in items]).float() / 255 * 2 - 1 for k in ("ref", "p0", "p1")}
         data["judge"] = torch.tensor([it["judge"] for it in items], dtype=torch.float32).view(-1, 1, 1, 1)
         tr.set_input(data)
@@ -102,8 +123,19 @@ def test_rerun_resumes_and_other_config_is_refused(tmp_path, shared_dir, shared_
 
     root = _synthetic_train(tmp_path / "bapps", shared_dir, n=8)
     wfile = str(shared_weights_dir / "alexnet-imagenet1k-v1-features.safetensors")
-    cfg = dict(net="alexnet", layers="E,S", weights=wfile, data=str(root), epochs=1, decay_epochs=1, batch_size=4, seed=0,
-               val="holdout", val_fraction=0.25, lr=1e-2)
+    cfg = dict(
+        net="alexnet",
+        layers="E,S",
+        weights=wfile,
+        data=str(root),
+        epochs=1,
+        decay_epochs=1,
+        batch_size=4,
+        seed=0,
+        val="holdout",
+        val_fraction=0.25,
+        lr=1e-2,
+    )
     first = fit_heads(cfg, tmp_path / "h.safetensors", progress=False)
     hist = json.loads((tmp_path / "h.safetensors.run" / "history.json").read_text())
     assert [r["epoch"] for r in hist["history"]] == [1, 2] and all(0 <= r["val_2afc"] <= 1 for r in hist["history"])
@@ -119,8 +151,18 @@ def test_resume_after_kill_matches_uninterrupted(tmp_path, shared_dir, shared_we
 
     root = _synthetic_train(tmp_path / "bapps", shared_dir, n=8)
     wfile = str(shared_weights_dir / "alexnet-imagenet1k-v1-features.safetensors")
-    cfg = dict(net="alexnet", layers="E,S", weights=wfile, data=str(root), epochs=1, decay_epochs=1, batch_size=4, seed=0,
-               val="none", lr=1e-2)
+    cfg = dict(
+        net="alexnet",
+        layers="E,S",
+        weights=wfile,
+        data=str(root),
+        epochs=1,
+        decay_epochs=1,
+        batch_size=4,
+        seed=0,
+        val="none",
+        lr=1e-2,
+    )
     full = fit_heads(cfg, None, workdir=tmp_path / "full", progress=False)
     calls = {"n": 0}
     real = fitmod.HeadsTask.train_epoch
@@ -159,10 +201,31 @@ def test_planted_heads_are_recovered(tmp_path, shared_dir, shared_weights_dir):
     wfile = str(shared_weights_dir / "alexnet-imagenet1k-v1-features.safetensors")
     true = planted_heads([64], seed=1)
     truth = PerceptualMetric(net="alexnet", layers=["relu1"], channel_weights=true, weights=wfile)
-    info = write_planted_bapps(tmp_path / "planted", truth, image_dir=shared_dir / "data" / "sr" / "bsd100", n_train=1600,
-                               n_val=400, seed=2, sharpness=2.0)
-    res = fit_heads(dict(net="alexnet", layers="relu1", weights=wfile, data=str(info["root"]), epochs=10, decay_epochs=10,
-                         lr=1e-2, batch_size=25, dropout=0.0, val="split"), tmp_path / "fitted.safetensors", progress=False)
+    info = write_planted_bapps(
+        tmp_path / "planted",
+        truth,
+        image_dir=shared_dir / "data" / "sr" / "bsd100",
+        n_train=1600,
+        n_val=400,
+        seed=2,
+        sharpness=2.0,
+    )
+    res = fit_heads(
+        dict(
+            net="alexnet",
+            layers="relu1",
+            weights=wfile,
+            data=str(info["root"]),
+            epochs=10,
+            decay_epochs=10,
+            lr=1e-2,
+            batch_size=25,
+            dropout=0.0,
+            val="split",
+        ),
+        tmp_path / "fitted.safetensors",
+        progress=False,
+    )
     corr = float(np.corrcoef(res.heads[0].numpy(), true[0].numpy())[0, 1])
     assert corr >= 0.95, corr
     # an unrelated non-negative head of the same distribution is far from it (the test can fail)

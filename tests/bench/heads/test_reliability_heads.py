@@ -36,8 +36,19 @@ def _judgments(folder, n=8, flip=False):
 
 
 def _cfg(csv_path):
-    return dict(net="alexnet", layers="E", weights="none", judgments=str(csv_path), epochs=1, decay_epochs=0, batch_size=4,
-                seed=0, val="holdout", val_fraction=0.25, size=32)
+    return dict(
+        net="alexnet",
+        layers="E",
+        weights="none",
+        judgments=str(csv_path),
+        epochs=1,
+        decay_epochs=0,
+        batch_size=4,
+        seed=0,
+        val="holdout",
+        val_fraction=0.25,
+        size=32,
+    )
 
 
 def test_m6_changed_judgments_are_not_resumed_silently(tmp_path):
@@ -64,7 +75,6 @@ def test_l8_heads_file_records_digests_and_no_absolute_path(tmp_path):
     meta = load_heads(out).meta
     assert meta["data"] == "mine.csv" and meta["data_content"] == f"sha256:{sha256_file(csv_path)}"
     assert len(meta["backbone_sha256"]) == 64  # --weights none: the random backbone is identified
-
 
 
 def test_heads_fitted_on_a_random_backbone_warn_on_another(tmp_path):
@@ -98,13 +108,20 @@ def test_heads_fitted_on_a_random_backbone_warn_on_another(tmp_path):
         warnings.simplefilter("error", UserWarning)
         PerceptualMetric(heads=out, weights=str(weights))
 
+
 def _write_heads(path, dtype=torch.float32, distance="spatial"):
     from safetensors.torch import save_file
 
     from lossnet.heads.file import _META_KEY, HEADS_FORMAT
 
-    meta = {"format": HEADS_FORMAT, "net": "alexnet", "layers": ["features.1"], "normalize": "imagenet", "channels": [64],
-            "distance": distance}
+    meta = {
+        "format": HEADS_FORMAT,
+        "net": "alexnet",
+        "layers": ["features.1"],
+        "normalize": "imagenet",
+        "channels": [64],
+        "distance": distance,
+    }
     save_file({"head.0": torch.ones(64).to(dtype)}, str(path), metadata={_META_KEY: json.dumps(meta)})
     return path
 
@@ -143,7 +160,10 @@ def test_last_round_weights_trim_stores_no_absolute_path(tmp_path, shared_weight
     from lossnet.weights import sha256_file
 
     out = tmp_path / "alexnet-relu1.safetensors"
-    assert main(["weights", "trim", "alexnet", "--layer", "E", "--weights-dir", str(shared_weights_dir), "-o", str(out)]) == 0
+    assert (
+        main(["weights", "trim", "alexnet", "--layer", "E", "--weights-dir", str(shared_weights_dir), "-o", str(out)])
+        == 0
+    )
     with safe_open(str(out), framework="pt") as fh:
         meta = fh.metadata()
     src = shared_weights_dir / "alexnet-imagenet1k-v1-features.safetensors"

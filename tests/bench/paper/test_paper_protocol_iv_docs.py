@@ -21,14 +21,18 @@ def _cited_tests(text: str) -> list[tuple[str, str]]:
 
 def test_every_row_names_tests_that_exist():
     text = DOC.read_text(encoding="utf-8")
-    rows = [l for l in text.splitlines() if l.startswith("| ") and not l.startswith("| Aspect") and not l.startswith("|---")]
+    rows = [
+        l for l in text.splitlines() if l.startswith("| ") and not l.startswith("| Aspect") and not l.startswith("|---")
+    ]
     assert len(rows) > 50
     for row in rows:
         assert "::test_" in row.rstrip(" |").rsplit("|", 1)[-1], f"row without a test: {row[:60]}"
     cited = _cited_tests(text)
     assert len(cited) > 60
     for file, name in cited:
-        assert file is not None and re.search(rf"^def {name}\b", next((ROOT / "tests").rglob(file)).read_text(), re.M), f"{file}::{name}"
+        assert file is not None and re.search(
+            rf"^def {name}\b", next((ROOT / "tests").rglob(file)).read_text(), re.M
+        ), f"{file}::{name}"
 
 
 def test_no_meta_text_or_outside_evidence():

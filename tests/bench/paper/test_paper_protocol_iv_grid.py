@@ -36,21 +36,45 @@ def test_paper_full_grid_is_the_papers_study(tmp_path, monkeypatch):
     _complete_data_root(tmp_path / "data")
     monkeypatch.setenv("LOSSNET_DATA", str(tmp_path / "data"))
     runs = plan_grid(load_grid(GRID), where=str(GRID))
-    counts = Counter((r.benchmark, r.config.get("scale") or r.config.get("dataset") or "", r.config["seed"]) for r in runs)
-    assert counts == {("similarity", "", 0): 56, ("superres", 4, 42): 56, ("superres", 8, 42): 56, ("roads", "", 0): 56,
-                      ("autoencoder", "svhn", 0): 56, ("autoencoder", "stl10", 0): 56}
-    assert all(r.config["preset"] == "paper" and not r.config.get("stand_in") for r in runs if r.benchmark != "similarity")
+    counts = Counter(
+        (r.benchmark, r.config.get("scale") or r.config.get("dataset") or "", r.config["seed"]) for r in runs
+    )
+    assert counts == {
+        ("similarity", "", 0): 56,
+        ("superres", 4, 42): 56,
+        ("superres", 8, 42): 56,
+        ("roads", "", 0): 56,
+        ("autoencoder", "svhn", 0): 56,
+        ("autoencoder", "stl10", 0): 56,
+    }
+    assert all(
+        r.config["preset"] == "paper" and not r.config.get("stand_in") for r in runs if r.benchmark != "similarity"
+    )
     header = GRID.read_text().split("[sweep]")[0]
     assert f"{len(runs)} runs" in header and len(runs) == 336
-    stated = dict((k, int(v)) for k, v in re.findall(r"(similarity|superres x4|superres x8|roads|autoencoder SVHN|autoencoder STL-10) (\d+)", header))
-    assert stated == {"similarity": 56, "superres x4": 56, "superres x8": 56, "roads": 56, "autoencoder SVHN": 56, "autoencoder STL-10": 56}
+    stated = dict(
+        (k, int(v))
+        for k, v in re.findall(
+            r"(similarity|superres x4|superres x8|roads|autoencoder SVHN|autoencoder STL-10) (\d+)", header
+        )
+    )
+    assert stated == {
+        "similarity": 56,
+        "superres x4": 56,
+        "superres x8": 56,
+        "roads": 56,
+        "autoencoder SVHN": 56,
+        "autoencoder STL-10": 56,
+    }
 
 
 def test_a_benchmark_takes_an_array_of_variant_tables(tmp_path):
     grid = tmp_path / "g.toml"
-    grid.write_text('[sweep]\narchs = ["alexnet"]\nlayers = ["E"]\n'
-                    '[[benchmarks.superres]]\nscale = 4\nloss = "pixel"\ntest = {x = "."}\ntrain = ["."]\n'
-                    '[[benchmarks.superres]]\nscale = 8\nloss = "pixel"\ntest = {x = "."}\ntrain = ["."]\n')
+    grid.write_text(
+        '[sweep]\narchs = ["alexnet"]\nlayers = ["E"]\n'
+        '[[benchmarks.superres]]\nscale = 4\nloss = "pixel"\ntest = {x = "."}\ntrain = ["."]\n'
+        '[[benchmarks.superres]]\nscale = 8\nloss = "pixel"\ntest = {x = "."}\ntrain = ["."]\n'
+    )
     runs = plan_grid(load_grid(grid), where="g")
     assert sorted(r.config["scale"] for r in runs) == [4, 8]
 
@@ -63,7 +87,9 @@ def test_estimate_plans_paper_presets_on_synthetic_stand_ins(tmp_path, monkeypat
     monkeypatch.setenv("LOSSNET_DATA", str(tmp_path / "empty"))
     monkeypatch.setenv("LOSSNET_SHARED", str(tmp_path / "no-shared"))
     grid = tmp_path / "g.toml"
-    grid.write_text('[sweep]\narchs = ["alexnet"]\nlayers = ["E"]\npreset = "paper"\n[benchmarks.superres]\nscale = 4\n')
+    grid.write_text(
+        '[sweep]\narchs = ["alexnet"]\nlayers = ["E"]\npreset = "paper"\n[benchmarks.superres]\nscale = 4\n'
+    )
     runs, _, notes = _plan(str(grid), {}, False, tmp_path / "synth")
     (run,) = runs
     assert run.config["seed"] == 42 and run.config["stand_in"] and any("synthetic" in n for n in notes)

@@ -60,10 +60,17 @@ def test_roads_paper_refuses_a_held_out_validation_and_warns_without_a_valid_spl
 
 def test_paper_presets_are_deterministic_and_it_is_applied_per_run():
     assert roads.resolve_config({"preset": "paper", "data": "x"})["deterministic"] is True
-    assert autoencoder.resolve_config({"preset": "paper", "loss": "pixel", "allow_stand_in": True})["deterministic"] is True
+    assert (
+        autoencoder.resolve_config({"preset": "paper", "loss": "pixel", "allow_stand_in": True})["deterministic"]
+        is True
+    )
     assert roads.resolve_config({"preset": "paper", "data": "x", "deterministic": False})["deterministic"] is False
     assert roads.resolve_config({"data": "x"})["deterministic"] is None
-    saved = (torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark, torch.are_deterministic_algorithms_enabled())
+    saved = (
+        torch.backends.cudnn.deterministic,
+        torch.backends.cudnn.benchmark,
+        torch.are_deterministic_algorithms_enabled(),
+    )
     try:
         configure_determinism({"deterministic": True}, "cuda")
         assert torch.backends.cudnn.deterministic and not torch.backends.cudnn.benchmark
@@ -90,8 +97,18 @@ CREATE TABLE artifacts(run_key TEXT, name TEXT, path TEXT, PRIMARY KEY (run_key,
 INSERT INTO meta VALUES ('schema_version', '1');
 """)
     for i, (bench, config, metrics) in enumerate(runs):
-        config = {"benchmark": bench, "preset": "paper", "weights": "imagenet", "seed": 0, "loss": "perceptual", **config}
-        con.execute("INSERT INTO runs(key, benchmark, config, status, attempts) VALUES (?,?,?,?,1)", (f"k{i}", bench, json.dumps(config), "done"))
+        config = {
+            "benchmark": bench,
+            "preset": "paper",
+            "weights": "imagenet",
+            "seed": 0,
+            "loss": "perceptual",
+            **config,
+        }
+        con.execute(
+            "INSERT INTO runs(key, benchmark, config, status, attempts) VALUES (?,?,?,?,1)",
+            (f"k{i}", bench, json.dumps(config), "done"),
+        )
         for name, value in metrics.items():
             dataset, _, metric = name.partition("/")
             con.execute("INSERT INTO metrics VALUES (?,?,?,?)", (f"k{i}", dataset, metric, value))
@@ -106,30 +123,53 @@ def test_report_compares_the_chosen_roads_split_and_sr_metric(tmp_path):
     assert map_metric_row({**row, "dataset": "mrd", "name": "quality"})[0] is None
     assert map_metric_row({**row, "dataset": "mrd", "name": "quality"}, roads_split="test")[0]["value"] == 1.0
     assert map_metric_row({**row, "dataset": "mrd.val", "name": "quality"}, roads_split="test")[0] is None
-    sr = {"benchmark": "superres", "config": {"net": "vgg16", "layer": "M", "loss": "perceptual", "scale": 4}, "dataset": "set5"}
+    sr = {
+        "benchmark": "superres",
+        "config": {"net": "vgg16", "layer": "M", "loss": "perceptual", "scale": 4},
+        "dataset": "set5",
+    }
     assert map_metric_row({**sr, "name": "psnr", "value": 25.0})[0]["value"] == 25.0
     assert map_metric_row({**sr, "name": "psnr_torchmetrics", "value": 27.0})[0] is None
     cell = map_metric_row({**sr, "name": "psnr_torchmetrics", "value": 27.0}, sr_metric="torchmetrics")[0]
     assert (cell["metric"], cell["value"]) == ("psnr", 27.0)
     assert map_metric_row({**sr, "name": "psnr", "value": 25.0}, sr_metric="torchmetrics")[0] is None
 
-    path = _store(tmp_path / "r.db", [("superres", {"net": "vgg16", "layer": "M", "scale": 4, "protocol": "reference"},
-                                       {"set5/psnr": 25.0, "set5/psnr_torchmetrics": 27.0}),
-                                      ("roads", {"net": "vgg16", "layer": "M"}, {"mrd/quality": 40.0, "mrd.val/quality": 50.0})])
+    path = _store(
+        tmp_path / "r.db",
+        [
+            (
+                "superres",
+                {"net": "vgg16", "layer": "M", "scale": 4, "protocol": "reference"},
+                {"set5/psnr": 25.0, "set5/psnr_torchmetrics": 27.0},
+            ),
+            ("roads", {"net": "vgg16", "layer": "M"}, {"mrd/quality": 40.0, "mrd.val/quality": 50.0}),
+        ],
+    )
     rows, info = store_scores(path)
     values = {(r["benchmark"], r["metric"]): r["value"] for r in rows}
     assert values == {("superres_x4", "psnr"): 25.0, ("segmentation", "quality"): 50.0}
     assert any("validation split" in n for n in info.notes) and any("PSNR_2" in n for n in info.notes)
     rows, _ = store_scores(path, sr_metric="torchmetrics", roads_split="test")
-    assert {(r["benchmark"], r["metric"]): r["value"] for r in rows} == {("superres_x4", "psnr"): 27.0, ("segmentation", "quality"): 40.0}
+    assert {(r["benchmark"], r["metric"]): r["value"] for r in rows} == {
+        ("superres_x4", "psnr"): 27.0,
+        ("segmentation", "quality"): 40.0,
+    }
 
 
 def test_report_marks_stand_in_runs_not_paper_comparable(tmp_path, capsys):
     from lossnet.cli.main import main
 
     stand_in = ["dataset digits, scikit-learn's 8x8 digits (the paper: --dataset svhn or stl10)"]
-    path = _store(tmp_path / "r.db", [("autoencoder", {"net": "vgg16", "layer": "M", "dataset": "digits", "allow_stand_in": True,
-                                                       "stand_in": stand_in}, {"digits/accuracy": 0.9})])
+    path = _store(
+        tmp_path / "r.db",
+        [
+            (
+                "autoencoder",
+                {"net": "vgg16", "layer": "M", "dataset": "digits", "allow_stand_in": True, "stand_in": stand_in},
+                {"digits/accuracy": 0.9},
+            )
+        ],
+    )
     _, info = store_scores(path)
     assert any("1 run(s) NOT paper-comparable" in n and "digits" in n for n in info.notes)
     assert main(["report", str(path), "-o", str(tmp_path / "rep"), "--no-structure", "--no-figures"]) != 0

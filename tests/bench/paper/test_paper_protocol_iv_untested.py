@@ -20,7 +20,15 @@ from lossnet.bench.superres.metrics import quantize
 
 def test_quantize_rounds_to_the_nearest_8_bit_level():
     x = torch.tensor([0.49, 0.51, 1.49, 1.51, 254.6, -3.0, 300.0]) / 255.0
-    assert (quantize(x) * 255).round().tolist() == [0.0, 1.0, 1.0, 2.0, 255.0, 0.0, 255.0]  # floor would give 0, 0, 1, 1, 254
+    assert (quantize(x) * 255).round().tolist() == [
+        0.0,
+        1.0,
+        1.0,
+        2.0,
+        255.0,
+        0.0,
+        255.0,
+    ]  # floor would give 0, 0, 1, 1, 254
 
 
 class _Fixed(nn.Module):
@@ -43,13 +51,17 @@ def test_full_protocol_crops_a_border_of_scale_pixels(tmp_path):
     out = hr.astype(np.int32).copy()
     out[:scale] = 255 - out[:scale]  # garbage in the cropped border rows ...
     out[:, :scale] = 255 - out[:, :scale]
-    out[scale, scale:-scale, 0] = np.clip(out[scale, scale:-scale, 0] + 20, 0, 255)  # ... and a difference in the first kept row
+    out[scale, scale:-scale, 0] = np.clip(
+        out[scale, scale:-scale, 0] + 20, 0, 255
+    )  # ... and a difference in the first kept row
     model = _Fixed(torch.from_numpy(out.transpose(2, 0, 1).astype(np.float32) / 255.0))
     got = evaluate_set(model, tmp_path / "set", scale, name="s", progress=False, protocol="full")["s/psnr"]
     # by hand: BT.601 Y on [0, 255] differs only through R (65.481 / 255 per level), inside the crop
     dy = (out[..., 0] - hr[..., 0].astype(np.int32)) * 65.481 / 255.0
     mse = float(np.mean(dy[scale:-scale, scale:-scale] ** 2))
-    assert got == pytest.approx(10 * math.log10(255.0**2 / mse), abs=1e-4)  # float32 images; a border of 3 or 5 moves it by dB
+    assert got == pytest.approx(
+        10 * math.log10(255.0**2 / mse), abs=1e-4
+    )  # float32 images; a border of 3 or 5 moves it by dB
 
 
 def _photos(folder: Path, n: int, size: int) -> Path:
@@ -69,8 +81,19 @@ def test_superres_scores_the_best_validation_epoch_not_the_last(tmp_path, monkey
     test = _photos(tmp_path / "test", 1, 64)
     scores = iter([30.0, 10.0])  # epoch 1 validates best, epoch 2 worse
     monkeypatch.setattr(sr_train.SuperresTask, "score", lambda self, epoch: next(scores))
-    config = superres.resolve_config({"loss": "pixel", "train": [str(train)], "test": {"t": str(test)}, "epochs": 2,
-                                      "iters_per_epoch": 3, "crop": 32, "val_images": 1, "val_crop": 32, "device": "cpu"})
+    config = superres.resolve_config(
+        {
+            "loss": "pixel",
+            "train": [str(train)],
+            "test": {"t": str(test)},
+            "epochs": 2,
+            "iters_per_epoch": 3,
+            "crop": 32,
+            "val_images": 1,
+            "val_crop": 32,
+            "device": "cpu",
+        }
+    )
     result = superres.run(config, tmp_path / "w", progress=False)
     assert result.metrics["val/psnr"] == 30.0
 

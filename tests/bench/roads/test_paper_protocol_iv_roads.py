@@ -134,8 +134,8 @@ def _dataset(root: Path, splits: dict[str, int], size: int = 32) -> Path:
             img = rng.integers(20, 90, (size, size, 3), dtype=np.uint8)
             m = np.zeros((size, size), np.uint8)
             r = int(rng.integers(4, size - 8))
-            m[r: r + 3] = 255
-            img[r: r + 3] = 160
+            m[r : r + 3] = 255
+            img[r : r + 3] = 160
             _save(root / split / "sat" / f"t{i}.png", img)
             _save(root / split / "map" / f"t{i}.png", m)
     return root
@@ -143,7 +143,15 @@ def _dataset(root: Path, splits: dict[str, int], size: int = 32) -> Path:
 
 def test_paper_run_reports_validation_split_and_the_other_bn_setting(tmp_path):
     root = _dataset(tmp_path / "data", {"train": 3, "valid": 2, "test": 2})
-    base = {"preset": "paper", "data": str(root), "loss": "bce", "crop": 32, "epochs": 1, "batch_size": 2, "eval_size": 32}
+    base = {
+        "preset": "paper",
+        "data": str(root),
+        "loss": "bce",
+        "crop": 32,
+        "epochs": 1,
+        "batch_size": 2,
+        "eval_size": 32,
+    }
     result = roads.run(roads.resolve_config(base), tmp_path / "w", progress=False)
     m = result.metrics
     assert m["mrd/test_tiles"] == 2.0 and m["mrd.val/tiles"] == 2.0 and m["mrd.bn_running/tiles"] == 2.0

@@ -76,7 +76,14 @@ def test_resolve_config():
     c = roads.resolve_config({"preset": "quick", "data": "x", "loss": "bce", "net": "vgg16"})
     assert c["net"] is None and c["layer"] is None and c["loss"] == "bce"
     p = roads.resolve_config({"preset": "paper", "data": "x"})
-    assert (p["lr"], p["batch_size"], p["epochs"], p["crop"], p["iterations"], p["threshold"]) == (1e-3, 8, 100, 224, 3, 0.3)
+    assert (p["lr"], p["batch_size"], p["epochs"], p["crop"], p["iterations"], p["threshold"]) == (
+        1e-3,
+        8,
+        100,
+        224,
+        3,
+        0.3,
+    )
     assert p["loss"] == "perceptual" and p["lam"] == 0.01 and p["distance"] == "mse"
     # the authors' code: their U-net, sampler, checkpoint rule, evaluation and loss-network settings
     assert (p["model"], p["down_activation"], p["width"], p["depth"]) == ("reference", "relu", None, None)
@@ -134,8 +141,20 @@ def test_each_test_tile_counted_exactly_once(tmp_path):
 def test_end_to_end_tiny_run_resume_and_artifacts(tmp_path):
     root = _dataset(tmp_path / "data", n_train=3)
     config = roads.resolve_config(
-        {"preset": "quick", "data": str(root), "loss": "bce", "crop": 16, "batch_size": 2, "epochs": 2,
-         "steps_per_epoch": 2, "width": 2, "depth": 2, "baselines": False, "val_split": "holdout:1", "eval_size": 32}
+        {
+            "preset": "quick",
+            "data": str(root),
+            "loss": "bce",
+            "crop": 16,
+            "batch_size": 2,
+            "epochs": 2,
+            "steps_per_epoch": 2,
+            "width": 2,
+            "depth": 2,
+            "baselines": False,
+            "val_split": "holdout:1",
+            "eval_size": 32,
+        }
     )
     work = tmp_path / "work"
     result = roads.run(config, work, progress=False)
@@ -174,9 +193,23 @@ def test_end_to_end_tiny_run_resume_and_artifacts(tmp_path):
 def test_perceptual_term_is_logged(tmp_path):
     root = _dataset(tmp_path / "data", n_test=1)
     config = roads.resolve_config(
-        {"preset": "quick", "data": str(root), "net": "alexnet", "layer": "relu1", "weights": "none", "lam": 0.5,
-         "crop": 32, "batch_size": 2, "epochs": 1, "steps_per_epoch": 1, "width": 2, "depth": 2, "baselines": False,
-         "selection": "last", "protocol": "full"}
+        {
+            "preset": "quick",
+            "data": str(root),
+            "net": "alexnet",
+            "layer": "relu1",
+            "weights": "none",
+            "lam": 0.5,
+            "crop": 32,
+            "batch_size": 2,
+            "epochs": 1,
+            "steps_per_epoch": 1,
+            "width": 2,
+            "depth": 2,
+            "baselines": False,
+            "selection": "last",
+            "protocol": "full",
+        }
     )
     result = roads.run(config, tmp_path / "w", progress=False)
     row = next(csv.DictReader(open(tmp_path / "w" / "train_log.csv")))
@@ -187,7 +220,12 @@ def test_perceptual_term_is_logged(tmp_path):
     from lossnet.signature import parse_signature
 
     sig = parse_signature(result.signature)  # the loss network the run trained with
-    assert (sig["arch"], sig["layers"], sig["distance"], sig["w"].split(":")[0]) == ("alexnet", "E", config["distance"], "none")  # relu1 is E
+    assert (sig["arch"], sig["layers"], sig["distance"], sig["w"].split(":")[0]) == (
+        "alexnet",
+        "E",
+        config["distance"],
+        "none",
+    )  # relu1 is E
 
 
 def _proba_tile(root: Path) -> Path:
@@ -268,9 +306,21 @@ def test_run_fits_threshold_on_train_split_and_counts_each_test_tile_once(tmp_pa
 
     monkeypatch.setattr(T, "fit_threshold", spy)
     config = roads.resolve_config(
-        {"preset": "quick", "data": str(root), "loss": "bce", "crop": 16, "batch_size": 2, "epochs": 2,
-         "steps_per_epoch": 3, "width": 2, "depth": 2, "baselines": False, "threshold": "train", "selection": "last",
-         "protocol": "full"}
+        {
+            "preset": "quick",
+            "data": str(root),
+            "loss": "bce",
+            "crop": 16,
+            "batch_size": 2,
+            "epochs": 2,
+            "steps_per_epoch": 3,
+            "width": 2,
+            "depth": 2,
+            "baselines": False,
+            "threshold": "train",
+            "selection": "last",
+            "protocol": "full",
+        }
     )
     work = tmp_path / "work"
     result = roads.run(config, work, progress=False)

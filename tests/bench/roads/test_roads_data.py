@@ -111,7 +111,12 @@ def test_crops_are_reproducible_and_flip_consistently(tmp_path):
         x, y = a[i]
         x8 = (x.numpy().transpose(1, 2, 0) * 255).round().astype(np.uint8)
         found = False
-        for im, m in ((img, mask), (img[:, ::-1], mask[:, ::-1]), (img[::-1], mask[::-1]), (img[::-1, ::-1], mask[::-1, ::-1])):
+        for im, m in (
+            (img, mask),
+            (img[:, ::-1], mask[:, ::-1]),
+            (img[::-1], mask[::-1]),
+            (img[::-1, ::-1], mask[::-1, ::-1]),
+        ):
             for r in range(24 - 16 + 1):
                 for c in range(24 - 16 + 1):
                     if (im[r : r + 16, c : c + 16] == x8).all():

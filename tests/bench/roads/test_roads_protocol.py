@@ -32,8 +32,9 @@ def _save(path: Path, arr: np.ndarray) -> None:
     Image.fromarray(arr).save(path)
 
 
-def _road_dataset(root: Path, splits: dict[str, int], size: int = 32, layout: tuple[str, str] = ("sat", "map"),
-                  stem: str = "t") -> Path:
+def _road_dataset(
+    root: Path, splits: dict[str, int], size: int = 32, layout: tuple[str, str] = ("sat", "map"), stem: str = "t"
+) -> Path:
     """Tiles with a bright horizontal road on a dark textured background."""
     rng = np.random.default_rng(0)
     for split, n in splits.items():
@@ -110,7 +111,10 @@ class _ConstantModel(torch.nn.Module):
 
 def test_validation_bce_hand_computed():
     model = _ConstantModel().train()
-    views = [(torch.zeros(1, 3, 2, 2), torch.tensor([[[[1.0, 0.0], [0.5, 0.0]]]])), (torch.zeros(1, 3, 2, 2), torch.zeros(1, 1, 2, 2))]
+    views = [
+        (torch.zeros(1, 3, 2, 2), torch.tensor([[[[1.0, 0.0], [0.5, 0.0]]]])),
+        (torch.zeros(1, 3, 2, 2), torch.zeros(1, 1, 2, 2)),
+    ]
     # tile 1: y=1 -> -ln .25 = 1.386294; y=0 -> -ln .75 = 0.287682 (twice); y=.5 -> 0.836988 (soft target)
     tile1 = (1.386294 + 2 * 0.287682 + 0.836988) / 4
     tile2 = 0.287682
@@ -119,9 +123,25 @@ def test_validation_bce_hand_computed():
 
 
 def _train_config(root: Path, **over) -> dict:
-    return roads.resolve_config({"preset": "quick", "data": str(root), "loss": "bce", "crop": 16, "batch_size": 2, "epochs": 4,
-                                 "steps_per_epoch": 1, "width": 2, "depth": 2, "baselines": False, "overlays": 0,
-                                 "val_split": "holdout:1", "protocol": "full", "threshold": 0.5, **over})
+    return roads.resolve_config(
+        {
+            "preset": "quick",
+            "data": str(root),
+            "loss": "bce",
+            "crop": 16,
+            "batch_size": 2,
+            "epochs": 4,
+            "steps_per_epoch": 1,
+            "width": 2,
+            "depth": 2,
+            "baselines": False,
+            "overlays": 0,
+            "val_split": "holdout:1",
+            "protocol": "full",
+            "threshold": 0.5,
+            **over,
+        }
+    )
 
 
 def _record_epoch_weights(monkeypatch) -> list[dict]:
@@ -207,12 +227,16 @@ def test_reference_evaluation_macro_average_on_two_tiles(tmp_path):
 
     s = evaluate_tiles_reference(tiles, predict, 224)
     # per tile: a = (completeness 50, correctness 50, quality 2/6), b = (100, 100, 100); averaged:
-    assert s == pytest.approx({"completeness": 75.0, "correctness": 75.0, "quality": (100 * 2 / 6 + 100) / 2, "tiles": 2.0})
+    assert s == pytest.approx(
+        {"completeness": 75.0, "correctness": 75.0, "quality": (100 * 2 / 6 + 100) / 2, "tiles": 2.0}
+    )
     assert calls == [(224, 224, 3)] * 2  # each tile scored once, at 224
     # the full protocol's micro average of the same pixels differs: TP 12, FP 2, FN 2
     pairs = [(image[..., 0] > 127, mask) for image, mask in map(load_tile, tiles)]
     micro = road_scores(pairs, (0,))[0].scores()
-    assert micro == pytest.approx({"completeness": 100 * 12 / 14, "correctness": 100 * 12 / 14, "quality": 100 * 12 / 16})
+    assert micro == pytest.approx(
+        {"completeness": 100 * 12 / 14, "correctness": 100 * 12 / 14, "quality": 100 * 12 / 16}
+    )
     assert macro_scores(pairs)["quality"] == pytest.approx(s["quality"])
 
 
@@ -242,7 +266,9 @@ def test_reference_resize_to_224_bilinear(tmp_path):
     _save(tmp_path / "test" / "sat" / "t.png", image)
     _save(tmp_path / "test" / "map" / "t.png", (mask * 255).astype(np.uint8))
     seen = []
-    evaluate_tiles_reference(find_tiles(tmp_path, "test"), lambda im: seen.append(im) or np.zeros(im.shape[:2], bool), 224)
+    evaluate_tiles_reference(
+        find_tiles(tmp_path, "test"), lambda im: seen.append(im) or np.zeros(im.shape[:2], bool), 224
+    )
     assert seen[0].shape == (224, 224, 3) and seen[0].dtype == np.float32
     np.testing.assert_allclose(seen[0], blocks, atol=1e-6)
 
@@ -261,7 +287,9 @@ def test_tile_epoch_crops_visit_every_tile_once_with_horizontal_flips_only(tmp_p
     n, size, crop = 5, 12, 8
     yy, xx = np.mgrid[0:size, 0:size]
     for i in range(n):
-        img = np.stack([xx * 20, np.full_like(xx, 40 * i), yy * 20], -1).astype(np.uint8)  # R: x ramp, G: tile id, B: y ramp
+        img = np.stack([xx * 20, np.full_like(xx, 40 * i), yy * 20], -1).astype(
+            np.uint8
+        )  # R: x ramp, G: tile id, B: y ramp
         _save(tmp_path / "train" / "sat" / f"t{i}.png", img)
         _save(tmp_path / "train" / "map" / f"t{i}.png", np.zeros((size, size), np.uint8))
     tiles = find_tiles(tmp_path, "train")
@@ -306,10 +334,18 @@ def test_reference_layout_loads_and_trains_with_its_val_split(tmp_path):
 def test_quick_preset_trains_with_the_paper_loss_network_settings(tmp_path):
     q = roads.resolve_config({"preset": "quick", "data": str(tmp_path)})
     # val_split auto: no valid split in the folder -> 4 training tiles held out; with one -> valid
-    assert (q["sampler"], q["selection"], q["val_split"], q["protocol"]) == ("reference", "val_bce", "holdout:4", "both")
+    assert (q["sampler"], q["selection"], q["val_split"], q["protocol"]) == (
+        "reference",
+        "val_bce",
+        "holdout:4",
+        "both",
+    )
     (tmp_path / "val" / "input").mkdir(parents=True)
     assert roads.resolve_config({"preset": "quick", "data": str(tmp_path)})["val_split"] == "valid"
-    assert roads.resolve_config({"preset": "quick", "data": str(tmp_path), "val_split": "holdout:2"})["val_split"] == "holdout:2"
+    assert (
+        roads.resolve_config({"preset": "quick", "data": str(tmp_path), "val_split": "holdout:2"})["val_split"]
+        == "holdout:2"
+    )
     assert (q["normalize"], q["loss_net_mode"], q["transform_input"]) == ("imagenet", "train", False)
     assert q["model"] == roads.QUICK_MODEL and q["train_iterations"] == q["iterations"] == 3
 
@@ -325,10 +361,23 @@ def test_paper_preset_path_runs_end_to_end(tmp_path):
     """The paper preset's path at toy size: reference U-net, the authors' sampler (one pass, last batch
     smaller), perceptual loss with the loss network in train mode, checkpoint on valid, reference protocol."""
     root = _road_dataset(tmp_path / "data", {"train": 3, "valid": 1, "test": 2})
-    config = roads.resolve_config({"preset": "paper", "data": str(root), "net": "alexnet", "layer": "relu1", "weights": "none",
-                                   "crop": 32, "epochs": 2, "batch_size": 2, "eval_size": 32})
+    config = roads.resolve_config(
+        {
+            "preset": "paper",
+            "data": str(root),
+            "net": "alexnet",
+            "layer": "relu1",
+            "weights": "none",
+            "crop": 32,
+            "epochs": 2,
+            "batch_size": 2,
+            "eval_size": 32,
+        }
+    )
     result = roads.run(config, tmp_path / "w", progress=False)
-    assert result.status == "done" and result.metrics["mrd/test_tiles"] == 2.0 and result.metrics["mrd/threshold"] == 0.3
+    assert (
+        result.status == "done" and result.metrics["mrd/test_tiles"] == 2.0 and result.metrics["mrd/threshold"] == 0.3
+    )
     rows = list(csv.DictReader(open(tmp_path / "w" / "train_log.csv")))
     assert [int(r["steps"]) for r in rows] == [2, 2]  # 3 tiles in batches of 2: one full batch and one of 1
     assert all(float(r["perceptual"]) > 0 and float(r["val_bce"]) > 0 for r in rows)

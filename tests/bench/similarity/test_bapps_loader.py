@@ -14,13 +14,17 @@ from lossnet.bench.similarity import bapps
 from lossnet.bench.similarity.synthetic import write_synthetic_bapps
 from lossnet.errors import DataError
 
-BSD100 = Path(os.environ.get("LOSSNET_SHARED", Path(__file__).resolve().parents[4] / "shared")) / "data" / "sr" / "bsd100"
+BSD100 = (
+    Path(os.environ.get("LOSSNET_SHARED", Path(__file__).resolve().parents[4] / "shared")) / "data" / "sr" / "bsd100"
+)
 
 
 @pytest.fixture()
 def root(tmp_path):
     bapps.clear_cache()
-    r = write_synthetic_bapps(tmp_path / "BAPPS", n_2afc=6, n_jnd=5, subsets_2afc=("traditional", "cnn"), source_dir=BSD100, seed=3)
+    r = write_synthetic_bapps(
+        tmp_path / "BAPPS", n_2afc=6, n_jnd=5, subsets_2afc=("traditional", "cnn"), source_dir=BSD100, seed=3
+    )
     yield r
     bapps.clear_cache()
 
@@ -159,7 +163,11 @@ def test_decompression_bomb_header_is_a_data_error(tmp_path):
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
     bomb = tmp_path / "bomb.png"
-    bomb.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 20000, 20000, 8, 2, 0, 0, 0)) + chunk(b"IEND", b""))
+    bomb.write_bytes(
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", struct.pack(">IIBBBBB", 20000, 20000, 8, 2, 0, 0, 0))
+        + chunk(b"IEND", b"")
+    )
     with pytest.raises(DataError, match="bomb.png.*decompression bomb"):
         load_patch(bomb, 64)
 
@@ -271,8 +279,16 @@ def test_pillow_only_decoding_gives_the_same_subset(root, pillow_only):
             np.testing.assert_array_equal(data.images[name][i].permute(1, 2, 0).numpy(), _pillow_rgb(path))
 
 
-@pytest.mark.parametrize("value", [np.array([0.25]), np.array([0.75], dtype=np.float32), np.array(0.5),
-                                   np.array([[1.0]], dtype=">f8"), np.array([1], dtype=np.int64)])
+@pytest.mark.parametrize(
+    "value",
+    [
+        np.array([0.25]),
+        np.array([0.75], dtype=np.float32),
+        np.array(0.5),
+        np.array([[1.0]], dtype=">f8"),
+        np.array([1], dtype=np.int64),
+    ],
+)
 def test_judgment_files_read_twice_equal_np_load(tmp_path, value):
     """The second file with a header already parsed takes the frombuffer path: same value as np.load."""
     bapps._NPY_HEADERS.clear()

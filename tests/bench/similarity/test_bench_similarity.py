@@ -17,12 +17,16 @@ from lossnet.bench.similarity.evaluate import distances_2afc
 from lossnet.bench.similarity.synthetic import write_synthetic_bapps
 from lossnet.errors import DataError, LossnetError, UnknownLayerError
 
-BSD100 = Path(os.environ.get("LOSSNET_SHARED", Path(__file__).resolve().parents[4] / "shared")) / "data" / "sr" / "bsd100"
+BSD100 = (
+    Path(os.environ.get("LOSSNET_SHARED", Path(__file__).resolve().parents[4] / "shared")) / "data" / "sr" / "bsd100"
+)
 
 
 @pytest.fixture(scope="module")
 def root(tmp_path_factory):
-    r = write_synthetic_bapps(tmp_path_factory.mktemp("bapps") / "BAPPS", n_2afc=10, n_jnd=10, source_dir=BSD100, seed=11)
+    r = write_synthetic_bapps(
+        tmp_path_factory.mktemp("bapps") / "BAPPS", n_2afc=10, n_jnd=10, source_dir=BSD100, seed=11
+    )
     yield r
     bapps.clear_cache()
 
@@ -117,12 +121,16 @@ def test_three_backbone_passes_per_triplet_and_pixel_distances(root):
 # ---------------------------------------------------------------- full runs
 def test_sanity_shared_weights_spatial_L_well_above_chance(root, shared_weights_dir, tmp_path):
     for net in ("alexnet", "vgg16"):
-        config = sim.resolve_config({"data": str(root), "net": net, "layer": "L", "preset": "paper", "weights_dir": str(shared_weights_dir)})
+        config = sim.resolve_config(
+            {"data": str(root), "net": net, "layer": "L", "preset": "paper", "weights_dir": str(shared_weights_dir)}
+        )
         result = sim.run(config, tmp_path / net, progress=False)
         m = result.metrics
         # humans prefer the mild distortion with h in [0.7, 1]: the ceiling is ~0.85, chance 0.5
         assert m["bapps/2afc"] > 0.75, (net, m)
-        assert m["bapps/perceptual_score"] == pytest.approx(np.mean([m[f"bapps.{s}/2afc"] for s in bapps.SUBSETS_2AFC_VAL]))
+        assert m["bapps/perceptual_score"] == pytest.approx(
+            np.mean([m[f"bapps.{s}/2afc"] for s in bapps.SUBSETS_2AFC_VAL])
+        )
         assert m["bapps/jnd_map"] == pytest.approx(np.mean([m["bapps.traditional/jnd_map"], m["bapps.cnn/jnd_map"]]))
         assert m["bapps/jnd_map"] > 0.6
         rows = (tmp_path / net / "subsets.csv").read_text().splitlines()
@@ -165,7 +173,14 @@ def test_pipeline_equals_lpips_evaluation(root, shared_weights_dir, tmp_path, pr
 
         def load_data(self):  # lpips's TwoAFCDataset: images in [-1, 1], judge (N,1,1,1)
             im = {k: v.float() / 255 * 2 - 1 for k, v in self.data.images.items()}
-            return [{"ref": im["ref"], "p0": im["p0"], "p1": im["p1"], "judge": torch.from_numpy(self.data.judgments).view(-1, 1, 1, 1)}]
+            return [
+                {
+                    "ref": im["ref"],
+                    "p0": im["p0"],
+                    "p1": im["p1"],
+                    "judge": torch.from_numpy(self.data.judgments).view(-1, 1, 1, 1),
+                }
+            ]
 
     from lossnet.bench.similarity.evaluate import build_metric
 
@@ -183,7 +198,16 @@ def test_pipeline_equals_lpips_evaluation(root, shared_weights_dir, tmp_path, pr
 
 
 def test_layer_all_writes_curve(root, tmp_path):
-    config = sim.resolve_config({"data": str(root), "net": "alexnet", "layer": "all", "weights": "none", "subsets_2afc": ["cnn"], "subsets_jnd": ["cnn"]})
+    config = sim.resolve_config(
+        {
+            "data": str(root),
+            "net": "alexnet",
+            "layer": "all",
+            "weights": "none",
+            "subsets_2afc": ["cnn"],
+            "subsets_jnd": ["cnn"],
+        }
+    )
     result = sim.run(config, tmp_path, progress=False)
     from lossnet.bench.similarity.evaluate import feature_nodes
 
@@ -198,7 +222,9 @@ def test_layer_all_writes_curve(root, tmp_path):
     for row in result.details:
         assert "score" not in row and row["best_node"] in nodes
         key = "2afc" if row["kind"] == "2afc" else "jnd_map"
-        assert row["best_node_score"] == pytest.approx(result.metrics[f"bapps/{key}@{row['best_node']}"], abs=1e-12)  # one subset each
+        assert row["best_node_score"] == pytest.approx(
+            result.metrics[f"bapps/{key}@{row['best_node']}"], abs=1e-12
+        )  # one subset each
 
     # the curve's value at the L node equals a single-layer run at L
     single = sim.run(dict(config, layer="L"), tmp_path / "single", progress=False)
@@ -214,9 +240,14 @@ def test_checkpoint_series(root, tmp_path):
     ckpts = tmp_path / "ckpts"
     for seed in (1, 2):
         torch.manual_seed(seed)
-        save_safetensors(ckpts / f"step_{seed}.safetensors", LossNetwork("alexnet", "L", weights=None).body.state_dict())
+        save_safetensors(
+            ckpts / f"step_{seed}.safetensors", LossNetwork("alexnet", "L", weights=None).body.state_dict()
+        )
     partials = _expand(_args(net="alexnet", layer="L", data=root, checkpoints=ckpts, subsets="cnn", jnd_subsets="none"))
-    results = [sim.run(sim.resolve_config(dict(p, preset="paper")), tmp_path / str(i), progress=False) for i, p in enumerate(partials)]
+    results = [
+        sim.run(sim.resolve_config(dict(p, preset="paper")), tmp_path / str(i), progress=False)
+        for i, p in enumerate(partials)
+    ]
     assert [Path(r.config["weights"]).name for r in results] == ["step_1.safetensors", "step_2.safetensors"]
     # each result is that checkpoint's score, recomputed here directly from the network and the data
     data = bapps.load_subset(root, "2afc", "val", "cnn", progress=False)
@@ -235,7 +266,18 @@ def test_cli_full_pipeline_json_and_skip_bad(root, tmp_path, capsys, shared_weig
     from lossnet.cli.main import main
 
     out = tmp_path / "r.json"
-    argv = ["bench", "similarity", "--data", str(root), "--net", "alexnet", "--layer", "L", "--weights-dir", str(shared_weights_dir)]
+    argv = [
+        "bench",
+        "similarity",
+        "--data",
+        str(root),
+        "--net",
+        "alexnet",
+        "--layer",
+        "L",
+        "--weights-dir",
+        str(shared_weights_dir),
+    ]
     argv += ["--subsets", "traditional,cnn", "--out", str(tmp_path / "w"), "--json", str(out), "--no-progress"]
     assert main(argv) == 0
     printed = capsys.readouterr().out
@@ -253,7 +295,20 @@ def test_cli_full_pipeline_json_and_skip_bad(root, tmp_path, capsys, shared_weig
     shutil.copytree(root, broken)
     bad = broken / "2afc/val/cnn/ref/000005.png"
     bad.write_bytes(b"\x89PNG broken")
-    argv2 = ["bench", "similarity", "--data", str(broken), "--net", "alexnet", "--layer", "L", "--weights", "none", "--subsets", "cnn"]
+    argv2 = [
+        "bench",
+        "similarity",
+        "--data",
+        str(broken),
+        "--net",
+        "alexnet",
+        "--layer",
+        "L",
+        "--weights",
+        "none",
+        "--subsets",
+        "cnn",
+    ]
     argv2 += ["--jnd-subsets", "none", "--out", str(tmp_path / "w2"), "--no-progress"]
     assert main(argv2 + ["--json", str(tmp_path / "bad.json")]) == 2
     assert str(bad) in capsys.readouterr().err
@@ -265,8 +320,17 @@ def test_result_carries_the_metric_signature(root, tmp_path):
     """The run's signature (stored with it in the results store) names the metric it scored with."""
     from lossnet.signature import parse_signature
 
-    config = sim.resolve_config({"data": str(root), "net": "alexnet", "layer": "M", "weights": "none", "distance": "mse",
-                                 "subsets_2afc": ["cnn"], "subsets_jnd": []})
+    config = sim.resolve_config(
+        {
+            "data": str(root),
+            "net": "alexnet",
+            "layer": "M",
+            "weights": "none",
+            "distance": "mse",
+            "subsets_2afc": ["cnn"],
+            "subsets_jnd": [],
+        }
+    )
     sig = parse_signature(sim.run(config, tmp_path, progress=False).signature)
     assert (sig["arch"], sig["layers"], sig["distance"], sig["w"].split(":")[0]) == ("alexnet", "M", "mse", "none")
 
@@ -274,8 +338,18 @@ def test_result_carries_the_metric_signature(root, tmp_path):
 def test_random_init_runs_are_reproducible_from_the_seed(root, tmp_path):
     """``weights none`` draws the network from the config's seed: the same config (one run key)
     gives the same numbers whatever ran before it in the process."""
-    config = sim.resolve_config({"data": str(root), "net": "vgg16", "layer": "L", "weights": "none", "distance": "mse",
-                                 "subsets_2afc": ["cnn"], "subsets_jnd": ["cnn"], "size": 32})
+    config = sim.resolve_config(
+        {
+            "data": str(root),
+            "net": "vgg16",
+            "layer": "L",
+            "weights": "none",
+            "distance": "mse",
+            "subsets_2afc": ["cnn"],
+            "subsets_jnd": ["cnn"],
+            "size": 32,
+        }
+    )
     first = sim.run(config, tmp_path / "a", progress=False).metrics
     torch.rand(1000)  # move the global generator on, as any earlier work in the process would
     again = sim.run(config, tmp_path / "b", progress=False).metrics

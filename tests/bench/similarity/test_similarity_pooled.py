@@ -36,8 +36,17 @@ def test_benchmark_reports_pooled_and_mean_jnd(tmp_path, monkeypatch):
         return fixed[subset]
 
     monkeypatch.setattr(ev, "distances_jnd", fake_distances_jnd)
-    config = sim.resolve_config({"data": str(root), "net": "alexnet", "layer": "relu1", "weights": "none", "device": "cpu",
-                                 "subsets_2afc": ["cnn"], "subsets_jnd": ["cnn", "traditional"]})
+    config = sim.resolve_config(
+        {
+            "data": str(root),
+            "net": "alexnet",
+            "layer": "relu1",
+            "weights": "none",
+            "device": "cpu",
+            "subsets_2afc": ["cnn"],
+            "subsets_jnd": ["cnn", "traditional"],
+        }
+    )
     m = sim.run(config, tmp_path / "w", progress=False).metrics
     assert order == ["cnn", "traditional"]
     assert m["bapps.cnn/jnd_map"] == pytest.approx(1.0) and m["bapps.traditional/jnd_map"] == pytest.approx(0.5)

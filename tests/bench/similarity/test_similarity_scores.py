@@ -113,7 +113,11 @@ def test_jnd_map_equals_lpips_score_jnd_dataset(seed, ties):
     rng = np.random.default_rng(100 + seed)
     ds, _, sames = _random_case(rng, 157, ties)
     batches = [
-        {"p0": torch.zeros(len(ds[s : s + 50])), "p1": torch.from_numpy(ds[s : s + 50]), "same": torch.from_numpy(sames[s : s + 50]).view(-1, 1, 1, 1)}
+        {
+            "p0": torch.zeros(len(ds[s : s + 50])),
+            "p1": torch.from_numpy(ds[s : s + 50]),
+            "same": torch.from_numpy(sames[s : s + 50]).view(-1, 1, 1, 1),
+        }
         for s in range(0, len(ds), 50)
     ]
     expected, _ = score_jnd_dataset(_StubLoader(batches), _distance_is_second)

@@ -63,8 +63,12 @@ def _reference_four(sr_raw: torch.Tensor, hr: torch.Tensor, tmp: Path) -> dict[s
     psnr_t = float(PeakSignalNoiseRatio(data_range=hi - lo)(y_out, y_in))
     ssim_t = float(StructuralSimilarityIndexMeasure()(y_out, y_in))
     hr_y, sr_y = _png_y(hr, tmp / "hr.png"), _png_y(sr_raw, tmp / "sr.png")
-    return {"psnr": peak_signal_noise_ratio(hr_y, sr_y), "ssim": structural_similarity(hr_y, sr_y, data_range=1),
-            "psnr_torchmetrics": psnr_t, "ssim_torchmetrics": ssim_t}
+    return {
+        "psnr": peak_signal_noise_ratio(hr_y, sr_y),
+        "ssim": structural_similarity(hr_y, sr_y, data_range=1),
+        "psnr_torchmetrics": psnr_t,
+        "ssim_torchmetrics": ssim_t,
+    }
 
 
 def test_reference_protocol_reports_the_four_reference_numbers(tmp_path):
@@ -96,8 +100,8 @@ def test_reference_validation_psnr_is_torchmetrics_per_batch(tmp_path):
     expected, sizes = [], []
     with torch.no_grad():
         for i in range(0, 6, 4):  # batches of 4 and 2, as their DataLoader(batch_size=4)
-            lr = torch.stack([p[0] for p in val[i:i + 4]])
-            hr = torch.stack([p[1] for p in val[i:i + 4]])
+            lr = torch.stack([p[0] for p in val[i : i + 4]])
+            hr = torch.stack([p[1] for p in val[i : i + 4]])
             y_out, y_in = _rgb_to_ycbcr_y(model(lr)), _rgb_to_ycbcr_y(hr)
             hi = max(0.0, float(y_in.max()))
             expected.append(float(PeakSignalNoiseRatio(data_range=hi)(y_out, y_in)))
@@ -140,5 +144,8 @@ def test_help_states_the_paper_step_count():
     doc = superres.__doc__.split("quick   ")[0]
     epochs, iters, steps = re.search(r"(\d+) epochs x ([\d,]+) iterations = ([\d,]+) steps", doc).groups()
     assert (int(epochs), int(iters.replace(",", "")), int(steps.replace(",", ""))) == (
-        p["epochs"], p["iters_per_epoch"], p["epochs"] * p["iters_per_epoch"])
+        p["epochs"],
+        p["iters_per_epoch"],
+        p["epochs"] * p["iters_per_epoch"],
+    )
     assert "25,000" not in superres.__doc__ and "seed 42" in doc

@@ -92,7 +92,9 @@ def test_y_metrics_match_skimage_on_real_image(shared_dir):
     sr = (bicubic_upsample(degrade(hr, 4), 4) * 255).round() / 255
     y = lambda t: rgb2ycbcr(t.permute(1, 2, 0).double().numpy())[4:-4, 4:-4, 0]  # noqa: E731
     ref_psnr = peak_signal_noise_ratio(y(hr), y(sr), data_range=255)
-    ref_ssim = structural_similarity(y(hr), y(sr), data_range=255, gaussian_weights=True, sigma=1.5, use_sample_covariance=False)
+    ref_ssim = structural_similarity(
+        y(hr), y(sr), data_range=255, gaussian_weights=True, sigma=1.5, use_sample_covariance=False
+    )
     assert y_psnr(sr, hr, border=4) == pytest.approx(ref_psnr, abs=1e-5)
     assert y_ssim(sr, hr, border=4) == pytest.approx(ref_ssim, abs=2e-3)
     assert 20 < ref_psnr < 40  # a real bicubic result, not a degenerate case
@@ -153,12 +155,16 @@ def test_learning_rate_schedules():
 
 def test_config_resolution(tmp_path):
     (tmp_path / "tr").mkdir()
-    cfg = superres.resolve_config({"preset": "quick", "loss": "pixel", "train": [str(tmp_path / "tr")], "test": {"x": str(tmp_path / "tr")}})
+    cfg = superres.resolve_config(
+        {"preset": "quick", "loss": "pixel", "train": [str(tmp_path / "tr")], "test": {"x": str(tmp_path / "tr")}}
+    )
     assert cfg["net"] is None and cfg["layer"] is None and cfg["scale"] == 4 and cfg["benchmark"] == "superres"
     with pytest.raises(LossnetError, match="scale"):
         superres.resolve_config({"scale": 3, "train": [str(tmp_path / "tr")], "test": {"x": str(tmp_path / "tr")}})
     with pytest.raises(LossnetError, match="folder not found"):
-        superres.resolve_config({"loss": "pixel", "train": [str(tmp_path / "nope")], "test": {"x": str(tmp_path / "tr")}})
+        superres.resolve_config(
+            {"loss": "pixel", "train": [str(tmp_path / "nope")], "test": {"x": str(tmp_path / "tr")}}
+        )
 
 
 def test_cli_expansion():
@@ -167,7 +173,9 @@ def test_cli_expansion():
     p = argparse.ArgumentParser()
     superres.BENCHMARK.add_arguments(p)
     expand = superres.BENCHMARK.partials_from_args
-    cfgs = expand(p.parse_args(["--net", "vgg16", "--layer", "E,S,M,L", "--test", "set5=/a", "--train", "/t1", "--train", "/t2"]))
+    cfgs = expand(
+        p.parse_args(["--net", "vgg16", "--layer", "E,S,M,L", "--test", "set5=/a", "--train", "/t1", "--train", "/t2"])
+    )
     assert [c["layer"] for c in cfgs] == ["E", "S", "M", "L"]
     (sched,) = expand(p.parse_args(["--loss", "pixel", "--lr-schedule", "constant", "--skip", "none"]))
     assert (sched["lr_schedule"], sched["skip"]) == ("constant", "none")
@@ -198,9 +206,19 @@ def tiny(tmp_path):
     _write_images(tmp_path / "train", 5, size=40)
     _write_images(tmp_path / "test", 2, size=28, seed=1)
     partial = {
-        "preset": "quick", "loss": "pixel", "train": [str(tmp_path / "train")], "test": {"tiny": str(tmp_path / "test")},
-        "crop": 32, "batch_size": 2, "iters_per_epoch": 2, "epochs": 2, "num_blocks": 1, "channels": 8,
-        "val_images": 2, "val_crop": 32, "grid_images": 1,
+        "preset": "quick",
+        "loss": "pixel",
+        "train": [str(tmp_path / "train")],
+        "test": {"tiny": str(tmp_path / "test")},
+        "crop": 32,
+        "batch_size": 2,
+        "iters_per_epoch": 2,
+        "epochs": 2,
+        "num_blocks": 1,
+        "channels": 8,
+        "val_images": 2,
+        "val_crop": 32,
+        "grid_images": 1,
     }
     return tmp_path, partial
 
@@ -244,7 +262,9 @@ def test_resume_continues_where_it_stopped(tiny):
     a = torch.load(tmp / "w" / CHECKPOINT, weights_only=True)["model"]
     b = torch.load(tmp / "w2" / CHECKPOINT, weights_only=True)["model"]
     assert all(torch.allclose(a[k].float(), b[k].float(), atol=1e-6) for k in a)
-    assert [h["val_psnr"] for h in resumed.history] == pytest.approx([h["val_psnr"] for h in straight.history], abs=1e-5)
+    assert [h["val_psnr"] for h in resumed.history] == pytest.approx(
+        [h["val_psnr"] for h in straight.history], abs=1e-5
+    )
     # A different configuration in the same workdir is refused, not silently mixed.
     with pytest.raises(LossnetError, match="different configuration"):
         _train(superres.resolve_config({**partial, "epochs": 3, "lr": 0.5}), tmp / "w", progress=False)
@@ -304,7 +324,9 @@ def test_non_finite_loss_gives_status_diverged(tiny, monkeypatch):
 
 def test_perceptual_loss_training_step(tiny):
     tmp, partial = tiny
-    cfg = superres.resolve_config({**partial, "loss": "perceptual", "net": "vgg16", "layer": "E", "weights": "none", "epochs": 1})
+    cfg = superres.resolve_config(
+        {**partial, "loss": "perceptual", "net": "vgg16", "layer": "E", "weights": "none", "epochs": 1}
+    )
     assert cfg["net"] == "vgg16" and cfg["distance"] == "mse"
     task, out = _train(cfg, tmp / "w", progress=False)
     assert out.status == "done" and math.isfinite(out.history[0]["train_loss"])
@@ -321,7 +343,13 @@ def test_quick_pixel_model_beats_bicubic_on_set5_x4(shared_dir, tmp_path):
     """The must-show on real data (about 6 min on one core): quick-preset pixel-MSE model vs bicubic."""
     sr = shared_dir / "data" / "sr"
     config = superres.resolve_config(
-        {"preset": "quick", "loss": "pixel", "scale": 4, "train": [str(sr / "t91"), str(sr / "bsd200")], "test": {"set5": str(sr / "set5")}}
+        {
+            "preset": "quick",
+            "loss": "pixel",
+            "scale": 4,
+            "train": [str(sr / "t91"), str(sr / "bsd200")],
+            "test": {"set5": str(sr / "set5")},
+        }
     )
     result = superres.run(config, tmp_path, progress=False)
     m = result.metrics

@@ -38,7 +38,12 @@ def _independent(path: Path, sr_fn, scale: int) -> tuple[float, float]:
         return im.crop((left, top, left + s, top + s))
 
     hr = np.asarray(resize_crop(img, 288, Image.BILINEAR), dtype=np.float64) / 255
-    lr = np.asarray(resize_crop(img.filter(ImageFilter.GaussianBlur(radius=1)), 288 // scale, Image.BICUBIC), dtype=np.float64) / 255
+    lr = (
+        np.asarray(
+            resize_crop(img.filter(ImageFilter.GaussianBlur(radius=1)), 288 // scale, Image.BICUBIC), dtype=np.float64
+        )
+        / 255
+    )
     sr = sr_fn(lr)  # float HxWx3 in [0, 1]
     sr8 = np.floor(np.clip(sr, 0, 1) * 255 + 0.5) / 255
     hr8 = np.floor(hr * 255 + 0.5) / 255
@@ -58,7 +63,9 @@ def test_reference_protocol_equals_independent_computation(tmp_path, scale):
     def nearest(lr_np):
         return np.repeat(np.repeat(lr_np, scale, axis=0), scale, axis=1)
 
-    ours = reference_metrics(torch.from_numpy(nearest(lr.permute(1, 2, 0).numpy().astype(np.float64))).permute(2, 0, 1), hr)
+    ours = reference_metrics(
+        torch.from_numpy(nearest(lr.permute(1, 2, 0).numpy().astype(np.float64))).permute(2, 0, 1), hr
+    )
     theirs = _independent(path, nearest, scale)
     assert ours == pytest.approx(theirs, abs=1e-9)
 
@@ -70,7 +77,9 @@ def test_bicubic_baseline_under_both_protocols(tmp_path):
         _photo(folder / f"im{i}.png", 300 + 8 * i, 256, i)
     rows = {}
     for protocol in ("full", "reference"):
-        config = superres.resolve_config({"baseline": "bicubic", "protocol": protocol, "test": {"t": str(folder)}, "device": "cpu"})
+        config = superres.resolve_config(
+            {"baseline": "bicubic", "protocol": protocol, "test": {"t": str(folder)}, "device": "cpu"}
+        )
         assert config["net"] is None and config["loss"] is None and config["train"] == []
         result = superres.run(config, tmp_path / protocol, progress=False)
         extra = {"t/psnr_torchmetrics_bicubic", "t/ssim_torchmetrics_bicubic"} if protocol == "reference" else set()
@@ -81,10 +90,19 @@ def test_bicubic_baseline_under_both_protocols(tmp_path):
 
 def test_paper_preset_is_the_reference_setup(tmp_path):
     (tmp_path / "tr").mkdir()
-    c = superres.resolve_config({"preset": "paper", "allow_stand_in": True, "train": [str(tmp_path / "tr")], "test": {"x": str(tmp_path / "tr")}})
+    c = superres.resolve_config(
+        {
+            "preset": "paper",
+            "allow_stand_in": True,
+            "train": [str(tmp_path / "tr")],
+            "test": {"x": str(tmp_path / "tr")},
+        }
+    )
     assert c["epochs"] * c["iters_per_epoch"] == 200_000 and c["seed"] == 42
     assert (c["pipeline"], c["protocol"], c["output_bn"]) == ("reference", "reference", True)
-    q = superres.resolve_config({"preset": "quick", "train": [str(tmp_path / "tr")], "test": {"x": str(tmp_path / "tr")}})
+    q = superres.resolve_config(
+        {"preset": "quick", "train": [str(tmp_path / "tr")], "test": {"x": str(tmp_path / "tr")}}
+    )
     assert (q["pipeline"], q["protocol"], q["output_bn"]) == ("crops", "full", False)
 
 
@@ -96,8 +114,17 @@ def test_name_first_selection_equals_the_old_rule(tmp_path):
     folder.mkdir()
     for i in range(40):
         _photo(folder / f"COCO_{i:04d}.jpg", 64, 48, i)
-    config = superres.resolve_config({"preset": "paper", "allow_stand_in": True, "train": [str(folder)], "test": {"x": str(folder)}, "train_images": 12,
-                                      "val_images": 3, "seed": 7})
+    config = superres.resolve_config(
+        {
+            "preset": "paper",
+            "allow_stand_in": True,
+            "train": [str(folder)],
+            "test": {"x": str(folder)},
+            "train_images": 12,
+            "val_images": 3,
+            "seed": 7,
+        }
+    )
     train_paths, val = _reference_data(superres.BENCHMARK.config_object(config))
     old = select(load_folder([folder]), 12, 7)  # the eager rule: decode everything, then choose
     held = {str(p) for p, _ in select(old, 3, 8)}
@@ -110,8 +137,21 @@ def test_reference_pipeline_trains_and_resumes(tmp_path):
     folder.mkdir()
     for i in range(6):
         _photo(folder / f"im{i}.png", 300, 290, i)
-    partial = {"preset": "paper", "allow_stand_in": True, "loss": "pixel", "train": [str(folder)], "test": {"x": str(folder)}, "epochs": 2, "iters_per_epoch": 2,
-               "val_images": 1, "num_blocks": 1, "channels": 4, "batch_size": 2, "device": "cpu", "grid_images": 0}
+    partial = {
+        "preset": "paper",
+        "allow_stand_in": True,
+        "loss": "pixel",
+        "train": [str(folder)],
+        "test": {"x": str(folder)},
+        "epochs": 2,
+        "iters_per_epoch": 2,
+        "val_images": 1,
+        "num_blocks": 1,
+        "channels": 4,
+        "batch_size": 2,
+        "device": "cpu",
+        "grid_images": 0,
+    }
     result = superres.run(superres.resolve_config(partial), tmp_path / "w", progress=False)
     assert result.status == "done" and np.isfinite(result.metrics["x/psnr"]) and "x/psnr_bicubic" in result.metrics
 
@@ -141,7 +181,9 @@ task.begin(0)
 n = sum(1 for _ in task.batches(0, 1))
 print(n, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
 """
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600, check=True).stdout.split()
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=600, check=True
+    ).stdout.split()
     assert int(out[0]) == 5
     peak_gb = int(out[1]) / 1024**2
     assert peak_gb < 1.5, f"peak RSS {peak_gb:.2f} GB"

@@ -94,51 +94,111 @@ from lossnet.errors import DataError, LossnetError
 __all__ = ["BENCHMARK", "AutoencoderConfig", "PRESETS", "resolve_config", "run"]
 
 LOSSES = ("perceptual", "pixel")
-DATASETS = ("svhn", "stl10", "digits")  # lossnet.bench.autoencoder.datasets loads them (kept here: no torch for the CLI)
+DATASETS = (
+    "svhn",
+    "stl10",
+    "digits",
+)  # lossnet.bench.autoencoder.datasets loads them (kept here: no torch for the CLI)
 MODELS = ("compact", "reference")  # lossnet.bench.autoencoder.model.MODELS
 MLP_PROTOCOLS = ("reference", "ce")  # lossnet.bench.autoencoder.mlp.PROTOCOLS
 
 
 @dataclass
 class AutoencoderConfig(TrainingConfig):
-    net: str | None = option("vgg16", CommonConfig.__dataclass_fields__["net"].metadata["help"], kind="str", nullable=True)
-    layer: str | None = option("relu2_2", CommonConfig.__dataclass_fields__["layer"].metadata["help"], kind="str", nullable=True)
-    distance: str | None = option("mse", "feature distance of the perceptual loss (Eq. 6: mse)", kind="str", nullable=True)
+    net: str | None = option(
+        "vgg16", CommonConfig.__dataclass_fields__["net"].metadata["help"], kind="str", nullable=True
+    )
+    layer: str | None = option(
+        "relu2_2", CommonConfig.__dataclass_fields__["layer"].metadata["help"], kind="str", nullable=True
+    )
+    distance: str | None = option(
+        "mse", "feature distance of the perceptual loss (Eq. 6: mse)", kind="str", nullable=True
+    )
     dataset: str = option("digits", "svhn, stl10 or digits", kind="str", choices=DATASETS)
-    data: str | None = option(None, "folder with the dataset files (svhn, stl10)", kind="str", nullable=True, metavar="DIR")
-    loss: str = option("perceptual", "perceptual, or pixel (MSE baseline; --net/--layer ignored)", kind="str", choices=LOSSES)
-    model: str = option("compact", "autoencoder: reference (the paper code's FourLayerCVAE: unpadded convs + BatchNorm, "
-                        "sizes 64+16n) or compact (padded 4x4 kernels, no BatchNorm)", kind="str", choices=MODELS)
+    data: str | None = option(
+        None, "folder with the dataset files (svhn, stl10)", kind="str", nullable=True, metavar="DIR"
+    )
+    loss: str = option(
+        "perceptual", "perceptual, or pixel (MSE baseline; --net/--layer ignored)", kind="str", choices=LOSSES
+    )
+    model: str = option(
+        "compact",
+        "autoencoder: reference (the paper code's FourLayerCVAE: unpadded convs + BatchNorm, "
+        "sizes 64+16n) or compact (padded 4x4 kernels, no BatchNorm)",
+        kind="str",
+        choices=MODELS,
+    )
     epochs: int = option(10, "autoencoder epochs", kind="int", minimum=1)
     batch_size: int = option(64, "autoencoder batch size", kind="int", minimum=1)
     lr: float = option(1e-3, "autoencoder Adam learning rate", kind="float", positive=True)
-    ae_val_fraction: float = option(0.0, "fraction of the AE images held out (seeded) to pick the epoch with the lowest "
-                                    "validation loss (0: train on all, use the last epoch)", kind="float", minimum=0)
+    ae_val_fraction: float = option(
+        0.0,
+        "fraction of the AE images held out (seeded) to pick the epoch with the lowest "
+        "validation loss (0: train on all, use the last epoch)",
+        kind="float",
+        minimum=0,
+    )
     embedding: int = option(64, "embedding size", kind="int", minimum=1)
-    image_size: int | None = option(None, "autoencoder input size (none: 64; 96 for stl10)", kind="int", nullable=True, minimum=1)
+    image_size: int | None = option(
+        None, "autoencoder input size (none: 64; 96 for stl10)", kind="int", nullable=True, minimum=1
+    )
     variational: bool = option(False, "VAE (reparameterisation + KL) instead of a deterministic AE", kind="bool")
     kl_weight: float | None = option(1.0, "KL factor with --variational", kind="float", nullable=True, positive=True)
-    mlp_protocol: str = option("ce", "classifier protocol: reference (MSE to one-hot, LeakyReLU, raw embeddings, stopping "
-                               "on validation loss) or ce (cross-entropy, ReLU, z-scored, stopping on validation accuracy)",
-                               kind="str", choices=MLP_PROTOCOLS)
+    mlp_protocol: str = option(
+        "ce",
+        "classifier protocol: reference (MSE to one-hot, LeakyReLU, raw embeddings, stopping "
+        "on validation loss) or ce (cross-entropy, ReLU, z-scored, stopping on validation accuracy)",
+        kind="str",
+        choices=MLP_PROTOCOLS,
+    )
     mlp_epochs: int = option(100, "maximum MLP epochs", kind="int", minimum=1)
-    mlp_patience: int | None = option(None, "early-stopping patience in epochs (none: the protocol's, reference "
-                                      "max(10, mlp_epochs/20), ce 10)", kind="int", nullable=True, minimum=1)
+    mlp_patience: int | None = option(
+        None,
+        "early-stopping patience in epochs (none: the protocol's, reference max(10, mlp_epochs/20), ce 10)",
+        kind="int",
+        nullable=True,
+        minimum=1,
+    )
     mlp_batch_size: int = option(128, "MLP batch size", kind="int", minimum=1)
     mlp_lr: float = option(1e-3, "MLP Adam learning rate", kind="float", positive=True, cli=False)
-    val_fraction: float = option(0.2, "fraction of the labelled train set used for MLP selection", kind="float", positive=True, cli=False)
-    ae_images: int | None = option(None, "seeded subset of the AE training images (none: all)", kind="int", nullable=True, minimum=1)
-    train_images: int | None = option(None, "seeded subset of the labelled train set (none: all)", kind="int", nullable=True, minimum=1)
-    test_images: int | None = option(None, "seeded subset of the test set (none: all)", kind="int", nullable=True, minimum=1)
+    val_fraction: float = option(
+        0.2, "fraction of the labelled train set used for MLP selection", kind="float", positive=True, cli=False
+    )
+    ae_images: int | None = option(
+        None, "seeded subset of the AE training images (none: all)", kind="int", nullable=True, minimum=1
+    )
+    train_images: int | None = option(
+        None, "seeded subset of the labelled train set (none: all)", kind="int", nullable=True, minimum=1
+    )
+    test_images: int | None = option(
+        None, "seeded subset of the test set (none: all)", kind="int", nullable=True, minimum=1
+    )
 
 
 PRESETS: dict[str, dict[str, Any]] = {
     # as the reference code runs it (docs/fidelity.md), with
     # the paper's epoch counts (AE 10, MLPs 100) where the code's defaults differ (50, 500)
-    "paper": {"model": "reference", "batch_size": 256, "ae_val_fraction": 0.2, "mlp_protocol": "reference",
-              "mlp_batch_size": 256, "normalize": "none", "loss_net_mode": "train", "transform_input": False, "deterministic": True},
-    "quick": {"epochs": 5, "batch_size": 32, "mlp_epochs": 60, "mlp_patience": 8, "mlp_batch_size": 64,
-              "ae_images": 3000, "train_images": 2000, "test_images": 1000},
+    "paper": {
+        "model": "reference",
+        "batch_size": 256,
+        "ae_val_fraction": 0.2,
+        "mlp_protocol": "reference",
+        "mlp_batch_size": 256,
+        "normalize": "none",
+        "loss_net_mode": "train",
+        "transform_input": False,
+        "deterministic": True,
+    },
+    "quick": {
+        "epochs": 5,
+        "batch_size": 32,
+        "mlp_epochs": 60,
+        "mlp_patience": 8,
+        "mlp_batch_size": 64,
+        "ae_images": 3000,
+        "train_images": 2000,
+        "test_images": 1000,
+    },
 }
 
 
@@ -148,8 +208,18 @@ class Autoencoder(Benchmark):
     PRESETS = PRESETS
     BASELINE_LOSS = "pixel"
     #: the downstream-MLP keys: they do not touch the autoencoder
-    RESUMABLE_KEYS = frozenset({"mlp_protocol", "mlp_epochs", "mlp_patience", "mlp_batch_size", "mlp_lr", "val_fraction",
-                                "train_images", "test_images"})
+    RESUMABLE_KEYS = frozenset(
+        {
+            "mlp_protocol",
+            "mlp_epochs",
+            "mlp_patience",
+            "mlp_batch_size",
+            "mlp_lr",
+            "val_fraction",
+            "train_images",
+            "test_images",
+        }
+    )
 
     def validate(self, config: AutoencoderConfig) -> None:
         if config.image_size is None:
@@ -158,11 +228,15 @@ class Autoencoder(Benchmark):
             raise LossnetError(f"autoencoder: image_size must be divisible by 16, got {config.image_size}")
         if config.dataset in ("svhn", "digits") and not 32 <= config.image_size < 96:
             # Reflect padding needs pad < 32 per side; smaller sizes would crop the digits.
-            raise LossnetError(f"autoencoder: {config.dataset} images are 32x32, reflect-padded; image_size must be 32..95 "
-                               f"(paper: 64), got {config.image_size}")
+            raise LossnetError(
+                f"autoencoder: {config.dataset} images are 32x32, reflect-padded; image_size must be 32..95 "
+                f"(paper: 64), got {config.image_size}"
+            )
         if config.model == "reference" and not (config.image_size >= 64 and (config.image_size - 64) % 16 == 0):
-            raise LossnetError(f"autoencoder: the reference model takes image sizes 64 + 16 n (64, 80, 96, ...), "
-                               f"got {config.image_size}; use --model compact for other sizes")
+            raise LossnetError(
+                f"autoencoder: the reference model takes image sizes 64 + 16 n (64, 80, 96, ...), "
+                f"got {config.image_size}; use --model compact for other sizes"
+            )
         if not config.val_fraction < 1:
             raise LossnetError(f"autoencoder: val_fraction must be in (0, 1), got {config.val_fraction!r}")
         if not config.ae_val_fraction < 1:
@@ -173,8 +247,12 @@ class Autoencoder(Benchmark):
             config.kl_weight = None  # irrelevant; must not split identical runs
         elif config.kl_weight is None:
             raise LossnetError("autoencoder: --variational needs a kl_weight")
-        check_stand_ins(config, ["dataset digits, scikit-learn's 8x8 digits (the paper: --dataset svhn or stl10)"]
-                        if config.dataset == "digits" else [])
+        check_stand_ins(
+            config,
+            ["dataset digits, scikit-learn's 8x8 digits (the paper: --dataset svhn or stl10)"]
+            if config.dataset == "digits"
+            else [],
+        )
         if config.dataset == "digits":
             config.data = None
         else:
@@ -185,7 +263,9 @@ class Autoencoder(Benchmark):
                 if found is None and data_optional():
                     return  # --print-config without the data: data stays null
                 if found is None:
-                    raise missing_error(config.dataset, f"autoencoder benchmark (no --data DIR given for {config.dataset})")
+                    raise missing_error(
+                        config.dataset, f"autoencoder benchmark (no --data DIR given for {config.dataset})"
+                    )
                 config.data = str(found)
             if not Path(config.data).is_dir():
                 raise DataError(f"autoencoder: data folder not found: {config.data}")
@@ -206,8 +286,9 @@ class Autoencoder(Benchmark):
         from .train import AutoencoderTask, split_ae_images
 
         device = resolve_device(config)
-        data = load_dataset(config.dataset, config.data, seed=config.seed, ae_images=config.ae_images,
-                            train_images=1, test_images=1)
+        data = load_dataset(
+            config.dataset, config.data, seed=config.seed, ae_images=config.ae_images, train_images=1, test_images=1
+        )
         images = data.unlabeled
         tr, val = split_ae_images(len(images), config)
         train_images, val_images = (images, None) if not len(val) else (images[tr], images[val])
@@ -219,14 +300,24 @@ class Autoencoder(Benchmark):
             val_images = val_images[:cap]
         torch.manual_seed(config.seed)
         task = AutoencoderTask(config, train_images, val_images, device, False)
-        return TrainingSetup(task, math.ceil(len(train_images) / int(config.batch_size)), int(config.epochs),
-                             validates=val_images is not None, val_scale=val_scale, notes=notes,
-                             validate=task.validation_loss if val_images is not None else None)
+        return TrainingSetup(
+            task,
+            math.ceil(len(train_images) / int(config.batch_size)),
+            int(config.epochs),
+            validates=val_images is not None,
+            val_scale=val_scale,
+            notes=notes,
+            validate=task.validation_loss if val_images is not None else None,
+        )
 
     def reduced_config(self, config: AutoencoderConfig) -> ReducedRun | None:
         # one step on batch_size images, no held-out validation (its pass is charged per epoch);
         # data loading, embedding and the MLPs as in the full run
-        return ReducedRun(dataclasses.replace(config, epochs=1, ae_images=int(config.batch_size), ae_val_fraction=0.0), steps=1, vals=0)
+        return ReducedRun(
+            dataclasses.replace(config, epochs=1, ae_images=int(config.batch_size), ae_val_fraction=0.0),
+            steps=1,
+            vals=0,
+        )
 
     def synthetic_data(self, root: Path, values: dict[str, Any]):
         """SVHN ``.mat`` or STL-10 ``.bin`` files of random images at 2 % of the real sizes; steps of
@@ -248,8 +339,13 @@ class Autoencoder(Benchmark):
                 n = max(256, int(real[part] * frac))
                 p = d / f"{part}_32x32.mat"
                 if not p.exists():
-                    scipy.io.savemat(p, {"X": rng.integers(0, 255, (32, 32, 3, n), dtype=np.uint8),
-                                         "y": rng.integers(1, 11, (n, 1)).astype(np.uint8)})
+                    scipy.io.savemat(
+                        p,
+                        {
+                            "X": rng.integers(0, 255, (32, 32, 3, n), dtype=np.uint8),
+                            "y": rng.integers(1, 11, (n, 1)).astype(np.uint8),
+                        },
+                    )
             ae_real = real["extra"]
         else:
             real = REAL_SIZES["stl10"]
@@ -261,9 +357,12 @@ class Autoencoder(Benchmark):
                     if part != "unlabeled":
                         rng.integers(1, 11, n, dtype=np.uint8).tofile(d / f"{bin_name}_y.bin")
             ae_real = real["unlabeled"]
-        return SyntheticData({"data": str(d)}, {"ae_images": ae_real, "eval_scale": 1.0 / frac},
-                             f"autoencoder: synthetic {dataset} files at {frac:.0%} of the real size; steps of the real "
-                             f"{ae_real} AE images, evaluation scaled x{1 / frac:g}")
+        return SyntheticData(
+            {"data": str(d)},
+            {"ae_images": ae_real, "eval_scale": 1.0 / frac},
+            f"autoencoder: synthetic {dataset} files at {frac:.0%} of the real size; steps of the real "
+            f"{ae_real} AE images, evaluation scaled x{1 / frac:g}",
+        )
 
     def scale_to_real(self, config: AutoencoderConfig, timing, sizes: dict[str, Any]) -> None:
         import math
@@ -278,7 +377,9 @@ class Autoencoder(Benchmark):
     def paper_benchmark(self, config: dict[str, Any]) -> str | None:
         return "autoencoder"
 
-    def run(self, config: AutoencoderConfig | dict[str, Any], workdir: str | Path, *, progress: bool = True) -> BenchResult:
+    def run(
+        self, config: AutoencoderConfig | dict[str, Any], workdir: str | Path, *, progress: bool = True
+    ) -> BenchResult:
         """Load data, train (resuming from ``workdir``) the autoencoder, embed, select and test the MLPs.
 
         When training diverged, the MLPs are evaluated on the last good epoch's encoder (status stays
@@ -293,9 +394,17 @@ class Autoencoder(Benchmark):
         from .train import embed, save_reconstruction_grid, train_autoencoder
 
         workdir = Path(workdir)
-        data = load_dataset(config.dataset, config.data, seed=config.seed, ae_images=config.ae_images,
-                            train_images=config.train_images, test_images=config.test_images)
-        model, outcome = train_autoencoder(config, data.unlabeled, workdir, progress=progress, log=print if progress else None)
+        data = load_dataset(
+            config.dataset,
+            config.data,
+            seed=config.seed,
+            ae_images=config.ae_images,
+            train_images=config.train_images,
+            test_images=config.test_images,
+        )
+        model, outcome = train_autoencoder(
+            config, data.unlabeled, workdir, progress=progress, log=print if progress else None
+        )
         name, size = data.name, config.image_size
         artifacts = {"checkpoint": str(outcome.checkpoint_path)} if outcome.checkpoint_path else {}
         if outcome.best_path:
@@ -313,19 +422,43 @@ class Autoencoder(Benchmark):
             artifacts["reconstructions"] = str(grid)
             tr = embed(model, data.train_x, size, progress=progress, desc="embed train")
             te = embed(model, data.test_x, size, progress=progress, desc="embed test")
-            sel = evaluate_mlps(tr, data.train_y, te, data.test_y, val_fraction=config.val_fraction,
-                                epochs=config.mlp_epochs, patience=config.mlp_patience, batch_size=config.mlp_batch_size,
-                                lr=config.mlp_lr, seed=config.seed, protocol=config.mlp_protocol, progress=progress)
+            sel = evaluate_mlps(
+                tr,
+                data.train_y,
+                te,
+                data.test_y,
+                val_fraction=config.val_fraction,
+                epochs=config.mlp_epochs,
+                patience=config.mlp_patience,
+                batch_size=config.mlp_batch_size,
+                lr=config.mlp_lr,
+                seed=config.seed,
+                protocol=config.mlp_protocol,
+                progress=progress,
+            )
             details = sel.rows
             metrics[f"{name}/accuracy"] = float(sel.test_accuracy)
             metrics[f"{name}/val_accuracy"] = float(max(r["val_accuracy"] for r in sel.rows))
             mlps = workdir / "mlps.json"
-            atomic_write_json(mlps, {"protocol": config.mlp_protocol, "selected": str(list(sel.selected)),
-                                     "test_accuracy": float(sel.test_accuracy), "mlps": details})
+            atomic_write_json(
+                mlps,
+                {
+                    "protocol": config.mlp_protocol,
+                    "selected": str(list(sel.selected)),
+                    "test_accuracy": float(sel.test_accuracy),
+                    "mlps": details,
+                },
+            )
             artifacts["mlps"] = str(mlps)
         artifacts["history"] = str(write_history(workdir, outcome, mlps=details))
-        return BenchResult(config=config, metrics=metrics, artifacts=artifacts, status=outcome.status, details=details,
-                           signature=outcome.signature)
+        return BenchResult(
+            config=config,
+            metrics=metrics,
+            artifacts=artifacts,
+            status=outcome.status,
+            details=details,
+            signature=outcome.signature,
+        )
 
 
 BENCHMARK = Autoencoder()

@@ -130,7 +130,9 @@ def _digits_to_uint8(images: np.ndarray) -> torch.Tensor:
     return (t * 255.0 + 0.5).to(torch.uint8).repeat(1, 3, 1, 1)
 
 
-def load_digits_split(seed: int = 0, test_fraction: float = 0.25) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+def load_digits_split(
+    seed: int = 0, test_fraction: float = 0.25
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """scikit-learn's digits as ``(train_x, train_y, test_x, test_y)``, stratified seeded split."""
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
@@ -143,7 +145,9 @@ def load_digits_split(seed: int = 0, test_fraction: float = 0.25) -> tuple[torch
     return x[tr], y[tr], x[te], y[te]
 
 
-def _limit(x: torch.Tensor, y: torch.Tensor | None, n: int | None, seed: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+def _limit(
+    x: torch.Tensor, y: torch.Tensor | None, n: int | None, seed: int
+) -> tuple[torch.Tensor, torch.Tensor | None]:
     if n is None or n >= len(x):
         return x, y
     g = torch.Generator().manual_seed(seed)
@@ -151,8 +155,15 @@ def _limit(x: torch.Tensor, y: torch.Tensor | None, n: int | None, seed: int) ->
     return x[idx], (None if y is None else y[idx])
 
 
-def load_dataset(name: str, data_dir: str | os.PathLike | None, *, seed: int = 0, ae_images: int | None = None,
-                 train_images: int | None = None, test_images: int | None = None) -> AEData:
+def load_dataset(
+    name: str,
+    data_dir: str | os.PathLike | None,
+    *,
+    seed: int = 0,
+    ae_images: int | None = None,
+    train_images: int | None = None,
+    test_images: int | None = None,
+) -> AEData:
     """Load one dataset's AE-training, labelled-train and test parts.
 
     Args:
@@ -205,5 +216,7 @@ def to_input(batch: torch.Tensor, image_size: int) -> torch.Tensor:
             raise LossnetError(f"autoencoder: cannot reflect-pad {s}x{s} images to {image_size}x{image_size}")
         x = F.pad(x, (lo, hi, lo, hi), mode="reflect")
     elif s > image_size:
-        x = F.interpolate(x, size=(image_size, image_size), mode="bilinear", antialias=True, align_corners=False).clamp_(0, 1)
+        x = F.interpolate(
+            x, size=(image_size, image_size), mode="bilinear", antialias=True, align_corners=False
+        ).clamp_(0, 1)
     return x

@@ -93,9 +93,22 @@ def _accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
     return _evaluate(model, x, y, lambda o, t: torch.zeros(()))[1]
 
 
-def train_mlp(hidden: Sequence[int], x_tr: torch.Tensor, y_tr: torch.Tensor, x_val: torch.Tensor, y_val: torch.Tensor, *,
-              epochs: int = 100, patience: int = 10, batch_size: int = 128, lr: float = 1e-3, seed: int = 0,
-              classes: int = 10, protocol: str = "ce", history: list | None = None) -> tuple[nn.Module, dict]:
+def train_mlp(
+    hidden: Sequence[int],
+    x_tr: torch.Tensor,
+    y_tr: torch.Tensor,
+    x_val: torch.Tensor,
+    y_val: torch.Tensor,
+    *,
+    epochs: int = 100,
+    patience: int = 10,
+    batch_size: int = 128,
+    lr: float = 1e-3,
+    seed: int = 0,
+    classes: int = 10,
+    protocol: str = "ce",
+    history: list | None = None,
+) -> tuple[nn.Module, dict]:
     """Train one MLP with early stopping (``protocol`` ``"reference"``: on validation loss; ``"ce"``:
     on validation accuracy; see the module docstring).
 
@@ -112,7 +125,14 @@ def train_mlp(hidden: Sequence[int], x_tr: torch.Tensor, y_tr: torch.Tensor, x_v
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     g = torch.Generator().manual_seed(seed)
     # monitored value, higher is better: -val_loss (reference) or val_accuracy (ce)
-    best, best_state, best_epoch, best_vals, since, ran = -math.inf, copy.deepcopy(model.state_dict()), 0, (math.nan, math.nan), 0, 0
+    best, best_state, best_epoch, best_vals, since, ran = (
+        -math.inf,
+        copy.deepcopy(model.state_dict()),
+        0,
+        (math.nan, math.nan),
+        0,
+        0,
+    )
     for epoch in range(epochs):
         model.train()
         perm = torch.randperm(len(x_tr), generator=g)
@@ -128,7 +148,13 @@ def train_mlp(hidden: Sequence[int], x_tr: torch.Tensor, y_tr: torch.Tensor, x_v
             history.append({"epoch": ran, "val_loss": val_loss, "val_accuracy": val_acc})
         monitored = -val_loss if protocol == "reference" else val_acc
         if monitored > best:
-            best, best_state, best_epoch, best_vals, since = monitored, copy.deepcopy(model.state_dict()), ran, (val_loss, val_acc), 0
+            best, best_state, best_epoch, best_vals, since = (
+                monitored,
+                copy.deepcopy(model.state_dict()),
+                ran,
+                (val_loss, val_acc),
+                0,
+            )
         else:
             since += 1
             if since >= patience:
@@ -149,7 +175,9 @@ def select_best(val_accuracies: Sequence[float]) -> int:
     return best
 
 
-def split_indices(n: int, val_fraction: float = 0.2, seed: int = 0, *, floor: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+def split_indices(
+    n: int, val_fraction: float = 0.2, seed: int = 0, *, floor: bool = False
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Seeded random ``(train_idx, val_idx)`` with ``round(n * val_fraction)`` validation items
     (``floor``: ``int(n * val_fraction)``, as the reference's ``random_split``)."""
     perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
@@ -166,10 +194,23 @@ class MLPSelection:
     rows: list[dict] = field(default_factory=list)
 
 
-def evaluate_mlps(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Tensor, test_y: torch.Tensor, *,
-                  hidden_layers: Sequence[Sequence[int]] = HIDDEN_LAYERS, val_fraction: float = 0.2, epochs: int = 100,
-                  patience: int = 10, batch_size: int = 128, lr: float = 1e-3, seed: int = 0, classes: int = 10,
-                  protocol: str = "ce", progress: bool = True) -> MLPSelection:
+def evaluate_mlps(
+    train_x: torch.Tensor,
+    train_y: torch.Tensor,
+    test_x: torch.Tensor,
+    test_y: torch.Tensor,
+    *,
+    hidden_layers: Sequence[Sequence[int]] = HIDDEN_LAYERS,
+    val_fraction: float = 0.2,
+    epochs: int = 100,
+    patience: int = 10,
+    batch_size: int = 128,
+    lr: float = 1e-3,
+    seed: int = 0,
+    classes: int = 10,
+    protocol: str = "ce",
+    progress: bool = True,
+) -> MLPSelection:
     """Run the downstream protocol on embeddings.
 
     Args:
@@ -195,8 +236,20 @@ def evaluate_mlps(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Te
     torch.set_num_threads(1)
     try:
         for hidden in tqdm(list(hidden_layers), desc="MLPs", disable=not progress, leave=False):
-            model, row = train_mlp(hidden, x_tr, y_tr, x_val, y_val, epochs=epochs, patience=patience, batch_size=batch_size,
-                                   lr=lr, seed=seed, classes=classes, protocol=protocol)
+            model, row = train_mlp(
+                hidden,
+                x_tr,
+                y_tr,
+                x_val,
+                y_val,
+                epochs=epochs,
+                patience=patience,
+                batch_size=batch_size,
+                lr=lr,
+                seed=seed,
+                classes=classes,
+                protocol=protocol,
+            )
             models.append(model)
             rows.append({"hidden": str(list(hidden)), **row, "selected": ""})
     finally:

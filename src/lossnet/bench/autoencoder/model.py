@@ -129,7 +129,9 @@ class ReferenceAutoencoder(_Autoencoder):
     def __init__(self, image_size: int = 64, embedding: int = 64, variational: bool = False) -> None:
         super().__init__()
         if not reference_sizes_ok(image_size):
-            raise ValueError(f"the reference autoencoder takes image sizes 64 + 16 n (64, 80, 96, ...), got {image_size}")
+            raise ValueError(
+                f"the reference autoencoder takes image sizes 64 + 16 n (64, 80, 96, ...), got {image_size}"
+            )
         self.image_size, self.embedding, self.variational = image_size, embedding, variational
         layers: list[nn.Module] = []
         cin, side = 3, image_size

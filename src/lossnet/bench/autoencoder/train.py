@@ -34,7 +34,14 @@ from .model import build_autoencoder
 if TYPE_CHECKING:  # the package imports this module
     from lossnet.bench.autoencoder import AutoencoderConfig
 
-__all__ = ["AutoencoderTask", "build_model", "split_ae_images", "train_autoencoder", "embed", "save_reconstruction_grid"]
+__all__ = [
+    "AutoencoderTask",
+    "build_model",
+    "split_ae_images",
+    "train_autoencoder",
+    "embed",
+    "save_reconstruction_grid",
+]
 
 #: buffers of a loss network in train mode that training changes (BatchNorm statistics)
 _STAT_BUFFERS = ("running_mean", "running_var", "num_batches_tracked")
@@ -72,8 +79,14 @@ class AutoencoderTask(TrainingTask):
     #: history rows hold ``val_loss`` (from :meth:`end_epoch`) and this score, its negative
     score_name = "neg_val_loss"
 
-    def __init__(self, config: AutoencoderConfig, images: torch.Tensor, val_images: torch.Tensor | None, device: torch.device,
-                 progress: bool):
+    def __init__(
+        self,
+        config: AutoencoderConfig,
+        images: torch.Tensor,
+        val_images: torch.Tensor | None,
+        device: torch.device,
+        progress: bool,
+    ):
         self.config, self.images, self.device, self.progress = config, images, device, progress
         self.val_images = val_images if val_images is not None and len(val_images) else None
         self.model = build_model(config).to(device)
@@ -86,7 +99,11 @@ class AutoencoderTask(TrainingTask):
         return getattr(self.loss_fn, "signature", None)  # None: a pixel loss
 
     def _loss_net_stats(self) -> dict[str, torch.Tensor]:
-        return {k: v.detach().cpu().clone() for k, v in self.loss_fn.named_buffers() if k.rsplit(".", 1)[-1] in _STAT_BUFFERS}
+        return {
+            k: v.detach().cpu().clone()
+            for k, v in self.loss_fn.named_buffers()
+            if k.rsplit(".", 1)[-1] in _STAT_BUFFERS
+        }
 
     def state(self) -> dict[str, Any]:
         # a loss network in train mode updates its BatchNorm statistics: they belong to the run's state
@@ -168,8 +185,15 @@ class AutoencoderTask(TrainingTask):
         return -self._val_loss if math.isfinite(self._val_loss) else -math.inf
 
 
-def train_autoencoder(config: AutoencoderConfig, images: torch.Tensor, workdir: Path, *, progress: bool = True,
-                      log: Callable[[str], None] | None = None, resumable: Iterable[str] | None = None) -> tuple[nn.Module, FitOutcome]:
+def train_autoencoder(
+    config: AutoencoderConfig,
+    images: torch.Tensor,
+    workdir: Path,
+    *,
+    progress: bool = True,
+    log: Callable[[str], None] | None = None,
+    resumable: Iterable[str] | None = None,
+) -> tuple[nn.Module, FitOutcome]:
     """Train (or resume) the autoencoder on uint8 ``images`` with the trainer core
     (:func:`lossnet.bench.trainer.fit`): checkpoint every epoch, resume, divergence policy, and --
     with held-out images -- the best validation epoch's weights (``best.pt``) in the returned model.
@@ -177,8 +201,15 @@ def train_autoencoder(config: AutoencoderConfig, images: torch.Tensor, workdir: 
     device = resolve_device(config)
     tr, val = split_ae_images(len(images), config)
     train_images, val_images = (images, None) if not len(val) else (images[tr], images[val])
-    task, outcome = fit(lambda: AutoencoderTask(config, train_images, val_images, device, progress), config, workdir,
-                        resumable=resumable_keys("autoencoder", config, resumable), device=device, log=log, name="autoencoder")
+    task, outcome = fit(
+        lambda: AutoencoderTask(config, train_images, val_images, device, progress),
+        config,
+        workdir,
+        resumable=resumable_keys("autoencoder", config, resumable),
+        device=device,
+        log=log,
+        name="autoencoder",
+    )
     if outcome.status == "done" and outcome.best_path is not None:
         # fit leaves the last epoch's weights in a finished run; the held-out loss chose another
         task.model.load_state_dict(load_checkpoint(outcome.best_path, device)["model"])
@@ -187,8 +218,16 @@ def train_autoencoder(config: AutoencoderConfig, images: torch.Tensor, workdir: 
 
 
 @torch.no_grad()
-def embed(model: nn.Module, images: torch.Tensor, image_size: int, *, batch_size: int = 256,
-          device: torch.device | None = None, progress: bool = True, desc: str = "embed") -> torch.Tensor:
+def embed(
+    model: nn.Module,
+    images: torch.Tensor,
+    image_size: int,
+    *,
+    batch_size: int = 256,
+    device: torch.device | None = None,
+    progress: bool = True,
+    desc: str = "embed",
+) -> torch.Tensor:
     """Deterministic codes (mu) of uint8 ``images`` as float ``(N, embedding)`` on the CPU (eval mode)."""
     model.eval()
     device = device or next(model.parameters()).device

@@ -58,7 +58,9 @@ def read_judgments_csv(path: str | os.PathLike) -> list[tuple[Path, Path, Path, 
     fields = [f.strip().lower() for f in (reader.fieldnames or [])]
     dupes = sorted({f for f in fields if f and fields.count(f) > 1})
     if dupes:  # csv.DictReader would silently keep the last of them
-        raise DataError(f"{p}: the header names {', '.join(repr(d) for d in dupes)} more than once; keep one column each")
+        raise DataError(
+            f"{p}: the header names {', '.join(repr(d) for d in dupes)} more than once; keep one column each"
+        )
     jcol = "judgment" if "judgment" in fields else ("judge" if "judge" in fields else None)
     missing = [c for c in _IMAGES if c not in fields] + ([] if jcol else ["judgment"])
     if missing:
@@ -125,11 +127,20 @@ class _Bapps(Dataset):
 
     def __getitem__(self, i: int) -> dict:
         item = self.ds[i]
-        return {"index": i, "ok": item["ok"], "error": item["error"], "ref": item["ref"], "p0": item["p0"], "p1": item["p1"],
-                "judge": float(item["judge"])}
+        return {
+            "index": i,
+            "ok": item["ok"],
+            "error": item["error"],
+            "ref": item["ref"],
+            "p0": item["p0"],
+            "p1": item["p1"],
+            "judge": float(item["judge"]),
+        }
 
 
-def bapps_2afc(root: str | os.PathLike, split: str = "train", subsets: Sequence[str] | None = None, size: int = 64) -> Dataset:
+def bapps_2afc(
+    root: str | os.PathLike, split: str = "train", subsets: Sequence[str] | None = None, size: int = 64
+) -> Dataset:
     """The 2AFC items of ``ROOT/2afc/<split>/<subsets>`` as one dataset (default: every subset
     folder of the split, in sorted order).
 
@@ -139,7 +150,9 @@ def bapps_2afc(root: str | os.PathLike, split: str = "train", subsets: Sequence[
     base = Path(root) / "2afc" / split
     if subsets is None:
         if not base.is_dir():
-            raise DataError(f"BAPPS 2AFC folder not found: {base} (expected ROOT/2afc/{split}/SUBSET/{{ref,p0,p1,judge}})")
+            raise DataError(
+                f"BAPPS 2AFC folder not found: {base} (expected ROOT/2afc/{split}/SUBSET/{{ref,p0,p1,judge}})"
+            )
         subsets = sorted(d.name for d in base.iterdir() if d.is_dir() and not d.name.startswith("."))
         if not subsets:
             raise DataError(f"no 2AFC subsets in {base}")
@@ -159,8 +172,16 @@ class Triplets:
         return int(self.judge.shape[0])
 
 
-def decode_triplets(dataset: Dataset, indices: Sequence[int] | None = None, *, skip_bad: bool = False, batch_size: int = 64,
-                    num_workers: int = 0, progress: bool = True, desc: str = "read") -> Triplets:
+def decode_triplets(
+    dataset: Dataset,
+    indices: Sequence[int] | None = None,
+    *,
+    skip_bad: bool = False,
+    batch_size: int = 64,
+    num_workers: int = 0,
+    progress: bool = True,
+    desc: str = "read",
+) -> Triplets:
     """Decode (a subset of) a triplet dataset into memory.
 
     Raises:

@@ -39,8 +39,17 @@ from torch import nn
 from lossnet.bench.trainer import TrainingTask
 from lossnet.errors import DataError, InputError
 
-__all__ = ["HeadsFitConfig", "HeadsModel", "RankingNet", "HeadsTask", "HeadsFitResult", "fit_heads", "lr_at", "epoch_order",
-           "RANK_EPS"]
+__all__ = [
+    "HeadsFitConfig",
+    "HeadsModel",
+    "RankingNet",
+    "HeadsTask",
+    "HeadsFitResult",
+    "fit_heads",
+    "lr_at",
+    "epoch_order",
+    "RANK_EPS",
+]
 
 #: The epsilon of the ranking network's ratio inputs (lpips's ``Dist2LogitLayer.forward``).
 RANK_EPS = 0.1
@@ -54,10 +63,10 @@ class HeadsFitConfig:
     layers: str = "E,S,M,L"
     weights: str = "imagenet"
     normalize: str = "imagenet"
-    data: str | None = None          # BAPPS root (ROOT/2afc/<split>/<subset>)
-    judgments: str | None = None     # or a CSV of (ref, p0, p1, judgment)
+    data: str | None = None  # BAPPS root (ROOT/2afc/<split>/<subset>)
+    judgments: str | None = None  # or a CSV of (ref, p0, p1, judgment)
     split: str = "train"
-    subsets: list | None = None      # BAPPS 2AFC subsets (default: every folder of the split)
+    subsets: list | None = None  # BAPPS 2AFC subsets (default: every folder of the split)
     epochs: int = 5
     decay_epochs: int = 5
     lr: float = 1e-4
@@ -66,12 +75,12 @@ class HeadsFitConfig:
     dropout: float = 0.5
     size: int = 64
     seed: int = 0
-    val: str = "auto"                # auto | split | holdout | none
+    val: str = "auto"  # auto | split | holdout | none
     val_fraction: float = 0.05
     val_max_items: int | None = None
     skip_bad: bool = False
     channels_last: bool = True
-    amp: str = "off"                 # mixed precision of the training passes: off | bf16 | fp16 (the trainer's)
+    amp: str = "off"  # mixed precision of the training passes: off | bf16 | fp16 (the trainer's)
     # runtime keys (not part of the fingerprint)
     device: str | None = None
     weights_dir: str | None = None
@@ -117,7 +126,11 @@ class HeadsFitConfig:
         if self.judgments is not None:
             self.judgments = str(Path(self.judgments).expanduser().resolve())
         if self.val == "auto":
-            self.val = "split" if self.data is not None and (Path(self.data) / "2afc" / "val").is_dir() and self.split != "val" else "holdout"
+            self.val = (
+                "split"
+                if self.data is not None and (Path(self.data) / "2afc" / "val").is_dir() and self.split != "val"
+                else "holdout"
+            )
         if self.val == "split" and self.data is None:
             raise InputError("heads fit: val=split needs a BAPPS --data folder; use holdout with --judgments")
         return self
@@ -166,8 +179,14 @@ class RankingNet(nn.Module):
 
     def __init__(self, mid: int = 32) -> None:
         super().__init__()
-        self.model = nn.Sequential(nn.Linear(5, mid), nn.LeakyReLU(0.2), nn.Linear(mid, mid), nn.LeakyReLU(0.2), nn.Linear(mid, 1),
-                                   nn.Sigmoid())
+        self.model = nn.Sequential(
+            nn.Linear(5, mid),
+            nn.LeakyReLU(0.2),
+            nn.Linear(mid, mid),
+            nn.LeakyReLU(0.2),
+            nn.Linear(mid, 1),
+            nn.Sigmoid(),
+        )
 
     def forward(self, d0: torch.Tensor, d1: torch.Tensor, eps: float = RANK_EPS) -> torch.Tensor:
         x = torch.stack((d0, d1, d0 - d1, d0 / (d1 + eps), d1 / (d0 + eps)), dim=1)
@@ -200,7 +219,9 @@ class HeadsModel(nn.Module):
     def head_tensors(self) -> list[torch.Tensor]:
         return [h.detach().clone().float().cpu() for h in self.heads]
 
-    def distance(self, fa: Sequence[torch.Tensor], fb: Sequence[torch.Tensor], generator: torch.Generator | None = None) -> torch.Tensor:
+    def distance(
+        self, fa: Sequence[torch.Tensor], fb: Sequence[torch.Tensor], generator: torch.Generator | None = None
+    ) -> torch.Tensor:
         """``(N,)`` weighted Eq. 1 distance; in training mode with dropout on the squared
         difference (lpips's order: layer by layer). In eval mode it is
         :func:`lossnet.distances.spatial` with the heads as channel weights."""
@@ -230,7 +251,9 @@ class HeadsTask(TrainingTask):
 
     score_name = "val_2afc"
 
-    def __init__(self, config: HeadsFitConfig, network, channels: list[int], train_set, val: Any, device, progress: bool) -> None:
+    def __init__(
+        self, config: HeadsFitConfig, network, channels: list[int], train_set, val: Any, device, progress: bool
+    ) -> None:
         self.config = config
         self.network = network
         self.model = HeadsModel(channels, config.dropout).to(device)
@@ -270,8 +293,13 @@ class HeadsTask(TrainingTask):
         for group in self.optimizer.param_groups:
             group["lr"] = lr_at(epoch, c.lr, c.epochs, c.decay_epochs)
         order = epoch_order(len(self.train_set), c.seed, epoch)
-        loader = DataLoader(self.train_set, batch_size=c.batch_size, sampler=order, num_workers=c.num_workers or 0,
-                            generator=torch.Generator().manual_seed(0))
+        loader = DataLoader(
+            self.train_set,
+            batch_size=c.batch_size,
+            sampler=order,
+            num_workers=c.num_workers or 0,
+            generator=torch.Generator().manual_seed(0),
+        )
         for batch in loader:
             ok = check_batch(batch, c.skip_bad)
             if not bool(ok.any()):
@@ -292,7 +320,7 @@ class HeadsTask(TrainingTask):
         ref, p0, p1, judge = batch
         n = ref.shape[0]
         f = self.features(torch.cat([ref, p0, p1]))
-        fr, f0, f1 = [x[:n] for x in f], [x[n:2 * n] for x in f], [x[2 * n:] for x in f]
+        fr, f0, f1 = [x[:n] for x in f], [x[n : 2 * n] for x in f], [x[2 * n :] for x in f]
         d0 = self.model.distance(fr, f0, self.generator)
         d1 = self.model.distance(fr, f1, self.generator)
         target = ((judge.to(self.device).float() * 2.0 - 1.0) + 1.0) / 2.0  # lpips: judge*2-1, then (j+1)/2
@@ -307,8 +335,11 @@ class HeadsTask(TrainingTask):
         c = self.config
         losses = [r["loss"] for r in records]
         self.losses += losses
-        return {"loss": float(np.mean(losses)) if losses else float("nan"), "lr": lr_at(epoch, c.lr, c.epochs, c.decay_epochs),
-                "items": int(sum(r["items"] for r in records))}
+        return {
+            "loss": float(np.mean(losses)) if losses else float("nan"),
+            "lr": lr_at(epoch, c.lr, c.epochs, c.decay_epochs),
+            "items": int(sum(r["items"] for r in records)),
+        }
 
     def val_distances(self, data) -> tuple[np.ndarray, np.ndarray]:
         self.model.eval()
@@ -318,7 +349,7 @@ class HeadsTask(TrainingTask):
                 sl = slice(s, s + 64)
                 n = data.ref[sl].shape[0]
                 f = self.features(torch.cat([data.ref[sl], data.p0[sl], data.p1[sl]]))
-                fr, f0, f1 = [x[:n] for x in f], [x[n:2 * n] for x in f], [x[2 * n:] for x in f]
+                fr, f0, f1 = [x[:n] for x in f], [x[n : 2 * n] for x in f], [x[2 * n :] for x in f]
                 d0s.append(self.model.distance(fr, f0).double().cpu())
                 d1s.append(self.model.distance(fr, f1).double().cpu())
         return torch.cat(d0s).numpy(), torch.cat(d1s).numpy()
@@ -364,14 +395,20 @@ def _datasets(c: HeadsFitConfig, progress: bool):
 
     from lossnet.bench.heads.data import CsvJudgments, bapps_2afc, decode_triplets
 
-    full = CsvJudgments(c.judgments, c.size) if c.judgments is not None else bapps_2afc(c.data, c.split, c.subsets, c.size)
+    full = (
+        CsvJudgments(c.judgments, c.size) if c.judgments is not None else bapps_2afc(c.data, c.split, c.subsets, c.size)
+    )
     if len(full) == 0:
         raise DataError("heads fit: no training triplets")
     val: list = []
     if c.val == "holdout":
         train_idx, val_idx = _split_holdout(len(full), c.val_fraction, c.seed)
         train = Subset(full, train_idx)
-        val = [decode_triplets(full, val_idx, skip_bad=c.skip_bad, num_workers=c.num_workers or 0, progress=progress, desc="read val")]
+        val = [
+            decode_triplets(
+                full, val_idx, skip_bad=c.skip_bad, num_workers=c.num_workers or 0, progress=progress, desc="read val"
+            )
+        ]
     else:
         train = full
         if c.val == "split":
@@ -381,8 +418,16 @@ def _datasets(c: HeadsFitConfig, progress: bool):
                 idx = None
                 if c.val_max_items is not None and c.val_max_items < len(ds):
                     idx = sorted(np.random.default_rng(c.seed).choice(len(ds), c.val_max_items, replace=False).tolist())
-                val.append(decode_triplets(ds, idx, skip_bad=c.skip_bad, num_workers=c.num_workers or 0, progress=progress,
-                                           desc=f"read val/{sub}"))
+                val.append(
+                    decode_triplets(
+                        ds,
+                        idx,
+                        skip_bad=c.skip_bad,
+                        num_workers=c.num_workers or 0,
+                        progress=progress,
+                        desc=f"read val/{sub}",
+                    )
+                )
             if not val:
                 raise DataError(f"heads fit: no 2AFC subsets in {base} for validation (use --val holdout or none)")
     return train, val
@@ -441,8 +486,9 @@ def fit_heads(
     if model is not None:
         network = LossNetwork(model=model, layers=c.layers.split(","), normalize=c.normalize).to(device)
     else:
-        network = LossNetwork(c.net, c.layers.split(","), weights=weights, weights_dir=c.weights_dir,
-                              normalize=c.normalize).to(device)
+        network = LossNetwork(
+            c.net, c.layers.split(","), weights=weights, weights_dir=c.weights_dir, normalize=c.normalize
+        ).to(device)
     if c.channels_last:
         network.to(memory_format=torch.channels_last)
     channels = _channels(network.cpu(), c.size)
@@ -451,7 +497,12 @@ def fit_heads(
     # The training data's content is part of the resumable config (issue #32 M6): a changed judgments
     # CSV or BAPPS folder makes the checkpoint "a different configuration" instead of being reused.
     data_id = _data_identity(c)
-    fit_config = {**c.fingerprint_dict(), "epochs": c.epochs + c.decay_epochs, "fit_epochs": c.epochs, "data_content": data_id}
+    fit_config = {
+        **c.fingerprint_dict(),
+        "epochs": c.epochs + c.decay_epochs,
+        "fit_epochs": c.epochs,
+        "data_content": data_id,
+    }
     if model is not None:  # another module (or other weights) must not resume this run
         from lossnet.signature import state_digest
 
@@ -474,10 +525,27 @@ def fit_heads(
     path = None
     if out is not None and outcome.has_weights:
         # No absolute path in the file: the data's name and its content digest.
-        data = (Path(c.judgments).name if c.judgments is not None
-                else f"{Path(c.data).name} (2afc/{c.split}{'/' + ','.join(c.subsets) if c.subsets else ''})")
-        meta = {"data": data, "data_content": data_id, "backbone_sha256": _backbone_digest(network), "epochs": c.epochs, "decay_epochs": c.decay_epochs, "epochs_done": outcome.epochs_done,
-                "best_epoch": outcome.best_epoch, "val_2afc": val_2afc, "val": c.val, "weights": c.weights, "lr": c.lr,
-                "batch_size": c.batch_size, "seed": c.seed, "size": c.size, "status": outcome.status}
+        data = (
+            Path(c.judgments).name
+            if c.judgments is not None
+            else f"{Path(c.data).name} (2afc/{c.split}{'/' + ','.join(c.subsets) if c.subsets else ''})"
+        )
+        meta = {
+            "data": data,
+            "data_content": data_id,
+            "backbone_sha256": _backbone_digest(network),
+            "epochs": c.epochs,
+            "decay_epochs": c.decay_epochs,
+            "epochs_done": outcome.epochs_done,
+            "best_epoch": outcome.best_epoch,
+            "val_2afc": val_2afc,
+            "val": c.val,
+            "weights": c.weights,
+            "lr": c.lr,
+            "batch_size": c.batch_size,
+            "seed": c.seed,
+            "size": c.size,
+            "status": outcome.status,
+        }
         path = save_heads(out, Heads(c.net, c.layers.split(","), heads, c.normalize, meta))
     return HeadsFitResult(path, heads, val_2afc, outcome.status, outcome.history, task, outcome)

@@ -144,7 +144,9 @@ def _threshold_arg(value: str) -> float | str:
 
 def _loss(value: Any) -> str:
     if str(value) not in LOSSES:
-        raise ValueError(f"unknown loss {value!r}; choose bce, or perceptual (BCE + lambda * perceptual; also spelled bce+perceptual)")
+        raise ValueError(
+            f"unknown loss {value!r}; choose bce, or perceptual (BCE + lambda * perceptual; also spelled bce+perceptual)"
+        )
     return LOSSES[str(value)]
 
 
@@ -172,54 +174,132 @@ _LAYER_HELP = CommonConfig.__dataclass_fields__["layer"].metadata["help"]
 class RoadsConfig(TrainingConfig):
     net: str | None = option("vgg16", _NET_HELP, kind="str", nullable=True)
     layer: str | None = option("relu2_2", _LAYER_HELP, kind="str", nullable=True)
-    distance: str | None = option("mse", "feature distance of the perceptual term (Eq. 5: mse)", kind="str", nullable=True)
-    data: str | None = option(None, "Massachusetts Roads folder ({train,valid,test}/{sat,map}, {train,val,test}/{input,output} "
-                              "or tiff/...); required", kind="str", nullable=True)
-    loss: str = option("perceptual", "bce (pixel baseline) or perceptual (BCE + lambda * perceptual; also bce+perceptual)", kind="str", choices=("bce", "perceptual"),
-                       normalize=_loss, parse=str)
+    distance: str | None = option(
+        "mse", "feature distance of the perceptual term (Eq. 5: mse)", kind="str", nullable=True
+    )
+    data: str | None = option(
+        None,
+        "Massachusetts Roads folder ({train,valid,test}/{sat,map}, {train,val,test}/{input,output} "
+        "or tiff/...); required",
+        kind="str",
+        nullable=True,
+    )
+    loss: str = option(
+        "perceptual",
+        "bce (pixel baseline) or perceptual (BCE + lambda * perceptual; also bce+perceptual)",
+        kind="str",
+        choices=("bce", "perceptual"),
+        normalize=_loss,
+        parse=str,
+    )
     lam: float = option(0.01, "weight lambda of the perceptual term", kind="float", minimum=0.0, flag="--lambda")
-    model: str = option("reference", "U-net: reference (the authors' pix2pix-style net, 64.5 k parameters) or ronneberger "
-                        "(--width/--depth)", kind="str", choices=("reference", "ronneberger"))
-    down_activation: str | None = option("relu", "reference U-net's down path: relu (what the authors' code builds: its "
-                                         "LeakyReLU condition is inverted) or leaky_relu (LeakyReLU 0.2, what it asks for)",
-                                         kind="str", nullable=True, choices=("relu", "leaky_relu"))
-    width: int | None = option(None, f"Ronneberger U-net channels of the first level (none: {RONNEBERGER_WIDTH})", kind="int",
-                               nullable=True, minimum=1)
-    depth: int | None = option(None, f"Ronneberger U-net poolings (none: {RONNEBERGER_DEPTH})", kind="int", nullable=True, minimum=1)
+    model: str = option(
+        "reference",
+        "U-net: reference (the authors' pix2pix-style net, 64.5 k parameters) or ronneberger (--width/--depth)",
+        kind="str",
+        choices=("reference", "ronneberger"),
+    )
+    down_activation: str | None = option(
+        "relu",
+        "reference U-net's down path: relu (what the authors' code builds: its "
+        "LeakyReLU condition is inverted) or leaky_relu (LeakyReLU 0.2, what it asks for)",
+        kind="str",
+        nullable=True,
+        choices=("relu", "leaky_relu"),
+    )
+    width: int | None = option(
+        None,
+        f"Ronneberger U-net channels of the first level (none: {RONNEBERGER_WIDTH})",
+        kind="int",
+        nullable=True,
+        minimum=1,
+    )
+    depth: int | None = option(
+        None, f"Ronneberger U-net poolings (none: {RONNEBERGER_DEPTH})", kind="int", nullable=True, minimum=1
+    )
     train_split: str = option("train", "split to train on", kind="str", cli=False)
-    val_split: str | None = option("valid", "validation split of the checkpoint choice, holdout:N (N evenly spaced training "
-                                   f"tiles held out of training) or auto (valid when --data has it, else holdout:{AUTO_HOLDOUT})",
-                                   kind="str", nullable=True, normalize=_val_split)
-    selection: str = option("val_bce", "weights evaluated: val_bce (the epoch with the lowest validation BCE of the final "
-                            "iteration, the authors' rule) or last", kind="str", choices=("val_bce", "last"))
+    val_split: str | None = option(
+        "valid",
+        "validation split of the checkpoint choice, holdout:N (N evenly spaced training "
+        f"tiles held out of training) or auto (valid when --data has it, else holdout:{AUTO_HOLDOUT})",
+        kind="str",
+        nullable=True,
+        normalize=_val_split,
+    )
+    selection: str = option(
+        "val_bce",
+        "weights evaluated: val_bce (the epoch with the lowest validation BCE of the final "
+        "iteration, the authors' rule) or last",
+        kind="str",
+        choices=("val_bce", "last"),
+    )
     test_split: str = option("test", "split to evaluate", kind="str")
-    sampler: str = option("reference", "training crops: reference (every tile once per pass, shuffled, horizontal flips) "
-                          "or random (tiles with replacement, no-data crops rejected, both flips)", kind="str",
-                          choices=("reference", "random"))
+    sampler: str = option(
+        "reference",
+        "training crops: reference (every tile once per pass, shuffled, horizontal flips) "
+        "or random (tiles with replacement, no-data crops rejected, both flips)",
+        kind="str",
+        choices=("reference", "random"),
+    )
     crop: int = option(224, "training crop size in pixels", kind="int", minimum=1)
     batch_size: int = option(8, "crops per batch", kind="int", minimum=1)
     epochs: int = option(100, "training epochs", kind="int", minimum=1)
-    steps_per_epoch: int | None = option(None, "batches per epoch (none: one crop per training tile)", kind="int", nullable=True, minimum=1)
+    steps_per_epoch: int | None = option(
+        None, "batches per epoch (none: one crop per training tile)", kind="int", nullable=True, minimum=1
+    )
     lr: float = option(1e-3, "Adam learning rate", kind="float", positive=True)
     iterations: int = option(3, "refinement iterations K at test time", kind="int", minimum=1)
-    train_iterations: int | None = option(None, "refinement iterations K in training and validation (none: --iterations, "
-                                          "as the paper's text; the authors' experiments trained with 1)", kind="int", nullable=True,
-                                          minimum=1)
-    test_bn: str = option("running", "U-net BatchNorm at test: running (eval mode, the running statistics) or batch (each "
-                          "tile's own statistics: the authors' test script never calls .eval() and tests one tile at a time); "
-                          "the other setting's reference-protocol scores are reported beside as <prefix>.bn_<other>/...",
-                          kind="str", choices=TEST_BN_CHOICES)
-    protocol: str = option("reference", "test protocol: reference (224 px bilinear resize, mask > 0.5, per-tile ratios "
-                           "averaged; compare these with the paper), full (native tiles, counts summed, rho 0 and 3) or both",
-                           kind="str", choices=PROTOCOL_CHOICES)
-    eval_size: int = option(224, "shorter side of the resized tiles of validation and the reference protocol", kind="int", minimum=1)
-    eval_antialias: bool = option(False, "antialias that resize (torchvision >= 0.17's default; the authors' era did not)", kind="bool")
-    threshold: Any = option(0.5, "road probability threshold in (0, 1), or 'train' to choose it on the training split",
-                            normalize=_parse_threshold, parse=_threshold_arg)
-    max_nodata: float | None = option(0.5, "random sampler: largest no-data fraction of a training crop", kind="float",
-                                      nullable=True, minimum=0.0, cli=False)
-    init_prior: float | None = option(None, "output-bias initialisation to a road prior (none: PyTorch default)", kind="float",
-                                      nullable=True, positive=True, cli=False)
+    train_iterations: int | None = option(
+        None,
+        "refinement iterations K in training and validation (none: --iterations, "
+        "as the paper's text; the authors' experiments trained with 1)",
+        kind="int",
+        nullable=True,
+        minimum=1,
+    )
+    test_bn: str = option(
+        "running",
+        "U-net BatchNorm at test: running (eval mode, the running statistics) or batch (each "
+        "tile's own statistics: the authors' test script never calls .eval() and tests one tile at a time); "
+        "the other setting's reference-protocol scores are reported beside as <prefix>.bn_<other>/...",
+        kind="str",
+        choices=TEST_BN_CHOICES,
+    )
+    protocol: str = option(
+        "reference",
+        "test protocol: reference (224 px bilinear resize, mask > 0.5, per-tile ratios "
+        "averaged; compare these with the paper), full (native tiles, counts summed, rho 0 and 3) or both",
+        kind="str",
+        choices=PROTOCOL_CHOICES,
+    )
+    eval_size: int = option(
+        224, "shorter side of the resized tiles of validation and the reference protocol", kind="int", minimum=1
+    )
+    eval_antialias: bool = option(
+        False, "antialias that resize (torchvision >= 0.17's default; the authors' era did not)", kind="bool"
+    )
+    threshold: Any = option(
+        0.5,
+        "road probability threshold in (0, 1), or 'train' to choose it on the training split",
+        normalize=_parse_threshold,
+        parse=_threshold_arg,
+    )
+    max_nodata: float | None = option(
+        0.5,
+        "random sampler: largest no-data fraction of a training crop",
+        kind="float",
+        nullable=True,
+        minimum=0.0,
+        cli=False,
+    )
+    init_prior: float | None = option(
+        None,
+        "output-bias initialisation to a road prior (none: PyTorch default)",
+        kind="float",
+        nullable=True,
+        positive=True,
+        cli=False,
+    )
     baselines: bool = option(False, "also score trivial baselines (all background, intensity, edges)", kind="bool")
     overlays: int = option(3, "test tiles drawn as overlay PNGs", kind="int", minimum=0, cli=False)
 
@@ -232,13 +312,47 @@ PRESETS: dict[str, dict[str, Any]] = {
     # as the authors' experiments ran (their main.py trains and validates with K = 1, their test.py tests
     # with K = 3 and never calls .eval()); scored on `test` (the paper's text) and, as mrd.val/..., on
     # the validation split their test script scores
-    "paper": {"model": "reference", "down_activation": "relu", "sampler": "reference", "crop": 224, "batch_size": 8,
-              "epochs": 100, "steps_per_epoch": None, "lr": 1e-3, "lam": 0.01, "iterations": 3, "train_iterations": 1,
-              "test_bn": "batch", "selection": "val_bce", "val_split": "valid", "test_split": "test", "protocol": "reference",
-              "threshold": 0.3, "normalize": "imagenet", "loss_net_mode": "train", "transform_input": False, "deterministic": True},
-    "quick": {"model": QUICK_MODEL, "width": 8, "depth": 3, "sampler": "reference", "crop": 64, "batch_size": 8, "epochs": 20,
-              "steps_per_epoch": 24, "val_split": AUTO_VAL_SPLIT, "threshold": FIT_THRESHOLD, "init_prior": 0.05,
-              "baselines": True, "protocol": "both", "normalize": "imagenet", "loss_net_mode": "train", "transform_input": False},
+    "paper": {
+        "model": "reference",
+        "down_activation": "relu",
+        "sampler": "reference",
+        "crop": 224,
+        "batch_size": 8,
+        "epochs": 100,
+        "steps_per_epoch": None,
+        "lr": 1e-3,
+        "lam": 0.01,
+        "iterations": 3,
+        "train_iterations": 1,
+        "test_bn": "batch",
+        "selection": "val_bce",
+        "val_split": "valid",
+        "test_split": "test",
+        "protocol": "reference",
+        "threshold": 0.3,
+        "normalize": "imagenet",
+        "loss_net_mode": "train",
+        "transform_input": False,
+        "deterministic": True,
+    },
+    "quick": {
+        "model": QUICK_MODEL,
+        "width": 8,
+        "depth": 3,
+        "sampler": "reference",
+        "crop": 64,
+        "batch_size": 8,
+        "epochs": 20,
+        "steps_per_epoch": 24,
+        "val_split": AUTO_VAL_SPLIT,
+        "threshold": FIT_THRESHOLD,
+        "init_prior": 0.05,
+        "baselines": True,
+        "protocol": "both",
+        "normalize": "imagenet",
+        "loss_net_mode": "train",
+        "transform_input": False,
+    },
 }
 
 
@@ -249,7 +363,9 @@ class Roads(Benchmark):
     BASELINE_LOSS = "bce"
     #: evaluation-only keys, and ``epochs`` (the learning rate is constant: more epochs continue).
     #: ``eval_size``/``eval_antialias`` are not among them: validation (the checkpoint choice) uses them.
-    RESUMABLE_KEYS = frozenset({"threshold", "baselines", "overlays", "test_split", "epochs", "protocol", "iterations", "test_bn"})
+    RESUMABLE_KEYS = frozenset(
+        {"threshold", "baselines", "overlays", "test_split", "epochs", "protocol", "iterations", "test_bn"}
+    )
 
     def validate(self, config: RoadsConfig) -> None:
         from lossnet.errors import LossnetError
@@ -259,8 +375,11 @@ class Roads(Benchmark):
 
             found = locate("mrd")  # the data root of `lossnet data`
             if found is None and not data_optional():
-                raise missing_error("mrd", "roads benchmark (no --data DIR given: Massachusetts Roads, {train,valid,test}/{sat,map} "
-                                    "or {train,val,test}/{input,output})")
+                raise missing_error(
+                    "mrd",
+                    "roads benchmark (no --data DIR given: Massachusetts Roads, {train,valid,test}/{sat,map} "
+                    "or {train,val,test}/{input,output})",
+                )
             config.data = str(found) if found is not None else None
         if config.data is not None:
             config.data = str(Path(config.data).expanduser().resolve())
@@ -273,9 +392,11 @@ class Roads(Benchmark):
             config.width = config.width or RONNEBERGER_WIDTH
             config.depth = config.depth or RONNEBERGER_DEPTH
             config.down_activation = None
-            multiple = 2 ** config.depth
+            multiple = 2**config.depth
         if config.crop % multiple:
-            raise LossnetError(f"roads: crop {config.crop} must be divisible by {multiple} (the {config.model} U-net's down-sampling)")
+            raise LossnetError(
+                f"roads: crop {config.crop} must be divisible by {multiple} (the {config.model} U-net's down-sampling)"
+            )
         if config.train_iterations is None:
             config.train_iterations = config.iterations
         stand_ins = []
@@ -290,15 +411,20 @@ class Roads(Benchmark):
         # val_split == test_split is allowed: it is the authors' configuration (their test script scores
         # `val`, their checkpoint split); the paper preset reports it anyway as mrd.val/...
         if config.val_split and config.val_split.startswith("holdout:"):
-            stand_ins.append(f"validation {config.val_split} held out of the training tiles (the paper: the valid split)")
+            stand_ins.append(
+                f"validation {config.val_split} held out of the training tiles (the paper: the valid split)"
+            )
         elif config.val_split and config.data and Path(config.data).is_dir():
             from lossnet.bench.roads.data import has_split
 
             if not has_split(config.data, config.val_split):
                 import warnings
 
-                warnings.warn(f"roads: {config.data} has no {config.val_split!r} split; the run will fail when it looks for "
-                              f"the validation tiles (use --val-split holdout:N, or data with that split)", stacklevel=2)
+                warnings.warn(
+                    f"roads: {config.data} has no {config.val_split!r} split; the run will fail when it looks for "
+                    f"the validation tiles (use --val-split holdout:N, or data with that split)",
+                    stacklevel=2,
+                )
         check_stand_ins(config, stand_ins)
         if config.sampler == "reference":
             config.max_nodata = None  # the authors' sampler keeps every crop
@@ -324,11 +450,19 @@ class Roads(Benchmark):
         train_tiles, val_tiles, _ = split_tiles(config)
         torch.manual_seed(config.seed)
         task = RoadsTask(config, train_tiles, Path(tempfile.gettempdir()), device, False, val_tiles)
-        return TrainingSetup(task, steps_per_epoch(config, len(train_tiles)), int(config.epochs),
-                             validates=config.selection == "val_bce" and bool(val_tiles))
+        return TrainingSetup(
+            task,
+            steps_per_epoch(config, len(train_tiles)),
+            int(config.epochs),
+            validates=config.selection == "val_bce" and bool(val_tiles),
+        )
 
     def reduced_config(self, config: RoadsConfig) -> ReducedRun | None:
-        return ReducedRun(dataclasses.replace(config, epochs=1, steps_per_epoch=1), steps=1, vals=1 if config.selection == "val_bce" else 0)
+        return ReducedRun(
+            dataclasses.replace(config, epochs=1, steps_per_epoch=1),
+            steps=1,
+            vals=1 if config.selection == "val_bce" else 0,
+        )
 
     def synthetic_data(self, root: Path, values: dict[str, Any]):
         """1500x1500 smooth tiles with a road cross: 8 training tiles, the real valid/test counts;
@@ -353,9 +487,12 @@ class Roads(Benchmark):
                 mask[700:712] = 255
                 mask[:, 300:310] = 255
                 Image.fromarray(mask).save(root / "roads" / split / "map" / f"tile{i:03d}.png", compress_level=1)
-        return SyntheticData({"data": str(root / "roads")}, {"train_tiles": real["train"]},
-                             "roads: synthetic 1500x1500 tiles (8 train; real valid/test counts 14/49), steps per epoch of "
-                             "the real 1108 train tiles")
+        return SyntheticData(
+            {"data": str(root / "roads")},
+            {"train_tiles": real["train"]},
+            "roads: synthetic 1500x1500 tiles (8 train; real valid/test counts 14/49), steps per epoch of "
+            "the real 1108 train tiles",
+        )
 
     def scale_to_real(self, config: RoadsConfig, timing, sizes: dict[str, Any]) -> None:
         if config.steps_per_epoch is None and "train_tiles" in sizes:
@@ -403,18 +540,29 @@ def threshold_fit_tiles(train_tiles: list) -> list:
     return [train_tiles[round(i * (n - 1) / (THRESHOLD_FIT_TILES - 1))] for i in range(THRESHOLD_FIT_TILES)]
 
 
-def _score(protocol: str, config: RoadsConfig, tiles, predict, *, on_tile=None, progress: bool = False) -> dict[str, float]:
+def _score(
+    protocol: str, config: RoadsConfig, tiles, predict, *, on_tile=None, progress: bool = False
+) -> dict[str, float]:
     """``{"<prefix>/<metric>": value}`` of ``predict`` (image -> bool mask) on ``tiles`` under ``protocol``."""
     from lossnet.bench.roads.train import evaluate_tiles, evaluate_tiles_reference
 
     if protocol == "reference":
-        s = evaluate_tiles_reference(tiles, predict, config.eval_size, config.eval_antialias, on_tile=on_tile, progress=progress)
-        return {"correctness": s["correctness"], "completeness": s["completeness"], "quality": s["quality"], "test_tiles": s["tiles"]}
+        s = evaluate_tiles_reference(
+            tiles, predict, config.eval_size, config.eval_antialias, on_tile=on_tile, progress=progress
+        )
+        return {
+            "correctness": s["correctness"],
+            "completeness": s["completeness"],
+            "quality": s["quality"],
+            "test_tiles": s["tiles"],
+        }
     counts = evaluate_tiles(tiles, predict, RHOS, on_tile=on_tile, progress=progress)
     return {**{k.split("/", 1)[1]: v for k, v in _prefixed(counts, "x").items()}, "test_tiles": float(counts[0].tiles)}
 
 
-def run_baselines(config: RoadsConfig, train_tiles, test_tiles, progress: bool = False, protocols: list[str] | None = None) -> dict[str, float]:
+def run_baselines(
+    config: RoadsConfig, train_tiles, test_tiles, progress: bool = False, protocols: list[str] | None = None
+) -> dict[str, float]:
     """Scores of the trivial baselines on the test tiles under each protocol (intensity thresholds
     fitted on <= 4 training tiles, scored as that protocol scores)."""
     from lossnet.bench.roads import baselines as B
@@ -430,8 +578,11 @@ def run_baselines(config: RoadsConfig, train_tiles, test_tiles, progress: bool =
             params = B.fit_intensity_baseline([view(im, m) for im, m in raw], macro=True)
         else:
             params = B.fit_intensity_baseline(raw, rho=THRESHOLD_FIT_RHO)
-        for name, fn in (("background", B.all_background), ("intensity", lambda im: B.intensity_baseline(im, **params)),
-                         ("edges", B.edge_baseline)):
+        for name, fn in (
+            ("background", B.all_background),
+            ("intensity", lambda im: B.intensity_baseline(im, **params)),
+            ("edges", B.edge_baseline),
+        ):
             scores = _score(protocol, config, test_tiles, fn, progress=progress)
             metrics.update({f"{METRIC_PREFIX[protocol]}.{name}/{k}": v for k, v in scores.items() if k != "test_tiles"})
     return metrics
@@ -456,8 +607,9 @@ def split_tiles(config: RoadsConfig) -> tuple[list, list, list]:
     return train_tiles, val_tiles, find_tiles(config.data, config.test_split)
 
 
-def _reference_extras(config: RoadsConfig, test_tiles, val_tiles, proba, threshold: float, test_bn: str,
-                      other_bn: str) -> dict[str, float]:
+def _reference_extras(
+    config: RoadsConfig, test_tiles, val_tiles, proba, threshold: float, test_bn: str, other_bn: str
+) -> dict[str, float]:
     """Reference-protocol scores beside the main ones, so that both the paper text's and the authors'
     code's numbers exist: the test split with the other ``test_bn`` setting (``mrd.bn_<other>/...``),
     and the validation split -- which the authors' test script scores -- with both settings
@@ -493,10 +645,17 @@ def _run(config: RoadsConfig, workdir: str | Path, *, progress: bool = True) -> 
         artifacts["checkpoint"] = str(outcome.checkpoint_path)
     if outcome.best_path is not None:
         artifacts["best"] = str(outcome.best_path)
-    details = [{"epoch": r["epoch"], "bce": round(r["bce"], 4), "perceptual": round(r["perceptual"], 4),
-                "lambda*perceptual": round(r["weighted_perceptual"], 4),
-                **({"val_bce": round(-r["neg_val_bce"], 4)} if "neg_val_bce" in r else {}), "s": r["seconds"]}
-               for r in outcome.history]
+    details = [
+        {
+            "epoch": r["epoch"],
+            "bce": round(r["bce"], 4),
+            "perceptual": round(r["perceptual"], 4),
+            "lambda*perceptual": round(r["weighted_perceptual"], 4),
+            **({"val_bce": round(-r["neg_val_bce"], 4)} if "neg_val_bce" in r else {}),
+            "s": r["seconds"],
+        }
+        for r in outcome.history
+    ]
     if not outcome.has_weights:
         return BenchResult(config, {}, artifacts, outcome.status, details, signature=outcome.signature)
     with atomic_path(workdir / "model.pt") as tmp:
@@ -527,19 +686,34 @@ def _run(config: RoadsConfig, workdir: str | Path, *, progress: bool = True) -> 
         threshold = config.threshold
         if threshold == FIT_THRESHOLD:
             # chosen on training tiles only, never on the split being evaluated
-            threshold, curve = fit_threshold(threshold_fit_tiles(train_tiles), proba, rho=THRESHOLD_FIT_RHO, protocol=protocol,
-                                             size=config.eval_size, antialias=config.eval_antialias, progress=progress)
+            threshold, curve = fit_threshold(
+                threshold_fit_tiles(train_tiles),
+                proba,
+                rho=THRESHOLD_FIT_RHO,
+                protocol=protocol,
+                size=config.eval_size,
+                antialias=config.eval_antialias,
+                progress=progress,
+            )
             column = f"quality_rho{THRESHOLD_FIT_RHO}_train" if protocol == "full" else "quality_train"
             lines = [f"threshold,{column}"] + [f"{t:g},{q:.4f}" for t, q in curve.items()]
             atomic_write_text(workdir / f"threshold_fit_{protocol}.csv", "\n".join(lines) + "\n")
             artifacts[f"threshold_fit_{protocol}"] = str(workdir / f"threshold_fit_{protocol}.csv")
-        scores = _score(protocol, config, test_tiles, lambda im, t=threshold: proba(im) > t,
-                        on_tile=on_tile if protocol == overlay_protocol else None, progress=progress)
+        scores = _score(
+            protocol,
+            config,
+            test_tiles,
+            lambda im, t=threshold: proba(im) > t,
+            on_tile=on_tile if protocol == overlay_protocol else None,
+            progress=progress,
+        )
         metrics.update({f"{prefix}/{name}": v for name, v in scores.items()})
         metrics[f"{prefix}/threshold"] = float(threshold)
         thresholds[protocol] = float(threshold)
     if "reference" in thresholds:
-        metrics.update(_reference_extras(config, test_tiles, val_tiles, proba, thresholds["reference"], test_bn, other_bn))
+        metrics.update(
+            _reference_extras(config, test_tiles, val_tiles, proba, thresholds["reference"], test_bn, other_bn)
+        )
     if outcome.best_epoch is not None:
         metrics["mrd/selected_epoch"] = float(outcome.best_epoch)
     if config.selection == "val_bce" and outcome.best_path is not None:

@@ -45,7 +45,9 @@ def edge_baseline(image: np.ndarray, sigma: float = 2.0) -> np.ndarray:
     return canny(grey, sigma=sigma)
 
 
-def fit_intensity_baseline(tiles: list[tuple[np.ndarray, np.ndarray]], rho: float = 3, macro: bool = False) -> dict[str, float]:
+def fit_intensity_baseline(
+    tiles: list[tuple[np.ndarray, np.ndarray]], rho: float = 3, macro: bool = False
+) -> dict[str, float]:
     """Grid-search ``low``/``high``/``max_sat`` of :func:`intensity_baseline` maximising quality at
     ``rho`` (counts summed over the tiles), or with ``macro`` the pixel-exact per-tile quality
     averaged over the tiles (the ``reference`` protocol)."""

@@ -33,8 +33,20 @@ import torch
 
 from lossnet.errors import DataError
 
-__all__ = ["RoadTile", "find_tiles", "load_tile", "nodata_fraction", "RandomCrops", "TileEpochCrops", "split_holdout",
-           "parse_holdout", "canonical_split", "has_split", "ROAD_EXTENSIONS", "LAYOUTS"]
+__all__ = [
+    "RoadTile",
+    "find_tiles",
+    "load_tile",
+    "nodata_fraction",
+    "RandomCrops",
+    "TileEpochCrops",
+    "split_holdout",
+    "parse_holdout",
+    "canonical_split",
+    "has_split",
+    "ROAD_EXTENSIONS",
+    "LAYOUTS",
+]
 
 ROAD_EXTENSIONS = (".tif", ".tiff", ".png", ".jpg", ".jpeg")
 _SPLIT_ALIASES = {"train": ("train",), "valid": ("valid", "val"), "val": ("valid", "val"), "test": ("test",)}
@@ -125,7 +137,9 @@ def load_tile(tile: RoadTile) -> tuple[np.ndarray, np.ndarray]:
     image = load_image_array(tile.image, "RGB")
     mask = load_image_array(tile.mask, "L") > 127
     if image.shape[:2] != mask.shape:
-        raise DataError(f"image {tile.image} is {image.shape[1]}x{image.shape[0]} but mask {tile.mask} is {mask.shape[1]}x{mask.shape[0]}")
+        raise DataError(
+            f"image {tile.image} is {image.shape[1]}x{image.shape[0]} but mask {tile.mask} is {mask.shape[1]}x{mask.shape[0]}"
+        )
     return image, mask
 
 
@@ -154,7 +168,9 @@ def load_tile_mapped(tile: RoadTile) -> tuple[np.ndarray, np.ndarray]:
     import hashlib
 
     stats = [(p, p.stat()) for p in (tile.image, tile.mask)]
-    key = hashlib.sha1(repr([(str(p.resolve()), st.st_size, st.st_mtime_ns) for p, st in stats]).encode()).hexdigest()[:20]
+    key = hashlib.sha1(repr([(str(p.resolve()), st.st_size, st.st_mtime_ns) for p, st in stats]).encode()).hexdigest()[
+        :20
+    ]
     folder = tile_cache_dir()
     img_path, mask_path = folder / f"{key}.img.npy", folder / f"{key}.mask.npy"
     if not (img_path.exists() and mask_path.exists()):
@@ -211,7 +227,9 @@ class RandomCrops(torch.utils.data.Dataset):
             return self._cache[i]
         image, mask = load_tile(self.tiles[i]) if self.cache else load_tile_mapped(self.tiles[i])
         if min(mask.shape) < self.crop:
-            raise DataError(f"tile {self.tiles[i].image} ({mask.shape[1]}x{mask.shape[0]}) is smaller than the {self.crop} px crop")
+            raise DataError(
+                f"tile {self.tiles[i].image} ({mask.shape[1]}x{mask.shape[0]}) is smaller than the {self.crop} px crop"
+            )
         if self.cache:
             self._cache[i] = (image, mask)
         return image, mask
@@ -261,7 +279,9 @@ class TileEpochCrops(RandomCrops):
     Returns per item: ``(image float32 (3, crop, crop) in [0, 1], mask float32 (1, crop, crop) in {0, 1})``.
     """
 
-    def __init__(self, tiles: list[RoadTile], crop: int, length: int | None = None, seed: int = 0, cache: bool = True) -> None:
+    def __init__(
+        self, tiles: list[RoadTile], crop: int, length: int | None = None, seed: int = 0, cache: bool = True
+    ) -> None:
         super().__init__(tiles, crop, len(tiles) if length is None else length, seed=seed, max_nodata=1.0, cache=cache)
         self._order_epoch: int | None = None
         self._order: np.ndarray | None = None
@@ -301,7 +321,7 @@ def parse_holdout(split: str) -> int | None:
     if not str(split).lower().startswith(HOLDOUT_PREFIX):
         return None
     try:
-        n = int(str(split)[len(HOLDOUT_PREFIX):])
+        n = int(str(split)[len(HOLDOUT_PREFIX) :])
     except ValueError:
         n = 0
     if n < 1:
@@ -316,7 +336,9 @@ def split_holdout(tiles: list[RoadTile], n: int) -> tuple[list[RoadTile], list[R
         DataError: fewer than ``n + 1`` tiles (at least one must remain for training).
     """
     if len(tiles) <= n:
-        raise DataError(f"cannot hold out {n} of {len(tiles)} training tiles for validation: at least one must remain for training")
+        raise DataError(
+            f"cannot hold out {n} of {len(tiles)} training tiles for validation: at least one must remain for training"
+        )
     held = sorted({round((i + 0.5) * len(tiles) / n - 0.5) for i in range(n)})
     held_set = set(held)
     return [t for i, t in enumerate(tiles) if i not in held_set], [tiles[i] for i in held]

@@ -39,7 +39,15 @@ import torch.nn.functional as F
 
 from lossnet.bench.roads.metrics import road_counts, scores_from_counts
 
-__all__ = ["PROTOCOLS", "METRIC_PREFIX", "resize_short_side", "reference_view", "macro_scores", "validation_bce", "as_float_image"]
+__all__ = [
+    "PROTOCOLS",
+    "METRIC_PREFIX",
+    "resize_short_side",
+    "reference_view",
+    "macro_scores",
+    "validation_bce",
+    "as_float_image",
+]
 
 #: ``protocol`` values; ``both`` runs the two.
 PROTOCOLS = ("full", "reference")
@@ -64,7 +72,9 @@ def resize_short_side(x: torch.Tensor, size: int, antialias: bool = False) -> to
     return F.interpolate(x, size=out, mode="bilinear", align_corners=False, antialias=antialias)
 
 
-def reference_view(image: np.ndarray, mask: np.ndarray, size: int = 224, antialias: bool = False) -> tuple[np.ndarray, np.ndarray]:
+def reference_view(
+    image: np.ndarray, mask: np.ndarray, size: int = 224, antialias: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
     """A tile as the authors' test and validation loaders see it.
 
     Args:
@@ -112,7 +122,9 @@ def macro_scores(pairs: Iterable[tuple[np.ndarray, np.ndarray]]) -> dict[str, fl
 
 
 @torch.no_grad()
-def validation_bce(model: torch.nn.Module, views: list[tuple[torch.Tensor, torch.Tensor]], iterations: int, device) -> float:
+def validation_bce(
+    model: torch.nn.Module, views: list[tuple[torch.Tensor, torch.Tensor]], iterations: int, device
+) -> float:
     """Mean over tiles of the per-pixel BCE of the final iteration, the model in eval mode.
 
     Args:

@@ -119,7 +119,9 @@ def scores_from_counts(c: RoadCounts) -> dict[str, float]:
     }
 
 
-def road_scores(pairs: Iterable[tuple[np.ndarray, np.ndarray]], rhos: Iterable[float] = (0, 3)) -> dict[float, RoadCounts]:
+def road_scores(
+    pairs: Iterable[tuple[np.ndarray, np.ndarray]], rhos: Iterable[float] = (0, 3)
+) -> dict[float, RoadCounts]:
     """Counts summed over ``(pred, ref)`` tile pairs, for every ``rho``; each pair is counted once."""
     rhos = tuple(rhos)
     totals = {r: RoadCounts() for r in rhos}

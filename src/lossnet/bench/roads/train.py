@@ -40,9 +40,25 @@ if TYPE_CHECKING:  # the package imports this module
     from lossnet.bench.roads import RoadsConfig
 
 
-__all__ = ["build_perceptual", "iteration_weights", "iteration_loss", "RoadsTask", "train", "evaluate_tiles",
-           "evaluate_tiles_reference", "reference_view_fn", "fit_threshold", "predict_tile", "batch_statistics", "TEST_BN", "save_overlay", "LOG_FIELDS", "THRESHOLD_GRID",
-           "SELECTIONS", "SAMPLERS"]
+__all__ = [
+    "build_perceptual",
+    "iteration_weights",
+    "iteration_loss",
+    "RoadsTask",
+    "train",
+    "evaluate_tiles",
+    "evaluate_tiles_reference",
+    "reference_view_fn",
+    "fit_threshold",
+    "predict_tile",
+    "batch_statistics",
+    "TEST_BN",
+    "save_overlay",
+    "LOG_FIELDS",
+    "THRESHOLD_GRID",
+    "SELECTIONS",
+    "SAMPLERS",
+]
 
 #: Candidate road-probability thresholds of :func:`fit_threshold`: 0.05, 0.10, ..., 0.95.
 THRESHOLD_GRID = tuple(round(0.05 * i, 2) for i in range(1, 20))
@@ -51,7 +67,17 @@ SELECTIONS = ("val_bce", "last")
 #: ``sampler`` choices: the authors' (each tile once per pass) or lossnet's earlier one (with replacement).
 SAMPLERS = ("reference", "random")
 
-LOG_FIELDS = ("epoch", "steps", "bce", "perceptual", "weighted_perceptual", "total", "val_bce", "seconds", "rejected_crops")
+LOG_FIELDS = (
+    "epoch",
+    "steps",
+    "bce",
+    "perceptual",
+    "weighted_perceptual",
+    "total",
+    "val_bce",
+    "seconds",
+    "rejected_crops",
+)
 
 
 def build_perceptual(config: RoadsConfig) -> torch.nn.Module | None:
@@ -109,8 +135,15 @@ class RoadsTask(TrainingTask):
 
     score_name = "neg_val_bce"
 
-    def __init__(self, config: RoadsConfig, tiles: list[RoadTile], workdir: Path, device: torch.device, progress: bool,
-                 val_tiles: list[RoadTile] | None = None):
+    def __init__(
+        self,
+        config: RoadsConfig,
+        tiles: list[RoadTile],
+        workdir: Path,
+        device: torch.device,
+        progress: bool,
+        val_tiles: list[RoadTile] | None = None,
+    ):
         self.config, self.tiles, self.workdir, self.device, self.progress = config, tiles, workdir, device, progress
         self.model = build_model(config).to(device)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr)
@@ -150,8 +183,13 @@ class RoadsTask(TrainingTask):
         crops.epoch, crops.rejected = epoch, 0
         torch.manual_seed(config.seed * 100003 + epoch)
         self._t0 = time.perf_counter()
-        return torch.utils.data.DataLoader(crops, batch_size=config.batch_size, shuffle=False, drop_last=False,
-                                           num_workers=int(config.num_workers or 0))
+        return torch.utils.data.DataLoader(
+            crops,
+            batch_size=config.batch_size,
+            shuffle=False,
+            drop_last=False,
+            num_workers=int(config.num_workers or 0),
+        )
 
     def epoch_label(self, epoch: int, epochs: int) -> str:
         return f"roads epoch {epoch + 1}/{epochs}"
@@ -163,7 +201,9 @@ class RoadsTask(TrainingTask):
             if not all(bool(torch.isfinite(p.sum())) for p in outputs):
                 return None  # BCE refuses NaN probabilities with an exception; report divergence instead
         with self.timer.phase("loss_net"):
-            target_feats = self.perceptual.target_features(mask) if self.perceptual is not None else None  # once per batch
+            target_feats = (
+                self.perceptual.target_features(mask) if self.perceptual is not None else None
+            )  # once per batch
             loss, bce, pl = iteration_loss(outputs, mask, self.perceptual, target_feats, float(self.config.lam))
         return {"loss": loss, "bce": bce, "perceptual": pl}
 
@@ -192,7 +232,9 @@ class RoadsTask(TrainingTask):
             views = []
             for tile in self.val_tiles:
                 image, mask = reference_view(*load_tile(tile), size, aa)
-                views.append((torch.from_numpy(image.transpose(2, 0, 1).copy())[None], torch.from_numpy(mask.copy())[None, None]))
+                views.append(
+                    (torch.from_numpy(image.transpose(2, 0, 1).copy())[None], torch.from_numpy(mask.copy())[None, None])
+                )
             self._val_views = views
         return self._val_views
 
@@ -230,8 +272,14 @@ def train(
     """
     if config.selection == "val_bce" and not val_tiles:
         raise ValueError("selection val_bce needs validation tiles")
-    task, outcome = fit(lambda: RoadsTask(config, tiles, workdir, device, progress, val_tiles), config, workdir,
-                        resumable=resumable_keys("roads", config, resumable), device=device, name="roads")
+    task, outcome = fit(
+        lambda: RoadsTask(config, tiles, workdir, device, progress, val_tiles),
+        config,
+        workdir,
+        resumable=resumable_keys("roads", config, resumable),
+        device=device,
+        name="roads",
+    )
     if config.selection == "val_bce" and outcome.status == "done" and (Path(workdir) / BEST).exists():
         task.model.load_state_dict(load_checkpoint(Path(workdir) / BEST, device)["model"])
         task.model.eval()
@@ -263,8 +311,13 @@ def batch_statistics(model: torch.nn.Module) -> Iterator[torch.nn.Module]:
 TEST_BN = ("running", "batch")
 
 
-def predict_tile(model: IterativeUNet, image: np.ndarray, device: torch.device, iterations: int | None = None,
-                 test_bn: str = "running") -> np.ndarray:
+def predict_tile(
+    model: IterativeUNet,
+    image: np.ndarray,
+    device: torch.device,
+    iterations: int | None = None,
+    test_bn: str = "running",
+) -> np.ndarray:
     """Final-iteration road probability ``(H, W)`` of a whole tile: ``uint8 (H, W, 3)``, or
     float in [0, 1] (a :func:`~lossnet.bench.roads.evaluate.reference_view`); K = ``iterations``
     (default: the model's); ``test_bn`` ``running`` (eval mode) or ``batch`` (:func:`batch_statistics`:
@@ -293,7 +346,11 @@ def reference_view_fn(size: int = 224, antialias: bool = False) -> View:
 
 
 def _predicted_tiles(
-    tiles: Iterable[RoadTile], predict: Callable[[np.ndarray], np.ndarray], desc: str, progress: bool, view: View | None = None
+    tiles: Iterable[RoadTile],
+    predict: Callable[[np.ndarray], np.ndarray],
+    desc: str,
+    progress: bool,
+    view: View | None = None,
 ) -> Iterator[tuple[RoadTile, np.ndarray, np.ndarray, np.ndarray]]:
     """``(tile, image, mask, prediction)`` per tile (after ``view``), ``predict`` called once each, shapes checked."""
     from tqdm.auto import tqdm
@@ -355,7 +412,9 @@ def evaluate_tiles_reference(
         ``{"completeness", "correctness", "quality"}`` in percent and ``"tiles"``.
     """
     pairs = []
-    for tile, image, mask, pred in _predicted_tiles(tiles, predict, "roads test tiles (224)", progress, reference_view_fn(size, antialias)):
+    for tile, image, mask, pred in _predicted_tiles(
+        tiles, predict, "roads test tiles (224)", progress, reference_view_fn(size, antialias)
+    ):
         _check_bool(pred, tile)
         pairs.append((pred, mask))
         if on_tile is not None:
@@ -389,8 +448,12 @@ def fit_threshold(
     if not grid:
         raise ValueError("empty threshold grid")
     if protocol == "reference":
-        probas = [(proba, mask) for _, _, mask, proba in
-                  _predicted_tiles(tiles, predict_proba, "roads threshold fit (224)", progress, reference_view_fn(size, antialias))]
+        probas = [
+            (proba, mask)
+            for _, _, mask, proba in _predicted_tiles(
+                tiles, predict_proba, "roads threshold fit (224)", progress, reference_view_fn(size, antialias)
+            )
+        ]
         if not probas:
             raise ValueError("no tiles to fit the threshold on")
         quality = {t: macro_scores((p > t, m) for p, m in probas)["quality"] for t in grid}

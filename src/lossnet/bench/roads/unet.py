@@ -97,8 +97,12 @@ class UNet(nn.Module):
             raise InputError(f"U-net width and depth must be >= 1, got width={width}, depth={depth}")
         self.depth = depth
         chans = [width * 2**i for i in range(depth + 1)]
-        self.down = nn.ModuleList([_double_conv(in_channels, chans[0])] + [_double_conv(chans[i], chans[i + 1]) for i in range(depth)])
-        self.up = nn.ModuleList([nn.ConvTranspose2d(chans[i + 1], chans[i], 2, stride=2) for i in reversed(range(depth))])
+        self.down = nn.ModuleList(
+            [_double_conv(in_channels, chans[0])] + [_double_conv(chans[i], chans[i + 1]) for i in range(depth)]
+        )
+        self.up = nn.ModuleList(
+            [nn.ConvTranspose2d(chans[i + 1], chans[i], 2, stride=2) for i in reversed(range(depth))]
+        )
         self.merge = nn.ModuleList([_double_conv(2 * chans[i], chans[i]) for i in reversed(range(depth))])
         self.head = nn.Conv2d(chans[0], out_channels, 1)
         if prior is not None:
@@ -112,7 +116,9 @@ class UNet(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         m = self.multiple
         if x.shape[-1] % m or x.shape[-2] % m:
-            raise InputError(f"U-net input size {tuple(x.shape[-2:])} must be divisible by {m}; pad it (see IterativeUNet.predict)")
+            raise InputError(
+                f"U-net input size {tuple(x.shape[-2:])} must be divisible by {m}; pad it (see IterativeUNet.predict)"
+            )
         skips = []
         for i, block in enumerate(self.down):
             x = block(x if i == 0 else F.max_pool2d(x, 2))
@@ -146,7 +152,9 @@ class ReferenceUNet(nn.Module):
     divisible by 16.
     """
 
-    def __init__(self, in_channels: int = 4, base: int | None = None, down_activation: str = "relu", prior: float | None = None) -> None:
+    def __init__(
+        self, in_channels: int = 4, base: int | None = None, down_activation: str = "relu", prior: float | None = None
+    ) -> None:
         super().__init__()
         if down_activation not in DOWN_ACTIVATIONS:
             raise InputError(f"down_activation must be one of {', '.join(DOWN_ACTIVATIONS)}, got {down_activation!r}")
@@ -158,19 +166,23 @@ class ReferenceUNet(nn.Module):
         def down_act() -> nn.Module:
             return nn.LeakyReLU(LEAKY_SLOPE) if down_activation == "leaky_relu" else nn.ReLU()
 
-        self.down = nn.ModuleList([
-            _block(in_channels, b, down_act(), False),
-            _block(b, 2 * b, down_act(), False),
-            _block(2 * b, 4 * b, down_act(), False),
-            _block(4 * b, 4 * b, down_act(), False),
-        ])
+        self.down = nn.ModuleList(
+            [
+                _block(in_channels, b, down_act(), False),
+                _block(b, 2 * b, down_act(), False),
+                _block(2 * b, 4 * b, down_act(), False),
+                _block(4 * b, 4 * b, down_act(), False),
+            ]
+        )
         # up blocks take the previous up output concatenated with the matching down output
-        self.up = nn.ModuleList([
-            _block(4 * b, 4 * b, nn.ReLU(), True),
-            _block(8 * b, 2 * b, nn.ReLU(), True),
-            _block(4 * b, b, nn.ReLU(), True),
-            _block(2 * b, 1, nn.ReLU(), True),
-        ])
+        self.up = nn.ModuleList(
+            [
+                _block(4 * b, 4 * b, nn.ReLU(), True),
+                _block(8 * b, 2 * b, nn.ReLU(), True),
+                _block(4 * b, b, nn.ReLU(), True),
+                _block(2 * b, 1, nn.ReLU(), True),
+            ]
+        )
         if prior is not None:
             nn.init.constant_(self.up[-1][-1].bias, _prior_logit(prior))
 
@@ -178,7 +190,9 @@ class ReferenceUNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.shape[-1] % 16 or x.shape[-2] % 16:
-            raise InputError(f"U-net input size {tuple(x.shape[-2:])} must be divisible by 16; pad it (see IterativeUNet.predict)")
+            raise InputError(
+                f"U-net input size {tuple(x.shape[-2:])} must be divisible by 16; pad it (see IterativeUNet.predict)"
+            )
         skips = []
         for block in self.down:
             x = block(x)

@@ -73,25 +73,67 @@ def _jnd_names(value: str) -> list[str]:
 
 @dataclass
 class SimilarityConfig(CommonConfig):
-    net: str | None = option("alexnet", CommonConfig.__dataclass_fields__["net"].metadata["help"], kind="str", nullable=True)
-    layer: str | None = option("L", CommonConfig.__dataclass_fields__["layer"].metadata["help"] + "; 'all': every feature node",
-                               kind="str", nullable=True)
-    distance: str | None = option("spatial", "feature distance (spatial = Eq. 1, unweighted)", kind="str", nullable=True, choices=DISTANCES)
-    data: str | None = option(None, "BAPPS folder (containing 2afc/ and jnd/); default: the one `lossnet data fetch bapps` "
-                              "installed", kind="str", nullable=True)
-    metric_preset: str | None = option(None, "calibrated LPIPS metric (set by the lpips-* presets)", kind="str", nullable=True,
-                                       choices=tuple(LPIPS_METRICS), cli=False)
-    heads: str | None = option(None, "heads file (lossnet heads fit / export-lpips): calibrated channel weights; sets --net, "
-                               "--layer and --normalize from the file", kind="str", nullable=True, metavar="FILE")
-    heads_sha256: str | None = option(None, "sha256 of the heads file (set from --heads: the run key follows its content)",
-                                      kind="str", nullable=True, cli=False)
+    net: str | None = option(
+        "alexnet", CommonConfig.__dataclass_fields__["net"].metadata["help"], kind="str", nullable=True
+    )
+    layer: str | None = option(
+        "L",
+        CommonConfig.__dataclass_fields__["layer"].metadata["help"] + "; 'all': every feature node",
+        kind="str",
+        nullable=True,
+    )
+    distance: str | None = option(
+        "spatial", "feature distance (spatial = Eq. 1, unweighted)", kind="str", nullable=True, choices=DISTANCES
+    )
+    data: str | None = option(
+        None,
+        "BAPPS folder (containing 2afc/ and jnd/); default: the one `lossnet data fetch bapps` installed",
+        kind="str",
+        nullable=True,
+    )
+    metric_preset: str | None = option(
+        None,
+        "calibrated LPIPS metric (set by the lpips-* presets)",
+        kind="str",
+        nullable=True,
+        choices=tuple(LPIPS_METRICS),
+        cli=False,
+    )
+    heads: str | None = option(
+        None,
+        "heads file (lossnet heads fit / export-lpips): calibrated channel weights; sets --net, "
+        "--layer and --normalize from the file",
+        kind="str",
+        nullable=True,
+        metavar="FILE",
+    )
+    heads_sha256: str | None = option(
+        None,
+        "sha256 of the heads file (set from --heads: the run key follows its content)",
+        kind="str",
+        nullable=True,
+        cli=False,
+    )
     split: str = option("val", "BAPPS split (JND exists only for val)", kind="str", choices=("val", "train"))
-    subsets_2afc: list | None = option(None, "comma-separated 2AFC subsets (none: all of the split)", kind="list", nullable=True,
-                                       flag="--subsets", parse=_names)
-    subsets_jnd: list | None = option(None, "comma-separated JND subsets ('none' to skip; default traditional,cnn)", kind="list",
-                                      nullable=True, flag="--jnd-subsets", parse=_jnd_names)
-    max_items: int | None = option(None, "at most this many triplets/pairs per subset (seeded random choice)", kind="int",
-                                   nullable=True, minimum=1)
+    subsets_2afc: list | None = option(
+        None,
+        "comma-separated 2AFC subsets (none: all of the split)",
+        kind="list",
+        nullable=True,
+        flag="--subsets",
+        parse=_names,
+    )
+    subsets_jnd: list | None = option(
+        None,
+        "comma-separated JND subsets ('none' to skip; default traditional,cnn)",
+        kind="list",
+        nullable=True,
+        flag="--jnd-subsets",
+        parse=_jnd_names,
+    )
+    max_items: int | None = option(
+        None, "at most this many triplets/pairs per subset (seeded random choice)", kind="int", nullable=True, minimum=1
+    )
     size: int = option(64, "patch size the images are read at", kind="int", minimum=1, cli=False)
     batch_size: int = option(64, "patches per forward pass", kind="int", minimum=1)
     skip_bad: bool = option(False, "skip (and count) undecodable files instead of failing", kind="bool")
@@ -114,7 +156,9 @@ def list_checkpoints(folder: str) -> list[str]:
     d = Path(folder)
     if not d.is_dir():
         raise DataError(f"checkpoint folder not found: {d}")
-    files = sorted((p for p in d.iterdir() if p.is_file() and p.suffix.lower() in _CHECKPOINT_SUFFIXES), key=_natural_key)
+    files = sorted(
+        (p for p in d.iterdir() if p.is_file() and p.suffix.lower() in _CHECKPOINT_SUFFIXES), key=_natural_key
+    )
     if not files:
         raise DataError(f"no {'/'.join(_CHECKPOINT_SUFFIXES)} checkpoint files in {d}")
     return [str(p) for p in files]
@@ -129,9 +173,14 @@ class Similarity(Benchmark):
     trains = False
 
     def add_extra_arguments(self, group) -> None:
-        group.add_argument("--checkpoints", help="folder of .safetensors/.pth checkpoints of --net: one run per file (natural order)")
-        group.add_argument("--separate-layers", action="store_true",
-                           help="with a comma-separated --layer of names other than E/S/M/L: one run per layer instead of one layer set")
+        group.add_argument(
+            "--checkpoints", help="folder of .safetensors/.pth checkpoints of --net: one run per file (natural order)"
+        )
+        group.add_argument(
+            "--separate-layers",
+            action="store_true",
+            help="with a comma-separated --layer of names other than E/S/M/L: one run per layer instead of one layer set",
+        )
 
     def expand_args(self, args: argparse.Namespace, base: dict[str, Any]) -> list[dict[str, Any]]:
         """``--checkpoints DIR``: one run per checkpoint file (``weights`` = the file)."""
@@ -171,14 +220,18 @@ class Similarity(Benchmark):
         if metric_preset is not None:
             net, layers = LPIPS_METRICS[metric_preset]
             if config.net != net or config.layer != layers:
-                raise LossnetError(f"preset {metric_preset} fixes --net {net} and its LPIPS layers; do not pass --net/--layer with it")
+                raise LossnetError(
+                    f"preset {metric_preset} fixes --net {net} and its LPIPS layers; do not pass --net/--layer with it"
+                )
             config.distance = "spatial"
         if config.subsets_2afc is None:
             config.subsets_2afc = list(SUBSETS_2AFC_VAL if config.split == "val" else SUBSETS_2AFC_TRAIN)
         if config.subsets_jnd is None:
             config.subsets_jnd = list(SUBSETS_JND_VAL) if config.split == "val" else []
         if config.subsets_jnd and config.split != "val":
-            raise LossnetError("BAPPS has JND judgments only for the val split; pass --jnd-subsets none with --split train")
+            raise LossnetError(
+                "BAPPS has JND judgments only for the val split; pass --jnd-subsets none with --split train"
+            )
         if not config.subsets_2afc and not config.subsets_jnd:
             raise LossnetError("no BAPPS subset selected")
         if config.net is None:
@@ -204,13 +257,18 @@ class Similarity(Benchmark):
         path = root / "bapps"
         if not (path / "2afc").is_dir():
             write_synthetic_bapps(path, n_2afc=bs, n_jnd=bs, seed=0)
-        return SyntheticData({"data": str(path)}, {"counts": dict(REAL_SIZES["bapps"])},
-                             "similarity: synthetic BAPPS patches (64x64), item counts of the real BAPPS val split")
+        return SyntheticData(
+            {"data": str(path)},
+            {"counts": dict(REAL_SIZES["bapps"])},
+            "similarity: synthetic BAPPS patches (64x64), item counts of the real BAPPS val split",
+        )
 
     def paper_benchmark(self, config: dict[str, Any]) -> str | None:
         return "similarity"
 
-    def run(self, config: SimilarityConfig | dict[str, Any], workdir: str | Path, *, progress: bool = True) -> BenchResult:
+    def run(
+        self, config: SimilarityConfig | dict[str, Any], workdir: str | Path, *, progress: bool = True
+    ) -> BenchResult:
         return _run(self.config_object(config), workdir, progress=progress)
 
 
@@ -222,7 +280,9 @@ def _apply_heads(partial: dict[str, Any]) -> dict[str, Any]:
     path = Path(str(partial["heads"])).expanduser().resolve()
     h = load_heads(path)
     if partial.get("metric_preset") is not None or str(partial.get("preset") or "").startswith("lpips-"):
-        raise LossnetError("similarity: --heads cannot be combined with an LPIPS preset (the file brings its own heads)")
+        raise LossnetError(
+            "similarity: --heads cannot be combined with an LPIPS preset (the file brings its own heads)"
+        )
     net, layer = partial.get("net"), partial.get("layer")
     if net is not None and get_spec(str(net)).name != h.net:
         raise LossnetError(f"similarity: heads file {path} is for --net {h.net}, not {net}")
@@ -231,9 +291,17 @@ def _apply_heads(partial: dict[str, Any]) -> dict[str, Any]:
     if partial.get("distance") not in (None, "spatial"):
         raise LossnetError(f"similarity: heads calibrate the spatial distance, not --distance {partial['distance']}")
     if partial.get("normalize") not in (None, h.normalize):
-        raise LossnetError(f"similarity: heads file {path} was fitted with --normalize {h.normalize}, not {partial['normalize']}")
-    partial.update(heads=str(path), heads_sha256=heads_digest(path), net=h.net, layer=",".join(h.layers), distance="spatial",
-                   normalize=h.normalize)
+        raise LossnetError(
+            f"similarity: heads file {path} was fitted with --normalize {h.normalize}, not {partial['normalize']}"
+        )
+    partial.update(
+        heads=str(path),
+        heads_sha256=heads_digest(path),
+        net=h.net,
+        layer=",".join(h.layers),
+        distance="spatial",
+        normalize=h.normalize,
+    )
     return partial
 
 
@@ -288,7 +356,11 @@ def _run(config: SimilarityConfig, workdir: str | Path, *, progress: bool = True
     for subset in config.subsets_jnd:
         list_items(config.data, "jnd", "val", subset)
     layerwise = config.layer == "all"
-    layers = feature_nodes(config.net, config.size) if layerwise else [n.strip() for n in str(config.layer).split(",") if n.strip()]
+    layers = (
+        feature_nodes(config.net, config.size)
+        if layerwise
+        else [n.strip() for n in str(config.layer).split(",") if n.strip()]
+    )
     from lossnet.bench.base import loss_network_knobs
 
     knobs = loss_network_knobs(config)
@@ -296,16 +368,27 @@ def _run(config: SimilarityConfig, workdir: str | Path, *, progress: bool = True
         from lossnet.heads.file import heads_digest
 
         if heads_digest(config.heads) != config.heads_sha256:
-            raise LossnetError(f"similarity: heads file {config.heads} changed since the run was configured (sha256 differs)")
+            raise LossnetError(
+                f"similarity: heads file {config.heads} changed since the run was configured (sha256 differs)"
+            )
         knobs["heads"] = config.heads
     import torch
 
     torch.manual_seed(config.seed)  # weights "none" are drawn from the config's seed: one run key, one set of numbers
-    metric = build_metric(config.net, layers, config.distance, preset=config.metric_preset, weights=config.weights,
-                          weights_dir=config.weights_dir, device=device, **knobs)
+    metric = build_metric(
+        config.net,
+        layers,
+        config.distance,
+        preset=config.metric_preset,
+        weights=config.weights,
+        weights_dir=config.weights_dir,
+        device=device,
+        **knobs,
+    )
     compare = LayerwiseDistance(config.distance) if layerwise else metric.compare
-    per_2afc, per_jnd, rows, jnd_pairs = _score_subsets(config, metric.features, compare, device, layers if layerwise else None,
-                                                        progress)
+    per_2afc, per_jnd, rows, jnd_pairs = _score_subsets(
+        config, metric.features, compare, device, layers if layerwise else None, progress
+    )
 
     artifacts: dict[str, str] = {}
     if layerwise:
@@ -317,8 +400,9 @@ def _run(config: SimilarityConfig, workdir: str | Path, *, progress: bool = True
     artifacts["subsets_csv"] = str(workdir / "subsets.csv")
     weights_name = config.weights if config.weights in ("imagenet", "none") else Path(config.weights).name
     details = [{"net": config.net, "layer": config.layer, "weights": weights_name, **r} for r in rows]
-    return BenchResult(config=config, metrics=metrics, artifacts=artifacts, status="done", details=details,
-                       signature=metric.signature)
+    return BenchResult(
+        config=config, metrics=metrics, artifacts=artifacts, status="done", details=details, signature=metric.signature
+    )
 
 
 def _score_subsets(config: SimilarityConfig, features, compare, device, nodes: list[str] | None, progress: bool):
@@ -332,22 +416,32 @@ def _score_subsets(config: SimilarityConfig, features, compare, device, nodes: l
     from lossnet.bench.similarity.bapps import load_subsets
     from lossnet.bench.similarity.evaluate import distances_2afc, distances_jnd
 
-    load = dict(max_items=config.max_items, seed=config.seed, size=config.size, skip_bad=config.skip_bad,
-                num_workers=config.num_workers or 0, progress=progress)
+    load = dict(
+        max_items=config.max_items,
+        seed=config.seed,
+        size=config.size,
+        skip_bad=config.skip_bad,
+        num_workers=config.num_workers or 0,
+        progress=progress,
+    )
     run_opts = dict(batch_size=config.batch_size, device=device, progress=progress)
     rows: list[dict[str, Any]] = []
     per_2afc: dict[str, Any] = {}
     per_jnd: dict[str, Any] = {}
     jnd_pairs: list[tuple[Any, Any]] = []
     # One queue over every subset: the next one decodes in the background while this one is scored.
-    requests = [("2afc", config.split, s) for s in config.subsets_2afc] + [("jnd", "val", s) for s in config.subsets_jnd]
+    requests = [("2afc", config.split, s) for s in config.subsets_2afc] + [
+        ("jnd", "val", s) for s in config.subsets_jnd
+    ]
     layerwise = nodes is not None
     for data in load_subsets(config.data, requests, **load):
         subset = data.subset
         if data.kind == "2afc":
             d0, d1 = distances_2afc(data, features, compare, **run_opts)
             if layerwise:
-                per_2afc[subset] = np.array([scores.score_2afc(d0[:, j], d1[:, j], data.judgments) for j in range(d0.shape[1])])
+                per_2afc[subset] = np.array(
+                    [scores.score_2afc(d0[:, j], d1[:, j], data.judgments) for j in range(d0.shape[1])]
+                )
             else:
                 per_2afc[subset] = scores.score_2afc(d0, d1, data.judgments)
             score = per_2afc[subset]
@@ -386,8 +480,9 @@ def _subset_metrics(config: SimilarityConfig, per_2afc: dict, per_jnd: dict, jnd
         metrics["bapps/2afc"] = float(np.mean(list(per_2afc.values())))
     if per_jnd:
         metrics["bapps/jnd_map"] = float(np.mean(list(per_jnd.values())))
-        metrics["bapps/jnd_map_pooled"] = scores.jnd_map(np.concatenate([d for d, _ in jnd_pairs]),
-                                                         np.concatenate([s for _, s in jnd_pairs]))
+        metrics["bapps/jnd_map_pooled"] = scores.jnd_map(
+            np.concatenate([d for d, _ in jnd_pairs]), np.concatenate([s for _, s in jnd_pairs])
+        )
     if config.split == "val":
         ps = scores.perceptual_score(per_2afc)
         if np.isfinite(ps):
@@ -399,8 +494,9 @@ def _subset_metrics(config: SimilarityConfig, per_2afc: dict, per_jnd: dict, jnd
     return metrics
 
 
-def _layerwise_metrics(config: SimilarityConfig, layers: list[str], per_2afc: dict, per_jnd: dict, workdir: Path,
-                       artifacts: dict[str, str]) -> dict[str, float]:
+def _layerwise_metrics(
+    config: SimilarityConfig, layers: list[str], per_2afc: dict, per_jnd: dict, workdir: Path, artifacts: dict[str, str]
+) -> dict[str, float]:
     """``layer="all"``: the subset-mean score per node, the best node, ``layers.csv`` and the curve PNG."""
     import numpy as np
 
@@ -421,9 +517,15 @@ def _layerwise_metrics(config: SimilarityConfig, layers: list[str], per_2afc: di
         best = int(np.argmax(mean_2afc))
         metrics["bapps/2afc_best"] = float(mean_2afc[best])
         metrics["bapps/2afc_best_index"] = float(best)
-        _plot_layers(workdir / "layers_2afc.png", layers, mean_2afc, f"{config.net} ({config.distance}): 2AFC per node; best {layers[best]}")
+        _plot_layers(
+            workdir / "layers_2afc.png",
+            layers,
+            mean_2afc,
+            f"{config.net} ({config.distance}): 2AFC per node; best {layers[best]}",
+        )
         artifacts["layers_plot"] = str(workdir / "layers_2afc.png")
     return metrics
+
 
 BENCHMARK = Similarity()
 resolve_config = BENCHMARK.resolve_config

@@ -58,7 +58,10 @@ SUBSETS_2AFC_TRAIN = ("traditional", "cnn", "mix")
 #: JND subsets (validation only).
 SUBSETS_JND_VAL = ("traditional", "cnn")
 
-_FOLDERS = {"2afc": (("ref", "png"), ("p0", "png"), ("p1", "png"), ("judge", "npy")), "jnd": (("p0", "png"), ("p1", "png"), ("same", "npy"))}
+_FOLDERS = {
+    "2afc": (("ref", "png"), ("p0", "png"), ("p1", "png"), ("judge", "npy")),
+    "jnd": (("p0", "png"), ("p1", "png"), ("same", "npy")),
+}
 _IMAGE_EXT = (".png", ".jpg", ".jpeg", ".bmp")
 
 
@@ -81,7 +84,9 @@ def _list(folder: Path, ext: str) -> list[Path]:
     # scandir: is_file() from the directory entry, no stat per file; sorted by name, the order
     # Path comparison gives within one folder, without its slow __lt__
     with os.scandir(folder) as entries:
-        names = sorted(e.name for e in entries if e.is_file() and not e.name.startswith(".") and e.name.lower().endswith(exts))
+        names = sorted(
+            e.name for e in entries if e.is_file() and not e.name.startswith(".") and e.name.lower().endswith(exts)
+        )
     return [folder / name for name in names]
 
 
@@ -258,7 +263,9 @@ class BappsDataset(Dataset):
         skip_bad: kept for the caller (:func:`decode`); items are never raised here.
     """
 
-    def __init__(self, items: BappsItems, indices: Sequence[int] | None = None, size: int = 64, skip_bad: bool = False) -> None:
+    def __init__(
+        self, items: BappsItems, indices: Sequence[int] | None = None, size: int = 64, skip_bad: bool = False
+    ) -> None:
         self.items = items
         self.indices = list(range(len(items))) if indices is None else list(indices)
         self.size = size
@@ -386,7 +393,9 @@ def decode(
     return DecodedSubset(
         kind=items.kind,
         subset=subset,
-        images={name: torch.from_numpy(a if keep is None else a[keep]).permute(0, 3, 1, 2) for name, a in images.items()},
+        images={
+            name: torch.from_numpy(a if keep is None else a[keep]).permute(0, 3, 1, 2) for name, a in images.items()
+        },
         judgments=judgments if keep is None else judgments[keep],
         n_bad=len(bad),
         bad_files=bad,
@@ -432,7 +441,9 @@ def load_subset(
     return decoded
 
 
-def load_subsets(root: str | os.PathLike, requests: Sequence[tuple[str, str, str]], **options) -> Iterator[DecodedSubset]:
+def load_subsets(
+    root: str | os.PathLike, requests: Sequence[tuple[str, str, str]], **options
+) -> Iterator[DecodedSubset]:
     """:func:`load_subset` for each ``(kind, split, subset)`` of ``requests``, in order.
 
     While the caller works on one subset (runs the network on it), the next one is decoded in a

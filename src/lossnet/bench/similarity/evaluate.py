@@ -49,7 +49,9 @@ def build_metric(
     from lossnet.loss import PerceptualMetric
 
     w = WeightsSpec.parse(weights)
-    metric = PerceptualMetric(net=net, layers=tuple(layers), distance=distance, preset=preset, weights=w, weights_dir=weights_dir, **knobs)
+    metric = PerceptualMetric(
+        net=net, layers=tuple(layers), distance=distance, preset=preset, weights=w, weights_dir=weights_dir, **knobs
+    )
     metric = metric.to(device).eval()
     if channels_last:
         metric = metric.to(memory_format=torch.channels_last)
@@ -146,4 +148,3 @@ def distances_jnd(
             f = features(_to_float(torch.cat([p0[sl], p1[sl]]), device))
             ds.append(compare([x[:n] for x in f], [x[n:] for x in f]).double().cpu())
     return torch.cat(ds).numpy()
-

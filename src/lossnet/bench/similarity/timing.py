@@ -13,7 +13,9 @@ if TYPE_CHECKING:  # the package imports this module
 __all__ = ["time_evaluation"]
 
 
-def time_evaluation(config: SimilarityConfig, steps: int = 5, *, warmup: int = 1, counts: dict[str, int] | None = None) -> StepTiming:
+def time_evaluation(
+    config: SimilarityConfig, steps: int = 5, *, warmup: int = 1, counts: dict[str, int] | None = None
+) -> StepTiming:
     """Time ``steps`` batches of the similarity benchmark's BAPPS evaluation through its public
     functions: ``data`` (decoding the batch's PNGs, ``bapps.decode``), ``loss_net`` (the network and
     distances, ``evaluate.distances_2afc``) and ``metric`` (the 2AFC score of the batch).
@@ -39,8 +41,16 @@ def time_evaluation(config: SimilarityConfig, steps: int = 5, *, warmup: int = 1
         from lossnet.bench.similarity.evaluate import feature_nodes
 
         layers = feature_nodes(config.net, config.size)
-    metric = build_metric(config.net, layers, config.distance, preset=config.metric_preset, weights=config.weights,
-                          weights_dir=config.weights_dir, device=device, **loss_network_knobs(config))
+    metric = build_metric(
+        config.net,
+        layers,
+        config.distance,
+        preset=config.metric_preset,
+        weights=config.weights,
+        weights_dir=config.weights_dir,
+        device=device,
+        **loss_network_knobs(config),
+    )
     setup_s = time.perf_counter() - t_setup
     kinds = [("2afc", config.split, s) for s in config.subsets_2afc] + [("jnd", "val", s) for s in config.subsets_jnd]
     total_items = 0
@@ -51,8 +61,16 @@ def time_evaluation(config: SimilarityConfig, steps: int = 5, *, warmup: int = 1
         if config.max_items:
             n = min(n, int(config.max_items))
         total_items += n
-    steps_per_run = sum(-(-min((counts or {}).get(f"{k}/{s}") or len(bapps.list_items(config.data, k, sp, s)),
-                                  config.max_items or 10**12) // bs) for k, sp, s in kinds)
+    steps_per_run = sum(
+        -(
+            -min(
+                (counts or {}).get(f"{k}/{s}") or len(bapps.list_items(config.data, k, sp, s)),
+                config.max_items or 10**12,
+            )
+            // bs
+        )
+        for k, sp, s in kinds
+    )
     kind, split, subset = next((k for k in kinds if k[0] == "2afc"), kinds[0])
     items = bapps.list_items(config.data, kind, split, subset)
     sync = (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else (lambda: None)
@@ -63,8 +81,9 @@ def time_evaluation(config: SimilarityConfig, steps: int = 5, *, warmup: int = 1
         idx = [(i * bs + j) % n_items for j in range(bs)]
         sync()
         t0 = time.perf_counter()
-        data = bapps.decode(items, subset, idx, size=config.size, skip_bad=config.skip_bad, batch_size=bs,
-                            num_workers=0, progress=False)
+        data = bapps.decode(
+            items, subset, idx, size=config.size, skip_bad=config.skip_bad, batch_size=bs, num_workers=0, progress=False
+        )
         t1 = time.perf_counter()
         if kind == "2afc":
             d0, d1 = distances_2afc(data, metric.features, metric.compare, batch_size=bs, device=device, progress=False)
@@ -75,7 +94,9 @@ def time_evaluation(config: SimilarityConfig, steps: int = 5, *, warmup: int = 1
         sync()
         t2 = time.perf_counter()
         if kind == "2afc":
-            scores.score_2afc(np.asarray(d0).reshape(len(data), -1)[:, 0], np.asarray(d1).reshape(len(data), -1)[:, 0], data.judgments)
+            scores.score_2afc(
+                np.asarray(d0).reshape(len(data), -1)[:, 0], np.asarray(d1).reshape(len(data), -1)[:, 0], data.judgments
+            )
         else:
             scores.jnd_map(np.asarray(d0).reshape(len(data), -1)[:, 0], data.judgments)
         t3 = time.perf_counter()
@@ -89,4 +110,15 @@ def time_evaluation(config: SimilarityConfig, steps: int = 5, *, warmup: int = 1
     step_s = sum(walls) / n
     if config.num_workers:
         notes.append("decoding timed in-process (the run decodes with num_workers DataLoader workers)")
-    return StepTiming("similarity", config_dict(config), n, step_s, phases, steps_per_run, 1, setup_s + process_start_seconds(), 0.0, notes)
+    return StepTiming(
+        "similarity",
+        config_dict(config),
+        n,
+        step_s,
+        phases,
+        steps_per_run,
+        1,
+        setup_s + process_start_seconds(),
+        0.0,
+        notes,
+    )

@@ -108,56 +108,130 @@ def _parse_test(item: str) -> str:
 
 @dataclass
 class SuperresConfig(TrainingConfig):
-    net: str | None = option("vgg16", CommonConfig.__dataclass_fields__["net"].metadata["help"], kind="str", nullable=True)
-    layer: str | None = option("relu2_2", CommonConfig.__dataclass_fields__["layer"].metadata["help"], kind="str", nullable=True)
-    distance: str | None = option("mse", "feature distance of the perceptual loss (Eq. 3: mse)", kind="str", nullable=True)
+    net: str | None = option(
+        "vgg16", CommonConfig.__dataclass_fields__["net"].metadata["help"], kind="str", nullable=True
+    )
+    layer: str | None = option(
+        "relu2_2", CommonConfig.__dataclass_fields__["layer"].metadata["help"], kind="str", nullable=True
+    )
+    distance: str | None = option(
+        "mse", "feature distance of the perceptual loss (Eq. 3: mse)", kind="str", nullable=True
+    )
     scale: int = option(4, "upscaling factor", kind="int", choices=(4, 8))
-    loss: str | None = option("perceptual", "perceptual, or pixel (MSE baseline; --net/--layer ignored)", kind="str",
-                              choices=LOSSES, nullable=True)
-    train: list | None = option(None, "training image folder (repeatable; default: ../shared t91 + bsd200, or for the paper "
-                                "preset COCO train2014 from `lossnet data`)", kind="list",
-                                nullable=True, append=True, metavar="DIR",
-                                normalize=lambda v: [v] if isinstance(v, str) else v)
-    val: str | None = option(None, "validation image folder (default: hold images out of --train)", kind="str", nullable=True, metavar="DIR")
-    test: dict | None = option(None, "test set NAME=DIR (repeatable; default: ../shared sets of test_sets)", kind="dict",
-                               nullable=True, append=True, parse=_parse_test, normalize=_tests, metavar="NAME=DIR")
-    test_sets: list = option(["set5", "set14", "bsd100"], "../shared test sets used without --test", kind="list", cli=False)
+    loss: str | None = option(
+        "perceptual",
+        "perceptual, or pixel (MSE baseline; --net/--layer ignored)",
+        kind="str",
+        choices=LOSSES,
+        nullable=True,
+    )
+    train: list | None = option(
+        None,
+        "training image folder (repeatable; default: ../shared t91 + bsd200, or for the paper "
+        "preset COCO train2014 from `lossnet data`)",
+        kind="list",
+        nullable=True,
+        append=True,
+        metavar="DIR",
+        normalize=lambda v: [v] if isinstance(v, str) else v,
+    )
+    val: str | None = option(
+        None, "validation image folder (default: hold images out of --train)", kind="str", nullable=True, metavar="DIR"
+    )
+    test: dict | None = option(
+        None,
+        "test set NAME=DIR (repeatable; default: ../shared sets of test_sets)",
+        kind="dict",
+        nullable=True,
+        append=True,
+        parse=_parse_test,
+        normalize=_tests,
+        metavar="NAME=DIR",
+    )
+    test_sets: list = option(
+        ["set5", "set14", "bsd100"], "../shared test sets used without --test", kind="list", cli=False
+    )
     epochs: int = option(10, "epochs (validation + checkpoint after each)", kind="int", minimum=1)
     iters_per_epoch: int = option(2500, "optimiser steps per epoch", kind="int", minimum=1)
     batch_size: int = option(4, "HR crops per batch", kind="int", minimum=1)
     crop: int = option(288, "HR training crop size (multiple of --scale)", kind="int", minimum=1)
     lr: float = option(1e-3, "Adam learning rate", kind="float", positive=True)
-    lr_schedule: str = option("constant", "constant (paper) or cosine decay to 0 over the run", kind="str", choices=LR_SCHEDULES)
+    lr_schedule: str = option(
+        "constant", "constant (paper) or cosine decay to 0 over the run", kind="str", choices=LR_SCHEDULES
+    )
     num_blocks: int = option(4, "residual blocks of the transformation network", kind="int", minimum=1)
     channels: int = option(64, "channels of the transformation network", kind="int", minimum=1, cli=False)
-    skip: str = option("none", "none: Johnson et al.'s network; bicubic: learn a residual over bicubic upsampling", kind="str", choices=SKIPS)
-    train_images: int | None = option(None, "seeded random subset of this many training images (default all)", kind="int", nullable=True, minimum=1)
+    skip: str = option(
+        "none",
+        "none: Johnson et al.'s network; bicubic: learn a residual over bicubic upsampling",
+        kind="str",
+        choices=SKIPS,
+    )
+    train_images: int | None = option(
+        None, "seeded random subset of this many training images (default all)", kind="int", nullable=True, minimum=1
+    )
     val_images: int = option(100, "validation images (chosen/held out with the seed)", kind="int", minimum=1)
     val_crop: int = option(288, "centre crop of validation images", kind="int", minimum=1)
     grid_images: int = option(3, "images per PNG grid of a test set", kind="int", minimum=0, cli=False)
     output_bn: bool = option(False, "BatchNorm before the output tanh (the reference network has one)", kind="bool")
-    pipeline: str = option("crops", "training data: crops = random native-resolution crops + torch blur/bicubic; reference = "
-                           "resize to 288 + centre crop, LR by PIL blur radius 1 + antialiased bicubic (decoded lazily)",
-                           kind="str", choices=PIPELINES)
-    protocol: str = option("full", "test protocol: full = whole images, BT.601 Y, scale-px border, Gaussian SSIM; reference = "
-                           "the reference code's 288 centre crop, its degradation, Y' of 8-bit RGB, 2-px shave, skimage "
-                           "PSNR/SSIM", kind="str", choices=PROTOCOLS)
-    val_metric: str = option("lossnet", "checkpoint-selection PSNR: lossnet = per-image BT.601 Y-PSNR, scale-px border, 8-bit "
-                             "output, peak 255; reference = the reference's torchmetrics PSNR per batch on unquantised, unshaved "
-                             "Y, range inferred", kind="str", choices=VAL_METRICS)
-    baseline: str | None = option(None, "bicubic: evaluate bicubic upsampling alone, without training", kind="str",
-                                  nullable=True, choices=("bicubic",))
+    pipeline: str = option(
+        "crops",
+        "training data: crops = random native-resolution crops + torch blur/bicubic; reference = "
+        "resize to 288 + centre crop, LR by PIL blur radius 1 + antialiased bicubic (decoded lazily)",
+        kind="str",
+        choices=PIPELINES,
+    )
+    protocol: str = option(
+        "full",
+        "test protocol: full = whole images, BT.601 Y, scale-px border, Gaussian SSIM; reference = "
+        "the reference code's 288 centre crop, its degradation, Y' of 8-bit RGB, 2-px shave, skimage "
+        "PSNR/SSIM",
+        kind="str",
+        choices=PROTOCOLS,
+    )
+    val_metric: str = option(
+        "lossnet",
+        "checkpoint-selection PSNR: lossnet = per-image BT.601 Y-PSNR, scale-px border, 8-bit "
+        "output, peak 255; reference = the reference's torchmetrics PSNR per batch on unquantised, unshaved "
+        "Y, range inferred",
+        kind="str",
+        choices=VAL_METRICS,
+    )
+    baseline: str | None = option(
+        None,
+        "bicubic: evaluate bicubic upsampling alone, without training",
+        kind="str",
+        nullable=True,
+        choices=("bicubic",),
+    )
 
 
 PRESETS: dict[str, dict[str, Any]] = {
     # as the reference code trains it: 80 x 2,500 = 200,000 steps, seed 42, the reference data
     # pipeline and test protocol, BN before the output tanh, raw [0, 1] into the loss network,
     # googlenet/inception_v3 without transform_input
-    "paper": {"train_images": 10000, "epochs": 80, "seed": 42, "pipeline": "reference", "protocol": "reference", "output_bn": True,
-              "normalize": "none", "transform_input": False, "val_metric": "reference", "deterministic": True},
+    "paper": {
+        "train_images": 10000,
+        "epochs": 80,
+        "seed": 42,
+        "pipeline": "reference",
+        "protocol": "reference",
+        "output_bn": True,
+        "normalize": "none",
+        "transform_input": False,
+        "val_metric": "reference",
+        "deterministic": True,
+    },
     "quick": {
-        "skip": "bicubic", "lr": 5e-4, "lr_schedule": "cosine", "crop": 48, "epochs": 3, "iters_per_epoch": 300,
-        "val_images": 8, "val_crop": 96, "test_sets": ["set5", "set14"],
+        "skip": "bicubic",
+        "lr": 5e-4,
+        "lr_schedule": "cosine",
+        "crop": 48,
+        "epochs": 3,
+        "iters_per_epoch": 300,
+        "val_images": 8,
+        "val_crop": 96,
+        "test_sets": ["set5", "set14"],
     },
 }
 
@@ -167,7 +241,11 @@ def shared_data_dir() -> Path | None:
 
     Resolved: the folder goes into the run key, and ``cwd/../shared`` reached through a symlink or
     from another directory must give the key of the runs already done on the same data."""
-    candidates = [os.environ.get("LOSSNET_SHARED"), Path.cwd().parent / "shared", Path(__file__).resolve().parents[5] / "shared"]
+    candidates = [
+        os.environ.get("LOSSNET_SHARED"),
+        Path.cwd().parent / "shared",
+        Path(__file__).resolve().parents[5] / "shared",
+    ]
     for c in candidates:
         if c and (Path(c) / "data" / "sr").is_dir():
             return (Path(c) / "data" / "sr").resolve()
@@ -185,8 +263,12 @@ def _default_train(config: SuperresConfig) -> list[str]:
         return [str(shared / "t91"), str(shared / "bsd200")]
     found = locate("coco2014", "train")
     if found is None:
-        raise missing_error("coco2014", "superres training set (no --train given)", "train",
-                            extra=f"--subset {config.train_images or 10000} --seed {config.seed}")
+        raise missing_error(
+            "coco2014",
+            "superres training set (no --train given)",
+            "train",
+            extra=f"--subset {config.train_images or 10000} --seed {config.seed}",
+        )
     if config.val is None and config.preset == "paper":
         val = locate("coco2014", "val")
         if val is not None:
@@ -236,8 +318,10 @@ def _stand_ins(config: SuperresConfig) -> list[str]:
     if shared is not None:
         crops = [name for name, folder in config.test.items() if Path(folder).resolve().is_relative_to(shared)]
         if crops:
-            out.append(f"test sets {', '.join(crops)} from {shared} (the paper: Set5, Set14 and the BSDS300 test images; "
-                       f"lossnet data fetch set5 set14 bsds300)")
+            out.append(
+                f"test sets {', '.join(crops)} from {shared} (the paper: Set5, Set14 and the BSDS300 test images; "
+                f"lossnet data fetch set5 set14 bsds300)"
+            )
         if any(Path(t).resolve().is_relative_to(shared) for t in config.train):
             out.append(f"training images from {shared} (the paper: 10,000 COCO train2014 images)")
     if config.baseline is None and config.train and not config.val:
@@ -271,7 +355,9 @@ class Superres(Benchmark):
         config.train = [str(t) for t in config.train]
         test = config.test
         if not test:
-            test = {name: _optional(lambda n=name: str(_default_test(n, config.preset)), None) for name in config.test_sets}
+            test = {
+                name: _optional(lambda n=name: str(_default_test(n, config.preset)), None) for name in config.test_sets
+            }
             test = {k: v for k, v in test.items() if v is not None}
         config.test = {str(k): str(v) for k, v in test.items()}
         for folder in [*config.train, *config.test.values(), *([config.val] if config.val else [])]:
@@ -301,10 +387,15 @@ class Superres(Benchmark):
         size = max(320, int(values.get("crop", 288)) + 32, int(values.get("val_crop", 288)) + 32)
         n_val = int(values.get("val_images", 100))
         train = write_images(root / "sr_train", n_val + 16, size, 0)
-        tests = {name: write_images(root / f"sr_{name}", REAL_SIZES["superres_tests"].get(name, 5), size, 1)
-                 for name in values.get("test_sets", ["set5"])}
-        return SyntheticData({"train": [train], "test": tests}, {},
-                             f"superres: synthetic {size}x{size} images ({n_val + 16} train, real test-set counts)")
+        tests = {
+            name: write_images(root / f"sr_{name}", REAL_SIZES["superres_tests"].get(name, 5), size, 1)
+            for name in values.get("test_sets", ["set5"])
+        }
+        return SyntheticData(
+            {"train": [train], "test": tests},
+            {},
+            f"superres: synthetic {size}x{size} images ({n_val + 16} train, real test-set counts)",
+        )
 
     def paper_benchmark(self, config: dict[str, Any]) -> str | None:
         """The paper's tables have x4 and x8 super-resolution."""
@@ -314,7 +405,9 @@ class Superres(Benchmark):
             return None
         return f"superres_x{scale}" if scale in (4, 8) else None
 
-    def run(self, config: SuperresConfig | dict[str, Any], workdir: str | Path, *, progress: bool = True) -> BenchResult:
+    def run(
+        self, config: SuperresConfig | dict[str, Any], workdir: str | Path, *, progress: bool = True
+    ) -> BenchResult:
         """Train (resuming from ``workdir``), then evaluate the best weights on every test set."""
         config = self.config_object(config)
         from .evaluate import check_test_set

@@ -25,7 +25,9 @@ class BadImageWarning(UserWarning):
     """An image in a data folder was unreadable or too small and was skipped."""
 
 
-def load_folder(folders: Sequence[str | os.PathLike] | str | os.PathLike, min_size: int = 1) -> list[tuple[Path, np.ndarray]]:
+def load_folder(
+    folders: Sequence[str | os.PathLike] | str | os.PathLike, min_size: int = 1
+) -> list[tuple[Path, np.ndarray]]:
     """Decode every image of one or more folders as RGB ``uint8`` HxWx3 (greyscale is repeated).
 
     Args:
@@ -49,7 +51,11 @@ def load_folder(folders: Sequence[str | os.PathLike] | str | os.PathLike, min_si
                 warnings.warn(f"skipping unreadable image {path}: {exc}", BadImageWarning, stacklevel=2)
                 continue
             if min(arr.shape[:2]) < min_size:
-                warnings.warn(f"skipping image {path}: {arr.shape[1]}x{arr.shape[0]} is smaller than {min_size} px", BadImageWarning, stacklevel=2)
+                warnings.warn(
+                    f"skipping image {path}: {arr.shape[1]}x{arr.shape[0]} is smaller than {min_size} px",
+                    BadImageWarning,
+                    stacklevel=2,
+                )
                 continue
             out.append((path, arr))
     if not out:

@@ -50,4 +50,6 @@ def degrade(hr: torch.Tensor, scale: int, sigma: float = 1.0) -> torch.Tensor:
 def bicubic_upsample(lr: torch.Tensor, scale: int) -> torch.Tensor:
     """The bicubic baseline: LR ``(..., H, W)`` -> ``(..., H * scale, W * scale)``, clamped to [0, 1]."""
     h, w = lr.shape[-2:]
-    return TF.resize(lr, [h * scale, w * scale], interpolation=InterpolationMode.BICUBIC, antialias=False).clamp(0.0, 1.0)
+    return TF.resize(lr, [h * scale, w * scale], interpolation=InterpolationMode.BICUBIC, antialias=False).clamp(
+        0.0, 1.0
+    )

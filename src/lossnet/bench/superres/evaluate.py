@@ -43,7 +43,9 @@ def check_test_set(folder: str | Path, name: str, scale: int) -> int:
     for path in paths:
         arr = load_image_array(path, "RGB")  # DataError names the file
         if min(arr.shape[:2]) < scale:
-            raise DataError(f"test set {name!r}: {path} is {arr.shape[1]}x{arr.shape[0]}, smaller than the scale factor {scale}")
+            raise DataError(
+                f"test set {name!r}: {path} is {arr.shape[1]}x{arr.shape[0]}, smaller than the scale factor {scale}"
+            )
     return len(paths)
 
 

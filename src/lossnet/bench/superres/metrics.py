@@ -65,4 +65,6 @@ def y_psnr(pred: torch.Tensor, target: torch.Tensor, border: int = 0) -> float:
 def y_ssim(pred: torch.Tensor, target: torch.Tensor, border: int = 0) -> float:
     """SSIM (Wang et al. 2004; 11x11 Gaussian window, sigma 1.5, K = (0.01, 0.03)) on Y, range 255."""
     p, t = _prep(pred, target, border)
-    return float(structural_similarity_index_measure(p, t, data_range=255.0, gaussian_kernel=True, sigma=1.5, kernel_size=11))
+    return float(
+        structural_similarity_index_measure(p, t, data_range=255.0, gaussian_kernel=True, sigma=1.5, kernel_size=11)
+    )

@@ -61,7 +61,9 @@ class TransformNet(nn.Module):
     Input ``(N, 3, h, w)`` in [0, 1]; output ``(N, 3, h * scale, w * scale)`` in [0, 1].
     """
 
-    def __init__(self, scale: int = 4, num_blocks: int = 4, channels: int = 64, skip: str = "none", output_bn: bool = False) -> None:
+    def __init__(
+        self, scale: int = 4, num_blocks: int = 4, channels: int = 64, skip: str = "none", output_bn: bool = False
+    ) -> None:
         super().__init__()
         if scale < 2 or scale & (scale - 1):
             raise ValueError(f"scale must be a power of two >= 2, got {scale}")
@@ -76,7 +78,11 @@ class TransformNet(nn.Module):
                 nn.BatchNorm2d(channels),
                 nn.ReLU(inplace=True),
             ]
-        self.head = nn.Sequential(nn.Conv2d(3, channels, 9, padding=4, padding_mode="reflect"), nn.BatchNorm2d(channels), nn.ReLU(inplace=True))
+        self.head = nn.Sequential(
+            nn.Conv2d(3, channels, 9, padding=4, padding_mode="reflect"),
+            nn.BatchNorm2d(channels),
+            nn.ReLU(inplace=True),
+        )
         self.blocks = nn.Sequential(*[ResidualBlock(channels) for _ in range(num_blocks)])
         self.up = nn.Sequential(*ups)
         self.tail = nn.Conv2d(channels, 3, 9, padding=4, padding_mode="reflect")
@@ -90,7 +96,9 @@ class TransformNet(nn.Module):
         if x.ndim != 4 or x.shape[1] != 3:
             raise ValueError(f"expected (N, 3, H, W) input, got shape {tuple(x.shape)}")
         if min(x.shape[-2:]) < 5:
-            raise ValueError(f"input {tuple(x.shape[-2:])} too small: the 9x9 reflect-padded conv needs at least 5x5 pixels")
+            raise ValueError(
+                f"input {tuple(x.shape[-2:])} too small: the 9x9 reflect-padded conv needs at least 5x5 pixels"
+            )
         z = self.tail(self.up(self.blocks(self.head(x))))
         if self.tail_bn is not None:
             z = self.tail_bn(z)

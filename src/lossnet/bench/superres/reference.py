@@ -34,11 +34,27 @@ import numpy as np
 import torch
 from PIL import Image, ImageFilter
 
-__all__ = ["reference_pair", "reference_y", "reference_metrics", "reference_metrics_all", "ycbcr_y", "torchmetrics_range",
-           "torchmetrics_psnr", "torchmetrics_ssim", "ReferencePairs", "SHAVE", "REFERENCE_METRICS"]
+__all__ = [
+    "reference_pair",
+    "reference_y",
+    "reference_metrics",
+    "reference_metrics_all",
+    "ycbcr_y",
+    "torchmetrics_range",
+    "torchmetrics_psnr",
+    "torchmetrics_ssim",
+    "ReferencePairs",
+    "SHAVE",
+    "REFERENCE_METRICS",
+]
 
 #: The four test numbers of the reference, in lossnet's names (the reference's print labels in the comments).
-REFERENCE_METRICS = ("psnr", "ssim", "psnr_torchmetrics", "ssim_torchmetrics")  # PSNR_2, Test MSSIM, Test PSNR, Tensor MSSIM
+REFERENCE_METRICS = (
+    "psnr",
+    "ssim",
+    "psnr_torchmetrics",
+    "ssim_torchmetrics",
+)  # PSNR_2, Test MSSIM, Test PSNR, Tensor MSSIM
 
 #: Border (pixels) the reference shaves before its test metrics, at every scale.
 SHAVE = 2
@@ -137,7 +153,12 @@ def reference_metrics_all(sr: torch.Tensor, hr: torch.Tensor, sr_raw: torch.Tens
     8-bit output as saved, ``sr_raw`` the network's output before that (default ``sr``)."""
     psnr, ssim = reference_metrics(sr, hr)
     raw = sr if sr_raw is None else sr_raw
-    return {"psnr": psnr, "ssim": ssim, "psnr_torchmetrics": torchmetrics_psnr(raw, hr), "ssim_torchmetrics": torchmetrics_ssim(raw, hr)}
+    return {
+        "psnr": psnr,
+        "ssim": ssim,
+        "psnr_torchmetrics": torchmetrics_psnr(raw, hr),
+        "ssim_torchmetrics": torchmetrics_ssim(raw, hr),
+    }
 
 
 class ReferencePairs(torch.utils.data.Dataset):

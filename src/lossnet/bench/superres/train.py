@@ -32,13 +32,27 @@ if TYPE_CHECKING:  # the package imports this module
     from lossnet.bench.superres import SuperresConfig
 
 
-__all__ = ["SuperresTask", "build_model", "prepare_data", "training_setup", "train", "evaluate", "learning_rate", "validate",
-           "validate_reference"]
+__all__ = [
+    "SuperresTask",
+    "build_model",
+    "prepare_data",
+    "training_setup",
+    "train",
+    "evaluate",
+    "learning_rate",
+    "validate",
+    "validate_reference",
+]
 
 
 def build_model(config: SuperresConfig) -> TransformNet:
-    return TransformNet(scale=config.scale, num_blocks=config.num_blocks, channels=config.channels, skip=config.skip,
-                        output_bn=config.output_bn)
+    return TransformNet(
+        scale=config.scale,
+        num_blocks=config.num_blocks,
+        channels=config.channels,
+        skip=config.skip,
+        output_bn=config.output_bn,
+    )
 
 
 def _val_images(config: SuperresConfig, train_items: list) -> tuple[list, list]:
@@ -108,7 +122,9 @@ def validate(model: nn.Module, val: list[tuple[torch.Tensor, torch.Tensor]], sca
 
 
 @torch.no_grad()
-def validate_reference(model: nn.Module, val: list[tuple[torch.Tensor, torch.Tensor]], batch_size: int, device: torch.device) -> float:
+def validate_reference(
+    model: nn.Module, val: list[tuple[torch.Tensor, torch.Tensor]], batch_size: int, device: torch.device
+) -> float:
     """The reference's validation PSNR (``R:src/super_res/train.py:87-127``): torchmetrics' PSNR of
     each batch of ``batch_size`` consecutive pairs (:func:`~lossnet.bench.superres.reference.torchmetrics_psnr`:
     Y with +16 of the raw output, unshaved, unquantised, range inferred from the batch's HR Y), averaged
@@ -122,7 +138,12 @@ def validate_reference(model: nn.Module, val: list[tuple[torch.Tensor, torch.Ten
     i = 0
     while i < len(val):
         j = i + 1
-        while j < len(val) and j - i < batch_size and val[j][0].shape == val[i][0].shape and val[j][1].shape == val[i][1].shape:
+        while (
+            j < len(val)
+            and j - i < batch_size
+            and val[j][0].shape == val[i][0].shape
+            and val[j][1].shape == val[i][1].shape
+        ):
             j += 1
         lr = torch.stack([p[0] for p in val[i:j]]).to(device)
         hr = torch.stack([p[1] for p in val[i:j]])
@@ -138,8 +159,14 @@ class SuperresTask(TrainingTask):
 
     score_name = "val_psnr"
 
-    def __init__(self, config: SuperresConfig, train_items: list, val: list[tuple[torch.Tensor, torch.Tensor]], device: torch.device,
-                 progress: bool):
+    def __init__(
+        self,
+        config: SuperresConfig,
+        train_items: list,
+        val: list[tuple[torch.Tensor, torch.Tensor]],
+        device: torch.device,
+        progress: bool,
+    ):
         self.config, self.val, self.device, self.progress = config, val, device, progress
         self.model = build_model(config).to(device)
         self.loss_fn = build_loss(config).to(device)
@@ -152,7 +179,11 @@ class SuperresTask(TrainingTask):
         return getattr(self.loss_fn, "signature", None)  # None: a pixel loss
 
     def state(self) -> dict[str, Any]:
-        return {"optimizer": self.optimizer.state_dict(), "generator": self.gen.get_state(), "torch_rng": torch.get_rng_state()}
+        return {
+            "optimizer": self.optimizer.state_dict(),
+            "generator": self.gen.get_state(),
+            "torch_rng": torch.get_rng_state(),
+        }
 
     def load_state(self, state: dict[str, Any], start_epoch: int) -> None:
         self.optimizer.load_state_dict(state["optimizer"])
@@ -161,7 +192,9 @@ class SuperresTask(TrainingTask):
 
     def begin(self, start_epoch: int) -> None:
         if self.config.pipeline == "crops":
-            self.crops = RandomCrops([a for _, a in self.train_items], self.config.crop, self.config.batch_size, self.gen)
+            self.crops = RandomCrops(
+                [a for _, a in self.train_items], self.config.crop, self.config.batch_size, self.gen
+            )
 
     def batches(self, epoch: int, epochs: int):
         """``(lr, hr)`` batches of one epoch: random crops degraded in torch, or the reference pairs
@@ -176,10 +209,18 @@ class SuperresTask(TrainingTask):
         from .reference import ReferencePairs
 
         data = ReferencePairs(self.train_items, config.scale)
-        sampler = torch.utils.data.RandomSampler(data, num_samples=config.iters_per_epoch * config.batch_size, generator=self.gen)
+        sampler = torch.utils.data.RandomSampler(
+            data, num_samples=config.iters_per_epoch * config.batch_size, generator=self.gen
+        )
         workers = int(config.num_workers or 0)
-        yield from torch.utils.data.DataLoader(data, batch_size=config.batch_size, sampler=sampler, num_workers=workers,
-                                               pin_memory=self.device.type == "cuda", persistent_workers=False)
+        yield from torch.utils.data.DataLoader(
+            data,
+            batch_size=config.batch_size,
+            sampler=sampler,
+            num_workers=workers,
+            pin_memory=self.device.type == "cuda",
+            persistent_workers=False,
+        )
 
     def batch_count(self, epoch: int) -> int:
         return int(self.config.iters_per_epoch)
@@ -230,8 +271,14 @@ def training_setup(config: SuperresConfig):
     return TrainingSetup(task, int(config.iters_per_epoch), int(config.epochs))
 
 
-def train(config: SuperresConfig, workdir: Path, *, progress: bool = True, log: Callable[[str], None] | None = None,
-          resumable: Iterable[str] | None = None) -> tuple[SuperresTask, FitOutcome]:
+def train(
+    config: SuperresConfig,
+    workdir: Path,
+    *,
+    progress: bool = True,
+    log: Callable[[str], None] | None = None,
+    resumable: Iterable[str] | None = None,
+) -> tuple[SuperresTask, FitOutcome]:
     """Train (or resume training) the super-resolution network of ``config`` in ``workdir``.
 
     Returns:
@@ -241,11 +288,25 @@ def train(config: SuperresConfig, workdir: Path, *, progress: bool = True, log: 
     """
     device = resolve_device(config)
     train_items, val = prepare_data(config)
-    return fit(lambda: SuperresTask(config, train_items, val, device, progress), config, workdir,
-               resumable=resumable_keys("superres", config, resumable), device=device, log=log, name="superres")
+    return fit(
+        lambda: SuperresTask(config, train_items, val, device, progress),
+        config,
+        workdir,
+        resumable=resumable_keys("superres", config, resumable),
+        device=device,
+        log=log,
+        name="superres",
+    )
 
 
-def evaluate(config: SuperresConfig, workdir: Path, task: SuperresTask | None, outcome: FitOutcome | None, *, progress: bool = True):
+def evaluate(
+    config: SuperresConfig,
+    workdir: Path,
+    task: SuperresTask | None,
+    outcome: FitOutcome | None,
+    *,
+    progress: bool = True,
+):
     """Metrics of the best weights (``val/psnr``, per test set PSNR/SSIM next to bicubic) and PNG grids
     under the config's test protocol; with ``task`` None (``baseline = "bicubic"``) bicubic alone."""
     from lossnet.bench.base import BenchResult
@@ -267,15 +328,37 @@ def evaluate(config: SuperresConfig, workdir: Path, task: SuperresTask | None, o
     for name, folder in config.test.items():
         grid = workdir / f"grid_{name}.png"
         metrics.update(
-            evaluate_set(model, folder, config.scale, name=name, device=device, grid_path=grid if model is not None else None,
-                         grid_images=config.grid_images, progress=progress, protocol=config.protocol)
+            evaluate_set(
+                model,
+                folder,
+                config.scale,
+                name=name,
+                device=device,
+                grid_path=grid if model is not None else None,
+                grid_images=config.grid_images,
+                progress=progress,
+                protocol=config.protocol,
+            )
         )
         if model is not None:
             artifacts[f"grid_{name}"] = str(grid)
     if outcome is None:  # bicubic baseline: nothing was trained
         return BenchResult(config=config, metrics=metrics, artifacts=artifacts, status="done")
-    details = [{"epoch": h["epoch"], "train_loss": h["train_loss"], "val_psnr": h["val_psnr"],
-                "best": "*" if h["epoch"] == outcome.best_epoch else ""} for h in outcome.history]
+    details = [
+        {
+            "epoch": h["epoch"],
+            "train_loss": h["train_loss"],
+            "val_psnr": h["val_psnr"],
+            "best": "*" if h["epoch"] == outcome.best_epoch else "",
+        }
+        for h in outcome.history
+    ]
     artifacts["history"] = str(write_history(workdir, outcome))
-    return BenchResult(config=config, metrics=metrics, artifacts=artifacts, status=outcome.status, details=details,
-                       signature=outcome.signature)
+    return BenchResult(
+        config=config,
+        metrics=metrics,
+        artifacts=artifacts,
+        status=outcome.status,
+        details=details,
+        signature=outcome.signature,
+    )
