@@ -385,7 +385,6 @@ class Autoencoder(Benchmark):
         When training diverged, the MLPs are evaluated on the last good epoch's encoder (status stays
         ``diverged``); when it diverged in its first epoch there are no accuracy metrics.
         """
-        config = self.config_object(config)
         from lossnet.atomic import atomic_write_json
         from lossnet.bench.trainer import write_history
 
@@ -393,6 +392,7 @@ class Autoencoder(Benchmark):
         from .mlp import evaluate_mlps
         from .train import embed, save_reconstruction_grid, train_autoencoder
 
+        config = self.config_object(config)
         workdir = Path(workdir)
         data = load_dataset(
             config.dataset,
