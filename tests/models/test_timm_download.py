@@ -222,13 +222,87 @@ def test_default_weights_download_through_the_hub_then_load_offline_from_the_cac
     assert (len(hub.requests), len(cdn.requests)) == (n_hub, n_cdn)
 
 
-def test_a_file_missing_on_the_hub_is_one_line_weights_error(served, tmp_path):
-    hub, cdn, data, _ = served
-    hub.status[f"{REPO}/model.safetensors"] = 404  # no X-Error-Code
-    out = _run(tmp_path / "hub", hub.endpoint, offline=False)
-    assert out["type"] == "WeightsError"
+def _one_line_weights_error(out: dict) -> str:
+    assert out.get("type") == "WeightsError", out
     msg = out["error"]
     assert "\n" not in msg
-    assert msg.startswith(f"no pretrained weights for timm:{NAME}")
+    assert msg.startswith(f"no pretrained weights for timm:{NAME}: ")
     assert "weights=PATH" in msg and "weights=None" in msg
-    assert cdn.requests == []  # nothing downloaded
+    return msg
+
+
+def test_weights_missing_on_the_hub_are_a_one_line_weights_error_naming_the_url(tmp_path):
+    """The repo exists but holds no weights: timm asks for model.safetensors, then pytorch_model.bin; both
+    404 with the Hub's EntryNotFound code. The message carries the URL (huggingface_hub puts it on a
+    second line, which lossnet used to drop)."""
+    cdn = LoopbackServer().start()
+    hub = FakeHub({f"{REPO}/README.md": b"# test_resnet\n"}, cdn)
+    try:
+        out = _run(tmp_path / "hub", hub.endpoint, offline=False)
+    finally:
+        hub.stop()
+        cdn.stop()
+    msg = _one_line_weights_error(out)
+    assert f"Entry Not Found for url: {hub.endpoint}/{REPO}/resolve/main/pytorch_model.bin" in msg
+    assert hub.requests == [
+        ("HEAD", f"/{REPO}/resolve/main/model.safetensors"),
+        ("HEAD", f"/{REPO}/resolve/main/pytorch_model.bin"),
+    ]
+    assert cdn.requests == []
+
+
+@pytest.mark.slow
+def test_a_plain_404_for_the_file_is_a_one_line_weights_error(served, tmp_path):
+    hub, cdn, _, _ = served
+    hub.status[f"{REPO}/model.safetensors"] = 404  # no X-Error-Code (a mirror that is not quite the Hub)
+    msg = _one_line_weights_error(_run(tmp_path / "hub", hub.endpoint, offline=False))
+    assert "404" in msg and hub.endpoint in msg
+    assert cdn.requests == []
+
+
+def test_offline_and_not_cached_says_hf_hub_offline_not_check_your_connection(served, tmp_path, monkeypatch):
+    """In process (nothing is asked of any server): huggingface_hub's own message would say "check your
+    connection"; lossnet says the weights are not cached and HF_HUB_OFFLINE=1 forbids a download."""
+    from huggingface_hub import constants
+
+    from lossnet.errors import WeightsError
+    from lossnet.network import LossNetwork
+
+    hub, cdn, _, _ = served
+    cache = tmp_path / "hub"
+    monkeypatch.setattr(constants, "ENDPOINT", hub.endpoint)  # loopback even if it did ask
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    with pytest.raises(WeightsError) as info:
+        LossNetwork(f"timm:{NAME}", layers="E,L")
+    msg = _one_line_weights_error({"type": "WeightsError", "error": str(info.value)})
+    assert f"not in the Hugging Face cache {cache}, and HF_HUB_OFFLINE=1 forbids a download" in msg
+    assert "connection" not in msg.lower()
+    assert hub.requests == [] and cdn.requests == []
+
+
+@pytest.mark.slow
+def test_an_unreachable_hub_is_a_one_line_weights_error_naming_the_endpoint(served, tmp_path):
+    """Nothing listens at HF_ENDPOINT: huggingface_hub retries each of timm's two files with backoff
+    (about 23 s each, its defaults), then lossnet names the endpoint and the connection error."""
+    hub, _, _, _ = served
+    hub.stop()
+    cache = tmp_path / "hub"
+    msg = _one_line_weights_error(_run(cache, hub.endpoint, offline=False))
+    assert (
+        f"not in the Hugging Face cache {cache}, and the Hugging Face Hub at {hub.endpoint} could not be reached" in msg
+    )
+    assert "ConnectError" in msg
+
+
+@pytest.mark.slow
+def test_a_hub_answering_500_is_retried_then_a_one_line_weights_error(served, tmp_path):
+    """HTTP 500 for model.safetensors: huggingface_hub retries with backoff (about 23 s, its defaults), gives
+    up, and timm falls back to pytorch_model.bin (404 here), whose error is the one reported."""
+    hub, cdn, _, _ = served
+    hub.status[f"{REPO}/model.safetensors"] = 500
+    msg = _one_line_weights_error(_run(tmp_path / "hub", hub.endpoint, offline=False))
+    heads = [r for r in hub.requests if r == ("HEAD", f"/{REPO}/resolve/main/model.safetensors")]
+    assert len(heads) > 2  # retried
+    assert f"{REPO}/resolve/main/pytorch_model.bin" in msg
+    assert cdn.requests == []
