@@ -13,8 +13,11 @@ protocol ``huggingface_hub`` (``hf_hub_download``) uses for a plain-HTTP (non-Xe
 
 The served file is a safetensors state dict of timm's ``test_resnet`` (a ResNet of 0.4 M parameters that
 timm publishes as ``timm/test_resnet.r160_in1k``) made here with a fixed seed, so the expected weights
-are known. Each check runs lossnet in a subprocess whose environment points ``HF_ENDPOINT`` at the
-loopback Hub and ``HF_HUB_CACHE`` at ``tmp_path`` (``huggingface_hub`` reads both at import time).
+are known. The checks that talk to the servers run lossnet in a subprocess whose environment points
+``HF_ENDPOINT`` at the loopback Hub and ``HF_HUB_CACHE`` at ``tmp_path`` (``huggingface_hub`` reads both at
+import time); the offline-message check, which asks no server, runs in process with those constants patched.
+Not covered: Xet transfers (the real Hub adds ``X-Xet-Hash`` for Xet-backed repos; with ``hf_xet`` installed
+``huggingface_hub`` then downloads through the Xet CAS protocol, not this GET).
 """
 
 from __future__ import annotations
