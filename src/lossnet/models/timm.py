@@ -200,12 +200,34 @@ def create(arch: str, *, pretrained: bool = False) -> "nn.Module":
     try:
         return timm.create_model(info.name, pretrained=True, **info.kwargs).eval()
     except Exception as exc:  # hub errors (offline, gated, missing file) have many types
-        first = (str(exc).strip().splitlines() or [""])[0][:200]
         raise WeightsError(
             f"no pretrained weights for {arch}: timm could not read them from the Hugging Face cache or download "
-            f"them ({type(exc).__name__}: {first}); pass weights=PATH (a .safetensors/.pth state dict of the timm "
-            f"model) or weights=None for random init"
+            f"them ({_hub_reason(exc)}); pass weights=PATH (a .safetensors/.pth state dict of the timm model) or "
+            f"weights=None for random init"
         ) from exc
+
+
+def _hub_reason(exc: BaseException) -> str:
+    """Why timm's pretrained load failed, in one line.
+
+    huggingface_hub's messages span lines (the URL comes after "404 Client Error."), and when nothing is
+    cached it says "check your connection" whether the Hub was unreachable or ``HF_HUB_OFFLINE=1`` forbade
+    asking it: say which, with the cache folder and the endpoint it used (``HF_HUB_CACHE``, ``HF_ENDPOINT``).
+    """
+    text = " ".join(str(exc).split())[:300]
+    try:
+        from huggingface_hub import constants
+        from huggingface_hub.errors import LocalEntryNotFoundError
+    except ImportError:  # not a Hub error
+        return f"{type(exc).__name__}: {text}"
+    if not isinstance(exc, LocalEntryNotFoundError):
+        return f"{type(exc).__name__}: {text}"
+    where = f"not in the Hugging Face cache {constants.HF_HUB_CACHE}"
+    if constants.HF_HUB_OFFLINE:
+        return f"{where}, and HF_HUB_OFFLINE=1 forbids a download"
+    cause = exc.__cause__
+    why = f": {type(cause).__name__}: {' '.join(str(cause).split())[:200]}" if cause is not None else ""
+    return f"{where}, and the Hugging Face Hub at {constants.ENDPOINT} could not be reached{why}"
 
 
 def list_names(pattern: str = "*", *, pretrained: bool = False) -> list[str]:
