@@ -58,6 +58,9 @@ CORE_PACKAGES = {
     # the [timm] extra: imported only inside lossnet.models.timm's functions, after
     # lossnet.extras.require("timm", ...) has given the one-line install hint (issue #28)
     "timm",
+    # timm's own dependency (so present whenever timm is): lossnet.models.timm reads the Hub's error
+    # types and cache/endpoint settings to say in one line why pretrained weights failed to load
+    "huggingface_hub",
 }
 
 
