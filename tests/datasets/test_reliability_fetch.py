@@ -20,6 +20,7 @@ import io
 import json
 import os
 import re
+import signal
 import socket
 import struct
 import subprocess
@@ -184,6 +185,16 @@ class HostileServer:
         self.release.set()
         self.httpd.shutdown()
         self.httpd.server_close()
+
+
+@pytest.fixture
+def ctrl_c_raises():
+    """Ctrl-C (``_thread.interrupt_main``) raises KeyboardInterrupt even when the test run was started
+    with SIGINT ignored (a background job of a non-interactive shell): Python then leaves SIGINT at
+    SIG_IGN and ``interrupt_main`` does nothing."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
 
 
 @pytest.fixture
@@ -451,7 +462,9 @@ def test_m2_another_datasets_empty_staging_and_download_folders_survive(srv, roo
 # ------------------------------------------------------------------------------------------------
 # M3: the archive is kept until its unpack completed (Ctrl-C, full disk); the rerun downloads 0 bytes
 # ------------------------------------------------------------------------------------------------
-def test_m3_ctrl_c_during_the_unpack_of_a_50mb_archive_then_rerun_downloads_nothing(srv, root, monkeypatch):
+def test_m3_ctrl_c_during_the_unpack_of_a_50mb_archive_then_rerun_downloads_nothing(
+    srv, root, monkeypatch, ctrl_c_raises
+):
     members = {f"BSDS300/images/test/{100 + i}.jpg": os.urandom(5_000_000) for i in range(10)}  # 50 MB
     blob = _tar(members, compression="")
     ds = _archive_ds(srv, blob)
@@ -629,7 +642,7 @@ def _tiff_like(n: int) -> bytes:
     return b"II*\x00" + os.urandom(n - 4)
 
 
-def test_m8_ctrl_c_during_a_parallel_listing_fetch_exits_promptly(srv, root):
+def test_m8_ctrl_c_during_a_parallel_listing_fetch_exits_promptly(srv, root, ctrl_c_raises):
     names = [f"1007866{i}_15.tiff" for i in range(6)]
     for folder in ("sat", "map"):
         for nm in names:
