@@ -20,7 +20,7 @@ import numpy as np
 
 from lossnet import paper
 from lossnet.report.sources import ScoreKey, key_of, paper_score_keys
-from lossnet.report.tables import RANKING_SCORES, arch_order, score_ranks
+from lossnet.report.tables import arch_order, average_ranks, score_ranks
 
 __all__ = ["scores_present", "beyond_score_table", "beyond_ranking_table", "beyond_long_rows", "is_paper_net"]
 
@@ -104,16 +104,7 @@ def beyond_ranking_table(rows: Sequence[dict[str, Any]], other_rows: Sequence[di
             ranks[key] = score_ranks(best)
     out = []
     for arch in _net_order({a for r in ranks.values() for a in r}):
-        row: dict[str, Any] = {"arch": arch, "paper_net": is_paper_net(arch)}
-        used = 0
-        for bench, keys in RANKING_SCORES.items():
-            rs = [ranks[k][arch] for k in keys if k in ranks and arch in ranks[k]]
-            used += len(rs)
-            row[bench] = float(np.mean(rs)) if rs else None
-        present = [row[b] for b in RANKING_SCORES if row[b] is not None]
-        row["all"] = float(np.mean(present)) if present else None
-        row["n_scores"] = used
-        out.append(row)
+        out.append({"arch": arch, "paper_net": is_paper_net(arch), **average_ranks(arch, ranks)})
     out.sort(key=lambda r: (r["all"] is None, r["all"] if r["all"] is not None else 0.0))
     return out
 

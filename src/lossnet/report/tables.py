@@ -163,21 +163,29 @@ def ranking_table(rows: Iterable[dict[str, Any]], *, per_score: bool = False) ->
     archs = arch_order({a for v in best.values() for a in v})
     table = []
     for arch in archs:
-        row: dict[str, Any] = {"arch": arch}
-        used = 0
-        for bench, keys in RANKING_SCORES.items():
-            rs = [ranks[k][arch] for k in keys if k in ranks and arch in ranks[k]]
-            used += len(rs)
-            row[bench] = float(np.mean(rs)) if rs else None
-        present = [row[b] for b in RANKING_SCORES if row[b] is not None]
-        row["all"] = float(np.mean(present)) if present else None
-        row["n_scores"] = used
+        row: dict[str, Any] = {"arch": arch, **average_ranks(arch, ranks)}
         if per_score:
             for k in paper_score_keys():
                 if k in ranks:
                     row[f"rank:{k.label}"] = ranks[k].get(arch)
         table.append(row)
     return table
+
+
+def average_ranks(arch: str, ranks: dict[ScoreKey, dict[str, float]]) -> dict[str, Any]:
+    """Table III's rule for one architecture, given every score's ranks (``{score: {arch: rank}}``):
+    ``{"b1".."b4": mean rank over the benchmark's scores present (None without any), "all": mean of
+    the benchmark entries present, "n_scores": scores that entered}``."""
+    row: dict[str, Any] = {}
+    used = 0
+    for bench, keys in RANKING_SCORES.items():
+        rs = [ranks[k][arch] for k in keys if k in ranks and arch in ranks[k]]
+        used += len(rs)
+        row[bench] = float(np.mean(rs)) if rs else None
+    present = [row[b] for b in RANKING_SCORES if row[b] is not None]
+    row["all"] = float(np.mean(present)) if present else None
+    row["n_scores"] = used
+    return row
 
 
 def best_layer_table(
