@@ -344,7 +344,7 @@ def _run(config: SimilarityConfig, workdir: str | Path, *, progress: bool = True
         CSV (``subsets.csv``) and, for ``layer="all"``, ``layers.csv`` and ``layers_2afc.png``.
     """
     from lossnet.bench.similarity.bapps import list_items
-    from lossnet.bench.similarity.evaluate import LayerwiseDistance, build_metric, feature_nodes
+    from lossnet.bench.similarity.evaluate import LayerwiseDistance, config_metric
     from lossnet.devices import resolve_device
 
     workdir = Path(workdir)
@@ -356,35 +356,7 @@ def _run(config: SimilarityConfig, workdir: str | Path, *, progress: bool = True
     for subset in config.subsets_jnd:
         list_items(config.data, "jnd", "val", subset)
     layerwise = config.layer == "all"
-    layers = (
-        feature_nodes(config.net, config.size)
-        if layerwise
-        else [n.strip() for n in str(config.layer).split(",") if n.strip()]
-    )
-    from lossnet.bench.base import loss_network_knobs
-
-    knobs = loss_network_knobs(config)
-    if config.heads:
-        from lossnet.heads.file import heads_digest
-
-        if heads_digest(config.heads) != config.heads_sha256:
-            raise LossnetError(
-                f"similarity: heads file {config.heads} changed since the run was configured (sha256 differs)"
-            )
-        knobs["heads"] = config.heads
-    import torch
-
-    torch.manual_seed(config.seed)  # weights "none" are drawn from the config's seed: one run key, one set of numbers
-    metric = build_metric(
-        config.net,
-        layers,
-        config.distance,
-        preset=config.metric_preset,
-        weights=config.weights,
-        weights_dir=config.weights_dir,
-        device=device,
-        **knobs,
-    )
+    layers, metric = config_metric(config, device)
     compare = LayerwiseDistance(config.distance) if layerwise else metric.compare
     per_2afc, per_jnd, rows, jnd_pairs = _score_subsets(
         config, metric.features, compare, device, layers if layerwise else None, progress

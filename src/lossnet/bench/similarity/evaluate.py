@@ -18,7 +18,7 @@ import torch
 from lossnet.bench.similarity.bapps import DecodedSubset
 from lossnet.weights import WeightsSpec
 
-__all__ = ["build_metric", "feature_nodes", "LayerwiseDistance", "distances_2afc", "distances_jnd"]
+__all__ = ["build_metric", "config_metric", "feature_nodes", "LayerwiseDistance", "distances_2afc", "distances_jnd"]
 
 #: ``features(x) -> list[Tensor]`` and ``compare(fa, fb) -> Tensor(N,)`` or ``(N, L)``.
 Features = Callable[[torch.Tensor], list]
@@ -56,6 +56,45 @@ def build_metric(
     if channels_last:
         metric = metric.to(memory_format=torch.channels_last)
     return metric
+
+
+def config_metric(config, device: str | torch.device = "cpu"):
+    """``(layers, metric)`` a similarity run of ``config`` (its ``SimilarityConfig``) scores with:
+    ``layer = "all"`` is every feature node, else the comma list; a ``heads`` file must still have the
+    digest recorded when the run was configured; weights ``none`` are drawn from the config's seed
+    (one run key, one set of numbers). The run and its step timing build it here.
+
+    Raises:
+        LossnetError: the heads file changed since the run was configured.
+    """
+    from lossnet.bench.base import loss_network_knobs
+    from lossnet.errors import LossnetError
+
+    if config.layer == "all":
+        layers = feature_nodes(config.net, config.size)
+    else:
+        layers = [n.strip() for n in str(config.layer).split(",") if n.strip()]
+    knobs = loss_network_knobs(config)
+    if config.heads:
+        from lossnet.heads.file import heads_digest
+
+        if heads_digest(config.heads) != config.heads_sha256:
+            raise LossnetError(
+                f"similarity: heads file {config.heads} changed since the run was configured (sha256 differs)"
+            )
+        knobs["heads"] = config.heads
+    torch.manual_seed(config.seed)
+    metric = build_metric(
+        config.net,
+        layers,
+        config.distance,
+        preset=config.metric_preset,
+        weights=config.weights,
+        weights_dir=config.weights_dir,
+        device=device,
+        **knobs,
+    )
+    return layers, metric
 
 
 def feature_nodes(arch: str, size: int = 64) -> list[str]:

@@ -26,51 +26,27 @@ def time_evaluation(
     import numpy as np
     import torch
 
-    from lossnet.bench.base import config_dict, loss_network_knobs
+    from lossnet.bench.base import config_dict
     from lossnet.bench.profile import StepTiming, process_start_seconds
     from lossnet.bench.similarity import bapps, scores
-    from lossnet.bench.similarity.evaluate import build_metric, distances_2afc
+    from lossnet.bench.similarity.evaluate import config_metric, distances_2afc
     from lossnet.devices import resolve_device
 
     device = resolve_device(config)
     bs = int(config.batch_size)
     t_setup = time.perf_counter()
-    layers = [n.strip() for n in str(config.layer).split(",") if n.strip()]
     notes: list[str] = []
-    if config.layer == "all":
-        from lossnet.bench.similarity.evaluate import feature_nodes
-
-        layers = feature_nodes(config.net, config.size)
-    metric = build_metric(
-        config.net,
-        layers,
-        config.distance,
-        preset=config.metric_preset,
-        weights=config.weights,
-        weights_dir=config.weights_dir,
-        device=device,
-        **loss_network_knobs(config),
-    )
+    _, metric = config_metric(config, device)
     setup_s = time.perf_counter() - t_setup
     kinds = [("2afc", config.split, s) for s in config.subsets_2afc] + [("jnd", "val", s) for s in config.subsets_jnd]
-    total_items = 0
-    for kind, split, subset in kinds:
+    steps_per_run = 0
+    for kind, split, subset in kinds:  # batches of the full run: items of each subset (real counts), capped
         n = (counts or {}).get(f"{kind}/{subset}")
         if n is None:
             n = len(bapps.list_items(config.data, kind, split, subset))
         if config.max_items:
             n = min(n, int(config.max_items))
-        total_items += n
-    steps_per_run = sum(
-        -(
-            -min(
-                (counts or {}).get(f"{k}/{s}") or len(bapps.list_items(config.data, k, sp, s)),
-                config.max_items or 10**12,
-            )
-            // bs
-        )
-        for k, sp, s in kinds
-    )
+        steps_per_run += -(-n // bs)
     kind, split, subset = next((k for k in kinds if k[0] == "2afc"), kinds[0])
     items = bapps.list_items(config.data, kind, split, subset)
     sync = (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else (lambda: None)
