@@ -63,7 +63,6 @@ def _list(args) -> int:
 
 
 def _show(args) -> int:
-    from lossnet.models.layers import list_nodes
     from lossnet.models.registry import get_spec
 
     spec = get_spec(args.arch)
@@ -83,6 +82,13 @@ def _show(args) -> int:
         print("measured: " + ", ".join(f"{k} {v}" for k, v in attrs.items()))
         if spec.in_paper:
             print_table([{"point": k, **layer_stats(args.arch, k)} for k in spec.layers])
+    return _show_aliases_and_nodes(args, spec)
+
+
+def _show_aliases_and_nodes(args, spec) -> int:
+    """The end of ``nets show``: layer aliases, and every feature node with ``--nodes``."""
+    from lossnet.models.layers import list_nodes
+
     if spec.aliases:
         print("aliases: " + ", ".join(f"{k}={v}" for k, v in spec.aliases.items()))
     if args.nodes:
@@ -92,7 +98,6 @@ def _show(args) -> int:
 
 
 def _show_timm(args, spec) -> int:
-    from lossnet.models.layers import list_nodes
     from lossnet.models.timm import describe
 
     info = describe(args.arch)
@@ -112,9 +117,4 @@ def _show_timm(args, spec) -> int:
         )
     print("extraction points (lossnet's rule, docs/backbones.md):")
     print_table([{"point": k, "node": v} for k, v in spec.layers.items()])
-    if spec.aliases:
-        print("aliases: " + ", ".join(f"{k}={v}" for k, v in spec.aliases.items()))
-    if args.nodes:
-        for n in list_nodes(args.arch):
-            print(n)
-    return 0
+    return _show_aliases_and_nodes(args, spec)
