@@ -86,8 +86,6 @@ def main(argv: list[str] | None = None) -> int:
         for workers in (0, args.workers):
             c = dict(config, num_workers=workers)
             t = time_benchmark(bench, c, None, args.steps, warmup=args.warmup, fixed=False, sizes=sizes)
-            if sizes and bench.trains:
-                bench.scale_to_real(bench.config_object(c), t, sizes)
             title = f"{label} ({args.preset}, {c.get('net')} {c.get('layer')}, {c.get('device') or 'default device'}, num_workers {workers})"
             print(f"\n{title}: {t.steps_timed} steps, {t.steps_per_run} steps per run")
             print_table(format_profile(t))

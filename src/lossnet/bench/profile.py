@@ -282,8 +282,9 @@ def time_benchmark(
 
     The benchmark's :meth:`~lossnet.bench.base.Benchmark.time_steps` times it when it has its own
     kind of step (similarity: evaluation batches); else its :meth:`training_setup`'s training steps.
-    ``sizes``: the real data's sizes when ``config`` points at synthetic data. ``workdir`` receives
-    the reduced run's files (a temporary folder when None).
+    ``sizes``: the real data's sizes when ``config`` points at synthetic data; the timing is scaled
+    to them (the benchmark's ``scale_to_real``). ``workdir`` receives the reduced run's files (a
+    temporary folder when None).
     """
     config = bench.config_object(config)
     _use_threads(config.threads)
@@ -307,6 +308,8 @@ def time_benchmark(
         list(setup.notes),
     )
     del setup
+    if sizes:
+        bench.scale_to_real(config, timing, sizes)
     if fixed:
         timing.setup_s = fixed_cost(bench, config, workdir, timing)
     return timing

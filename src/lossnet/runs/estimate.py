@@ -312,8 +312,6 @@ def estimate_grid(
             sizes = real.get(bench.name, {})
             timing = time_benchmark(bench, config, None, steps, warmup=warmup, fixed=False, sizes=sizes)
             if bench.trains:
-                if sizes:
-                    bench.scale_to_real(bench.config_object(config), timing, sizes)
                 gkey = _group_key(config, _LOSS_KEYS)
                 if gkey not in fixed_cache:
                     with _quiet():
