@@ -165,7 +165,8 @@ def section_loss(args, res: dict, save) -> None:
             print(f"  compile {r['case']}: {r['impl']} first step (compile) {r['first_step_s']:.1f} s")
 
 
-def _sr_config(args, net: str, layer: str, amp: str, train_dir: str, test_dir: str, **over) -> dict:
+def _sr_config(args, net: str, layer: str, amp: str, train_dir: str, test_dir: str, **over):
+    """The superres benchmark's config object (``SuperresConfig``) of the paper preset with these values."""
     from lossnet.bench.base import get_benchmark
 
     partial = {
@@ -177,11 +178,13 @@ def _sr_config(args, net: str, layer: str, amp: str, train_dir: str, test_dir: s
         "device": args.device,
         "train": [train_dir],
         "test": {"synthetic": test_dir},
+        "allow_stand_in": True,  # synthetic images stand in for COCO: the paper preset refuses them otherwise
         **over,
     }
     if args.tiny:
         partial.update(crop=32, batch_size=2, num_blocks=1, channels=8, pipeline="crops", val_crop=32)
-    return get_benchmark("superres").resolve_config(partial)
+    bench = get_benchmark("superres")
+    return bench.config_object(bench.resolve_config(partial))
 
 
 def _synthetic_images(folder: Path, n: int, size: int, seed: int = 0) -> None:
@@ -214,33 +217,33 @@ def _has_numpy() -> bool:
         return False
 
 
-def time_sr_step(config: dict, steps: int, warmup: int) -> dict:
+def time_sr_step(config, steps: int, warmup: int) -> dict:
     """Seconds per super-resolution training step of ``config`` on synthetic batches on the device."""
     import torch
 
     from lossnet.bench.base import build_training_loss
     from lossnet.bench.superres.model import TransformNet
 
-    device = torch.device(config["device"])
+    device = torch.device(config.device)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # as the trainer core sets it
-    torch.manual_seed(config["seed"])
+    torch.manual_seed(config.seed)
     model = TransformNet(
-        scale=config["scale"],
-        num_blocks=config["num_blocks"],
-        channels=config["channels"],
-        skip=config["skip"],
-        output_bn=config.get("output_bn", False),
+        scale=config.scale,
+        num_blocks=config.num_blocks,
+        channels=config.channels,
+        skip=config.skip,
+        output_bn=config.output_bn,
     ).to(device)
-    if config.get("channels_last"):
+    if config.channels_last:
         model.to(memory_format=torch.channels_last)
     loss_fn = build_training_loss(config).to(device)
-    opt = torch.optim.Adam(model.parameters(), lr=config["lr"])
-    amp = config["amp"]
+    opt = torch.optim.Adam(model.parameters(), lr=config.lr)
+    amp = config.amp
     scaler = torch.cuda.amp.GradScaler() if amp == "fp16" else None
-    crop, batch = config["crop"], config["batch_size"]
+    crop, batch = config.crop, config.batch_size
     hr = torch.rand(batch, 3, crop, crop, device=device)
-    lr = torch.nn.functional.avg_pool2d(hr, config["scale"])
+    lr = torch.nn.functional.avg_pool2d(hr, config.scale)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
 
     def one() -> None:
@@ -311,9 +314,9 @@ def section_superres(args, res: dict, save) -> None:
                     "run": key,
                     "status": "ok",
                     **r,
-                    "crop": cfg["crop"],
-                    "batch": cfg["batch_size"],
-                    "steps_per_run": cfg["epochs"] * cfg["iters_per_epoch"],
+                    "crop": cfg.crop,
+                    "batch": cfg.batch_size,
+                    "steps_per_run": cfg.epochs * cfg.iters_per_epoch,
                 }
             except Exception as exc:  # noqa: BLE001
                 row = {"run": key, "status": f"failed ({_err(exc)})"}
@@ -420,7 +423,7 @@ def _y_psnr(sr, hr, border: int) -> float:
     return 10 * math.log10(255.0**2 / max(mse, 1e-12))
 
 
-def agreement_fallback(config: dict, steps: int, val_hr) -> tuple[float, str]:
+def agreement_fallback(config, steps: int, val_hr) -> tuple[float, str]:
     """Without the benchmark's trainer (its torchmetrics/tqdm absent): the same model, loss,
     optimiser, autocast and seed in a plain loop on seeded synthetic batches; best-of-one
     validation Y-PSNR after ``steps`` steps."""
@@ -430,21 +433,21 @@ def agreement_fallback(config: dict, steps: int, val_hr) -> tuple[float, str]:
     from lossnet.bench.superres.degrade import degrade
     from lossnet.bench.superres.model import TransformNet
 
-    device = torch.device(config["device"])
-    torch.manual_seed(config["seed"])
+    device = torch.device(config.device)
+    torch.manual_seed(config.seed)
     model = TransformNet(
-        scale=config["scale"],
-        num_blocks=config["num_blocks"],
-        channels=config["channels"],
-        skip=config["skip"],
-        output_bn=config.get("output_bn", False),
+        scale=config.scale,
+        num_blocks=config.num_blocks,
+        channels=config.channels,
+        skip=config.skip,
+        output_bn=config.output_bn,
     ).to(device)
     loss_fn = build_training_loss(config).to(device)
-    opt = torch.optim.Adam(model.parameters(), lr=config["lr"])
-    g = torch.Generator().manual_seed(config["seed"])
-    crop, scale, amp = config["crop"], config["scale"], config["amp"]
+    opt = torch.optim.Adam(model.parameters(), lr=config.lr)
+    g = torch.Generator().manual_seed(config.seed)
+    crop, scale, amp = config.crop, config.scale, config.amp
     for _ in range(steps):
-        i = torch.randint(0, len(_POOL), (config["batch_size"],), generator=g)
+        i = torch.randint(0, len(_POOL), (config.batch_size,), generator=g)
         hr = torch.stack([_POOL[int(k)] for k in i])
         top, left = (int(v) for v in torch.randint(0, hr.shape[-1] - crop + 1, (2,), generator=g))
         hr = hr[..., top : top + crop, left : left + crop]
@@ -525,8 +528,8 @@ def section_agreement(args, res: dict, save) -> None:
         else:
             if not _POOL:
                 _POOL.extend(_load_images(tmp / "train"))
-            val_hr = [h[:, : cfg["val_crop"], : cfg["val_crop"]] for h in _load_images(tmp / "val")]
-            cfg["crop"] = min(cfg["crop"], size)
+            val_hr = [h[:, : cfg.val_crop, : cfg.val_crop] for h in _load_images(tmp / "val")]
+            cfg.crop = min(cfg.crop, size)
             psnr[amp], status = agreement_fallback(cfg, steps, val_hr)
         res[f"val_psnr_{amp}"] = psnr[amp]
         res[f"seconds_{amp}"] = time.monotonic() - t0
