@@ -720,6 +720,16 @@ def _get_index(urls: list[str], what: str, manual: str) -> tuple[str, str]:
     )
 
 
+def _parallel_files(fn, items: list, workers: int, desc: str, progress: bool | None, stop: threading.Event) -> None:
+    """:func:`_parallel` under a per-file progress bar (``progress`` None: only on a terminal)."""
+    from tqdm.auto import tqdm
+
+    with tqdm(
+        total=len(items), unit="file", desc=desc, leave=False, disable=None if progress is None else not progress
+    ) as bar:
+        _parallel(fn, items, workers, bar, stop)
+
+
 def _parallel(fn, items: list, workers: int, bar=None, stop: threading.Event | None = None, grace: float = 2.0) -> None:
     """Run ``fn(item)`` for every item on ``workers`` threads; the first error (or Ctrl-C) stops the rest.
 
@@ -786,7 +796,6 @@ def _parallel(fn, items: list, workers: int, bar=None, stop: threading.Event | N
 def _fetch_listing(
     ds: Dataset, p: Part, root: Path, mirror, retries, progress, say, backoff, workers: int = 4
 ) -> PartResult:
-    from tqdm.auto import tqdm
 
     downloads = root / DOWNLOADS / ds.name / p.name
     staging = _staging(root, ds, p)
@@ -827,14 +836,7 @@ def _fetch_listing(
             os.replace(path, sub / name)
             source_path(path).unlink(missing_ok=True)
 
-        with tqdm(
-            total=len(todo),
-            unit="file",
-            desc=f"{ds.name} {p.name}/{remote.filename}",
-            leave=False,
-            disable=None if progress is None else not progress,
-        ) as bar:
-            _parallel(one, todo, workers, bar, stop)
+        _parallel_files(one, todo, workers, f"{ds.name} {p.name}/{remote.filename}", progress, stop)
         sources.append(
             {
                 "file": remote.filename,
@@ -855,7 +857,6 @@ def _fetch_subset(
     ds: Dataset, p: Part, root: Path, n: int, seed: int, mirror, retries, progress, say, space_check, workers: int = 8
 ) -> PartResult:
     import requests
-    from tqdm.auto import tqdm
 
     from .remotezip import RemoteZip
 
@@ -945,14 +946,7 @@ def _fetch_subset(
             )
         os.replace(tmp, target)
 
-    with tqdm(
-        total=len(todo),
-        unit="file",
-        desc=f"{ds.name} {p.name} subset",
-        leave=False,
-        disable=None if progress is None else not progress,
-    ) as bar:
-        _parallel(one, todo, workers, bar, stop)
+    _parallel_files(one, todo, workers, f"{ds.name} {p.name} subset", progress, stop)
     files = {_strip(c, prefix): sha256_file(content / _strip(c, prefix)) for c in chosen}
     nbytes = sum(candidates[c].file_size for c in chosen)
     subset = {"n": len(chosen), "seed": seed, "of": len(candidates), "rule": SUBSET_RULE, "requested": n}
